@@ -1,0 +1,15 @@
+import PostgresNIO
+
+extension PSQLError {
+    /// The five-character SQLSTATE the server sent, if it sent one.
+    var sqlState: String? { self.serverInfo?[.sqlState] }
+}
+
+/// SQLSTATE codes the queue branches on.
+enum SQLState {
+    static let foreignKeyViolation = "23503"
+    static let checkViolation = "23514"
+    static let uniqueViolation = "23505"
+    static let invalidTextRepresentation = "22P02"
+    static let undefinedTable = "42P01"
+}

@@ -1,0 +1,251 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Claims jobs and runs them, as a swift-service-lifecycle `Service`.
+///
+/// - Wakes on `LISTEN/NOTIFY` (unless `pollOnly`) and polls every `pollInterval` as the floor.
+/// - Claims as many jobs as it has free slots, in one statement.
+/// - Heartbeats each running job; when the lease is lost the handler is cancelled and its
+///   result discarded, when a cancel is requested the handler is cancelled and the job
+///   ends `cancelled`.
+/// - On graceful shutdown it stops claiming at once, lets running jobs finish within
+///   `shutdownGracePeriod`, then cancels them and hands them back without burning an attempt.
+public final class JobProcessor: Service, Sendable {
+    public typealias Handler = @Sendable (ClaimedJob, JobContext) async throws -> Void
+
+    public struct Configuration: Sendable {
+        /// Names this worker in `lease_owner`.
+        public var workerID: String
+        /// The kinds this processor claims; each needs a handler.
+        public var kinds: [JobKind]
+        /// How many jobs run at once.
+        public var concurrency: Int = 4
+        public var pollInterval: Duration = .seconds(1)
+        public var heartbeatInterval: Duration = .seconds(10)
+        public var shutdownGracePeriod: Duration = .seconds(30)
+        /// Poll only, no `LISTEN` (for transaction-mode connection poolers).
+        public var pollOnly: Bool = false
+
+        public init(workerID: String, kinds: [JobKind], concurrency: Int = 4, pollInterval: Duration = .seconds(1),
+                    heartbeatInterval: Duration = .seconds(10), shutdownGracePeriod: Duration = .seconds(30),
+                    pollOnly: Bool = false) {
+            self.workerID = workerID
+            self.kinds = kinds
+            self.concurrency = max(1, concurrency)
+            self.pollInterval = pollInterval
+            self.heartbeatInterval = heartbeatInterval
+            self.shutdownGracePeriod = shutdownGracePeriod
+            self.pollOnly = pollOnly
+        }
+    }
+
+    public let queue: JobQueue
+    public let settings: DatabaseSettings
+    public let configuration: Configuration
+    let logger: Logger
+    let handler: Handler
+
+    private struct State {
+        var inFlight = 0
+        var stopping = false
+    }
+    private let state = Mutex(State())
+
+    public init(queue: JobQueue, settings: DatabaseSettings, configuration: Configuration,
+                logger: Logger, handler: @escaping Handler) {
+        self.queue = queue
+        self.settings = settings
+        self.configuration = configuration
+        self.logger = logger
+        self.handler = handler
+    }
+
+    /// Jobs running right now.
+    public var inFlight: Int { self.state.withLock { $0.inFlight } }
+
+    private struct GracePeriodOver: Error {}
+
+    public func run() async throws {
+        let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let (drained, drain) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let wakeUp: @Sendable () -> Void = { wake.yield() }
+
+        await withDiscardingTaskGroup { helpers in
+            if !self.configuration.pollOnly {
+                let listener = JobNotificationListener(settings: self.settings,
+                                                       kinds: Set(self.configuration.kinds.map(\.rawValue)),
+                                                       logger: self.logger, wake: wakeUp)
+                helpers.addTask { await listener.run() }
+            }
+            helpers.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: self.configuration.pollInterval)
+                    wakeUp()
+                }
+            }
+
+            do {
+                try await withThrowingDiscardingTaskGroup { jobs in
+                    await withGracefulShutdownHandler {
+                        wakeUp()
+                        for await _ in wakeups {
+                            await self.claimAndStart(into: &jobs, wake: wakeUp, drain: drain)
+                        }
+                    } onGracefulShutdown: {
+                        self.state.withLock { $0.stopping = true }
+                        wake.finish()
+                    }
+                    // Stopped claiming. Give running jobs the grace period, then cancel
+                    // them; cancelled jobs hand themselves back.
+                    if self.inFlight > 0 {
+                        self.logger.info("waiting for running jobs before shutdown",
+                                         metadata: ["jobs": "\(self.inFlight)",
+                                                    "grace_seconds": "\(self.configuration.shutdownGracePeriod.seconds)"])
+                        let grace = self.configuration.shutdownGracePeriod
+                        jobs.addTask {
+                            try await withThrowingTaskGroup(of: Bool.self) { race in
+                                race.addTask { for await _ in drained { return true }; return true }
+                                race.addTask { try await Task.sleep(for: grace); return false }
+                                let finished = try await race.next() ?? true
+                                race.cancelAll()
+                                if !finished { throw GracePeriodOver() }
+                            }
+                        }
+                    }
+                }
+            } catch is GracePeriodOver {
+                self.logger.warning("grace period over: running jobs were handed back")
+            } catch {
+                self.logger.error("job processor stopped", metadata: ["error": "\(String(reflecting: error))"])
+            }
+            helpers.cancelAll()
+        }
+    }
+
+    private func claimAndStart(into jobs: inout ThrowingDiscardingTaskGroup<any Error>,
+                               wake: @escaping @Sendable () -> Void,
+                               drain: AsyncStream<Void>.Continuation) async {
+        let free = self.state.withLock { $0.stopping ? 0 : self.configuration.concurrency - $0.inFlight }
+        guard free > 0 else { return }
+        let claimed: [ClaimedJob]
+        do {
+            claimed = try await self.queue.claim(kinds: self.configuration.kinds, limit: free,
+                                                 owner: self.configuration.workerID)
+        } catch {
+            self.logger.warning("claim failed; will retry on the next poll",
+                                metadata: ["error": "\(String(reflecting: error))"])
+            return
+        }
+        guard !claimed.isEmpty else { return }
+        self.state.withLock { $0.inFlight += claimed.count }
+        for job in claimed {
+            jobs.addTask {
+                await self.execute(job)
+                let (left, stopping) = self.state.withLock { state -> (Int, Bool) in
+                    state.inFlight -= 1
+                    return (state.inFlight, state.stopping)
+                }
+                if stopping && left == 0 { drain.yield() }
+                wake()
+            }
+        }
+        // A full batch means more may be waiting.
+        if claimed.count == free { wake() }
+    }
+
+    /// Runs one claimed job to an outcome: succeeded, retried or failed, cancelled,
+    /// handed back (shutdown), or dropped (lease lost).
+    func execute(_ job: ClaimedJob) async {
+        var logger = self.logger
+        logger[metadataKey: MetadataKey.jobID] = "\(job.id)"
+        logger[metadataKey: MetadataKey.jobKind] = "\(job.kind)"
+        logger[metadataKey: MetadataKey.jobAttempt] = "\(job.attempt)"
+        let context = JobContext(job: job, logger: logger, queue: self.queue)
+        let started = ContinuousClock.now
+
+        let outcome: Result<Void, any Error> = await withTaskGroup(of: Result<Void, any Error>?.self) { group in
+            group.addTask {
+                do {
+                    try await self.handler(job, context)
+                    return .success(())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                await self.heartbeat(context)
+                return nil
+            }
+            // The first to finish decides: the handler's result, or the heartbeat giving up.
+            var result: Result<Void, any Error> = .failure(CancellationError())
+            while let next = await group.next() {
+                if let next { result = next; break }
+                if context.shouldStop { group.cancelAll() }
+            }
+            group.cancelAll()
+            // Wait for the handler to wind down when the heartbeat stopped it.
+            while let next = await group.next() { if let next { result = next } }
+            return result
+        }
+
+        // Database writes below must happen even when this task was cancelled by a
+        // shutdown, so they run in a task that does not inherit the cancellation.
+        let shuttingDown = Task.isCancelled
+        let stop = context.stop.withLock { $0 }
+        await Task {
+            do {
+                switch (stop, outcome) {
+                case (.leaseLost, _):
+                    logger.warning("lease lost: the job's result was discarded; another worker owns it now")
+                case (.cancelRequested, _):
+                    try await self.queue.acknowledgeCancel(job)
+                    logger.info("job cancelled on request")
+                case (nil, .success):
+                    try await self.queue.complete(job)
+                    logger.debug("job succeeded", metadata: ["seconds": "\((ContinuousClock.now - started).seconds)"])
+                case (nil, .failure) where shuttingDown:
+                    try await self.queue.release(job)
+                    logger.info("job handed back at shutdown")
+                case (nil, .failure(let error)):
+                    let permanent = error is PermanentJobFailure
+                    let state = try await self.queue.fail(job, error: String(describing: error), retryable: !permanent)
+                    logger.warning("job failed", metadata: ["error": "\(error)", "now": "\(state)"])
+                }
+            } catch {
+                logger.warning("could not record the job's outcome",
+                               metadata: ["error": "\(String(reflecting: error))"])
+            }
+        }.value
+    }
+
+    /// Renews the lease every `heartbeatInterval` until cancelled, or until the lease is
+    /// lost or a cancel is requested (recorded in the context). A heartbeat that fails for
+    /// another reason is retried; once the lease's own expiry has passed without a
+    /// renewal, the job is treated as lost.
+    private func heartbeat(_ context: JobContext) async {
+        var expires = context.job.leaseExpiresAt
+        while !Task.isCancelled {
+            try? await Task.sleep(for: self.configuration.heartbeatInterval)
+            if Task.isCancelled { return }
+            do {
+                let beat = try await self.queue.heartbeat(context.job)
+                expires = beat.leaseExpiresAt
+                if beat.cancelRequested {
+                    context.stop.withLock { $0 = $0 ?? .cancelRequested }
+                    return
+                }
+            } catch let error as QueueError where error.code == .leaseLost {
+                context.stop.withLock { $0 = .leaseLost }
+                return
+            } catch {
+                context.logger.warning("heartbeat failed", metadata: ["error": "\(String(reflecting: error))"])
+                if Date() >= expires {
+                    context.stop.withLock { $0 = .leaseLost }
+                    return
+                }
+            }
+        }
+    }
+}

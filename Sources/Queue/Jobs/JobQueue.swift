@@ -1,0 +1,340 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The PostgreSQL job queue: enqueue, claim, heartbeat, complete, fail, cancel, hand back.
+///
+/// Every change to a running job is fenced on the claim's `leaseToken` and on the lease
+/// being unexpired (`WHERE id = $1 AND lease_token = $2 AND state = 'running' AND
+/// lease_expires_at > now()`): a caller whose lease expired, was rescued or was handed to
+/// another worker changes nothing and gets ``QueueError/Code/leaseLost``. A lease that
+/// expired is never renewed, even before the rescuer gets to it.
+public struct JobQueue: Sendable {
+    /// Lease and retry settings.
+    public struct Configuration: Sendable {
+        /// How long a claim holds without a heartbeat. A dead worker's job is rescued
+        /// about this long after its last heartbeat.
+        public var leaseDuration: Duration = .seconds(45)
+        /// The backoff between failed attempts.
+        public var retry: RetryPolicy = RetryPolicy()
+
+        public init(leaseDuration: Duration = .seconds(45), retry: RetryPolicy = RetryPolicy()) {
+            self.leaseDuration = leaseDuration
+            self.retry = retry
+        }
+    }
+
+    /// The channel `jobs_notify()` sends on; the payload is the job's kind.
+    public static let notificationChannel = "flotilla_jobs"
+
+    public let client: PostgresClient
+    public let configuration: Configuration
+    public let logger: Logger
+
+    public init(client: PostgresClient, configuration: Configuration = Configuration(), logger: Logger) {
+        self.client = client
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    // MARK: Enqueue
+
+    /// The job an enqueue produced, and whether this call created it (`false` when the
+    /// idempotency key was already taken and the existing job is returned).
+    public struct Enqueued: Sendable, Hashable {
+        public var id: Int64
+        public var created: Bool
+    }
+
+    /// Enqueues one job. Bad input is refused before anything is written.
+    @discardableResult
+    public func enqueue(_ job: NewJob) async throws -> Enqueued {
+        try job.validate()
+        let inserted: Int64? = try await self.mapErrors {
+            let rows = try await self.client.query("""
+                INSERT INTO jobs (kind, payload, priority, max_attempts, run_after, idempotency_key)
+                VALUES (\(job.kind.rawValue), \(job.payload)::jsonb, \(job.priority), \(job.maxAttempts),
+                        coalesce(\(job.runAfter), now()), \(job.idempotencyKey))
+                ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING id
+                """, logger: self.logger)
+            return try await rows.decode(Int64.self).first { _ in true }
+        }
+        if let inserted { return Enqueued(id: inserted, created: true) }
+        // The key was taken. A second statement sees the row even when the competing
+        // insert committed after this statement's snapshot was taken.
+        guard let key = job.idempotencyKey else {
+            throw QueueError(.database, "enqueue returned no row")
+        }
+        let rows = try await self.client.query("SELECT id FROM jobs WHERE idempotency_key = \(key)", logger: self.logger)
+        guard let existing = try await rows.decode(Int64.self).first(where: { _ in true }) else {
+            throw QueueError(.database, "the job holding this idempotency key vanished while enqueueing; try again")
+        }
+        return Enqueued(id: existing, created: false)
+    }
+
+    /// Enqueues many jobs in one statement (no idempotency keys). Returns their ids in order.
+    @discardableResult
+    public func enqueue(batch jobs: [NewJob]) async throws -> [Int64] {
+        guard !jobs.isEmpty else { return [] }
+        for job in jobs {
+            try job.validate()
+            guard job.idempotencyKey == nil else {
+                throw QueueError(.invalidInput, "batch enqueue does not take idempotency keys; enqueue such jobs one at a time")
+            }
+        }
+        let kinds = jobs.map(\.kind.rawValue)
+        let payloads = jobs.map(\.payload)
+        let priorities = jobs.map(\.priority)
+        let attempts = jobs.map(\.maxAttempts)
+        return try await self.mapErrors {
+            let rows = try await self.client.query("""
+                INSERT INTO jobs (kind, payload, priority, max_attempts)
+                SELECT k, p::jsonb, pr, ma
+                FROM unnest(\(kinds)::text[], \(payloads)::text[], \(priorities)::int[], \(attempts)::int[])
+                     WITH ORDINALITY AS n(k, p, pr, ma, ord)
+                ORDER BY ord
+                RETURNING id
+                """, logger: self.logger)
+            return try await rows.decode(Int64.self).collect()
+        }
+    }
+
+    // MARK: Claim
+
+    /// Claims up to `limit` runnable jobs of the given kinds for `owner`, in priority order.
+    ///
+    /// One statement: the inner `SELECT … FOR UPDATE SKIP LOCKED` walks `jobs_claim_idx`
+    /// (runnable rows only, in claim order) and skips rows another claimer holds, so
+    /// concurrent claimers never wait on each other or get the same row; the outer
+    /// `UPDATE` starts the lease with a fresh token and counts the attempt.
+    public func claim(kinds: [JobKind], limit: Int, owner: String) async throws -> [ClaimedJob] {
+        guard limit > 0 else { return [] }
+        let kindNames = kinds.map(\.rawValue)
+        let lease = self.configuration.leaseDuration.seconds
+        return try await self.mapErrors {
+            let rows = try await self.client.query("""
+                WITH next AS (
+                    SELECT id FROM jobs
+                    WHERE state = 'queued' AND run_after <= now() AND kind = ANY(\(kindNames)::text[])
+                    ORDER BY priority DESC, run_after, id
+                    LIMIT \(limit)
+                    FOR UPDATE SKIP LOCKED
+                )
+                UPDATE jobs SET
+                    state = 'running',
+                    attempt = jobs.attempt + 1,
+                    lease_owner = \(owner),
+                    lease_token = gen_random_uuid(),
+                    lease_expires_at = now() + make_interval(secs => \(lease)),
+                    heartbeat_at = now(),
+                    started_at = now(),
+                    updated_at = now()
+                FROM next
+                WHERE jobs.id = next.id
+                RETURNING jobs.id, jobs.kind, jobs.payload::text, jobs.attempt, jobs.max_attempts,
+                          jobs.lease_token, jobs.lease_expires_at, jobs.created_at
+                """, logger: self.logger)
+            var claimed: [ClaimedJob] = []
+            for try await (id, kind, payload, attempt, maxAttempts, token, expires, created)
+                in rows.decode((Int64, String, String, Int, Int, UUID, Date, Date).self) {
+                claimed.append(ClaimedJob(id: id, kind: JobKind(kind), payload: payload, attempt: attempt,
+                                          maxAttempts: maxAttempts, leaseToken: token,
+                                          leaseExpiresAt: expires, createdAt: created))
+            }
+            return claimed
+        }
+    }
+
+    // MARK: Fenced state changes
+
+    /// What a heartbeat learned.
+    public struct Heartbeat: Sendable, Hashable {
+        public var leaseExpiresAt: Date
+        /// Someone asked to cancel the job: stop and call ``acknowledgeCancel(_:)``.
+        public var cancelRequested: Bool
+    }
+
+    /// Renews the lease. Throws ``QueueError/Code/leaseLost`` when the caller no longer holds it.
+    public func heartbeat(_ job: ClaimedJob) async throws -> Heartbeat {
+        let lease = self.configuration.leaseDuration.seconds
+        return try await self.fenced(job, "heartbeat") {
+            let rows = try await self.client.query("""
+                UPDATE jobs SET lease_expires_at = now() + make_interval(secs => \(lease)),
+                                heartbeat_at = now(), updated_at = now()
+                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
+                RETURNING lease_expires_at, cancel_requested
+                """, logger: self.logger)
+            return try await rows.decode((Date, Bool).self).first { _ in true }
+                .map { Heartbeat(leaseExpiresAt: $0.0, cancelRequested: $0.1) }
+        }
+    }
+
+    /// Marks the job succeeded.
+    public func complete(_ job: ClaimedJob) async throws {
+        try await self.fenced(job, "complete") {
+            let rows = try await self.client.query("""
+                UPDATE jobs SET state = 'succeeded', finished_at = now(), updated_at = now(),
+                                lease_token = NULL, lease_expires_at = NULL, last_error = NULL
+                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
+                RETURNING id
+                """, logger: self.logger)
+            return try await rows.decode(Int64.self).first { _ in true }
+        }
+    }
+
+    /// Marks many jobs succeeded in one statement. Returns the ids whose lease was lost
+    /// (those rows were left as they were).
+    public func complete(batch jobs: [ClaimedJob]) async throws -> [Int64] {
+        guard !jobs.isEmpty else { return [] }
+        let ids = jobs.map(\.id)
+        let tokens = jobs.map(\.leaseToken)
+        let completed: Set<Int64> = try await self.mapErrors {
+            let rows = try await self.client.query("""
+                UPDATE jobs SET state = 'succeeded', finished_at = now(), updated_at = now(),
+                                lease_token = NULL, lease_expires_at = NULL, last_error = NULL
+                FROM unnest(\(ids)::bigint[], \(tokens)::uuid[]) AS done(id, token)
+                WHERE jobs.id = done.id AND jobs.lease_token = done.token AND jobs.state = 'running'
+                  AND jobs.lease_expires_at > now()
+                RETURNING jobs.id
+                """, logger: self.logger)
+            return Set(try await rows.decode(Int64.self).collect())
+        }
+        return ids.filter { !completed.contains($0) }
+    }
+
+    /// Records a failed attempt. With attempts left and `retryable`, the job is queued
+    /// again after the retry policy's backoff; otherwise it ends `failed`. Either way
+    /// `error` is kept as the job's last error. Returns the state the job is now in.
+    @discardableResult
+    public func fail(_ job: ClaimedJob, error message: String, retryable: Bool = true) async throws -> JobState {
+        let delay = self.configuration.retry.delay(afterAttempt: job.attempt).seconds
+        let retry = retryable && job.attempt < job.maxAttempts
+        let text = String(message.prefix(4000))
+        let state: String = try await self.fenced(job, "fail") {
+            let rows = try await self.client.query("""
+                UPDATE jobs SET
+                    state = CASE WHEN \(retry) THEN 'queued' ELSE 'failed' END,
+                    run_after = CASE WHEN \(retry) THEN now() + make_interval(secs => \(delay)) ELSE run_after END,
+                    finished_at = CASE WHEN \(retry) THEN NULL ELSE now() END,
+                    last_error = \(text),
+                    lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
+                RETURNING state
+                """, logger: self.logger)
+            return try await rows.decode(String.self).first { _ in true }
+        }
+        return JobState(rawValue: state) ?? .failed
+    }
+
+    /// Ends a running job whose cancellation the worker has seen.
+    public func acknowledgeCancel(_ job: ClaimedJob) async throws {
+        try await self.fenced(job, "acknowledge cancel") {
+            let rows = try await self.client.query("""
+                UPDATE jobs SET state = 'cancelled', finished_at = now(), updated_at = now(),
+                                lease_token = NULL, lease_expires_at = NULL
+                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
+                RETURNING id
+                """, logger: self.logger)
+            return try await rows.decode(Int64.self).first { _ in true }
+        }
+    }
+
+    /// Hands a job back without burning its attempt: a worker shutting down gives the
+    /// jobs it could not finish to the next worker, runnable at once.
+    public func release(_ job: ClaimedJob) async throws {
+        try await self.fenced(job, "release") {
+            let rows = try await self.client.query("""
+                UPDATE jobs SET state = 'queued', attempt = attempt - 1, run_after = now(),
+                                lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
+                RETURNING id
+                """, logger: self.logger)
+            return try await rows.decode(Int64.self).first { _ in true }
+        }
+    }
+
+    // MARK: Cancel and inspect
+
+    /// Cancels a job: a queued job at once; a running job is flagged and its worker
+    /// learns of it at its next heartbeat. Returns the job's state after the call.
+    /// A finished job is left as it is.
+    @discardableResult
+    public func cancel(id: Int64) async throws -> JobState {
+        let state: String? = try await self.mapErrors {
+            let rows = try await self.client.query("""
+                UPDATE jobs SET
+                    state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+                    finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
+                    cancel_requested = true, updated_at = now()
+                WHERE id = \(id) AND state IN ('queued', 'running')
+                RETURNING state
+                """, logger: self.logger)
+            return try await rows.decode(String.self).first { _ in true }
+        }
+        if let state, let value = JobState(rawValue: state) { return value }
+        guard let record = try await self.job(id: id) else {
+            throw QueueError(.notFound, "no job with id \(id)")
+        }
+        return record.state
+    }
+
+    /// One job, as operators see it.
+    public func job(id: Int64) async throws -> JobRecord? {
+        try await self.mapErrors {
+            let rows = try await self.client.query("""
+                SELECT id, kind, payload::text, state, priority, attempt, max_attempts, run_after,
+                       idempotency_key, lease_owner, lease_expires_at, heartbeat_at, cancel_requested,
+                       last_error, created_at, finished_at
+                FROM jobs WHERE id = \(id)
+                """, logger: self.logger)
+            for try await row in rows {
+                let c = try row.decode((Int64, String, String, String, Int, Int, Int, Date, String?, String?, Date?, Date?, Bool, String?, Date, Date?).self)
+                return JobRecord(id: c.0, kind: JobKind(c.1), payload: c.2, state: JobState(rawValue: c.3) ?? .failed,
+                                 priority: c.4, attempt: c.5, maxAttempts: c.6, runAfter: c.7, idempotencyKey: c.8,
+                                 leaseOwner: c.9, leaseExpiresAt: c.10, heartbeatAt: c.11, cancelRequested: c.12,
+                                 lastError: c.13, createdAt: c.14, finishedAt: c.15)
+            }
+            return nil
+        }
+    }
+
+    // MARK: Helpers
+
+    /// Runs a fenced update: `nil` from `body` means no row matched the claim.
+    @discardableResult
+    func fenced<T: Sendable>(_ job: ClaimedJob, _ action: String, _ body: () async throws -> T?) async throws -> T {
+        guard let value = try await self.mapErrors(body) else {
+            throw QueueError(.leaseLost, "cannot \(action) job \(job.id): this worker no longer holds its lease (it expired or the job was handed to another worker); nothing was changed")
+        }
+        return value
+    }
+
+    /// Turns PostgreSQL's refusals into ``QueueError``s that say what is accepted.
+    func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as PSQLError {
+            switch error.sqlState {
+            case SQLState.foreignKeyViolation:
+                throw QueueError(.unknownKind, "unknown job kind: the kinds this database accepts are the rows of job_kinds (noop, provision, teardown, …)", underlying: error)
+            case SQLState.checkViolation:
+                throw QueueError(.invalidInput, "the database refused the job: \(error.serverInfo?[.message] ?? "a check failed")", underlying: error)
+            case SQLState.invalidTextRepresentation:
+                throw QueueError(.invalidInput, "the database refused a value: \(error.serverInfo?[.message] ?? "invalid text")", underlying: error)
+            default:
+                self.logger.error("query failed", metadata: ["error": "\(String(reflecting: error))"])
+                throw QueueError(.database, "PostgreSQL error: \(error.serverInfo?[.message] ?? "connection failed")", underlying: error)
+            }
+        }
+    }
+}
+
+extension AsyncSequence {
+    /// All elements, in order.
+    func collect() async throws -> [Element] {
+        var all: [Element] = []
+        for try await element in self { all.append(element) }
+        return all
+    }
+}

@@ -1,0 +1,111 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PostgresNIO
+import Queue
+import ServiceLifecycle
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Claim and run jobs until SIGTERM or SIGINT.",
+        discussion: """
+            On SIGTERM/SIGINT the worker stops claiming at once, lets running jobs finish within
+            the grace period, and hands the rest back to the queue without using up an attempt.
+            It refuses to start when the database schema is behind (run `worker migrate`).
+
+            Every option can also be set through the environment variable named in its help.
+            """
+    )
+
+    @Option(help: "Jobs run at once. Env: FLOTILLA_CONCURRENCY.")
+    var concurrency: Int = environmentValue("FLOTILLA_CONCURRENCY", default: 4)
+
+    @Option(help: "Seconds a claim holds without a heartbeat; a dead worker's job is rescued after about this long. Env: FLOTILLA_LEASE_SECONDS.")
+    var leaseSeconds: Double = environmentValue("FLOTILLA_LEASE_SECONDS", default: 45)
+
+    @Option(help: "Seconds between heartbeats of a running job. Env: FLOTILLA_HEARTBEAT_SECONDS.")
+    var heartbeatSeconds: Double = environmentValue("FLOTILLA_HEARTBEAT_SECONDS", default: 10)
+
+    @Option(help: "Seconds between polls when no notification arrives. Env: FLOTILLA_POLL_SECONDS.")
+    var pollSeconds: Double = environmentValue("FLOTILLA_POLL_SECONDS", default: 1)
+
+    @Flag(help: "Do not LISTEN; poll only (for transaction-mode connection poolers). Env: FLOTILLA_POLL_ONLY=1.")
+    var pollOnly: Bool = ProcessInfo.processInfo.environment["FLOTILLA_POLL_ONLY"] == "1"
+
+    @Option(help: "Seconds running jobs get to finish at shutdown before they are handed back. Env: FLOTILLA_SHUTDOWN_GRACE_SECONDS.")
+    var shutdownGraceSeconds: Double = environmentValue("FLOTILLA_SHUTDOWN_GRACE_SECONDS", default: 30)
+
+    @Option(help: "Days finished jobs are kept. Env: FLOTILLA_RETENTION_DAYS.")
+    var retentionDays: Double = environmentValue("FLOTILLA_RETENTION_DAYS", default: 7)
+
+    @Option(help: "This worker's name in the jobs table. Default: host-pid. Env: FLOTILLA_WORKER_ID.")
+    var workerID: String = ProcessInfo.processInfo.environment["FLOTILLA_WORKER_ID"]
+        ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+
+    @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+        guard (1...256).contains(self.concurrency) else { throw ValidationError("--concurrency must be from 1 to 256") }
+        guard self.heartbeatSeconds > 0, self.leaseSeconds >= 2 * self.heartbeatSeconds else {
+            throw ValidationError("--lease-seconds must be at least twice --heartbeat-seconds (a lease must survive one missed heartbeat)")
+        }
+        guard self.pollSeconds > 0 else { throw ValidationError("--poll-seconds must be positive") }
+        guard self.shutdownGraceSeconds >= 0 else { throw ValidationError("--shutdown-grace-seconds must not be negative") }
+        guard self.retentionDays > 0 else { throw ValidationError("--retention-days must be positive") }
+    }
+
+    func run() async throws {
+        var logger = self.common.makeLogger()
+        logger[metadataKey: MetadataKey.workerID] = "\(self.workerID)"
+        let settings: DatabaseSettings
+        do { settings = try DatabaseSettings.fromEnvironment() } catch let error as QueueError { fail(error.message) }
+
+        let client = PostgresClient(configuration: try settings.clientConfiguration(maximumConnections: self.concurrency + 4),
+                                    backgroundLogger: logger)
+        let queue = JobQueue(client: client,
+                             configuration: .init(leaseDuration: .seconds(self.leaseSeconds)),
+                             logger: logger)
+        let handlers = JobHandlers.standard
+        let processor = JobProcessor(
+            queue: queue, settings: settings,
+            configuration: .init(workerID: self.workerID, kinds: handlers.kinds, concurrency: self.concurrency,
+                                 pollInterval: .seconds(self.pollSeconds), heartbeatInterval: .seconds(self.heartbeatSeconds),
+                                 shutdownGracePeriod: .seconds(self.shutdownGraceSeconds), pollOnly: self.pollOnly),
+            logger: logger, handler: handlers.handle)
+        let maintenance = QueueMaintenance(queue: queue, configuration: .init(retention: .seconds(self.retentionDays * 86400)),
+                                           logger: logger)
+        let worker = SchemaCheckedServices(client: client, services: [processor, maintenance], logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: client), .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
+                                                    failureTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        logger.info("worker starting", metadata: ["concurrency": "\(self.concurrency)", "kinds": "\(handlers.kinds)"])
+        do {
+            try await group.run()
+        } catch let error as QueueError {
+            fail(error.message)
+        }
+        logger.info("worker stopped")
+    }
+}
+
+/// Checks the schema version once the PostgreSQL client runs, then runs `services`
+/// side by side. A schema that is behind stops the worker with a message saying to run
+/// `worker migrate`.
+struct SchemaCheckedServices: Service {
+    let client: PostgresClient
+    let services: [any Service]
+    let logger: Logger
+
+    func run() async throws {
+        try await Migrator.checkSchema(client: self.client, logger: self.logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for service in self.services {
+                group.addTask { try await service.run() }
+            }
+            try await group.waitForAll()
+        }
+    }
+}

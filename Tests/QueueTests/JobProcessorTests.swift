@@ -1,0 +1,241 @@
+import Foundation
+import PostgresNIO
+import Queue
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// Counts how often a handler ran each job.
+final class RunLog: Sendable {
+    let runs = Mutex<[Int64: Int]>([:])
+    func record(_ id: Int64) { self.runs.withLock { $0[id, default: 0] += 1 } }
+    var snapshot: [Int64: Int] { self.runs.withLock { $0 } }
+}
+
+@Suite("Job processor")
+struct JobProcessorTests {
+    static func processor(_ queue: JobQueue, _ db: TestDatabase, id: String, concurrency: Int = 4,
+                          poll: Duration = .milliseconds(200), heartbeat: Duration = .seconds(10),
+                          grace: Duration = .seconds(30), pollOnly: Bool = false,
+                          handler: @escaping JobProcessor.Handler) -> JobProcessor {
+        JobProcessor(queue: queue, settings: db.settings,
+                     configuration: .init(workerID: id, kinds: [.noop], concurrency: concurrency, pollInterval: poll,
+                                          heartbeatInterval: heartbeat, shutdownGracePeriod: grace, pollOnly: pollOnly),
+                     logger: TestDatabase.logger, handler: handler)
+    }
+
+    static func count(_ client: PostgresClient, _ state: JobState) async throws -> Int {
+        try await client.scalar("SELECT count(*)::int FROM jobs WHERE state = \(state.rawValue)", as: Int.self)
+    }
+
+    @Test("8 concurrent consumers over 2,000 jobs: every job completed exactly once")
+    func eightConsumers() async throws {
+        let db = try await TestDatabase.migrated()
+        try await db.withClient(maximumConnections: 40) { client async throws in
+            let queue = JobQueue(client: client, logger: TestDatabase.logger)
+            let ids = try await queue.enqueue(batch: Array(repeating: NewJob(kind: .noop), count: 2000))
+            let log = RunLog()
+            let consumers = (0..<8).map { index in
+                Self.processor(queue, db, id: "consumer-\(index)") { job, _ in log.record(job.id) }
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for consumer in consumers { group.addTask { try await consumer.run() } }
+                try await eventually("2,000 jobs succeeded", timeout: .seconds(120)) {
+                    try await Self.count(client, .succeeded) == 2000
+                }
+                group.cancelAll()
+            }
+            let runs = log.snapshot
+            #expect(runs.count == 2000)
+            #expect(Set(runs.keys) == Set(ids))
+            #expect(runs.values.allSatisfy { $0 == 1 }, "a job ran twice")
+            let owners = try await client.scalar("SELECT count(DISTINCT lease_owner)::int FROM jobs", as: Int.self)
+            #expect(owners > 1, "the work was shared between consumers")
+        }
+    }
+
+    @Test("a NOTIFY wakes an idle consumer long before its next poll")
+    func notifyWakesConsumer() async throws {
+        let db = try await TestDatabase.migrated()
+        try await db.withClient { client async throws in
+            let queue = JobQueue(client: client, logger: TestDatabase.logger)
+            let log = RunLog()
+            let consumer = Self.processor(queue, db, id: "listener", poll: .seconds(3600)) { job, _ in log.record(job.id) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await consumer.run() }
+                // The first wake-up after LISTEN claims nothing; then every enqueue must
+                // be picked up through its notification alone.
+                for round in 1...3 {
+                    let id = try await queue.enqueue(NewJob(kind: .noop)).id
+                    try await eventually("job \(round) picked up by notification", timeout: .seconds(10)) { log.snapshot[id] == 1 }
+                }
+                group.cancelAll()
+            }
+        }
+    }
+
+    @Test("poll-only mode picks jobs up by polling")
+    func pollOnly() async throws {
+        let db = try await TestDatabase.migrated()
+        try await db.withClient { client async throws in
+            let queue = JobQueue(client: client, logger: TestDatabase.logger)
+            let log = RunLog()
+            let consumer = Self.processor(queue, db, id: "poller", poll: .milliseconds(50), pollOnly: true) { job, _ in log.record(job.id) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await consumer.run() }
+                let id = try await queue.enqueue(NewJob(kind: .noop)).id
+                try await eventually("job picked up by polling") { log.snapshot[id] == 1 }
+                group.cancelAll()
+            }
+        }
+    }
+
+    @Test("a handler that throws is retried, then ends failed with its error")
+    func failingHandler() async throws {
+        let db = try await TestDatabase.migrated()
+        try await db.withClient { client async throws in
+            let queue = JobQueue(client: client, configuration: .init(retry: RetryPolicy(base: .milliseconds(10), maximum: .milliseconds(20))),
+                                 logger: TestDatabase.logger)
+            let log = RunLog()
+            struct Boom: Error, CustomStringConvertible { var description: String { "boom" } }
+            let consumer = Self.processor(queue, db, id: "failer", poll: .milliseconds(20)) { job, _ in
+                log.record(job.id)
+                throw Boom()
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await consumer.run() }
+                let id = try await queue.enqueue(NewJob(kind: .noop, maxAttempts: 3)).id
+                try await eventually("job failed for good") { try await queue.job(id: id)?.state == .failed }
+                group.cancelAll()
+                let record = try #require(try await queue.job(id: id))
+                #expect(record.attempt == 3)
+                #expect(record.lastError == "boom")
+                #expect(log.snapshot[id] == 3)
+            }
+        }
+    }
+
+    @Test("cancelling a running job stops its handler at the next heartbeat")
+    func cancelRunning() async throws {
+        let db = try await TestDatabase.migrated()
+        try await db.withClient { client async throws in
+            let queue = JobQueue(client: client, logger: TestDatabase.logger)
+            let started = RunLog()
+            let stopped = RunLog()
+            let consumer = Self.processor(queue, db, id: "worker", poll: .milliseconds(50), heartbeat: .milliseconds(100)) { job, _ in
+                started.record(job.id)
+                do {
+                    try await Task.sleep(for: .seconds(3600))
+                } catch {
+                    stopped.record(job.id)
+                    throw error
+                }
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await consumer.run() }
+                let id = try await queue.enqueue(NewJob(kind: .noop)).id
+                try await eventually("job started") { started.snapshot[id] == 1 }
+                #expect(try await queue.cancel(id: id) == .running)
+                try await eventually("job cancelled") { try await queue.job(id: id)?.state == .cancelled }
+                #expect(stopped.snapshot[id] == 1, "the handler was stopped")
+                group.cancelAll()
+            }
+        }
+    }
+
+    @Test("a worker whose lease is lost stops the handler and writes nothing")
+    func leaseLostStopsHandler() async throws {
+        let db = try await TestDatabase.migrated()
+        try await db.withClient { client async throws in
+            let queue = JobQueue(client: client, logger: TestDatabase.logger)
+            let started = RunLog()
+            let stopped = RunLog()
+            let consumer = Self.processor(queue, db, id: "slow", poll: .milliseconds(50), heartbeat: .milliseconds(100)) { job, _ in
+                started.record(job.id)
+                do { try await Task.sleep(for: .seconds(3600)) } catch { stopped.record(job.id); throw error }
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await consumer.run() }
+                let id = try await queue.enqueue(NewJob(kind: .noop)).id
+                try await eventually("job started") { started.snapshot[id] == 1 }
+                // Another worker takes over, as after a rescue and a new claim: a new token
+                // and owner. (Done in SQL so this worker's own poll cannot claim it first.)
+                try await client.query("""
+                    UPDATE jobs SET lease_token = gen_random_uuid(), lease_owner = 'other',
+                                    attempt = attempt + 1, lease_expires_at = now() + interval '1 hour'
+                    WHERE id = \(id)
+                    """)
+                try await eventually("old handler stopped") { stopped.snapshot[id] == 1 }
+                let record = try #require(try await queue.job(id: id))
+                #expect(record.state == .running)
+                #expect(record.leaseOwner == "other")
+                #expect(record.lastError == nil, "the worker that lost the lease wrote nothing")
+                group.cancelAll()
+            }
+        }
+    }
+
+    @Test("graceful shutdown: stops claiming, lets short jobs finish, hands long ones back without using an attempt")
+    func gracefulShutdown() async throws {
+        let db = try await TestDatabase.migrated()
+        try await db.withClient { client async throws in
+            let queue = JobQueue(client: client, logger: TestDatabase.logger)
+            let started = RunLog()
+            let release = Mutex(false)
+            let consumer = Self.processor(queue, db, id: "stopping", concurrency: 2, poll: .milliseconds(50),
+                                          grace: .milliseconds(500)) { job, _ in
+                started.record(job.id)
+                let payload = try job.decodePayload([String: Bool].self)
+                if payload["long"] == true {
+                    try await Task.sleep(for: .seconds(3600))
+                } else {
+                    // Finishes once shutdown has begun, within the grace period.
+                    while !release.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+                }
+            }
+            let short = try await queue.enqueue(NewJob(kind: .noop, payload: #"{"long": false}"#)).id
+            let long = try await queue.enqueue(NewJob(kind: .noop, payload: #"{"long": true}"#)).id
+            let group = ServiceGroup(configuration: .init(services: [.init(service: consumer)], logger: TestDatabase.logger))
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                try await eventually("both jobs running") { started.snapshot.count == 2 }
+                await group.triggerGracefulShutdown()
+                let late = try await queue.enqueue(NewJob(kind: .noop)).id
+                release.withLock { $0 = true }
+                try await tasks.waitForAll()
+                #expect(try await queue.job(id: short)?.state == .succeeded)
+                let handedBack = try #require(try await queue.job(id: long))
+                #expect(handedBack.state == .queued)
+                #expect(handedBack.attempt == 0, "a hand-back does not use up an attempt")
+                #expect(try await queue.job(id: late)?.state == .queued, "nothing is claimed after shutdown began")
+                #expect(started.snapshot[late] == nil)
+            }
+        }
+    }
+
+    @Test("maintenance rescues a dead worker's job promptly and another worker finishes it")
+    func maintenanceRescues() async throws {
+        let db = try await TestDatabase.migrated()
+        try await db.withClient { client async throws in
+            let shortLease = JobQueue(client: client, configuration: .init(leaseDuration: .milliseconds(300)), logger: TestDatabase.logger)
+            let id = try await shortLease.enqueue(NewJob(kind: .noop)).id
+            // A worker claims and dies: no heartbeat, no completion.
+            _ = try #require(try await shortLease.claim(kinds: [.noop], limit: 1, owner: "dead").first)
+            let log = RunLog()
+            let survivor = Self.processor(shortLease, db, id: "survivor", poll: .milliseconds(50), heartbeat: .milliseconds(100)) { job, _ in log.record(job.id) }
+            let maintenance = QueueMaintenance(queue: shortLease, configuration: .init(rescueInterval: .milliseconds(100)), logger: TestDatabase.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await survivor.run() }
+                group.addTask { try await maintenance.run() }
+                try await eventually("rescued job re-run and succeeded", timeout: .seconds(10)) {
+                    try await shortLease.job(id: id)?.state == .succeeded
+                }
+                group.cancelAll()
+            }
+            let record = try #require(try await shortLease.job(id: id))
+            #expect(record.attempt == 2)
+            #expect(record.leaseOwner == "survivor")
+            #expect(log.snapshot[id] == 1)
+        }
+    }
+}

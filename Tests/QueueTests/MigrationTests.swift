@@ -1,0 +1,149 @@
+import Foundation
+import PostgresNIO
+import Queue
+import Testing
+
+@Suite("Migrations")
+struct MigrationTests {
+    /// The built `worker` executable (`./scripts/test` builds it and sets FLOTILLA_BIN_DIR).
+    static func workerBinary() throws -> URL {
+        let environment = ProcessInfo.processInfo.environment
+        let directory = environment["FLOTILLA_BIN_DIR"].map { URL(fileURLWithPath: $0) }
+            ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent(".build/debug")
+        let binary = directory.appendingPathComponent("worker")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            Issue.record("no worker binary at \(binary.path): run the tests through ./scripts/test")
+            throw QueueError(.configuration, "no worker binary")
+        }
+        return binary
+    }
+
+    struct Run: Sendable { var status: Int32; var output: String }
+
+    static func runWorker(_ arguments: [String], database: TestDatabase, extraEnvironment: [String: String] = [:]) async throws -> Run {
+        let process = Process()
+        process.executableURL = try workerBinary()
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["DATABASE_URL"] = nil
+        environment["PGHOST"] = database.settings.host
+        environment["PGPORT"] = String(database.settings.port)
+        environment["PGUSER"] = database.settings.username
+        environment["PGDATABASE"] = database.name
+        environment.merge(extraEnvironment) { $1 }
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = try await Task.detached { try pipe.fileHandleForReading.readToEnd() ?? Data() }.value
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, output: String(decoding: output, as: UTF8.self))
+    }
+
+    @Test("three workers migrating at once end with one consistent schema")
+    func concurrentMigrate() async throws {
+        let db = try await TestDatabase.empty()
+        let directory = TestDatabase.migrationsDirectory.path
+        let runs = try await withThrowingTaskGroup(of: Run.self) { group in
+            for _ in 0..<3 { group.addTask { try await Self.runWorker(["migrate", "--dir", directory], database: db) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        for run in runs { #expect(run.status == 0, "\(run.output)") }
+        let files = try Migration.load(from: TestDatabase.migrationsDirectory)
+        // Exactly one of the three applied each file; the others found it applied.
+        let appliedLines = runs.flatMap { $0.output.split(separator: "\n").filter { $0.hasPrefix("applied ") } }
+        #expect(appliedLines.count == files.count)
+        try await db.withClient { client async throws in
+            let rows = try await client.query("SELECT version, checksum FROM schema_migrations ORDER BY version")
+            var recorded: [(Int, String)] = []
+            for try await row in rows.decode((Int, String).self) { recorded.append(row) }
+            #expect(recorded.map(\.0) == files.map(\.version))
+            #expect(recorded.map(\.1) == files.map(\.checksum))
+            let queue = JobQueue(client: client, logger: TestDatabase.logger)
+            #expect(try await queue.enqueue(NewJob(kind: .noop)).created)
+        }
+    }
+
+    @Test("an applied migration that was edited stops the run before anything is applied")
+    func changedChecksum() async throws {
+        let db = try await TestDatabase.empty()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let first = folder.appendingPathComponent("0001_first.sql")
+        try "CREATE TABLE first_table (id int);".write(to: first, atomically: true, encoding: .utf8)
+        #expect(try await Self.runWorker(["migrate", "--dir", folder.path], database: db).status == 0)
+
+        try "CREATE TABLE first_table (id bigint);".write(to: first, atomically: true, encoding: .utf8)
+        try "CREATE TABLE second_table (id int);".write(to: folder.appendingPathComponent("0002_second.sql"), atomically: true, encoding: .utf8)
+        let run = try await Self.runWorker(["migrate", "--dir", folder.path], database: db)
+        #expect(run.status != 0)
+        #expect(run.output.contains("0001_first.sql was changed after it was applied"), "\(run.output)")
+        try await db.withClient { client async throws in
+            #expect(try await client.scalar("SELECT count(*)::int FROM schema_migrations", as: Int.self) == 1)
+            #expect(try await client.scalar("SELECT count(*)::int FROM pg_tables WHERE tablename = 'second_table'", as: Int.self) == 0)
+        }
+    }
+
+    @Test("a failing migration is rolled back whole and reported")
+    func failingMigrationRollsBack() async throws {
+        let db = try await TestDatabase.empty()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try "CREATE TABLE half_done (id int); SELECT no_such_function();".write(
+            to: folder.appendingPathComponent("0001_broken.sql"), atomically: true, encoding: .utf8)
+        let run = try await Self.runWorker(["migrate", "--dir", folder.path], database: db)
+        #expect(run.status != 0)
+        #expect(run.output.contains("0001_broken.sql failed and was rolled back"), "\(run.output)")
+        try await db.withClient { client async throws in
+            #expect(try await client.scalar("SELECT count(*)::int FROM pg_tables WHERE tablename = 'half_done'", as: Int.self) == 0)
+        }
+    }
+
+    @Test("a worker refuses to run on a schema that is behind and says what to run")
+    func schemaBehind() async throws {
+        let db = try await TestDatabase.empty()
+        let run = try await Self.runWorker(["run"], database: db)
+        #expect(run.status != 0)
+        #expect(run.output.contains("run `worker migrate`"), "\(run.output)")
+    }
+
+    @Test("migration files are numbered without gaps and the code's schema version is the last one")
+    func versionInStep() throws {
+        let files = try Migration.load(from: TestDatabase.migrationsDirectory)
+        #expect(files.last?.version == SchemaVersion.required)
+    }
+
+    @Test("a misnamed migration file is refused")
+    func misnamedFile() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try "SELECT 1;".write(to: folder.appendingPathComponent("1_first.sql"), atomically: true, encoding: .utf8)
+        let error = #expect(throws: QueueError.self) { try Migration.load(from: folder) }
+        #expect(error?.code == .invalidMigration)
+    }
+}
+
+@Suite("Database settings")
+struct DatabaseSettingsTests {
+    @Test("DATABASE_URL wins over PG* variables; the PG* variables fill in otherwise")
+    func environment() throws {
+        let url = try DatabaseSettings.fromEnvironment([
+            "DATABASE_URL": "postgres://alice:s%40cret@db.internal:6543/flotilla?sslmode=require", "PGHOST": "ignored",
+        ])
+        #expect(url == DatabaseSettings(host: "db.internal", port: 6543, username: "alice", password: "s@cret", database: "flotilla", requireTLS: true))
+        let pg = try DatabaseSettings.fromEnvironment(["PGHOST": "127.0.0.1", "PGPORT": "5433", "PGUSER": "bob", "PGDATABASE": "jobs"])
+        #expect(pg == DatabaseSettings(host: "127.0.0.1", port: 5433, username: "bob", password: nil, database: "jobs"))
+    }
+
+    @Test("a bad URL or port is refused without repeating the password")
+    func refused() {
+        let error = #expect(throws: QueueError.self) { try DatabaseSettings(url: "mysql://u:hunter2@h/db") }
+        #expect(error?.message.contains("hunter2") == false)
+        #expect(throws: QueueError.self) { try DatabaseSettings.fromEnvironment(["PGPORT": "99999"]) }
+    }
+}

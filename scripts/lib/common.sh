@@ -1,0 +1,134 @@
+# Shared plumbing for scripts/test, scripts/demo and scripts/bench.
+# Source it; it sets up a temporary stack folder and a cleanup trap that stops
+# everything the scripts started, on success, failure or Ctrl-C.
+#
+# Functions:
+#   stack_on_exit CMD...     run CMD when the script exits (last registered runs first)
+#   stack_free_port          print a free TCP port on 127.0.0.1
+#   stack_wait_for DESC SECONDS CMD...   poll CMD until it succeeds, or fail saying DESC
+#   stack_apt PKG...         apt-get install the packages whose commands are missing
+#   stack_pip SPEC...        pip install the specs that are missing
+#   stack_start_postgres     start an ephemeral PostgreSQL; exports DATABASE_URL, PG*
+set -euo pipefail
+
+FLOTILLA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export FLOTILLA_ROOT
+MOTO_VERSION=5.2.1
+
+STACK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/flotilla-stack.XXXXXX")
+chmod 755 "$STACK_DIR"
+export STACK_DIR
+_stack_exit_cmds=()
+
+stack_log() { printf '[stack] %s\n' "$*" >&2; }
+
+stack_on_exit() { _stack_exit_cmds+=("$*"); }
+
+_stack_cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  local i
+  for (( i=${#_stack_exit_cmds[@]}-1; i>=0; i-- )); do
+    eval "${_stack_exit_cmds[$i]}" >/dev/null 2>&1 || true
+  done
+  rm -rf "$STACK_DIR" 2>/dev/null || true
+  exit "$status"
+}
+trap _stack_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+stack_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+stack_wait_for() {
+  local desc=$1 seconds=$2; shift 2
+  local deadline=$(( $(date +%s) + seconds ))
+  until "$@" >/dev/null 2>&1; do
+    if (( $(date +%s) >= deadline )); then
+      stack_log "gave up after ${seconds}s waiting for $desc"
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+_stack_apt_updated=0
+stack_apt() {
+  local missing=()
+  local pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  (( ${#missing[@]} == 0 )) && return 0
+  stack_log "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if (( _stack_apt_updated == 0 )); then
+    $sudo apt-get update -qq
+    _stack_apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+stack_pip() {
+  local missing=()
+  local spec
+  for spec in "$@"; do
+    python3 - "$spec" <<'PY' 2>/dev/null || missing+=("$spec")
+import sys
+from importlib.metadata import version
+from packaging.requirements import Requirement
+r = Requirement(sys.argv[1])
+assert r.specifier.contains(version(r.name), prereleases=True)
+PY
+  done
+  (( ${#missing[@]} == 0 )) && return 0
+  stack_log "installing PyPI packages: ${missing[*]}"
+  python3 -m pip install -q --disable-pip-version-check "${missing[@]}"
+  hash -r
+}
+
+# The Debian and PyPI packages the local stack needs.
+stack_install() {
+  stack_apt postgresql openssh-server openssh-client libssl-dev libpq-dev curl sudo python3-pip
+  python3 -c 'import packaging' 2>/dev/null || python3 -m pip install -q packaging
+  stack_pip "moto[server]==$MOTO_VERSION"
+  if ! command -v swift >/dev/null 2>&1; then
+    [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
+  fi
+  command -v swift >/dev/null 2>&1 || { stack_log "swift is not on PATH"; return 1; }
+}
+
+_pg_bin() {
+  local dir
+  for dir in /usr/lib/postgresql/*/bin; do
+    [ -x "$dir/initdb" ] && { echo "$dir"; return 0; }
+  done
+  return 1
+}
+
+# Start PostgreSQL in $STACK_DIR/pg on a free loopback port. Exports DATABASE_URL and
+# the PG* variables that libpq, psql and the Flotilla binaries read.
+stack_start_postgres() {
+  local bin port data run_as=()
+  bin=$(_pg_bin) || { stack_log "PostgreSQL server binaries not found"; return 1; }
+  port=$(stack_free_port)
+  data="$STACK_DIR/pg"
+  mkdir -p "$data"
+  if [ "$(id -u)" -eq 0 ]; then
+    # initdb refuses to run as root: run the server as the postgres system user.
+    chown postgres:postgres "$data"
+    run_as=(runuser -u postgres --)
+  fi
+  "${run_as[@]}" "$bin/initdb" -D "$data/data" -A trust -U flotilla -E UTF8 >"$STACK_DIR/initdb.log" 2>&1 \
+    || { cat "$STACK_DIR/initdb.log" >&2; return 1; }
+  "${run_as[@]}" "$bin/pg_ctl" -D "$data/data" -l "$data/server.log" -w -t 30 \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $data -c max_connections=200 -c shared_buffers=256MB -c fsync=on" \
+    start >/dev/null
+  stack_on_exit "${run_as[*]} $bin/pg_ctl -D $data/data -m immediate stop"
+  export PGHOST=127.0.0.1 PGPORT=$port PGUSER=flotilla PGDATABASE=postgres
+  export DATABASE_URL="postgres://flotilla@127.0.0.1:$port/postgres"
+  stack_log "PostgreSQL on 127.0.0.1:$port"
+}

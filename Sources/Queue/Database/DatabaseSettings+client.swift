@@ -10,8 +10,12 @@ extension DatabaseSettings {
         logger: Logger,
         _ body: @Sendable (PostgresClient) async throws -> T
     ) async throws -> T {
+        // The pool's own warnings (such as a lease asked for a moment before `run()` starts)
+        // are noise for a short-lived command; its failures still reach `body` as errors.
+        var poolLogger = logger
+        poolLogger.logLevel = max(logger.logLevel, .error)
         let client = PostgresClient(configuration: try self.clientConfiguration(maximumConnections: maximumConnections),
-                                    backgroundLogger: logger)
+                                    backgroundLogger: poolLogger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 await client.run()

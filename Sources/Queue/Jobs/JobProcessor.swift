@@ -46,6 +46,7 @@ public final class JobProcessor: Service, Sendable {
     public let configuration: Configuration
     let logger: Logger
     let handler: Handler
+    private let completions: CompletionBatcher
 
     private struct State {
         var inFlight = 0
@@ -60,6 +61,7 @@ public final class JobProcessor: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.handler = handler
+        self.completions = CompletionBatcher(queue: queue)
     }
 
     /// Jobs running right now.
@@ -203,8 +205,11 @@ public final class JobProcessor: Service, Sendable {
                     try await self.queue.acknowledgeCancel(job)
                     logger.info("job cancelled on request")
                 case (nil, .success):
-                    try await self.queue.complete(job)
-                    logger.debug("job succeeded", metadata: ["seconds": "\((ContinuousClock.now - started).seconds)"])
+                    if try await self.completions.complete(job) {
+                        logger.debug("job succeeded", metadata: ["seconds": "\((ContinuousClock.now - started).seconds)"])
+                    } else {
+                        logger.warning("lease lost before the job's success could be recorded; another worker will run it again")
+                    }
                 case (nil, .failure) where shuttingDown:
                     try await self.queue.release(job)
                     logger.info("job handed back at shutdown")

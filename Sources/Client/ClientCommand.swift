@@ -1,0 +1,43 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Queue
+
+@main
+struct ClientCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "client",
+        abstract: "Ask Flotilla for DC/OS clusters and inspect the pool.",
+        discussion: """
+            The client talks only to PostgreSQL, found through DATABASE_URL
+            (postgres://user:password@host:port/database) or the standard PG* variables.
+
+            Exit codes: 0 success, 1 refused or failed, 2 bad usage.
+            """,
+        subcommands: [JobsCommand.self]
+    )
+}
+
+struct ClientOptions: ParsableArguments {
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func makeLogger() -> Logger {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .error
+            return handler
+        }
+        return Logger(label: "flotilla.client")
+    }
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("client: \(message)\n".utf8))
+    exit(1)
+}
+
+func printJSON(_ object: Any) {
+    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data("{}".utf8)
+    print(String(decoding: data, as: UTF8.self))
+}

@@ -1,0 +1,211 @@
+import Foundation
+
+/// Everything a cluster is built from. `validate()` refuses what AWS or the installer would
+/// refuse later, with a message that says what is accepted, before anything is created.
+public struct ClusterSpec: Codable, Sendable, Hashable {
+    /// Names every resource of the cluster (`flotilla-<id>`) and its `cluster` tag.
+    public var clusterID: String
+    public var masters: Int = 1
+    public var privateAgents: Int = 1
+    public var publicAgents: Int = 1
+    public var instanceType: String = "m4.large"
+    public var bootstrapInstanceType: String = "m4.xlarge"
+    public var region: String = "us-west-2"
+    /// The image for every node; `nil` picks the known default for the region.
+    public var ami: String?
+    /// The same root volume size for every instance family.
+    public var rootVolumeGiB: Int = 150
+    /// Who may reach the cluster's public ports (SSH, HTTP(S), Exhibitor, …).
+    public var adminLocation: String = "0.0.0.0/0"
+    /// Where the bootstrap node downloads `dcos_generate_config.sh`.
+    public var installerURL: String
+    /// YAML merged over the generated `config.yaml`: each top-level key given here
+    /// replaces the generated one.
+    public var dcosConfigOverrides: String?
+    /// Extra files written into the installer's `genconf/` folder.
+    public var genconfFiles: [GenconfFile] = []
+    public var sshUser: String = "centos"
+    /// Which address the worker uses to reach nodes over SSH.
+    public var sshAddress: SSHAddressMode = .publicIP
+    public var sshPort: Int = 22
+    /// Launch into this subnet; `nil` uses the region's default VPC.
+    public var subnetID: String?
+    /// Tag values carried by every resource.
+    public var owner: String = "flotilla"
+    public var expiresAt: Date?
+    /// How the installer is driven.
+    public var install: InstallSettings = InstallSettings()
+
+    public init(clusterID: String, installerURL: String) {
+        self.clusterID = clusterID
+        self.installerURL = installerURL
+    }
+
+    /// A file for the installer's `genconf/` folder.
+    public struct GenconfFile: Codable, Sendable, Hashable {
+        /// Relative to `genconf/`, e.g. `ca/dcos-ca-certificate.crt`.
+        public var path: String
+        public var contents: Data
+
+        public init(path: String, contents: Data) {
+            self.path = path
+            self.contents = contents
+        }
+    }
+
+    public enum SSHAddressMode: String, Codable, Sendable, Hashable {
+        case publicIP = "public"
+        case privateIP = "private"
+    }
+
+    /// Images with the DC/OS prerequisites (CentOS 7) for the regions the old tools knew.
+    public static let defaultAMIs: [String: String] = [
+        "us-east-1": "ami-006219aba10688d0b",
+        "us-west-2": "ami-03daaf0b90fc7c71b",
+    ]
+
+    public static let allowedMasterCounts: Set<Int> = [1, 3, 5, 7, 9]
+    public static let maximumNodes = 100
+
+    /// The image to launch.
+    public var resolvedAMI: String? { self.ami ?? Self.defaultAMIs[self.region] }
+
+    /// The number of instances per role, bootstrap included.
+    public var counts: [(role: ClusterRole, count: Int)] {
+        [(.bootstrap, 1), (.master, self.masters), (.privateAgent, self.privateAgents), (.publicAgent, self.publicAgents)]
+    }
+
+    public func validate() throws {
+        func refuse(_ message: String) -> ProvisionError { ProvisionError(.invalidSpec, message) }
+        guard self.clusterID.wholeMatch(of: /[a-z][a-z0-9-]{2,39}/) != nil, !self.clusterID.hasSuffix("-") else {
+            throw refuse("cluster id '\(self.clusterID.prefix(60))' is not accepted: use 3 to 40 lower-case letters, digits and '-', starting with a letter")
+        }
+        guard Self.allowedMasterCounts.contains(self.masters) else {
+            throw refuse("\(self.masters) masters is not a DC/OS cluster shape: use 1, 3, 5, 7 or 9 masters")
+        }
+        guard self.privateAgents >= 0, self.publicAgents >= 0 else {
+            throw refuse("agent counts cannot be negative")
+        }
+        let nodes = self.masters + self.privateAgents + self.publicAgents
+        guard nodes <= Self.maximumNodes else {
+            throw refuse("\(nodes) nodes is more than one cluster may have: use at most \(Self.maximumNodes)")
+        }
+        for (name, type) in [("instance type", self.instanceType), ("bootstrap instance type", self.bootstrapInstanceType)] {
+            guard type.wholeMatch(of: /[a-z][a-z0-9-]*\.[a-z0-9]+/) != nil else {
+                throw refuse("\(name) '\(type.prefix(40))' is not an EC2 instance type like m4.large")
+            }
+        }
+        guard self.region.wholeMatch(of: /[a-z]{2}(-[a-z]+)+-[0-9]/) != nil else {
+            throw refuse("region '\(self.region.prefix(40))' is not an AWS region like us-west-2")
+        }
+        guard let ami = self.resolvedAMI else {
+            throw refuse("no default image is known for \(self.region) (known: \(Self.defaultAMIs.keys.sorted().joined(separator: ", "))): give an AMI id")
+        }
+        guard ami.wholeMatch(of: /ami-[0-9a-f]{8,17}/) != nil else {
+            throw refuse("'\(ami.prefix(40))' is not an AMI id like ami-0123456789abcdef0")
+        }
+        guard (8...16384).contains(self.rootVolumeGiB) else {
+            throw refuse("root volume size \(self.rootVolumeGiB) GiB is out of range: use 8 to 16384")
+        }
+        guard CIDR(self.adminLocation) != nil else {
+            throw refuse("admin location '\(self.adminLocation.prefix(40))' is not an IPv4 CIDR block like 203.0.113.0/24 (0.0.0.0/0 allows everyone)")
+        }
+        guard let url = URL(string: self.installerURL), ["http", "https"].contains(url.scheme?.lowercased() ?? ""),
+              url.host?.isEmpty == false
+        else {
+            throw refuse("installer URL must be an http:// or https:// URL of dcos_generate_config.sh")
+        }
+        for file in self.genconfFiles {
+            let parts = file.path.split(separator: "/", omittingEmptySubsequences: false)
+            guard !file.path.isEmpty, !file.path.hasPrefix("/"), !parts.contains(".."), !parts.contains(""),
+                  file.path.wholeMatch(of: /[A-Za-z0-9._\/-]+/) != nil
+            else {
+                throw refuse("genconf file path '\(file.path.prefix(80))' must be relative to genconf/, without '..', using letters, digits, '.', '_', '-', '/'")
+            }
+        }
+        guard self.sshUser.wholeMatch(of: /[a-z_][a-z0-9_-]{0,31}/) != nil else {
+            throw refuse("SSH user '\(self.sshUser.prefix(40))' is not a valid login name")
+        }
+        guard (1...65535).contains(self.sshPort) else { throw refuse("SSH port must be from 1 to 65535") }
+        if let subnet = self.subnetID, subnet.wholeMatch(of: /subnet-[0-9a-f]{8,17}/) == nil {
+            throw refuse("'\(subnet.prefix(40))' is not a subnet id like subnet-0123456789abcdef0")
+        }
+        try self.install.validate()
+    }
+
+    /// The name of the key pair and security group.
+    public var resourceName: String { "flotilla-\(self.clusterID)" }
+}
+
+/// How the installer is driven over SSH. Defaults are for real AWS; the loopback test
+/// cluster overrides the serve command, the check runner path and `ip-detect`.
+public struct InstallSettings: Codable, Sendable, Hashable {
+    /// The port the bootstrap node serves `genconf/serve/` on.
+    public var bootstrapPort: Int = 80
+    /// Starts serving `genconf/serve` (the working directory is the installer folder).
+    /// `{port}` and `{ip}` are replaced.
+    public var serveCommand: String = "sudo docker rm -f flotilla-bootstrap >/dev/null 2>&1; sudo docker run -d --name flotilla-bootstrap --restart=always -p {port}:80 -v \"$PWD/genconf/serve:/usr/share/nginx/html:ro\" nginx"
+    public var checkRunnerPath: String = "/opt/mesosphere/bin/dcos-check-runner"
+    /// `genconf/ip-detect`: prints the node's private IP (AWS: instance metadata).
+    public var ipDetect: String = "#!/bin/sh\nset -o nounset -o errexit\ncurl -fsSL http://169.254.169.254/latest/meta-data/local-ipv4\n"
+    public var ipDetectPublic: String = "#!/bin/sh\nset -o nounset -o errexit\ncurl -fsSL http://169.254.169.254/latest/meta-data/public-ipv4\n"
+    public var faultDomainDetect: String = "#!/bin/sh\nset -o nounset -o errexit\nAZ=$(curl -fsSL http://169.254.169.254/latest/meta-data/placement/availability-zone)\necho \"{\\\"fault_domain\\\":{\\\"region\\\":{\\\"name\\\": \\\"${AZ%?}\\\"},\\\"zone\\\":{\\\"name\\\": \\\"$AZ\\\"}}}\"\n"
+    /// Nodes worked on at once.
+    public var parallelism: Int = 10
+    /// The limit for one SSH command (seconds).
+    public var commandTimeoutSeconds: Double = 1200
+    /// How long the installer download is retried (object stores may 403 for a while).
+    public var downloadRetrySeconds: Double = 600
+    /// How long postflight checks are polled until they pass.
+    public var postflightTimeoutSeconds: Double = 1200
+    public var postflightIntervalSeconds: Double = 1
+    /// Waits for instances to run and for SSH to answer.
+    public var instanceTimeoutSeconds: Double = 900
+    public var sshTimeoutSeconds: Double = 900
+    public var pollIntervalSeconds: Double = 2
+
+    public init() {}
+
+    func validate() throws {
+        guard (1...65535).contains(self.bootstrapPort) else {
+            throw ProvisionError(.invalidSpec, "bootstrap port must be from 1 to 65535")
+        }
+        guard (1...100).contains(self.parallelism) else {
+            throw ProvisionError(.invalidSpec, "install parallelism must be from 1 to 100")
+        }
+        for value in [self.commandTimeoutSeconds, self.downloadRetrySeconds, self.postflightTimeoutSeconds,
+                      self.postflightIntervalSeconds, self.instanceTimeoutSeconds, self.sshTimeoutSeconds, self.pollIntervalSeconds]
+        where !(value > 0) {
+            throw ProvisionError(.invalidSpec, "install timeouts and intervals must be positive")
+        }
+    }
+}
+
+/// An IPv4 CIDR block.
+public struct CIDR: Sendable, Hashable, CustomStringConvertible {
+    public var address: UInt32
+    public var prefixLength: Int
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let prefix = Int(parts[1]), (0...32).contains(prefix), parts[1].allSatisfy(\.isNumber) else { return nil }
+        let octets = parts[0].split(separator: ".", omittingEmptySubsequences: false)
+        guard octets.count == 4 else { return nil }
+        var address: UInt32 = 0
+        for octet in octets {
+            guard !octet.isEmpty, octet.count <= 3, octet.allSatisfy(\.isNumber), let value = UInt32(octet), value <= 255 else { return nil }
+            address = address << 8 | value
+        }
+        self.address = address
+        self.prefixLength = prefix
+    }
+
+    /// The address `offset` past the network base (`10.0.0.0/16` + 2 = `10.0.0.2`).
+    public func host(_ offset: UInt32) -> String {
+        let mask: UInt32 = self.prefixLength == 0 ? 0 : ~UInt32(0) << (32 - UInt32(self.prefixLength))
+        let value = (self.address & mask) &+ offset
+        return [24, 16, 8, 0].map { String((value >> UInt32($0)) & 0xff) }.joined(separator: ".")
+    }
+
+    public var description: String { "\(self.host(0))/\(self.prefixLength)" }
+}

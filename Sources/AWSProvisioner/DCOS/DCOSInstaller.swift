@@ -1,0 +1,176 @@
+import Foundation
+import Logging
+
+/// Drives the DC/OS "advanced" installer over a ``RemoteShell``: the bootstrap node
+/// (download, genconf, serve), then preflight, deploy and postflight on every cluster
+/// node with the node's real role, in parallel with a cap and a limit per command.
+struct DCOSInstaller: Sendable {
+    enum Phase: String, Sendable {
+        case preflight, deploy, postflight
+    }
+
+    let spec: ClusterSpec
+    let shell: any RemoteShell
+    let observer: any ProvisionObserver
+    let logger: Logger
+
+    func target(_ node: ProvisionState.Node) -> SSHTarget {
+        let host = self.spec.sshAddress == .publicIP ? (node.publicIP ?? node.privateIP) : node.privateIP
+        return SSHTarget(host: host, port: self.spec.sshPort, user: self.spec.sshUser)
+    }
+
+    /// The name failed nodes' logs are stored under: the node's public IP where it has one.
+    func logName(_ phase: String, _ node: ProvisionState.Node) -> String {
+        "\(phase)-\(node.publicIP ?? node.privateIP)-journald.log"
+    }
+
+    var commandTimeout: Duration { .seconds(self.spec.install.commandTimeoutSeconds) }
+
+    /// The bootstrap node's working folder, one per cluster.
+    var workDirectory: String { "flotilla-bootstrap-\(self.spec.clusterID)" }
+
+    func bootstrapURL(_ bootstrap: ProvisionState.Node) -> String {
+        let port = self.spec.install.bootstrapPort
+        return port == 80 ? "http://\(bootstrap.privateIP)" : "http://\(bootstrap.privateIP):\(port)"
+    }
+
+    func configYAML(_ state: ProvisionState) -> String {
+        let nodes = state.clusterNodes
+        func ips(_ role: ClusterRole) -> [String] { nodes.filter { $0.role == role }.map(\.privateIP) }
+        let resolver = state.vpcCIDR.flatMap(CIDR.init)?.host(2) ?? "169.254.169.253"
+        return DCOSConfig.render(
+            clusterName: self.spec.resourceName, bootstrapURL: self.bootstrapURL(state.bootstrapNode!),
+            masters: ips(.master), agents: ips(.privateAgent), publicAgents: ips(.publicAgent),
+            resolvers: [resolver], overrides: self.spec.dcosConfigOverrides)
+    }
+
+    /// One script, sent on standard input: download the installer (retried for
+    /// `downloadRetrySeconds`), write genconf, run `--genconf`, serve `genconf/serve/` and
+    /// check that `dcos_install.sh` is served.
+    func bootstrapScript(_ state: ProvisionState) -> String {
+        let install = self.spec.install
+        let bootstrap = state.bootstrapNode!
+        var files: [(String, Data, Bool)] = [
+            ("genconf/config.yaml", Data(self.configYAML(state).utf8), false),
+            ("genconf/ip-detect", Data(install.ipDetect.utf8), true),
+            ("genconf/ip-detect-public", Data(install.ipDetectPublic.utf8), true),
+            ("genconf/fault-domain-detect", Data(install.faultDomainDetect.utf8), true),
+        ]
+        files += self.spec.genconfFiles.map { ("genconf/\($0.path)", $0.contents, false) }
+        let writes = files.map { path, contents, executable in
+            "mkdir -p \"$(dirname \(shellQuote(path)))\"\n"
+                + "printf '%s' \(shellQuote(contents.base64EncodedString())) | base64 -d > \(shellQuote(path))\n"
+                + (executable ? "chmod 755 \(shellQuote(path))\n" : "")
+        }.joined()
+        let serve = install.serveCommand
+            .replacingOccurrences(of: "{port}", with: String(install.bootstrapPort))
+            .replacingOccurrences(of: "{ip}", with: bootstrap.privateIP)
+        let served = self.bootstrapURL(bootstrap) + "/dcos_install.sh"
+        return """
+            set -eu
+            mkdir -p "$HOME/\(self.workDirectory)/genconf"
+            cd "$HOME/\(self.workDirectory)"
+            deadline=$(( $(date +%s) + \(Int(install.downloadRetrySeconds)) ))
+            until curl -fLsS --retry 3 --retry-delay 2 --connect-timeout 10 -o dcos_generate_config.sh.part \(shellQuote(self.spec.installerURL)); do
+              if [ "$(date +%s)" -ge "$deadline" ]; then
+                echo "flotilla: could not download the installer for \(Int(install.downloadRetrySeconds)) s" >&2
+                exit 1
+              fi
+              sleep 5
+            done
+            mv dcos_generate_config.sh.part dcos_generate_config.sh
+            \(writes)
+            sudo bash dcos_generate_config.sh --genconf
+            \(serve)
+            tries=0
+            until curl -fsS -o /dev/null \(shellQuote(served)); do
+              tries=$((tries + 1))
+              if [ "$tries" -ge 300 ]; then echo "flotilla: \(served) is not served" >&2; exit 1; fi
+              sleep 0.1
+            done
+            """
+    }
+
+    func bootstrap(_ state: ProvisionState) async throws {
+        guard let bootstrap = state.bootstrapNode else {
+            throw ProvisionError(.conflict, "cluster \(state.clusterID) has no bootstrap node recorded")
+        }
+        try await self.observer.beforeMutation("bootstrap node setup")
+        await self.observer.progress("bootstrap: downloading the installer and generating the configuration")
+        let result = try await self.shell.run("bash -s", on: self.target(bootstrap),
+                                              input: Data(self.bootstrapScript(state).utf8), timeout: self.commandTimeout)
+        guard result.succeeded else {
+            let log = await self.collectLog(node: bootstrap, phase: "bootstrap", result: result)
+            throw ProvisionError(.installFailed, "the bootstrap node \(bootstrap.privateIP) failed: \(result.summary)",
+                                 logs: [self.logName("bootstrap", bootstrap): log])
+        }
+    }
+
+    func command(for phase: Phase, node: ProvisionState.Node, bootstrap: ProvisionState.Node) -> String {
+        let fetch = """
+            d=$(mktemp -d) && curl -fsS --retry 5 --retry-delay 1 -o "$d/dcos_install.sh" \(shellQuote(self.bootstrapURL(bootstrap) + "/dcos_install.sh"))
+            """
+        switch phase {
+        case .preflight:
+            return "\(fetch) && sudo bash \"$d/dcos_install.sh\" --preflight-only \(node.role.rawValue); rc=$?; rm -rf \"$d\"; exit $rc"
+        case .deploy:
+            return "\(fetch) && sudo bash \"$d/dcos_install.sh\" \(node.role.rawValue); rc=$?; rm -rf \"$d\"; exit $rc"
+        case .postflight:
+            let runner = shellQuote(self.spec.install.checkRunnerPath)
+            let interval = self.spec.install.postflightIntervalSeconds
+            return """
+                deadline=$(( $(date +%s) + \(Int(self.spec.install.postflightTimeoutSeconds)) ))
+                until sudo \(runner) check node-poststart && sudo \(runner) check cluster; do
+                  if [ "$(date +%s)" -ge "$deadline" ]; then echo "flotilla: postflight checks did not pass in time" >&2; exit 1; fi
+                  sleep \(interval)
+                done
+                """
+        }
+    }
+
+    /// Runs `phase` on every cluster node; throws with the failed nodes' logs.
+    func run(_ phase: Phase, on state: ProvisionState) async throws {
+        guard let bootstrap = state.bootstrapNode else {
+            throw ProvisionError(.conflict, "cluster \(state.clusterID) has no bootstrap node recorded")
+        }
+        let nodes = state.clusterNodes
+        try await self.observer.beforeMutation("\(phase.rawValue) on \(nodes.count) nodes")
+        await self.observer.progress("\(phase.rawValue): \(nodes.count) nodes")
+        let results = await forEachConcurrently(nodes, limit: self.spec.install.parallelism) { node in
+            try await self.shell.run(self.command(for: phase, node: node, bootstrap: bootstrap),
+                                     on: self.target(node), input: nil, timeout: self.commandTimeout)
+        }
+        var logs: [String: String] = [:]
+        var failed: [String] = []
+        for (node, result) in zip(nodes, results) {
+            let outcome: RemoteResult
+            switch result {
+            case .success(let value): outcome = value
+            case .failure(let error): outcome = RemoteResult(exitStatus: nil, stdout: "", stderr: "\(error)", sshFailed: true)
+            }
+            if !outcome.succeeded {
+                failed.append("\(node.privateIP) (\(node.role)): \(outcome.summary)")
+                logs[self.logName(phase.rawValue, node)] = await self.collectLog(node: node, phase: phase.rawValue, result: outcome)
+            }
+        }
+        guard failed.isEmpty else {
+            throw ProvisionError(.installFailed, "\(phase.rawValue) failed on \(failed.count) of \(nodes.count) nodes: \(failed.joined(separator: "; "))",
+                                 logs: logs)
+        }
+    }
+
+    /// The node's journal (`journalctl -xe`) and what the failed command printed.
+    func collectLog(node: ProvisionState.Node, phase: String, result: RemoteResult) async -> String {
+        var log = "# flotilla: \(phase) on \(node.privateIP) (\(node.role), \(node.instanceID)) failed: \(result.timedOut ? "timed out" : result.sshFailed ? "ssh failed" : "exit status \(result.exitStatus.map(String.init) ?? "none")")\n"
+        log += "# --- command stdout ---\n\(result.stdout)\n# --- command stderr ---\n\(result.stderr)\n"
+        let journal = try? await self.shell.run("sudo journalctl -xe --no-pager -n 20000 2>&1 || true", on: self.target(node),
+                                                input: nil, timeout: .seconds(120))
+        log += "# --- journalctl -xe ---\n"
+        if let journal, journal.exitStatus != nil {
+            log += journal.stdout + journal.stderr
+        } else {
+            log += "(the journal could not be read: \(journal?.summary ?? "ssh failed"))\n"
+        }
+        return log
+    }
+}

@@ -1,0 +1,152 @@
+import Foundation
+
+extension ClusterProvisioner {
+    /// What a teardown did, and anything tagged with the cluster that is still there.
+    public struct TeardownReport: Sendable, Hashable {
+        public var terminatedInstances: [String] = []
+        public var deletedSecurityGroup: String?
+        public var deletedKeyPair: String?
+        /// Resources tagged with (or named for) the cluster that remain; empty on success.
+        public var leftovers: [String] = []
+    }
+
+    /// Settings for teardown waits.
+    public struct TeardownSettings: Sendable {
+        /// How long credentials must stay valid when the key pair is deleted.
+        public var credentialMargin: Duration = .seconds(600)
+        public var terminateTimeout: Duration = .seconds(900)
+        /// How long `DependencyViolation` on the security group is retried.
+        public var dependencyTimeout: Duration = .seconds(600)
+        public var pollInterval: Duration = .seconds(2)
+
+        public init(credentialMargin: Duration = .seconds(600), terminateTimeout: Duration = .seconds(900),
+                    dependencyTimeout: Duration = .seconds(600), pollInterval: Duration = .seconds(2)) {
+            self.credentialMargin = credentialMargin
+            self.terminateTimeout = terminateTimeout
+            self.dependencyTimeout = dependencyTimeout
+            self.pollInterval = pollInterval
+        }
+    }
+
+    /// Deletes everything the cluster has, in the order AWS needs: terminate instances →
+    /// wait until terminated → delete the security group (retrying `DependencyViolation`)
+    /// → renew credentials so they outlive the call → delete the key pair → check that
+    /// nothing tagged with the cluster remains. Works from a partial checkpoint: what the
+    /// checkpoint lacks is found by the cluster's tag and names.
+    ///
+    /// Throws ``ProvisionError`` with code `leftovers` when something remains.
+    @discardableResult
+    public func teardown(_ spec: ClusterSpec, state: ProvisionState?, settings: TeardownSettings = TeardownSettings(),
+                         observer: any ProvisionObserver) async throws -> TeardownReport {
+        var report = TeardownReport()
+        report.terminatedInstances = try await self.terminateInstances(spec, state: state, settings: settings, observer: observer)
+        report.deletedSecurityGroup = try await self.deleteSecurityGroup(spec, state: state, settings: settings, observer: observer)
+        report.deletedKeyPair = try await self.deleteKeyPair(named: state?.keyPairName ?? spec.resourceName,
+                                                             margin: settings.credentialMargin, observer: observer)
+        report.leftovers = try await self.leftovers(spec, state: state)
+        guard report.leftovers.isEmpty else {
+            throw ProvisionError(.leftovers, "teardown of \(spec.clusterID) finished but these remain: \(report.leftovers.joined(separator: ", "))")
+        }
+        return report
+    }
+
+    /// Terminates the recorded instances and any other live instance tagged with the
+    /// cluster, and waits until all are `terminated`.
+    public func terminateInstances(_ spec: ClusterSpec, state: ProvisionState?, settings: TeardownSettings = TeardownSettings(),
+                                   observer: any ProvisionObserver) async throws -> [String] {
+        do {
+            let tagged = try await self.ec2.describeInstances(filters: [
+                .tag("cluster", spec.clusterID),
+                EC2Filter(name: "instance-state-name", values: ["pending", "running", "stopping", "stopped", "shutting-down"]),
+            ]).map(\.instanceID)
+            let recorded = state?.instanceIDs ?? []
+            let live = Set(tagged).union(try await self.liveInstances(recorded))
+            let ids = live.sorted()
+            guard !ids.isEmpty else { return [] }
+            try await observer.beforeMutation("terminate \(ids.count) instances")
+            await observer.progress("terminating \(ids.count) instances")
+            _ = try await self.ec2.terminateInstances(instanceIDs: ids)
+            let ec2 = self.ec2
+            try await poll("\(ids.count) instances to be terminated", timeout: settings.terminateTimeout,
+                           interval: settings.pollInterval) { () -> (Bool?, String) in
+                let states = try await ec2.describeInstances(instanceIDs: ids)
+                let remaining = states.filter { $0.state != .terminated }
+                return (remaining.isEmpty ? true : nil, "\(remaining.count) not terminated yet")
+            }
+            return ids
+        } catch let error as EC2Error {
+            throw ProvisionError(.aws, "cannot terminate the instances of \(spec.clusterID): \(error)", underlying: error)
+        }
+    }
+
+    /// Those of `ids` that exist and are not terminated (an id AWS no longer knows is gone).
+    private func liveInstances(_ ids: [String]) async throws -> [String] {
+        guard !ids.isEmpty else { return [] }
+        do {
+            return try await self.ec2.describeInstances(instanceIDs: ids).filter { $0.state != .terminated }.map(\.instanceID)
+        } catch let error as EC2Error where error.code == "InvalidInstanceID.NotFound" {
+            return []
+        }
+    }
+
+    /// Deletes the cluster's security group, retrying while instances still use it.
+    public func deleteSecurityGroup(_ spec: ClusterSpec, state: ProvisionState?, settings: TeardownSettings = TeardownSettings(),
+                                    observer: any ProvisionObserver) async throws -> String? {
+        do {
+            var groupID = state?.securityGroupID
+            if groupID == nil {
+                groupID = try await self.ec2.describeSecurityGroups(filters: [EC2Filter(name: "group-name", values: [spec.resourceName])])
+                    .first { $0.tags.contains(EC2Tag(key: "cluster", value: spec.clusterID)) }?.groupID
+            }
+            guard let groupID else { return nil }
+            try await observer.beforeMutation("delete security group \(groupID)")
+            let ec2 = self.ec2
+            try await poll("security group \(groupID) to be free of dependencies", timeout: settings.dependencyTimeout,
+                           interval: settings.pollInterval) { () -> (Bool?, String) in
+                do {
+                    try await ec2.deleteSecurityGroup(groupID: groupID)
+                    return (true, "")
+                } catch let error as EC2Error where error.code == "InvalidGroup.NotFound" {
+                    return (true, "")
+                } catch let error as EC2Error where error.code == "DependencyViolation" {
+                    return (nil, error.message)
+                }
+            }
+            return groupID
+        } catch let error as EC2Error {
+            throw ProvisionError(.aws, "cannot delete the security group of \(spec.clusterID): \(error)", underlying: error)
+        }
+    }
+
+    /// Deletes a key pair after making sure the credentials stay valid for `margin`
+    /// (temporary credentials are renewed first), so an expiring session never leaves the
+    /// key behind.
+    public func deleteKeyPair(named name: String, margin: Duration, observer: any ProvisionObserver) async throws -> String {
+        _ = try await self.credentials.credentials(validFor: margin)
+        try await observer.beforeMutation("delete key pair \(name)")
+        do {
+            try await self.ec2.deleteKeyPair(name: name)
+        } catch let error as EC2Error {
+            throw ProvisionError(.aws, "cannot delete key pair \(name): \(error)", underlying: error)
+        }
+        return name
+    }
+
+    /// Everything tagged with the cluster (or named for it) that is still there.
+    public func leftovers(_ spec: ClusterSpec, state: ProvisionState?) async throws -> [String] {
+        do {
+            var found: [String] = []
+            let instances = try await self.ec2.describeInstances(filters: [.tag("cluster", spec.clusterID)])
+            found += instances.filter { $0.state != .terminated }.map { "instance \($0.instanceID) (\($0.state))" }
+            let groups = try await self.ec2.describeSecurityGroups(filters: [EC2Filter(name: "group-name", values: [spec.resourceName])])
+            found += groups.map { "security group \($0.groupID)" }
+            let name = state?.keyPairName ?? spec.resourceName
+            do {
+                found += try await self.ec2.describeKeyPairs(names: [name]).map { "key pair \($0.keyName)" }
+            } catch let error as EC2Error where error.code == "InvalidKeyPair.NotFound" {}
+            return found
+        } catch let error as EC2Error {
+            throw ProvisionError(.aws, "cannot check what remains of \(spec.clusterID): \(error)", underlying: error)
+        }
+    }
+}

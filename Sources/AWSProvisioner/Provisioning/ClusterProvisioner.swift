@@ -1,0 +1,307 @@
+import Foundation
+import Logging
+
+/// Creates a DC/OS cluster on EC2 and installs it over SSH, as resumable steps.
+///
+/// key pair → security group → instances (one `RunInstances` per role, with a
+/// deterministic `ClientToken`, tagged at creation) → running, with IPs → SSH up, host
+/// keys recorded and pinned → bootstrap node (installer download, genconf, serve) →
+/// preflight → deploy → postflight. Each step reports a checkpoint before its side effect
+/// (with the intent: names, tokens) and after it; ``provision(_:from:observer:)`` started
+/// again from any checkpoint converges to exactly the requested instances.
+///
+/// The provisioner knows nothing of PostgreSQL: the caller stores checkpoints.
+public struct ClusterProvisioner: Sendable {
+    public let ec2: EC2Client
+    public let credentials: CredentialsCache
+    public let logger: Logger
+    /// Makes the shell for a cluster once its key exists.
+    public let makeShell: @Sendable (ProvisionState) throws -> any RemoteShell
+
+    public init(ec2: EC2Client, credentials: CredentialsCache, logger: Logger,
+                makeShell: @escaping @Sendable (ProvisionState) throws -> any RemoteShell) {
+        self.ec2 = ec2
+        self.credentials = credentials
+        self.logger = logger
+        self.makeShell = makeShell
+    }
+
+    /// An OpenSSH shell whose key, `known_hosts` and control sockets live in a fresh folder
+    /// under `baseDirectory`.
+    public static func openSSHShells(baseDirectory: URL, configuration: OpenSSHShell.Configuration = .init())
+        -> @Sendable (ProvisionState) throws -> any RemoteShell
+    {
+        { state in
+            guard let key = state.privateKeyPEM else {
+                throw ProvisionError(.conflict, "cluster \(state.clusterID) has no private key recorded")
+            }
+            let folder = baseDirectory.appendingPathComponent(String(UUID().uuidString.prefix(8)).lowercased())
+            return try OpenSSHShell(privateKeyPEM: key, directory: folder, configuration: configuration)
+        }
+    }
+
+    /// Tags every resource of the cluster carries.
+    static func tags(for spec: ClusterSpec, role: ClusterRole? = nil) -> [EC2Tag] {
+        var tags = [
+            EC2Tag(key: "Name", value: role.map { "\(spec.resourceName)-\($0.rawValue)" } ?? spec.resourceName),
+            EC2Tag(key: "cluster", value: spec.clusterID),
+            EC2Tag(key: "owner", value: spec.owner),
+            EC2Tag(key: "managed-by", value: "flotilla"),
+        ]
+        if let expiresAt = spec.expiresAt {
+            tags.append(EC2Tag(key: "expires", value: ISO8601DateFormatter().string(from: expiresAt)))
+        }
+        if let role { tags.append(EC2Tag(key: "role", value: role.rawValue)) }
+        return tags
+    }
+
+    /// Provisions the cluster, starting from `state` (a checkpoint from an earlier run) or
+    /// from nothing. Returns the final state (`step == .ready`) with every node.
+    ///
+    /// On an install failure it throws ``ProvisionError`` with the failed nodes' logs; what
+    /// was created is in the last checkpoint, ready for ``teardown(_:state:observer:)``.
+    public func provision(_ spec: ClusterSpec, from state: ProvisionState? = nil,
+                          observer: any ProvisionObserver) async throws -> ProvisionState {
+        try spec.validate()
+        var state = state ?? ProvisionState(clusterID: spec.clusterID)
+        guard state.clusterID == spec.clusterID else {
+            throw ProvisionError(.conflict, "checkpoint belongs to cluster \(state.clusterID), not \(spec.clusterID)")
+        }
+        var logger = self.logger
+        logger[metadataKey: "cluster.id"] = "\(spec.clusterID)"
+
+        if state.step < .keyImported { try await self.importKeyPair(spec, &state, observer) }
+        if state.step < .securityGroupReady { try await self.createSecurityGroup(spec, &state, observer) }
+        if state.step < .instancesLaunched { try await self.launchInstances(spec, &state, observer) }
+        if state.step < .instancesRunning { try await self.waitForInstances(spec, &state, observer) }
+
+        let shell = try self.makeShell(state)
+        defer { if let shell = shell as? OpenSSHShell { Task { await shell.close() } } }
+        let installer = DCOSInstaller(spec: spec, shell: shell, observer: observer, logger: logger)
+        if state.step < .sshReady {
+            try await self.waitForSSH(spec, &state, shell, observer)
+        } else {
+            for node in state.nodes {
+                if let key = node.hostKey { try await shell.pinHostKey(key, for: installer.target(node)) }
+            }
+        }
+        if state.step < .bootstrapReady {
+            try await observer.checkpoint(state, moment: .before, step: "bootstrap")
+            try await installer.bootstrap(state)
+            state.step = .bootstrapReady
+            try await observer.checkpoint(state, moment: .after, step: "bootstrap")
+        }
+        for (phase, done) in [(DCOSInstaller.Phase.preflight, ProvisionStep.preflightPassed),
+                              (.deploy, .deployed), (.postflight, .ready)] where state.step < done {
+            try await observer.checkpoint(state, moment: .before, step: phase.rawValue)
+            try await installer.run(phase, on: state)
+            state.step = done
+            try await observer.checkpoint(state, moment: .after, step: phase.rawValue)
+        }
+        return state
+    }
+
+    // MARK: Steps
+
+    private func importKeyPair(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
+        if state.keyPairName == nil || state.privateKeyPEM == nil {
+            let key = SSHKeyPair.generate(comment: spec.resourceName)
+            state.keyPairName = spec.resourceName
+            state.publicKeyLine = key.publicKeyLine
+            state.privateKeyPEM = key.privateKeyPEM
+        }
+        try await observer.checkpoint(state, moment: .before, step: "key pair")
+        let name = state.keyPairName!
+        let publicKey = state.publicKeyLine!
+        try await observer.beforeMutation("import key pair \(name)")
+        do {
+            _ = try await self.ec2.importKeyPair(name: name, publicKey: publicKey,
+                                                 tags: Self.tags(for: spec))
+        } catch let error as EC2Error where error.code == "InvalidKeyPair.Duplicate" {
+            // Imported before a crash, or someone else's key of the same name: only ours is accepted.
+            let existing = try await self.ec2.describeKeyPairs(names: [name], includePublicKey: true).first
+            let ours = SSHKeyPair(publicKeyLine: publicKey, privateKeyPEM: "").publicKeyBody
+            guard let material = existing?.publicKey,
+                  SSHKeyPair(publicKeyLine: material.trimmingCharacters(in: .whitespacesAndNewlines), privateKeyPEM: "").publicKeyBody == ours
+            else {
+                throw ProvisionError(.conflict, "a key pair named \(name) exists in \(spec.region) with another public key; it is not Flotilla's to reuse")
+            }
+        } catch let error as EC2Error {
+            throw ProvisionError(.aws, "cannot import key pair \(name): \(error)", underlying: error)
+        }
+        state.step = .keyImported
+        try await observer.checkpoint(state, moment: .after, step: "key pair")
+    }
+
+    /// The external rules from the reference (SSH, HTTP, HTTPS, 61001, 9000, ICMP) open to
+    /// `admin_location`, and all traffic between members of the group.
+    static func ingressRules(adminLocation: String, groupID: String) -> [EC2IPPermission] {
+        [22, 80, 443, 61001, 9000].map { EC2IPPermission(ipProtocol: "tcp", fromPort: $0, toPort: $0, cidrRanges: [adminLocation]) }
+            + [EC2IPPermission(ipProtocol: "icmp", fromPort: -1, toPort: -1, cidrRanges: [adminLocation]),
+               EC2IPPermission(ipProtocol: "-1", sourceGroupIDs: [groupID])]
+    }
+
+    private func createSecurityGroup(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
+        let name = spec.resourceName
+        state.securityGroupName = name
+        if state.vpcID == nil {
+            do {
+                if let subnetID = spec.subnetID {
+                    guard let subnet = try await self.ec2.describeSubnets(subnetIDs: [subnetID]).first else {
+                        throw ProvisionError(.invalidSpec, "subnet \(subnetID) does not exist in \(spec.region)")
+                    }
+                    state.vpcID = subnet.vpcID
+                } else {
+                    state.vpcID = try await self.ec2.describeVpcs(filters: [EC2Filter(name: "isDefault", values: ["true"])]).first?.vpcID
+                }
+                if let vpcID = state.vpcID {
+                    state.vpcCIDR = try await self.ec2.describeVpcs(vpcIDs: [vpcID]).first?.cidrBlock
+                }
+            } catch let error as EC2Error {
+                throw ProvisionError(.aws, "cannot look up the network: \(error)", underlying: error)
+            }
+        }
+        try await observer.checkpoint(state, moment: .before, step: "security group")
+        do {
+            var groupID = state.securityGroupID
+            if groupID == nil {
+                groupID = try await self.findSecurityGroup(named: name, vpcID: state.vpcID)
+            }
+            if groupID == nil {
+                try await observer.beforeMutation("create security group \(name)")
+                do {
+                    groupID = try await self.ec2.createSecurityGroup(
+                        name: name, description: "Flotilla DC/OS cluster \(spec.clusterID)",
+                        vpcID: state.vpcID, tags: Self.tags(for: spec))
+                } catch let error as EC2Error where error.code == "InvalidGroup.Duplicate" {
+                    groupID = try await self.findSecurityGroup(named: name, vpcID: state.vpcID)
+                }
+            }
+            guard let groupID else { throw ProvisionError(.aws, "security group \(name) was created but cannot be found") }
+            state.securityGroupID = groupID
+            try await observer.checkpoint(state, moment: .before, step: "security group rules")
+            try await observer.beforeMutation("authorize ingress on \(groupID)")
+            for rule in Self.ingressRules(adminLocation: spec.adminLocation, groupID: groupID) {
+                do {
+                    try await self.ec2.authorizeSecurityGroupIngress(groupID: groupID, permissions: [rule])
+                } catch let error as EC2Error where error.code == "InvalidPermission.Duplicate" {
+                    continue
+                }
+            }
+        } catch let error as EC2Error {
+            throw ProvisionError(.aws, "cannot set up security group \(name): \(error)", underlying: error)
+        }
+        state.step = .securityGroupReady
+        try await observer.checkpoint(state, moment: .after, step: "security group")
+    }
+
+    func findSecurityGroup(named name: String, vpcID: String?) async throws -> String? {
+        var filters = [EC2Filter(name: "group-name", values: [name])]
+        if let vpcID { filters.append(EC2Filter(name: "vpc-id", values: [vpcID])) }
+        return try await self.ec2.describeSecurityGroups(filters: filters).first?.groupID
+    }
+
+    private func launchInstances(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
+        // Intent first: one launch per role with a token derived from the cluster and role,
+        // so a retried RunInstances is recognised by AWS as the same request.
+        for (role, count) in spec.counts where count > 0 && !state.launches.contains(where: { $0.role == role }) {
+            state.launches.append(.init(role: role, clientToken: "\(spec.resourceName)-\(role.rawValue)", count: count))
+        }
+        try await observer.checkpoint(state, moment: .before, step: "instances")
+        for index in state.launches.indices where state.launches[index].instanceIDs.isEmpty {
+            let launch = state.launches[index]
+            do {
+                // Instances of this launch may exist already (created before a crash); the
+                // role tag, set at creation, finds them even where ClientToken is ignored.
+                let existing = try await self.ec2.describeInstances(filters: [
+                    .tag("cluster", spec.clusterID), .tag("role", launch.role.rawValue),
+                    EC2Filter(name: "instance-state-name", values: ["pending", "running"]),
+                ])
+                if !existing.isEmpty {
+                    guard existing.count == launch.count else {
+                        throw ProvisionError(.conflict, "found \(existing.count) \(launch.role) instances of cluster \(spec.clusterID) where \(launch.count) were requested")
+                    }
+                    state.launches[index].instanceIDs = existing.map(\.instanceID).sorted()
+                } else {
+                    try await observer.beforeMutation("run \(launch.count) \(launch.role) instances")
+                    let instanceType = launch.role == .bootstrap ? spec.bootstrapInstanceType : spec.instanceType
+                    let tags = Self.tags(for: spec, role: launch.role)
+                    let launched = try await self.ec2.runInstances(EC2RunInstancesRequest(
+                        imageID: spec.resolvedAMI!, instanceType: instanceType, count: launch.count,
+                        clientToken: launch.clientToken, keyName: state.keyPairName, subnetID: spec.subnetID,
+                        securityGroupIDs: state.securityGroupID.map { [$0] } ?? [],
+                        associatePublicIPAddress: spec.sshAddress == .publicIP ? true : nil,
+                        rootVolume: EC2RootVolume(sizeGiB: spec.rootVolumeGiB),
+                        tagSpecifications: [EC2TagSpecification(resourceType: "instance", tags: tags),
+                                            EC2TagSpecification(resourceType: "volume", tags: tags)]))
+                    state.launches[index].instanceIDs = launched.map(\.instanceID).sorted()
+                }
+            } catch let error as EC2Error {
+                throw ProvisionError(.aws, "cannot launch \(launch.role) instances: \(error)", underlying: error)
+            }
+            try await observer.checkpoint(state, moment: .after, step: "instances \(launch.role)")
+        }
+        state.step = .instancesLaunched
+        try await observer.checkpoint(state, moment: .after, step: "instances")
+    }
+
+    private func waitForInstances(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
+        let ids = state.instanceIDs
+        let roles = Dictionary(uniqueKeysWithValues: state.launches.flatMap { launch in launch.instanceIDs.map { ($0, launch.role) } })
+        let needsPublicIP = spec.sshAddress == .publicIP
+        let ec2 = self.ec2
+        let instances = try await poll("\(ids.count) instances to be running with their IP addresses",
+                                       timeout: .seconds(spec.install.instanceTimeoutSeconds),
+                                       interval: .seconds(spec.install.pollIntervalSeconds)) { () -> ([EC2Instance]?, String) in
+            let found = try await ec2.describeInstances(instanceIDs: ids)
+            let ready = found.filter { $0.state == .running && $0.privateIPAddress != nil && (!needsPublicIP || $0.publicIPAddress != nil) }
+            if let gone = found.first(where: { $0.state == .terminated || $0.state == .shuttingDown }) {
+                throw ProvisionError(.aws, "instance \(gone.instanceID) is \(gone.state) before the cluster was ready")
+            }
+            await observer.progress("instances running: \(ready.count) of \(ids.count)")
+            return (ready.count == ids.count ? ready : nil, "\(ready.count) of \(ids.count) ready")
+        }
+        let previous = Dictionary(uniqueKeysWithValues: state.nodes.map { ($0.instanceID, $0) })
+        state.nodes = instances.map { instance in
+            ProvisionState.Node(role: roles[instance.instanceID] ?? .privateAgent, instanceID: instance.instanceID,
+                                privateIP: instance.privateIPAddress ?? "", publicIP: instance.publicIPAddress,
+                                hostKey: previous[instance.instanceID]?.hostKey)
+        }.sorted { ($0.role, $0.instanceID) < ($1.role, $1.instanceID) }
+        state.step = .instancesRunning
+        try await observer.checkpoint(state, moment: .after, step: "instances running")
+    }
+
+    private func waitForSSH(_ spec: ClusterSpec, _ state: inout ProvisionState, _ shell: any RemoteShell,
+                            _ observer: any ProvisionObserver) async throws {
+        let installer = DCOSInstaller(spec: spec, shell: shell, observer: observer, logger: self.logger)
+        let timeout = Duration.seconds(spec.install.sshTimeoutSeconds)
+        let interval = Duration.seconds(spec.install.pollIntervalSeconds)
+        let nodes = state.nodes
+        let results = await forEachConcurrently(nodes, limit: spec.install.parallelism) { node -> String in
+            let target = installer.target(node)
+            if let key = node.hostKey {
+                try await shell.pinHostKey(key, for: target)
+                return key
+            }
+            return try await poll("SSH on \(target)", timeout: timeout, interval: interval) { () -> (String?, String) in
+                do {
+                    return (try await shell.learnHostKey(of: target, timeout: .seconds(30)), "")
+                } catch let error as ProvisionError where error.code == .ssh {
+                    return (nil, error.message)
+                }
+            }
+        }
+        var failures: [String] = []
+        for (index, result) in results.enumerated() {
+            switch result {
+            case .success(let key): state.nodes[index].hostKey = key
+            case .failure(let error): failures.append("\(nodes[index].privateIP): \(error)")
+            }
+        }
+        guard failures.isEmpty else {
+            throw ProvisionError(.ssh, "SSH did not come up on \(failures.count) of \(nodes.count) nodes: \(failures.joined(separator: "; "))")
+        }
+        state.step = .sshReady
+        try await observer.checkpoint(state, moment: .after, step: "ssh")
+    }
+}

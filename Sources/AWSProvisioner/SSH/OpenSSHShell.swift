@@ -1,0 +1,187 @@
+import Foundation
+import Subprocess
+import Synchronization
+
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
+
+/// ``RemoteShell`` over the system's OpenSSH client.
+///
+/// Batch mode (never a prompt), only the cluster's own key, no system or user ssh config
+/// (`-F /dev/null`), host keys pinned in a per-cluster `known_hosts` (learned once with
+/// `accept-new`, then `StrictHostKeyChecking=yes`), a connect timeout, keep-alives, and
+/// one multiplexed connection per node (`ControlMaster`), so a node's many commands share
+/// one TCP connection and one authentication.
+public final class OpenSSHShell: RemoteShell {
+    public struct Configuration: Sendable {
+        public var connectTimeout: Duration = .seconds(10)
+        public var keepAliveInterval: Duration = .seconds(15)
+        /// The `ssh` executable.
+        public var sshPath: String = "/usr/bin/ssh"
+        /// Output kept per stream; more is cut from the front.
+        public var outputLimit: Int = 16 << 20
+
+        public init(connectTimeout: Duration = .seconds(10), keepAliveInterval: Duration = .seconds(15),
+                    sshPath: String = "/usr/bin/ssh") {
+            self.connectTimeout = connectTimeout
+            self.keepAliveInterval = keepAliveInterval
+            self.sshPath = sshPath
+        }
+    }
+
+    /// Counts, for the provisioner's report.
+    public struct Statistics: Sendable, Hashable {
+        /// Commands run (including host-key learning).
+        public var commands = 0
+        /// TCP connections opened (the first command to a node while no master connection exists).
+        public var connections = 0
+    }
+
+    public let directory: URL
+    public let configuration: Configuration
+    private let keyFile: URL
+    private let knownHosts: URL
+    private let state = Mutex<(stats: Statistics, targets: Set<SSHTarget>)>((Statistics(), []))
+
+    /// Writes the private key (0600) and an empty `known_hosts` into `directory`, which
+    /// should be private to this cluster and short (it holds the control sockets, whose
+    /// paths must stay under 108 bytes).
+    public init(privateKeyPEM: String, directory: URL, configuration: Configuration = Configuration()) throws {
+        self.directory = directory
+        self.configuration = configuration
+        self.keyFile = directory.appendingPathComponent("id_ed25519")
+        self.knownHosts = directory.appendingPathComponent("known_hosts")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        FileManager.default.createFile(atPath: self.keyFile.path, contents: Data(privateKeyPEM.utf8),
+                                       attributes: [.posixPermissions: 0o600])
+        if !FileManager.default.fileExists(atPath: self.knownHosts.path) {
+            FileManager.default.createFile(atPath: self.knownHosts.path, contents: Data(), attributes: [.posixPermissions: 0o600])
+        }
+    }
+
+    public var statistics: Statistics { self.state.withLock { $0.stats } }
+
+    private func options(for target: SSHTarget, strict: String) -> [String] {
+        [
+            "-F", "/dev/null",
+            "-o", "BatchMode=yes",
+            "-o", "IdentitiesOnly=yes",
+            "-o", "IdentityFile=\(self.keyFile.path)",
+            "-o", "UserKnownHostsFile=\(self.knownHosts.path)",
+            "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "HashKnownHosts=no",
+            "-o", "StrictHostKeyChecking=\(strict)",
+            "-o", "ConnectTimeout=\(Int(self.configuration.connectTimeout.secondsValue.rounded(.up)))",
+            "-o", "ServerAliveInterval=\(Int(self.configuration.keepAliveInterval.secondsValue.rounded(.up)))",
+            "-o", "ServerAliveCountMax=4",
+            "-o", "ControlMaster=auto",
+            "-o", "ControlPath=\(self.controlPath(for: target))",
+            "-o", "ControlPersist=120",
+            "-o", "LogLevel=ERROR",
+            "-p", String(target.port),
+            "-l", target.user,
+            target.host,
+        ]
+    }
+
+    private func controlPath(for target: SSHTarget) -> String {
+        self.directory.appendingPathComponent("cm-\(target.host)-\(target.port)").path
+    }
+
+    public func run(_ command: String, on target: SSHTarget, input: Data?, timeout: Duration) async throws -> RemoteResult {
+        try await self.ssh(self.options(for: target, strict: "yes") + ["--", command], target: target, input: input, timeout: timeout)
+    }
+
+    public func learnHostKey(of target: SSHTarget, timeout: Duration) async throws -> String {
+        let result = try await self.ssh(self.options(for: target, strict: "accept-new") + ["--", "true"],
+                                        target: target, input: nil, timeout: timeout)
+        guard result.succeeded else {
+            throw ProvisionError(.ssh, "cannot reach \(target) over SSH: \(result.summary)")
+        }
+        guard let key = try self.recordedHostKey(for: target) else {
+            throw ProvisionError(.ssh, "connected to \(target) but no host key was recorded")
+        }
+        return key
+    }
+
+    public func pinHostKey(_ key: String, for target: SSHTarget) async throws {
+        if try self.recordedHostKey(for: target) == key { return }
+        let line = "\(self.hostPattern(for: target)) \(key)\n"
+        try self.state.withLock { _ in
+            let handle = try FileHandle(forWritingTo: self.knownHosts)
+            defer { try? handle.close() }
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(line.utf8))
+        }
+    }
+
+    /// Closes every master connection this shell opened.
+    public func close() async {
+        let targets = self.state.withLock { $0.targets }
+        await withTaskGroup(of: Void.self) { group in
+            for target in targets {
+                group.addTask {
+                    _ = try? await self.ssh(self.options(for: target, strict: "yes").dropLast() + ["-O", "exit", target.host],
+                                            target: target, input: nil, timeout: .seconds(5), count: false)
+                }
+            }
+        }
+    }
+
+    private func hostPattern(for target: SSHTarget) -> String {
+        target.port == 22 ? target.host : "[\(target.host)]:\(target.port)"
+    }
+
+    private func recordedHostKey(for target: SSHTarget) throws -> String? {
+        let pattern = self.hostPattern(for: target)
+        let text = (try? String(contentsOf: self.knownHosts, encoding: .utf8)) ?? ""
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", maxSplits: 2)
+            if fields.count == 3, fields[0].split(separator: ",").contains(Substring(pattern)) {
+                return "\(fields[1]) \(fields[2])"
+            }
+        }
+        return nil
+    }
+
+    private func ssh(_ arguments: [String], target: SSHTarget, input: Data?, timeout: Duration, count: Bool = true) async throws -> RemoteResult {
+        if count {
+            let opensConnection = !FileManager.default.fileExists(atPath: self.controlPath(for: target))
+            self.state.withLock { state in
+                state.stats.commands += 1
+                if opensConnection { state.stats.connections += 1 }
+                state.targets.insert(target)
+            }
+        }
+        let executable = Executable.path(FilePath(self.configuration.sshPath))
+        let limit = self.configuration.outputLimit
+        let inputBytes = Array(input ?? Data())
+        return try await withThrowingTaskGroup(of: RemoteResult?.self) { group in
+            group.addTask {
+                let result = try await Subprocess.run(
+                    executable, arguments: Arguments(arguments),
+                    input: .array(inputBytes),
+                    output: .string(limit: limit), error: .string(limit: limit))
+                let status: Int32?
+                switch result.terminationStatus {
+                case .exited(let code): status = code
+                default: status = nil
+                }
+                return RemoteResult(exitStatus: status == 255 ? nil : status,
+                                    stdout: result.standardOutput ?? "", stderr: result.standardError ?? "",
+                                    sshFailed: status == 255)
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = try await group.next() ?? nil
+            group.cancelAll()
+            return first ?? RemoteResult(exitStatus: nil, stdout: "", stderr: "no answer within \(timeout)", sshFailed: false, timedOut: true)
+        }
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import Logging
+
+/// Credentials from an external command, the shared config's `credential_process`: the
+/// command line is run by `/bin/sh -c`, and must print JSON like
+/// `{"Version": 1, "AccessKeyId": …, "SecretAccessKey": …, "SessionToken": …, "Expiration": "2026-…Z"}`.
+/// Without `Expiration` the credentials are treated as long-term.
+///
+/// The command line and its output are never logged (either may carry secrets); only
+/// the exit status and the first bytes of standard error on failure.
+public struct ProcessCredentialsProvider: CredentialsProvider {
+    public var command: String
+    /// How long the command may run before it is killed.
+    public var timeout: Duration
+
+    public init(command: String, timeout: Duration = .seconds(60)) {
+        self.command = command
+        self.timeout = timeout
+    }
+
+    public func resolveCredentials(logger: Logger) async throws -> AWSCredentials {
+        logger.debug("running credential_process")
+        let (status, output, errorOutput) = try await run()
+        guard status == 0 else {
+            let excerpt = String(decoding: errorOutput.prefix(300), as: UTF8.self)
+            throw CredentialsError(.processFailed, "credential_process exited with status \(status): \(excerpt)")
+        }
+        return try Self.decode(output)
+    }
+
+    static func decode(_ output: Data) throws -> AWSCredentials {
+        struct Payload: Decodable {
+            var Version: Int?
+            var AccessKeyId: String?
+            var SecretAccessKey: String?
+            var SessionToken: String?
+            var Expiration: String?
+        }
+        let payload: Payload
+        do {
+            payload = try JSONDecoder().decode(Payload.self, from: output)
+        } catch {
+            throw CredentialsError(.processFailed, "credential_process did not print a JSON object")
+        }
+        if let version = payload.Version, version != 1 {
+            throw CredentialsError(.processFailed, "credential_process printed Version \(version); only 1 is supported")
+        }
+        guard let key = payload.AccessKeyId, !key.isEmpty, let secret = payload.SecretAccessKey, !secret.isEmpty else {
+            throw CredentialsError(.processFailed, "credential_process output lacks AccessKeyId or SecretAccessKey")
+        }
+        var expiration: Date?
+        if let text = payload.Expiration {
+            guard let date = AWSTimestamp.parse(text) else {
+                throw CredentialsError(.processFailed, "credential_process printed an Expiration that is not ISO 8601")
+            }
+            expiration = date
+        }
+        return AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: payload.SessionToken, expiration: expiration)
+    }
+
+    private func run() async throws -> (Int32, Data, Data) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", command]
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        process.standardInput = FileHandle.nullDevice
+
+        // Both pipes are drained on their own threads while the command runs, so a chatty
+        // command cannot block on a full pipe.
+        async let outputData = Self.readToEnd(output.fileHandleForReading)
+        async let errorData = Self.readToEnd(errors.fileHandleForReading)
+        let status: Int32
+        do {
+            status = try await withThrowingTaskGroup(of: Int32?.self) { group in
+                group.addTask {
+                    await withCheckedContinuation { continuation in
+                        process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+                        do {
+                            try process.run()
+                        } catch {
+                            process.terminationHandler = nil
+                            continuation.resume(returning: Int32.min)
+                        }
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                let first = try await group.next()!
+                group.cancelAll()
+                guard let first else {
+                    process.terminate()
+                    throw CredentialsError(.processFailed, "credential_process did not finish within \(timeout)")
+                }
+                return first
+            }
+        } catch {
+            try? output.fileHandleForWriting.close()
+            try? errors.fileHandleForWriting.close()
+            _ = await (outputData, errorData)
+            throw error
+        }
+        try? output.fileHandleForWriting.close()
+        try? errors.fileHandleForWriting.close()
+        if status == Int32.min {
+            throw CredentialsError(.processFailed, "credential_process could not be started")
+        }
+        return (status, await outputData, await errorData)
+    }
+
+    private static func readToEnd(_ handle: FileHandle) async -> Data {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                let data = (try? handle.readToEnd()) ?? Data()
+                continuation.resume(returning: data)
+            }
+        }
+    }
+}

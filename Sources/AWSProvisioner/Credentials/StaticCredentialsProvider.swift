@@ -1,0 +1,14 @@
+import Logging
+
+/// Hands out the same credentials every time (long-term keys, or keys from a profile).
+public struct StaticCredentialsProvider: CredentialsProvider {
+    public var credentials: AWSCredentials
+
+    public init(_ credentials: AWSCredentials) {
+        self.credentials = credentials
+    }
+
+    public func resolveCredentials(logger: Logger) async throws -> AWSCredentials {
+        credentials
+    }
+}

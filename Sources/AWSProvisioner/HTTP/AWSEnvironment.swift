@@ -1,0 +1,90 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+
+/// Region, endpoints and credentials resolved as the AWS SDKs and CLI resolve them.
+///
+/// - Profile: `AWS_PROFILE`, else `default`.
+/// - Region: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region`.
+/// - Endpoints: `AWS_ENDPOINT_URL_EC2` / `AWS_ENDPOINT_URL_STS`, then `AWS_ENDPOINT_URL`,
+///   then the profile's `endpoint_url`, then the public regional endpoint.
+/// - Credentials: `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`),
+///   else the profile from `AWS_CONFIG_FILE` / `AWS_SHARED_CREDENTIALS_FILE` (see
+///   `ProfileCredentials`).
+///
+/// ```swift
+/// let http = HTTPClient.makeForAWS()
+/// let aws = try AWSEnvironment.resolve(httpClient: http, logger: logger)
+/// let credentials = aws.makeCredentialsCache(logger: logger)
+/// let ec2 = EC2Client(configuration: aws.ec2Configuration, credentials: credentials, httpClient: http, logger: logger)
+/// ```
+public struct AWSEnvironment: Sendable {
+    public var profile: String
+    public var region: String
+    public var ec2Configuration: AWSServiceConfiguration
+    public var stsConfiguration: AWSServiceConfiguration
+    public var credentialsProvider: any CredentialsProvider
+
+    public init(profile: String, region: String, ec2Configuration: AWSServiceConfiguration,
+        stsConfiguration: AWSServiceConfiguration, credentialsProvider: any CredentialsProvider)
+    {
+        self.profile = profile
+        self.region = region
+        self.ec2Configuration = ec2Configuration
+        self.stsConfiguration = stsConfiguration
+        self.credentialsProvider = credentialsProvider
+    }
+
+    /// Resolves everything from `environment` and the shared files it names.
+    /// - Parameter cacheConfiguration: the renewal window used for source credentials of assumed roles.
+    public static func resolve(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        httpClient: HTTPClient,
+        cacheConfiguration: CredentialsCache.Configuration = .init(),
+        logger: Logger
+    ) throws -> AWSEnvironment {
+        let files = try SharedConfigFiles.load(environment: environment)
+        let profile = nonEmpty(environment["AWS_PROFILE"]) ?? "default"
+        let settings = files.profile(profile) ?? [:]
+        guard let region = nonEmpty(environment["AWS_REGION"]) ?? nonEmpty(environment["AWS_DEFAULT_REGION"]) ?? nonEmpty(settings["region"]) else {
+            throw CredentialsError(.invalidConfiguration, "no AWS region: set AWS_REGION or the profile's region")
+        }
+        func endpoint(_ service: String, _ variable: String) throws -> URL {
+            guard let text = nonEmpty(environment[variable]) ?? nonEmpty(environment["AWS_ENDPOINT_URL"]) ?? nonEmpty(settings["endpoint_url"]) else {
+                return AWSServiceConfiguration.defaultEndpoint(service: service, region: region)
+            }
+            guard let url = URL(string: text), url.scheme == "http" || url.scheme == "https", url.host != nil else {
+                throw CredentialsError(.invalidConfiguration, "\(variable) or AWS_ENDPOINT_URL is not an http(s) URL")
+            }
+            return url
+        }
+        let ec2 = AWSServiceConfiguration(region: region, endpoint: try endpoint("ec2", "AWS_ENDPOINT_URL_EC2"))
+        let sts = AWSServiceConfiguration(region: region, endpoint: try endpoint("sts", "AWS_ENDPOINT_URL_STS"))
+
+        let provider: any CredentialsProvider
+        let fromEnvironment = EnvironmentCredentialsProvider(environment: environment)
+        if fromEnvironment.isConfigured {
+            provider = fromEnvironment
+        } else {
+            let profiles = ProfileCredentials(files: files, environment: environment, stsConfiguration: sts,
+                httpClient: httpClient, cacheConfiguration: cacheConfiguration)
+            do {
+                provider = try profiles.provider(for: profile, logger: logger)
+            } catch let error as CredentialsError where error.code == .notFound {
+                throw CredentialsError(.notFound, "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or configure profile \(profile)",
+                    underlying: error)
+            }
+        }
+        return AWSEnvironment(profile: profile, region: region, ec2Configuration: ec2, stsConfiguration: sts, credentialsProvider: provider)
+    }
+
+    /// A cache over the resolved provider, to share between the EC2 and STS clients.
+    public func makeCredentialsCache(configuration: CredentialsCache.Configuration = .init(), logger: Logger) -> CredentialsCache {
+        CredentialsCache(provider: credentialsProvider, configuration: configuration, logger: logger)
+    }
+
+    private static func nonEmpty(_ value: String?) -> String? {
+        guard let value = value?.trimmingWhitespace(), !value.isEmpty else { return nil }
+        return value
+    }
+}

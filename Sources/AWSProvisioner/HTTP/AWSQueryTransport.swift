@@ -1,0 +1,138 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOFoundationCompat
+
+/// Sends one AWS Query API call (`Action=…&Version=…` form POST), signed with SigV4, and
+/// applies the retry rules:
+///
+/// | class | codes | action |
+/// |---|---|---|
+/// | throttling | `RequestLimitExceeded`, `Throttling`, …, or HTTP 503/429 | backoff, retry |
+/// | transient | `InternalError`, `ServiceUnavailable`, other 5xx, timeouts, connection errors | backoff, retry |
+/// | capacity | `InsufficientInstanceCapacity`, … | surfaced at once |
+/// | expiredCredentials | `ExpiredToken`, `RequestExpired` | one refresh, one retry |
+/// | never | `AuthFailure`, `UnauthorizedOperation`, validation, other 4xx | surfaced at once |
+struct AWSQueryTransport: Sendable {
+    let service: String
+    let apiVersion: String
+    let configuration: AWSServiceConfiguration
+    let credentials: CredentialsCache
+    let httpClient: HTTPClient
+    let logger: Logger
+
+    /// Sends `action` and returns the root element of the successful answer.
+    func send(action: String, parameters: [(String, String)]) async throws -> XMLNode {
+        var logger = self.logger
+        logger[metadataKey: "aws.action"] = "\(action)"
+        var attempt = 0
+        var refreshedAfterExpiry = false
+        while true {
+            attempt += 1
+            try Task.checkCancellation()
+            let signingCredentials = try await credentials.credentials(validFor: configuration.minimumCredentialValidity)
+            let error: EC2Error
+            do {
+                return try await sendOnce(action: action, parameters: parameters, credentials: signingCredentials, logger: logger)
+            } catch let failure as EC2Error {
+                error = failure
+            }
+            var errorLogger = logger
+            errorLogger[metadataKey: "aws.error_code"] = "\(error.code)"
+            if let requestID = error.requestID { errorLogger[metadataKey: "aws.request_id"] = "\(requestID)" }
+            switch error.retryClass {
+            case .expiredCredentials where !refreshedAfterExpiry:
+                refreshedAfterExpiry = true
+                errorLogger.notice("credentials rejected as expired; refreshing once and retrying")
+                try await credentials.refresh(replacing: signingCredentials)
+                attempt -= 1  // the retry after a refresh does not use up a backoff attempt
+            case let retryClass where retryClass.isRetriedWithBackoff && attempt < configuration.retryPolicy.maximumAttempts:
+                let delay = configuration.retryPolicy.delay(beforeRetry: attempt)
+                errorLogger.info("retrying after \(retryClass) failure", metadata: ["aws.attempt": "\(attempt)", "aws.delay": "\(delay)"])
+                try await Task.sleep(for: delay)
+            default:
+                errorLogger.debug("AWS call failed", metadata: ["aws.retry_class": "\(error.retryClass)"])
+                throw error
+            }
+        }
+    }
+
+    private func sendOnce(action: String, parameters: [(String, String)], credentials: AWSCredentials, logger: Logger) async throws -> XMLNode {
+        let body = Self.formBody([("Action", action), ("Version", apiVersion)] + parameters)
+        let endpoint = configuration.endpoint
+        guard let host = endpoint.host else {
+            throw EC2Error(code: EC2Error.Code.transport, message: "endpoint \(endpoint) has no host")
+        }
+        let defaultPort = endpoint.scheme == "https" ? 443 : 80
+        let hostHeader = endpoint.port.map { $0 == defaultPort ? host : "\(host):\($0)" } ?? host
+        var path = endpoint.path
+        if path.isEmpty { path = "/" }
+
+        var signable = SigV4Request(method: "POST", path: path, headers: [
+            .init(name: "Host", value: hostHeader),
+            .init(name: "Content-Type", value: "application/x-www-form-urlencoded; charset=utf-8"),
+        ], body: Array(body.utf8))
+        SigV4Signer(credentials: credentials, region: configuration.region, service: service).sign(&signable, date: Date())
+
+        var request = HTTPClientRequest(url: endpoint.absoluteString)
+        request.method = .POST
+        for header in signable.headers {
+            request.headers.add(name: header.name, value: header.value)
+        }
+        request.headers.add(name: "User-Agent", value: "flotilla")
+        request.body = .bytes(ByteBuffer(bytes: signable.body))
+
+        let timeout = configuration.requestTimeout
+        let httpClient = self.httpClient
+        let preparedRequest = request
+        let (status, bytes): (Int, [UInt8])
+        do {
+            (status, bytes) = try await withThrowingTaskGroup(of: (Int, [UInt8])?.self) { group in
+                group.addTask {
+                    let response = try await httpClient.execute(preparedRequest, timeout: .nanoseconds(Int64(timeout.timeInterval * 1e9)))
+                    var buffer = try await response.body.collect(upTo: 64 << 20)
+                    return (Int(response.status.code), buffer.readBytes(length: buffer.readableBytes) ?? [])
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                let first = try await group.next()!
+                group.cancelAll()
+                guard let first else { throw TimeoutMarker() }
+                return first
+            }
+        } catch is TimeoutMarker {
+            throw EC2Error(code: EC2Error.Code.requestTimeout, message: "\(action) did not complete within \(timeout)")
+        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
+            throw EC2Error(code: EC2Error.Code.requestTimeout, message: "\(action) did not complete within \(timeout)", underlying: error)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            throw EC2Error(code: EC2Error.Code.transport, message: "\(action) failed to reach \(hostHeader)", underlying: error)
+        }
+
+        guard (200..<300).contains(status) else {
+            throw EC2Error(httpStatus: status, body: bytes)
+        }
+        do {
+            return try XMLReader.parse(bytes)
+        } catch {
+            throw EC2Error(code: EC2Error.Code.invalidResponse, message: "\(action) answered HTTP \(status) with a body that is not XML",
+                httpStatus: status, underlying: error)
+        }
+    }
+
+    private struct TimeoutMarker: Error {}
+
+    /// `application/x-www-form-urlencoded` as botocore sends it: RFC 3986 encoding with
+    /// spaces as `+`. (moto re-encodes the parsed form this way to check the payload hash.)
+    static func formBody(_ parameters: [(String, String)]) -> String {
+        func encode(_ text: String) -> String {
+            SigV4Signer.uriEncode(text).replacingOccurrences(of: "%20", with: "+")
+        }
+        return parameters.map { "\(encode($0.0))=\(encode($0.1))" }.joined(separator: "&")
+    }
+}

@@ -1,0 +1,74 @@
+@testable import AWSProvisioner
+import Testing
+
+@Suite("EC2Error decoding and retry classes")
+struct EC2ErrorTests {
+    @Test("EC2 error shape")
+    func ec2Shape() {
+        let body = "<Response><Errors><Error><Code>InvalidKeyPair.Duplicate</Code><Message>exists</Message></Error></Errors><RequestID>r-1</RequestID></Response>"
+        let error = EC2Error(httpStatus: 400, body: Array(body.utf8))
+        #expect(error.code == "InvalidKeyPair.Duplicate")
+        #expect(error.message == "exists")
+        #expect(error.requestID == "r-1")
+        #expect(error.httpStatus == 400)
+        #expect(error.retryClass == .never)
+    }
+
+    @Test("auth error shape (ErrorResponse/Errors/Error)")
+    func authShape() {
+        let body = "<?xml version=\"1.0\"?>\n<ErrorResponse><Errors><Error><Code>AuthFailure</Code><Message>no</Message><Type>Sender</Type></Error></Errors></ErrorResponse>"
+        let error = EC2Error(httpStatus: 401, body: Array(body.utf8))
+        #expect(error.code == "AuthFailure")
+        #expect(error.retryClass == .never)
+    }
+
+    @Test("STS error shape (ErrorResponse/Error)")
+    func stsShape() {
+        let body = "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>ExpiredToken</Code><Message>expired</Message></Error><RequestId>abc</RequestId></ErrorResponse>"
+        let error = EC2Error(httpStatus: 400, body: Array(body.utf8))
+        #expect(error.code == "ExpiredToken")
+        #expect(error.requestID == "abc")
+        #expect(error.retryClass == .expiredCredentials)
+    }
+
+    @Test("a body that is not XML keeps the status and an excerpt")
+    func nonXML() {
+        let error = EC2Error(httpStatus: 502, body: Array("<html><body>Bad Gateway</body>".utf8))
+        #expect(error.code == EC2Error.Code.unrecognizedErrorResponse)
+        #expect(error.message.contains("Bad Gateway"))
+        #expect(error.retryClass == .transient)
+        #expect(EC2Error(httpStatus: 403, body: Array("Forbidden".utf8)).retryClass == .never)
+    }
+
+    @Test("retry class is decided by code before status", arguments: [
+        ("RequestLimitExceeded", 503, RetryClass.throttling),
+        ("Throttling", 400, .throttling),
+        ("InsufficientInstanceCapacity", 500, .capacity),
+        ("InternalError", 500, .transient),
+        ("ServiceUnavailable", 503, .transient),
+        ("SomethingNew", 500, .transient),
+        ("SomethingNew", 503, .throttling),
+        ("SomethingNew", 429, .throttling),
+        ("ExpiredToken", 400, .expiredCredentials),
+        ("RequestExpired", 400, .expiredCredentials),
+        ("AuthFailure", 401, .never),
+        ("UnauthorizedOperation", 403, .never),
+        ("InvalidParameterValue", 400, .never),
+        ("DependencyViolation", 400, .never),
+    ])
+    func retryTable(code: String, status: Int, expected: RetryClass) {
+        #expect(EC2Error(code: code, message: "", httpStatus: status).retryClass == expected)
+    }
+
+    @Test("backoff: capped exponential bound, full jitter below it")
+    func backoff() {
+        let policy = RetryPolicy(maximumAttempts: 5, baseDelay: .milliseconds(100), maximumDelay: .seconds(1))
+        #expect(policy.delayCap(beforeRetry: 1) == .milliseconds(100))
+        #expect(policy.delayCap(beforeRetry: 3) == .milliseconds(400))
+        #expect(policy.delayCap(beforeRetry: 10) == .seconds(1))
+        for retry in 1...8 {
+            let delay = policy.delay(beforeRetry: retry)
+            #expect(delay >= .zero && delay <= policy.delayCap(beforeRetry: retry))
+        }
+    }
+}

@@ -1,0 +1,203 @@
+import Synchronization
+import AWSProvisioner
+import Foundation
+import Testing
+
+@Suite("Provisioning on the loopback cluster", .serialized)
+struct ClusterProvisionerTests {
+    /// Provisions, checks the installer's records, tears down, checks nothing remains.
+    func provisionAndCheck(masters: Int, agents: Int, publicAgents: Int) async throws {
+        let cluster = try await LoopbackCluster.current()
+        var spec = cluster.spec(masters: masters, agents: agents, publicAgents: publicAgents)
+        let clusterName = "renamed-\(spec.clusterID)"
+        spec.dcosConfigOverrides = "telemetry_enabled: false\ncluster_name: \(clusterName)\n"
+        spec.genconfFiles = [ClusterSpec.GenconfFile(path: "extra/hello.txt", contents: Data("hello from flotilla\n".utf8))]
+        let provisioner = cluster.provisioner()
+        let observer = RecordingObserver()
+        var final: ProvisionState?
+        defer { cluster.reap(final ?? observer.saved) }
+
+        let state = try await provisioner.provision(spec, observer: observer)
+        final = state
+        #expect(state.step == .ready)
+        #expect(state.nodes.count == masters + agents + publicAgents + 1)
+        #expect(state.nodes.allSatisfy { $0.hostKey?.hasPrefix("ssh-") == true && $0.privateIP.hasPrefix("127.0.1.") })
+        #expect(try await cluster.liveInstances(spec).count == masters + agents + publicAgents + 1)
+
+        // The installer saw the real roles, in order, on every node.
+        for node in state.clusterNodes {
+            let calls = cluster.calls(on: node.privateIP).filter { $0.hasSuffix(" \(clusterName)") }
+            let phases = calls.filter { $0.contains(" ok ") }.map { $0.split(separator: " ").prefix(2).joined(separator: " ") }
+            #expect(phases.first == "preflight \(node.role.rawValue)", "\(node.privateIP): \(calls)")
+            #expect(phases.contains("deploy \(node.role.rawValue)"), "\(node.privateIP): \(calls)")
+            #expect(phases.last == "postflight cluster", "\(node.privateIP): \(calls)")
+            let preflight = try #require(phases.firstIndex(of: "preflight \(node.role.rawValue)"))
+            let deploy = try #require(phases.firstIndex(of: "deploy \(node.role.rawValue)"))
+            #expect(preflight < deploy)
+        }
+        // config.yaml: generated lists of private IPs, overrides merged by top-level key.
+        let config = try #require(cluster.genconfConfig(clusterName: clusterName))
+        for node in state.clusterNodes { #expect(config.contains("- \(node.privateIP)")) }
+        #expect(config.contains("cluster_name: \(clusterName)"))
+        #expect(!config.contains("cluster_name: \(spec.resourceName)"))
+        #expect(config.contains("telemetry_enabled: false"))
+        #expect(config.contains("bootstrap_url: http://\(state.bootstrapNode!.privateIP):8080"))
+        #expect(cluster.genconfFile(clusterName: clusterName, "extra/hello.txt") == Data("hello from flotilla\n".utf8))
+
+        let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
+        #expect(report.leftovers.isEmpty)
+        #expect(report.terminatedInstances.count == state.nodes.count)
+        #expect(report.deletedKeyPair == spec.resourceName)
+        #expect(try await cluster.liveInstances(spec).isEmpty)
+    }
+
+    @Test("a 1-master, 1-agent, 1-public-agent cluster provisions, installs and tears down")
+    func smallCluster() async throws {
+        try await self.provisionAndCheck(masters: 1, agents: 1, publicAgents: 1)
+    }
+
+    @Test("a 3-master, 5-agent, 2-public-agent cluster provisions, installs and tears down")
+    func largerCluster() async throws {
+        try await self.provisionAndCheck(masters: 3, agents: 5, publicAgents: 2)
+    }
+
+    @Test("a preflight failure on one node returns that node's journal and tears down cleanly")
+    func preflightFailure() async throws {
+        let cluster = try await LoopbackCluster.current()
+        let spec = cluster.spec()
+        let provisioner = cluster.provisioner()
+        let failing = Mutex<String?>(nil)
+        let observer = RecordingObserver { state, moment, step in
+            // Once the nodes have addresses, make preflight fail on the private agent.
+            if step == "instances running", let agent = state.nodes.first(where: { $0.role == .privateAgent }) {
+                failing.withLock { $0 = agent.privateIP }
+                try cluster.injectFailure("preflight", on: agent.privateIP)
+            }
+        }
+        defer { cluster.reap(observer.saved) }
+        let error = await #expect(throws: ProvisionError.self) { try await provisioner.provision(spec, observer: observer) }
+        let ip = try #require(failing.withLock { $0 })
+        #expect(error?.code == .installFailed)
+        #expect(error?.message.contains(ip) == true)
+        let log = try #require(error?.logs["preflight-\(ip)-journald.log"])
+        #expect(log.contains("injected failure"), "the installer's output is in the log")
+        #expect(log.contains("journalctl"))
+        #expect(error?.logs.count == 1, "only the failed node's log")
+
+        let saved = try #require(observer.saved)
+        #expect(saved.step == .bootstrapReady)
+        let report = try await provisioner.teardown(spec, state: saved, settings: .fast, observer: RecordingObserver())
+        #expect(report.leftovers.isEmpty)
+        #expect(try await cluster.liveInstances(spec).isEmpty)
+    }
+
+    @Test("interrupted at any checkpoint, provisioning resumes to exactly the requested instances, and teardown leaves nothing")
+    func resumeFromEveryCheckpoint() async throws {
+        let cluster = try await LoopbackCluster.current()
+        // One uninterrupted run counts the checkpoints.
+        let counting = RecordingObserver()
+        let first = cluster.spec()
+        let provisioner = cluster.provisioner()
+        let done = try await provisioner.provision(first, observer: counting)
+        try await provisioner.teardown(first, state: done, settings: .fast, observer: RecordingObserver())
+        cluster.reap(done)
+        let total = counting.count
+        #expect(total >= 15, "checkpoints: \(counting.labels)")
+
+        // Crash right after each checkpoint was stored; and, for each "after" checkpoint,
+        // crash right after the side effect with the checkpoint not yet stored.
+        var cases: [(Int, Bool)] = (1...total).map { ($0, true) }
+        cases += counting.labels.enumerated().filter { $0.element.hasPrefix("after") }.map { ($0.offset + 1, false) }
+        let failures = await forEachLimited(cases, limit: 3) { index, stored -> String? in
+            let spec = cluster.spec()
+            let interrupted = RecordingObserver(interruptAt: index, storeInterrupted: stored)
+            var states: [ProvisionState?] = []
+            defer { states.forEach(cluster.reap) }
+            do {
+                _ = try await provisioner.provision(spec, observer: interrupted)
+                return "checkpoint \(index) did not interrupt"
+            } catch is RecordingObserver.Interrupted {
+            } catch {
+                return "checkpoint \(index): \(error)"
+            }
+            states.append(interrupted.saved)
+            do {
+                let resumed = try await cluster.provisioner().provision(spec, from: interrupted.saved, observer: RecordingObserver())
+                states.append(resumed)
+                let live = try await cluster.liveInstances(spec)
+                guard live.count == 4, Set(live.map(\.instanceID)) == Set(resumed.instanceIDs) else {
+                    return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(live.count) live instances, state has \(resumed.instanceIDs.count)"
+                }
+                try await cluster.provisioner().teardown(spec, state: resumed, settings: .fast, observer: RecordingObserver())
+                let keys = try await cluster.stack.ec2().describeKeyPairs(filters: [.tag("cluster", spec.clusterID)])
+                let groups = try await cluster.stack.ec2().describeSecurityGroups(filters: [.tag("cluster", spec.clusterID)])
+                guard try await cluster.liveInstances(spec).isEmpty, keys.isEmpty, groups.isEmpty else {
+                    return "checkpoint \(index): resources remain after teardown"
+                }
+                return nil
+            } catch {
+                return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(error)"
+            }
+        }
+        #expect(failures.compactMap { $0 }.isEmpty, "\(failures.compactMap { $0 })")
+    }
+
+    @Test("teardown with credentials about to expire renews them first, then deletes the key pair")
+    func teardownRenewsCredentials() async throws {
+        let cluster = try await LoopbackCluster.current()
+        let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        // Credentials that live 20 minutes: past the cache's 15-minute refresh window, but
+        // short of the 30 minutes teardown demands for the key pair delete.
+        let fixture = try CredentialProcessFixture(credentials: cluster.stack.credentials, lifetime: 20 * 60)
+        defer { fixture.remove() }
+        let cache = CredentialsCache(provider: fixture.provider, logger: TestStack.logger)
+        let provisioner = cluster.provisioner(credentials: cache)
+        // Only the EC2 resources matter here: stop once the instances run, before SSH.
+        let partial = RecordingObserver { _, _, step in
+            if step == "instances running" { throw RecordingObserver.Interrupted() }
+        }
+        do { _ = try await provisioner.provision(spec, observer: partial) } catch is RecordingObserver.Interrupted {}
+        let state = try #require(partial.saved)
+        let before = try fixture.invocations
+        #expect(before == 1)
+
+        // The next credentials the process hands out last an hour, as a renewed session would.
+        try fixture.setLifetime(3600)
+        var settings = TeardownSettings.fast
+        settings.credentialMargin = .seconds(30 * 60)
+        let report = try await provisioner.teardown(spec, state: state, settings: settings, observer: RecordingObserver())
+        #expect(try fixture.invocations == before + 1, "credentials were renewed once, before the key pair delete")
+        #expect(report.deletedKeyPair == spec.resourceName)
+        let keys = try await cluster.stack.ec2().describeKeyPairs(filters: [.tag("cluster", spec.clusterID)])
+        #expect(keys.isEmpty)
+    }
+}
+
+typealias TeardownSettings = ClusterProvisioner.TeardownSettings
+
+extension ClusterProvisioner.TeardownSettings {
+    static var fast: Self { .init(pollInterval: .milliseconds(100)) }
+}
+
+/// Runs `body` for each element, at most `limit` at once; results in input order.
+func forEachLimited<Element: Sendable, Value: Sendable>(_ elements: [Element], limit: Int,
+                                                         _ body: @escaping @Sendable (Element) async -> Value) async -> [Value] {
+    var results = [Value?](repeating: nil, count: elements.count)
+    await withTaskGroup(of: (Int, Value).self) { group in
+        var next = 0
+        for _ in 0..<limit where next < elements.count {
+            let index = next
+            group.addTask { (index, await body(elements[index])) }
+            next += 1
+        }
+        while let (index, value) = await group.next() {
+            results[index] = value
+            if next < elements.count {
+                let index = next
+                group.addTask { (index, await body(elements[index])) }
+                next += 1
+            }
+        }
+    }
+    return results.map { $0! }
+}

@@ -1,0 +1,117 @@
+import AsyncHTTPClient
+import Foundation
+
+/// scripts/fixtures/fault-proxy.py, started for one test in front of moto: forwards
+/// requests (keeping Host, so signatures stay valid) and answers chosen actions with
+/// AWS-shaped errors.
+final class FaultProxy: Sendable {
+    struct Rule: Encodable, Sendable {
+        var action: String
+        var times: Int = 1
+        var status: Int?
+        var code: String?
+        var message: String?
+        var shape: String?
+        var body: String?
+        var delay: Double?
+        /// Text the form body must contain for the rule to apply.
+        var match: String?
+    }
+
+    struct Stats: Decodable, Sendable {
+        var seen: Int
+        var faulted: Int
+    }
+
+    let endpoint: URL
+    private let process: Process
+    private let input: Pipe
+
+    private init(endpoint: URL, process: Process, input: Pipe) {
+        self.endpoint = endpoint
+        self.process = process
+        self.input = input
+    }
+
+    /// Starts a proxy for `upstream`, runs `body`, and stops the proxy whatever happens.
+    static func with<T>(upstream: URL, _ body: (FaultProxy) async throws -> T) async throws -> T {
+        let proxy = try await start(upstream: upstream)
+        do {
+            let result = try await body(proxy)
+            await proxy.stop()
+            return result
+        } catch {
+            await proxy.stop()
+            throw error
+        }
+    }
+
+    private static func start(upstream: URL) async throws -> FaultProxy {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", Repository.fixture("fault-proxy.py"), upstream.absoluteString]
+        let input = Pipe()
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        // The first line is "PORT n", printed once the socket listens. Read off the
+        // concurrency pool: the read blocks until the interpreter is up.
+        let handle = output.fileHandleForReading
+        let text = await offPool {
+            var line = Data()
+            while !line.contains(UInt8(ascii: "\n")) {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                line.append(chunk)
+            }
+            return String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5)) else {
+            process.terminate()
+            throw FixtureError(message: "fault-proxy did not report its port (got \(text.debugDescription))")
+        }
+        return FaultProxy(endpoint: URL(string: "http://127.0.0.1:\(port)")!, process: process, input: input)
+    }
+
+    func add(_ rules: Rule...) async throws {
+        var request = HTTPClientRequest(url: endpoint.appendingPathComponent("__fault__/rules").absoluteString)
+        request.method = .POST
+        request.body = .bytes(Array(try JSONEncoder().encode(rules)))
+        let response = try await TestStack.httpClient.execute(request, timeout: .seconds(10))
+        guard response.status == .ok else { throw FixtureError(message: "fault-proxy refused rules: \(response.status)") }
+        _ = try await response.body.collect(upTo: 1 << 16)
+    }
+
+    func stats() async throws -> [String: Stats] {
+        let request = HTTPClientRequest(url: endpoint.appendingPathComponent("__fault__/stats").absoluteString)
+        let response = try await TestStack.httpClient.execute(request, timeout: .seconds(10))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        return try JSONDecoder().decode([String: Stats].self, from: Data(body.readableBytesView))
+    }
+
+    /// How many requests for `action` reached the proxy.
+    func seen(_ action: String) async throws -> Int {
+        try await stats()[action]?.seen ?? 0
+    }
+
+    func stop() async {
+        try? input.fileHandleForWriting.close()
+        if process.isRunning { process.terminate() }
+        let process = self.process
+        await offPool { process.waitUntilExit() }
+    }
+}
+
+/// Runs blocking work (pipe reads, waiting for a process) on its own thread, so the
+/// concurrency pool (two threads on this machine) keeps serving the other tests.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(returning: body()) }
+    }
+}
+
+struct FixtureError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}

@@ -8,7 +8,7 @@ import Synchronization
 struct BenchQueueCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-queue",
-        abstract: "Measure the job queue on this database: no-op throughput and pickup latency.",
+        abstract: "Measure the job queue on this database: throughput, pickup and claim latency, crash recovery.",
         discussion: """
             Uses `noop` jobs in the database it is pointed at (use a scratch database: it adds
             and completes jobs). Consumers run in this process, each a job processor with its
@@ -16,12 +16,25 @@ struct BenchQueueCommand: AsyncParsableCommand {
 
               worker bench-queue --mode throughput --consumers 8 --jobs 20000
               worker bench-queue --mode pickup --consumers 4 --jobs 1000 --rate 200
+              worker bench-queue --mode claim-latency --jobs 2000
+              worker bench-queue --mode hold --lease-seconds 4 --heartbeat-seconds 1
+              worker bench-queue --mode recover --rescue-seconds 0.25
+
+            claim-latency enqueues one job at a time and times the claim statement (then
+            completes the job), --jobs times. hold enqueues one job {"hold": true}, claims it,
+            prints "holding <id>" on stdout and heartbeats until killed. recover runs one
+            consumer plus the queue maintenance (rescuer) and prints, as JSON, when it claimed
+            a job: kill the holder, and the difference is the crash-recovery time.
             """
     )
 
-    enum Mode: String, ExpressibleByArgument { case throughput, pickup }
+    enum Mode: String, ExpressibleByArgument {
+        case throughput, pickup
+        case claimLatency = "claim-latency"
+        case hold, recover
+    }
 
-    @Option(help: "throughput: drain preloaded jobs; pickup: enqueue one job at a time at --rate and time enqueue → claim.")
+    @Option(help: "throughput: drain preloaded jobs; pickup: enqueue one job at a time at --rate and time enqueue → claim; claim-latency: time one-job claims; hold / recover: crash recovery (see below).")
     var mode: Mode = .throughput
 
     @Option(help: "Number of consumers.")
@@ -36,6 +49,21 @@ struct BenchQueueCommand: AsyncParsableCommand {
     @Option(help: "Jobs enqueued per second in pickup mode.")
     var rate: Double = 200
 
+    @Option(help: "hold: the lease each heartbeat renews, in seconds.")
+    var leaseSeconds: Double = 4
+
+    @Option(help: "hold: seconds between heartbeats.")
+    var heartbeatSeconds: Double = 1
+
+    @Option(help: "recover: seconds between rescue passes of the queue maintenance.")
+    var rescueSeconds: Double = 0.25
+
+    @Option(help: "recover: seconds between polls (NOTIFY wakes the consumer sooner).")
+    var pollSeconds: Double = 0.5
+
+    @Option(help: "hold / recover: give up after this many seconds.")
+    var timeoutSeconds: Double = 120
+
     @Flag(help: "Print one JSON object instead of a line of text.")
     var json = false
 
@@ -45,17 +73,29 @@ struct BenchQueueCommand: AsyncParsableCommand {
         guard self.consumers >= 1, self.batch >= 1, self.jobs >= 1, self.rate > 0 else {
             throw ValidationError("--consumers, --batch, --jobs and --rate must be positive")
         }
+        guard self.heartbeatSeconds > 0, self.leaseSeconds >= 2 * self.heartbeatSeconds else {
+            throw ValidationError("--lease-seconds must be at least twice --heartbeat-seconds (a lease must survive one missed heartbeat)")
+        }
+        guard self.rescueSeconds > 0, self.pollSeconds > 0, self.timeoutSeconds > 0 else {
+            throw ValidationError("--rescue-seconds, --poll-seconds and --timeout-seconds must be positive")
+        }
     }
 
     func run() async throws {
         let logger = self.common.makeLogger()
         let settings = try DatabaseSettings.fromEnvironment()
         let result = try await settings.withClient(maximumConnections: self.consumers * 2 + 4, logger: logger) { client in
-            let queue = JobQueue(client: client, logger: logger)
+            // Only the holder's lease matters to the crash-recovery measurement; every other
+            // mode runs with the default lease, as `worker run` does.
+            let lease: Duration = self.mode == .hold ? .seconds(self.leaseSeconds) : JobQueue.Configuration().leaseDuration
+            let queue = JobQueue(client: client, configuration: .init(leaseDuration: lease), logger: logger)
             try await Migrator.checkSchema(client: client, logger: logger)
             switch self.mode {
             case .throughput: return try await self.throughput(queue, settings: settings, client: client, logger: logger)
             case .pickup: return try await self.pickup(queue, settings: settings, logger: logger)
+            case .claimLatency: return try await self.claimLatency(queue, client: client, logger: logger)
+            case .hold: return try await self.hold(queue, settings: settings, logger: logger)
+            case .recover: return try await self.recover(queue, settings: settings, logger: logger)
             }
         }
         if self.json {
@@ -89,6 +129,10 @@ struct BenchQueueCommand: AsyncParsableCommand {
             try await queue.enqueue(batch: Array(repeating: NewJob(kind: .noop), count: chunk))
             remaining -= chunk
         }
+        // Statistics for the backlog, as autovacuum gathers them within a minute on a live
+        // table (the jobs table analyzes at 2 % change). Without any, a never-analyzed
+        // table gets a claim plan that sorts the whole backlog on every claim.
+        try await client.query("ANALYZE jobs", logger: logger)
         let done = Mutex(0)
         let total = self.jobs
         let (finished, signal) = AsyncStream<Void>.makeStream()
@@ -127,10 +171,127 @@ struct BenchQueueCommand: AsyncParsableCommand {
             for await _ in finished { break }
         }
         let sorted = latencies.withLock { $0 }.sorted()
-        func percentile(_ p: Double) -> Double {
-            sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)] * 1000
-        }
         return ["consumers": Double(self.consumers), "jobs": Double(total), "rate": self.rate,
-                "p50_ms": percentile(0.50), "p95_ms": percentile(0.95), "p99_ms": percentile(0.99), "max_ms": (sorted.last ?? 0) * 1000]
+                "p50_ms": Self.percentile(sorted, 0.50) * 1000, "p95_ms": Self.percentile(sorted, 0.95) * 1000,
+                "p99_ms": Self.percentile(sorted, 0.99) * 1000, "max_ms": (sorted.last ?? 0) * 1000]
+    }
+
+    /// The nearest-rank percentile of sorted values (0 when there are none).
+    private static func percentile(_ sorted: [Double], _ p: Double) -> Double {
+        guard !sorted.isEmpty else { return 0 }
+        return sorted[max(0, min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1))]
+    }
+
+    // MARK: Claim cost
+
+    /// One job at a time: enqueue it, claim it (timed), complete it (timed). The table's
+    /// history (finished rows) is whatever the caller left in it; the result says how many.
+    private func claimLatency(_ queue: JobQueue, client: PostgresClient, logger: Logger) async throws -> [String: Double] {
+        let owner = "bench-claim-\(ProcessInfo.processInfo.processIdentifier)"
+        let warmup = min(50, self.jobs)
+        var claims: [Double] = []
+        var completes: [Double] = []
+        claims.reserveCapacity(self.jobs)
+        completes.reserveCapacity(self.jobs)
+        let clock = ContinuousClock()
+        for round in 0..<(warmup + self.jobs) {
+            try await queue.enqueue(NewJob(kind: .noop, payload: #"{"claim_latency": true}"#))
+            let t0 = clock.now
+            let claimed = try await queue.claim(kinds: [.noop], limit: 1, owner: owner)
+            let t1 = clock.now
+            guard let job = claimed.first else {
+                throw QueueError(.database, "claim-latency: the job just enqueued was not claimable (is another consumer running on this database?)")
+            }
+            try await queue.complete(job)
+            let t2 = clock.now
+            if round >= warmup {
+                claims.append((t1 - t0).seconds * 1000)
+                completes.append((t2 - t1).seconds * 1000)
+            }
+        }
+        let history = try await client.query("SELECT count(*)::int8 FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled')", logger: logger)
+        var finished: Int64 = 0
+        for try await count in history.decode(Int64.self) { finished = count }
+        claims.sort()
+        completes.sort()
+        return ["jobs": Double(self.jobs), "finished_rows": Double(finished),
+                "claim_p50_ms": Self.percentile(claims, 0.50), "claim_p95_ms": Self.percentile(claims, 0.95),
+                "claim_p99_ms": Self.percentile(claims, 0.99), "claim_max_ms": claims.last ?? 0,
+                "complete_p50_ms": Self.percentile(completes, 0.50), "complete_p99_ms": Self.percentile(completes, 0.99)]
+    }
+
+    // MARK: Crash recovery
+
+    /// Writes a line to stdout at once (stdout is block-buffered when piped).
+    private static func say(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    /// Enqueues one `{"hold": true}` job, claims it with `--lease-seconds`, renews the lease
+    /// every `--heartbeat-seconds` and never finishes it. Meant to be SIGKILLed. Use an
+    /// otherwise empty queue: the consumer claims whichever noop job comes first.
+    private func hold(_ queue: JobQueue, settings: DatabaseSettings, logger: Logger) async throws -> [String: Double] {
+        let enqueued = try await queue.enqueue(NewJob(kind: .noop, payload: #"{"hold": true}"#, maxAttempts: 3))
+        let lease = self.leaseSeconds, heartbeat = self.heartbeatSeconds
+        let processor = JobProcessor(
+            queue: queue, settings: settings,
+            configuration: .init(workerID: "bench-hold-\(ProcessInfo.processInfo.processIdentifier)", kinds: [.noop],
+                                 concurrency: 1, pollInterval: .milliseconds(200),
+                                 heartbeatInterval: .seconds(heartbeat)),
+            logger: logger,
+            handler: { job, _ in
+                Self.say("holding \(job.id) enqueued=\(enqueued.id) lease_seconds=\(lease) heartbeat_seconds=\(heartbeat) at=\(Date().timeIntervalSince1970)")
+                // A long job: runs until the process dies (or the lease is lost).
+                while !Task.isCancelled { try await Task.sleep(for: .seconds(3600)) }
+            })
+        let timeout = self.timeoutSeconds
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await processor.run() }
+            group.addTask { try await Task.sleep(for: .seconds(timeout)) }
+            _ = try await group.next()
+            group.cancelAll()
+        }
+        throw QueueError(.database, "hold: still alive after \(timeout) s; the holder is meant to be killed")
+    }
+
+    /// Runs one consumer and the queue maintenance (rescuer every `--rescue-seconds`) until it
+    /// claims a job, then reports when (seconds since the epoch) and which job.
+    private func recover(_ queue: JobQueue, settings: DatabaseSettings, logger: Logger) async throws -> [String: Double] {
+        struct Got: Sendable { var id: Int64; var attempt: Int; var at: Double }
+        let (got, signal) = AsyncStream<Got>.makeStream(bufferingPolicy: .bufferingOldest(1))
+        let processor = JobProcessor(
+            queue: queue, settings: settings,
+            configuration: .init(workerID: "bench-recover-\(ProcessInfo.processInfo.processIdentifier)", kinds: [.noop],
+                                 concurrency: 1, pollInterval: .seconds(self.pollSeconds)),
+            logger: logger,
+            handler: { job, _ in
+                signal.yield(Got(id: job.id, attempt: job.attempt, at: Date().timeIntervalSince1970))
+            })
+        let maintenance = QueueMaintenance(queue: queue, configuration: .init(rescueInterval: .seconds(self.rescueSeconds)),
+                                           logger: logger)
+        let timeout = self.timeoutSeconds
+        let started = Date().timeIntervalSince1970
+        let result: Got? = try await withThrowingTaskGroup(of: Got?.self) { group in
+            group.addTask { try await processor.run(); return nil }
+            group.addTask { try await maintenance.run(); return nil }
+            group.addTask { try await Task.sleep(for: .seconds(timeout)); return nil }
+            group.addTask { for await first in got { return first }; return nil }
+            Self.say("ready")
+            var first: Got?
+            while let next = try await group.next() {
+                if let next { first = next; break }
+                if Task.isCancelled { break }
+                // The timeout fired (the services never return on their own).
+                if Date().timeIntervalSince1970 - started >= timeout { break }
+            }
+            group.cancelAll()
+            signal.finish()
+            return first
+        }
+        guard let result else {
+            throw QueueError(.database, "recover: no job was claimed within \(timeout) s")
+        }
+        return ["job_id": Double(result.id), "attempt": Double(result.attempt), "claimed_at": result.at,
+                "rescue_interval_seconds": self.rescueSeconds, "poll_seconds": self.pollSeconds]
     }
 }

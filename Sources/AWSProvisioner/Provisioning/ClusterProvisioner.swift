@@ -98,6 +98,10 @@ public struct ClusterProvisioner: Sendable {
             state.step = done
             try await observer.checkpoint(state, moment: .after, step: phase.rawValue)
         }
+        if let shell = shell as? OpenSSHShell {
+            let stats = shell.statistics
+            await observer.progress("ready: \(state.nodes.count) nodes; SSH used \(stats.connections) connections for \(stats.commands) commands")
+        }
         return state
     }
 

@@ -49,7 +49,17 @@ public final class JobProcessor: Service, Sendable {
     private let completions: CompletionBatcher
 
     private struct State {
+        /// Claimed jobs whose outcome is not recorded yet (shutdown waits for these).
         var inFlight = 0
+        /// Claimed jobs whose handler is still running (these take the `concurrency` slots).
+        /// A job leaves this count when its handler returns, before its outcome is written,
+        /// so the next claim overlaps the previous jobs' completion statement.
+        var running = 0
+        /// Whether runnable jobs may be waiting that no claim has taken yet: the last claim
+        /// filled every free slot, one is in flight, or a wake-up found no free slot. A
+        /// handler that returns wakes the claim loop only then; otherwise new jobs announce
+        /// themselves by NOTIFY (or the next poll), and an idle queue costs no empty claims.
+        var moreMayBeWaiting = true
         var stopping = false
     }
     private let state = Mutex(State())
@@ -129,7 +139,16 @@ public final class JobProcessor: Service, Sendable {
     private func claimAndStart(into jobs: inout ThrowingDiscardingTaskGroup<any Error>,
                                wake: @escaping @Sendable () -> Void,
                                drain: AsyncStream<Void>.Continuation) async {
-        let free = self.state.withLock { $0.stopping ? 0 : self.configuration.concurrency - $0.inFlight }
+        // Let handlers that are about to return do so first, so one claim fills every
+        // slot they free instead of one claim per slot.
+        await Task.yield()
+        // Deciding to claim and noting that work may be waiting happen under one lock with
+        // a handler's return (below), so a wake-up that finds every slot busy is never lost.
+        let free = self.state.withLock { state -> Int in
+            guard !state.stopping else { return 0 }
+            state.moreMayBeWaiting = true
+            return self.configuration.concurrency - state.running
+        }
         guard free > 0 else { return }
         let claimed: [ClaimedJob]
         do {
@@ -140,17 +159,27 @@ public final class JobProcessor: Service, Sendable {
                                 metadata: ["error": "\(String(reflecting: error))"])
             return
         }
+        self.state.withLock {
+            // Fewer than asked: the queue had no more runnable jobs of these kinds.
+            if claimed.count < free { $0.moreMayBeWaiting = false }
+            $0.inFlight += claimed.count
+            $0.running += claimed.count
+        }
         guard !claimed.isEmpty else { return }
-        self.state.withLock { $0.inFlight += claimed.count }
         for job in claimed {
             jobs.addTask {
-                await self.execute(job)
+                await self.execute(job, handlerReturned: {
+                    let claimAgain = self.state.withLock { state -> Bool in
+                        state.running -= 1
+                        return state.moreMayBeWaiting
+                    }
+                    if claimAgain { wake() }
+                })
                 let (left, stopping) = self.state.withLock { state -> (Int, Bool) in
                     state.inFlight -= 1
                     return (state.inFlight, state.stopping)
                 }
                 if stopping && left == 0 { drain.yield() }
-                wake()
             }
         }
         // A full batch means more may be waiting.
@@ -158,8 +187,9 @@ public final class JobProcessor: Service, Sendable {
     }
 
     /// Runs one claimed job to an outcome: succeeded, retried or failed, cancelled,
-    /// handed back (shutdown), or dropped (lease lost).
-    func execute(_ job: ClaimedJob) async {
+    /// handed back (shutdown), or dropped (lease lost). `handlerReturned` is called once,
+    /// when the handler (and its heartbeat) stopped and before the outcome is written.
+    func execute(_ job: ClaimedJob, handlerReturned: @Sendable () -> Void = {}) async {
         var logger = self.logger
         logger[metadataKey: MetadataKey.jobID] = "\(job.id)"
         logger[metadataKey: MetadataKey.jobKind] = "\(job.kind)"
@@ -196,6 +226,7 @@ public final class JobProcessor: Service, Sendable {
         // shutdown, so they run in a task that does not inherit the cancellation.
         let shuttingDown = Task.isCancelled
         let stop = context.stop.withLock { $0 }
+        handlerReturned()
         await Task {
             do {
                 switch (stop, outcome) {

@@ -113,31 +113,13 @@ public struct JobQueue: Sendable {
         let kindNames = kinds.map(\.rawValue)
         let lease = self.configuration.leaseDuration.seconds
         return try await self.mapErrors {
-            let rows = try await self.client.query("""
-                WITH next AS (
-                    SELECT id FROM jobs
-                    WHERE state = 'queued' AND run_after <= now() AND kind = ANY(\(kindNames)::text[])
-                    ORDER BY priority DESC, run_after, id
-                    LIMIT \(limit)
-                    FOR UPDATE SKIP LOCKED
-                )
-                UPDATE jobs SET
-                    state = 'running',
-                    attempt = jobs.attempt + 1,
-                    lease_owner = \(owner),
-                    lease_token = gen_random_uuid(),
-                    lease_expires_at = now() + make_interval(secs => \(lease)),
-                    heartbeat_at = now(),
-                    started_at = now(),
-                    updated_at = now()
-                FROM next
-                WHERE jobs.id = next.id
-                RETURNING jobs.id, jobs.kind, jobs.payload::text, jobs.attempt, jobs.max_attempts,
-                          jobs.lease_token, jobs.lease_expires_at, jobs.created_at
-                """, logger: self.logger)
+            // A prepared statement: each pooled connection parses and plans it once, not on
+            // every claim (planning cost more than executing it).
+            let rows = try await self.client.execute(
+                ClaimStatement(kinds: kindNames, limit: limit, owner: owner, leaseSeconds: lease),
+                logger: self.logger)
             var claimed: [ClaimedJob] = []
-            for try await (id, kind, payload, attempt, maxAttempts, token, expires, created)
-                in rows.decode((Int64, String, String, Int, Int, UUID, Date, Date).self) {
+            for try await (id, kind, payload, attempt, maxAttempts, token, expires, created) in rows {
                 claimed.append(ClaimedJob(id: id, kind: JobKind(kind), payload: payload, attempt: attempt,
                                           maxAttempts: maxAttempts, leaseToken: token,
                                           leaseExpiresAt: expires, createdAt: created))
@@ -190,15 +172,8 @@ public struct JobQueue: Sendable {
         let ids = jobs.map(\.id)
         let tokens = jobs.map(\.leaseToken)
         let completed: Set<Int64> = try await self.mapErrors {
-            let rows = try await self.client.query("""
-                UPDATE jobs SET state = 'succeeded', finished_at = now(), updated_at = now(),
-                                lease_token = NULL, lease_expires_at = NULL, last_error = NULL
-                FROM unnest(\(ids)::bigint[], \(tokens)::uuid[]) AS done(id, token)
-                WHERE jobs.id = done.id AND jobs.lease_token = done.token AND jobs.state = 'running'
-                  AND jobs.lease_expires_at > now()
-                RETURNING jobs.id
-                """, logger: self.logger)
-            return Set(try await rows.decode(Int64.self).collect())
+            let rows = try await self.client.execute(CompleteBatchStatement(ids: ids, tokens: tokens), logger: self.logger)
+            return Set(try await rows.collect())
         }
         return ids.filter { !completed.contains($0) }
     }
@@ -328,6 +303,79 @@ public struct JobQueue: Sendable {
             }
         }
     }
+}
+
+/// The claim: one statement. The inner `SELECT … FOR UPDATE SKIP LOCKED` walks
+/// `jobs_claim_idx` (runnable rows only, in claim order) and skips rows another claimer
+/// holds; the outer `UPDATE` starts the lease with a fresh token and counts the attempt.
+struct ClaimStatement: PostgresPreparedStatement {
+    static let name = "flotilla_claim_v1"
+    static let sql = """
+        WITH next AS (
+            SELECT id FROM jobs
+            WHERE state = 'queued' AND run_after <= now() AND kind = ANY($1::text[])
+            ORDER BY priority DESC, run_after, id
+            LIMIT $2::int8
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE jobs SET
+            state = 'running',
+            attempt = jobs.attempt + 1,
+            lease_owner = $3::text,
+            lease_token = gen_random_uuid(),
+            lease_expires_at = now() + make_interval(secs => $4::float8),
+            heartbeat_at = now(),
+            started_at = now(),
+            updated_at = now()
+        FROM next
+        WHERE jobs.id = next.id
+        RETURNING jobs.id, jobs.kind, jobs.payload::text, jobs.attempt, jobs.max_attempts,
+                  jobs.lease_token, jobs.lease_expires_at, jobs.created_at
+        """
+    typealias Row = (Int64, String, String, Int, Int, UUID, Date, Date)
+
+    var kinds: [String]
+    var limit: Int
+    var owner: String
+    var leaseSeconds: Double
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 4)
+        bindings.append(self.kinds)
+        bindings.append(Int64(self.limit))
+        bindings.append(self.owner)
+        bindings.append(self.leaseSeconds)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// Group completion, fenced per row on the claim's token, a running state and an
+/// unexpired lease. Returns the ids it completed.
+struct CompleteBatchStatement: PostgresPreparedStatement {
+    static let name = "flotilla_complete_batch_v1"
+    static let sql = """
+        UPDATE jobs SET state = 'succeeded', finished_at = now(), updated_at = now(),
+                        lease_token = NULL, lease_expires_at = NULL, last_error = NULL
+        FROM unnest($1::int8[], $2::uuid[]) AS done(id, token)
+        WHERE jobs.id = done.id AND jobs.lease_token = done.token AND jobs.state = 'running'
+          AND jobs.lease_expires_at > now()
+        RETURNING jobs.id
+        """
+    typealias Row = Int64
+
+    var ids: [Int64]
+    var tokens: [UUID]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(self.ids)
+        bindings.append(self.tokens)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Int64.self) }
 }
 
 extension AsyncSequence {

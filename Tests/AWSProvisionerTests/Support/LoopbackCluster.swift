@@ -102,13 +102,13 @@ struct LoopbackCluster: Sendable {
         return text.split(separator: "\n").map(String.init)
     }
 
-    /// Makes the stub fail `phase` on `ip`.
+    /// Makes the stub fail the next `phase` call on `ip` (once).
     func injectFailure(_ phase: String, on ip: String) throws {
         let file = self.stubState.appendingPathComponent("fail")
         let handle = try FileHandle(forWritingTo: file)
         defer { try? handle.close() }
         try handle.seekToEnd()
-        try handle.write(contentsOf: Data("\(phase) \(ip)\n".utf8))
+        try handle.write(contentsOf: Data("\(phase) \(ip) 1\n".utf8))
     }
 
     /// The config.yaml the bootstrap node's genconf received.
@@ -158,6 +158,7 @@ final class RecordingObserver: ProvisionObserver, Sendable {
         var saved: ProvisionState?
         var labels: [String] = []
         var mutations = 0
+        var progress: [String] = []
     }
     private let state = Mutex(State())
     let interruptAt: Int?
@@ -191,6 +192,12 @@ final class RecordingObserver: ProvisionObserver, Sendable {
     func beforeMutation(_ description: String) async throws {
         self.state.withLock { $0.mutations += 1 }
     }
+
+    func progress(_ message: String) async {
+        self.state.withLock { $0.progress.append(message) }
+    }
+
+    var progress: [String] { self.state.withLock { $0.progress } }
 }
 
 @discardableResult

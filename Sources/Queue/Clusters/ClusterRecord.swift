@@ -1,0 +1,106 @@
+import Foundation
+
+/// Where a cluster is in its life.
+public struct ClusterState: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+    public init?(rawValue: String) {
+        guard Self.all.map(\.rawValue).contains(rawValue) else { return nil }
+        self.rawValue = rawValue
+    }
+    private init(_ rawValue: String) { self.rawValue = rawValue }
+
+    public static let requested = ClusterState("requested")
+    public static let provisioning = ClusterState("provisioning")
+    public static let ready = ClusterState("ready")
+    public static let failed = ClusterState("failed")
+    public static let tearingDown = ClusterState("tearing_down")
+    public static let destroyed = ClusterState("destroyed")
+    public static let all: [ClusterState] = [.requested, .provisioning, .ready, .failed, .tearingDown, .destroyed]
+
+    /// `true` once the cluster will never become ready.
+    public var isFinal: Bool { self == .failed || self == .tearingDown || self == .destroyed }
+    public var description: String { self.rawValue }
+}
+
+/// A cluster row as clients and operators see it (no secrets).
+public struct ClusterRecord: Sendable, Hashable {
+    public var id: String
+    public var requestID: String?
+    public var owner: String
+    public var state: ClusterState
+    public var phase: String?
+    public var masters: Int
+    public var agents: Int
+    public var publicAgents: Int
+    public var instanceType: String
+    /// The request as JSON text.
+    public var request: String
+    /// The provisioner's last checkpoint as JSON text (no private key).
+    public var checkpoint: String?
+    public var lifetime: Duration
+    public var sshUser: String?
+    public var sshPort: Int?
+    public var readyAt: Date?
+    public var expiresAt: Date?
+    public var releaseRequestedAt: Date?
+    public var lastError: String?
+    public var createdAt: Date
+    public var destroyedAt: Date?
+}
+
+/// A node as published for the lease holder.
+public struct NodeRecord: Sendable, Hashable, Codable {
+    public var role: String
+    public var instanceID: String
+    public var privateIP: String
+    public var publicIP: String?
+    public var hostKey: String?
+
+    public init(role: String, instanceID: String, privateIP: String, publicIP: String?, hostKey: String?) {
+        self.role = role
+        self.instanceID = instanceID
+        self.privateIP = privateIP
+        self.publicIP = publicIP
+        self.hostKey = hostKey
+    }
+}
+
+/// A new cluster request, validated by the client before anything is written.
+public struct NewCluster: Sendable {
+    public var id: String
+    public var requestID: String?
+    public var owner: String
+    public var masters: Int
+    public var agents: Int
+    public var publicAgents: Int
+    public var instanceType: String
+    /// The whole request as a JSON object (no secrets).
+    public var request: String
+    public var lifetime: Duration
+    public var leaseToken: String
+
+    public init(id: String, requestID: String?, owner: String, masters: Int, agents: Int, publicAgents: Int,
+                instanceType: String, request: String, lifetime: Duration, leaseToken: String) {
+        self.id = id
+        self.requestID = requestID
+        self.owner = owner
+        self.masters = masters
+        self.agents = agents
+        self.publicAgents = publicAgents
+        self.instanceType = instanceType
+        self.request = request
+        self.lifetime = lifetime
+        self.leaseToken = leaseToken
+    }
+
+    /// A new cluster id: `c-` and ten hex digits.
+    public static func makeID() -> String {
+        "c-" + (0..<5).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+    }
+
+    /// A new lease token: 32 random bytes, hex.
+    public static func makeLeaseToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+    }
+}

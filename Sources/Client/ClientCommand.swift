@@ -12,9 +12,9 @@ struct ClientCommand: AsyncParsableCommand {
             The client talks only to PostgreSQL, found through DATABASE_URL
             (postgres://user:password@host:port/database) or the standard PG* variables.
 
-            Exit codes: 0 success, 1 refused or failed, 2 bad usage.
+            Exit codes: 0 success; 1 refused, failed or timed out; 64 bad usage (a message says what is accepted).
             """,
-        subcommands: [JobsCommand.self]
+        subcommands: [RequestCommand.self, StatusCommand.self, ListCommand.self, WaitCommand.self, ExtendCommand.self, ReleaseCommand.self, KeyCommand.self, LogsCommand.self, JobsCommand.self]
     )
 }
 

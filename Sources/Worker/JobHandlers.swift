@@ -13,9 +13,20 @@ struct JobHandlers: Sendable {
         try await handler(job, context)
     }
 
-    static var standard: JobHandlers {
-        JobHandlers(byKind: [
+    /// The handlers Flotilla ships: noop always; provision and teardown with AWS.
+    static func standard(store: ClusterStore, aws: AWSContext?) -> JobHandlers {
+        var byKind: [JobKind: JobProcessor.Handler] = [
             .noop: { _, context in context.logger.debug("noop job ran") },
-        ])
+        ]
+        if let aws {
+            let jobs = ClusterJobs(store: store, provisioner: aws.provisioner, settings: aws.settings)
+            byKind[.provision] = { job, context in try await jobs.provision(job, context) }
+            byKind[.teardown] = { job, context in try await jobs.teardown(job, context) }
+        }
+        return JobHandlers(byKind: byKind)
+    }
+
+    func only(_ kinds: Set<JobKind>) -> JobHandlers {
+        JobHandlers(byKind: self.byKind.filter { kinds.contains($0.key) })
     }
 }

@@ -43,6 +43,9 @@ struct RunCommand: AsyncParsableCommand {
     var workerID: String = ProcessInfo.processInfo.environment["FLOTILLA_WORKER_ID"]
         ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
 
+    @Option(help: "Job kinds to run, comma-separated. Env: FLOTILLA_KINDS.")
+    var kinds: String = ProcessInfo.processInfo.environment["FLOTILLA_KINDS"] ?? "provision,teardown,noop"
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
@@ -66,7 +69,16 @@ struct RunCommand: AsyncParsableCommand {
         let queue = JobQueue(client: client,
                              configuration: .init(leaseDuration: .seconds(self.leaseSeconds)),
                              logger: logger)
-        let handlers = JobHandlers.standard
+        let wanted = Set(self.kinds.split(separator: ",").map { JobKind(String($0).trimmingCharacters(in: .whitespaces)) })
+        var aws: AWSContext?
+        if wanted.contains(.provision) || wanted.contains(.teardown) {
+            do {
+                aws = try AWSContext.fromEnvironment(logger: logger)
+            } catch {
+                fail("cannot set up AWS for provision and teardown jobs: \(error) (or run only other kinds with --kinds noop)")
+            }
+        }
+        let handlers = JobHandlers.standard(store: ClusterStore(client: client, logger: logger), aws: aws).only(wanted)
         let processor = JobProcessor(
             queue: queue, settings: settings,
             configuration: .init(workerID: self.workerID, kinds: handlers.kinds, concurrency: self.concurrency,
@@ -87,6 +99,7 @@ struct RunCommand: AsyncParsableCommand {
         } catch let error as QueueError {
             fail(error.message)
         }
+        await aws?.shutdown()
         logger.info("worker stopped")
     }
 }

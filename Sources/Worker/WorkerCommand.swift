@@ -16,7 +16,7 @@ struct WorkerCommand: AsyncParsableCommand {
               worker migrate            apply pending migrations (safe to run from many workers at once)
               worker run --concurrency 4
             """,
-        subcommands: [MigrateCommand.self, RunCommand.self, EnqueueCommand.self, BenchQueueCommand.self]
+        subcommands: [MigrateCommand.self, RunCommand.self, JanitorCommand.self, EnqueueCommand.self, BenchQueueCommand.self]
     )
 }
 

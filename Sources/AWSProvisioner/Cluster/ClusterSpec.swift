@@ -166,6 +166,29 @@ public struct InstallSettings: Codable, Sendable, Hashable {
 
     public init() {}
 
+    /// Reads settings where every key is optional: a file may override just a few.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = InstallSettings()
+        func value<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T {
+            try container.decodeIfPresent(T.self, forKey: key) ?? fallback
+        }
+        self.bootstrapPort = try value(.bootstrapPort, defaults.bootstrapPort)
+        self.serveCommand = try value(.serveCommand, defaults.serveCommand)
+        self.checkRunnerPath = try value(.checkRunnerPath, defaults.checkRunnerPath)
+        self.ipDetect = try value(.ipDetect, defaults.ipDetect)
+        self.ipDetectPublic = try value(.ipDetectPublic, defaults.ipDetectPublic)
+        self.faultDomainDetect = try value(.faultDomainDetect, defaults.faultDomainDetect)
+        self.parallelism = try value(.parallelism, defaults.parallelism)
+        self.commandTimeoutSeconds = try value(.commandTimeoutSeconds, defaults.commandTimeoutSeconds)
+        self.downloadRetrySeconds = try value(.downloadRetrySeconds, defaults.downloadRetrySeconds)
+        self.postflightTimeoutSeconds = try value(.postflightTimeoutSeconds, defaults.postflightTimeoutSeconds)
+        self.postflightIntervalSeconds = try value(.postflightIntervalSeconds, defaults.postflightIntervalSeconds)
+        self.instanceTimeoutSeconds = try value(.instanceTimeoutSeconds, defaults.instanceTimeoutSeconds)
+        self.sshTimeoutSeconds = try value(.sshTimeoutSeconds, defaults.sshTimeoutSeconds)
+        self.pollIntervalSeconds = try value(.pollIntervalSeconds, defaults.pollIntervalSeconds)
+    }
+
     func validate() throws {
         guard (1...65535).contains(self.bootstrapPort) else {
             throw ProvisionError(.invalidSpec, "bootstrap port must be from 1 to 65535")

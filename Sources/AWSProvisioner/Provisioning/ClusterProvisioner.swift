@@ -47,6 +47,8 @@ public struct ClusterProvisioner: Sendable {
             EC2Tag(key: "cluster", value: spec.clusterID),
             EC2Tag(key: "owner", value: spec.owner),
             EC2Tag(key: "managed-by", value: "flotilla"),
+            // When the resource was made, for the janitor's grace period.
+            EC2Tag(key: "created", value: ISO8601DateFormatter().string(from: Date())),
         ]
         if let expiresAt = spec.expiresAt {
             tags.append(EC2Tag(key: "expires", value: ISO8601DateFormatter().string(from: expiresAt)))

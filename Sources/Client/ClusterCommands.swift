@@ -1,0 +1,267 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PostgresNIO
+import Queue
+
+/// Options for commands that act on one cluster as its lease holder.
+struct LeaseOptions: ParsableArguments {
+    @Option(help: "The lease token `client request` printed. Env: FLOTILLA_LEASE_TOKEN.")
+    var leaseToken: String?
+
+    func token() throws -> String {
+        guard let token = self.leaseToken ?? ProcessInfo.processInfo.environment["FLOTILLA_LEASE_TOKEN"], !token.isEmpty else {
+            throw ValidationError("this needs the cluster's lease token: pass --lease-token or set FLOTILLA_LEASE_TOKEN")
+        }
+        return token
+    }
+}
+
+/// Runs `body` with a cluster store, turning refusals into a message and exit status 1.
+func withStore<T: Sendable>(_ options: ClientOptions, _ body: @Sendable (ClusterStore, DatabaseSettings) async throws -> T) async throws -> T {
+    let logger = options.makeLogger()
+    do {
+        let settings = try DatabaseSettings.fromEnvironment()
+        return try await settings.withClient(maximumConnections: 2, logger: logger) { client in
+            try await body(ClusterStore(client: client, logger: logger), settings)
+        }
+    } catch let error as QueueError {
+        fail(error.message)
+    }
+}
+
+func requireCluster(_ store: ClusterStore, _ id: String) async throws -> ClusterRecord {
+    guard let cluster = try await store.cluster(id: id) else {
+        throw QueueError(.notFound, "no cluster with id \(id) (cluster ids look like c-0123456789; see `client list`)")
+    }
+    return cluster
+}
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show one cluster and its nodes.",
+                                                    discussion: "Example:\n  client status c-0123456789 --json")
+    @Argument(help: "The cluster id.") var id: String
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        let json = self.options.json
+        let id = self.id
+        try await withStore(self.options) { store, _ in
+            let cluster = try await requireCluster(store, id)
+            let nodes = try await store.nodes(clusterID: id)
+            if json { printJSON(ClusterOutput.json(cluster, nodes: nodes)) } else { print(ClusterOutput.text(cluster, nodes: nodes)) }
+        }
+    }
+}
+
+struct ListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List clusters, newest first.",
+                                                    discussion: "Examples:\n  client list --mine\n  client list --state ready --json")
+    @Flag(help: "Only clusters whose owner is you (--owner's default, user@host).") var mine = false
+    @Option(help: "Only clusters in this state: requested, provisioning, ready, failed, tearing_down, destroyed.") var state: String?
+    @Option(help: "The owner --mine means.") var owner: String = defaultOwner()
+    @OptionGroup var options: ClientOptions
+
+    func validate() throws {
+        if let state, ClusterState(rawValue: state) == nil {
+            throw ValidationError("--state must be one of: \(ClusterState.all.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
+    func run() async throws {
+        let (json, owner, state) = (self.options.json, self.mine ? self.owner : nil, self.state.flatMap(ClusterState.init(rawValue:)))
+        try await withStore(self.options) { store, _ in
+            let clusters = try await store.clusters(owner: owner, state: state)
+            if json {
+                printJSON(["clusters": clusters.map { ClusterOutput.json($0, nodes: []) }])
+                return
+            }
+            print(["ID", "STATE", "NODES", "OWNER", "EXPIRES IN"].map { $0.padding(toLength: 15, withPad: " ", startingAt: 0) }.joined())
+            for cluster in clusters {
+                let expires = cluster.state == .ready ? cluster.expiresAt.map { ClusterRequest.format(seconds: max(0, $0.timeIntervalSinceNow)) } ?? "-" : "-"
+                let cells = [cluster.id, cluster.state.rawValue, "\(cluster.masters + cluster.agents + cluster.publicAgents)", cluster.owner, expires]
+                print(cells.map { $0.padding(toLength: max(15, $0.count + 1), withPad: " ", startingAt: 0) }.joined())
+            }
+        }
+    }
+}
+
+struct ExtendCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "extend", abstract: "Move a ready cluster's expiry later.",
+                                                    discussion: "Example:\n  client extend c-0123456789 --by 1h --lease-token $TOKEN")
+    @Argument(help: "The cluster id.") var id: String
+    @Option(help: "How much longer: 30m, 1h, 1h30m.") var by: String
+    @OptionGroup var lease: LeaseOptions
+    @OptionGroup var options: ClientOptions
+
+    func validate() throws {
+        guard let amount = ClusterRequest.parseDuration(self.by), amount > .zero else {
+            throw ValidationError("--by must be a positive duration like 30m, 1h or 1h30m")
+        }
+    }
+
+    func run() async throws {
+        let (id, token, amount, json) = (self.id, try self.lease.token(), ClusterRequest.parseDuration(self.by)!, self.options.json)
+        try await withStore(self.options) { store, _ in
+            let expires = try await store.extend(clusterID: id, leaseToken: token, by: amount, maximumLifetime: maximumLifetime())
+            if json { printJSON(["id": id, "expires_at": ClusterOutput.iso(expires)]) } else {
+                print("cluster \(id) now expires at \(ClusterOutput.iso(expires))")
+            }
+        }
+    }
+}
+
+struct ReleaseCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "release", abstract: "Tear a cluster down now.",
+                                                    discussion: "Example:\n  client release c-0123456789 --lease-token $TOKEN")
+    @Argument(help: "The cluster id.") var id: String
+    @OptionGroup var lease: LeaseOptions
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        let (id, token, json) = (self.id, try self.lease.token(), self.options.json)
+        try await withStore(self.options) { store, _ in
+            try await store.release(clusterID: id, leaseToken: token)
+            if json { printJSON(["id": id, "released": true]) } else { print("cluster \(id) released; the janitor tears it down now") }
+        }
+    }
+}
+
+struct KeyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "key", abstract: "Write the cluster's SSH private key to a file (mode 0600).",
+                                                    discussion: "Example:\n  client key c-0123456789 --out ~/.ssh/c-0123456789 --lease-token $TOKEN")
+    @Argument(help: "The cluster id.") var id: String
+    @Option(help: "Where to write the key.") var out: String
+    @OptionGroup var lease: LeaseOptions
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        let (id, token, out, json) = (self.id, try self.lease.token(), self.out, self.options.json)
+        try await withStore(self.options) { store, _ in
+            let key = try await store.privateKey(clusterID: id, leaseToken: token)
+            try writeKey(key, to: out)
+            if json { printJSON(["id": id, "key_path": out]) } else { print("wrote the key of \(id) to \(out)") }
+        }
+    }
+}
+
+struct LogsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Write a cluster's install logs (<phase>-<ip>-journald.log) into a folder.",
+                                                    discussion: "Example:\n  client logs c-0123456789 --out ./logs")
+    @Argument(help: "The cluster id.") var id: String
+    @Option(help: "The folder to write into (created if missing).") var out: String
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        let (id, out, json) = (self.id, self.out, self.options.json)
+        try await withStore(self.options) { store, _ in
+            _ = try await requireCluster(store, id)
+            let logs = try await store.logs(clusterID: id)
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            for log in logs {
+                try Data(log.contents.utf8).write(to: URL(fileURLWithPath: out).appendingPathComponent(log.name))
+            }
+            if json { printJSON(["id": id, "files": logs.map(\.name)]) } else {
+                print(logs.isEmpty ? "cluster \(id) has no install logs" : logs.map { "\(out)/\($0.name)" }.joined(separator: "\n"))
+            }
+        }
+    }
+}
+
+struct WaitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "wait", abstract: "Wait until a cluster is ready (exit 0) or failed (exit 1).",
+                                                    discussion: "Example:\n  client wait c-0123456789 --timeout 45m")
+    @Argument(help: "The cluster id.") var id: String
+    @Option(help: "Give up after this long (exit 1).") var timeout: String = "60m"
+    @OptionGroup var options: ClientOptions
+
+    func validate() throws {
+        guard ClusterRequest.parseDuration(self.timeout) != nil else { throw ValidationError("--timeout must be a duration like 45m") }
+    }
+
+    func run() async throws {
+        let (id, json, timeout) = (self.id, self.options.json, ClusterRequest.parseDuration(self.timeout)!)
+        let ok = try await withStore(self.options) { store, settings in
+            _ = try await requireCluster(store, id)
+            let cluster = try await waitForCluster(id, store: store, settings: settings, timeout: timeout)
+            let nodes = try await store.nodes(clusterID: id)
+            if json { printJSON(ClusterOutput.json(cluster, nodes: nodes)) } else { print(ClusterOutput.text(cluster, nodes: nodes)) }
+            return cluster.state == .ready
+        }
+        if !ok { throw ExitCode(1) }
+    }
+}
+
+/// Waits for the cluster to become ready or fail, waking on its NOTIFYs (and polling),
+/// showing the phase and elapsed time: one updating line on a terminal, plain lines otherwise.
+func waitForCluster(_ id: String, store: ClusterStore, settings: DatabaseSettings, timeout: Duration) async throws -> ClusterRecord {
+    let start = ContinuousClock.now
+    let terminal = isatty(STDERR_FILENO) == 1
+    let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    let logger = Logger(label: "flotilla.client.wait")
+    return try await withThrowingTaskGroup(of: ClusterRecord?.self) { group in
+        group.addTask {
+            // LISTEN is a hint; the poll below is the floor.
+            if let connection = try? await PostgresConnection.connect(configuration: try settings.connectionConfiguration(), id: 9, logger: logger) {
+                _ = try? await connection.listen(on: ClusterStore.notificationChannel) { notifications in
+                    for try await notification in notifications where notification.payload == id { wake.yield() }
+                }
+                try? await connection.close()
+            }
+            return nil
+        }
+        group.addTask {
+            while !Task.isCancelled {
+                try await Task.sleep(for: .seconds(2))
+                wake.yield()
+            }
+            return nil
+        }
+        group.addTask {
+            var lastLine = ""
+            wake.yield()
+            for await _ in wakeups {
+                guard let cluster = try await store.cluster(id: id) else { throw QueueError(.notFound, "cluster \(id) vanished") }
+                let elapsed = ClusterRequest.format(seconds: (ContinuousClock.now - start).seconds)
+                let line = "\(id): \(cluster.state)\(cluster.phase.map { " — \($0)" } ?? "") (\(elapsed))"
+                if terminal {
+                    FileHandle.standardError.write(Data("\r\u{1B}[2K\(line)".utf8))
+                } else if line.split(separator: "(").first != lastLine.split(separator: "(").first {
+                    FileHandle.standardError.write(Data("\(line)\n".utf8))
+                }
+                lastLine = line
+                if cluster.state == .ready || cluster.state.isFinal {
+                    if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+                    return cluster
+                }
+                if ContinuousClock.now - start > timeout {
+                    throw QueueError(.invalidInput, "gave up waiting for \(id) after \(ClusterRequest.format(seconds: timeout.seconds)); it is \(cluster.state) (\(cluster.phase ?? "-"))")
+                }
+            }
+            return nil
+        }
+        defer { group.cancelAll() }
+        while let result = try await group.next() {
+            if let cluster = result { return cluster }
+        }
+        throw CancellationError()
+    }
+}
+
+func writeKey(_ key: String, to path: String) throws {
+    let url = URL(fileURLWithPath: path)
+    try? FileManager.default.removeItem(at: url)
+    guard FileManager.default.createFile(atPath: url.path, contents: Data(key.utf8), attributes: [.posixPermissions: 0o600]) else {
+        throw QueueError(.invalidInput, "cannot write the key to \(path)")
+    }
+}
+
+func defaultOwner() -> String {
+    let user = ProcessInfo.processInfo.environment["USER"] ?? NSUserName()
+    return "\(user.isEmpty ? "unknown" : user)@\(ProcessInfo.processInfo.hostName)"
+}
+
+/// The longest lifetime a cluster may have: FLOTILLA_MAX_LIFETIME (e.g. 12h), default 12 hours.
+func maximumLifetime() -> Duration {
+    ProcessInfo.processInfo.environment["FLOTILLA_MAX_LIFETIME"].flatMap(ClusterRequest.parseDuration) ?? .seconds(12 * 3600)
+}

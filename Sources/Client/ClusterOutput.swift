@@ -1,0 +1,54 @@
+import Foundation
+import Queue
+
+/// How clusters are shown: a table for people, one JSON object with `--json`.
+enum ClusterOutput {
+    /// ISO 8601 text of a date (UTC, seconds).
+    static func iso(_ date: Date) -> String { date.formatted(.iso8601) }
+
+    static func json(_ cluster: ClusterRecord, nodes: [NodeRecord], leaseToken: String? = nil, keyPath: String? = nil) -> [String: Any] {
+        var object: [String: Any] = [
+            "id": cluster.id, "owner": cluster.owner, "state": cluster.state.rawValue,
+            "masters": cluster.masters, "agents": cluster.agents, "public_agents": cluster.publicAgents,
+            "instance_type": cluster.instanceType, "lifetime_seconds": Int(cluster.lifetime.seconds),
+            "created_at": iso(cluster.createdAt),
+            "nodes": nodes.filter { $0.role != "bootstrap" }.map { node -> [String: Any] in
+                ["role": node.role, "instance_id": node.instanceID, "private_ip": node.privateIP, "public_ip": node.publicIP as Any]
+            },
+        ]
+        object["phase"] = cluster.phase
+        object["request_id"] = cluster.requestID
+        object["ssh_user"] = cluster.sshUser
+        object["ssh_port"] = cluster.sshPort
+        object["expires_at"] = cluster.expiresAt.map(iso)
+        object["ready_at"] = cluster.readyAt.map(iso)
+        object["last_error"] = cluster.lastError
+        object["lease_token"] = leaseToken
+        object["key_path"] = keyPath
+        return object
+    }
+
+    static func text(_ cluster: ClusterRecord, nodes: [NodeRecord], leaseToken: String? = nil, keyPath: String? = nil) -> String {
+        var lines = ["cluster      \(cluster.id)", "state        \(cluster.state)\(cluster.phase.map { " (\($0))" } ?? "")",
+                     "owner        \(cluster.owner)"]
+        if let leaseToken { lines.append("lease token  \(leaseToken)") }
+        if let expires = cluster.expiresAt {
+            lines.append("expires      \(iso(expires)) (in \(ClusterRequest.format(seconds: max(0, expires.timeIntervalSinceNow))))")
+        }
+        if let user = cluster.sshUser { lines.append("ssh user     \(user)\(cluster.sshPort.map { $0 == 22 ? "" : " (port \($0))" } ?? "")") }
+        if let keyPath { lines.append("ssh key      \(keyPath)") }
+        if let error = cluster.lastError { lines.append("last error   \(error)") }
+        let shown = nodes.filter { $0.role != "bootstrap" }
+        if !shown.isEmpty {
+            lines.append("")
+            lines.append(row(["ROLE", "INSTANCE", "PUBLIC IP", "PRIVATE IP"]))
+            for node in shown { lines.append(row([node.role, node.instanceID, node.publicIP ?? "-", node.privateIP])) }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func row(_ cells: [String]) -> String {
+        zip(cells, [14, 22, 17, 16]).map { $0.padding(toLength: max($1, $0.count + 1), withPad: " ", startingAt: 0) }
+            .joined().trimmingCharacters(in: .whitespaces)
+    }
+}

@@ -1,0 +1,134 @@
+import ArgumentParser
+import Foundation
+import Queue
+
+struct RequestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "request",
+        abstract: "Ask for a DC/OS cluster and wait until it is ready.",
+        discussion: """
+            Prints the cluster id, the lease token (keep it: extend, release and key need it),
+            the nodes, the SSH user, the key file and the expiry. While waiting it shows the
+            phase the cluster is in on standard error.
+
+            Default split for --nodes N: 1 master up to 6 nodes, 3 masters up to 20, 5 beyond;
+            1 public agent from 3 nodes on; the rest private agents (3 → 1/1/1, 10 → 3/6/1).
+            --masters, --agents and --public-agents override it.
+
+            Examples:
+              client request --nodes 3
+              client request --masters 3 --agents 5 --public-agents 2 --lifetime 4h \\
+                  --admin-location 203.0.113.0/24 --dcos-config extra.yaml \\
+                  --copy-to-installer ./ca.crt:ca/ca.crt --request-id "$CI_JOB_ID" --key-out ./cluster.key
+              client request --nodes 1 --no-wait --json
+
+            Exit codes: 0 ready; 1 refused, failed or timed out; 64 bad usage.
+            """
+    )
+
+    @Option(help: "Cluster nodes (masters + agents + public agents), split as described below.") var nodes: Int = 3
+    @Option(help: "Masters: 1, 3, 5, 7 or 9.") var masters: Int?
+    @Option(help: "Private agents.") var agents: Int?
+    @Option(help: "Public agents.") var publicAgents: Int?
+    @Option(help: "EC2 instance type of the nodes.") var instanceType: String = "m4.large"
+    @Option(help: "How long the cluster lives once ready (e.g. 90m, 2h); at most FLOTILLA_MAX_LIFETIME (12h).") var lifetime: String = "2h"
+    @Option(help: "CIDR block allowed to reach the cluster's public ports.") var adminLocation: String = "0.0.0.0/0"
+    @Option(help: "URL of dcos_generate_config.sh. Default: $FLOTILLA_INSTALLER_URL.") var installerURL: String?
+    @Option(help: "A YAML file merged over the generated config.yaml (top-level keys replace).") var dcosConfig: String?
+    @Option(help: "LOCAL:REMOTE — copy a local file into the installer's genconf/REMOTE. Repeatable.") var copyToInstaller: [String] = []
+    @Option(help: "Who the cluster belongs to.") var owner: String = defaultOwner()
+    @Option(help: "A retried request with the same id returns the same cluster.") var requestID: String?
+    @Option(help: "Where to write the SSH private key (mode 0600). Default: ./<cluster id>.key") var keyOut: String?
+    @Flag(help: "Return once the request is recorded; do not wait.") var noWait = false
+    @Option(help: "Give up waiting after this long.") var timeout: String = "60m"
+    @OptionGroup var options: ClientOptions
+
+    /// The request, validated; nothing is written when this throws.
+    func makeRequest() throws -> (ClusterRequest, Duration) {
+        guard self.masters != nil || self.agents != nil || self.publicAgents != nil || self.nodes >= 1 else {
+            throw ValidationError("--nodes must be at least 1")
+        }
+        guard self.nodes <= ClusterRequest.maximumNodes else {
+            throw ValidationError("--nodes \(self.nodes) is more than one cluster may have: use 1 to \(ClusterRequest.maximumNodes)")
+        }
+        let split = ClusterRequest.split(nodes: max(self.nodes, 1))
+        guard let lifetime = ClusterRequest.parseDuration(self.lifetime) else {
+            throw ValidationError("--lifetime must be a duration like 90m or 2h")
+        }
+        guard let installerURL = self.installerURL ?? ProcessInfo.processInfo.environment["FLOTILLA_INSTALLER_URL"], !installerURL.isEmpty else {
+            throw ValidationError("no installer URL: pass --installer-url or set FLOTILLA_INSTALLER_URL")
+        }
+        var dcosConfig: String?
+        if let path = self.dcosConfig {
+            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+                throw ValidationError("cannot read --dcos-config file \(path)")
+            }
+            dcosConfig = text
+        }
+        var files: [ClusterRequest.GenconfFile] = []
+        for pair in self.copyToInstaller {
+            guard let colon = pair.firstIndex(of: ":"), colon != pair.startIndex, pair.index(after: colon) != pair.endIndex else {
+                throw ValidationError("--copy-to-installer takes LOCAL:REMOTE, like ./ca.crt:ca/ca.crt")
+            }
+            let local = String(pair[..<colon])
+            guard let data = FileManager.default.contents(atPath: local) else {
+                throw ValidationError("cannot read \(local) for --copy-to-installer")
+            }
+            files.append(.init(path: String(pair[pair.index(after: colon)...]), contents: data))
+        }
+        let nodesGiven = self.nodes == 0 && self.masters == nil ? 0 : nil
+        let request = ClusterRequest(
+            masters: nodesGiven ?? self.masters ?? split.masters, agents: self.agents ?? (nodesGiven ?? split.agents),
+            publicAgents: self.publicAgents ?? (nodesGiven ?? split.publicAgents), instanceType: self.instanceType,
+            adminLocation: self.adminLocation, installerURL: installerURL, dcosConfig: dcosConfig, genconfFiles: files,
+            lifetimeSeconds: lifetime.seconds)
+        do {
+            try request.validate(maximumLifetime: maximumLifetime())
+        } catch let error as QueueError {
+            throw ValidationError(error.message)
+        }
+        guard ClusterRequest.parseDuration(self.timeout) != nil else { throw ValidationError("--timeout must be a duration like 45m") }
+        guard (1...200).contains(self.owner.count) else { throw ValidationError("--owner must be 1 to 200 characters") }
+        if let id = self.requestID, !(1...200).contains(id.count) { throw ValidationError("--request-id must be 1 to 200 characters") }
+        return (request, lifetime)
+    }
+
+    func run() async throws {
+        let (request, lifetime) = try self.makeRequest()
+        let json = String(decoding: try JSONEncoder().encode(request), as: UTF8.self)
+        let new = NewCluster(id: NewCluster.makeID(), requestID: self.requestID, owner: self.owner, masters: request.masters,
+                             agents: request.agents, publicAgents: request.publicAgents, instanceType: request.instanceType,
+                             request: json, lifetime: lifetime, leaseToken: NewCluster.makeLeaseToken())
+        let (noWait, asJSON, timeout, keyOut) = (self.noWait, self.options.json, ClusterRequest.parseDuration(self.timeout)!, self.keyOut)
+        let ready = try await withStore(self.options) { store, settings in
+            let (id, token, created) = try await store.request(new)
+            if !created { FileHandle.standardError.write(Data("request id already used: returning cluster \(id)\n".utf8)) }
+            if noWait {
+                let cluster = try await requireCluster(store, id)
+                if asJSON { printJSON(ClusterOutput.json(cluster, nodes: [], leaseToken: token)) } else {
+                    print(ClusterOutput.text(cluster, nodes: [], leaseToken: token))
+                }
+                return true
+            }
+            let cluster = try await waitForCluster(id, store: store, settings: settings, timeout: timeout)
+            let nodes = try await store.nodes(clusterID: id)
+            var keyPath: String?
+            if cluster.state == .ready {
+                let path = keyOut ?? FileManager.default.currentDirectoryPath + "/\(id).key"
+                try writeKey(try await store.privateKey(clusterID: id, leaseToken: token), to: path)
+                keyPath = path
+            }
+            if asJSON { printJSON(ClusterOutput.json(cluster, nodes: nodes, leaseToken: token, keyPath: keyPath)) } else {
+                print(ClusterOutput.text(cluster, nodes: nodes, leaseToken: token, keyPath: keyPath))
+                if let keyPath, let user = cluster.sshUser, let node = nodes.first(where: { $0.role == "master" }) {
+                    print("\nssh -i \(keyPath) \(cluster.sshPort.map { $0 == 22 ? "" : "-p \($0) " } ?? "")\(user)@\(node.publicIP ?? node.privateIP)")
+                }
+                if cluster.state != .ready {
+                    print("\nthe cluster did not become ready; install logs: client logs \(id) --out ./logs")
+                }
+            }
+            return cluster.state == .ready
+        }
+        if !ready { throw ExitCode(1) }
+    }
+}

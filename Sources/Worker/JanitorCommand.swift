@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import PostgresNIO
+import Queue
+import ServiceLifecycle
+
+struct JanitorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "janitor",
+        abstract: "Enforce cluster lifetimes, delete key pairs, rescue jobs, sweep leaks (until SIGTERM/SIGINT).",
+        discussion: """
+            Two janitors may run; one leads (an advisory lock) and the other takes over if it
+            stops. The leader starts teardown within seconds of a cluster's expiry, deletes key
+            pairs after renewing credentials (a failed delete stays pending and visible in
+            operator_key_pair_deletions), rescues jobs whose lease expired, prunes old jobs and
+            sweeps EC2 for resources tagged managed-by=flotilla whose cluster is destroyed or
+            unknown.
+
+              worker janitor
+              worker janitor --dry-run --sweep-grace-seconds 600
+            """
+    )
+
+    @Flag(help: "Report leaked resources found by the sweep; delete nothing.")
+    var dryRun = false
+
+    @Option(help: "Leave resources younger than this alone in the sweep. Env: FLOTILLA_SWEEP_GRACE_SECONDS.")
+    var sweepGraceSeconds: Double = environmentValue("FLOTILLA_SWEEP_GRACE_SECONDS", default: 3600)
+
+    @Option(help: "Seconds between sweeps of EC2.")
+    var sweepIntervalSeconds: Double = 300
+
+    @Option(help: "Longest sleep between passes. Env: FLOTILLA_JANITOR_INTERVAL_SECONDS.")
+    var intervalSeconds: Double = environmentValue("FLOTILLA_JANITOR_INTERVAL_SECONDS", default: 5)
+
+    @Option(help: "Days finished jobs are kept. Env: FLOTILLA_RETENTION_DAYS.")
+    var retentionDays: Double = environmentValue("FLOTILLA_RETENTION_DAYS", default: 7)
+
+    @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+        guard self.sweepGraceSeconds >= 0, self.sweepIntervalSeconds > 0, self.intervalSeconds > 0, self.retentionDays > 0 else {
+            throw ValidationError("grace must not be negative; intervals and retention must be positive")
+        }
+    }
+
+    func run() async throws {
+        let logger = self.common.makeLogger(label: "flotilla.janitor")
+        let settings: DatabaseSettings
+        do { settings = try DatabaseSettings.fromEnvironment() } catch let error as QueueError { fail(error.message) }
+        let aws: AWSContext
+        do { aws = try AWSContext.fromEnvironment(logger: logger) } catch { fail("cannot set up AWS: \(error)") }
+        let client = PostgresClient(configuration: try settings.clientConfiguration(maximumConnections: 4), backgroundLogger: logger)
+        let queue = JobQueue(client: client, logger: logger)
+        let janitor = Janitor(settings: settings, store: ClusterStore(client: client, logger: logger), aws: aws,
+                              configuration: .init(interval: .seconds(self.intervalSeconds), sweepInterval: .seconds(self.sweepIntervalSeconds),
+                                                   sweepGrace: .seconds(self.sweepGraceSeconds), dryRun: self.dryRun),
+                              logger: logger)
+        let maintenance = QueueMaintenance(queue: queue, configuration: .init(rescueInterval: .seconds(1), retention: .seconds(self.retentionDays * 86400)), logger: logger)
+        let services = SchemaCheckedServices(client: client, services: [janitor, maintenance], logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: client), .init(service: services, successTerminationBehavior: .gracefullyShutdownGroup,
+                                                      failureTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch let error as QueueError {
+            await aws.shutdown()
+            fail(error.message)
+        }
+        await aws.shutdown()
+    }
+}

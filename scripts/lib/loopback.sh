@@ -1,0 +1,53 @@
+# Points Flotilla's binaries at the local stack: the emulator, the loopback network, the SSH
+# nodes and the stub installer. Source after common.sh, moto.sh and nodes.sh, and call after
+# stack_start_moto, stack_start_nodes and stack_start_installer.
+#
+#   stack_loopback_settings  finds or creates the loopback network in the emulator and writes the
+#                            install settings for loopback nodes; exports FLOTILLA_TEST_SUBNET_ID
+#                            and FLOTILLA_TEST_INSTALL_SETTINGS (tests build the binaries'
+#                            environment from these)
+#   stack_loopback_env       also exports what `worker run`, `worker janitor` and `client` read:
+#                            AWS_* (the emulator and its test user), FLOTILLA_SUBNET_ID, FLOTILLA_AMI,
+#                            FLOTILLA_SSH_USER/PORT/ADDRESS, FLOTILLA_INSTALL_SETTINGS,
+#                            FLOTILLA_INSTALLER_URL
+
+stack_loopback_settings() {
+  FLOTILLA_TEST_SUBNET_ID=$(python3 "$FLOTILLA_ROOT/scripts/fixtures/loopback-network.py" \
+    "$FLOTILLA_TEST_AWS_ENDPOINT" "$FLOTILLA_TEST_AWS_REGION")
+  export FLOTILLA_TEST_SUBNET_ID
+  export FLOTILLA_TEST_INSTALL_SETTINGS="$STACK_DIR/install-settings.json"
+  python3 - "$FLOTILLA_TEST_CHECK_RUNNER" "$FLOTILLA_TEST_IP_DETECT" >"$FLOTILLA_TEST_INSTALL_SETTINGS" <<'PY'
+import json, sys
+ip_detect = open(sys.argv[2]).read()
+print(json.dumps({
+    "bootstrapPort": 8080,
+    # start-stop-daemon detaches cleanly from the SSH session (setsid nohup … & did not).
+    "serveCommand": "start-stop-daemon --start --background --chdir \"$PWD/genconf/serve\" --exec /usr/bin/env -- python3 -m http.server --bind {ip} {port}",
+    "checkRunnerPath": sys.argv[1],
+    "ipDetect": ip_detect, "ipDetectPublic": ip_detect,
+    "faultDomainDetect": "#!/bin/sh\necho '{\"fault_domain\":{\"region\":{\"name\":\"loopback\"},\"zone\":{\"name\":\"loopback-1\"}}}'\n",
+    "parallelism": 10, "commandTimeoutSeconds": 120, "downloadRetrySeconds": 30,
+    "postflightTimeoutSeconds": 120, "postflightIntervalSeconds": 0.2,
+    "instanceTimeoutSeconds": 120, "sshTimeoutSeconds": 120, "pollIntervalSeconds": 0.2,
+}))
+PY
+  # What terminating an instance would stop: bootstrap servers on node addresses.
+  stack_on_exit "pkill -f 'http.server --bind 127\\.0\\.1\\.'; rm -rf \"\$HOME\"/flotilla-bootstrap-*"
+}
+
+stack_loopback_env() {
+  stack_loopback_settings
+  export AWS_REGION="$FLOTILLA_TEST_AWS_REGION"
+  export AWS_ENDPOINT_URL="$FLOTILLA_TEST_AWS_ENDPOINT"
+  export AWS_ACCESS_KEY_ID="$FLOTILLA_TEST_AWS_ACCESS_KEY_ID"
+  export AWS_SECRET_ACCESS_KEY="$FLOTILLA_TEST_AWS_SECRET_ACCESS_KEY"
+  # No shared config files from the machine: only what is set here.
+  : >"$STACK_DIR/aws-config"
+  export AWS_CONFIG_FILE="$STACK_DIR/aws-config" AWS_SHARED_CREDENTIALS_FILE="$STACK_DIR/aws-config"
+  export FLOTILLA_SUBNET_ID="$FLOTILLA_TEST_SUBNET_ID"
+  export FLOTILLA_AMI=ami-0123456789abcdef0
+  export FLOTILLA_SSH_USER="$FLOTILLA_TEST_SSH_USER" FLOTILLA_SSH_PORT="$FLOTILLA_TEST_SSH_PORT" FLOTILLA_SSH_ADDRESS=private
+  export FLOTILLA_INSTALLER_URL="$FLOTILLA_TEST_INSTALLER_URL"
+  export FLOTILLA_SSH_DIR=/tmp/flotilla-ssh
+  export FLOTILLA_INSTALL_SETTINGS="$FLOTILLA_TEST_INSTALL_SETTINGS"
+}

@@ -106,7 +106,7 @@ struct MigrationTests {
     @Test("a worker refuses to run on a schema that is behind and says what to run")
     func schemaBehind() async throws {
         let db = try await TestDatabase.empty()
-        let run = try await Self.runWorker(["run"], database: db)
+        let run = try await Self.runWorker(["run", "--kinds", "noop"], database: db)
         #expect(run.status != 0)
         #expect(run.output.contains("run `worker migrate`"), "\(run.output)")
     }

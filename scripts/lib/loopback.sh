@@ -21,8 +21,10 @@ import json, sys
 ip_detect = open(sys.argv[2]).read()
 print(json.dumps({
     "bootstrapPort": 8080,
-    # start-stop-daemon detaches cleanly from the SSH session (setsid nohup … & did not).
-    "serveCommand": "start-stop-daemon --start --background --chdir \"$PWD/genconf/serve\" --exec /usr/bin/env -- python3 -m http.server --bind {ip} {port}",
+    # A server left on this address by an earlier cluster (the emulator reuses addresses of
+    # terminated instances) is stopped first. start-stop-daemon detaches cleanly from the SSH
+    # session (setsid nohup … & did not).
+    "serveCommand": "pkill -f 'http.server --bind {ip} {port}' || true; start-stop-daemon --start --background --chdir \"$PWD/genconf/serve\" --exec /usr/bin/env -- python3 -m http.server --bind {ip} {port}",
     "checkRunnerPath": sys.argv[1],
     "ipDetect": ip_detect, "ipDetectPublic": ip_detect,
     "faultDomainDetect": "#!/bin/sh\necho '{\"fault_domain\":{\"region\":{\"name\":\"loopback\"},\"zone\":{\"name\":\"loopback-1\"}}}'\n",

@@ -58,6 +58,10 @@ extension ClusterStore {
                 UPDATE clusters SET checkpoint = \(checkpoint)::jsonb, phase = \(phase), updated_at = now()
                 WHERE id = \(clusterID)
                 """, logger: self.logger)
+            // The history of phases, for people and for the orchestration benchmark.
+            try await connection.query("""
+                INSERT INTO cluster_events (cluster_id, kind, detail) VALUES (\(clusterID), 'phase', jsonb_build_object('phase', \(phase)::text))
+                """, logger: self.logger)
             if let privateKey {
                 try await connection.query("""
                     UPDATE cluster_secrets SET private_key = \(privateKey), public_key = \(publicKey), key_pair_name = \(keyPairName)

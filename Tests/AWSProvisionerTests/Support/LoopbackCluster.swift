@@ -62,9 +62,10 @@ struct LoopbackCluster: Sendable {
     static func install(checkRunner: String, ipDetect: String) -> InstallSettings {
         var install = InstallSettings()
         install.bootstrapPort = 8080
-        // start-stop-daemon detaches cleanly; a server started with `setsid nohup … &` kept
-        // the SSH session from ending here.
-        install.serveCommand = "start-stop-daemon --start --background --chdir \"$PWD/genconf/serve\" --exec /usr/bin/env -- python3 -m http.server --bind {ip} {port}"
+        // A server left on this address by an earlier cluster (the emulator reuses the
+        // addresses of terminated instances) is stopped first. start-stop-daemon detaches
+        // cleanly; a server started with `setsid nohup … &` kept the SSH session open here.
+        install.serveCommand = "pkill -f 'http.server --bind {ip} {port}' || true; start-stop-daemon --start --background --chdir \"$PWD/genconf/serve\" --exec /usr/bin/env -- python3 -m http.server --bind {ip} {port}"
         install.checkRunnerPath = checkRunner
         install.ipDetect = ipDetect
         install.ipDetectPublic = ipDetect
@@ -86,7 +87,8 @@ struct LoopbackCluster: Sendable {
     }
 
     /// What terminating the bootstrap instance does on EC2: its HTTP server stops and its
-    /// files are gone. (Every loopback node is this machine.)
+    /// files are gone. (Every loopback node is this machine.) Call it before teardown: once
+    /// the instances are terminated the emulator may give their addresses to another cluster.
     func reap(_ state: ProvisionState?) {
         guard let state else { return }
         if let bootstrap = state.bootstrapNode {

@@ -38,8 +38,32 @@ trap _stack_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# A port free on 127.0.0.1 and on the loopback node addresses (127.0.1.x), where servers of an
+# earlier stack may still listen.
 stack_free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  python3 -c '
+import socket
+for _ in range(100):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    others = []
+    try:
+        for host in ("127.0.1.4", "127.0.1.129", "127.0.1.254"):
+            s = socket.socket()
+            others.append(s)
+            s.bind((host, port))
+    except OSError:
+        continue
+    finally:
+        probe.close()
+        for s in others:
+            s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free port found")
+'
 }
 
 stack_wait_for() {

@@ -24,7 +24,7 @@ print(json.dumps({
     # A server left on this address by an earlier cluster (the emulator reuses addresses of
     # terminated instances) is stopped first. start-stop-daemon detaches cleanly from the SSH
     # session (setsid nohup … & did not).
-    "serveCommand": "pkill -f 'http.server --bind {ip} {port}' || true; start-stop-daemon --start --background --chdir \"$PWD/genconf/serve\" --exec /usr/bin/env -- python3 -m http.server --bind {ip} {port}",
+    "serveCommand": "pkill -f 'http.server --bind {ip} {port}' || true; while pgrep -f 'http.server --bind {ip} {port}' >/dev/null; do sleep 0.1; done; rm -f \"$PWD/serve.pid\"; start-stop-daemon --start --background --make-pidfile --pidfile \"$PWD/serve.pid\" --chdir \"$PWD/genconf/serve\" --startas /usr/bin/env -- python3 -m http.server --bind {ip} {port}",
     "checkRunnerPath": sys.argv[1],
     "ipDetect": ip_detect, "ipDetectPublic": ip_detect,
     "faultDomainDetect": "#!/bin/sh\necho '{\"fault_domain\":{\"region\":{\"name\":\"loopback\"},\"zone\":{\"name\":\"loopback-1\"}}}'\n",

@@ -133,6 +133,8 @@ struct ClusterProvisionerTests {
                     return "checkpoint \(index): resources remain after teardown"
                 }
                 return nil
+            } catch let error as ProvisionError {
+                return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(error) \(error.logs.values.joined(separator: "\n").suffix(1500))"
             } catch {
                 return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(error)"
             }

@@ -65,7 +65,8 @@ struct LoopbackCluster: Sendable {
         // A server left on this address by an earlier cluster (the emulator reuses the
         // addresses of terminated instances) is stopped first. start-stop-daemon detaches
         // cleanly; a server started with `setsid nohup … &` kept the SSH session open here.
-        install.serveCommand = "pkill -f 'http.server --bind {ip} {port}' || true; start-stop-daemon --start --background --chdir \"$PWD/genconf/serve\" --exec /usr/bin/env -- python3 -m http.server --bind {ip} {port}"
+        // Its pid file is per cluster: matching by executable would see other nodes' servers.
+        install.serveCommand = "pkill -f 'http.server --bind {ip} {port}' || true; while pgrep -f 'http.server --bind {ip} {port}' >/dev/null; do sleep 0.1; done; rm -f \"$PWD/serve.pid\"; start-stop-daemon --start --background --make-pidfile --pidfile \"$PWD/serve.pid\" --chdir \"$PWD/genconf/serve\" --startas /usr/bin/env -- python3 -m http.server --bind {ip} {port}"
         install.checkRunnerPath = checkRunner
         install.ipDetect = ipDetect
         install.ipDetectPublic = ipDetect

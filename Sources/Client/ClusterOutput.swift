@@ -32,7 +32,7 @@ enum ClusterOutput {
         var lines = ["cluster      \(cluster.id)", "state        \(cluster.state)\(cluster.phase.map { " (\($0))" } ?? "")",
                      "owner        \(cluster.owner)"]
         if let leaseToken { lines.append("lease token  \(leaseToken)") }
-        if let expires = cluster.expiresAt {
+        if let expires = cluster.expiresAt, cluster.state == .ready {
             lines.append("expires      \(iso(expires)) (in \(ClusterRequest.format(seconds: max(0, expires.timeIntervalSinceNow))))")
         }
         if let user = cluster.sshUser { lines.append("ssh user     \(user)\(cluster.sshPort.map { $0 == 22 ? "" : " (port \($0))" } ?? "")") }

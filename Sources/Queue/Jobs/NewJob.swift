@@ -31,9 +31,22 @@ public struct NewJob: Sendable {
                   maxAttempts: maxAttempts, runAfter: runAfter, idempotencyKey: idempotencyKey)
     }
 
+    /// `^[a-z][a-z0-9_.-]{0,62}$`, checked by hand: enqueueing is a hot path, and building a
+    /// regular expression per call showed up as a fifth of the enqueuer's CPU time.
+    static func isWellFormedKind(_ kind: String) -> Bool {
+        let bytes = kind.utf8
+        guard (1...63).contains(bytes.count), let first = bytes.first, (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first) else {
+            return false
+        }
+        return bytes.allSatisfy { byte in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "-")
+        }
+    }
+
     /// Refuses what the database would refuse, with a message that says what is accepted.
     public func validate() throws {
-        guard self.kind.rawValue.wholeMatch(of: /[a-z][a-z0-9_.\-]{0,62}/) != nil else {
+        guard Self.isWellFormedKind(self.kind.rawValue) else {
             throw QueueError(.invalidInput, "job kind '\(self.kind.rawValue.prefix(64))' is malformed: use 1 to 63 lower-case letters, digits, '_', '.', '-', starting with a letter")
         }
         guard (0...Int(Int16.max)).contains(self.priority) else {

@@ -7,7 +7,7 @@ import Testing
 struct ClusterProvisionerTests {
     /// Provisions, checks the installer's records, tears down, checks nothing remains.
     func provisionAndCheck(masters: Int, agents: Int, publicAgents: Int) async throws {
-        let cluster = try await LoopbackCluster.current()
+        let cluster = try LoopbackCluster.current()
         var spec = cluster.spec(masters: masters, agents: agents, publicAgents: publicAgents)
         let clusterName = "renamed-\(spec.clusterID)"
         spec.dcosConfigOverrides = "telemetry_enabled: false\ncluster_name: \(clusterName)\n"
@@ -64,7 +64,7 @@ struct ClusterProvisionerTests {
 
     @Test("a preflight failure on one node returns that node's journal and tears down cleanly")
     func preflightFailure() async throws {
-        let cluster = try await LoopbackCluster.current()
+        let cluster = try LoopbackCluster.current()
         let spec = cluster.spec()
         let provisioner = cluster.provisioner()
         let failing = Mutex<String?>(nil)
@@ -94,7 +94,7 @@ struct ClusterProvisionerTests {
 
     @Test("interrupted at any checkpoint, provisioning resumes to exactly the requested instances, and teardown leaves nothing")
     func resumeFromEveryCheckpoint() async throws {
-        let cluster = try await LoopbackCluster.current()
+        let cluster = try LoopbackCluster.current()
         // One uninterrupted run counts the checkpoints.
         let counting = RecordingObserver()
         let first = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
@@ -144,7 +144,7 @@ struct ClusterProvisionerTests {
 
     @Test("teardown with credentials about to expire renews them first, then deletes the key pair")
     func teardownRenewsCredentials() async throws {
-        let cluster = try await LoopbackCluster.current()
+        let cluster = try LoopbackCluster.current()
         let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
         // Credentials that live 20 minutes: past the cache's 15-minute refresh window, but
         // short of the 30 minutes teardown demands for the key pair delete.

@@ -7,22 +7,21 @@ import Testing
 /// OpenSSH server on every 127.0.1.x address that accepts the key of the emulator instance
 /// holding that private IP, and the stub DC/OS installer over HTTP.
 ///
-/// All clusters of a test run launch into one subnet (127.0.1.0/24 in a VPC 127.0.0.0/16)
-/// so their instances get distinct addresses: the emulator hands out .4, .5, … in order
-/// per subnet.
+/// All clusters of a test run launch into the one subnet scripts/lib/loopback.sh made
+/// (127.0.1.0/24 in a VPC 127.0.0.0/16), so their instances get distinct addresses: the
+/// emulator hands out .4, .5, … in order per subnet.
 struct LoopbackCluster: Sendable {
     let stack: TestStack
     let sshPort: Int
     let sshUser: String
     let installerURL: String
     let stubState: URL
-    let checkRunner: String
-    let ipDetect: String
+    /// The install settings for loopback nodes that scripts/lib/loopback.sh writes (the same
+    /// file the worker processes of the end-to-end tests read).
+    let install: InstallSettings
     let subnetID: String
 
-    private static let network = NetworkHolder()
-
-    static func current() async throws -> LoopbackCluster {
+    static func current() throws -> LoopbackCluster {
         let stack = try TestStack.current()
         let environment = ProcessInfo.processInfo.environment
         func value(_ name: String) throws -> String {
@@ -30,13 +29,16 @@ struct LoopbackCluster: Sendable {
             return value
         }
         guard let port = Int(try value("FLOTILLA_TEST_SSH_PORT")) else { throw TestStack.Missing(variable: "FLOTILLA_TEST_SSH_PORT") }
-        let ipDetect = try String(contentsOfFile: try value("FLOTILLA_TEST_IP_DETECT"), encoding: .utf8)
+        let settingsFile = try value("FLOTILLA_TEST_INSTALL_SETTINGS")
+        guard let settings = FileManager.default.contents(atPath: settingsFile) else {
+            throw TestStack.Missing(variable: "FLOTILLA_TEST_INSTALL_SETTINGS (a readable file)")
+        }
         return LoopbackCluster(
             stack: stack, sshPort: port, sshUser: try value("FLOTILLA_TEST_SSH_USER"),
             installerURL: try value("FLOTILLA_TEST_INSTALLER_URL"),
             stubState: URL(fileURLWithPath: try value("FLOTILLA_TEST_STUB_STATE")),
-            checkRunner: try value("FLOTILLA_TEST_CHECK_RUNNER"), ipDetect: ipDetect,
-            subnetID: try await Self.network.subnetID(stack))
+            install: try JSONDecoder().decode(InstallSettings.self, from: settings),
+            subnetID: try value("FLOTILLA_TEST_SUBNET_ID"))
     }
 
     /// A spec for `masters`/`agents`/`public agents` on the loopback nodes.
@@ -53,32 +55,8 @@ struct LoopbackCluster: Sendable {
         spec.sshPort = self.sshPort
         spec.sshUser = self.sshUser
         spec.owner = "tests"
-        spec.install = Self.install(checkRunner: self.checkRunner, ipDetect: self.ipDetect)
+        spec.install = self.install
         return spec
-    }
-
-    /// Install settings for loopback nodes: python's http.server instead of nginx in Docker,
-    /// the stub's check runner, and an ip-detect that tells the nodes apart by SSH address.
-    static func install(checkRunner: String, ipDetect: String) -> InstallSettings {
-        var install = InstallSettings()
-        install.bootstrapPort = 8080
-        // A server left on this address by an earlier cluster (the emulator reuses the
-        // addresses of terminated instances) is stopped first. start-stop-daemon detaches
-        // cleanly; a server started with `setsid nohup … &` kept the SSH session open here.
-        // Its pid file is per cluster: matching by executable would see other nodes' servers.
-        install.serveCommand = "pkill -f 'http.server --bind {ip} {port}' || true; while pgrep -f 'http.server --bind {ip} {port}' >/dev/null; do sleep 0.1; done; rm -f \"$PWD/serve.pid\"; start-stop-daemon --start --background --make-pidfile --pidfile \"$PWD/serve.pid\" --chdir \"$PWD/genconf/serve\" --startas /usr/bin/env -- python3 -m http.server --bind {ip} {port}"
-        install.checkRunnerPath = checkRunner
-        install.ipDetect = ipDetect
-        install.ipDetectPublic = ipDetect
-        install.faultDomainDetect = "#!/bin/sh\necho '{\"fault_domain\":{\"region\":{\"name\":\"loopback\"},\"zone\":{\"name\":\"loopback-1\"}}}'\n"
-        install.pollIntervalSeconds = 0.2
-        install.postflightIntervalSeconds = 0.2
-        install.downloadRetrySeconds = 30
-        install.sshTimeoutSeconds = 60
-        install.instanceTimeoutSeconds = 60
-        install.postflightTimeoutSeconds = 60
-        install.commandTimeoutSeconds = 120
-        return install
     }
 
     func provisioner(credentials: CredentialsCache? = nil) -> ClusterProvisioner {
@@ -126,28 +104,6 @@ struct LoopbackCluster: Sendable {
     /// Live (not terminated) instances tagged with the cluster.
     func liveInstances(_ spec: ClusterSpec) async throws -> [EC2Instance] {
         try await self.stack.ec2().describeInstances(filters: [.tag("cluster", spec.clusterID)]).filter { $0.state != .terminated }
-    }
-}
-
-private actor NetworkHolder {
-    private var task: Task<String, any Error>?
-
-    func subnetID(_ stack: TestStack) async throws -> String {
-        if let task { return try await task.value }
-        let task = Task<String, any Error> {
-            let ec2 = stack.ec2()
-            // One network per stack, shared by every process that uses it (tests, workers):
-            // the emulator numbers addresses per subnet, so one subnet keeps them distinct.
-            let tag = EC2Filter.tag("Name", "flotilla-loopback")
-            if let vpc = try await ec2.describeVpcs(filters: [tag]).first,
-               let subnet = try await ec2.describeSubnets(filters: [EC2Filter(name: "vpc-id", values: [vpc.vpcID])]).first {
-                return subnet.subnetID
-            }
-            let vpc = try await ec2.createVpc(cidrBlock: "127.0.0.0/16", tags: [EC2Tag(key: "Name", value: "flotilla-loopback")])
-            return try await ec2.createSubnet(vpcID: vpc.vpcID, cidrBlock: "127.0.1.0/24").subnetID
-        }
-        self.task = task
-        return try await task.value
     }
 }
 

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Logging
-import PostgresNIO
 import Queue
 
 /// Options for commands that act on one cluster as its lease holder.
@@ -202,12 +201,7 @@ func waitForCluster(_ id: String, store: ClusterStore, settings: DatabaseSetting
     return try await withThrowingTaskGroup(of: ClusterRecord?.self) { group in
         group.addTask {
             // LISTEN is a hint; the poll below is the floor.
-            if let connection = try? await PostgresConnection.connect(configuration: try settings.connectionConfiguration(), id: 9, logger: logger) {
-                _ = try? await connection.listen(on: ClusterStore.notificationChannel) { notifications in
-                    for try await notification in notifications where notification.payload == id { wake.yield() }
-                }
-                try? await connection.close()
-            }
+            await ClusterStore.watch(id, settings: settings, logger: logger) { wake.yield() }
             return nil
         }
         group.addTask {
@@ -235,7 +229,7 @@ func waitForCluster(_ id: String, store: ClusterStore, settings: DatabaseSetting
                     return cluster
                 }
                 if ContinuousClock.now - start > timeout {
-                    throw QueueError(.invalidInput, "gave up waiting for \(id) after \(ClusterRequest.format(seconds: timeout.seconds)); it is \(cluster.state) (\(cluster.phase ?? "-"))")
+                    throw QueueError(.invalidInput, "timed out after \(ClusterRequest.format(seconds: timeout.seconds)) waiting for \(id) to be ready; it is \(cluster.state) (\(cluster.phase ?? "-"))")
                 }
             }
             return nil

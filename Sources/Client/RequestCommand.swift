@@ -22,7 +22,13 @@ struct RequestCommand: AsyncParsableCommand {
                   --copy-to-installer ./ca.crt:ca/ca.crt --request-id "$CI_JOB_ID" --key-out ./cluster.key
               client request --nodes 1 --no-wait --json
 
-            Exit codes: 0 ready; 1 refused, failed or timed out; 64 bad usage.
+            Giving up never leaves a cluster behind: on a timeout, Ctrl-C (SIGINT), SIGTERM or an
+            error after the cluster was recorded, the cluster is released (torn down) unless
+            --keep-on-failure is given. Everything needed locally (the key file's folder, files to
+            read) is checked before anything is recorded.
+
+            Exit codes: 0 ready; 1 refused, failed or timed out; 64 bad usage; 130 interrupted
+            (SIGINT); 143 terminated (SIGTERM).
             """
     )
 
@@ -40,7 +46,12 @@ struct RequestCommand: AsyncParsableCommand {
     @Option(help: "A retried request with the same id returns the same cluster.") var requestID: String?
     @Option(help: "Where to write the SSH private key (mode 0600). Default: ./<cluster id>.key") var keyOut: String?
     @Flag(help: "Return once the request is recorded; do not wait.") var noWait = false
-    @Option(help: "Give up waiting after this long.") var timeout: String = "60m"
+    @Option(help: """
+        Give up waiting after this long (the cluster is then released). With --no-wait: how long the cluster \
+        waits to be collected by `client wait` + `client key`. Either way the server gives up on a request \
+        nobody collected (read its key or extended it) 15 s after this.
+        """) var timeout: String = "60m"
+    @Flag(help: "When giving up (timeout, Ctrl-C, SIGTERM, an error), keep the cluster instead of releasing it.") var keepOnFailure = false
     @OptionGroup var options: ClientOptions
 
     /// The request, validated; nothing is written when this throws.
@@ -90,45 +101,90 @@ struct RequestCommand: AsyncParsableCommand {
         guard ClusterRequest.parseDuration(self.timeout) != nil else { throw ValidationError("--timeout must be a duration like 45m") }
         guard (1...200).contains(self.owner.count) else { throw ValidationError("--owner must be 1 to 200 characters") }
         if let id = self.requestID, !(1...200).contains(id.count) { throw ValidationError("--request-id must be 1 to 200 characters") }
+        if !self.noWait {
+            try checkWritable(self.keyOut ?? FileManager.default.currentDirectoryPath + "/c-0000000000.key", option: "--key-out")
+        }
         return (request, lifetime)
     }
 
     func run() async throws {
         let (request, lifetime) = try self.makeRequest()
         let json = String(decoding: try JSONEncoder().encode(request), as: UTF8.self)
+        let timeout = ClusterRequest.parseDuration(self.timeout)!
         let new = NewCluster(id: NewCluster.makeID(), requestID: self.requestID, owner: self.owner, masters: request.masters,
                              agents: request.agents, publicAgents: request.publicAgents, instanceType: request.instanceType,
-                             request: json, lifetime: lifetime, leaseToken: NewCluster.makeLeaseToken())
-        let (noWait, asJSON, timeout, keyOut) = (self.noWait, self.options.json, ClusterRequest.parseDuration(self.timeout)!, self.keyOut)
-        let ready = try await withStore(self.options) { store, settings in
-            let (id, token, created) = try await store.request(new)
-            if !created { FileHandle.standardError.write(Data("request id already used: returning cluster \(id)\n".utf8)) }
-            if noWait {
-                let cluster = try await requireCluster(store, id)
-                if asJSON { printJSON(ClusterOutput.json(cluster, nodes: [], leaseToken: token)) } else {
-                    print(ClusterOutput.text(cluster, nodes: [], leaseToken: token))
+                             request: json, lifetime: lifetime, leaseToken: NewCluster.makeLeaseToken(),
+                             abandonAfter: timeout + .seconds(15))
+        let (noWait, asJSON, keyOut, keep) = (self.noWait, self.options.json, self.keyOut, self.keepOnFailure)
+        let status = try await withStore(self.options) { store, settings -> Int32 in
+            // What this invocation is responsible for, once the request is recorded.
+            let made = Responsibility()
+            do {
+                return try await untilSignalled {
+                    let (id, token, created) = try await store.request(new)
+                    made.set(id, token)
+                    if !created { FileHandle.standardError.write(Data("request id already used: returning cluster \(id)\n".utf8)) }
+                    if noWait {
+                        let cluster = try await requireCluster(store, id)
+                        if asJSON { printJSON(ClusterOutput.json(cluster, nodes: [], leaseToken: token)) } else {
+                            print(ClusterOutput.text(cluster, nodes: [], leaseToken: token))
+                        }
+                        return 0
+                    }
+                    return try await Self.waitAndCollect(id: id, token: token, store: store, settings: settings, timeout: timeout,
+                                                         keyOut: keyOut, asJSON: asJSON) ? 0 : 1
                 }
-                return true
-            }
-            let cluster = try await waitForCluster(id, store: store, settings: settings, timeout: timeout)
-            let nodes = try await store.nodes(clusterID: id)
-            var keyPath: String?
-            if cluster.state == .ready {
-                let path = keyOut ?? FileManager.default.currentDirectoryPath + "/\(id).key"
-                try writeKey(try await store.privateKey(clusterID: id, leaseToken: token), to: path)
-                keyPath = path
-            }
-            if asJSON { printJSON(ClusterOutput.json(cluster, nodes: nodes, leaseToken: token, keyPath: keyPath)) } else {
-                print(ClusterOutput.text(cluster, nodes: nodes, leaseToken: token, keyPath: keyPath))
-                if let keyPath, let user = cluster.sshUser, let node = nodes.first(where: { $0.role == "master" }) {
-                    print("\nssh -i \(keyPath) \(cluster.sshPort.map { $0 == 22 ? "" : "-p \($0) " } ?? "")\(user)@\(node.publicIP ?? node.privateIP)")
+            } catch {
+                let status: Int32
+                let why: String
+                switch error {
+                case let signalled as Signalled:
+                    (status, why) = (128 + signalled.signal, signalled.signal == SIGINT ? "interrupted" : "terminated")
+                case let error as QueueError:
+                    (status, why) = (1, error.message)
+                default:
+                    (status, why) = (1, DatabaseErrorDescription.describe(error))
                 }
-                if cluster.state != .ready {
-                    print("\nthe cluster did not become ready; install logs: client logs \(id) --out ./logs")
+                guard let (id, token) = made.current else {
+                    FileHandle.standardError.write(Data("client: \(why); nothing was recorded\n".utf8))
+                    return status
                 }
+                if keep {
+                    FileHandle.standardError.write(Data("client: \(why); cluster \(id) is kept (--keep-on-failure): release it with `client release \(id)`\n".utf8))
+                    return status
+                }
+                do {
+                    let state = try await store.release(clusterID: id, leaseToken: token)
+                    FileHandle.standardError.write(Data("client: \(why); released cluster \(id) (it is \(state) now; --keep-on-failure keeps it)\n".utf8))
+                } catch {
+                    FileHandle.standardError.write(Data("client: \(why); could not release cluster \(id) (\(DatabaseErrorDescription.describe(error))): the server gives it up at its deadline\n".utf8))
+                }
+                return status
             }
-            return cluster.state == .ready
         }
-        if !ready { throw ExitCode(1) }
+        if status != 0 { throw ExitCode(status) }
+    }
+
+    /// Waits for the cluster, writes its key and prints it. Returns whether it is ready.
+    static func waitAndCollect(id: String, token: String, store: ClusterStore, settings: DatabaseSettings, timeout: Duration,
+                               keyOut: String?, asJSON: Bool) async throws -> Bool {
+        let cluster = try await waitForCluster(id, store: store, settings: settings, timeout: timeout)
+        let nodes = try await store.nodes(clusterID: id)
+        var keyPath: String?
+        if cluster.state == .ready {
+            let path = keyOut ?? FileManager.default.currentDirectoryPath + "/\(id).key"
+            try writeKey(try await store.privateKey(clusterID: id, leaseToken: token), to: path)
+            keyPath = path
+        }
+        if asJSON { printJSON(ClusterOutput.json(cluster, nodes: nodes, leaseToken: token, keyPath: keyPath)) } else {
+            print(ClusterOutput.text(cluster, nodes: nodes, leaseToken: token, keyPath: keyPath))
+            if let keyPath, let user = cluster.sshUser, let node = nodes.first(where: { $0.role == "master" }) {
+                print("\nssh -i \(keyPath) \(cluster.sshPort.map { $0 == 22 ? "" : "-p \($0) " } ?? "")\(user)@\(node.publicIP ?? node.privateIP)")
+            }
+            if cluster.state != .ready {
+                print("\nthe cluster did not become ready; install logs: client logs \(id) --out ./logs")
+            }
+        }
+        return cluster.state == .ready
     }
 }

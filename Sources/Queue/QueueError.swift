@@ -17,6 +17,7 @@ public struct QueueError: Error, CustomStringConvertible, Sendable {
             case invalidMigration = "invalid migration"
             case configuration = "configuration"
             case database = "database"
+            case conflict = "conflict"
         }
 
         private let value: Value
@@ -41,6 +42,8 @@ public struct QueueError: Error, CustomStringConvertible, Sendable {
         public static let invalidMigration = Code(.invalidMigration)
         /// The database settings (URL, `PG*` variables) are unusable.
         public static let configuration = Code(.configuration)
+        /// The cluster is not in a state that allows the change (the state machine refused it).
+        public static let conflict = Code(.conflict)
         /// PostgreSQL answered with an error not covered above.
         public static let database = Code(.database)
 

@@ -14,7 +14,12 @@ final class Fleet: Sendable {
     let database: String
     let environment: [String: String]
     let bin: URL
+    /// This fleet's own `FLOTILLA_SSH_DIR` (a short path: SSH control sockets must stay under
+    /// 108 bytes), so a test can check that its workers left no key behind.
+    let sshDirectory: URL
     private let processes = Mutex<[Process]>([])
+    /// Folders and files the fleet made, removed when it stops.
+    private let scratch = Mutex<[URL]>([])
 
     static let logger: Logger = {
         var logger = Logger(label: "flotilla.tests.e2e")
@@ -38,9 +43,12 @@ final class Fleet: Sendable {
             try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: Self.logger)
         }
         self.database = String(name)
+        let sshDirectory = try Self.makeShortDirectory()
+        self.sshDirectory = sshDirectory
         let config = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-e2e-aws-\(name)")
         FileManager.default.createFile(atPath: config.path, contents: Data())
-        var environment = env.filter { !$0.key.hasPrefix("AWS_") && $0.key != "DATABASE_URL" }
+        // Each fleet uses the default deployment (the database's own id) unless a test says otherwise.
+        var environment = env.filter { !$0.key.hasPrefix("AWS_") && $0.key != "DATABASE_URL" && $0.key != "FLOTILLA_DEPLOYMENT" }
         environment.merge([
             "PGHOST": server.host, "PGPORT": String(server.port), "PGUSER": server.username, "PGDATABASE": String(name),
             "AWS_REGION": try value("FLOTILLA_TEST_AWS_REGION"),
@@ -56,8 +64,10 @@ final class Fleet: Sendable {
             "FLOTILLA_INSTALL_SETTINGS": try value("FLOTILLA_TEST_INSTALL_SETTINGS"),
             "FLOTILLA_INSTALLER_URL": try value("FLOTILLA_TEST_INSTALLER_URL"),
             "FLOTILLA_LOG_LEVEL": "warning",
+            "FLOTILLA_SSH_DIR": sshDirectory.path,
         ]) { $1 }
         self.environment = environment
+        self.scratch.withLock { $0 += [sshDirectory, config] }
         let migrate = try await self.run(["worker", "migrate"])
         guard migrate.status == 0 else {
             Issue.record("worker migrate failed: \(migrate.output)")
@@ -66,9 +76,18 @@ final class Fleet: Sendable {
     }
 
     struct Run: Sendable {
+        /// The exit status, or 128 + the signal's number when a signal ended the process (as
+        /// a shell reports it).
         var status: Int32
         var output: String
         var stderr: String
+        /// Whether an uncaught signal ended the process (rather than `exit`).
+        var signalled = false
+    }
+
+    /// The exit status as a shell reports it: 128 + the signal when a signal ended the process.
+    static func exitStatus(_ process: Process) -> (status: Int32, signalled: Bool) {
+        process.terminationReason == .uncaughtSignal ? (128 + process.terminationStatus, true) : (process.terminationStatus, false)
     }
 
     /// Runs `client …` or `worker …` to completion.
@@ -87,24 +106,91 @@ final class Fleet: Sendable {
         async let stderr = Task.detached { try err.fileHandleForReading.readToEnd() ?? Data() }.value
         let (o, e) = try await (stdout, stderr)
         process.waitUntilExit()
-        return Run(status: process.terminationStatus, output: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+        let (status, signalled) = Self.exitStatus(process)
+        return Run(status: status, output: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self), signalled: signalled)
     }
 
-    /// Starts a long-running `worker …` process; it is killed when the fleet stops.
+    /// Starts a long-running `worker …` process; it is killed when the fleet stops. Its
+    /// standard error goes to a file that ``workerLogs(last:)`` reads.
     @discardableResult
     func start(_ arguments: [String], environment extra: [String: String] = [:]) throws -> Process {
-        let process = Process()
-        process.executableURL = self.bin.appendingPathComponent("worker")
-        process.arguments = arguments
-        process.environment = self.environment.merging(extra) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        self.processes.withLock { $0.append(process) }
-        return process
+        try self.startInBackground(["worker"] + arguments, environment: extra).process
     }
 
-    /// Stops every started process (SIGTERM, then SIGKILL after a grace period).
+    /// Starts `client …` or `worker …` (the first argument names the executable) without
+    /// waiting for it. Standard output and error go to files, read with
+    /// ``Background/finish(within:)`` once it ended. It is stopped when the fleet stops.
+    func startInBackground(_ arguments: [String], environment extra: [String: String] = [:]) throws -> Background {
+        let base = FileManager.default.temporaryDirectory
+            .appendingPathComponent("flotilla-e2e-\(self.database)-\(arguments[0])-\(Self.shortID())").path
+        let stdout = URL(fileURLWithPath: base + ".out")
+        let stderr = URL(fileURLWithPath: base + ".err")
+        for file in [stdout, stderr] { _ = FileManager.default.createFile(atPath: file.path, contents: Data()) }
+        self.scratch.withLock { $0 += [stdout, stderr] }
+        let outHandle = try FileHandle(forWritingTo: stdout)
+        let errHandle = try FileHandle(forWritingTo: stderr)
+        // The child has its own copies once it runs.
+        defer {
+            try? outHandle.close()
+            try? errHandle.close()
+        }
+        let process = Process()
+        process.executableURL = self.bin.appendingPathComponent(arguments[0])
+        process.arguments = Array(arguments.dropFirst())
+        process.environment = self.environment.merging(extra) { $1 }
+        process.currentDirectoryURL = FileManager.default.temporaryDirectory
+        process.standardOutput = outHandle
+        process.standardError = errHandle
+        try process.run()
+        let background = Background(process: process, arguments: arguments, stdout: stdout, stderr: stderr)
+        self.processes.withLock { $0.append(process) }
+        self.started.withLock { $0.append(background) }
+        return background
+    }
+
+    private let started = Mutex<[Background]>([])
+
+    /// The last `last` characters of the standard error of every `worker` this fleet started,
+    /// for failure messages.
+    func workerLogs(last: Int = 3000) -> String {
+        let workers = self.started.withLock { $0 }.filter { $0.arguments.first == "worker" }
+        return workers.map { worker in
+            let text = worker.stderrSoFar()
+            return "--- worker \(worker.arguments.dropFirst().prefix(3).joined(separator: " ")) (pid \(worker.pid)):\n\(text.suffix(last))"
+        }.joined(separator: "\n")
+    }
+
+    /// Sends `signal` to a process this fleet started.
+    func send(_ signal: Int32, to process: Process) {
+        _ = kill(process.processIdentifier, signal)
+    }
+
+    /// Waits until `process` exits or `timeout` passes. Returns its exit status (128 + the
+    /// signal when a signal ended it), or `nil` when it still runs at the deadline.
+    static func waitForExit(_ process: Process, timeout: Duration) async -> Int32? {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while process.isRunning {
+            if ContinuousClock.now >= deadline { return nil }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return Self.exitStatus(process).status
+    }
+
+    /// Sends `signal` (SIGTERM by default) and waits for the exit; records an issue and
+    /// returns `nil` when the process still runs after `timeout`.
+    @discardableResult
+    func stopProcess(_ process: Process, signal: Int32 = SIGTERM, timeout: Duration = .seconds(60),
+                     sourceLocation: SourceLocation = #_sourceLocation) async -> Int32? {
+        self.send(signal, to: process)
+        let status = await Self.waitForExit(process, timeout: timeout)
+        if status == nil {
+            Issue.record("pid \(process.processIdentifier) still runs \(timeout) after signal \(signal)", sourceLocation: sourceLocation)
+        }
+        return status
+    }
+
+    /// Stops every started process (SIGTERM, then SIGKILL after a grace period) and removes
+    /// the fleet's folders and output files.
     func stop() async {
         let all = self.processes.withLock { $0 }
         for process in all where process.isRunning { process.terminate() }
@@ -113,6 +199,26 @@ final class Fleet: Sendable {
             while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         }
+        for url in self.scratch.withLock({ $0 }) { try? FileManager.default.removeItem(at: url) }
+    }
+
+    /// A fresh folder `/tmp/fl-<8 hex digits><suffix>` (mode 0700), removed when the fleet
+    /// stops. Short on purpose: SSH control socket paths must stay under 108 bytes.
+    func makeScratchDirectory(suffix: String = "") throws -> URL {
+        let url = try Self.makeShortDirectory(suffix: suffix)
+        self.scratch.withLock { $0.append(url) }
+        return url
+    }
+
+    static func makeShortDirectory(suffix: String = "") throws -> URL {
+        let url = URL(fileURLWithPath: "/tmp/fl-\(Self.shortID())\(suffix)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        return url
+    }
+
+    /// Eight random lowercase hex digits.
+    static func shortID() -> String {
+        String(UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(8))
     }
 
     func withClient<T: Sendable>(_ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
@@ -128,28 +234,179 @@ final class Fleet: Sendable {
         }
     }
 
+    /// Runs one statement and ignores what it returns.
+    func execute(_ query: PostgresQuery) async throws {
+        try await self.withClient { client in
+            let rows = try await client.query(query, logger: Self.logger)
+            for try await _ in rows {}
+        }
+    }
+
     /// Total rows in the tables a request writes.
     func rowCount() async throws -> Int {
         try await self.scalar("SELECT ((SELECT count(*) FROM clusters) + (SELECT count(*) FROM jobs) + (SELECT count(*) FROM cluster_secrets))::int")
     }
 
-    /// The emulator, through Flotilla's own EC2 client.
+    /// The cluster's state, or `missing` when no row has this id.
+    func state(of clusterID: String) async throws -> String {
+        try await self.scalar("SELECT coalesce((SELECT state FROM clusters WHERE id = \(clusterID)), 'missing')", as: String.self)
+    }
+
+    /// The kinds of the cluster's events, oldest first.
+    func events(of clusterID: String) async throws -> [String] {
+        let list = try await self.scalar("""
+            SELECT coalesce(string_agg(kind, ',' ORDER BY at), '') FROM cluster_events WHERE cluster_id = \(clusterID)
+            """, as: String.self)
+        return list.isEmpty ? [] : list.split(separator: ",").map(String.init)
+    }
+
+    /// The id of the cluster's (first) provision job.
+    func provisionJobID(of clusterID: String) async throws -> Int {
+        try await self.scalar("""
+            SELECT id FROM jobs WHERE kind = 'provision' AND payload ->> 'cluster_id' = \(clusterID) ORDER BY id LIMIT 1
+            """, as: Int.self)
+    }
+
+    /// A job's state, or `missing`.
+    func jobState(_ jobID: Int) async throws -> String {
+        try await self.scalar("SELECT coalesce((SELECT state FROM jobs WHERE id = \(jobID)), 'missing')", as: String.self)
+    }
+
+    /// One line about the cluster and its jobs, for failure messages; never throws.
+    func summary(_ clusterID: String) async -> String {
+        do {
+            return try await self.scalar("""
+                SELECT coalesce((SELECT concat_ws(' ', 'state=' || state, 'phase=' || coalesce(phase, '-'),
+                                                  'teardown_reason=' || coalesce(teardown_reason, '-'),
+                                                  'last_error=' || coalesce(last_error, '-'))
+                                 FROM clusters WHERE id = \(clusterID)), 'no cluster row')
+                       || ' | jobs: ' || coalesce((SELECT string_agg(kind || ' ' || state || ' attempt ' || attempt || '/' || max_attempts
+                                                                     || coalesce(' error: ' || last_error, ''), '; ' ORDER BY id)
+                                                   FROM jobs WHERE payload ->> 'cluster_id' = \(clusterID)), 'none')
+                       || ' | events: ' || coalesce((SELECT string_agg(kind, ',' ORDER BY at) FROM cluster_events
+                                                     WHERE cluster_id = \(clusterID)), 'none')
+                """, as: String.self)
+        } catch {
+            return "(cannot read the cluster: \(String(reflecting: error)))"
+        }
+    }
+
+    /// The emulator, through Flotilla's own EC2 client, in the test region or `region`.
     static let http = HTTPClient.makeForAWS(connectTimeout: .seconds(2))
 
-    func ec2() -> EC2Client {
+    var region: String { self.environment["AWS_REGION"]! }
+
+    func ec2(region: String? = nil) -> EC2Client {
         let credentials = AWSCredentials(accessKeyID: self.environment["AWS_ACCESS_KEY_ID"]!, secretAccessKey: self.environment["AWS_SECRET_ACCESS_KEY"]!)
-        let configuration = AWSServiceConfiguration(region: self.environment["AWS_REGION"]!, endpoint: URL(string: self.environment["AWS_ENDPOINT_URL"]!)!)
+        let configuration = AWSServiceConfiguration(region: region ?? self.region, endpoint: URL(string: self.environment["AWS_ENDPOINT_URL"]!)!)
         return EC2Client(configuration: configuration, credentials: CredentialsCache(provider: StaticCredentialsProvider(credentials), logger: Self.logger),
                          httpClient: Self.http, logger: Self.logger)
     }
 
-    /// What the emulator still holds for the cluster: live instances, security groups, key pairs.
-    func remaining(_ clusterID: String) async throws -> (instances: Int, groups: Int, keys: Int) {
-        let ec2 = self.ec2()
-        let instances = try await ec2.describeInstances(filters: [.tag("cluster", clusterID)]).filter { $0.state != .terminated }
-        let groups = try await ec2.describeSecurityGroups(filters: [.tag("cluster", clusterID)])
-        let keys = try await ec2.describeKeyPairs(filters: [.tag("cluster", clusterID)])
-        return (instances.count, groups.count, keys.count)
+    /// What the emulator still holds tagged `cluster=<id>`.
+    struct Leftovers: Sendable, CustomStringConvertible {
+        /// Instances not terminated.
+        var instanceIDs: [String] = []
+        /// Volumes not deleted.
+        var volumeIDs: [String] = []
+        var groupIDs: [String] = []
+        var keyNames: [String] = []
+
+        var instances: Int { self.instanceIDs.count }
+        var volumes: Int { self.volumeIDs.count }
+        var groups: Int { self.groupIDs.count }
+        var keys: Int { self.keyNames.count }
+        var isEmpty: Bool { self.instances + self.volumes + self.groups + self.keys == 0 }
+
+        var description: String {
+            isEmpty ? "nothing" : "instances \(self.instanceIDs), volumes \(self.volumeIDs), security groups \(self.groupIDs), key pairs \(self.keyNames)"
+        }
+    }
+
+    /// What the emulator still holds for the cluster (in the test region unless `region` is
+    /// given): live instances, volumes, security groups, key pairs.
+    func remaining(_ clusterID: String, region: String? = nil) async throws -> Leftovers {
+        let ec2 = self.ec2(region: region)
+        let tagged = [EC2Filter.tag("cluster", clusterID)]
+        var left = Leftovers()
+        left.instanceIDs = try await ec2.describeInstances(filters: tagged).filter { $0.state != .terminated }.map(\.instanceID)
+        left.volumeIDs = try await ec2.describeVolumes(filters: tagged).filter { $0.state != "deleted" }.map(\.volumeID)
+        left.groupIDs = try await ec2.describeSecurityGroups(filters: tagged).map(\.groupID)
+        left.keyNames = try await ec2.describeKeyPairs(filters: tagged).map(\.keyName)
+        return left
+    }
+
+    /// Records an issue naming everything tagged with the cluster that the emulator still holds.
+    func expectNothingLeft(_ clusterID: String, region: String? = nil, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let left = try await self.remaining(clusterID, region: region)
+        if !left.isEmpty {
+            Issue.record("\(clusterID) left in the emulator (\(region ?? self.region)): \(left)", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// Records an issue naming each secret of the cluster still in `cluster_secrets`
+    /// (the private key, the public key and the lease token go at `destroyed`).
+    func expectSecretsErased(_ clusterID: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let kept = try await self.scalar("""
+            SELECT coalesce((SELECT concat_ws(', ', CASE WHEN private_key IS NOT NULL THEN 'private_key' END,
+                                                    CASE WHEN public_key IS NOT NULL THEN 'public_key' END,
+                                                    CASE WHEN lease_token IS NOT NULL THEN 'lease_token' END)
+                             FROM cluster_secrets WHERE cluster_id = \(clusterID)), '')
+            """, as: String.self)
+        if !kept.isEmpty {
+            Issue.record("\(clusterID) is destroyed but cluster_secrets still holds: \(kept)", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// Waits until no provision job runs, then records an issue naming whatever is left in
+    /// this fleet's `FLOTILLA_SSH_DIR` (each provision job removes its folder as it ends).
+    func expectSSHDirectoryEmpty(sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        try await eventually("no provision job running", timeout: .seconds(60)) {
+            try await self.scalar("SELECT count(*)::int FROM jobs WHERE kind = 'provision' AND state = 'running'", as: Int.self) == 0
+        }
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: self.sshDirectory.path)) ?? []
+        if !entries.isEmpty {
+            Issue.record("FLOTILLA_SSH_DIR \(self.sshDirectory.path) still holds \(entries.sorted()) after the provision jobs ended",
+                         sourceLocation: sourceLocation)
+        }
+    }
+}
+
+/// A process a fleet started in the background; its output goes to files.
+final class Background: @unchecked Sendable {
+    // @unchecked: `process` is only read (its pid, whether it runs, its status), and Process
+    // guards its own state.
+    let process: Process
+    let arguments: [String]
+    private let stdout: URL
+    private let stderr: URL
+
+    init(process: Process, arguments: [String], stdout: URL, stderr: URL) {
+        self.process = process
+        self.arguments = arguments
+        self.stdout = stdout
+        self.stderr = stderr
+    }
+
+    var pid: Int32 { self.process.processIdentifier }
+    var isRunning: Bool { self.process.isRunning }
+
+    /// Sends a signal: SIGINT (as Ctrl-C does), SIGTERM, SIGKILL, …
+    func send(_ signal: Int32) {
+        _ = kill(self.pid, signal)
+    }
+
+    /// What the process wrote to standard error so far.
+    func stderrSoFar() -> String {
+        String(decoding: FileManager.default.contents(atPath: self.stderr.path) ?? Data(), as: UTF8.self)
+    }
+
+    /// Waits until the process exits and returns its status and output, or `nil` when it
+    /// still runs after `timeout`.
+    func finish(within timeout: Duration) async -> Fleet.Run? {
+        guard let status = await Fleet.waitForExit(self.process, timeout: timeout) else { return nil }
+        let output = String(decoding: FileManager.default.contents(atPath: self.stdout.path) ?? Data(), as: UTF8.self)
+        return Fleet.Run(status: status, output: output, stderr: self.stderrSoFar(), signalled: self.process.terminationReason == .uncaughtSignal)
     }
 }
 

@@ -32,6 +32,8 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
     public var subnetID: String?
     /// Tag values carried by every resource.
     public var owner: String = "flotilla"
+    /// The fleet the cluster belongs to (`deployment` tag); a sweep touches only its own.
+    public var deployment: String?
     public var expiresAt: Date?
     /// How the installer is driven.
     public var install: InstallSettings = InstallSettings()

@@ -35,9 +35,27 @@ public struct ClusterProvisioner: Sendable {
             guard let key = state.privateKeyPEM else {
                 throw ProvisionError(.conflict, "cluster \(state.clusterID) has no private key recorded")
             }
-            let folder = baseDirectory.appendingPathComponent(String(UUID().uuidString.prefix(8)).lowercased())
+            // <pid>-<random>: a worker that starts removes the folders of workers that died.
+            let folder = baseDirectory.appendingPathComponent("\(getpid())-" + String(UUID().uuidString.prefix(8)).lowercased())
             return try OpenSSHShell(privateKeyPEM: key, directory: folder, configuration: configuration)
         }
+    }
+
+    /// Removes the shell folders (private keys, control sockets) that workers which died
+    /// without cleaning up left in `baseDirectory`: those named after a process that is gone.
+    /// Returns how many were removed.
+    @discardableResult
+    public static func removeAbandonedShellFolders(in baseDirectory: URL) -> Int {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: baseDirectory.path)) ?? []
+        var removed = 0
+        for name in names {
+            guard let pid = name.split(separator: "-").first.flatMap({ pid_t($0) }), pid > 0 else { continue }
+            if kill(pid, 0) == -1 && errno == ESRCH {
+                try? FileManager.default.removeItem(at: baseDirectory.appendingPathComponent(name))
+                removed += 1
+            }
+        }
+        return removed
     }
 
     /// Tags every resource of the cluster carries.
@@ -50,6 +68,9 @@ public struct ClusterProvisioner: Sendable {
             // When the resource was made, for the janitor's grace period.
             EC2Tag(key: "created", value: ISO8601DateFormatter().string(from: Date())),
         ]
+        if let deployment = spec.deployment {
+            tags.append(EC2Tag(key: "deployment", value: deployment))
+        }
         if let expiresAt = spec.expiresAt {
             tags.append(EC2Tag(key: "expires", value: ISO8601DateFormatter().string(from: expiresAt)))
         }
@@ -78,7 +99,26 @@ public struct ClusterProvisioner: Sendable {
         if state.step < .instancesRunning { try await self.waitForInstances(spec, &state, observer) }
 
         let shell = try self.makeShell(state)
-        defer { if let shell = shell as? OpenSSHShell { Task { await shell.close() } } }
+        do {
+            state = try await self.install(spec, state, shell: shell, observer: observer, logger: logger)
+        } catch {
+            await Self.close(shell)
+            throw error
+        }
+        await Self.close(shell)
+        return state
+    }
+
+    /// Closes the shell's connections and removes its folder (the cluster's key on this
+    /// machine), awaited, also when the caller was cancelled.
+    static func close(_ shell: any RemoteShell) async {
+        guard let shell = shell as? OpenSSHShell else { return }
+        await Task { await shell.close() }.value
+    }
+
+    private func install(_ spec: ClusterSpec, _ start: ProvisionState, shell: any RemoteShell,
+                         observer: any ProvisionObserver, logger: Logger) async throws -> ProvisionState {
+        var state = start
         let installer = DCOSInstaller(spec: spec, shell: shell, observer: observer, logger: logger)
         if state.step < .sshReady {
             try await self.waitForSSH(spec, &state, shell, observer)

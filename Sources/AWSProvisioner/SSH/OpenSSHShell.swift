@@ -119,8 +119,10 @@ public final class OpenSSHShell: RemoteShell {
         }
     }
 
-    /// Closes every master connection this shell opened.
+    /// Closes every master connection this shell opened and removes the shell's folder
+    /// (the private key, known hosts and control sockets).
     public func close() async {
+        defer { try? FileManager.default.removeItem(at: self.directory) }
         let targets = self.state.withLock { $0.targets }
         await withTaskGroup(of: Void.self) { group in
             for target in targets {

@@ -14,11 +14,13 @@ public struct ClusterState: Hashable, Sendable, CustomStringConvertible {
     public static let ready = ClusterState("ready")
     public static let failed = ClusterState("failed")
     public static let tearingDown = ClusterState("tearing_down")
+    /// A teardown ended in failure; the janitor retries it later. Visible to operators.
+    public static let teardownFailed = ClusterState("teardown_failed")
     public static let destroyed = ClusterState("destroyed")
-    public static let all: [ClusterState] = [.requested, .provisioning, .ready, .failed, .tearingDown, .destroyed]
+    public static let all: [ClusterState] = [.requested, .provisioning, .ready, .failed, .tearingDown, .teardownFailed, .destroyed]
 
     /// `true` once the cluster will never become ready.
-    public var isFinal: Bool { self == .failed || self == .tearingDown || self == .destroyed }
+    public var isFinal: Bool { self == .failed || self == .tearingDown || self == .teardownFailed || self == .destroyed }
     public var description: String { self.rawValue }
 }
 
@@ -46,6 +48,12 @@ public struct ClusterRecord: Sendable, Hashable {
     public var lastError: String?
     public var createdAt: Date
     public var destroyedAt: Date?
+    /// Where the cluster lives, recorded when provisioning starts.
+    public var region: String? = nil
+    /// The fleet whose tags its resources carry.
+    public var deployment: String? = nil
+    /// Why teardown started: released, expired, abandoned, failed, reconciled.
+    public var teardownReason: String? = nil
 }
 
 /// A node as published for the lease holder.
@@ -78,9 +86,14 @@ public struct NewCluster: Sendable {
     public var request: String
     public var lifetime: Duration
     public var leaseToken: String
+    /// The server gives the request up (tears it down) when nobody collected it (read its key
+    /// or extended it) this long after the request.
+    public var abandonAfter: Duration
 
     public init(id: String, requestID: String?, owner: String, masters: Int, agents: Int, publicAgents: Int,
-                instanceType: String, request: String, lifetime: Duration, leaseToken: String) {
+                instanceType: String, request: String, lifetime: Duration, leaseToken: String,
+                abandonAfter: Duration = .seconds(3600 + 15)) {
+        self.abandonAfter = abandonAfter
         self.id = id
         self.requestID = requestID
         self.owner = owner

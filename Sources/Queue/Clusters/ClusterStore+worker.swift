@@ -21,165 +21,142 @@ extension ClusterStore {
         return (nil, nil, nil)
     }
 
-    /// Runs a write only while `fence`'s job lease holds; `nil` rows mean it was lost.
-    private func fenced(_ fence: JobFence, _ what: String, _ body: (PostgresConnection) async throws -> Bool) async throws {
-        let held: Bool = try await self.client.withTransaction(logger: self.logger) { connection in
-            let rows = try await connection.query("""
-                SELECT 1 FROM jobs WHERE id = \(fence.jobID) AND lease_token = \(fence.leaseToken)
-                  AND state = 'running' AND lease_expires_at > now()
-                FOR UPDATE
-                """, logger: self.logger)
-            var held = false
-            for try await _ in rows { held = true }
-            guard held else { return false }
-            return try await body(connection)
-        }
-        if !held {
-            throw QueueError(.leaseLost, "cannot \(what): this worker no longer holds the job's lease; nothing was changed")
+    /// Runs one of the worker functions of migration 0003, which check the job's lease and
+    /// the cluster's state in the same statement and raise when either does not hold.
+    @discardableResult
+    private func call<T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as type: T.Type = T.self) async throws -> T?
+        where T._DecodableType == T {
+        try await self.mapClusterErrors {
+            let rows = try await self.client.query(query, logger: self.logger)
+            for try await value in rows.decode(T?.self) { return value }
+            return nil
         }
     }
 
-    /// Marks the cluster provisioning (from requested or a retried provisioning).
-    public func startProvisioning(clusterID: String, fence: JobFence) async throws {
-        try await self.fenced(fence, "start provisioning") { connection in
-            try await connection.query("""
-                UPDATE clusters SET state = 'provisioning', phase = coalesce(phase, 'started'), updated_at = now()
-                WHERE id = \(clusterID) AND state IN ('requested', 'provisioning')
+    /// Marks the cluster provisioning (from requested, or again on a later attempt) and
+    /// records where it lives. The first worker's region and deployment win: the recorded
+    /// ones are returned, and the caller must build in them.
+    public func startProvisioning(clusterID: String, fence: JobFence, region: String, deployment: String,
+                                  account: String?) async throws -> (region: String, deployment: String) {
+        try await self.mapClusterErrors {
+            let rows = try await self.client.query("""
+                SELECT region, deployment FROM cluster_start_provisioning(\(fence.jobID), \(fence.leaseToken), \(clusterID),
+                                                                         \(region), \(deployment), \(account))
                 """, logger: self.logger)
-            return true
+            for try await (region, deployment) in rows.decode((String, String).self) { return (region, deployment) }
+            throw QueueError(.conflict, "cluster \(clusterID) could not start provisioning")
         }
     }
 
-    /// Stores a provisioning checkpoint (and the key, the first time it is seen).
-    public func saveCheckpoint(clusterID: String, fence: JobFence, checkpoint: String, phase: String,
+    /// Stores a provisioning checkpoint (and the key, the first time it is seen): only while
+    /// the cluster is provisioning under this job's lease.
+    public func saveCheckpoint(clusterID: String, fence: JobFence, checkpoint: String, phase: String, subnetID: String?,
                                privateKey: String?, publicKey: String?, keyPairName: String?) async throws {
-        try await self.fenced(fence, "save a checkpoint") { connection in
-            try await connection.query("""
-                UPDATE clusters SET checkpoint = \(checkpoint)::jsonb, phase = \(phase), updated_at = now()
-                WHERE id = \(clusterID)
-                """, logger: self.logger)
-            // The history of phases, for people and for the orchestration benchmark.
-            try await connection.query("""
-                INSERT INTO cluster_events (cluster_id, kind, detail) VALUES (\(clusterID), 'phase', jsonb_build_object('phase', \(phase)::text))
-                """, logger: self.logger)
-            if let privateKey {
-                try await connection.query("""
-                    UPDATE cluster_secrets SET private_key = \(privateKey), public_key = \(publicKey), key_pair_name = \(keyPairName)
-                    WHERE cluster_id = \(clusterID) AND private_key IS DISTINCT FROM \(privateKey)
-                    """, logger: self.logger)
-            }
-            return true
-        }
+        try await self.call("""
+            SELECT cluster_save_checkpoint(\(fence.jobID), \(fence.leaseToken), \(clusterID), \(checkpoint)::jsonb, \(phase),
+                                           \(subnetID), \(privateKey), \(publicKey), \(keyPairName))::text
+            """, as: String.self)
     }
 
-    /// Publishes the nodes and starts the lifetime.
+    /// Publishes the nodes and starts the lifetime (provisioning → ready, nothing else).
     public func markReady(clusterID: String, fence: JobFence, nodes: [NodeRecord], sshUser: String, sshPort: Int) async throws {
-        try await self.fenced(fence, "mark the cluster ready") { connection in
-            try await connection.query("DELETE FROM nodes WHERE cluster_id = \(clusterID)", logger: self.logger)
-            for node in nodes {
-                try await connection.query("""
-                    INSERT INTO nodes (cluster_id, instance_id, role, private_ip, public_ip, host_key)
-                    VALUES (\(clusterID), \(node.instanceID), \(node.role), \(node.privateIP), \(node.publicIP), \(node.hostKey))
-                    """, logger: self.logger)
-            }
-            try await connection.query("""
-                UPDATE clusters SET state = 'ready', phase = 'ready', ready_at = now(), expires_at = now() + lifetime,
-                                    ssh_user = \(sshUser), ssh_port = \(sshPort), last_error = NULL, updated_at = now()
-                WHERE id = \(clusterID)
-                """, logger: self.logger)
-            try await connection.query("INSERT INTO cluster_events (cluster_id, kind) VALUES (\(clusterID), 'ready')", logger: self.logger)
-            return true
+        let json = String(decoding: try JSONEncoder().encode(nodes.map(NodeRow.init)), as: UTF8.self)
+        try await self.call("""
+            SELECT cluster_mark_ready(\(fence.jobID), \(fence.leaseToken), \(clusterID), \(json)::jsonb, \(sshUser), \(sshPort)::int)
+            """, as: Date.self)
+    }
+
+    private struct NodeRow: Encodable {
+        var instance_id: String, role: String, private_ip: String, public_ip: String?, host_key: String?
+        init(_ node: NodeRecord) {
+            (self.instance_id, self.role, self.private_ip, self.public_ip, self.host_key) =
+                (node.instanceID, node.role, node.privateIP, node.publicIP, node.hostKey)
         }
     }
 
     /// Stores install logs (fenced).
     public func saveLogs(clusterID: String, fence: JobFence, logs: [String: String]) async throws {
-        try await self.fenced(fence, "save logs") { connection in
-            for (name, contents) in logs {
-                try await connection.query("""
-                    INSERT INTO cluster_logs (cluster_id, name, contents) VALUES (\(clusterID), \(name), \(contents))
-                    ON CONFLICT (cluster_id, name) DO UPDATE SET contents = EXCLUDED.contents, created_at = now()
-                    """, logger: self.logger)
-            }
-            return true
-        }
+        let sorted = logs.sorted { $0.key < $1.key }
+        try await self.call("""
+            SELECT cluster_save_logs(\(fence.jobID), \(fence.leaseToken), \(clusterID), \(sorted.map(\.key))::text[],
+                                     \(sorted.map(\.value))::text[])::text
+            """, as: String.self)
     }
 
-    /// Records a failed provisioning and queues its teardown, in one transaction.
-    public func markFailed(clusterID: String, fence: JobFence, error: String) async throws {
-        try await self.fenced(fence, "mark the cluster failed") { connection in
-            try await connection.query("""
-                UPDATE clusters SET state = 'failed', last_error = \(String(error.prefix(4000))), updated_at = now()
-                WHERE id = \(clusterID) AND state IN ('requested', 'provisioning')
-                """, logger: self.logger)
-            try await connection.query("""
-                INSERT INTO cluster_events (cluster_id, kind, detail) VALUES (\(clusterID), 'failed', jsonb_build_object('error', \(String(error.prefix(4000)))::text))
-                """, logger: self.logger)
-            try await Self.enqueueTeardown(clusterID, on: connection, logger: self.logger)
-            return true
-        }
+    /// What a teardown job found when it took its cluster.
+    public enum TeardownStart: String, Sendable {
+        /// Go on tearing down.
+        case tearingDown = "tearing_down"
+        /// A provision job still runs for the cluster: try again later without an attempt.
+        case wait
+        /// Nothing left to do.
+        case destroyed
     }
 
-    static func enqueueTeardown(_ clusterID: String, on connection: PostgresConnection, logger: Logger) async throws {
-        let payload = "{\"cluster_id\": \"\(clusterID)\"}"
-        try await connection.query("""
-            INSERT INTO jobs (kind, payload, max_attempts, priority, idempotency_key)
-            VALUES ('teardown', \(payload)::jsonb, 1000, 10, \("teardown:" + clusterID))
-            ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-            """, logger: logger)
+    /// The teardown job takes its cluster (failed or teardown_failed become tearing_down).
+    public func beginTeardownJob(clusterID: String, fence: JobFence) async throws -> TeardownStart {
+        let state = try await self.call("""
+            SELECT cluster_begin_teardown_job(\(fence.jobID), \(fence.leaseToken), \(clusterID))
+            """, as: String.self)
+        return state.flatMap(TeardownStart.init(rawValue:)) ?? .tearingDown
     }
 
-    /// The janitor's pass: every ready cluster whose lifetime ended or that was released
-    /// becomes `tearing_down` and gets a teardown job. Returns their ids.
-    public func startDueTeardowns() async throws -> [String] {
-        try await self.client.withTransaction(logger: self.logger) { connection in
-            let rows = try await connection.query("""
-                UPDATE clusters SET state = 'tearing_down', phase = 'teardown queued', updated_at = now()
-                WHERE id IN (SELECT id FROM clusters
-                             WHERE state IN ('ready', 'requested', 'provisioning')
-                               AND ((state = 'ready' AND expires_at <= now()) OR release_requested_at IS NOT NULL)
-                             FOR UPDATE SKIP LOCKED)
-                RETURNING id, (release_requested_at IS NOT NULL)
-                """, logger: self.logger)
-            var ids: [(String, Bool)] = []
-            for try await row in rows.decode((String, Bool).self) { ids.append(row) }
-            for (id, released) in ids {
-                try await Self.enqueueTeardown(id, on: connection, logger: self.logger)
-                try await connection.query("""
-                    INSERT INTO cluster_events (cluster_id, kind) VALUES (\(id), \(released ? "teardown-released" : "teardown-expired"))
-                    """, logger: self.logger)
-            }
-            return ids.map(\.0)
-        }
+    /// Records teardown progress (fenced; only while tearing down).
+    public func teardownProgress(clusterID: String, fence: JobFence, phase: String) async throws {
+        try await self.call("""
+            SELECT cluster_teardown_progress(\(fence.jobID), \(fence.leaseToken), \(clusterID), \(phase))::text
+            """, as: String.self)
     }
 
-    /// When the next ready cluster expires, if any.
-    public func nextExpiry() async throws -> Date? {
-        let rows = try await self.client.query("SELECT min(expires_at) FROM clusters WHERE state = 'ready'", logger: self.logger)
-        for try await date in rows.decode(Date?.self) { return date }
-        return nil
-    }
-
-    /// Marks teardown under way (fenced).
-    public func markTearingDown(clusterID: String, fence: JobFence, phase: String) async throws {
-        try await self.fenced(fence, "record teardown progress") { connection in
-            try await connection.query("""
-                UPDATE clusters SET state = 'tearing_down', phase = \(phase), updated_at = now()
-                WHERE id = \(clusterID) AND state <> 'destroyed'
-                """, logger: self.logger)
-            return true
-        }
-    }
-
+    /// tearing_down → destroyed; the private key and the lease token are erased with it.
     public func markDestroyed(clusterID: String, fence: JobFence) async throws {
-        try await self.fenced(fence, "mark the cluster destroyed") { connection in
-            try await connection.query("""
-                UPDATE clusters SET state = 'destroyed', phase = 'destroyed', destroyed_at = now(), updated_at = now()
-                WHERE id = \(clusterID)
-                """, logger: self.logger)
-            try await connection.query("INSERT INTO cluster_events (cluster_id, kind) VALUES (\(clusterID), 'destroyed')", logger: self.logger)
-            return true
+        try await self.call("SELECT cluster_mark_destroyed(\(fence.jobID), \(fence.leaseToken), \(clusterID))::text", as: String.self)
+    }
+
+    /// Whether a provision job of the cluster is running right now.
+    public func provisionRunning(clusterID: String) async throws -> Bool {
+        try await self.call("""
+            SELECT EXISTS (SELECT 1 FROM jobs WHERE kind = 'provision' AND payload ->> 'cluster_id' = \(clusterID) AND state = 'running')
+            """, as: Bool.self) ?? false
+    }
+
+    // MARK: The janitor's passes
+
+    /// The lifetime pass: ready clusters whose lifetime ended, and requests nobody collected
+    /// by their deadline, start their teardown. Returns the clusters and why.
+    public func startDueTeardowns() async throws -> [(clusterID: String, reason: String)] {
+        try await self.mapClusterErrors {
+            let rows = try await self.client.query("SELECT cluster_id, reason FROM clusters_start_due_teardowns()", logger: self.logger)
+            return try await rows.decode((String, String).self).collect().map { (clusterID: $0.0, reason: $0.1) }
         }
+    }
+
+    /// The reconcile pass: every unsettled cluster that no job is moving gets its teardown
+    /// queued (a teardown_failed one after `retryAfter`). Returns the clusters and what was done.
+    public func reconcile(retryAfter: Duration) async throws -> [(clusterID: String, action: String)] {
+        try await self.mapClusterErrors {
+            let rows = try await self.client.query("""
+                SELECT cluster_id, action FROM clusters_reconcile(make_interval(secs => \(retryAfter.seconds)))
+                """, logger: self.logger)
+            return try await rows.decode((String, String).self).collect().map { (clusterID: $0.0, action: $0.1) }
+        }
+    }
+
+    /// When the lifetime pass is next due: the next expiry or abandonment deadline, if any.
+    public func nextExpiry() async throws -> Date? {
+        try await self.call("""
+            SELECT least((SELECT min(expires_at) FROM clusters WHERE state = 'ready'),
+                         (SELECT min(abandon_at) FROM clusters
+                          WHERE collected_at IS NULL AND state IN ('requested', 'provisioning', 'ready')))
+            """, as: Date.self)
+    }
+
+    /// This database's deployment id (the default `deployment` tag of its fleet).
+    public func deploymentID() async throws -> String {
+        guard let id = try await self.call("SELECT id FROM deployment", as: String.self) else {
+            throw QueueError(.schemaBehind, "the database has no deployment id: run `worker migrate`")
+        }
+        return id
     }
 
     // MARK: Key pair deletions
@@ -226,6 +203,14 @@ extension ClusterStore {
                    next_attempt_at = now() + make_interval(secs => \(retryAfter.seconds))
             WHERE region = \(region) AND key_pair_name = \(keyPairName)
             """, logger: self.logger)
+    }
+
+    /// `home` and every region a cluster was recorded in, for the sweep.
+    public func knownRegions(including home: String) async throws -> [String] {
+        let rows = try await self.client.query("SELECT DISTINCT region FROM clusters WHERE region IS NOT NULL", logger: self.logger)
+        var regions: Set<String> = [home]
+        for try await region in rows.decode(String.self) { regions.insert(region) }
+        return regions.sorted()
     }
 
     /// Clusters by id, for the sweep: `nil` state for an id the database does not know.

@@ -20,6 +20,11 @@ public struct ClusterStore: Sendable {
 
     private var queue: JobQueue { JobQueue(client: self.client, logger: self.logger) }
 
+    /// Runs `body`, turning PostgreSQL's refusals (the state machine's among them) into ``QueueError``s.
+    func mapClusterErrors<T>(_ body: () async throws -> T) async throws -> T {
+        try await self.queue.mapErrors(body)
+    }
+
     // MARK: Requests (client)
 
     /// Creates the cluster, its secrets and its provision job in one transaction. A request
@@ -36,9 +41,10 @@ public struct ClusterStore: Sendable {
         do {
             try await self.client.withTransaction(logger: self.logger) { connection in
                 try await connection.query("""
-                    INSERT INTO clusters (id, request_id, owner, masters, agents, public_agents, instance_type, request, lifetime)
+                    INSERT INTO clusters (id, request_id, owner, masters, agents, public_agents, instance_type, request, lifetime, abandon_at)
                     VALUES (\(new.id), \(new.requestID), \(new.owner), \(new.masters), \(new.agents), \(new.publicAgents),
-                            \(new.instanceType), \(new.request)::jsonb, make_interval(secs => \(new.lifetime.seconds)))
+                            \(new.instanceType), \(new.request)::jsonb, make_interval(secs => \(new.lifetime.seconds)),
+                            now() + make_interval(secs => \(new.abandonAfter.seconds)))
                     """, logger: self.logger)
                 try await connection.query("""
                     INSERT INTO cluster_secrets (cluster_id, lease_token) VALUES (\(new.id), \(new.leaseToken))
@@ -76,7 +82,7 @@ public struct ClusterStore: Sendable {
     static let columns = """
         id, request_id, owner, state, phase, masters, agents, public_agents, instance_type, request::text, checkpoint::text,
         extract(epoch FROM lifetime)::float8, ssh_user, ssh_port, ready_at, expires_at, release_requested_at, last_error,
-        created_at, destroyed_at
+        created_at, destroyed_at, region, deployment, teardown_reason
         """
 
     static func decode(_ row: PostgresRow) throws -> ClusterRecord {
@@ -90,7 +96,8 @@ public struct ClusterStore: Sendable {
             checkpoint: try column(10, String?.self), lifetime: .milliseconds(Int64(try column(11, Double.self) * 1000)),
             sshUser: try column(12, String?.self), sshPort: try column(13, Int?.self), readyAt: try column(14, Date?.self),
             expiresAt: try column(15, Date?.self), releaseRequestedAt: try column(16, Date?.self),
-            lastError: try column(17, String?.self), createdAt: try column(18, Date.self), destroyedAt: try column(19, Date?.self))
+            lastError: try column(17, String?.self), createdAt: try column(18, Date.self), destroyedAt: try column(19, Date?.self),
+            region: try column(20, String?.self), deployment: try column(21, String?.self), teardownReason: try column(22, String?.self))
     }
 
     public func cluster(id: String) async throws -> ClusterRecord? {
@@ -146,11 +153,17 @@ public struct ClusterStore: Sendable {
     }
 
     /// The cluster's SSH private key, for the lease holder.
+    /// Reading it collects the cluster: the server no longer gives it up as abandoned.
     public func privateKey(clusterID: String, leaseToken: String) async throws -> String {
         try await self.checkToken(clusterID, leaseToken)
         let rows = try await self.client.query("SELECT private_key FROM cluster_secrets WHERE cluster_id = \(clusterID)", logger: self.logger)
         for try await key in rows.decode(String?.self) {
-            if let key { return key }
+            if let key {
+                try await self.client.query("""
+                    UPDATE clusters SET collected_at = coalesce(collected_at, now()) WHERE id = \(clusterID)
+                    """, logger: self.logger)
+                return key
+            }
         }
         throw QueueError(.notFound, "cluster \(clusterID) has no key yet (it is created when provisioning starts)")
     }
@@ -160,7 +173,8 @@ public struct ClusterStore: Sendable {
     public func extend(clusterID: String, leaseToken: String, by amount: Duration, maximumLifetime: Duration) async throws -> Date {
         try await self.checkToken(clusterID, leaseToken)
         let rows = try await self.client.query("""
-            UPDATE clusters SET expires_at = expires_at + make_interval(secs => \(amount.seconds)), updated_at = now()
+            UPDATE clusters SET expires_at = expires_at + make_interval(secs => \(amount.seconds)), updated_at = now(),
+                                collected_at = coalesce(collected_at, now())
             WHERE id = \(clusterID) AND state = 'ready' AND release_requested_at IS NULL
               AND expires_at + make_interval(secs => \(amount.seconds)) - ready_at <= make_interval(secs => \(maximumLifetime.seconds))
             RETURNING expires_at
@@ -176,14 +190,16 @@ public struct ClusterStore: Sendable {
         throw QueueError(.invalidInput, "extending by \(Int(amount.seconds / 60)) minutes would pass the maximum lifetime of \(Int(maximumLifetime.seconds / 3600)) hours")
     }
 
-    /// Asks for the cluster to be torn down now.
-    public func release(clusterID: String, leaseToken: String) async throws {
+    /// Tears the cluster down now: a provision job that holds it is cancelled, and the
+    /// teardown is queued, in one transaction. Returns the state it is in afterwards.
+    @discardableResult
+    public func release(clusterID: String, leaseToken: String) async throws -> ClusterState {
         try await self.checkToken(clusterID, leaseToken)
-        try await self.client.query("""
-            UPDATE clusters SET release_requested_at = coalesce(release_requested_at, now()), updated_at = now()
-            WHERE id = \(clusterID) AND state NOT IN ('destroyed')
-            """, logger: self.logger)
-        try await self.event(clusterID, "released", [:])
+        return try await self.mapClusterErrors {
+            let rows = try await self.client.query("SELECT cluster_begin_teardown(\(clusterID), 'released')", logger: self.logger)
+            for try await state in rows.decode(String.self) { return ClusterState(rawValue: state) ?? .tearingDown }
+            return .tearingDown
+        }
     }
 
     public func event(_ clusterID: String, _ kind: String, _ detail: [String: String]) async throws {

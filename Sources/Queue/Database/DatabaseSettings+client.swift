@@ -14,6 +14,8 @@ extension DatabaseSettings {
         // are noise for a short-lived command; its failures still reach `body` as errors.
         var poolLogger = logger
         poolLogger.logLevel = max(logger.logLevel, .error)
+        // The pool retries a refused connection for ever; a person wants to hear at once.
+        try await self.checkReachable(logger: logger)
         let client = PostgresClient(configuration: try self.clientConfiguration(maximumConnections: maximumConnections),
                                     backgroundLogger: poolLogger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
@@ -23,6 +25,22 @@ extension DatabaseSettings {
             }
             defer { group.cancelAll() }
             return try await body(client)
+        }
+    }
+}
+
+extension DatabaseSettings {
+    /// Opens one connection and closes it again; throws a ``QueueError`` that says why the
+    /// database cannot be reached ("cannot connect to 127.0.0.1:5432: connection refused",
+    /// an authentication failure, a database that does not exist).
+    public func checkReachable(logger: Logger) async throws {
+        do {
+            let connection = try await PostgresConnection.connect(configuration: try self.connectionConfiguration(), id: 0, logger: logger)
+            try? await connection.close()
+        } catch let error as QueueError {
+            throw error
+        } catch {
+            throw QueueError(.database, DatabaseErrorDescription.describe(error, host: self.host, port: self.port), underlying: error)
         }
     }
 }

@@ -94,10 +94,12 @@ public struct DatabaseSettings: Sendable, Equatable {
 
     /// A configuration for one dedicated connection (used for `LISTEN`).
     public func connectionConfiguration() throws -> PostgresConnection.Configuration {
-        PostgresConnection.Configuration(
+        var configuration = PostgresConnection.Configuration(
             host: self.host, port: self.port, username: self.username,
             password: self.password, database: self.database,
             tls: self.requireTLS ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable
         )
+        configuration.options.connectTimeout = .seconds(10)
+        return configuration
     }
 }

@@ -12,4 +12,9 @@ enum SQLState {
     static let uniqueViolation = "23505"
     static let invalidTextRepresentation = "22P02"
     static let undefinedTable = "42P01"
+    /// Raised by the cluster functions of migration 0003.
+    static let invalidTransition = "FLT01"
+    static let leaseLost = "FLT02"
+    static let clusterState = "FLT03"
+    static let noSuchCluster = "FLT04"
 }

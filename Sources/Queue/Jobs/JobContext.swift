@@ -17,6 +17,9 @@ public final class JobContext: Sendable {
         self.stop = Mutex(nil)
     }
 
+    /// Whether the job was told to stop (cancel requested, or its lease lost).
+    public var isStopping: Bool { self.stop.withLock { $0 != nil } }
+
     /// Renews the lease now and throws ``QueueError/Code/leaseLost`` when this worker no
     /// longer holds it (or `CancellationError` when the job was cancelled). Call it before
     /// each call that changes something outside the database: a worker that lost its lease
@@ -61,4 +64,16 @@ public struct PermanentJobFailure: Error, CustomStringConvertible, Sendable {
     public var message: String
     public init(_ message: String) { self.message = message }
     public var description: String { self.message }
+}
+
+/// Throw from a handler to put the job back for later without spending an attempt: the
+/// job cannot run yet (another job still holds what it needs), which is not a failure.
+public struct JobSnooze: Error, CustomStringConvertible, Sendable {
+    public var delay: Duration
+    public var reason: String
+    public init(for delay: Duration, _ reason: String) {
+        self.delay = delay
+        self.reason = reason
+    }
+    public var description: String { "not yet (\(self.reason)); again in \(self.delay)" }
 }

@@ -241,12 +241,16 @@ public final class JobProcessor: Service, Sendable {
                     } else {
                         logger.warning("lease lost before the job's success could be recorded; another worker will run it again")
                     }
+                case (nil, .failure(let error as JobSnooze)):
+                    try await self.queue.snooze(job, for: error.delay)
+                    logger.debug("job snoozed", metadata: ["reason": "\(error.reason)"])
                 case (nil, .failure) where shuttingDown:
                     try await self.queue.release(job)
                     logger.info("job handed back at shutdown")
                 case (nil, .failure(let error)):
                     let permanent = error is PermanentJobFailure
-                    let state = try await self.queue.fail(job, error: String(describing: error), retryable: !permanent)
+                    let message = (error as? QueueError)?.message ?? DatabaseErrorDescription.describe(error)
+                    let state = try await self.queue.fail(job, error: message, retryable: !permanent)
                     logger.warning("job failed", metadata: ["error": "\(error)", "now": "\(state)"])
                 }
             } catch {

@@ -179,7 +179,8 @@ public struct JobQueue: Sendable {
     }
 
     /// Records a failed attempt. With attempts left and `retryable`, the job is queued
-    /// again after the retry policy's backoff; otherwise it ends `failed`. Either way
+    /// again after the retry policy's backoff; otherwise it ends `failed` (or `cancelled`
+    /// when a cancel was requested meanwhile: a cancelled job never runs again). Either way
     /// `error` is kept as the job's last error. Returns the state the job is now in.
     @discardableResult
     public func fail(_ job: ClaimedJob, error message: String, retryable: Bool = true) async throws -> JobState {
@@ -189,9 +190,9 @@ public struct JobQueue: Sendable {
         let state: String = try await self.fenced(job, "fail") {
             let rows = try await self.client.query("""
                 UPDATE jobs SET
-                    state = CASE WHEN \(retry) THEN 'queued' ELSE 'failed' END,
-                    run_after = CASE WHEN \(retry) THEN now() + make_interval(secs => \(delay)) ELSE run_after END,
-                    finished_at = CASE WHEN \(retry) THEN NULL ELSE now() END,
+                    state = CASE WHEN cancel_requested THEN 'cancelled' WHEN \(retry) THEN 'queued' ELSE 'failed' END,
+                    run_after = CASE WHEN \(retry) AND NOT cancel_requested THEN now() + make_interval(secs => \(delay)) ELSE run_after END,
+                    finished_at = CASE WHEN \(retry) AND NOT cancel_requested THEN NULL ELSE now() END,
                     last_error = \(text),
                     lease_token = NULL, lease_expires_at = NULL, updated_at = now()
                 WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
@@ -229,6 +230,22 @@ public struct JobQueue: Sendable {
         }
     }
 
+    /// Puts a job back for later without spending its attempt: "not now" (another job
+    /// still holds what this one needs), which is neither a success nor a failure.
+    public func snooze(_ job: ClaimedJob, for delay: Duration) async throws {
+        try await self.fenced(job, "snooze") {
+            let rows = try await self.client.query("""
+                UPDATE jobs SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+                                finished_at = CASE WHEN cancel_requested THEN now() END,
+                                attempt = attempt - 1, run_after = now() + make_interval(secs => \(delay.seconds)),
+                                lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
+                RETURNING id
+                """, logger: self.logger)
+            return try await rows.decode(Int64.self).first { _ in true }
+        }
+    }
+
     // MARK: Cancel and inspect
 
     /// Cancels a job: a queued job at once; a running job is flagged and its worker
@@ -236,16 +253,10 @@ public struct JobQueue: Sendable {
     /// A finished job is left as it is.
     @discardableResult
     public func cancel(id: Int64) async throws -> JobState {
+        // cancel_job (migration 0003) is the same door operators use from psql.
         let state: String? = try await self.mapErrors {
-            let rows = try await self.client.query("""
-                UPDATE jobs SET
-                    state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
-                    finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
-                    cancel_requested = true, updated_at = now()
-                WHERE id = \(id) AND state IN ('queued', 'running')
-                RETURNING state
-                """, logger: self.logger)
-            return try await rows.decode(String.self).first { _ in true }
+            let rows = try await self.client.query("SELECT cancel_job(\(id))", logger: self.logger)
+            return try await rows.decode(String?.self).first { _ in true } ?? nil
         }
         if let state, let value = JobState(rawValue: state) { return value }
         guard let record = try await self.job(id: id) else {
@@ -295,11 +306,17 @@ public struct JobQueue: Sendable {
                 throw QueueError(.unknownKind, "unknown job kind: the kinds this database accepts are the rows of job_kinds (noop, provision, teardown, …)", underlying: error)
             case SQLState.checkViolation:
                 throw QueueError(.invalidInput, "the database refused the job: \(error.serverInfo?[.message] ?? "a check failed")", underlying: error)
+            case SQLState.invalidTransition, SQLState.clusterState:
+                throw QueueError(.conflict, DatabaseErrorDescription.describe(error), underlying: error)
+            case SQLState.leaseLost:
+                throw QueueError(.leaseLost, "\(error.serverInfo?[.message] ?? "the job's lease was lost"); nothing was changed", underlying: error)
+            case SQLState.noSuchCluster:
+                throw QueueError(.notFound, error.serverInfo?[.message] ?? "no such cluster", underlying: error)
             case SQLState.invalidTextRepresentation:
                 throw QueueError(.invalidInput, "the database refused a value: \(error.serverInfo?[.message] ?? "invalid text")", underlying: error)
             default:
                 self.logger.error("query failed", metadata: ["error": "\(String(reflecting: error))"])
-                throw QueueError(.database, "PostgreSQL error: \(error.serverInfo?[.message] ?? "connection failed")", underlying: error)
+                throw QueueError(.database, DatabaseErrorDescription.describe(error), underlying: error)
             }
         }
     }

@@ -125,18 +125,12 @@ public struct Migrator: Sendable {
     }
 
     static func describe(_ error: any Error) -> String {
-        if let error = error as? PostgresTransactionError, let inner = error.closureError ?? error.commitError {
-            return describe(inner)
-        }
-        if let error = error as? PSQLError, let message = error.serverInfo?[.message] {
-            return message
-        }
-        return String(describing: error)
+        DatabaseErrorDescription.describe(error)
     }
 }
 
 /// The schema version this build of Flotilla was written against: the number of the last
 /// file in `migrations/`. A test keeps the two in step.
 public enum SchemaVersion {
-    public static let required = 2
+    public static let required = 3
 }

@@ -1,24 +1,26 @@
 import ArgumentParser
+import Fleet
 import Foundation
 import Logging
 import PostgresNIO
 import Queue
 import Synchronization
 
+@main
 struct BenchQueueCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench-queue",
+        commandName: "QueueBench",
         abstract: "Measure the job queue on this database: throughput, pickup and claim latency, crash recovery.",
         discussion: """
             Uses `noop` jobs in the database it is pointed at (use a scratch database: it adds
             and completes jobs). Consumers run in this process, each a job processor with its
             own claims, heartbeats and LISTEN connection, as `worker run` would.
 
-              worker bench-queue --mode throughput --consumers 8 --jobs 20000
-              worker bench-queue --mode pickup --consumers 4 --jobs 1000 --rate 200
-              worker bench-queue --mode claim-latency --jobs 2000
-              worker bench-queue --mode hold --lease-seconds 4 --heartbeat-seconds 1
-              worker bench-queue --mode recover --rescue-seconds 0.25
+              QueueBench --mode throughput --consumers 8 --jobs 20000
+              QueueBench --mode pickup --consumers 4 --jobs 1000 --rate 200
+              QueueBench --mode claim-latency --jobs 2000
+              QueueBench --mode hold --lease-seconds 4 --heartbeat-seconds 1
+              QueueBench --mode recover --rescue-seconds 0.25
 
             claim-latency enqueues one job at a time and times the claim statement (then
             completes the job), --jobs times. hold enqueues one job {"hold": true}, claims it,

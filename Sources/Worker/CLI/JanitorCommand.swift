@@ -1,4 +1,5 @@
 import ArgumentParser
+import Fleet
 import Foundation
 import PostgresNIO
 import Queue
@@ -10,11 +11,13 @@ struct JanitorCommand: AsyncParsableCommand {
         abstract: "Enforce cluster lifetimes, delete key pairs, rescue jobs, sweep leaks (until SIGTERM/SIGINT).",
         discussion: """
             Two janitors may run; one leads (an advisory lock) and the other takes over if it
-            stops. The leader starts teardown within seconds of a cluster's expiry, deletes key
-            pairs after renewing credentials (a failed delete stays pending and visible in
-            operator_key_pair_deletions), rescues jobs whose lease expired, prunes old jobs and
-            sweeps EC2 for resources tagged managed-by=flotilla whose cluster is destroyed or
-            unknown.
+            stops. The leader starts teardown within seconds of a cluster's expiry or of the
+            deadline of a request nobody collected, deletes key pairs after renewing credentials
+            (a failed delete stays pending and visible in operator_key_pair_deletions), queues a
+            teardown for every cluster that no job is moving (reconcile), rescues jobs whose
+            lease expired, prunes old jobs and sweeps EC2 for resources tagged
+            managed-by=flotilla and deployment=<FLOTILLA_DEPLOYMENT> whose cluster is destroyed
+            or unknown. Another deployment's resources are never touched.
 
               worker janitor
               worker janitor --dry-run --sweep-grace-seconds 600
@@ -30,6 +33,9 @@ struct JanitorCommand: AsyncParsableCommand {
     @Option(help: "Seconds between sweeps of EC2.")
     var sweepIntervalSeconds: Double = 300
 
+    @Option(help: "Seconds a failed teardown (state teardown_failed) waits before it is queued again. Env: FLOTILLA_TEARDOWN_RETRY_SECONDS.")
+    var teardownRetrySeconds: Double = environmentValue("FLOTILLA_TEARDOWN_RETRY_SECONDS", default: 600)
+
     @Option(help: "Longest sleep between passes. Env: FLOTILLA_JANITOR_INTERVAL_SECONDS.")
     var intervalSeconds: Double = environmentValue("FLOTILLA_JANITOR_INTERVAL_SECONDS", default: 5)
 
@@ -39,7 +45,8 @@ struct JanitorCommand: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
-        guard self.sweepGraceSeconds >= 0, self.sweepIntervalSeconds > 0, self.intervalSeconds > 0, self.retentionDays > 0 else {
+        guard self.sweepGraceSeconds >= 0, self.sweepIntervalSeconds > 0, self.intervalSeconds > 0, self.retentionDays > 0,
+              self.teardownRetrySeconds > 0 else {
             throw ValidationError("grace must not be negative; intervals and retention must be positive")
         }
     }
@@ -54,10 +61,11 @@ struct JanitorCommand: AsyncParsableCommand {
         let queue = JobQueue(client: client, logger: logger)
         let janitor = Janitor(settings: settings, store: ClusterStore(client: client, logger: logger), aws: aws,
                               configuration: .init(interval: .seconds(self.intervalSeconds), sweepInterval: .seconds(self.sweepIntervalSeconds),
-                                                   sweepGrace: .seconds(self.sweepGraceSeconds), dryRun: self.dryRun),
+                                                   sweepGrace: .seconds(self.sweepGraceSeconds), dryRun: self.dryRun,
+                                                   teardownRetryAfter: .seconds(self.teardownRetrySeconds)),
                               logger: logger)
         let maintenance = QueueMaintenance(queue: queue, configuration: .init(rescueInterval: .seconds(1), retention: .seconds(self.retentionDays * 86400)), logger: logger)
-        let services = SchemaCheckedServices(client: client, services: [janitor, maintenance], logger: logger)
+        let services = SchemaCheckedServices(client: client, settings: settings, services: [janitor, maintenance], logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: client), .init(service: services, successTerminationBehavior: .gracefullyShutdownGroup,
                                                       failureTerminationBehavior: .gracefullyShutdownGroup)],

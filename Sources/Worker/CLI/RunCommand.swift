@@ -1,4 +1,5 @@
 import ArgumentParser
+import Fleet
 import Foundation
 import Logging
 import PostgresNIO
@@ -87,7 +88,7 @@ struct RunCommand: AsyncParsableCommand {
             logger: logger, handler: handlers.handle)
         let maintenance = QueueMaintenance(queue: queue, configuration: .init(retention: .seconds(self.retentionDays * 86400)),
                                            logger: logger)
-        let worker = SchemaCheckedServices(client: client, services: [processor, maintenance], logger: logger)
+        let worker = SchemaCheckedServices(client: client, settings: settings, services: [processor, maintenance], logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: client), .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
                                                     failureTerminationBehavior: .gracefullyShutdownGroup)],
@@ -101,24 +102,5 @@ struct RunCommand: AsyncParsableCommand {
         }
         await aws?.shutdown()
         logger.info("worker stopped")
-    }
-}
-
-/// Checks the schema version once the PostgreSQL client runs, then runs `services`
-/// side by side. A schema that is behind stops the worker with a message saying to run
-/// `worker migrate`.
-struct SchemaCheckedServices: Service {
-    let client: PostgresClient
-    let services: [any Service]
-    let logger: Logger
-
-    func run() async throws {
-        try await Migrator.checkSchema(client: self.client, logger: self.logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for service in self.services {
-                group.addTask { try await service.run() }
-            }
-            try await group.waitForAll()
-        }
     }
 }

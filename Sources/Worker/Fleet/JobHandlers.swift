@@ -1,12 +1,16 @@
 import Queue
 
 /// The handlers a worker runs, by job kind. The processor claims only these kinds.
-struct JobHandlers: Sendable {
-    var byKind: [JobKind: JobProcessor.Handler]
+public struct JobHandlers: Sendable {
+    public var byKind: [JobKind: JobProcessor.Handler]
 
-    var kinds: [JobKind] { self.byKind.keys.sorted { $0.rawValue < $1.rawValue } }
+    public init(byKind: [JobKind: JobProcessor.Handler]) {
+        self.byKind = byKind
+    }
 
-    func handle(_ job: ClaimedJob, _ context: JobContext) async throws {
+    public var kinds: [JobKind] { self.byKind.keys.sorted { $0.rawValue < $1.rawValue } }
+
+    public func handle(_ job: ClaimedJob, _ context: JobContext) async throws {
         guard let handler = self.byKind[job.kind] else {
             throw PermanentJobFailure("this worker has no handler for job kind \(job.kind)")
         }
@@ -14,19 +18,19 @@ struct JobHandlers: Sendable {
     }
 
     /// The handlers Flotilla ships: noop always; provision and teardown with AWS.
-    static func standard(store: ClusterStore, aws: AWSContext?) -> JobHandlers {
+    public static func standard(store: ClusterStore, aws: AWSContext?) -> JobHandlers {
         var byKind: [JobKind: JobProcessor.Handler] = [
             .noop: { _, context in context.logger.debug("noop job ran") },
         ]
         if let aws {
-            let jobs = ClusterJobs(store: store, provisioner: aws.provisioner, settings: aws.settings)
+            let jobs = ClusterJobs(store: store, aws: aws)
             byKind[.provision] = { job, context in try await jobs.provision(job, context) }
             byKind[.teardown] = { job, context in try await jobs.teardown(job, context) }
         }
         return JobHandlers(byKind: byKind)
     }
 
-    func only(_ kinds: Set<JobKind>) -> JobHandlers {
+    public func only(_ kinds: Set<JobKind>) -> JobHandlers {
         JobHandlers(byKind: self.byKind.filter { kinds.contains($0.key) })
     }
 }

@@ -14,17 +14,24 @@ import Queue
 /// | `FLOTILLA_SSH_ADDRESS` | `public` or `private`: the address used for SSH | public |
 /// | `FLOTILLA_INSTALL_SETTINGS` | a JSON file overriding install settings (serve command, ports, timeouts) | none |
 /// | `FLOTILLA_SSH_DIR` | where per-cluster SSH folders go (short path) | /tmp/flotilla-ssh |
-struct ClusterSettings: Sendable {
-    var region: String
-    var ami: String?
-    var subnetID: String?
-    var sshUser = "centos"
-    var sshPort = 22
-    var sshAddress = ClusterSpec.SSHAddressMode.publicIP
-    var install = InstallSettings()
-    var sshDirectory = URL(fileURLWithPath: "/tmp/flotilla-ssh")
+/// | `FLOTILLA_DEPLOYMENT` | the `deployment` tag of every resource; the sweep touches only its own | the database's id |
+public struct ClusterSettings: Sendable {
+    public var region: String
+    public var ami: String?
+    public var subnetID: String?
+    public var sshUser = "centos"
+    public var sshPort = 22
+    public var sshAddress = ClusterSpec.SSHAddressMode.publicIP
+    public var install = InstallSettings()
+    public var sshDirectory = URL(fileURLWithPath: "/tmp/flotilla-ssh")
+    /// `nil`: the database's own deployment id (table `deployment`).
+    public var deployment: String?
 
-    static func fromEnvironment(region: String, _ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ClusterSettings {
+    public init(region: String) {
+        self.region = region
+    }
+
+    public static func fromEnvironment(region: String, _ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ClusterSettings {
         var settings = ClusterSettings(region: region)
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
         settings.ami = value("FLOTILLA_AMI")
@@ -53,11 +60,18 @@ struct ClusterSettings: Sendable {
             }
         }
         if let directory = value("FLOTILLA_SSH_DIR") { settings.sshDirectory = URL(fileURLWithPath: directory) }
+        if let deployment = value("FLOTILLA_DEPLOYMENT") {
+            guard deployment.wholeMatch(of: /[A-Za-z0-9._-]{1,64}/) != nil else {
+                throw SettingsError("FLOTILLA_DEPLOYMENT must be 1 to 64 letters, digits, dots, dashes or underscores")
+            }
+            settings.deployment = deployment
+        }
         return settings
     }
 
-    /// The provisioner spec for a stored cluster request.
-    func spec(for cluster: ClusterRecord) throws -> ClusterSpec {
+    /// The provisioner spec for a stored cluster request, in the cluster's recorded region
+    /// (this worker's for a cluster not provisioned yet).
+    public func spec(for cluster: ClusterRecord) throws -> ClusterSpec {
         let request = try JSONDecoder().decode(ClusterRequest.self, from: Data(cluster.request.utf8))
         var spec = ClusterSpec(clusterID: cluster.id, installerURL: request.installerURL)
         spec.masters = request.masters
@@ -67,7 +81,8 @@ struct ClusterSettings: Sendable {
         spec.adminLocation = request.adminLocation
         spec.dcosConfigOverrides = request.dcosConfig
         spec.genconfFiles = request.genconfFiles.map { .init(path: $0.path, contents: Data(base64Encoded: $0.contentsBase64) ?? Data()) }
-        spec.region = self.region
+        spec.region = cluster.region ?? self.region
+        spec.deployment = cluster.deployment ?? self.deployment
         spec.ami = self.ami
         spec.subnetID = self.subnetID
         spec.sshUser = self.sshUser
@@ -80,7 +95,7 @@ struct ClusterSettings: Sendable {
     }
 }
 
-struct SettingsError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+public struct SettingsError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }

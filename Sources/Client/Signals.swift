@@ -1,0 +1,64 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Synchronization
+import Queue
+
+/// The process was asked to stop (SIGINT or SIGTERM) while ``untilSignalled(_:)`` ran.
+struct Signalled: Error {
+    var signal: Int32
+}
+
+/// Runs `body` until it finishes or SIGINT/SIGTERM arrives. On a signal `body` is cancelled
+/// (and awaited) and ``Signalled`` is thrown, so the caller can clean up (release what it
+/// asked for) before exiting with 128 + the signal's number, as a shell expects.
+func untilSignalled<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let (signals, received) = AsyncStream<Int32>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    let sources = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler { received.yield(number) }
+        source.resume()
+        return source
+    }
+    defer {
+        for source in sources { source.cancel() }
+        received.finish()
+    }
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            for await number in signals { throw Signalled(signal: number) }
+            return nil
+        }
+        defer { group.cancelAll() }
+        while let result = try await group.next() {
+            if let result { return result }
+        }
+        throw CancellationError()
+    }
+}
+
+/// Refuses, before anything is recorded, a file path that cannot be written: its folder
+/// must exist and be writable, and the path must not be a folder.
+func checkWritable(_ path: String, option: String) throws {
+    let url = URL(fileURLWithPath: path)
+    let folder = url.deletingLastPathComponent().path
+    var isFolder: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
+        throw ValidationError("\(option) \(path): the folder \(folder) does not exist")
+    }
+    guard access(folder, W_OK | X_OK) == 0 else {
+        throw ValidationError("\(option) \(path): the folder \(folder) is not writable")
+    }
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+        throw ValidationError("\(option) \(path) is a folder; give a file path")
+    }
+}
+
+/// What a command became responsible for (a recorded request), shared with its clean-up.
+final class Responsibility: Sendable {
+    private let value = Mutex<(id: String, token: String)?>(nil)
+    func set(_ id: String, _ token: String) { self.value.withLock { $0 = (id, token) } }
+    var current: (id: String, token: String)? { self.value.withLock { $0 } }
+}

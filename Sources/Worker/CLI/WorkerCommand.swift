@@ -1,0 +1,23 @@
+import ArgumentParser
+import Foundation
+import Fleet
+import Logging
+
+@main
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Flotilla's worker: applies migrations, runs jobs, keeps the pool clean.",
+        discussion: """
+            Every part of Flotilla shares one PostgreSQL database, found through DATABASE_URL
+            (postgres://user:password@host:port/database) or the standard PGHOST, PGPORT, PGUSER,
+            PGPASSWORD and PGDATABASE variables.
+
+            Typical start:
+              worker migrate            apply pending migrations (safe to run from many workers at once)
+              worker run --concurrency 4
+            """,
+        subcommands: [MigrateCommand.self, RunCommand.self, JanitorCommand.self, EnqueueCommand.self]
+    )
+}
+

@@ -1,0 +1,185 @@
+import AWSProvisioner
+import Foundation
+import Logging
+import Queue
+
+/// The payload of provision and teardown jobs.
+struct ClusterJobPayload: Codable {
+    var clusterID: String
+    enum CodingKeys: String, CodingKey { case clusterID = "cluster_id" }
+}
+
+/// Turns provision and teardown jobs into provisioner calls and writes the results back:
+/// every checkpoint is stored (fenced on the job's lease, and only while the cluster is
+/// provisioning) before provisioning moves on, and every AWS or SSH mutation is preceded by
+/// a lease check.
+///
+/// How a provision job ends decides nothing about the cluster's fate here: the database
+/// does. A job that ends failed or cancelled, for any reason, marks the cluster failed and
+/// queues its teardown in the same transaction (migration 0003), so a handler that throws
+/// anything, a worker that dies, and an operator's cancel all converge.
+public struct ClusterJobs: Sendable {
+    let store: ClusterStore
+    let aws: AWSContext
+    /// Called after each checkpoint is stored, before provisioning goes on (tests use it to
+    /// interrupt a cluster at a chosen step).
+    let afterCheckpoint: @Sendable (_ clusterID: String, _ step: String, _ moment: CheckpointMoment) async throws -> Void
+
+    public init(store: ClusterStore, aws: AWSContext,
+                afterCheckpoint: @escaping @Sendable (String, String, CheckpointMoment) async throws -> Void = { _, _, _ in }) {
+        self.store = store
+        self.aws = aws
+        self.afterCheckpoint = afterCheckpoint
+    }
+
+    var settings: ClusterSettings { self.aws.settings }
+
+    /// Stores checkpoints and guards mutations for one job.
+    struct StoreObserver: ProvisionObserver {
+        let jobs: ClusterJobs
+        let context: JobContext
+        let clusterID: String
+        let subnetID: String?
+
+        func checkpoint(_ state: ProvisionState, moment: CheckpointMoment, step: String) async throws {
+            var withoutKey = state
+            withoutKey.privateKeyPEM = nil
+            let json = String(decoding: try JSONEncoder().encode(withoutKey), as: UTF8.self)
+            try await self.jobs.store.saveCheckpoint(clusterID: self.clusterID, fence: JobFence(self.context.job), checkpoint: json,
+                                                     phase: moment == .before ? step : "\(step) done", subnetID: self.subnetID,
+                                                     privateKey: state.privateKeyPEM, publicKey: state.publicKeyLine,
+                                                     keyPairName: state.keyPairName)
+            try await self.jobs.afterCheckpoint(self.clusterID, step, moment)
+        }
+
+        func beforeMutation(_ description: String) async throws {
+            try await self.context.ensureLease()
+        }
+
+        func progress(_ message: String) async {
+            self.context.logger.info("\(message)")
+        }
+    }
+
+    /// The provisioner's state from the cluster's checkpoint, with the key from the secrets.
+    func resumeState(_ cluster: ClusterRecord) async throws -> ProvisionState? {
+        guard let json = cluster.checkpoint else { return nil }
+        var state = try JSONDecoder().decode(ProvisionState.self, from: Data(json.utf8))
+        let keys = try await self.store.keyMaterial(clusterID: cluster.id)
+        state.privateKeyPEM = keys.privateKey
+        if state.privateKeyPEM == nil {
+            // No key stored: the import step must run again with a new key.
+            state.keyPairName = nil
+            state.publicKeyLine = nil
+            if state.step >= .keyImported { state.step = .started }
+        }
+        return state
+    }
+
+    public func provision(_ job: ClaimedJob, _ context: JobContext) async throws {
+        let payload = try job.decodePayload(ClusterJobPayload.self)
+        var logger = context.logger
+        logger[metadataKey: MetadataKey.clusterID] = "\(payload.clusterID)"
+        guard var cluster = try await self.store.cluster(id: payload.clusterID) else {
+            throw PermanentJobFailure("cluster \(payload.clusterID) does not exist")
+        }
+        guard cluster.state == .requested || cluster.state == .provisioning else {
+            logger.info("cluster is \(cluster.state); nothing to provision")
+            return
+        }
+        let fence = JobFence(job)
+        let deployment = try await self.deployment()
+        let recorded = try await self.store.startProvisioning(clusterID: cluster.id, fence: fence, region: self.aws.region,
+                                                              deployment: deployment, account: await self.aws.accountID())
+        (cluster.region, cluster.deployment) = (recorded.region, recorded.deployment)
+        let spec: ClusterSpec
+        do {
+            spec = try self.settings.spec(for: cluster)
+            try spec.validate()
+        } catch {
+            throw PermanentJobFailure("cluster \(cluster.id) cannot be built: \(error)")
+        }
+        let provisioner = self.aws.provisioner(region: spec.region, logger: logger)
+        let observer = StoreObserver(jobs: self, context: context, clusterID: cluster.id, subnetID: spec.subnetID)
+        do {
+            let state = try await provisioner.provision(spec, from: try await self.resumeState(cluster), observer: observer)
+            let nodes = state.nodes.map {
+                NodeRecord(role: $0.role.rawValue, instanceID: $0.instanceID, privateIP: $0.privateIP, publicIP: $0.publicIP, hostKey: $0.hostKey)
+            }
+            try await self.store.markReady(clusterID: cluster.id, fence: fence, nodes: nodes, sshUser: spec.sshUser, sshPort: spec.sshPort)
+            logger.info("cluster ready", metadata: ["nodes": "\(nodes.count)"])
+        } catch {
+            // A job that was cancelled or lost its lease is not an install failure: the
+            // processor records it as what it is.
+            if Task.isCancelled || context.isStopping { throw CancellationError() }
+            if let error = error as? ProvisionError {
+                if !error.logs.isEmpty { try await self.store.saveLogs(clusterID: cluster.id, fence: fence, logs: error.logs) }
+                if !error.isRetryable { throw PermanentJobFailure(error.message) }
+            }
+            throw error
+        }
+    }
+
+    public func teardown(_ job: ClaimedJob, _ context: JobContext) async throws {
+        let payload = try job.decodePayload(ClusterJobPayload.self)
+        let fence = JobFence(job)
+        var logger = context.logger
+        logger[metadataKey: MetadataKey.clusterID] = "\(payload.clusterID)"
+        switch try await self.store.beginTeardownJob(clusterID: payload.clusterID, fence: fence) {
+        case .destroyed:
+            return
+        case .wait:
+            // Its provision job was cancelled and stops at its next heartbeat (or its lease
+            // runs out): tearing down beside it would race it.
+            throw JobSnooze(for: .seconds(1), "a provision job still holds cluster \(payload.clusterID)")
+        case .tearingDown:
+            break
+        }
+        guard let cluster = try await self.store.cluster(id: payload.clusterID) else {
+            throw PermanentJobFailure("cluster \(payload.clusterID) does not exist")
+        }
+        var spec = try self.settings.spec(for: cluster)
+        if cluster.region == nil { spec.region = self.aws.region }
+        // A checkpoint that cannot be read does not stop a teardown: the resources are
+        // found by their tags instead.
+        let state: ProvisionState?
+        do {
+            state = try await self.resumeState(cluster)
+        } catch {
+            logger.warning("checkpoint unreadable; tearing down by tags", metadata: ["error": "\(error)"])
+            state = nil
+        }
+        let provisioner = self.aws.provisioner(region: spec.region, logger: logger)
+        let observer = StoreObserver(jobs: self, context: context, clusterID: cluster.id, subnetID: nil)
+        try await self.store.teardownProgress(clusterID: cluster.id, fence: fence, phase: "terminating instances")
+        _ = try await provisioner.terminateInstances(spec, state: state, observer: observer)
+        try await self.store.teardownProgress(clusterID: cluster.id, fence: fence, phase: "deleting security group")
+        _ = try await provisioner.deleteSecurityGroup(spec, state: state, observer: observer)
+
+        // Renew, then delete: the row stays until AWS confirms, and the janitor retries it.
+        let keyName = state?.keyPairName ?? spec.resourceName
+        try await self.store.scheduleKeyPairDeletion(region: spec.region, keyPairName: keyName, clusterID: cluster.id)
+        try await self.store.teardownProgress(clusterID: cluster.id, fence: fence, phase: "deleting key pair")
+        do {
+            _ = try await provisioner.deleteKeyPair(named: keyName, margin: .seconds(600), observer: observer)
+            try await self.store.keyPairDeleted(region: spec.region, keyPairName: keyName)
+        } catch let error as QueueError where error.code == .leaseLost {
+            throw error
+        } catch {
+            try await self.store.keyPairDeletionFailed(region: spec.region, keyPairName: keyName, error: "\(error)", retryAfter: .seconds(30))
+            logger.warning("key pair delete failed; the janitor will retry it", metadata: ["error": "\(error)"])
+        }
+        let leftovers = try await provisioner.leftovers(spec, state: state).filter { !$0.hasPrefix("key pair ") }
+        guard leftovers.isEmpty else {
+            throw ProvisionError(.leftovers, "teardown of \(cluster.id) left: \(leftovers.joined(separator: ", "))")
+        }
+        try await self.store.markDestroyed(clusterID: cluster.id, fence: fence)
+        logger.info("cluster destroyed")
+    }
+
+    /// The deployment tag: the setting, else the database's own id.
+    func deployment() async throws -> String {
+        if let deployment = self.settings.deployment { return deployment }
+        return try await self.store.deploymentID()
+    }
+}

@@ -242,6 +242,7 @@ CREATE FUNCTION cluster_start_provisioning(p_job bigint, p_token uuid, p_cluster
 RETURNS TABLE (region text, deployment text) LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM cluster_require_lease(p_job, p_token, p_cluster);
+    PERFORM cluster_refuse_if_cancelled(p_job, p_cluster, 'start provisioning');
     RETURN QUERY
     UPDATE clusters c SET state = 'provisioning', phase = coalesce(c.phase, 'started'),
                           region = coalesce(c.region, p_region), deployment = coalesce(c.deployment, p_deployment),
@@ -313,6 +314,9 @@ CREATE FUNCTION cluster_save_logs(p_job bigint, p_token uuid, p_cluster text, p_
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM cluster_require_lease(p_job, p_token, p_cluster);
+    IF EXISTS (SELECT 1 FROM clusters WHERE id = p_cluster AND state = 'destroyed') THEN
+        PERFORM cluster_refuse(p_cluster, 'save install logs');
+    END IF;
     INSERT INTO cluster_logs (cluster_id, name, contents)
     SELECT p_cluster, n, c FROM unnest(p_names, p_contents) AS l(n, c)
     ON CONFLICT (cluster_id, name) DO UPDATE SET contents = EXCLUDED.contents, created_at = now();
@@ -329,6 +333,9 @@ DECLARE
     current text;
 BEGIN
     PERFORM cluster_require_lease(p_job, p_token, p_cluster);
+    -- Job rows before the cluster row, as everywhere else (no deadlock with a job ending).
+    PERFORM 1 FROM jobs WHERE kind = 'provision' AND payload ->> 'cluster_id' = p_cluster
+                          AND state IN ('queued', 'running') FOR UPDATE;
     IF EXISTS (SELECT 1 FROM jobs WHERE kind = 'provision' AND payload ->> 'cluster_id' = p_cluster AND state = 'running') THEN
         RETURN 'wait';
     END IF;
@@ -413,11 +420,15 @@ BEGIN
                                                  AND j.payload ->> 'cluster_id' = c.id AND j.state IN ('queued', 'running'))
           AND (c.state <> 'teardown_failed' OR c.updated_at <= now() - retry_after)
         ORDER BY c.id
+        FOR UPDATE OF c SKIP LOCKED
     LOOP
         IF r.state IN ('requested', 'provisioning') THEN
             UPDATE clusters SET state = 'failed',
                    last_error = coalesce(last_error, 'its provision job ended without a result')
             WHERE id = r.id AND state = r.state;
+            IF NOT FOUND THEN
+                CONTINUE;
+            END IF;
             INSERT INTO cluster_events (cluster_id, kind, detail)
             VALUES (r.id, 'failed', jsonb_build_object('error', 'reconciled: no provision job holds the cluster'));
         END IF;
@@ -447,3 +458,8 @@ SELECT c.id,
        c.deployment,
        c.teardown_reason
 FROM clusters c;
+
+-- Releases recorded before this migration were acted on by the old lifetime pass, which
+-- looked at release_requested_at; the new one does not: act on them now.
+SELECT cluster_begin_teardown(id, 'released') FROM clusters
+WHERE release_requested_at IS NOT NULL AND state IN ('requested', 'provisioning', 'ready', 'failed');

@@ -121,6 +121,9 @@ struct RequestCommand: AsyncParsableCommand {
             let made = Responsibility()
             do {
                 return try await untilSignalled {
+                    // Responsible from before the request: a signal while it commits must
+                    // still release what it may have recorded.
+                    made.set(new.id, new.leaseToken)
                     let (id, token, created) = try await store.request(new)
                     made.set(id, token)
                     if !created { FileHandle.standardError.write(Data("request id already used: returning cluster \(id)\n".utf8)) }
@@ -154,8 +157,11 @@ struct RequestCommand: AsyncParsableCommand {
                     return status
                 }
                 do {
-                    let state = try await store.release(clusterID: id, leaseToken: token)
+                    // Bounded: with the database gone, the server's deadline takes over.
+                    let state = try await withDeadline(.seconds(20)) { try await store.release(clusterID: id, leaseToken: token) }
                     FileHandle.standardError.write(Data("client: \(why); released cluster \(id) (it is \(state) now; --keep-on-failure keeps it)\n".utf8))
+                } catch let error as QueueError where error.code == .notFound {
+                    FileHandle.standardError.write(Data("client: \(why); nothing was recorded\n".utf8))
                 } catch {
                     FileHandle.standardError.write(Data("client: \(why); could not release cluster \(id) (\(DatabaseErrorDescription.describe(error))): the server gives it up at its deadline\n".utf8))
                 }

@@ -17,7 +17,11 @@ func untilSignalled<T: Sendable>(_ body: @escaping @Sendable () async throws -> 
     let sources = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
         signal(number, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-        source.setEventHandler { received.yield(number) }
+        source.setEventHandler {
+            // The first signal starts the clean-up; a second one ends the process at once.
+            signal(number, SIG_DFL)
+            received.yield(number)
+        }
         source.resume()
         return source
     }
@@ -61,4 +65,23 @@ final class Responsibility: Sendable {
     private let value = Mutex<(id: String, token: String)?>(nil)
     func set(_ id: String, _ token: String) { self.value.withLock { $0 = (id, token) } }
     var current: (id: String, token: String)? { self.value.withLock { $0 } }
+}
+
+struct DeadlinePassed: Error, CustomStringConvertible {
+    var limit: Duration
+    var description: String { "no answer within \(limit)" }
+}
+
+/// `body`, or ``DeadlinePassed`` once `limit` has passed.
+func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else { throw DeadlinePassed(limit: limit) }
+        return value
+    }
 }

@@ -31,12 +31,7 @@ public struct ClusterStore: Sendable {
     /// id that was used before returns the cluster it created (`created == false`) when the
     /// owner matches; another owner is refused.
     public func request(_ new: NewCluster) async throws -> (id: String, leaseToken: String, created: Bool) {
-        if let requestID = new.requestID, let existing = try await self.byRequestID(requestID) {
-            guard existing.owner == new.owner else {
-                throw QueueError(.invalidInput, "request id \(requestID) belongs to another owner")
-            }
-            return (existing.id, existing.token, false)
-        }
+        if let requestID = new.requestID, let existing = try await self.reuse(requestID, new) { return existing }
         let payload = "{\"cluster_id\": \"\(new.id)\"}"
         do {
             try await self.client.withTransaction(logger: self.logger) { connection in
@@ -60,21 +55,36 @@ public struct ClusterStore: Sendable {
             }
         } catch let error as PostgresTransactionError {
             if let inner = error.closureError as? PSQLError, inner.sqlState == SQLState.uniqueViolation,
-               let requestID = new.requestID, let existing = try await self.byRequestID(requestID), existing.owner == new.owner {
-                return (existing.id, existing.token, false)
+               let requestID = new.requestID, let existing = try await self.reuse(requestID, new) {
+                return existing
             }
             throw QueueError(.database, "could not record the request: \(Migrator.describe(error))", underlying: error)
         }
         return (new.id, new.leaseToken, true)
     }
 
-    private func byRequestID(_ requestID: String) async throws -> (id: String, owner: String, token: String)? {
+    /// The cluster an earlier request with the same id made, for a retry by the same owner:
+    /// its deadline is moved on (the retry waits for it now). A cluster that is being torn
+    /// down or is gone cannot be handed out again.
+    private func reuse(_ requestID: String, _ new: NewCluster) async throws -> (id: String, leaseToken: String, created: Bool)? {
         let rows = try await self.client.query("""
-            SELECT c.id, c.owner, s.lease_token FROM clusters c JOIN cluster_secrets s ON s.cluster_id = c.id
+            SELECT c.id, c.owner, c.state, s.lease_token FROM clusters c JOIN cluster_secrets s ON s.cluster_id = c.id
             WHERE c.request_id = \(requestID)
             """, logger: self.logger)
-        for try await (id, owner, token) in rows.decode((String, String, String).self) { return (id, owner, token) }
-        return nil
+        var found: (id: String, owner: String, state: String, token: String?)?
+        for try await row in rows.decode((String, String, String, String?).self) { found = row }
+        guard let found else { return nil }
+        guard found.owner == new.owner else {
+            throw QueueError(.invalidInput, "request id \(requestID) belongs to another owner")
+        }
+        guard let token = found.token, !["tearing_down", "teardown_failed", "destroyed", "failed"].contains(found.state) else {
+            throw QueueError(.conflict, "request id \(requestID) was used for cluster \(found.id), which is \(found.state): use a new request id")
+        }
+        try await self.client.query("""
+            UPDATE clusters SET abandon_at = greatest(abandon_at, now() + make_interval(secs => \(new.abandonAfter.seconds)))
+            WHERE id = \(found.id) AND collected_at IS NULL
+            """, logger: self.logger)
+        return (found.id, token, false)
     }
 
     // MARK: Reading
@@ -144,8 +154,11 @@ public struct ClusterStore: Sendable {
 
     /// Throws unless `token` is the cluster's lease token. Compared in SQL; never logged.
     private func checkToken(_ id: String, _ token: String) async throws {
-        guard try await self.cluster(id: id) != nil else {
+        guard let cluster = try await self.cluster(id: id) else {
             throw QueueError(.notFound, "no cluster with id \(id) (see `client list`)")
+        }
+        guard cluster.state != .destroyed else {
+            throw QueueError(.conflict, "cluster \(id) is destroyed; its key and token were erased")
         }
         let rows = try await self.client.query("SELECT 1 FROM cluster_secrets WHERE cluster_id = \(id) AND lease_token = \(token)", logger: self.logger)
         for try await _ in rows { return }
@@ -162,6 +175,7 @@ public struct ClusterStore: Sendable {
                 try await self.client.query("""
                     UPDATE clusters SET collected_at = coalesce(collected_at, now()) WHERE id = \(clusterID)
                     """, logger: self.logger)
+                try await self.event(clusterID, "key-read", [:])
                 return key
             }
         }

@@ -19,7 +19,9 @@ public enum DatabaseErrorDescription {
         if let info = error.serverInfo, let message = info[.message] {
             let state = info[.sqlState] ?? ""
             let meaning = Self.meaning(ofSQLState: state)
-            let detail = info[.detail].map { " (\($0))" } ?? ""
+            // A constraint violation's detail quotes the failing row ("Failing row contains
+            // (…)"), which may hold a key or a token: never shown.
+            let detail = state.hasPrefix("23") ? "" : info[.detail].map { " (\($0))" } ?? ""
             return "\(message)\(detail)" + (meaning.map { " [\(state): \($0)]" } ?? (state.isEmpty ? "" : " [\(state)]"))
         }
         switch error.code {

@@ -221,7 +221,9 @@ public struct JobQueue: Sendable {
     public func release(_ job: ClaimedJob) async throws {
         try await self.fenced(job, "release") {
             let rows = try await self.client.query("""
-                UPDATE jobs SET state = 'queued', attempt = attempt - 1, run_after = now(),
+                UPDATE jobs SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+                                finished_at = CASE WHEN cancel_requested THEN now() END,
+                                attempt = attempt - 1, run_after = now(),
                                 lease_token = NULL, lease_expires_at = NULL, updated_at = now()
                 WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
                 RETURNING id

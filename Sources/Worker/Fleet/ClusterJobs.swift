@@ -92,6 +92,11 @@ public struct ClusterJobs: Sendable {
         let recorded = try await self.store.startProvisioning(clusterID: cluster.id, fence: fence, region: self.aws.region,
                                                               deployment: deployment, account: await self.aws.accountID())
         (cluster.region, cluster.deployment) = (recorded.region, recorded.deployment)
+        // Images and subnets belong to a region: only a worker of the cluster's own region
+        // can go on building it (one of the other region's workers will take the job).
+        guard recorded.region == self.aws.region else {
+            throw JobSnooze(for: .seconds(30), "cluster \(cluster.id) lives in \(recorded.region); this worker builds in \(self.aws.region)")
+        }
         let spec: ClusterSpec
         do {
             spec = try self.settings.spec(for: cluster)

@@ -6,7 +6,11 @@
 #                           in subnet 127.0.1.0/24). A connection to 127.0.1.N is a connection
 #                           to "the instance with private IP 127.0.1.N": sshd accepts exactly
 #                           the public key of that instance's key pair, looked up in the
-#                           emulator, as EC2's key injection would. Exports:
+#                           emulator, as EC2's key injection would. Every session gets
+#                           PATH=$STACK_DIR/dcos-stub/state/shims:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+#                           (sshd_config SetEnv): the OS shims stack_start_installer writes
+#                           (rpm, yum, systemctl, docker, ...; scripts/fixtures/dcos-stub/README.md)
+#                           answer from the node's modelled operating system. Exports:
 #                             FLOTILLA_TEST_SSH_PORT      the port, on every node address
 #                             FLOTILLA_TEST_SSH_USER      the login user (the user running this)
 #                             FLOTILLA_TEST_SSH_HOST_KEY  the nodes' host public key file
@@ -17,6 +21,7 @@
 #                             FLOTILLA_TEST_STUB_STATE     what ran where; tests write its `fail`
 #                             FLOTILLA_TEST_CHECK_RUNNER   $FLOTILLA_TEST_STUB_STATE/bin/dcos-check-runner
 #                             FLOTILLA_TEST_IP_DETECT      ip-detect script that works on these nodes
+#                             FLOTILLA_TEST_NODE_SHIMS     the OS shim folder first on the nodes' PATH
 #   stack_nodes_write_aws_conf
 #                           (re)write the emulator coordinates both read, from
 #                           FLOTILLA_TEST_AWS_{ENDPOINT,ACCESS_KEY_ID,SECRET_ACCESS_KEY,REGION}
@@ -145,6 +150,9 @@ stack_start_nodes() {
   ssh-keygen -q -t ed25519 -N '' -C flotilla-test-node -f "$dir/ssh_host_ed25519_key"
   cfg="$dir/sshd_config"
   log="$dir/sshd.log"
+  # The nodes' operating system is modelled: the shim folder (written by stack_start_installer)
+  # comes first on every session's PATH, then the usual system folders.
+  local shims="$STACK_DIR/dcos-stub/state/shims"
   cat >"$cfg" <<EOF
 # sshd for the Flotilla loopback test cluster (scripts/lib/nodes.sh). The listen addresses
 # come on the command line: 127.0.1.$_NODES_FIRST ... 127.0.1.$_NODES_LAST, split over several sshd processes.
@@ -168,6 +176,7 @@ X11Forwarding no
 PrintMotd no
 PrintLastLog no
 Subsystem sftp internal-sftp
+SetEnv PATH=$shims:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 EOF
   # OpenSSH 9.8+ penalises sources that fail to authenticate; every test connects from 127.0.0.1.
   if $_nodes_sudo "$sshd" -t -f "$cfg" -o PerSourcePenalties=no 2>/dev/null; then
@@ -219,6 +228,9 @@ stack_start_installer() {
   : >"$dir/state/fail"
   "$py" "$FLOTILLA_ROOT/scripts/fixtures/dcos-stub/stub.py" render-installer \
     --out "$dir/www/dcos_generate_config.sh" --state "$dir/state" --aws-conf "$STACK_DIR/nodes/aws.json"
+  # The OS shims on the nodes' PATH (stack_start_nodes puts this folder first).
+  "$py" "$FLOTILLA_ROOT/scripts/fixtures/dcos-stub/stub.py" render-shims \
+    --out-dir "$dir/state/shims" --state "$dir/state" --aws-conf "$STACK_DIR/nodes/aws.json"
   port=$(stack_free_port)
   "$py" -m http.server --bind 127.0.0.1 --directory "$dir/www" "$port" >"$dir/http.log" 2>&1 &
   stack_on_exit "kill $!"
@@ -228,5 +240,6 @@ stack_start_installer() {
   export FLOTILLA_TEST_STUB_STATE="$dir/state"
   export FLOTILLA_TEST_CHECK_RUNNER="$dir/state/bin/dcos-check-runner"
   export FLOTILLA_TEST_IP_DETECT="$FLOTILLA_ROOT/scripts/fixtures/dcos-stub/ip-detect-loopback"
+  export FLOTILLA_TEST_NODE_SHIMS="$dir/state/shims"
   stack_log "stub DC/OS installer at $FLOTILLA_TEST_INSTALLER_URL (state $FLOTILLA_TEST_STUB_STATE)"
 }

@@ -30,6 +30,9 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
     public var sshPort: Int = 22
     /// Launch into this subnet; `nil` uses the region's default VPC.
     public var subnetID: String?
+    /// The worker fleet's address range, given SSH (port 22) by a rule of its own whatever
+    /// `adminLocation` says. `nil`: the VPC's range when SSH goes to private addresses.
+    public var workerCIDR: String?
     /// Tag values carried by every resource.
     public var owner: String = "flotilla"
     /// The fleet the cluster belongs to (`deployment` tag); a sweep touches only its own.
@@ -112,6 +115,9 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
         guard CIDR(self.adminLocation) != nil else {
             throw refuse("admin location '\(self.adminLocation.prefix(40))' is not an IPv4 CIDR block like 203.0.113.0/24 (0.0.0.0/0 allows everyone)")
         }
+        if let workerCIDR = self.workerCIDR, CIDR(workerCIDR) == nil {
+            throw refuse("worker CIDR '\(workerCIDR.prefix(40))' (FLOTILLA_WORKER_CIDR) is not an IPv4 CIDR block like 198.51.100.0/24")
+        }
         guard let url = URL(string: self.installerURL), ["http", "https"].contains(url.scheme?.lowercased() ?? ""),
               url.host?.isEmpty == false
         else {
@@ -142,11 +148,13 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
 /// How the installer is driven over SSH. Defaults are for real AWS; the loopback test
 /// cluster overrides the serve command, the check runner path and `ip-detect`.
 public struct InstallSettings: Codable, Sendable, Hashable {
-    /// The port the bootstrap node serves `genconf/serve/` on.
-    public var bootstrapPort: Int = 80
+    /// The port the bootstrap node serves `genconf/serve/` on: none of the ports open to
+    /// `admin_location`, so only the cluster's members reach the served configuration.
+    public var bootstrapPort: Int = 8081
     /// Starts serving `genconf/serve` (the working directory is the installer folder).
     /// `{port}` and `{ip}` are replaced.
-    public var serveCommand: String = "sudo docker rm -f flotilla-bootstrap >/dev/null 2>&1; sudo docker run -d --name flotilla-bootstrap --restart=always -p {port}:80 -v \"$PWD/genconf/serve:/usr/share/nginx/html:ro\" nginx"
+    /// The nginx image is pinned, so a new `latest` never changes how clusters install.
+    public var serveCommand: String = "sudo docker rm -f flotilla-bootstrap >/dev/null 2>&1; sudo docker run -d --name flotilla-bootstrap --restart=always -p {port}:80 -v \"$PWD/genconf/serve:/usr/share/nginx/html:ro\" nginx:1.27.3-alpine"
     public var checkRunnerPath: String = "/opt/mesosphere/bin/dcos-check-runner"
     /// `genconf/ip-detect`: prints the node's private IP (AWS: instance metadata).
     public var ipDetect: String = "#!/bin/sh\nset -o nounset -o errexit\ncurl -fsSL http://169.254.169.254/latest/meta-data/local-ipv4\n"
@@ -194,6 +202,9 @@ public struct InstallSettings: Codable, Sendable, Hashable {
     func validate() throws {
         guard (1...65535).contains(self.bootstrapPort) else {
             throw ProvisionError(.invalidSpec, "bootstrap port must be from 1 to 65535")
+        }
+        guard !ClusterProvisioner.adminPorts.contains(self.bootstrapPort) else {
+            throw ProvisionError(.invalidSpec, "bootstrap port \(self.bootstrapPort) is open to admin_location (\(ClusterProvisioner.adminPorts.map(String.init).joined(separator: ", "))): the served configuration must reach the cluster's members only; pick another port")
         }
         guard (1...100).contains(self.parallelism) else {
             throw ProvisionError(.invalidSpec, "install parallelism must be from 1 to 100")

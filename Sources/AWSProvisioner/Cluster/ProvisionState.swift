@@ -19,6 +19,10 @@ public struct ProvisionState: Codable, Sendable, Hashable, CustomStringConvertib
     public var vpcCIDR: String?
     public var launches: [Launch] = []
     public var nodes: [Node] = []
+    /// The nodes (instance ids) whose deploy was started: recorded before the first
+    /// `dcos_install.sh ROLE` runs, so a resumed provisioning knows an installation may be
+    /// under way there (and checks the node before deploying: the installer refuses twice).
+    public var deployStartedOn: [String]?
 
     public init(clusterID: String) { self.clusterID = clusterID }
 
@@ -69,13 +73,15 @@ public struct ProvisionStep: Codable, Sendable, Hashable, Comparable, CustomStri
     public static let instancesLaunched = ProvisionStep("instances-launched", 3)
     public static let instancesRunning = ProvisionStep("instances-running", 4)
     public static let sshReady = ProvisionStep("ssh-ready", 5)
-    public static let bootstrapReady = ProvisionStep("bootstrap-ready", 6)
-    public static let preflightPassed = ProvisionStep("preflight-passed", 7)
-    public static let deployed = ProvisionStep("deployed", 8)
-    public static let ready = ProvisionStep("ready", 9)
+    /// Every node has what DC/OS needs (Docker, ipset, …): installed where it was missing.
+    public static let prerequisitesReady = ProvisionStep("prerequisites-ready", 6)
+    public static let bootstrapReady = ProvisionStep("bootstrap-ready", 7)
+    public static let preflightPassed = ProvisionStep("preflight-passed", 8)
+    public static let deployed = ProvisionStep("deployed", 9)
+    public static let ready = ProvisionStep("ready", 10)
 
-    public static let all: [ProvisionStep] = [.started, .keyImported, .securityGroupReady, .instancesLaunched,
-                                              .instancesRunning, .sshReady, .bootstrapReady, .preflightPassed, .deployed, .ready]
+    public static let all: [ProvisionStep] = [.started, .keyImported, .securityGroupReady, .instancesLaunched, .instancesRunning,
+                                              .sshReady, .prerequisitesReady, .bootstrapReady, .preflightPassed, .deployed, .ready]
 
     public init(from decoder: any Decoder) throws {
         let value = try decoder.singleValueContainer().decode(String.self)

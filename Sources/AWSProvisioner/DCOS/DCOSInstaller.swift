@@ -44,9 +44,12 @@ struct DCOSInstaller: Sendable {
             resolvers: [resolver], overrides: self.spec.dcosConfigOverrides)
     }
 
-    /// One script, sent on standard input: download the installer (retried for
-    /// `downloadRetrySeconds`), write genconf, run `--genconf`, serve `genconf/serve/` and
-    /// check that `dcos_install.sh` is served.
+    /// One script, copied to the node as a file and run with its standard input closed:
+    /// download the installer (retried for `downloadRetrySeconds`; a download that stalls
+    /// below 10 kB/s for a minute is aborted and retried), write genconf, run `--genconf`,
+    /// serve `genconf/serve/` and check that `dcos_install.sh` is served (the step fails
+    /// when it is not). Never `bash -s`: the real `dcos_generate_config.sh` ends in
+    /// `docker run -i`, which would swallow every line after it from standard input.
     func bootstrapScript(_ state: ProvisionState) -> String {
         let install = self.spec.install
         let bootstrap = state.bootstrapNode!
@@ -71,7 +74,7 @@ struct DCOSInstaller: Sendable {
             mkdir -p "$HOME/\(self.workDirectory)/genconf"
             cd "$HOME/\(self.workDirectory)"
             deadline=$(( $(date +%s) + \(Int(install.downloadRetrySeconds)) ))
-            until curl -fLsS --retry 3 --retry-delay 2 --connect-timeout 10 -o dcos_generate_config.sh.part \(shellQuote(self.spec.installerURL)); do
+            until curl -fLsS --retry 3 --retry-delay 2 --connect-timeout 10 --speed-limit 10240 --speed-time 60 -o dcos_generate_config.sh.part \(shellQuote(self.spec.installerURL)); do
               if [ "$(date +%s)" -ge "$deadline" ]; then
                 echo "flotilla: could not download the installer for \(Int(install.downloadRetrySeconds)) s" >&2
                 exit 1
@@ -97,8 +100,7 @@ struct DCOSInstaller: Sendable {
         }
         try await self.observer.beforeMutation("bootstrap node setup")
         await self.observer.progress("bootstrap: downloading the installer and generating the configuration")
-        let result = try await self.shell.run("bash -s", on: self.target(bootstrap),
-                                              input: Data(self.bootstrapScript(state).utf8), timeout: self.commandTimeout)
+        let result = try await self.runScript(self.bootstrapScript(state), named: "bootstrap", on: bootstrap, asRoot: false)
         guard result.succeeded else {
             let log = await self.collectLog(node: bootstrap, phase: "bootstrap", result: result)
             throw ProvisionError(.installFailed, "the bootstrap node \(bootstrap.privateIP) failed: \(result.summary)",
@@ -106,26 +108,100 @@ struct DCOSInstaller: Sendable {
         }
     }
 
+    /// What the installer prints when a node already holds an installation, finished or
+    /// still running (`check_preexisting_dcos` in dcos_install.sh); it refuses to install
+    /// again. Its own preflight is the judge: it knows what counts (the dcos.target unit,
+    /// a non-empty /opt/mesosphere), where a check of our own would drift from it.
+    static let existingInstallation = "Found an existing DC/OS installation"
+
     func command(for phase: Phase, node: ProvisionState.Node, bootstrap: ProvisionState.Node) -> String {
         let fetch = """
-            d=$(mktemp -d) && curl -fsS --retry 5 --retry-delay 1 -o "$d/dcos_install.sh" \(shellQuote(self.bootstrapURL(bootstrap) + "/dcos_install.sh"))
+            d=$(mktemp -d) && curl -fsS --retry 5 --retry-delay 1 --speed-limit 10240 --speed-time 60 -o "$d/dcos_install.sh" \(shellQuote(self.bootstrapURL(bootstrap) + "/dcos_install.sh"))
             """
         switch phase {
         case .preflight:
-            return "\(fetch) && sudo bash \"$d/dcos_install.sh\" --preflight-only \(node.role.rawValue); rc=$?; rm -rf \"$d\"; exit $rc"
+            return "\(fetch) && sudo bash \"$d/dcos_install.sh\" --preflight-only \(node.role.rawValue) </dev/null; rc=$?; rm -rf \"$d\"; exit $rc"
         case .deploy:
-            return "\(fetch) && sudo bash \"$d/dcos_install.sh\" \(node.role.rawValue); rc=$?; rm -rf \"$d\"; exit $rc"
+            // Once per node: a deploy that started before a crash is not started again
+            // (postflight then waits for it to finish).
+            return """
+                \(fetch) || exit $?
+                if sudo bash "$d/dcos_install.sh" --preflight-only \(node.role.rawValue) </dev/null 2>&1 | grep -q \(shellQuote(Self.existingInstallation)); then
+                  echo "flotilla: DC/OS is already installed (or installing) on this node; not deploying again"; rc=0
+                else
+                  sudo bash "$d/dcos_install.sh" \(node.role.rawValue) </dev/null; rc=$?
+                fi
+                rm -rf "$d"; exit $rc
+                """
         case .postflight:
+            // Its own deadline, shorter than the SSH command's, so the step ends with what
+            // was still failing rather than a bare timeout.
             let runner = shellQuote(self.spec.install.checkRunnerPath)
             let interval = self.spec.install.postflightIntervalSeconds
             return """
                 deadline=$(( $(date +%s) + \(Int(self.spec.install.postflightTimeoutSeconds)) ))
-                until sudo \(runner) check node-poststart && sudo \(runner) check cluster; do
-                  if [ "$(date +%s)" -ge "$deadline" ]; then echo "flotilla: postflight checks did not pass in time" >&2; exit 1; fi
+                until out=$(sudo \(runner) check node-poststart 2>&1) && out=$(sudo \(runner) check cluster 2>&1); do
+                  if [ "$(date +%s)" -ge "$deadline" ]; then
+                    echo "flotilla: postflight checks did not pass in \(Int(self.spec.install.postflightTimeoutSeconds)) s; the last check said:" >&2
+                    printf '%s\\n' "$out" | tail -n 40 >&2
+                    exit 1
+                  fi
                   sleep \(interval)
                 done
                 """
         }
+    }
+
+    /// `command` bounded on the node itself: when the limit passes, the node kills it (and
+    /// what it started), so a command the worker gave up on does not keep running there.
+    func bounded(_ command: String) -> String {
+        "timeout --kill-after=10 \(Int(self.spec.install.commandTimeoutSeconds)) bash -c \(shellQuote(command))"
+    }
+
+    /// The worker's own limit: a little longer than the node's, so the node's kill wins.
+    var sshTimeout: Duration { self.commandTimeout + .seconds(20) }
+
+    /// Copies `script` to the node as a file and runs it there with standard input closed
+    /// (as root, keeping PATH, when `asRoot`), bounded by the command limit.
+    func runScript(_ script: String, named name: String, on node: ProvisionState.Node, asRoot: Bool) async throws -> RemoteResult {
+        let runner = asRoot ? #"sudo env PATH="$PATH" bash"# : "bash"
+        let command = #"f=$(mktemp /tmp/flotilla-"# + name + #".XXXXXX) && cat > "$f" && { "#
+            + self.bounded("\(runner) \"$0\" </dev/null") + #" "$f"; rc=$?; rm -f "$f"; exit $rc; }"#
+        return try await self.shell.run(command, on: self.target(node), input: Data(script.utf8), timeout: self.sshTimeout)
+    }
+
+    /// The prerequisites step on every node, the bootstrap node included: detects what DC/OS
+    /// needs and installs only what is missing (``NodePreparation``).
+    func prepareNodes(_ state: ProvisionState) async throws {
+        try await self.observer.beforeMutation("prerequisites on \(state.nodes.count) nodes")
+        let started = ContinuousClock.now
+        let results = await forEachConcurrently(state.nodes, limit: self.spec.install.parallelism) { node in
+            try await self.runScript(NodePreparation.script, named: "prereqs", on: node, asRoot: true)
+        }
+        var logs: [String: String] = [:]
+        var failed: [String] = []
+        var changed: [String] = []
+        for (node, result) in zip(state.nodes, results) {
+            let outcome: RemoteResult
+            switch result {
+            case .success(let value): outcome = value
+            case .failure(let error): outcome = RemoteResult(exitStatus: nil, stdout: "", stderr: "\(error)", sshFailed: true)
+            }
+            if !outcome.succeeded {
+                failed.append("\(node.privateIP) (\(node.role)): \(outcome.summary)")
+                logs["prerequisites-\(node.publicIP ?? node.privateIP).log"] = await self.collectLog(node: node, phase: "prerequisites", result: outcome)
+            } else if !outcome.stdout.contains("nothing missing") {
+                changed.append("\(node.privateIP): " + outcome.stdout.split(separator: "\n").map(String.init).joined(separator: "; "))
+            }
+        }
+        guard failed.isEmpty else {
+            throw ProvisionError(.installFailed, "prerequisites failed on \(failed.count) of \(state.nodes.count) nodes: \(failed.joined(separator: "; "))",
+                                 logs: logs)
+        }
+        let seconds = (ContinuousClock.now - started).secondsValue
+        await self.observer.progress(changed.isEmpty
+            ? "prerequisites: nothing missing on \(state.nodes.count) nodes (\(String(format: "%.2f", seconds)) s)"
+            : "prerequisites installed in \(String(format: "%.1f", seconds)) s: \(changed.joined(separator: " | "))")
     }
 
     /// Runs `phase` on every cluster node; throws with the failed nodes' logs.
@@ -137,8 +213,8 @@ struct DCOSInstaller: Sendable {
         try await self.observer.beforeMutation("\(phase.rawValue) on \(nodes.count) nodes")
         await self.observer.progress("\(phase.rawValue): \(nodes.count) nodes")
         let results = await forEachConcurrently(nodes, limit: self.spec.install.parallelism) { node in
-            try await self.shell.run(self.command(for: phase, node: node, bootstrap: bootstrap),
-                                     on: self.target(node), input: nil, timeout: self.commandTimeout)
+            try await self.shell.run(self.bounded(self.command(for: phase, node: node, bootstrap: bootstrap)),
+                                     on: self.target(node), input: nil, timeout: self.sshTimeout)
         }
         var logs: [String: String] = [:]
         var failed: [String] = []

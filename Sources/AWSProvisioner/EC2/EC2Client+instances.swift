@@ -32,6 +32,9 @@ extension EC2Client {
         }
         parameters.addTagSpecifications(request.tagSpecifications)
         parameters.add("UserData", request.userData.map { Data($0.utf8).base64EncodedString() })
+        parameters.add("MetadataOptions.HttpEndpoint", "enabled")
+        parameters.add("MetadataOptions.HttpTokens", request.metadataTokensRequired ? "required" : "optional")
+        parameters.add("MetadataOptions.HttpPutResponseHopLimit", request.metadataHopLimit)
         let root = try await send("RunInstances", parameters)
         return root.items("instancesSet").map(EC2Instance.init(xml:))
     }

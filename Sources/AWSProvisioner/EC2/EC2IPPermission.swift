@@ -37,7 +37,8 @@ public struct EC2IPPermission: Sendable, Hashable {
             result.append(("\(prefix).IpRanges.\(index + 1).CidrIp", cidr))
         }
         for (index, group) in sourceGroupIDs.enumerated() {
-            result.append(("\(prefix).UserIdGroupPairs.\(index + 1).GroupId", group))
+            // The Query API names the member `Groups` (botocore: UserIdGroupPairs, locationName "groups").
+            result.append(("\(prefix).Groups.\(index + 1).GroupId", group))
         }
         return result
     }

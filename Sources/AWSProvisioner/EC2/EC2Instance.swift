@@ -16,6 +16,8 @@ public struct EC2Instance: Sendable, Hashable {
     public var availabilityZone: String?
     public var securityGroupIDs: [String]
     public var tags: [EC2Tag]
+    /// `required` when the instance answers IMDSv2 (token) requests only.
+    public var metadataHTTPTokens: String?
 
     init(xml: XMLNode) {
         instanceID = xml.string("instanceId") ?? ""
@@ -33,5 +35,6 @@ public struct EC2Instance: Sendable, Hashable {
         availabilityZone = xml.string("placement/availabilityZone")
         securityGroupIDs = xml.items("groupSet").compactMap { $0.string("groupId") }
         tags = EC2Tag.list(xml)
+        metadataHTTPTokens = xml.string("metadataOptions/httpTokens")
     }
 }

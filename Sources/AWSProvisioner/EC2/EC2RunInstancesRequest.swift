@@ -17,6 +17,10 @@ public struct EC2RunInstancesRequest: Sendable, Hashable {
     public var tagSpecifications: [EC2TagSpecification]
     /// User data, sent base64-encoded.
     public var userData: String?
+    /// Instance metadata: IMDSv2 only (`HttpTokens=required`) by default, with a hop limit of
+    /// 2 so containers on the node (DC/OS runs many) can still get a token.
+    public var metadataTokensRequired: Bool = true
+    public var metadataHopLimit: Int = 2
 
     public init(
         imageID: String,

@@ -127,6 +127,12 @@ public struct ClusterProvisioner: Sendable {
                 if let key = node.hostKey { try await shell.pinHostKey(key, for: installer.target(node)) }
             }
         }
+        if state.step < .prerequisitesReady {
+            try await observer.checkpoint(state, moment: .before, step: "prerequisites")
+            try await installer.prepareNodes(state)
+            state.step = .prerequisitesReady
+            try await observer.checkpoint(state, moment: .after, step: "prerequisites")
+        }
         if state.step < .bootstrapReady {
             try await observer.checkpoint(state, moment: .before, step: "bootstrap")
             try await installer.bootstrap(state)
@@ -135,6 +141,12 @@ public struct ClusterProvisioner: Sendable {
         }
         for (phase, done) in [(DCOSInstaller.Phase.preflight, ProvisionStep.preflightPassed),
                               (.deploy, .deployed), (.postflight, .ready)] where state.step < done {
+            if phase == .deploy {
+                if let started = state.deployStartedOn, !started.isEmpty {
+                    await observer.progress("deploy resumes: started before on \(started.count) nodes; each node is checked before it is deployed")
+                }
+                state.deployStartedOn = state.clusterNodes.map(\.instanceID)
+            }
             try await observer.checkpoint(state, moment: .before, step: phase.rawValue)
             try await installer.run(phase, on: state)
             state.step = done
@@ -179,12 +191,23 @@ public struct ClusterProvisioner: Sendable {
         try await observer.checkpoint(state, moment: .after, step: "key pair")
     }
 
-    /// The external rules from the reference (SSH, HTTP, HTTPS, 61001, 9000, ICMP) open to
-    /// `admin_location`, and all traffic between members of the group.
-    static func ingressRules(adminLocation: String, groupID: String) -> [EC2IPPermission] {
-        [22, 80, 443, 61001, 9000].map { EC2IPPermission(ipProtocol: "tcp", fromPort: $0, toPort: $0, cidrRanges: [adminLocation]) }
-            + [EC2IPPermission(ipProtocol: "icmp", fromPort: -1, toPort: -1, cidrRanges: [adminLocation]),
-               EC2IPPermission(ipProtocol: "-1", sourceGroupIDs: [groupID])]
+    /// The ports `admin_location` may reach on every node: SSH, HTTP(S), Exhibitor (61001),
+    /// Marathon-LB stats (9000) and ICMP, as the reference lists them.
+    static let adminPorts = [22, 80, 443, 61001, 9000]
+
+    /// The group's rules: the admin ports open to `admin_location`; SSH from the worker
+    /// fleet's range as a rule of its own, so narrowing `admin_location` never locks the
+    /// fleet out; and all traffic between members of the group. The bootstrap node's serve
+    /// port is none of the admin ports (``ClusterSpec/validate()`` refuses that), so only the
+    /// cluster's own members reach the served configuration.
+    static func ingressRules(adminLocation: String, workerCIDR: String?, groupID: String) -> [EC2IPPermission] {
+        var rules = Self.adminPorts.map { EC2IPPermission(ipProtocol: "tcp", fromPort: $0, toPort: $0, cidrRanges: [adminLocation]) }
+        rules.append(EC2IPPermission(ipProtocol: "icmp", fromPort: -1, toPort: -1, cidrRanges: [adminLocation]))
+        if let workerCIDR, workerCIDR != adminLocation {
+            rules.append(EC2IPPermission(ipProtocol: "tcp", fromPort: 22, toPort: 22, cidrRanges: [workerCIDR]))
+        }
+        rules.append(EC2IPPermission(ipProtocol: "-1", sourceGroupIDs: [groupID]))
+        return rules
     }
 
     private func createSecurityGroup(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
@@ -227,7 +250,10 @@ public struct ClusterProvisioner: Sendable {
             state.securityGroupID = groupID
             try await observer.checkpoint(state, moment: .before, step: "security group rules")
             try await observer.beforeMutation("authorize ingress on \(groupID)")
-            for rule in Self.ingressRules(adminLocation: spec.adminLocation, groupID: groupID) {
+            // The fleet's range: as configured, else the VPC itself when the worker reaches
+            // nodes by private address.
+            let workerCIDR = spec.workerCIDR ?? (spec.sshAddress == .privateIP ? state.vpcCIDR : nil)
+            for rule in Self.ingressRules(adminLocation: spec.adminLocation, workerCIDR: workerCIDR, groupID: groupID) {
                 do {
                     try await self.ec2.authorizeSecurityGroupIngress(groupID: groupID, permissions: [rule])
                 } catch let error as EC2Error where error.code == "InvalidPermission.Duplicate" {

@@ -79,6 +79,9 @@ struct RunCommand: AsyncParsableCommand {
                 fail("cannot set up AWS for provision and teardown jobs: \(error) (or run only other kinds with --kinds noop)")
             }
         }
+        if let settings = aws?.settings, settings.sshAddress == .publicIP, settings.workerCIDR == nil {
+            logger.warning("FLOTILLA_WORKER_CIDR is not set: this worker reaches nodes over SSH only as far as each request's admin location allows; set it to the fleet's egress range (or use FLOTILLA_SSH_ADDRESS=private)")
+        }
         let handlers = JobHandlers.standard(store: ClusterStore(client: client, logger: logger), aws: aws).only(wanted)
         let processor = JobProcessor(
             queue: queue, settings: settings,

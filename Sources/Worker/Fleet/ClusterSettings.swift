@@ -9,6 +9,7 @@ import Queue
 /// | `AWS_REGION` (or the AWS profile) | the region clusters are built in | us-west-2 |
 /// | `FLOTILLA_AMI` | the image for every node | the known CentOS 7 image of the region |
 /// | `FLOTILLA_SUBNET_ID` | the subnet to launch into | the default VPC |
+/// | `FLOTILLA_WORKER_CIDR` | the fleet's range, given SSH whatever `admin_location` says | the VPC with private SSH |
 /// | `FLOTILLA_SSH_USER` | login user on the nodes | centos |
 /// | `FLOTILLA_SSH_PORT` | SSH port on the nodes | 22 |
 /// | `FLOTILLA_SSH_ADDRESS` | `public` or `private`: the address used for SSH | public |
@@ -19,6 +20,8 @@ public struct ClusterSettings: Sendable {
     public var region: String
     public var ami: String?
     public var subnetID: String?
+    /// The fleet's address range, given SSH by a rule of its own (FLOTILLA_WORKER_CIDR).
+    public var workerCIDR: String?
     public var sshUser = "centos"
     public var sshPort = 22
     public var sshAddress = ClusterSpec.SSHAddressMode.publicIP
@@ -36,6 +39,12 @@ public struct ClusterSettings: Sendable {
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
         settings.ami = value("FLOTILLA_AMI")
         settings.subnetID = value("FLOTILLA_SUBNET_ID")
+        if let range = value("FLOTILLA_WORKER_CIDR") {
+            guard CIDR(range) != nil else {
+                throw SettingsError("FLOTILLA_WORKER_CIDR must be an IPv4 CIDR block like 198.51.100.0/24")
+            }
+            settings.workerCIDR = range
+        }
         if let user = value("FLOTILLA_SSH_USER") { settings.sshUser = user }
         if let port = value("FLOTILLA_SSH_PORT") {
             guard let number = Int(port), (1...65535).contains(number) else {
@@ -85,6 +94,7 @@ public struct ClusterSettings: Sendable {
         spec.deployment = cluster.deployment ?? self.deployment
         spec.ami = self.ami
         spec.subnetID = self.subnetID
+        spec.workerCIDR = self.workerCIDR
         spec.sshUser = self.sshUser
         spec.sshPort = self.sshPort
         spec.sshAddress = self.sshAddress

@@ -57,6 +57,108 @@ struct ClusterProvisionerTests {
         try await self.provisionAndCheck(masters: 1, agents: 1, publicAgents: 1)
     }
 
+    @Test("a narrowed admin_location still provisions: SSH for the fleet's range, the serve port for the cluster's own group only, IMDSv2 required")
+    func narrowedAdminLocation() async throws {
+        let cluster = try LoopbackCluster.current()
+        var spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        spec.adminLocation = "203.0.113.0/24"
+        let provisioner = cluster.provisioner()
+        let state = try await provisioner.provision(spec, observer: RecordingObserver())
+        #expect(state.step == .ready)
+
+        let groupID = try #require(state.securityGroupID)
+        let group = try #require(try await cluster.stack.ec2().describeSecurityGroups(groupIDs: [groupID]).first)
+        func sources(of port: Int) -> [String] {
+            group.ingress.filter { $0.ipProtocol == "tcp" && $0.fromPort == port }.flatMap(\.cidrRanges)
+        }
+        let vpc = try #require(state.vpcCIDR)
+        #expect(Set(sources(of: 22)) == ["203.0.113.0/24", vpc], "SSH: admin location and the fleet's range (the VPC, private SSH)")
+        for port in [80, 443, 61001, 9000] { #expect(sources(of: port) == ["203.0.113.0/24"], "port \(port)") }
+        let servePort = spec.install.bootstrapPort
+        #expect(sources(of: servePort).isEmpty, "the serve port \(servePort) is open to no address range")
+        #expect(!group.ingress.contains { $0.ipProtocol == "tcp" && ($0.fromPort ?? 0) <= servePort && ($0.toPort ?? 0) >= servePort && !$0.cidrRanges.isEmpty })
+        #expect(group.ingress.contains { $0.ipProtocol == "-1" && $0.sourceGroupIDs.contains(group.groupID) },
+                "members reach each other, the serve port included: \(group.ingress)")
+
+        let instances = try await cluster.liveInstances(spec)
+        #expect(instances.count == 2)
+        #expect(instances.allSatisfy { $0.metadataHTTPTokens == "required" }, "\(instances.map { $0.metadataHTTPTokens ?? "nil" })")
+
+        cluster.reap(state)
+        let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
+        #expect(report.leftovers.isEmpty)
+    }
+
+    @Test("plain-image nodes get their prerequisites installed, then install; a prepared node is checked in well under a second")
+    func plainImageNodes() async throws {
+        let cluster = try LoopbackCluster.current()
+        let spec = cluster.spec(masters: 1, agents: 1, publicAgents: 0)
+        // Once the instances have addresses, they become plain CentOS images.
+        let observer = RecordingObserver { state, moment, step in
+            if step == "instances running", moment == .after {
+                for node in state.nodes { try cluster.makePlainImage(node.privateIP) }
+            }
+        }
+        let provisioner = cluster.provisioner()
+        let state = try await provisioner.provision(spec, observer: observer)
+        #expect(state.step == .ready)
+        let installed = observer.progress.first { $0.hasPrefix("prerequisites installed") }
+        #expect(installed?.contains("docker") == true, "\(observer.progress)")
+        #expect(installed?.contains("nogroup") == true, "\(observer.progress)")
+        print("measured: \(installed ?? "no prerequisites step")")
+
+        // Again on the same, now prepared, nodes: detection only.
+        let again = RecordingObserver()
+        let started = ContinuousClock.now
+        var rerun = state
+        rerun.step = .sshReady
+        rerun.deployStartedOn = nil
+        _ = try? await provisioner.provision(spec, from: rerun, observer: again)
+        let nothing = again.progress.first { $0.hasPrefix("prerequisites: nothing missing") }
+        #expect(nothing != nil, "\(again.progress)")
+        print("measured: prerequisites on \(state.nodes.count) prepared nodes: \(nothing ?? "-") (whole resumed run \(ContinuousClock.now - started))")
+
+        cluster.reap(state)
+        let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
+        #expect(report.leftovers.isEmpty)
+    }
+
+    @Test("a bootstrap script sent on standard input would be swallowed by the installer, as docker run -i does; the file-based one is not")
+    func stdinIsSwallowed() async throws {
+        let cluster = try LoopbackCluster.current()
+        let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        let provisioner = cluster.provisioner()
+        let state = try await provisioner.provision(spec, observer: RecordingObserver())
+        #expect(state.step == .ready, "the file-based bootstrap served the configuration and the install passed")
+        let bootstrap = try #require(state.bootstrapNode)
+        let shell = try OpenSSHShell(privateKeyPEM: try #require(state.privateKeyPEM),
+                                     directory: URL(fileURLWithPath: "/tmp/flotilla-ssh/stdin-\(UUID().uuidString.prefix(6))"))
+        let target = SSHTarget(host: bootstrap.privateIP, port: spec.sshPort, user: spec.sshUser)
+        try await shell.pinHostKey(try #require(bootstrap.hostKey), for: target)
+        let script = """
+            cd "$HOME/flotilla-bootstrap-\(spec.clusterID)"
+            sudo bash dcos_generate_config.sh --genconf
+            echo after-genconf-marker
+            """
+        let swallowed = try await shell.run("bash -s", on: target, input: Data(script.utf8), timeout: .seconds(60))
+        #expect(swallowed.exitStatus == 0, "\(swallowed.summary)")
+        #expect(!swallowed.stdout.contains("after-genconf-marker"), "the lines after genconf were read by the installer, not run")
+        await shell.close()
+
+        cluster.reap(state)
+        let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
+        #expect(report.leftovers.isEmpty)
+    }
+
+    @Test("a bootstrap port among the admin ports is refused before anything is created")
+    func servePortAmongAdminPorts() throws {
+        let cluster = try LoopbackCluster.current()
+        var spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        spec.install.bootstrapPort = 80
+        let error = #expect(throws: ProvisionError.self) { try spec.validate() }
+        #expect(error?.message.contains("open to admin_location") == true)
+    }
+
     @Test("a 3-master, 5-agent, 2-public-agent cluster provisions, installs and tears down")
     func largerCluster() async throws {
         try await self.provisionAndCheck(masters: 3, agents: 5, publicAgents: 2)
@@ -124,6 +226,15 @@ struct ClusterProvisionerTests {
                 let live = try await cluster.liveInstances(spec)
                 guard live.count == 2, Set(live.map(\.instanceID)) == Set(resumed.instanceIDs) else {
                     return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(live.count) live instances, state has \(resumed.instanceIDs.count)"
+                }
+                // The real installer refuses a second install on a node: none happened.
+                for node in resumed.clusterNodes {
+                    let deploys = cluster.calls(on: node.privateIP).filter {
+                        $0.hasPrefix("deploy ") && $0.contains(" ok ") && $0.hasSuffix(" \(spec.resourceName)")
+                    }
+                    guard deploys.count == 1 else {
+                        return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(deploys.count) installs on \(node.privateIP)"
+                    }
                 }
                 cluster.reap(resumed)
                 try await cluster.provisioner().teardown(spec, state: resumed, settings: .fast, observer: RecordingObserver())

@@ -101,6 +101,15 @@ struct LoopbackCluster: Sendable {
         FileManager.default.contents(atPath: self.stubState.appendingPathComponent("genconf/\(clusterName)/files/\(path)").path)
     }
 
+    /// Makes the node at `ip` a plain CentOS image in the stub's node model (no Docker, no
+    /// ipset/unzip/xz, no group nogroup, SELinux enforcing), as a fresh non-pre-baked AMI.
+    func makePlainImage(_ ip: String) throws {
+        let stub = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/fixtures/dcos-stub/stub.py")
+        let status = try runLocal("/usr/bin/env", ["FLOTILLA_TEST_STUB_STATE=\(self.stubState.path)", "python3", stub.path, "plain-node", ip])
+        guard status == 0 else { throw TestStack.Missing(variable: "stub.py plain-node \(ip) (exit \(status))") }
+    }
+
     /// Live (not terminated) instances tagged with the cluster.
     func liveInstances(_ spec: ClusterSpec) async throws -> [EC2Instance] {
         try await self.stack.ec2().describeInstances(filters: [.tag("cluster", spec.clusterID)]).filter { $0.state != .terminated }

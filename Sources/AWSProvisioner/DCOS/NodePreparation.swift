@@ -1,0 +1,77 @@
+/// The prerequisites step for images that are not pre-baked: what DC/OS's `check_all`
+/// requires (Docker running on overlay storage, ipset, unzip, xz, curl, tar, group
+/// `nogroup`, SELinux not enforcing), detected first and installed only when missing, so a
+/// pre-baked image passes through in well under a second. Idempotent: a retry after a crash
+/// runs it again safely. CentOS/RHEL/Rocky family (yum or dnf, rpm).
+///
+/// It runs as root with its standard input closed (`sudo env PATH="$PATH" bash FILE
+/// </dev/null`); every change it makes is printed, so the per-node log says what a node
+/// lacked.
+enum NodePreparation {
+    static let script = #"""
+        #!/bin/bash
+        set -o nounset -o pipefail
+        say() { echo "flotilla-prereqs: $*"; }
+        fail() { echo "flotilla-prereqs: $*" >&2; exit 1; }
+        pm=yum
+        command -v dnf >/dev/null 2>&1 && pm=dnf
+        changed=0
+
+        # Packages check_all looks for. rpm decides, not PATH: a tool may exist elsewhere.
+        missing=()
+        for package in curl tar xz unzip ipset; do
+          rpm -q "$package" >/dev/null 2>&1 || missing+=("$package")
+        done
+        if [ ${#missing[@]} -gt 0 ]; then
+          say "installing ${missing[*]}"
+          "$pm" install -y "${missing[@]}" || fail "could not install ${missing[*]} with $pm"
+          changed=1
+        fi
+
+        if ! getent group nogroup >/dev/null 2>&1; then
+          say "adding group nogroup"
+          groupadd nogroup || fail "could not add group nogroup"
+          changed=1
+        fi
+
+        # SELinux: DC/OS needs it disabled or permissive (enforcing works only with the
+        # targeted policy, and containers still break on it): make it permissive.
+        if [ "$(getenforce 2>/dev/null || echo Disabled)" = Enforcing ]; then
+          say "setting SELinux to permissive"
+          setenforce 0 || fail "could not set SELinux to permissive"
+          if [ -f /etc/selinux/config ]; then
+            sed -i 's/^SELINUX=enforcing$/SELINUX=permissive/' /etc/selinux/config
+          fi
+          changed=1
+        fi
+
+        # Docker, on overlay storage.
+        if ! rpm -q docker-ce >/dev/null 2>&1 && ! rpm -q docker >/dev/null 2>&1; then
+          say "installing docker-ce"
+          modprobe overlay || fail "the overlay kernel module is not available"
+          rpm -q yum-utils >/dev/null 2>&1 || "$pm" install -y yum-utils || fail "could not install yum-utils"
+          yum-config-manager --add-repo https://download.docker.com/linux/centos/docker-ce.repo \
+            || fail "could not add the Docker repository"
+          "$pm" install -y docker-ce || fail "could not install docker-ce"
+          changed=1
+        fi
+        if ! systemctl is-active docker >/dev/null 2>&1; then
+          say "starting docker"
+          systemctl enable --now docker || fail "could not start docker"
+          changed=1
+        fi
+        driver=$(docker info --format '{{.Driver}}' 2>/dev/null) || fail "docker is installed but does not answer"
+        case "$driver" in
+          overlay|overlay2) ;;
+          *)
+            say "switching docker from $driver to overlay2 storage"
+            mkdir -p /etc/docker
+            printf '{"storage-driver": "overlay2"}\n' > /etc/docker/daemon.json
+            systemctl restart docker || fail "could not restart docker on overlay2"
+            changed=1
+            ;;
+        esac
+
+        if [ "$changed" = 0 ]; then say "nothing missing"; else say "done"; fi
+        """#
+}

@@ -364,7 +364,14 @@ final class Fleet: Sendable {
         try await eventually("no provision job running", timeout: .seconds(60)) {
             try await self.scalar("SELECT count(*)::int FROM jobs WHERE kind = 'provision' AND state = 'running'", as: Int.self) == 0
         }
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: self.sshDirectory.path)) ?? []
+        // A handler whose lease ran out on this busy machine may end (and clean up) a moment
+        // after its row changed: give it that moment, no more.
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        var entries = (try? FileManager.default.contentsOfDirectory(atPath: self.sshDirectory.path)) ?? []
+        while !entries.isEmpty, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+            entries = (try? FileManager.default.contentsOfDirectory(atPath: self.sshDirectory.path)) ?? []
+        }
         if !entries.isEmpty {
             Issue.record("FLOTILLA_SSH_DIR \(self.sshDirectory.path) still holds \(entries.sorted()) after the provision jobs ended",
                          sourceLocation: sourceLocation)

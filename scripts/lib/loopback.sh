@@ -1,6 +1,6 @@
 # Points Flotilla's binaries at the local stack: the emulator, the loopback network, the SSH
 # nodes and the stub installer. Source after common.sh, moto.sh and nodes.sh, and call after
-# stack_start_moto, stack_start_nodes and stack_start_installer.
+# stack_start_moto, stack_start_nodes, stack_start_installer and stack_start_imds.
 #
 #   stack_loopback_settings  finds or creates the loopback network in the emulator and writes the
 #                            install settings for loopback nodes; exports FLOTILLA_TEST_SUBNET_ID
@@ -16,9 +16,10 @@ stack_loopback_settings() {
     "$FLOTILLA_TEST_AWS_ENDPOINT" "$FLOTILLA_TEST_AWS_REGION")
   export FLOTILLA_TEST_SUBNET_ID
   export FLOTILLA_TEST_INSTALL_SETTINGS="$STACK_DIR/install-settings.json"
-  python3 - "$FLOTILLA_TEST_CHECK_RUNNER" "$FLOTILLA_TEST_IP_DETECT" >"$FLOTILLA_TEST_INSTALL_SETTINGS" <<'PY'
+  # The production node scripts (ip-detect, …) run as they are; only the metadata service's
+  # address is the emulator's (stack_start_imds).
+  python3 - "$FLOTILLA_TEST_CHECK_RUNNER" "$FLOTILLA_TEST_IMDS_ENDPOINT" >"$FLOTILLA_TEST_INSTALL_SETTINGS" <<'PY'
 import json, sys
-ip_detect = open(sys.argv[2]).read()
 print(json.dumps({
     "bootstrapPort": 8080,
     # A server left on this address by an earlier cluster (the emulator reuses addresses of
@@ -26,8 +27,7 @@ print(json.dumps({
     # session (setsid nohup … & did not).
     "serveCommand": "pkill -f 'http.server --bind {ip} {port}' || true; while pgrep -f 'http.server --bind {ip} {port}' >/dev/null; do sleep 0.1; done; rm -f \"$PWD/serve.pid\"; start-stop-daemon --start --background --make-pidfile --pidfile \"$PWD/serve.pid\" --chdir \"$PWD/genconf/serve\" --startas /usr/bin/env -- python3 -m http.server --bind {ip} {port}",
     "checkRunnerPath": sys.argv[1],
-    "ipDetect": ip_detect, "ipDetectPublic": ip_detect,
-    "faultDomainDetect": "#!/bin/sh\necho '{\"fault_domain\":{\"region\":{\"name\":\"loopback\"},\"zone\":{\"name\":\"loopback-1\"}}}'\n",
+    "metadataEndpoint": sys.argv[2],
     "parallelism": 10, "commandTimeoutSeconds": 120, "downloadRetrySeconds": 30,
     "postflightTimeoutSeconds": 120, "postflightIntervalSeconds": 0.2,
     "instanceTimeoutSeconds": 120, "sshTimeoutSeconds": 120, "pollIntervalSeconds": 0.2,

@@ -156,10 +156,10 @@ public struct InstallSettings: Codable, Sendable, Hashable {
     /// The nginx image is pinned, so a new `latest` never changes how clusters install.
     public var serveCommand: String = "sudo docker rm -f flotilla-bootstrap >/dev/null 2>&1; sudo docker run -d --name flotilla-bootstrap --restart=always -p {port}:80 -v \"$PWD/genconf/serve:/usr/share/nginx/html:ro\" nginx:1.27.3-alpine"
     public var checkRunnerPath: String = "/opt/mesosphere/bin/dcos-check-runner"
-    /// `genconf/ip-detect`: prints the node's private IP (AWS: instance metadata).
-    public var ipDetect: String = "#!/bin/sh\nset -o nounset -o errexit\ncurl -fsSL http://169.254.169.254/latest/meta-data/local-ipv4\n"
-    public var ipDetectPublic: String = "#!/bin/sh\nset -o nounset -o errexit\ncurl -fsSL http://169.254.169.254/latest/meta-data/public-ipv4\n"
-    public var faultDomainDetect: String = "#!/bin/sh\nset -o nounset -o errexit\nAZ=$(curl -fsSL http://169.254.169.254/latest/meta-data/placement/availability-zone)\necho \"{\\\"fault_domain\\\":{\\\"region\\\":{\\\"name\\\": \\\"${AZ%?}\\\"},\\\"zone\\\":{\\\"name\\\": \\\"$AZ\\\"}}}\"\n"
+    /// Where the node scripts (``NodeScripts``: ip-detect, ip-detect-public,
+    /// fault-domain-detect) find the instance metadata service. The scripts themselves are
+    /// not a setting: tests run the production ones and change only this address.
+    public var metadataEndpoint: String = NodeScripts.defaultEndpoint
     /// Nodes worked on at once.
     public var parallelism: Int = 10
     /// The limit for one SSH command (seconds).
@@ -186,9 +186,7 @@ public struct InstallSettings: Codable, Sendable, Hashable {
         self.bootstrapPort = try value(.bootstrapPort, defaults.bootstrapPort)
         self.serveCommand = try value(.serveCommand, defaults.serveCommand)
         self.checkRunnerPath = try value(.checkRunnerPath, defaults.checkRunnerPath)
-        self.ipDetect = try value(.ipDetect, defaults.ipDetect)
-        self.ipDetectPublic = try value(.ipDetectPublic, defaults.ipDetectPublic)
-        self.faultDomainDetect = try value(.faultDomainDetect, defaults.faultDomainDetect)
+        self.metadataEndpoint = try value(.metadataEndpoint, defaults.metadataEndpoint)
         self.parallelism = try value(.parallelism, defaults.parallelism)
         self.commandTimeoutSeconds = try value(.commandTimeoutSeconds, defaults.commandTimeoutSeconds)
         self.downloadRetrySeconds = try value(.downloadRetrySeconds, defaults.downloadRetrySeconds)
@@ -205,6 +203,10 @@ public struct InstallSettings: Codable, Sendable, Hashable {
         }
         guard !ClusterProvisioner.adminPorts.contains(self.bootstrapPort) else {
             throw ProvisionError(.invalidSpec, "bootstrap port \(self.bootstrapPort) is open to admin_location (\(ClusterProvisioner.adminPorts.map(String.init).joined(separator: ", "))): the served configuration must reach the cluster's members only; pick another port")
+        }
+        guard let endpoint = URL(string: self.metadataEndpoint), ["http", "https"].contains(endpoint.scheme ?? ""),
+              self.metadataEndpoint.wholeMatch(of: /[A-Za-z0-9:\/.\[\]_-]+/) != nil else {
+            throw ProvisionError(.invalidSpec, "the metadata endpoint must be an http URL like http://169.254.169.254")
         }
         guard (1...100).contains(self.parallelism) else {
             throw ProvisionError(.invalidSpec, "install parallelism must be from 1 to 100")

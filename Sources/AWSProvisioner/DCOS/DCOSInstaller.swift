@@ -55,9 +55,9 @@ struct DCOSInstaller: Sendable {
         let bootstrap = state.bootstrapNode!
         var files: [(String, Data, Bool)] = [
             ("genconf/config.yaml", Data(self.configYAML(state).utf8), false),
-            ("genconf/ip-detect", Data(install.ipDetect.utf8), true),
-            ("genconf/ip-detect-public", Data(install.ipDetectPublic.utf8), true),
-            ("genconf/fault-domain-detect", Data(install.faultDomainDetect.utf8), true),
+            ("genconf/ip-detect", Data(NodeScripts.ipDetect(endpoint: install.metadataEndpoint).utf8), true),
+            ("genconf/ip-detect-public", Data(NodeScripts.ipDetectPublic(endpoint: install.metadataEndpoint).utf8), true),
+            ("genconf/fault-domain-detect", Data(NodeScripts.faultDomainDetect(endpoint: install.metadataEndpoint).utf8), true),
         ]
         files += self.spec.genconfFiles.map { ("genconf/\($0.path)", $0.contents, false) }
         let writes = files.map { path, contents, executable in

@@ -89,7 +89,7 @@ struct ClusterProvisionerTests {
         #expect(report.leftovers.isEmpty)
     }
 
-    @Test("plain-image nodes get their prerequisites installed, then install; a prepared node is checked in well under a second")
+    @Test("plain-image nodes get their prerequisites installed, then install; on prepared nodes the step only detects")
     func plainImageNodes() async throws {
         let cluster = try LoopbackCluster.current()
         let spec = cluster.spec(masters: 1, agents: 1, publicAgents: 0)
@@ -143,6 +143,68 @@ struct ClusterProvisionerTests {
         let swallowed = try await shell.run("bash -s", on: target, input: Data(script.utf8), timeout: .seconds(60))
         #expect(swallowed.exitStatus == 0, "\(swallowed.summary)")
         #expect(!swallowed.stdout.contains("after-genconf-marker"), "the lines after genconf were read by the installer, not run")
+        await shell.close()
+
+        cluster.reap(state)
+        let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
+        #expect(report.leftovers.isEmpty)
+    }
+
+    @Test("the production node scripts read IMDSv2 from the emulator in v2-only mode; an IMDSv1 read is refused; a service that refuses tokens fails them clearly")
+    func nodeScriptsAgainstIMDS() async throws {
+        let cluster = try LoopbackCluster.current()
+        let environment = ProcessInfo.processInfo.environment
+        let endpoint = try #require(environment["FLOTILLA_TEST_IMDS_ENDPOINT"], "run through ./scripts/test (stack_start_imds)")
+        let stackDirectory = try #require(environment["STACK_DIR"])
+        // The install itself ran these scripts (genconf, every preflight and deploy) against
+        // the emulator, which starts in v2-only mode.
+        let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        let provisioner = cluster.provisioner()
+        let state = try await provisioner.provision(spec, observer: RecordingObserver())
+        let master = try #require(state.clusterNodes.first)
+        let shell = try OpenSSHShell(privateKeyPEM: try #require(state.privateKeyPEM),
+                                     directory: URL(fileURLWithPath: "/tmp/flotilla-ssh/imds-\(UUID().uuidString.prefix(6))"))
+        let target = SSHTarget(host: master.privateIP, port: spec.sshPort, user: spec.sshUser)
+        try await shell.pinHostKey(try #require(master.hostKey), for: target)
+        func run(_ script: String) async throws -> RemoteResult {
+            try await shell.run("f=$(mktemp) && cat > \"$f\" && bash \"$f\" </dev/null; rc=$?; rm -f \"$f\"; exit $rc",
+                                on: target, input: Data(script.utf8), timeout: .seconds(60))
+        }
+        let ip = try await run(NodeScripts.ipDetect(endpoint: endpoint))
+        #expect(ip.exitStatus == 0 && ip.stdout == "\(master.privateIP)\n", "\(ip.summary)")
+        let publicIP = try await run(NodeScripts.ipDetectPublic(endpoint: endpoint))
+        #expect(publicIP.exitStatus == 0 && publicIP.stdout == "\(master.publicIP ?? master.privateIP)\n", "\(publicIP.summary)")
+        let domain = try await run(NodeScripts.faultDomainDetect(endpoint: endpoint))
+        #expect(domain.exitStatus == 0, "\(domain.summary)")
+        #expect(domain.stdout.contains("\"region\":{\"name\":\"aws/\(cluster.stack.region)\"}"), "\(domain.stdout)")
+        // The 2018 scripts read IMDSv1 (no token): refused, as AWS refuses them with HttpTokens=required.
+        let v1 = try await shell.run("curl -fsS \(endpoint)/latest/meta-data/local-ipv4", on: target, input: nil, timeout: .seconds(30))
+        #expect(v1.exitStatus != 0, "\(v1.summary)")
+
+        // A metadata service that refuses tokens: an emulator of our own in `refuse` mode.
+        let port = Int.random(in: 40000...49999)
+        let control = URL(fileURLWithPath: stackDirectory).appendingPathComponent("imds-refuse-\(port)")
+        try "refuse\n".write(to: control, atomically: true, encoding: .utf8)
+        let emulator = Process()
+        emulator.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/fixtures/imds-emulator.py")
+        emulator.arguments = ["python3", script.path, "--port", String(port), "--control", control.path,
+                              "--log", control.path + ".log", "--aws-conf", stackDirectory + "/nodes/aws.json", "--mode", "refuse"]
+        emulator.standardOutput = FileHandle.nullDevice
+        emulator.standardError = FileHandle.nullDevice
+        try emulator.run()
+        defer { emulator.terminate() }
+        let refusing = "http://127.0.0.1:\(port)"
+        var refused = try await run(NodeScripts.ipDetect(endpoint: refusing))
+        // Until the emulator listens, the script reports no answer; then the refusal.
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while !refused.stderr.contains("403"), ContinuousClock.now < deadline {
+            refused = try await run(NodeScripts.ipDetect(endpoint: refusing))
+        }
+        #expect(refused.exitStatus == 1, "\(refused.summary)")
+        #expect(refused.stdout.isEmpty)
+        #expect(refused.stderr.contains("ip-detect: the instance metadata service refused an IMDSv2 token"), "\(refused.stderr)")
         await shell.close()
 
         cluster.reap(state)

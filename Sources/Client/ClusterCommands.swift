@@ -16,20 +16,20 @@ struct LeaseOptions: ParsableArguments {
     }
 }
 
-/// Runs `body` with a cluster store, turning refusals into a message and exit status 1.
-func withStore<T: Sendable>(_ options: ClientOptions, _ body: @Sendable (ClusterStore, DatabaseSettings) async throws -> T) async throws -> T {
+/// Runs `body` with the client API, turning refusals into a message and exit status 1.
+func withStore<T: Sendable>(_ options: ClientOptions, _ body: @Sendable (ClusterAPI, DatabaseSettings) async throws -> T) async throws -> T {
     let logger = options.makeLogger()
     do {
         let settings = try DatabaseSettings.fromEnvironment()
         return try await settings.withClient(maximumConnections: 2, logger: logger) { client in
-            try await body(ClusterStore(client: client, logger: logger), settings)
+            try await body(ClusterAPI(client: client, logger: logger), settings)
         }
     } catch let error as QueueError {
         fail(error.message)
     }
 }
 
-func requireCluster(_ store: ClusterStore, _ id: String) async throws -> ClusterRecord {
+func requireCluster(_ store: ClusterAPI, _ id: String) async throws -> ClusterRecord {
     guard let cluster = try await store.cluster(id: id) else {
         throw QueueError(.notFound, "no cluster with id \(id) (cluster ids look like c-0123456789; see `client list`)")
     }
@@ -56,9 +56,8 @@ struct StatusCommand: AsyncParsableCommand {
 struct ListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List clusters, newest first.",
                                                     discussion: "Examples:\n  client list --mine\n  client list --state ready --json")
-    @Flag(help: "Only clusters whose owner is you (--owner's default, user@host).") var mine = false
+    @Flag(help: "Only clusters whose owner is you: the database login this client uses.") var mine = false
     @Option(help: "Only clusters in this state: requested, provisioning, ready, failed, tearing_down, destroyed.") var state: String?
-    @Option(help: "The owner --mine means.") var owner: String = defaultOwner()
     @OptionGroup var options: ClientOptions
 
     func validate() throws {
@@ -68,9 +67,9 @@ struct ListCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (json, owner, state) = (self.options.json, self.mine ? self.owner : nil, self.state.flatMap(ClusterState.init(rawValue:)))
-        try await withStore(self.options) { store, _ in
-            let clusters = try await store.clusters(owner: owner, state: state)
+        let (json, mine, state) = (self.options.json, self.mine, self.state.flatMap(ClusterState.init(rawValue:)))
+        try await withStore(self.options) { store, settings in
+            let clusters = try await store.clusters(owner: mine ? settings.username : nil, state: state)
             if json {
                 printJSON(["clusters": clusters.map { ClusterOutput.json($0, nodes: []) }])
                 return
@@ -102,7 +101,7 @@ struct ExtendCommand: AsyncParsableCommand {
     func run() async throws {
         let (id, token, amount, json) = (self.id, try self.lease.token(), ClusterRequest.parseDuration(self.by)!, self.options.json)
         try await withStore(self.options) { store, _ in
-            let expires = try await store.extend(clusterID: id, leaseToken: token, by: amount, maximumLifetime: maximumLifetime())
+            let expires = try await store.extend(clusterID: id, leaseToken: token, by: amount)
             if json { printJSON(["id": id, "expires_at": ClusterOutput.iso(expires)]) } else {
                 print("cluster \(id) now expires at \(ClusterOutput.iso(expires))")
             }
@@ -146,16 +145,16 @@ struct KeyCommand: AsyncParsableCommand {
 
 struct LogsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "logs", abstract: "Write a cluster's install logs (<phase>-<ip>-journald.log) into a folder.",
-                                                    discussion: "Example:\n  client logs c-0123456789 --out ./logs")
+                                                    discussion: "Example:\n  client logs c-0123456789 --out ./logs --lease-token $TOKEN")
     @Argument(help: "The cluster id.") var id: String
     @Option(help: "The folder to write into (created if missing).") var out: String
+    @OptionGroup var lease: LeaseOptions
     @OptionGroup var options: ClientOptions
 
     func run() async throws {
-        let (id, out, json) = (self.id, self.out, self.options.json)
+        let (id, out, json, token) = (self.id, self.out, self.options.json, try self.lease.token())
         try await withStore(self.options) { store, _ in
-            _ = try await requireCluster(store, id)
-            let logs = try await store.logs(clusterID: id)
+            let logs = try await store.logs(clusterID: id, leaseToken: token)
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             for log in logs {
                 try Data(log.contents.utf8).write(to: URL(fileURLWithPath: out).appendingPathComponent(log.name))
@@ -193,7 +192,7 @@ struct WaitCommand: AsyncParsableCommand {
 
 /// Waits for the cluster to become ready or fail, waking on its NOTIFYs (and polling),
 /// showing the phase and elapsed time: one updating line on a terminal, plain lines otherwise.
-func waitForCluster(_ id: String, store: ClusterStore, settings: DatabaseSettings, timeout: Duration) async throws -> ClusterRecord {
+func waitForCluster(_ id: String, store: ClusterAPI, settings: DatabaseSettings, timeout: Duration) async throws -> ClusterRecord {
     let start = ContinuousClock.now
     let terminal = isatty(STDERR_FILENO) == 1
     let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
@@ -250,12 +249,4 @@ func writeKey(_ key: String, to path: String) throws {
     }
 }
 
-func defaultOwner() -> String {
-    let user = ProcessInfo.processInfo.environment["USER"] ?? NSUserName()
-    return "\(user.isEmpty ? "unknown" : user)@\(ProcessInfo.processInfo.hostName)"
-}
 
-/// The longest lifetime a cluster may have: FLOTILLA_MAX_LIFETIME (e.g. 12h), default 12 hours.
-func maximumLifetime() -> Duration {
-    ProcessInfo.processInfo.environment["FLOTILLA_MAX_LIFETIME"].flatMap(ClusterRequest.parseDuration) ?? .seconds(12 * 3600)
-}

@@ -19,23 +19,23 @@ struct JobsCommand: AsyncParsableCommand {
         let logger = self.options.makeLogger()
         do {
             let settings = try DatabaseSettings.fromEnvironment()
-            let (stats, running, failed) = try await settings.withClient(maximumConnections: 1, logger: logger) { client in
-                let queue = JobQueue(client: client, logger: logger)
-                return (try await queue.stats(), try await queue.runningJobs(), try await queue.failedJobs())
+            // Through the client API (api_job_counts, api_jobs): a client login reads no table.
+            let (countByState, oldestRunnableAge, running, failed) = try await settings.withClient(maximumConnections: 1, logger: logger) { client in
+                try await ClusterAPI(client: client, logger: logger).jobs()
             }
             func describe(_ job: JobQueue.JobSummary) -> [String: Any] {
                 ["id": job.id, "kind": job.kind, "cluster_id": job.clusterID as Any, "attempt": job.attempt,
                  "worker": job.worker as Any, "heartbeat_age_seconds": job.heartbeatAge as Any, "last_error": job.lastError as Any]
             }
-            let age = stats.oldestRunnableAge.map { String(format: "%.1f", $0.seconds) }
+            let age = oldestRunnableAge.map { String(format: "%.1f", $0.seconds) }
             if self.options.json {
                 var counts: [String: Int] = [:]
-                for state in JobState.all { counts[state.rawValue] = stats.countByState[state, default: 0] }
-                printJSON(["jobs_by_state": counts, "oldest_runnable_age_seconds": stats.oldestRunnableAge.map { $0.seconds } as Any,
+                for state in JobState.all { counts[state.rawValue] = countByState[state, default: 0] }
+                printJSON(["jobs_by_state": counts, "oldest_runnable_age_seconds": oldestRunnableAge.map { $0.seconds } as Any,
                            "running": running.map(describe), "failed": failed.map(describe)])
             } else {
                 for state in JobState.all {
-                    print("\(state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(stats.countByState[state, default: 0])")
+                    print("\(state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(countByState[state, default: 0])")
                 }
                 print("oldest runnable job waiting: \(age.map { "\($0) s" } ?? "none")")
                 if !running.isEmpty {

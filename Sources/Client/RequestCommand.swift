@@ -37,12 +37,12 @@ struct RequestCommand: AsyncParsableCommand {
     @Option(help: "Private agents.") var agents: Int?
     @Option(help: "Public agents.") var publicAgents: Int?
     @Option(help: "EC2 instance type of the nodes.") var instanceType: String = "m4.large"
-    @Option(help: "How long the cluster lives once ready (e.g. 90m, 2h); at most FLOTILLA_MAX_LIFETIME (12h).") var lifetime: String = "2h"
+    @Option(help: "How long the cluster lives once ready (e.g. 90m, 2h); at most the policy's maximum (12h by default).") var lifetime: String = "2h"
     @Option(help: "CIDR block allowed to reach the cluster's public ports.") var adminLocation: String = "0.0.0.0/0"
     @Option(help: "URL of dcos_generate_config.sh. Default: $FLOTILLA_INSTALLER_URL.") var installerURL: String?
     @Option(help: "A YAML file merged over the generated config.yaml (top-level keys replace).") var dcosConfig: String?
     @Option(help: "LOCAL:REMOTE — copy a local file into the installer's genconf/REMOTE. Repeatable.") var copyToInstaller: [String] = []
-    @Option(help: "Who the cluster belongs to.") var owner: String = defaultOwner()
+    @Option(help: "Free text shown with the cluster (the owner is always the database login).") var label: String?
     @Option(help: "A retried request with the same id returns the same cluster.") var requestID: String?
     @Option(help: "Where to write the SSH private key (mode 0600). Default: ./<cluster id>.key") var keyOut: String?
     @Flag(help: "Return once the request is recorded; do not wait.") var noWait = false
@@ -58,9 +58,6 @@ struct RequestCommand: AsyncParsableCommand {
     func makeRequest() throws -> (ClusterRequest, Duration) {
         guard self.masters != nil || self.agents != nil || self.publicAgents != nil || self.nodes >= 1 else {
             throw ValidationError("--nodes must be at least 1")
-        }
-        guard self.nodes <= ClusterRequest.maximumNodes else {
-            throw ValidationError("--nodes \(self.nodes) is more than one cluster may have: use 1 to \(ClusterRequest.maximumNodes)")
         }
         let split = ClusterRequest.split(nodes: max(self.nodes, 1))
         guard let lifetime = ClusterRequest.parseDuration(self.lifetime) else {
@@ -93,13 +90,7 @@ struct RequestCommand: AsyncParsableCommand {
             publicAgents: self.publicAgents ?? (nodesGiven ?? split.publicAgents), instanceType: self.instanceType,
             adminLocation: self.adminLocation, installerURL: installerURL, dcosConfig: dcosConfig, genconfFiles: files,
             lifetimeSeconds: lifetime.seconds)
-        do {
-            try request.validate(maximumLifetime: maximumLifetime())
-        } catch let error as QueueError {
-            throw ValidationError(error.message)
-        }
         guard ClusterRequest.parseDuration(self.timeout) != nil else { throw ValidationError("--timeout must be a duration like 45m") }
-        guard (1...200).contains(self.owner.count) else { throw ValidationError("--owner must be 1 to 200 characters") }
         if let id = self.requestID, !(1...200).contains(id.count) { throw ValidationError("--request-id must be 1 to 200 characters") }
         if !self.noWait {
             try checkWritable(self.keyOut ?? FileManager.default.currentDirectoryPath + "/c-0000000000.key", option: "--key-out")
@@ -111,19 +102,16 @@ struct RequestCommand: AsyncParsableCommand {
         let (request, lifetime) = try self.makeRequest()
         let json = String(decoding: try JSONEncoder().encode(request), as: UTF8.self)
         let timeout = ClusterRequest.parseDuration(self.timeout)!
-        let new = NewCluster(id: NewCluster.makeID(), requestID: self.requestID, owner: self.owner, masters: request.masters,
-                             agents: request.agents, publicAgents: request.publicAgents, instanceType: request.instanceType,
-                             request: json, lifetime: lifetime, leaseToken: NewCluster.makeLeaseToken(),
-                             abandonAfter: timeout + .seconds(15))
+        // Every request carries an id, so a request that a signal interrupted while it was
+        // being recorded can be found again (the same id returns it) and released.
+        let new = NewCluster(requestID: self.requestID ?? "auto-" + UUID().uuidString.lowercased(), label: self.label,
+                             request: json, abandonAfter: timeout + .seconds(15))
         let (noWait, asJSON, keyOut, keep) = (self.noWait, self.options.json, self.keyOut, self.keepOnFailure)
         let status = try await withStore(self.options) { store, settings -> Int32 in
             // What this invocation is responsible for, once the request is recorded.
             let made = Responsibility()
             do {
                 return try await untilSignalled {
-                    // Responsible from before the request: a signal while it commits must
-                    // still release what it may have recorded.
-                    made.set(new.id, new.leaseToken)
                     let (id, token, created) = try await store.request(new)
                     made.set(id, token)
                     if !created { FileHandle.standardError.write(Data("request id already used: returning cluster \(id)\n".utf8)) }
@@ -148,11 +136,26 @@ struct RequestCommand: AsyncParsableCommand {
                 default:
                     (status, why) = (1, DatabaseErrorDescription.describe(error))
                 }
-                guard let (id, token) = made.current else {
+                var recorded = made.current
+                if recorded == nil, error is Signalled, !keep {
+                    // Interrupted while the request was being recorded: ask again with the same
+                    // id (which returns the cluster, if it was recorded) so it can be released.
+                    if let again = try? await withDeadline(.seconds(20), { try await store.request(new) }) {
+                        recorded = (again.id, again.leaseToken)
+                    }
+                }
+                guard let (id, token) = recorded else {
                     FileHandle.standardError.write(Data("client: \(why); nothing was recorded\n".utf8))
                     return status
                 }
                 if keep {
+                    // What was kept is printed as a success would be, token included: its
+                    // holder needs it to release the cluster later.
+                    if let cluster = try? await store.cluster(id: id) {
+                        if asJSON { printJSON(ClusterOutput.json(cluster, nodes: [], leaseToken: token)) } else {
+                            print(ClusterOutput.text(cluster, nodes: [], leaseToken: token))
+                        }
+                    }
                     FileHandle.standardError.write(Data("client: \(why); cluster \(id) is kept (--keep-on-failure): release it with `client release \(id)`\n".utf8))
                     return status
                 }
@@ -172,7 +175,7 @@ struct RequestCommand: AsyncParsableCommand {
     }
 
     /// Waits for the cluster, writes its key and prints it. Returns whether it is ready.
-    static func waitAndCollect(id: String, token: String, store: ClusterStore, settings: DatabaseSettings, timeout: Duration,
+    static func waitAndCollect(id: String, token: String, store: ClusterAPI, settings: DatabaseSettings, timeout: Duration,
                                keyOut: String?, asJSON: Bool) async throws -> Bool {
         let cluster = try await waitForCluster(id, store: store, settings: settings, timeout: timeout)
         let nodes = try await store.nodes(clusterID: id)

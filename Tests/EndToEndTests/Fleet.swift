@@ -70,9 +70,61 @@ final class Fleet: Sendable {
         self.scratch.withLock { $0 += [sshDirectory, config] }
         let migrate = try await self.run(["worker", "migrate"])
         guard migrate.status == 0 else {
-            Issue.record("worker migrate failed: \(migrate.output)")
+            Issue.record("worker migrate failed: \(migrate.output) \(migrate.stderr)")
             throw QueueError(.configuration, "migrate failed")
         }
+        // Nobody but `worker migrate` runs as the owner: clients log in as a member of
+        // flotilla_client, workers and janitors as a member of flotilla_worker. Logins belong
+        // to the server, so every fleet shares these two.
+        for (login, role) in [(Self.clientLogin, "flotilla_client"), (Self.workerLogin, "flotilla_worker")] {
+            try await self.createLogin(login, in: role)
+        }
+    }
+
+    /// Logins a test process made already (roles belong to the server, not to a database).
+    private static let madeLogins = Mutex<Set<String>>([])
+
+    /// Creates `login` as a member of `role` unless it exists. Roles live in catalogs the
+    /// whole server shares, so a creation that collides with another database's migration
+    /// ("tuple concurrently updated") is tried again.
+    func createLogin(_ login: String, in role: String) async throws {
+        if Self.madeLogins.withLock({ $0.contains("\(login) \(role)") }) { return }
+        var attempt = 0
+        while true {
+            do {
+                try await self.withClient { client in
+                    try await client.query(PostgresQuery(unsafeSQL: """
+                        DO $$ BEGIN
+                            CREATE ROLE \(login) LOGIN;
+                        EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+                        END $$
+                        """), logger: Self.logger)
+                    try await client.query(PostgresQuery(unsafeSQL: "GRANT \(role) TO \(login)"), logger: Self.logger)
+                }
+                Self.madeLogins.withLock { _ = $0.insert("\(login) \(role)") }
+                return
+            } catch {
+                attempt += 1
+                if attempt >= 5 { throw error }
+                try await Task.sleep(for: .milliseconds(100 * attempt))
+            }
+        }
+    }
+
+    /// The logins the fleet's processes use (no password: the test server trusts loopback).
+    static let clientLogin = "e2e_ci_agent"
+    static let workerLogin = "e2e_fleet"
+
+    /// The environment of a process: `client` logs in as the CI agent, `worker run` and
+    /// `worker janitor` as the fleet, `worker migrate` as the owner.
+    func environment(for arguments: [String], _ extra: [String: String]) -> [String: String] {
+        var environment = self.environment
+        if arguments.first == "client" {
+            environment["PGUSER"] = Self.clientLogin
+        } else if arguments.count > 1, ["run", "janitor"].contains(arguments[1]) {
+            environment["PGUSER"] = Self.workerLogin
+        }
+        return environment.merging(extra) { $1 }
     }
 
     struct Run: Sendable {
@@ -95,7 +147,7 @@ final class Fleet: Sendable {
         let process = Process()
         process.executableURL = self.bin.appendingPathComponent(arguments[0])
         process.arguments = Array(arguments.dropFirst())
-        process.environment = self.environment.merging(extra) { $1 }
+        process.environment = self.environment(for: arguments, extra)
         process.currentDirectoryURL = FileManager.default.temporaryDirectory
         let out = Pipe()
         let err = Pipe()
@@ -137,7 +189,7 @@ final class Fleet: Sendable {
         let process = Process()
         process.executableURL = self.bin.appendingPathComponent(arguments[0])
         process.arguments = Array(arguments.dropFirst())
-        process.environment = self.environment.merging(extra) { $1 }
+        process.environment = self.environment(for: arguments, extra)
         process.currentDirectoryURL = FileManager.default.temporaryDirectory
         process.standardOutput = outHandle
         process.standardError = errHandle
@@ -344,14 +396,15 @@ final class Fleet: Sendable {
         }
     }
 
-    /// Records an issue naming each secret of the cluster still in `cluster_secrets`
-    /// (the private key, the public key and the lease token go at `destroyed`).
+    /// Records an issue naming each secret of the cluster still kept (the private key, the
+    /// public key and every lease token hash go at `destroyed`).
     func expectSecretsErased(_ clusterID: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
         let kept = try await self.scalar("""
-            SELECT coalesce((SELECT concat_ws(', ', CASE WHEN private_key IS NOT NULL THEN 'private_key' END,
-                                                    CASE WHEN public_key IS NOT NULL THEN 'public_key' END,
-                                                    CASE WHEN lease_token IS NOT NULL THEN 'lease_token' END)
-                             FROM cluster_secrets WHERE cluster_id = \(clusterID)), '')
+            SELECT concat_ws(', ',
+                   (SELECT concat_ws(', ', CASE WHEN private_key IS NOT NULL THEN 'private_key' END,
+                                           CASE WHEN public_key IS NOT NULL THEN 'public_key' END)
+                    FROM cluster_secrets WHERE cluster_id = \(clusterID)),
+                   CASE WHEN EXISTS (SELECT 1 FROM cluster_tokens WHERE cluster_id = \(clusterID)) THEN 'lease token hashes' END)
             """, as: String.self)
         if !kept.isEmpty {
             Issue.record("\(clusterID) is destroyed but cluster_secrets still holds: \(kept)", sourceLocation: sourceLocation)

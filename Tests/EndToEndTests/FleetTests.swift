@@ -18,7 +18,7 @@ struct FleetTests {
         let started = ContinuousClock.now
         let runs = try await withThrowingTaskGroup(of: Fleet.Run.self) { group in
             for index in 0..<3 {
-                group.addTask { try await fleet.run(["client", "request", "--nodes", "3", "--json", "--owner", "agent-\(index)",
+                group.addTask { try await fleet.run(["client", "request", "--nodes", "3", "--json", "--label", "agent-\(index)",
                                                      "--key-out", FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(fleet.database)-\(index).key").path]) }
             }
             return try await group.reduce(into: []) { $0.append($1) }
@@ -135,7 +135,7 @@ struct FleetTests {
             (["--admin-location", "10.0.0.300/8"], "CIDR"),
             (["--admin-location", "everyone"], "CIDR"),
             (["--lifetime", "0"], "positive"),
-            (["--lifetime", "999h"], "maximum"),
+            (["--lifetime", "999h"], "maximum of 12h (policy max_lifetime)"),
             (["--installer-url", "ftp://example.invalid/dcos_generate_config.sh"], "http"),
             (["--copy-to-installer", "no-colon"], "LOCAL:REMOTE"),
         ]
@@ -144,7 +144,7 @@ struct FleetTests {
             #expect(run.status != 0, "\(arguments)")
             #expect(run.stderr.contains(words), "\(arguments): \(run.stderr)")
         }
-        for command in [["status", "c-0000000000"], ["logs", "c-0000000000", "--out", "/tmp/x"], ["wait", "c-0000000000"],
+        for command in [["status", "c-0000000000"], ["logs", "c-0000000000", "--out", "/tmp/x", "--lease-token", "t"], ["wait", "c-0000000000"],
                         ["extend", "c-0000000000", "--by", "1h", "--lease-token", "t"], ["release", "c-0000000000", "--lease-token", "t"]] {
             let run = try await fleet.run(["client"] + command)
             #expect(run.status != 0, "\(command)")

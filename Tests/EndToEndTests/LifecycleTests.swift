@@ -187,10 +187,13 @@ struct LifecycleTests {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
         let run = try await fleet.run(["client", "request", "--nodes", "1", "--timeout", "2s", "--keep-on-failure",
-                                       "--key-out", Self.keyPath(fleet)])
+                                       "--key-out", Self.keyPath(fleet), "--json"])
         #expect(run.status == 1, "\(run.stderr)")
         #expect(Self.saysTimedOut(run.stderr), "\(run.stderr)")
         let id = try await Self.onlyCluster(fleet)
+        // What it kept is printed, token included, so its holder can release it.
+        let kept = try jsonObject(run.output)
+        #expect(kept["id"] as? String == id)
         let summary = await fleet.summary(id)
         #expect(try await fleet.state(of: id) == "requested", "the client kept the cluster: \(summary)")
         let noReason = try await fleet.scalar("SELECT teardown_reason IS NULL FROM clusters WHERE id = \(id)", as: Bool.self)
@@ -199,7 +202,7 @@ struct LifecycleTests {
         #expect(!events.contains(where: { $0.hasPrefix("teardown-") || $0 == "released" }), "\(events)")
 
         // Clean up as its holder would.
-        let token = try await fleet.scalar("SELECT lease_token FROM cluster_secrets WHERE cluster_id = \(id)", as: String.self)
+        let token = try #require(kept["lease_token"] as? String)
         let trigger = Date()
         let release = try await fleet.run(["client", "release", id, "--lease-token", token])
         #expect(release.status == 0, "\(release.stderr)")

@@ -40,9 +40,10 @@ struct ClusterJobsTests {
         try await stack.database.withClient(maximumConnections: 20, logger: FleetStack.logger) { client in
             let store = ClusterStore(client: client, logger: FleetStack.logger)
             let queue = JobQueue(client: client, configuration: .init(leaseDuration: .seconds(15)), logger: FleetStack.logger)
+            let api = ClusterAPI(client: client, logger: FleetStack.logger)
             let jobs = ClusterJobs(store: store, aws: aws) { id, step, _ in
                 if let token = releases.due(id, step) {
-                    try await store.release(clusterID: id, leaseToken: token)
+                    try await api.release(clusterID: id, leaseToken: token)
                 }
             }
             let handlers = JobHandlers(byKind: [
@@ -57,19 +58,18 @@ struct ClusterJobsTests {
             // The rescuer too, as in `worker run`: a job whose lease runs out on this busy
             // machine is queued again, not left running.
             let maintenance = QueueMaintenance(queue: queue, configuration: .init(rescueInterval: .seconds(1)), logger: FleetStack.logger)
+            // Every cluster and its plan are recorded before the processor starts claiming.
+            var ids: [String: String] = [:]
+            for step in Self.steps {
+                let made = try await api.request(try FleetStack.newCluster(installerURL: stack.environment["FLOTILLA_INSTALLER_URL"]!))
+                releases.plan(made.id, at: step, token: made.leaseToken)
+                ids[made.id] = step
+            }
             let running = Task { try await processor.run() }
             let rescuing = Task { try await maintenance.run() }
             defer {
                 running.cancel()
                 rescuing.cancel()
-            }
-
-            var ids: [String: String] = [:]
-            for step in Self.steps {
-                let new = try FleetStack.newCluster(installerURL: stack.environment["FLOTILLA_INSTALLER_URL"]!)
-                releases.plan(new.id, at: step, token: new.leaseToken)
-                _ = try await store.request(new)
-                ids[new.id] = step
             }
             for (id, step) in ids.sorted(by: { $0.value < $1.value }) {
                 try await eventually("\(id) (released at \(step)) destroyed") {

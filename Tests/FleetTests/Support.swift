@@ -65,10 +65,7 @@ struct FleetStack: Sendable {
         let request = ClusterRequest(masters: masters, agents: agents, publicAgents: publicAgents, instanceType: "m4.large",
                                      adminLocation: "0.0.0.0/0", installerURL: installerURL, dcosConfig: nil, genconfFiles: [],
                                      lifetimeSeconds: 3600)
-        let json = String(decoding: try JSONEncoder().encode(request), as: UTF8.self)
-        return NewCluster(id: NewCluster.makeID(), requestID: nil, owner: "fleet-tests", masters: masters, agents: agents,
-                          publicAgents: publicAgents, instanceType: "m4.large", request: json, lifetime: .seconds(3600),
-                          leaseToken: NewCluster.makeLeaseToken())
+        return try NewCluster(label: "fleet-tests", request: request)
     }
 }
 

@@ -9,12 +9,14 @@ import Testing
 struct ClusterLifecycleTests {
     /// A requested cluster with its provision job, as `client request` writes them.
     static func request(_ store: ClusterStore, abandonAfter: Duration = .seconds(3600)) async throws -> (id: String, token: String) {
-        let new = NewCluster(id: NewCluster.makeID(), requestID: nil, owner: "tester", masters: 1, agents: 1, publicAgents: 1,
-                             instanceType: "m4.large", request: "{}", lifetime: .seconds(3600),
-                             leaseToken: NewCluster.makeLeaseToken(), abandonAfter: abandonAfter)
-        let made = try await store.request(new)
+        let request = ClusterRequest(masters: 1, agents: 1, publicAgents: 1, installerURL: "http://127.0.0.1/dcos_generate_config.sh",
+                                     lifetimeSeconds: 3600)
+        let made = try await ClusterAPI(client: store.client, logger: store.logger)
+            .request(try NewCluster(request: request, abandonAfter: abandonAfter))
         return (made.id, made.leaseToken)
     }
+
+    static func api(_ store: ClusterStore) -> ClusterAPI { ClusterAPI(client: store.client, logger: store.logger) }
 
     static func scalar<T: PostgresDecodable & Sendable>(_ client: PostgresClient, _ query: PostgresQuery, as: T.Type = T.self) async throws -> T {
         let rows = try await client.query(query, logger: TestDatabase.logger)
@@ -85,7 +87,7 @@ struct ClusterLifecycleTests {
             }
             #expect(lost?.code == .leaseLost)
 
-            #expect(try await store.release(clusterID: id, leaseToken: token) == .tearingDown)
+            #expect(try await Self.api(store).release(clusterID: id, leaseToken: token) == .tearingDown)
             #expect(try await Self.scalar(client, "SELECT cancel_requested FROM jobs WHERE id = \(job.id)", as: Bool.self))
             let refused = await #expect(throws: QueueError.self) {
                 try await store.saveCheckpoint(clusterID: id, fence: fence, checkpoint: "{}", phase: "instances", subnetID: nil,
@@ -178,9 +180,9 @@ struct ClusterLifecycleTests {
             _ = try await store.startProvisioning(clusterID: id, fence: JobFence(provision), region: "r", deployment: "d", account: nil)
             try await store.saveCheckpoint(clusterID: id, fence: JobFence(provision), checkpoint: "{}", phase: "key pair", subnetID: nil,
                                            privateKey: "PRIVATE", publicKey: "ssh-ed25519 AAAA", keyPairName: "flotilla-x")
-            try await store.release(clusterID: id, leaseToken: token)
+            try await Self.api(store).release(clusterID: id, leaseToken: token)
             // A second release, and a reconcile, queue nothing more.
-            try await store.release(clusterID: id, leaseToken: token)
+            try await Self.api(store).release(clusterID: id, leaseToken: token)
             _ = try await store.reconcile(retryAfter: .seconds(0))
             #expect(try await Self.activeTeardowns(client, id) == 1)
 
@@ -198,10 +200,11 @@ struct ClusterLifecycleTests {
             try await store.markDestroyed(clusterID: id, fence: JobFence(again))
             #expect(try await Self.state(client, id) == "destroyed")
             let erased = try await Self.scalar(client, """
-                SELECT private_key IS NULL AND public_key IS NULL AND lease_token IS NULL FROM cluster_secrets WHERE cluster_id = \(id)
+                SELECT private_key IS NULL AND public_key IS NULL AND NOT EXISTS (SELECT 1 FROM cluster_tokens WHERE cluster_id = \(id))
+                FROM cluster_secrets WHERE cluster_id = \(id)
                 """, as: Bool.self)
             #expect(erased)
-            await #expect(throws: QueueError.self) { try await store.privateKey(clusterID: id, leaseToken: token) }
+            await #expect(throws: QueueError.self) { try await Self.api(store).privateKey(clusterID: id, leaseToken: token) }
         }
     }
 
@@ -238,8 +241,11 @@ struct ClusterLifecycleTests {
         let db = try await TestDatabase.migrated()
         try await db.withClient { client in
             let store = ClusterStore(client: client, logger: TestDatabase.logger)
-            let (forgotten, _) = try await Self.request(store, abandonAfter: .seconds(0))
-            let (collected, _) = try await Self.request(store, abandonAfter: .seconds(0))
+            let (forgotten, _) = try await Self.request(store, abandonAfter: .seconds(60))
+            let (collected, _) = try await Self.request(store, abandonAfter: .seconds(60))
+            // Their deadlines pass (as if a minute went by).
+            try await client.query("UPDATE clusters SET abandon_at = now() - interval '1 second' WHERE id IN (\(forgotten), \(collected))",
+                                   logger: TestDatabase.logger)
             try await client.query("UPDATE clusters SET collected_at = now() WHERE id = \(collected)", logger: TestDatabase.logger)
             let (fresh, _) = try await Self.request(store, abandonAfter: .seconds(3600))
             let started = try await store.startDueTeardowns()

@@ -222,7 +222,10 @@ struct JobProcessorTests {
             // A worker claims and dies: no heartbeat, no completion.
             _ = try #require(try await shortLease.claim(kinds: [.noop], limit: 1, owner: "dead").first)
             let log = RunLog()
-            let survivor = Self.processor(shortLease, db, id: "survivor", poll: .milliseconds(50), heartbeat: .milliseconds(100)) { job, _ in log.record(job.id) }
+            // The survivor's own claims last longer: on a busy machine a 300 ms lease could
+            // run out under it too, and the job would (rightly) run a third time.
+            let survivorQueue = JobQueue(client: client, configuration: .init(leaseDuration: .seconds(5)), logger: TestDatabase.logger)
+            let survivor = Self.processor(survivorQueue, db, id: "survivor", poll: .milliseconds(50), heartbeat: .milliseconds(100)) { job, _ in log.record(job.id) }
             let maintenance = QueueMaintenance(queue: shortLease, configuration: .init(rescueInterval: .milliseconds(100)), logger: TestDatabase.logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await survivor.run() }

@@ -135,7 +135,7 @@ struct DatabaseSettingsTests {
         let url = try DatabaseSettings.fromEnvironment([
             "DATABASE_URL": "postgres://alice:s%40cret@db.internal:6543/flotilla?sslmode=require", "PGHOST": "ignored",
         ])
-        #expect(url == DatabaseSettings(host: "db.internal", port: 6543, username: "alice", password: "s@cret", database: "flotilla", requireTLS: true))
+        #expect(url == DatabaseSettings(host: "db.internal", port: 6543, username: "alice", password: "s@cret", database: "flotilla", sslMode: .require))
         let pg = try DatabaseSettings.fromEnvironment(["PGHOST": "127.0.0.1", "PGPORT": "5433", "PGUSER": "bob", "PGDATABASE": "jobs"])
         #expect(pg == DatabaseSettings(host: "127.0.0.1", port: 5433, username: "bob", password: nil, database: "jobs"))
     }

@@ -116,7 +116,7 @@ PY
 
 # The Debian and PyPI packages the local stack needs.
 stack_install() {
-  stack_apt postgresql openssh-server openssh-client libssl-dev libpq-dev curl sudo python3-pip
+  stack_apt postgresql openssh-server openssh-client libssl-dev libpq-dev curl sudo python3-pip openssl
   python3 -c 'import packaging' 2>/dev/null || python3 -m pip install -q packaging
   stack_pip "moto[server]==$MOTO_VERSION"
   if ! command -v swift >/dev/null 2>&1; then
@@ -131,6 +131,31 @@ _pg_bin() {
     [ -x "$dir/initdb" ] && { echo "$dir"; return 0; }
   done
   return 1
+}
+
+# TLS for the test server: a CA made for this run, a server certificate for 127.0.0.1 and
+# localhost signed by it, and a second CA that signed nothing (to prove verification). The
+# login flotilla_tls may connect over TLS only (pg_hba), so a test can tell TLS was used.
+# Exports FLOTILLA_TEST_PG_CA and FLOTILLA_TEST_PG_OTHER_CA.
+_stack_pg_tls() {
+  local data=$1 tls=$1/tls
+  mkdir -p "$tls"
+  (
+    cd "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=flotilla test CA" -keyout ca.key -out ca.crt
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=someone else's CA" -keyout other-ca.key -out other-ca.crt
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > san.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.crt
+  ) >"$STACK_DIR/tls.log" 2>&1 || { cat "$STACK_DIR/tls.log" >&2; return 1; }
+  chmod 600 "$tls/server.key"
+  chmod 644 "$tls/ca.crt" "$tls/other-ca.crt"
+  [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$tls/server.key" "$tls/server.crt"
+  local hba="$data/data/pg_hba.conf"
+  { printf 'hostssl all flotilla_tls 127.0.0.1/32 trust\nhostnossl all flotilla_tls 127.0.0.1/32 reject\n'; cat "$hba"; } >"$hba.new"
+  mv "$hba.new" "$hba"
+  [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$hba"
+  export FLOTILLA_TEST_PG_CA="$tls/ca.crt" FLOTILLA_TEST_PG_OTHER_CA="$tls/other-ca.crt"
 }
 
 # Start PostgreSQL in $STACK_DIR/pg on a free loopback port. Exports DATABASE_URL and
@@ -148,8 +173,9 @@ stack_start_postgres() {
   fi
   "${run_as[@]}" "$bin/initdb" -D "$data/data" -A trust -U flotilla -E UTF8 >"$STACK_DIR/initdb.log" 2>&1 \
     || { cat "$STACK_DIR/initdb.log" >&2; return 1; }
+  _stack_pg_tls "$data" || return 1
   "${run_as[@]}" "$bin/pg_ctl" -D "$data/data" -l "$data/server.log" -w -t 30 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $data -c max_connections=200 -c shared_buffers=256MB -c fsync=on" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $data -c max_connections=200 -c shared_buffers=256MB -c fsync=on -c ssl=on -c ssl_cert_file=$data/tls/server.crt -c ssl_key_file=$data/tls/server.key" \
     start >/dev/null
   stack_on_exit "${run_as[*]} $bin/pg_ctl -D $data/data -m immediate stop"
   export PGHOST=127.0.0.1 PGPORT=$port PGUSER=flotilla PGDATABASE=postgres

@@ -54,6 +54,8 @@ public struct ClusterRecord: Sendable, Hashable {
     public var deployment: String? = nil
     /// Why teardown started: released, expired, abandoned, failed, reconciled.
     public var teardownReason: String? = nil
+    /// Free text the requester gave (`client request --label`); the owner is the login.
+    public var label: String? = nil
 }
 
 /// A node as published for the lease holder.
@@ -73,47 +75,28 @@ public struct NodeRecord: Sendable, Hashable, Codable {
     }
 }
 
-/// A new cluster request, validated by the client before anything is written.
+/// A new cluster request. The database checks it (``ClusterAPI/request(_:)``): the same rules
+/// for every caller, the policy's limits and the caller's quota; the owner is the login.
 public struct NewCluster: Sendable {
-    public var id: String
     public var requestID: String?
-    public var owner: String
-    public var masters: Int
-    public var agents: Int
-    public var publicAgents: Int
-    public var instanceType: String
-    /// The whole request as a JSON object (no secrets).
+    /// Free text for people; the owner is the database login, never a flag.
+    public var label: String?
+    /// The whole request as a JSON object (no secrets): a ``ClusterRequest``.
     public var request: String
-    public var lifetime: Duration
-    public var leaseToken: String
     /// The server gives the request up (tears it down) when nobody collected it (read its key
     /// or extended it) this long after the request.
     public var abandonAfter: Duration
 
-    public init(id: String, requestID: String?, owner: String, masters: Int, agents: Int, publicAgents: Int,
-                instanceType: String, request: String, lifetime: Duration, leaseToken: String,
-                abandonAfter: Duration = .seconds(3600 + 15)) {
-        self.abandonAfter = abandonAfter
-        self.id = id
+    public init(requestID: String? = nil, label: String? = nil, request: String, abandonAfter: Duration = .seconds(3600 + 15)) {
         self.requestID = requestID
-        self.owner = owner
-        self.masters = masters
-        self.agents = agents
-        self.publicAgents = publicAgents
-        self.instanceType = instanceType
+        self.label = label
         self.request = request
-        self.lifetime = lifetime
-        self.leaseToken = leaseToken
+        self.abandonAfter = abandonAfter
     }
 
-    /// A new cluster id: `c-` and ten hex digits.
-    public static func makeID() -> String {
-        "c-" + (0..<5).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
-    }
-
-    /// A new lease token: 32 random bytes, hex.
-    public static func makeLeaseToken() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+    public init(requestID: String? = nil, label: String? = nil, request: ClusterRequest,
+                abandonAfter: Duration = .seconds(3600 + 15)) throws {
+        self.init(requestID: requestID, label: label, request: String(decoding: try JSONEncoder().encode(request), as: UTF8.self),
+                  abandonAfter: abandonAfter)
     }
 }

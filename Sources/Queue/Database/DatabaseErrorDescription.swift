@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Foundation
 import PostgresNIO
 
@@ -31,6 +32,8 @@ public enum DatabaseErrorDescription {
             return "\(place) closed the connection\(error.underlying.map { ": \(Self.describeTransport($0))" } ?? "")"
         case .clientClosedConnection, .poolClosed:
             return "the connection to \(place) was already closed"
+        case .failedToAddSSLHandler:
+            return "cannot connect to \(place) over TLS: \(error.underlying.map(Self.describeTransport) ?? "the TLS setup failed")"
         case .sslUnsupported:
             return "\(place) does not offer TLS, but the connection requires it (sslmode)"
         case .authMechanismRequiresPassword:
@@ -64,6 +67,12 @@ public enum DatabaseErrorDescription {
             return "connection failed"
         }
         if let error = error as? ChannelError, case .connectTimeout = error { return "connection timed out" }
+        if let error = error as? NIOSSLError {
+            return "the TLS handshake failed (\(error)): is sslrootcert the CA that signed the server's certificate, and does it name this host?"
+        }
+        if let error = error as? BoringSSLError {
+            return "the TLS handshake failed (\(error)): is sslrootcert the CA that signed the server's certificate, and does it name this host?"
+        }
         let text = String(describing: error)
         if text.contains("connection refused") || text.contains("Connection refused") { return "connection refused" }
         return text

@@ -12,17 +12,72 @@ public struct DatabaseSettings: Sendable, Equatable {
     public var username: String = "postgres"
     public var password: String?
     public var database: String?
-    /// `true` when `sslmode=require` (or stricter) was asked for.
-    public var requireTLS: Bool = false
+    /// libpq's `sslmode`: `disable`, `prefer` (TLS when the server offers it, unverified),
+    /// `require` (TLS, unverified), `verify-ca` (TLS, the chain checked against
+    /// `sslRootCertificate`), `verify-full` (also the host name or address).
+    public var sslMode: SSLMode = .disable
+    /// libpq's `sslrootcert`: the CA certificates (PEM) for `verify-ca` and `verify-full`;
+    /// libpq's default is ~/.postgresql/root.crt.
+    public var sslRootCertificate: String?
+
+    public enum SSLMode: String, Sendable, Equatable, CaseIterable {
+        case disable, allow, prefer, require
+        case verifyCA = "verify-ca"
+        case verifyFull = "verify-full"
+    }
+
+    /// `true` when the connection must use TLS (`require` or stricter).
+    public var requireTLS: Bool { [.require, .verifyCA, .verifyFull].contains(self.sslMode) }
 
     public init(host: String = "127.0.0.1", port: Int = 5432, username: String = "postgres",
-                password: String? = nil, database: String? = nil, requireTLS: Bool = false) {
+                password: String? = nil, database: String? = nil, sslMode: SSLMode = .disable, sslRootCertificate: String? = nil) {
         self.host = host
         self.port = port
         self.username = username
         self.password = password
         self.database = database
-        self.requireTLS = requireTLS
+        self.sslMode = sslMode
+        self.sslRootCertificate = sslRootCertificate
+    }
+
+    static func parseSSLMode(_ text: String) throws -> SSLMode {
+        guard let mode = SSLMode(rawValue: text) else {
+            throw QueueError(.configuration, "sslmode must be one of \(SSLMode.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return mode
+    }
+
+    /// TLS as libpq would do it with the same `sslmode`; `nil` for no TLS.
+    func tlsConfiguration() throws -> TLSConfiguration? {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        switch self.sslMode {
+        case .disable, .allow:
+            return nil
+        case .prefer, .require:
+            configuration.certificateVerification = .none
+        case .verifyCA, .verifyFull:
+            let path = self.sslRootCertificate
+                ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".postgresql/root.crt").path
+            guard FileManager.default.isReadableFile(atPath: path) else {
+                throw QueueError(.configuration, "sslmode=\(self.sslMode.rawValue) needs the CA certificate file: \(path) cannot be read (set sslrootcert or PGSSLROOTCERT)")
+            }
+            configuration.trustRoots = .file(path)
+            configuration.certificateVerification = self.sslMode == .verifyFull ? .fullVerification : .noHostnameVerification
+        }
+        return configuration
+    }
+
+    /// The TLS setting of one connection.
+    func tls() throws -> PostgresConnection.Configuration.TLS {
+        guard let configuration = try self.tlsConfiguration() else { return .disable }
+        let context = try NIOSSLContext(configuration: configuration)
+        return self.sslMode == .prefer ? .prefer(context) : .require(context)
+    }
+
+    /// The pool's TLS setting (it takes a configuration, not a context).
+    func clientTLS() throws -> PostgresClient.Configuration.TLS {
+        guard let configuration = try self.tlsConfiguration() else { return .disable }
+        return self.sslMode == .prefer ? .prefer(configuration) : .require(configuration)
     }
 
     /// Settings from the environment: `DATABASE_URL` first, then the `PG*` variables.
@@ -42,9 +97,8 @@ public struct DatabaseSettings: Sendable, Equatable {
             ?? environment["USER"] ?? "postgres"
         settings.password = environment["PGPASSWORD"]
         settings.database = environment["PGDATABASE"].flatMap { $0.isEmpty ? nil : $0 }
-        if let mode = environment["PGSSLMODE"] {
-            settings.requireTLS = ["require", "verify-ca", "verify-full"].contains(mode)
-        }
+        if let mode = environment["PGSSLMODE"], !mode.isEmpty { settings.sslMode = try Self.parseSSLMode(mode) }
+        settings.sslRootCertificate = environment["PGSSLROOTCERT"].flatMap { $0.isEmpty ? nil : $0 }
         return settings
     }
 
@@ -69,8 +123,9 @@ public struct DatabaseSettings: Sendable, Equatable {
         let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
         self.database = path.isEmpty ? nil : path
         if let mode = components.queryItems?.first(where: { $0.name == "sslmode" })?.value {
-            self.requireTLS = ["require", "verify-ca", "verify-full"].contains(mode)
+            self.sslMode = try Self.parseSSLMode(mode)
         }
+        self.sslRootCertificate = components.queryItems?.first(where: { $0.name == "sslrootcert" })?.value
     }
 
     /// The same settings pointing at another database on the same server.
@@ -85,7 +140,7 @@ public struct DatabaseSettings: Sendable, Equatable {
         var configuration = PostgresClient.Configuration(
             host: self.host, port: self.port, username: self.username,
             password: self.password, database: self.database,
-            tls: self.requireTLS ? .require(.makeClientConfiguration()) : .disable
+            tls: try self.clientTLS()
         )
         configuration.options.maximumConnections = maximumConnections
         configuration.options.connectTimeout = .seconds(10)
@@ -97,9 +152,10 @@ public struct DatabaseSettings: Sendable, Equatable {
         var configuration = PostgresConnection.Configuration(
             host: self.host, port: self.port, username: self.username,
             password: self.password, database: self.database,
-            tls: self.requireTLS ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable
+            tls: try self.tls()
         )
         configuration.options.connectTimeout = .seconds(10)
         return configuration
     }
 }
+

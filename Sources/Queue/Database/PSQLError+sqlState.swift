@@ -17,4 +17,8 @@ enum SQLState {
     static let leaseLost = "FLT02"
     static let clusterState = "FLT03"
     static let noSuchCluster = "FLT04"
+    /// Raised by the client API of migration 0004.
+    static let policyRefused = "FLT05"
+    static let invalidParameter = "22023"
+    static let insufficientPrivilege = "42501"
 }

@@ -314,6 +314,11 @@ public struct JobQueue: Sendable {
                 throw QueueError(.leaseLost, "\(error.serverInfo?[.message] ?? "the job's lease was lost"); nothing was changed", underlying: error)
             case SQLState.noSuchCluster:
                 throw QueueError(.notFound, error.serverInfo?[.message] ?? "no such cluster", underlying: error)
+            case SQLState.invalidParameter, SQLState.policyRefused:
+                // The API's refusals: the message says what is accepted or which limit applies.
+                throw QueueError(.invalidInput, error.serverInfo?[.message] ?? "refused", underlying: error)
+            case SQLState.insufficientPrivilege:
+                throw QueueError(.invalidInput, "permission denied: \(error.serverInfo?[.message] ?? "this login may not do that") (logins of role flotilla_client use the client API functions only)", underlying: error)
             case SQLState.invalidTextRepresentation:
                 throw QueueError(.invalidInput, "the database refused a value: \(error.serverInfo?[.message] ?? "invalid text")", underlying: error)
             default:

@@ -64,16 +64,29 @@ public struct Migrator: Sendable {
         var report = Report(applied: [], alreadyApplied: applied.count)
         for migration in migrations where applied[migration.version] == nil {
             self.logger.info("applying migration", metadata: ["migration": "\(String(format: "%04d", migration.version))_\(migration.name)"])
-            do {
-                try await connection.withTransaction(logger: self.logger) { connection in
-                    try await connection.query("SELECT pg_temp.flotilla_run_migration(\(migration.sql))", logger: self.logger)
-                    try await connection.query("""
-                        INSERT INTO schema_migrations (version, name, checksum)
-                        VALUES (\(migration.version), \(migration.name), \(migration.checksum))
-                        """, logger: self.logger)
+            // Roles and their grants live in catalogs the whole server shares: two databases
+            // migrated at the same moment can collide there ("tuple concurrently updated").
+            // Such a collision rolls back cleanly, and the migration is tried again.
+            var attempt = 1
+            while true {
+                do {
+                    try await connection.withTransaction(logger: self.logger) { connection in
+                        try await connection.query("SELECT pg_temp.flotilla_run_migration(\(migration.sql))", logger: self.logger)
+                        try await connection.query("""
+                            INSERT INTO schema_migrations (version, name, checksum)
+                            VALUES (\(migration.version), \(migration.name), \(migration.checksum))
+                            """, logger: self.logger)
+                    }
+                    break
+                } catch {
+                    let text = Self.describe(error)
+                    if attempt < 5, text.contains("tuple concurrently updated") || text.contains("deadlock detected") {
+                        attempt += 1
+                        try await Task.sleep(for: .milliseconds(100 * attempt))
+                        continue
+                    }
+                    throw QueueError(.invalidMigration, "migration \(String(format: "%04d", migration.version))_\(migration.name).sql failed and was rolled back: \(text)", underlying: error)
                 }
-            } catch {
-                throw QueueError(.invalidMigration, "migration \(String(format: "%04d", migration.version))_\(migration.name).sql failed and was rolled back: \(Self.describe(error))", underlying: error)
             }
             report.applied.append(migration)
         }
@@ -132,5 +145,5 @@ public struct Migrator: Sendable {
 /// The schema version this build of Flotilla was written against: the number of the last
 /// file in `migrations/`. A test keeps the two in step.
 public enum SchemaVersion {
-    public static let required = 3
+    public static let required = 4
 }

@@ -37,6 +37,9 @@ struct MigrateCommand: AsyncParsableCommand {
             print("schema at version \(migrations.last?.version ?? 0) (\(report.applied.count) applied now, \(report.alreadyApplied) before)")
         } catch let error as QueueError {
             fail(error.message)
+        } catch {
+            // Migrations run as the database owner; any other login meets a refusal here.
+            fail("cannot migrate: \(DatabaseErrorDescription.describe(error))")
         }
     }
 }

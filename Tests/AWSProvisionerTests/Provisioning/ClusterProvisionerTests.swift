@@ -181,27 +181,37 @@ struct ClusterProvisionerTests {
         let v1 = try await shell.run("curl -fsS \(endpoint)/latest/meta-data/local-ipv4", on: target, input: nil, timeout: .seconds(30))
         #expect(v1.exitStatus != 0, "\(v1.summary)")
 
-        // A metadata service that refuses tokens: an emulator of our own in `refuse` mode.
-        let port = Int.random(in: 40000...49999)
-        let control = URL(fileURLWithPath: stackDirectory).appendingPathComponent("imds-refuse-\(port)")
-        try "refuse\n".write(to: control, atomically: true, encoding: .utf8)
-        let emulator = Process()
-        emulator.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        // A metadata service that refuses tokens: an emulator of our own in `refuse` mode, on a
+        // port that was free (tried again on another one if the emulator could not bind).
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/fixtures/imds-emulator.py")
-        emulator.arguments = ["python3", script.path, "--port", String(port), "--control", control.path,
-                              "--log", control.path + ".log", "--aws-conf", stackDirectory + "/nodes/aws.json", "--mode", "refuse"]
-        emulator.standardOutput = FileHandle.nullDevice
-        emulator.standardError = FileHandle.nullDevice
-        try emulator.run()
-        defer { emulator.terminate() }
-        let refusing = "http://127.0.0.1:\(port)"
-        var refused = try await run(NodeScripts.ipDetect(endpoint: refusing))
-        // Until the emulator listens, the script reports no answer; then the refusal.
-        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
-        while !refused.stderr.contains("403"), ContinuousClock.now < deadline {
-            refused = try await run(NodeScripts.ipDetect(endpoint: refusing))
+        var emulator: Process?
+        var refusing = ""
+        for _ in 0..<5 where emulator == nil {
+            let port = Int.random(in: 40000...49999)
+            let control = URL(fileURLWithPath: stackDirectory).appendingPathComponent("imds-refuse-\(port)")
+            try "refuse\n".write(to: control, atomically: true, encoding: .utf8)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", script.path, "--port", String(port), "--control", control.path,
+                                 "--log", control.path + ".log", "--aws-conf", stackDirectory + "/nodes/aws.json", "--mode", "refuse"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            // Up when it answers anything over HTTP; gone when it could not start.
+            let deadline = ContinuousClock.now.advanced(by: .seconds(15))
+            while process.isRunning, ContinuousClock.now < deadline,
+                  try runLocal("/usr/bin/curl", ["-s", "-o", "/dev/null", "--max-time", "1", "http://127.0.0.1:\(port)/latest/meta-data/"]) != 0 {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            if process.isRunning {
+                emulator = process
+                refusing = "http://127.0.0.1:\(port)"
+            }
         }
+        let refusingEmulator = try #require(emulator, "the refusing IMDS emulator did not start")
+        defer { refusingEmulator.terminate() }
+        let refused = try await run(NodeScripts.ipDetect(endpoint: refusing))
         #expect(refused.exitStatus == 1, "\(refused.summary)")
         #expect(refused.stdout.isEmpty)
         #expect(refused.stderr.contains("ip-detect: the instance metadata service refused an IMDSv2 token"), "\(refused.stderr)")

@@ -1,0 +1,132 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// What a CI agent may do, through the only door the database gives it: the `api_*`
+/// functions of migration 0004 (SECURITY DEFINER, granted to `flotilla_client`). The
+/// functions check the lease token, the policy and the caller's identity (the login), so a
+/// client that bypasses this type with `psql` meets the same refusals.
+public struct ClusterAPI: Sendable {
+    public let client: PostgresClient
+    public let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    private var queue: JobQueue { JobQueue(client: self.client, logger: self.logger) }
+
+    /// Records a request for the login's own cluster, within the policy and its quota. A
+    /// request id used before by the same login returns that cluster with a new working
+    /// token (`created == false`).
+    public func request(_ new: NewCluster) async throws -> (id: String, leaseToken: String, created: Bool) {
+        try await self.queue.mapErrors {
+            let rows = try await self.client.query("""
+                SELECT id, lease_token, created FROM api_request(\(new.requestID), \(new.label), \(new.request)::jsonb,
+                                                                 \(new.abandonAfter.seconds)::float8)
+                """, logger: self.logger)
+            for try await (id, token, created) in rows.decode((String, String, Bool).self) { return (id, token, created) }
+            throw QueueError(.database, "the request was not recorded")
+        }
+    }
+
+    public func cluster(id: String) async throws -> ClusterRecord? {
+        try await self.clusters(id: id, limit: 1).first
+    }
+
+    /// Clusters, newest first, optionally of one owner (a login) and/or state.
+    public func clusters(id: String? = nil, owner: String? = nil, state: ClusterState? = nil, limit: Int = 200) async throws -> [ClusterRecord] {
+        try await self.queue.mapErrors {
+            let rows = try await self.client.query("""
+                SELECT * FROM api_clusters(\(id), \(owner), \(state?.rawValue), \(limit)::int)
+                """, logger: self.logger)
+            var result: [ClusterRecord] = []
+            for try await row in rows { result.append(try Self.decode(row)) }
+            return result
+        }
+    }
+
+    static func decode(_ row: PostgresRow) throws -> ClusterRecord {
+        var cells = row.makeRandomAccess()
+        func column<T: PostgresDecodable>(_ index: Int, _ type: T.Type) throws -> T { try cells[index].decode(T.self) }
+        _ = cells.count
+        return ClusterRecord(
+            id: try column(0, String.self), requestID: try column(1, String?.self), owner: try column(2, String.self),
+            state: ClusterState(rawValue: try column(4, String.self)) ?? .failed, phase: try column(5, String?.self),
+            masters: try column(6, Int.self), agents: try column(7, Int.self), publicAgents: try column(8, Int.self),
+            instanceType: try column(9, String.self), request: try column(10, String.self), checkpoint: nil,
+            lifetime: .milliseconds(Int64(try column(11, Double.self) * 1000)), sshUser: try column(12, String?.self),
+            sshPort: try column(13, Int?.self), readyAt: try column(14, Date?.self), expiresAt: try column(15, Date?.self),
+            releaseRequestedAt: try column(16, Date?.self), lastError: try column(17, String?.self),
+            createdAt: try column(18, Date.self), destroyedAt: try column(19, Date?.self), region: try column(20, String?.self),
+            deployment: try column(21, String?.self), teardownReason: try column(22, String?.self), label: try column(3, String?.self))
+    }
+
+    public func nodes(clusterID: String) async throws -> [NodeRecord] {
+        try await self.queue.mapErrors {
+            let rows = try await self.client.query("SELECT * FROM api_nodes(\(clusterID))", logger: self.logger)
+            var result: [NodeRecord] = []
+            for try await (role, instance, privateIP, publicIP, hostKey) in rows.decode((String, String, String, String?, String?).self) {
+                result.append(NodeRecord(role: role, instanceID: instance, privateIP: privateIP, publicIP: publicIP, hostKey: hostKey))
+            }
+            return result
+        }
+    }
+
+    /// The cluster's SSH private key, for the lease holder; the read is recorded.
+    public func privateKey(clusterID: String, leaseToken: String) async throws -> String {
+        try await self.scalar("SELECT api_key(\(clusterID), \(leaseToken))", as: String.self)
+    }
+
+    /// Moves a ready cluster's expiry by `amount`, within the policy. Returns the new expiry.
+    public func extend(clusterID: String, leaseToken: String, by amount: Duration) async throws -> Date {
+        try await self.scalar("SELECT api_extend(\(clusterID), \(leaseToken), \(amount.seconds)::float8)", as: Date.self)
+    }
+
+    /// Tears the cluster down now. Returns the state it is in afterwards.
+    @discardableResult
+    public func release(clusterID: String, leaseToken: String) async throws -> ClusterState {
+        let state = try await self.scalar("SELECT api_release(\(clusterID), \(leaseToken))", as: String.self)
+        return ClusterState(rawValue: state) ?? .tearingDown
+    }
+
+    /// Install logs by name, for the lease holder.
+    public func logs(clusterID: String, leaseToken: String) async throws -> [(name: String, contents: String)] {
+        try await self.queue.mapErrors {
+            let rows = try await self.client.query("SELECT name, contents FROM api_logs(\(clusterID), \(leaseToken))", logger: self.logger)
+            return try await rows.decode((String, String).self).collect().map { (name: $0.0, contents: $0.1) }
+        }
+    }
+
+    /// Jobs by state, the oldest runnable job's age, and the running and failed jobs.
+    public func jobs() async throws -> (counts: [JobState: Int], oldestRunnableAge: Duration?, running: [JobQueue.JobSummary], failed: [JobQueue.JobSummary]) {
+        try await self.queue.mapErrors {
+            var counts: [JobState: Int] = [:]
+            var oldest: Duration?
+            let summary = try await self.client.query("SELECT state, jobs, oldest_runnable_seconds FROM api_job_counts()", logger: self.logger)
+            for try await (state, count, age) in summary.decode((String, Int, Double?).self) {
+                if let state = JobState(rawValue: state) { counts[state] = count }
+                if let age { oldest = .milliseconds(Int64(age * 1000)) }
+            }
+            var running: [JobQueue.JobSummary] = []
+            var failed: [JobQueue.JobSummary] = []
+            let rows = try await self.client.query("SELECT * FROM api_jobs()", logger: self.logger)
+            for try await (id, kind, cluster, state, attempt, worker, heartbeat, error)
+                in rows.decode((Int64, String, String?, String, Int, String?, Double?, String?).self) {
+                let job = JobQueue.JobSummary(id: id, kind: kind, clusterID: cluster, attempt: attempt, worker: worker,
+                                              heartbeatAge: heartbeat, lastError: error)
+                if state == "running" { running.append(job) } else { failed.append(job) }
+            }
+            return (counts, oldest, running, failed)
+        }
+    }
+
+    private func scalar<T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as type: T.Type) async throws -> T {
+        try await self.queue.mapErrors {
+            let rows = try await self.client.query(query, logger: self.logger)
+            for try await value in rows.decode(T.self) { return value }
+            throw QueueError(.notFound, "no answer")
+        }
+    }
+}

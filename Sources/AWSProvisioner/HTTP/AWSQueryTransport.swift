@@ -24,6 +24,7 @@ struct AWSQueryTransport: Sendable {
 
     /// Sends `action` and returns the root element of the successful answer.
     func send(action: String, parameters: [(String, String)]) async throws -> XMLNode {
+        AWSRequestLog.shared?.record(service: self.service, version: self.apiVersion, action: action, parameters: parameters)
         var logger = self.logger
         logger[metadataKey: "aws.action"] = "\(action)"
         var attempt = 0

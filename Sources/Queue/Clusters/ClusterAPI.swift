@@ -48,9 +48,8 @@ public struct ClusterAPI: Sendable {
     }
 
     static func decode(_ row: PostgresRow) throws -> ClusterRecord {
-        var cells = row.makeRandomAccess()
+        let cells = row.makeRandomAccess()
         func column<T: PostgresDecodable>(_ index: Int, _ type: T.Type) throws -> T { try cells[index].decode(T.self) }
-        _ = cells.count
         return ClusterRecord(
             id: try column(0, String.self), requestID: try column(1, String?.self), owner: try column(2, String.self),
             state: ClusterState(rawValue: try column(4, String.self)) ?? .failed, phase: try column(5, String?.self),

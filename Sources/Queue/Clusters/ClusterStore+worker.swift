@@ -113,13 +113,6 @@ extension ClusterStore {
         try await self.call("SELECT cluster_mark_destroyed(\(fence.jobID), \(fence.leaseToken), \(clusterID))::text", as: String.self)
     }
 
-    /// Whether a provision job of the cluster is running right now.
-    public func provisionRunning(clusterID: String) async throws -> Bool {
-        try await self.call("""
-            SELECT EXISTS (SELECT 1 FROM jobs WHERE kind = 'provision' AND payload ->> 'cluster_id' = \(clusterID) AND state = 'running')
-            """, as: Bool.self) ?? false
-    }
-
     // MARK: The janitor's passes
 
     /// The lifetime pass: ready clusters whose lifetime ended, and requests nobody collected

@@ -80,11 +80,4 @@ public struct ClusterStore: Sendable {
         }
         return result
     }
-
-    public func event(_ clusterID: String, _ kind: String, _ detail: [String: String]) async throws {
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: detail, options: [.sortedKeys]), as: UTF8.self)
-        try await self.client.query("""
-            INSERT INTO cluster_events (cluster_id, kind, detail) VALUES (\(clusterID), \(kind), \(json)::jsonb)
-            """, logger: self.logger)
-    }
 }

@@ -113,32 +113,4 @@ extension JobQueue {
         public var heartbeatAge: Double?
         public var lastError: String?
     }
-
-    /// Running jobs with their worker and heartbeat age, oldest first.
-    public func runningJobs(limit: Int = 50) async throws -> [JobSummary] {
-        try await self.summaries(state: .running, limit: limit)
-    }
-
-    /// The most recent failed jobs with their last error.
-    public func failedJobs(limit: Int = 20) async throws -> [JobSummary] {
-        try await self.summaries(state: .failed, limit: limit)
-    }
-
-    private func summaries(state: JobState, limit: Int) async throws -> [JobSummary] {
-        try await self.mapErrors {
-            let rows = try await self.client.query("""
-                SELECT id, kind, payload ->> 'cluster_id', attempt, lease_owner,
-                       extract(epoch FROM now() - heartbeat_at)::float8, last_error
-                FROM jobs WHERE state = \(state.rawValue)
-                ORDER BY CASE WHEN \(state.rawValue) = 'running' THEN started_at END, finished_at DESC NULLS LAST
-                LIMIT \(limit)
-                """, logger: self.logger)
-            var result: [JobSummary] = []
-            for try await (id, kind, cluster, attempt, worker, heartbeat, error) in rows.decode((Int64, String, String?, Int, String?, Double?, String?).self) {
-                result.append(JobSummary(id: id, kind: kind, clusterID: cluster, attempt: attempt, worker: worker,
-                                         heartbeatAge: state == .running ? heartbeat : nil, lastError: error))
-            }
-            return result
-        }
-    }
 }

@@ -98,6 +98,9 @@ struct MigrationTests {
         let run = try await Self.runWorker(["migrate", "--dir", folder.path], database: db)
         #expect(run.status != 0)
         #expect(run.output.contains("0001_broken.sql failed and was rolled back"), "\(run.output)")
+        // The statement's own error, not the "transaction is aborted" of whatever ran next.
+        #expect(run.output.contains("no_such_function"), "\(run.output)")
+        #expect(!run.output.contains("25P02"), "\(run.output)")
         try await db.withClient { client async throws in
             #expect(try await client.scalar("SELECT count(*)::int FROM pg_tables WHERE tablename = 'half_done'", as: Int.self) == 0)
         }

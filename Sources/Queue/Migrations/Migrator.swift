@@ -29,7 +29,7 @@ public struct Migrator: Sendable {
     @discardableResult
     public func migrate(_ migrations: [Migration]) async throws -> Report {
         try await self.client.withConnection { connection in
-            try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))", logger: self.logger)
+            for try await _ in try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))", logger: self.logger) {}
             do {
                 let report = try await self.migrateLocked(migrations, on: connection)
                 try await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: self.logger)
@@ -71,7 +71,11 @@ public struct Migrator: Sendable {
             while true {
                 do {
                     try await connection.withTransaction(logger: self.logger) { connection in
-                        try await connection.query("SELECT pg_temp.flotilla_run_migration(\(migration.sql))", logger: self.logger)
+                        // A SELECT answers with its row description before it runs: its error
+                        // arrives with the rows, so they are read, or the error would surface
+                        // only as "transaction is aborted" on the next statement.
+                        let rows = try await connection.query("SELECT pg_temp.flotilla_run_migration(\(migration.sql))", logger: self.logger)
+                        for try await _ in rows {}
                         try await connection.query("""
                             INSERT INTO schema_migrations (version, name, checksum)
                             VALUES (\(migration.version), \(migration.name), \(migration.checksum))
@@ -80,7 +84,7 @@ public struct Migrator: Sendable {
                     break
                 } catch {
                     let text = Self.describe(error)
-                    if attempt < 5, text.contains("tuple concurrently updated") || text.contains("deadlock detected") {
+                    if attempt < 5, Self.collidedOnSharedCatalog(text) {
                         attempt += 1
                         try await Task.sleep(for: .milliseconds(100 * attempt))
                         continue
@@ -135,6 +139,13 @@ public struct Migrator: Sendable {
         if current > required {
             throw QueueError(.schemaAhead, "the database schema is at version \(current), newer than this worker's \(required): deploy a newer worker")
         }
+    }
+
+    /// Roles are the server's, not the database's: two databases creating the same role at once
+    /// collide on pg_authid (a unique violation), grants on the same role collide as "tuple
+    /// concurrently updated". Both roll back cleanly and succeed when tried again.
+    static func collidedOnSharedCatalog(_ text: String) -> Bool {
+        text.contains("tuple concurrently updated") || text.contains("deadlock detected") || text.contains("pg_authid_rolname_index")
     }
 
     static func describe(_ error: any Error) -> String {

@@ -73,6 +73,7 @@ let package = Package(
                 "Fleet",
                 "Queue",
                 "AWSProvisioner",
+                "ClusterOptions",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -98,9 +99,21 @@ let package = Package(
             name: "Client",
             dependencies: [
                 "Queue",
+                "ClusterOptions",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            exclude: ["Options"],
+            swiftSettings: swiftSettings
+        ),
+        // The options that describe a cluster, shared by `client request|run` and `worker pool set`.
+        .target(
+            name: "ClusterOptions",
+            dependencies: [
+                "Queue",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/Client/Options",
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -14,7 +14,7 @@ struct ClientCommand: AsyncParsableCommand {
 
             Exit codes: 0 success; 1 refused, failed or timed out; 64 bad usage (a message says what is accepted).
             """,
-        subcommands: [RequestCommand.self, StatusCommand.self, ListCommand.self, WaitCommand.self, ExtendCommand.self, ReleaseCommand.self, KeyCommand.self, LogsCommand.self, JobsCommand.self]
+        subcommands: [RequestCommand.self, RunCommand.self, StatusCommand.self, ListCommand.self, WaitCommand.self, ExtendCommand.self, ReleaseCommand.self, KeyCommand.self, LogsCommand.self, JobsCommand.self]
     )
 }
 

@@ -48,7 +48,17 @@ struct StatusCommand: AsyncParsableCommand {
         try await withStore(self.options) { store, _ in
             let cluster = try await requireCluster(store, id)
             let nodes = try await store.nodes(clusterID: id)
-            if json { printJSON(ClusterOutput.json(cluster, nodes: nodes)) } else { print(ClusterOutput.text(cluster, nodes: nodes)) }
+            let warnings = cluster.state == .ready ? try await store.events(clusterID: id).compactMap(ExpiryWarning.init) : []
+            // Only the warning for the expiry in force: an extension made the earlier ones moot.
+            let current = warnings.last.flatMap { last in cluster.expiresAt.map { abs($0.timeIntervalSince(last.expiresAt)) < 1 } ?? false ? last : nil }
+            if json {
+                var object = ClusterOutput.json(cluster, nodes: nodes)
+                if let current { object["expiry_warning"] = ["minutes": current.minutes, "at": ISO8601DateFormatter().string(from: current.at)] }
+                printJSON(object)
+            } else {
+                print(ClusterOutput.text(cluster, nodes: nodes))
+                if let current { print("\nwarning: \(current.text(id: id))") }
+            }
         }
     }
 }
@@ -216,7 +226,10 @@ func waitForCluster(_ id: String, store: ClusterAPI, settings: DatabaseSettings,
             for await _ in wakeups {
                 guard let cluster = try await store.cluster(id: id) else { throw QueueError(.notFound, "cluster \(id) vanished") }
                 let elapsed = ClusterRequest.format(seconds: (ContinuousClock.now - start).seconds)
-                let line = "\(id): \(cluster.state)\(cluster.phase.map { " — \($0)" } ?? "") (\(elapsed))"
+                var line = "\(id): \(cluster.state)\(cluster.phase.map { " — \($0)" } ?? "") (\(elapsed))"
+                if cluster.state == .requested || cluster.state == .provisioning, let info = try? await store.waitInfo(clusterID: id) {
+                    line += waitEstimate(info, age: Date().timeIntervalSince(cluster.createdAt))
+                }
                 if terminal {
                     FileHandle.standardError.write(Data("\r\u{1B}[2K\(line)".utf8))
                 } else if line.split(separator: "(").first != lastLine.split(separator: "(").first {
@@ -249,4 +262,38 @@ func writeKey(_ key: String, to path: String) throws {
     }
 }
 
+
+
+/// "; 2 requests ahead; recent clusters were ready ~14m after their request (median of 20), ~9m left".
+func waitEstimate(_ info: ClusterAPI.WaitInfo, age: Double) -> String {
+    var text = ""
+    if info.jobState == "queued" {
+        text += info.ahead == 0 ? "; next in line" : "; \(info.ahead) request\(info.ahead == 1 ? "" : "s") ahead"
+    }
+    if let median = info.medianSeconds, info.sample > 0 {
+        text += "; recent clusters were ready ~\(ClusterRequest.format(seconds: median)) after their request (median of \(info.sample))"
+        let left = median - age
+        text += left > 0 ? ", ~\(ClusterRequest.format(seconds: left)) left" : ", this one is taking longer"
+    }
+    return text
+}
+
+/// An `expiry-warning` event: the janitor's notice 30 or 10 minutes before expiry.
+struct ExpiryWarning {
+    var minutes: Int
+    var expiresAt: Date
+    var at: Date
+
+    init?(_ event: ClusterAPI.Event) {
+        guard event.kind == "expiry-warning",
+              let object = try? JSONSerialization.jsonObject(with: Data(event.detail.utf8)) as? [String: Any],
+              let minutes = object["minutes"] as? Int, let epoch = object["expires_epoch"] as? Double else { return nil }
+        (self.minutes, self.expiresAt, self.at) = (minutes, Date(timeIntervalSince1970: epoch), event.at)
+    }
+
+    func text(id: String) -> String {
+        let left = ClusterRequest.format(seconds: max(0, self.expiresAt.timeIntervalSinceNow))
+        return "cluster \(id) expires in \(left) (the \(self.minutes)-minute warning); extend it with `client extend \(id) --by 1h`"
+    }
+}
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterOptions
 import Foundation
 import Queue
 
@@ -11,9 +12,10 @@ struct RequestCommand: AsyncParsableCommand {
             the nodes, the SSH user, the key file and the expiry. While waiting it shows the
             phase the cluster is in on standard error.
 
-            Default split for --nodes N: 1 master up to 6 nodes, 3 masters up to 20, 5 beyond;
-            1 public agent from 3 nodes on; the rest private agents (3 → 1/1/1, 10 → 3/6/1).
-            --masters, --agents and --public-agents override it.
+            \(ClusterShapeOptions.splitHelp)
+
+            A request whose spec matches a warm pool (`worker pool list`) is answered at once
+            with one of its ready clusters (--pool never builds a new one anyway).
 
             Examples:
               client request --nodes 3
@@ -32,16 +34,8 @@ struct RequestCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "Cluster nodes (masters + agents + public agents), split as described below.") var nodes: Int = 3
-    @Option(help: "Masters: 1, 3, 5, 7 or 9.") var masters: Int?
-    @Option(help: "Private agents.") var agents: Int?
-    @Option(help: "Public agents.") var publicAgents: Int?
-    @Option(help: "EC2 instance type of the nodes.") var instanceType: String = "m4.large"
+    @OptionGroup var shape: ClusterShapeOptions
     @Option(help: "How long the cluster lives once ready (e.g. 90m, 2h); at most the policy's maximum (12h by default).") var lifetime: String = "2h"
-    @Option(help: "CIDR block allowed to reach the cluster's public ports.") var adminLocation: String = "0.0.0.0/0"
-    @Option(help: "URL of dcos_generate_config.sh. Default: $FLOTILLA_INSTALLER_URL.") var installerURL: String?
-    @Option(help: "A YAML file merged over the generated config.yaml (top-level keys replace).") var dcosConfig: String?
-    @Option(help: "LOCAL:REMOTE — copy a local file into the installer's genconf/REMOTE. Repeatable.") var copyToInstaller: [String] = []
     @Option(help: "Free text shown with the cluster (the owner is always the database login).") var label: String?
     @Option(help: "A retried request with the same id returns the same cluster.") var requestID: String?
     @Option(help: "Where to write the SSH private key (mode 0600). Default: ./<cluster id>.key") var keyOut: String?
@@ -52,44 +46,18 @@ struct RequestCommand: AsyncParsableCommand {
         nobody collected (read its key or extended it) 15 s after this.
         """) var timeout: String = "60m"
     @Flag(help: "When giving up (timeout, Ctrl-C, SIGTERM, an error), keep the cluster instead of releasing it.") var keepOnFailure = false
+    @Option(help: """
+        Warm pools (`worker pool list`): auto takes a ready pool cluster when the spec matches one, else a new \
+        cluster is built; wait takes a pool cluster still being built before building a new one; never always builds.
+        """) var pool: PoolModeOption = .auto
     @OptionGroup var options: ClientOptions
 
     /// The request, validated; nothing is written when this throws.
     func makeRequest() throws -> (ClusterRequest, Duration) {
-        guard self.masters != nil || self.agents != nil || self.publicAgents != nil || self.nodes >= 1 else {
-            throw ValidationError("--nodes must be at least 1")
-        }
-        let split = ClusterRequest.split(nodes: max(self.nodes, 1))
         guard let lifetime = ClusterRequest.parseDuration(self.lifetime) else {
             throw ValidationError("--lifetime must be a duration like 90m or 2h")
         }
-        guard let installerURL = self.installerURL ?? ProcessInfo.processInfo.environment["FLOTILLA_INSTALLER_URL"], !installerURL.isEmpty else {
-            throw ValidationError("no installer URL: pass --installer-url or set FLOTILLA_INSTALLER_URL")
-        }
-        var dcosConfig: String?
-        if let path = self.dcosConfig {
-            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-                throw ValidationError("cannot read --dcos-config file \(path)")
-            }
-            dcosConfig = text
-        }
-        var files: [ClusterRequest.GenconfFile] = []
-        for pair in self.copyToInstaller {
-            guard let colon = pair.firstIndex(of: ":"), colon != pair.startIndex, pair.index(after: colon) != pair.endIndex else {
-                throw ValidationError("--copy-to-installer takes LOCAL:REMOTE, like ./ca.crt:ca/ca.crt")
-            }
-            let local = String(pair[..<colon])
-            guard let data = FileManager.default.contents(atPath: local) else {
-                throw ValidationError("cannot read \(local) for --copy-to-installer")
-            }
-            files.append(.init(path: String(pair[pair.index(after: colon)...]), contents: data))
-        }
-        let nodesGiven = self.nodes == 0 && self.masters == nil ? 0 : nil
-        let request = ClusterRequest(
-            masters: nodesGiven ?? self.masters ?? split.masters, agents: self.agents ?? (nodesGiven ?? split.agents),
-            publicAgents: self.publicAgents ?? (nodesGiven ?? split.publicAgents), instanceType: self.instanceType,
-            adminLocation: self.adminLocation, installerURL: installerURL, dcosConfig: dcosConfig, genconfFiles: files,
-            lifetimeSeconds: lifetime.seconds)
+        let request = try self.shape.request(lifetimeSeconds: lifetime.seconds)
         guard ClusterRequest.parseDuration(self.timeout) != nil else { throw ValidationError("--timeout must be a duration like 45m") }
         if let id = self.requestID, !(1...200).contains(id.count) { throw ValidationError("--request-id must be 1 to 200 characters") }
         if !self.noWait {
@@ -99,22 +67,24 @@ struct RequestCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (request, lifetime) = try self.makeRequest()
+        let (request, _) = try self.makeRequest()
         let json = String(decoding: try JSONEncoder().encode(request), as: UTF8.self)
         let timeout = ClusterRequest.parseDuration(self.timeout)!
         // Every request carries an id, so a request that a signal interrupted while it was
         // being recorded can be found again (the same id returns it) and released.
         let new = NewCluster(requestID: self.requestID ?? "auto-" + UUID().uuidString.lowercased(), label: self.label,
-                             request: json, abandonAfter: timeout + .seconds(15))
+                             request: json, abandonAfter: timeout + .seconds(15), poolMode: self.pool.mode)
         let (noWait, asJSON, keyOut, keep) = (self.noWait, self.options.json, self.keyOut, self.keepOnFailure)
         let status = try await withStore(self.options) { store, settings -> Int32 in
             // What this invocation is responsible for, once the request is recorded.
             let made = Responsibility()
             do {
                 return try await untilSignalled {
-                    let (id, token, created) = try await store.request(new)
+                    let receipt = try await store.request(new)
+                    let (id, token) = (receipt.id, receipt.leaseToken)
                     made.set(id, token)
-                    if !created { FileHandle.standardError.write(Data("request id already used: returning cluster \(id)\n".utf8)) }
+                    if !receipt.created { FileHandle.standardError.write(Data("request id already used: returning cluster \(id)\n".utf8)) }
+                    if let pool = receipt.pool { FileHandle.standardError.write(Data("\(id): from warm pool \(pool)\n".utf8)) }
                     if noWait {
                         let cluster = try await requireCluster(store, id)
                         if asJSON { printJSON(ClusterOutput.json(cluster, nodes: [], leaseToken: token)) } else {
@@ -126,16 +96,7 @@ struct RequestCommand: AsyncParsableCommand {
                                                          keyOut: keyOut, asJSON: asJSON) ? 0 : 1
                 }
             } catch {
-                let status: Int32
-                let why: String
-                switch error {
-                case let signalled as Signalled:
-                    (status, why) = (128 + signalled.signal, signalled.signal == SIGINT ? "interrupted" : "terminated")
-                case let error as QueueError:
-                    (status, why) = (1, error.message)
-                default:
-                    (status, why) = (1, DatabaseErrorDescription.describe(error))
-                }
+                let (status, why) = givingUp(error)
                 var recorded = made.current
                 if recorded == nil, error is Signalled, !keep {
                     // Interrupted while the request was being recorded: ask again with the same
@@ -159,15 +120,7 @@ struct RequestCommand: AsyncParsableCommand {
                     FileHandle.standardError.write(Data("client: \(why); cluster \(id) is kept (--keep-on-failure): release it with `client release \(id)`\n".utf8))
                     return status
                 }
-                do {
-                    // Bounded: with the database gone, the server's deadline takes over.
-                    let state = try await withDeadline(.seconds(20)) { try await store.release(clusterID: id, leaseToken: token) }
-                    FileHandle.standardError.write(Data("client: \(why); released cluster \(id) (it is \(state) now; --keep-on-failure keeps it)\n".utf8))
-                } catch let error as QueueError where error.code == .notFound {
-                    FileHandle.standardError.write(Data("client: \(why); nothing was recorded\n".utf8))
-                } catch {
-                    FileHandle.standardError.write(Data("client: \(why); could not release cluster \(id) (\(DatabaseErrorDescription.describe(error))): the server gives it up at its deadline\n".utf8))
-                }
+                await releaseAfterGivingUp(id, token, why: why, store: store, note: "--keep-on-failure keeps it")
                 return status
             }
         }
@@ -196,4 +149,17 @@ struct RequestCommand: AsyncParsableCommand {
         }
         return cluster.state == .ready
     }
+}
+
+/// `--pool auto|wait|never`.
+struct PoolModeOption: ExpressibleByArgument, Sendable {
+    var mode: PoolMode
+    static let auto = PoolModeOption(mode: .auto)
+    init(mode: PoolMode) { self.mode = mode }
+    init?(argument: String) {
+        guard let mode = PoolMode(rawValue: argument) else { return nil }
+        self.mode = mode
+    }
+    static var allValueStrings: [String] { PoolMode.allCases.map(\.rawValue) }
+    var defaultValueDescription: String { self.mode.rawValue }
 }

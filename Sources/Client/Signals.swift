@@ -4,6 +4,9 @@ import Foundation
 import Synchronization
 import Queue
 
+/// The signal ``untilSignalled(_:)`` received last (0: none), for a child to be given the same.
+let lastSignal = Atomic<Int32>(0)
+
 /// The process was asked to stop (SIGINT or SIGTERM) while ``untilSignalled(_:)`` ran.
 struct Signalled: Error {
     var signal: Int32
@@ -20,6 +23,7 @@ func untilSignalled<T: Sendable>(_ body: @escaping @Sendable () async throws -> 
         source.setEventHandler {
             // The first signal starts the clean-up; a second one ends the process at once.
             signal(number, SIG_DFL)
+            lastSignal.store(number, ordering: .relaxed)
             received.yield(number)
         }
         source.resume()
@@ -83,5 +87,31 @@ func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable ()
         defer { group.cancelAll() }
         guard let first = try await group.next(), let value = first else { throw DeadlinePassed(limit: limit) }
         return value
+    }
+}
+
+/// The exit status and the words for an error a command gives up on: 128 + the signal's
+/// number for SIGINT/SIGTERM, else 1.
+func givingUp(_ error: any Error) -> (status: Int32, why: String) {
+    switch error {
+    case let signalled as Signalled:
+        return (128 + signalled.signal, signalled.signal == SIGINT ? "interrupted" : "terminated")
+    case let error as QueueError:
+        return (1, error.message)
+    default:
+        return (1, DatabaseErrorDescription.describe(error))
+    }
+}
+
+/// Releases a cluster the command was responsible for, bounded (with the database gone, the
+/// server's deadline takes over), and says on standard error what happened and why.
+func releaseAfterGivingUp(_ id: String, _ token: String, why: String, store: ClusterAPI, note: String? = nil) async {
+    do {
+        let state = try await withDeadline(.seconds(20)) { try await store.release(clusterID: id, leaseToken: token) }
+        FileHandle.standardError.write(Data("client: \(why); released cluster \(id) (it is \(state) now\(note.map { "; \($0)" } ?? ""))\n".utf8))
+    } catch let error as QueueError where error.code == .notFound {
+        FileHandle.standardError.write(Data("client: \(why); nothing was recorded\n".utf8))
+    } catch {
+        FileHandle.standardError.write(Data("client: \(why); could not release cluster \(id) (\(DatabaseErrorDescription.describe(error))): the server gives it up at its deadline\n".utf8))
     }
 }

@@ -20,14 +20,68 @@ public struct ClusterAPI: Sendable {
     /// Records a request for the login's own cluster, within the policy and its quota. A
     /// request id used before by the same login returns that cluster with a new working
     /// token (`created == false`).
-    public func request(_ new: NewCluster) async throws -> (id: String, leaseToken: String, created: Bool) {
+    /// A request whose spec matches a warm pool takes one of its ready clusters in the same
+    /// statement (``RequestReceipt/pool`` names it), as `new.poolMode` allows.
+    public func request(_ new: NewCluster) async throws -> RequestReceipt {
         try await self.queue.mapErrors {
             let rows = try await self.client.query("""
-                SELECT id, lease_token, created FROM api_request(\(new.requestID), \(new.label), \(new.request)::jsonb,
-                                                                 \(new.abandonAfter.seconds)::float8)
+                SELECT id, lease_token, created, from_pool FROM api_request(\(new.requestID), \(new.label), \(new.request)::jsonb,
+                                                                            \(new.abandonAfter.seconds)::float8, \(new.poolMode.rawValue))
                 """, logger: self.logger)
-            for try await (id, token, created) in rows.decode((String, String, Bool).self) { return (id, token, created) }
+            for try await (id, token, created, pool) in rows.decode((String, String, Bool, String?).self) {
+                return RequestReceipt(id: id, leaseToken: token, created: created, pool: pool)
+            }
             throw QueueError(.database, "the request was not recorded")
+        }
+    }
+
+    /// Where a waiting request stands: its provision job's state, the provision jobs that
+    /// will be claimed before it, and the median request → ready time of recent clusters.
+    public struct WaitInfo: Sendable {
+        public var jobState: String?
+        public var ahead: Int
+        public var medianSeconds: Double?
+        public var sample: Int
+    }
+
+    public func waitInfo(clusterID: String) async throws -> WaitInfo {
+        try await self.queue.mapErrors {
+            let rows = try await self.client.query("SELECT * FROM api_wait_info(\(clusterID))", logger: self.logger)
+            for try await (state, ahead, median, sample) in rows.decode((String?, Int, Double?, Int).self) {
+                return WaitInfo(jobState: state, ahead: ahead, medianSeconds: median, sample: sample)
+            }
+            return WaitInfo(jobState: nil, ahead: 0, medianSeconds: nil, sample: 0)
+        }
+    }
+
+    /// One line of a cluster's story.
+    public struct Event: Sendable {
+        public var id: Int64
+        public var at: Date
+        public var kind: String
+        /// The detail object, as JSON text.
+        public var detail: String
+    }
+
+    /// The cluster's events after event `after` (all with nil), oldest first.
+    public func events(clusterID: String, after: Int64? = nil) async throws -> [Event] {
+        try await self.queue.mapErrors {
+            let rows = try await self.client.query("SELECT * FROM api_events(\(clusterID), \(after))", logger: self.logger)
+            return try await rows.decode((Int64, Date, String, String).self).collect().map {
+                Event(id: $0.0, at: $0.1, kind: $0.2, detail: $0.3)
+            }
+        }
+    }
+
+    /// `client run`'s heartbeat: the janitor releases the cluster when no beat came for
+    /// `timeout`. Returns the expiry (nil before ready).
+    @discardableResult
+    public func heartbeat(clusterID: String, leaseToken: String, timeout: Duration) async throws -> Date? {
+        try await self.queue.mapErrors {
+            let rows = try await self.client.query("SELECT api_heartbeat(\(clusterID), \(leaseToken), \(timeout.seconds)::float8)",
+                                                   logger: self.logger)
+            for try await value in rows.decode(Date?.self) { return value }
+            return nil
         }
     }
 

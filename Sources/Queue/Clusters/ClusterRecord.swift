@@ -86,17 +86,43 @@ public struct NewCluster: Sendable {
     /// The server gives the request up (tears it down) when nobody collected it (read its key
     /// or extended it) this long after the request.
     public var abandonAfter: Duration
+    /// Whether a warm pool whose spec matches may serve the request.
+    public var poolMode: PoolMode
 
-    public init(requestID: String? = nil, label: String? = nil, request: String, abandonAfter: Duration = .seconds(3600 + 15)) {
+    public init(requestID: String? = nil, label: String? = nil, request: String, abandonAfter: Duration = .seconds(3600 + 15),
+                poolMode: PoolMode = .auto) {
         self.requestID = requestID
         self.label = label
         self.request = request
         self.abandonAfter = abandonAfter
+        self.poolMode = poolMode
     }
+}
 
+/// How a request uses a warm pool whose spec matches it.
+public enum PoolMode: String, Sendable, CaseIterable {
+    /// A ready, recently health-checked pool cluster if there is one, else a new cluster.
+    case auto
+    /// As `auto`, but with no ready one, a pool cluster still being built before a new one.
+    case wait
+    /// Always a new cluster.
+    case never
+}
+
+/// What `api_request` answered.
+public struct RequestReceipt: Sendable {
+    public var id: String
+    public var leaseToken: String
+    /// false when a request id used before returned its cluster.
+    public var created: Bool
+    /// The warm pool the cluster came from, if it came from one.
+    public var pool: String?
+}
+
+extension NewCluster {
     public init(requestID: String? = nil, label: String? = nil, request: ClusterRequest,
-                abandonAfter: Duration = .seconds(3600 + 15)) throws {
+                abandonAfter: Duration = .seconds(3600 + 15), poolMode: PoolMode = .auto) throws {
         self.init(requestID: requestID, label: label, request: String(decoding: try JSONEncoder().encode(request), as: UTF8.self),
-                  abandonAfter: abandonAfter)
+                  abandonAfter: abandonAfter, poolMode: poolMode)
     }
 }

@@ -138,9 +138,7 @@ extension ClusterStore {
     /// When the lifetime pass is next due: the next expiry or abandonment deadline, if any.
     public func nextExpiry() async throws -> Date? {
         try await self.call("""
-            SELECT least((SELECT min(expires_at) FROM clusters WHERE state = 'ready'),
-                         (SELECT min(abandon_at) FROM clusters
-                          WHERE collected_at IS NULL AND state IN ('requested', 'provisioning', 'ready')))
+            SELECT clusters_next_deadline()
             """, as: Date.self)
     }
 

@@ -17,7 +17,10 @@ struct JanitorCommand: AsyncParsableCommand {
             teardown for every cluster that no job is moving (reconcile), rescues jobs whose
             lease expired, prunes old jobs and sweeps EC2 for resources tagged
             managed-by=flotilla and deployment=<FLOTILLA_DEPLOYMENT> whose cluster is destroyed
-            or unknown. Another deployment's resources are never touched.
+            or unknown. Another deployment's resources are never touched. It keeps each warm
+            pool (`worker pool`) at its target and health-checks pool clusters before they can
+            be handed out, records expiry warnings 30 and 10 minutes before a held cluster
+            expires, and releases a cluster whose `client run` stopped beating.
 
               worker janitor
               worker janitor --dry-run --sweep-grace-seconds 600
@@ -42,12 +45,18 @@ struct JanitorCommand: AsyncParsableCommand {
     @Option(help: "Days finished jobs are kept. Env: FLOTILLA_RETENTION_DAYS.")
     var retentionDays: Double = environmentValue("FLOTILLA_RETENTION_DAYS", default: 7)
 
+    @Option(help: "Seconds a pool cluster's health check may take per node. Env: FLOTILLA_POOL_HEALTH_TIMEOUT_SECONDS.")
+    var poolHealthTimeoutSeconds: Double = environmentValue("FLOTILLA_POOL_HEALTH_TIMEOUT_SECONDS", default: 20)
+
+    @Option(help: "Seconds a passed health check lets a pool cluster be handed out; it is checked again half-way. Env: FLOTILLA_POOL_HEALTH_VALID_SECONDS.")
+    var poolHealthValidSeconds: Double = environmentValue("FLOTILLA_POOL_HEALTH_VALID_SECONDS", default: 300)
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
         guard self.sweepGraceSeconds >= 0, self.sweepIntervalSeconds > 0, self.intervalSeconds > 0, self.retentionDays > 0,
-              self.teardownRetrySeconds > 0 else {
-            throw ValidationError("grace must not be negative; intervals and retention must be positive")
+              self.teardownRetrySeconds > 0, self.poolHealthTimeoutSeconds > 0, self.poolHealthValidSeconds >= 10 else {
+            throw ValidationError("grace must not be negative; intervals, retention and the health timeout must be positive; a health check must count for 10 s or more")
         }
     }
 
@@ -62,7 +71,9 @@ struct JanitorCommand: AsyncParsableCommand {
         let janitor = Janitor(settings: settings, store: ClusterStore(client: client, logger: logger), aws: aws,
                               configuration: .init(interval: .seconds(self.intervalSeconds), sweepInterval: .seconds(self.sweepIntervalSeconds),
                                                    sweepGrace: .seconds(self.sweepGraceSeconds), dryRun: self.dryRun,
-                                                   teardownRetryAfter: .seconds(self.teardownRetrySeconds)),
+                                                   teardownRetryAfter: .seconds(self.teardownRetrySeconds),
+                                                   poolHealthTimeout: .seconds(self.poolHealthTimeoutSeconds),
+                                                   poolHealthValidFor: .seconds(self.poolHealthValidSeconds)),
                               logger: logger)
         let maintenance = QueueMaintenance(queue: queue, configuration: .init(rescueInterval: .seconds(1), retention: .seconds(self.retentionDays * 86400)), logger: logger)
         let services = SchemaCheckedServices(client: client, settings: settings, services: [janitor, maintenance], logger: logger)

@@ -17,7 +17,7 @@ struct WorkerCommand: AsyncParsableCommand {
               worker migrate            apply pending migrations (safe to run from many workers at once)
               worker run --concurrency 4
             """,
-        subcommands: [MigrateCommand.self, RunCommand.self, JanitorCommand.self, EnqueueCommand.self]
+        subcommands: [MigrateCommand.self, RunCommand.self, JanitorCommand.self, PoolCommand.self, EnqueueCommand.self]
     )
 }
 

@@ -182,6 +182,21 @@ public struct ClusterJobs: Sendable {
         logger.info("cluster destroyed")
     }
 
+    /// The pool's health check of a ready cluster: SSH on every node and the nodes' own
+    /// post-start checks, bounded by `timeout`. Returns the problems, empty when healthy.
+    public func healthCheck(clusterID: String, timeout: Duration, logger: Logger) async throws -> [String] {
+        guard let cluster = try await self.store.cluster(id: clusterID) else { return ["cluster \(clusterID) does not exist"] }
+        guard let state = try await self.resumeState(cluster), state.privateKeyPEM != nil else {
+            return ["cluster \(clusterID) has no checkpoint or key to reach its nodes with"]
+        }
+        let spec = try self.settings.spec(for: cluster)
+        guard spec.region == self.aws.region else {
+            // Another region's janitor checks it; not a failure of the cluster.
+            return []
+        }
+        return await self.aws.provisioner(region: spec.region, logger: logger).healthCheck(spec, state: state, timeout: timeout)
+    }
+
     /// The deployment tag: the setting, else the database's own id.
     func deployment() async throws -> String {
         if let deployment = self.settings.deployment { return deployment }

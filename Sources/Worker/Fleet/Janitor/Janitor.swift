@@ -15,7 +15,8 @@ import ServiceLifecycle
 /// - ``KeyPairDeletionPass``: pending key pairs are deleted after renewing credentials,
 ///   backing off on failure, in each key pair's own region;
 /// - ``ReconcilePass``: every unsettled cluster that no job moves gets its teardown queued;
-/// - ``SweepPass``: EC2 resources of this deployment whose cluster is destroyed or unknown.
+/// - ``SweepPass``: EC2 resources of this deployment whose cluster is destroyed or unknown;
+/// - ``PoolPass``: warm pools refilled to their target, their clusters health-checked.
 /// Lease rescue and retention run in `QueueMaintenance` beside it.
 public struct Janitor: Service {
     public struct Configuration: Sendable {
@@ -26,9 +27,15 @@ public struct Janitor: Service {
         public var credentialMargin: Duration = .seconds(600)
         /// How long a teardown_failed cluster waits before its teardown is queued again.
         public var teardownRetryAfter: Duration = .seconds(600)
+        /// A pool cluster's health check: its bound per node, and how long a pass counts.
+        public var poolHealthTimeout: Duration = .seconds(20)
+        public var poolHealthValidFor: Duration = .seconds(300)
 
         public init(interval: Duration = .seconds(5), sweepInterval: Duration = .seconds(300), sweepGrace: Duration = .seconds(3600),
-                    dryRun: Bool = false, credentialMargin: Duration = .seconds(600), teardownRetryAfter: Duration = .seconds(600)) {
+                    dryRun: Bool = false, credentialMargin: Duration = .seconds(600), teardownRetryAfter: Duration = .seconds(600),
+                    poolHealthTimeout: Duration = .seconds(20), poolHealthValidFor: Duration = .seconds(300)) {
+            self.poolHealthTimeout = poolHealthTimeout
+            self.poolHealthValidFor = poolHealthValidFor
             self.interval = interval
             self.sweepInterval = sweepInterval
             self.sweepGrace = sweepGrace
@@ -71,7 +78,7 @@ public struct Janitor: Service {
     }
 
     /// The passes the leader runs.
-    func passes(wake: WakeSignal) async throws -> [any Service] {
+    func passes(wake: WakeSignal, poolWake: WakeSignal) async throws -> [any Service] {
         var deployment = self.aws.settings.deployment
         if deployment == nil { deployment = try await self.store.deploymentID() }
         return [
@@ -82,6 +89,9 @@ public struct Janitor: Service {
                           retryAfter: self.configuration.teardownRetryAfter, logger: self.logger),
             SweepPass(store: self.store, aws: self.aws, deployment: deployment!, interval: self.configuration.sweepInterval,
                       grace: self.configuration.sweepGrace, dryRun: self.configuration.dryRun, logger: self.logger),
+            PoolPass(store: self.store, jobs: ClusterJobs(store: self.store, aws: self.aws), wake: poolWake,
+                     interval: self.configuration.interval, healthTimeout: self.configuration.poolHealthTimeout,
+                     healthValidFor: self.configuration.poolHealthValidFor, logger: self.logger),
         ]
     }
 
@@ -111,7 +121,8 @@ public struct Janitor: Service {
         }
         self.logger.info("janitor leading")
         let wake = WakeSignal()
-        let passes = ServiceGroup(configuration: .init(services: try await self.passes(wake: wake).map {
+        let poolWake = WakeSignal()
+        let passes = ServiceGroup(configuration: .init(services: try await self.passes(wake: wake, poolWake: poolWake).map {
             ServiceGroupConfiguration.ServiceConfiguration(service: $0)
         }, logger: self.logger))
         // The lock lives as long as this connection: when the LISTEN on it ends, leadership
@@ -119,7 +130,10 @@ public struct Janitor: Service {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 try await connection.listen(on: ClusterStore.notificationChannel) { notifications in
-                    for try await _ in notifications { wake.wake() }
+                    for try await _ in notifications {
+                        wake.wake()
+                        poolWake.wake()
+                    }
                 }
             }
             group.addTask { try await passes.run() }

@@ -48,7 +48,8 @@ final class WakeSignal: Sendable {
     func take() -> Bool { self.flag.withLock { value in defer { value = false }; return value } }
 }
 
-/// Expired clusters, and requests nobody collected by their deadline, start their teardown.
+/// Expired clusters, requests nobody collected by their deadline, and clusters whose
+/// holder's heartbeat stopped start their teardown; expiry warnings are recorded as events.
 struct LifetimePass: JanitorPass {
     let store: ClusterStore
     let wake: WakeSignal
@@ -60,6 +61,9 @@ struct LifetimePass: JanitorPass {
     func pass() async throws -> Duration {
         for (id, reason) in try await self.store.startDueTeardowns() {
             self.logger.info("teardown started", metadata: [MetadataKey.clusterID: "\(id)", "reason": "\(reason)"])
+        }
+        for (id, minutes) in try await self.store.expiryWarnings() {
+            self.logger.info("expiry warning", metadata: [MetadataKey.clusterID: "\(id)", "minutes": "\(minutes)"])
         }
         // Woken again at the next deadline (an expiry a NOTIFY announced is honoured at once).
         guard let next = try await self.store.nextExpiry() else { return self.interval }

@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import Queue
+
+/// What a cluster is made of, as options: `client request`, `client run` and `worker pool
+/// set` take the same ones, so a request and a pool built from the same words match.
+public struct ClusterShapeOptions: ParsableArguments {
+    @Option(help: "Cluster nodes (masters + agents + public agents), split as described below.") public var nodes: Int = 3
+    @Option(help: "Masters: 1, 3, 5, 7 or 9.") public var masters: Int?
+    @Option(help: "Private agents.") public var agents: Int?
+    @Option(help: "Public agents.") public var publicAgents: Int?
+    @Option(help: "EC2 instance type of the nodes.") public var instanceType: String = "m4.large"
+    @Option(help: "CIDR block allowed to reach the cluster's public ports.") public var adminLocation: String = "0.0.0.0/0"
+    @Option(help: "URL of dcos_generate_config.sh. Default: $FLOTILLA_INSTALLER_URL.") public var installerURL: String?
+    @Option(help: "A YAML file merged over the generated config.yaml (top-level keys replace).") public var dcosConfig: String?
+    @Option(help: "LOCAL:REMOTE — copy a local file into the installer's genconf/REMOTE. Repeatable.") public var copyToInstaller: [String] = []
+
+    public init() {}
+
+    /// The split text every command's help repeats.
+    public static let splitHelp = """
+        Default split for --nodes N: 1 master up to 6 nodes, 3 masters up to 20, 5 beyond;
+        1 public agent from 3 nodes on; the rest private agents (3 → 1/1/1, 10 → 3/6/1).
+        --masters, --agents and --public-agents override it.
+        """
+
+    /// The request these options describe, with `lifetimeSeconds`; reads the local files.
+    /// Throws a `ValidationError` (exit 64) and writes nothing when they are not usable.
+    public func request(lifetimeSeconds: Double) throws -> ClusterRequest {
+        guard self.masters != nil || self.agents != nil || self.publicAgents != nil || self.nodes >= 1 else {
+            throw ValidationError("--nodes must be at least 1")
+        }
+        let split = ClusterRequest.split(nodes: max(self.nodes, 1))
+        guard let installerURL = self.installerURL ?? ProcessInfo.processInfo.environment["FLOTILLA_INSTALLER_URL"], !installerURL.isEmpty else {
+            throw ValidationError("no installer URL: pass --installer-url or set FLOTILLA_INSTALLER_URL")
+        }
+        var dcosConfig: String?
+        if let path = self.dcosConfig {
+            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+                throw ValidationError("cannot read --dcos-config file \(path)")
+            }
+            dcosConfig = text
+        }
+        var files: [ClusterRequest.GenconfFile] = []
+        for pair in self.copyToInstaller {
+            guard let colon = pair.firstIndex(of: ":"), colon != pair.startIndex, pair.index(after: colon) != pair.endIndex else {
+                throw ValidationError("--copy-to-installer takes LOCAL:REMOTE, like ./ca.crt:ca/ca.crt")
+            }
+            let local = String(pair[..<colon])
+            guard let data = FileManager.default.contents(atPath: local) else {
+                throw ValidationError("cannot read \(local) for --copy-to-installer")
+            }
+            files.append(.init(path: String(pair[pair.index(after: colon)...]), contents: data))
+        }
+        let nodesGiven = self.nodes == 0 && self.masters == nil ? 0 : nil
+        return ClusterRequest(
+            masters: nodesGiven ?? self.masters ?? split.masters, agents: self.agents ?? (nodesGiven ?? split.agents),
+            publicAgents: self.publicAgents ?? (nodesGiven ?? split.publicAgents), instanceType: self.instanceType,
+            adminLocation: self.adminLocation, installerURL: installerURL, dcosConfig: dcosConfig, genconfFiles: files,
+            lifetimeSeconds: lifetimeSeconds)
+    }
+}

@@ -498,6 +498,8 @@ SELECT p.name, p.paused, p.min_ready, p.max_ready, p.target,
        (SELECT count(*) FROM clusters c WHERE c.pool = p.name AND c.handed_out_at IS NULL AND c.spec_hash = p.spec_hash
                                           AND c.state = 'ready')::int AS ready,
        (SELECT count(*) FROM clusters c WHERE c.pool = p.name AND c.handed_out_at IS NULL AND c.spec_hash = p.spec_hash
+                                          AND c.state = 'ready' AND c.healthy_until > now())::int AS healthy,
+       (SELECT count(*) FROM clusters c WHERE c.pool = p.name AND c.handed_out_at IS NULL AND c.spec_hash = p.spec_hash
                                           AND c.state IN ('requested', 'provisioning'))::int AS building,
        (SELECT count(*) FROM clusters c WHERE c.pool = p.name AND c.handed_out_at IS NOT NULL
                                           AND c.state NOT IN ('destroyed'))::int AS handed_out,

@@ -128,7 +128,7 @@ private func say(_ message: String) {
 
 /// A folder only this user can read, for the key.
 private func makePrivateFolder() throws -> String {
-    var template = Array((NSTemporaryDirectory() + "/flotilla-run.XXXXXX").utf8CString)
+    var template = Array(FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-run.XXXXXX").path.utf8CString)
     guard let made = mkdtemp(&template) else { throw QueueError(.invalidInput, "cannot create a private temporary folder for the key") }
     return String(cString: made)
 }

@@ -81,7 +81,7 @@ struct SecurityTests {
 
         var attempts: [(String, String, String)] = [] // (what, sql, words the refusal must contain)
         for table in ["clusters", "cluster_secrets", "cluster_tokens", "jobs", "nodes", "cluster_logs", "cluster_events", "policy",
-                      "key_pair_deletions", "operator_clusters", "schema_migrations"] {
+                      "key_pair_deletions", "operator_clusters", "schema_migrations", "pools", "pool_demand", "operator_pools"] {
             attempts.append(("read \(table)", "SELECT * FROM \(table)", "permission denied"))
         }
         attempts += [
@@ -93,6 +93,11 @@ struct SecurityTests {
             ("another's release with my token", "SELECT api_release('\(theirs.id)', '\(mine.token)')", "lease token does not match"),
             ("a worker function", "SELECT cluster_begin_teardown('\(theirs.id)', 'released')", "permission denied"),
             ("cancel a job", "SELECT cancel_job(1)", "permission denied"),
+            ("define a pool", "SELECT pool_set('mine', '\(Self.validRequest)', NULL, 0, 50, NULL, NULL)", "permission denied"),
+            ("refill the pools", "SELECT * FROM pools_refill()", "permission denied"),
+            ("pass a health check", "SELECT pool_cluster_healthy('\(theirs.id)', interval '1 hour')", "permission denied"),
+            ("another's heartbeat with my token", "SELECT api_heartbeat('\(theirs.id)', '\(mine.token)', 60)", "lease token does not match"),
+            ("a bad pool mode", "SELECT * FROM api_request(NULL, NULL, '\(Self.validRequest)', 60, 'steal')", "pool mode must be auto, wait or never"),
             ("quote and semicolon in a request id",
              "SELECT * FROM api_request($$x'; DROP TABLE clusters; --$$ || repeat('y', 300), NULL, '\(Self.validRequest)', 60)", "request id must be 1 to 200"),
             ("a hostile instance type",

@@ -21,19 +21,25 @@ struct BenchQueueCommand: AsyncParsableCommand {
               QueueBench --mode claim-latency --jobs 2000
               QueueBench --mode hold --lease-seconds 4 --heartbeat-seconds 1
               QueueBench --mode recover --rescue-seconds 0.25
+              QueueBench --mode handout --consumers 8 --jobs 400
 
             claim-latency enqueues one job at a time and times the claim statement (then
             completes the job), --jobs times. hold enqueues one job {"hold": true}, claims it,
             prints "holding <id>" on stdout and heartbeats until killed. recover runs one
             consumer plus the queue maintenance (rescuer) and prints, as JSON, when it claimed
             a job: kill the holder, and the difference is the crash-recovery time.
+
+            handout fills a warm pool with --jobs ready clusters (rows only: the hand-out is what
+            is measured, not the build), then --consumers claimers take them as `client request`
+            does (api_request, then the cluster, its nodes and its key), each one at a time, and
+            times each claim; it checks that no cluster was given twice.
             """
     )
 
     enum Mode: String, ExpressibleByArgument {
         case throughput, pickup
         case claimLatency = "claim-latency"
-        case hold, recover
+        case hold, recover, handout
     }
 
     @Option(help: "throughput: drain preloaded jobs; pickup: enqueue one job at a time at --rate and time enqueue → claim; claim-latency: time one-job claims; hold / recover: crash recovery (see below).")
@@ -98,6 +104,7 @@ struct BenchQueueCommand: AsyncParsableCommand {
             case .claimLatency: return try await self.claimLatency(queue, client: client, logger: logger)
             case .hold: return try await self.hold(queue, settings: settings, logger: logger)
             case .recover: return try await self.recover(queue, settings: settings, logger: logger)
+            case .handout: return try await self.handout(client: client, logger: logger)
             }
         }
         if self.json {
@@ -179,6 +186,62 @@ struct BenchQueueCommand: AsyncParsableCommand {
     }
 
     /// The nearest-rank percentile of sorted values (0 when there are none).
+    /// Warm-pool hand-out: request → ready cluster, nodes and key, as `client request` does.
+    private func handout(client: PostgresClient, logger: Logger) async throws -> [String: Double] {
+        let spec = #"{"masters":1,"agents":0,"publicAgents":0,"instanceType":"m4.large","adminLocation":"0.0.0.0/0","installerURL":"http://127.0.0.1/dcos_generate_config.sh","genconfFiles":[]}"#
+        // Quotas would stop one login claiming this many; the pool is rows, built ready.
+        for statement: PostgresQuery in [
+            "UPDATE policy SET max_clusters = 1000000, max_total_nodes = 1000000 WHERE owner = '*'",
+            "SELECT pool_delete(name) FROM pools WHERE name = 'bench'",
+            "SELECT pool_set('bench', \(spec)::jsonb, NULL, 0, 50, NULL, NULL)",
+            """
+            INSERT INTO clusters (id, owner, state, masters, agents, public_agents, instance_type, request, lifetime, pool, spec_hash,
+                                  ready_at, expires_at, healthy_until, ssh_user, ssh_port)
+            SELECT 'c-' || substr(md5(gen_random_uuid()::text), 1, 10), 'pool:bench', 'ready', 1, 0, 0, 'm4.large',
+                   \(spec)::jsonb || '{"lifetimeSeconds": 21600}', interval '6 hours', 'bench', pool_spec_hash(\(spec)::jsonb),
+                   now(), now() + interval '6 hours', now() + interval '1 hour', 'core', 22
+            FROM generate_series(1, \(self.jobs))
+            """,
+            "INSERT INTO cluster_secrets (cluster_id, private_key) SELECT id, 'bench key' FROM clusters WHERE pool = 'bench' AND handed_out_at IS NULL",
+            """
+            INSERT INTO nodes (cluster_id, instance_id, role, private_ip, public_ip)
+            SELECT id, 'i-' || substr(id, 3), 'master', '127.0.1.9', '127.0.1.9' FROM clusters WHERE pool = 'bench' AND handed_out_at IS NULL
+            """,
+            "ANALYZE clusters",
+        ] {
+            for try await _ in try await client.query(statement, logger: logger) {}
+        }
+        let api = ClusterAPI(client: client, logger: logger)
+        let request = #"{"masters":1,"agents":0,"publicAgents":0,"instanceType":"m4.large","adminLocation":"0.0.0.0/0","installerURL":"http://127.0.0.1/dcos_generate_config.sh","genconfFiles":[],"lifetimeSeconds":7200}"#
+        let left = Countdown(self.jobs)
+        let started = ContinuousClock.now
+        let results = try await withThrowingTaskGroup(of: [(String, String?, Double)].self) { group in
+            for _ in 0..<self.consumers {
+                group.addTask {
+                    var mine: [(String, String?, Double)] = []
+                    while left.take() {
+                        let begin = ContinuousClock.now
+                        let receipt = try await api.request(NewCluster(request: request, abandonAfter: .seconds(600)))
+                        guard let cluster = try await api.cluster(id: receipt.id), cluster.state == .ready else {
+                            throw QueueError(.conflict, "handed out \(receipt.id), which is not ready")
+                        }
+                        _ = try await api.nodes(clusterID: receipt.id)
+                        _ = try await api.privateKey(clusterID: receipt.id, leaseToken: receipt.leaseToken)
+                        mine.append((receipt.id, receipt.pool, (ContinuousClock.now - begin).seconds))
+                    }
+                    return mine
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        let seconds = (ContinuousClock.now - started).seconds
+        let sorted = results.map(\.2).sorted()
+        return ["claims": Double(results.count), "distinct": Double(Set(results.map(\.0)).count),
+                "from_pool": Double(results.filter { $0.1 == "bench" }.count), "claimers": Double(self.consumers),
+                "p50_ms": Self.percentile(sorted, 0.50) * 1000, "p99_ms": Self.percentile(sorted, 0.99) * 1000,
+                "claims_per_second": Double(results.count) / seconds]
+    }
+
     private static func percentile(_ sorted: [Double], _ p: Double) -> Double {
         guard !sorted.isEmpty else { return 0 }
         return sorted[max(0, min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1))]
@@ -296,4 +359,11 @@ struct BenchQueueCommand: AsyncParsableCommand {
         return ["job_id": Double(result.id), "attempt": Double(result.attempt), "claimed_at": result.at,
                 "rescue_interval_seconds": self.rescueSeconds, "poll_seconds": self.pollSeconds]
     }
+}
+
+/// Hands out `count` turns to concurrent takers.
+final class Countdown: Sendable {
+    private let left: Mutex<Int>
+    init(_ count: Int) { self.left = Mutex(count) }
+    func take() -> Bool { self.left.withLock { value in defer { value -= 1 }; return value > 0 } }
 }

@@ -80,13 +80,14 @@ struct LifecycleTests {
     func operatorCancel() async throws {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
-        try fleet.start(["run", "--worker-id", "w1"] + Self.fastWorker)
+        let worker = try fleet.start(["run", "--worker-id", "w1"] + Self.fastWorker)
         let (id, _) = try await Self.requestNoWait(fleet, nodes: 3)
         let job = try await fleet.provisionJobID(of: id)
-        try await Self.waitForInstances(fleet, id, count: 4)
+        try await Self.waitForInstances(fleet, id, count: 4, freezing: worker)
 
         let trigger = Date()
         try await fleet.execute("SELECT cancel_job(\(job))")
+        kill(worker.processIdentifier, SIGCONT)
         try await eventually("the provision job cancelled", timeout: .seconds(60)) { try await fleet.jobState(job) == "cancelled" }
         try await Self.expectDestroyed(fleet, id, path: "operator cancel_job during provisioning", since: trigger)
 
@@ -161,15 +162,16 @@ struct LifecycleTests {
     static func signalWaitingClient(_ signal: Int32, expectedStatus: Int32, path: String) async throws {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
-        try fleet.start(["run", "--worker-id", "w1"] + Self.fastWorker)
+        let worker = try fleet.start(["run", "--worker-id", "w1"] + Self.fastWorker)
         let client = try fleet.startInBackground(["client", "request", "--nodes", "3", "--key-out", Self.keyPath(fleet)])
         let id = try await Self.waitForClusterRow(fleet)
         let job = try await fleet.provisionJobID(of: id)
-        try await Self.waitForInstances(fleet, id, count: 4)
+        try await Self.waitForInstances(fleet, id, count: 4, freezing: worker)
 
         let trigger = Date()
         client.send(signal)
         let finished = await client.finish(within: .seconds(60))
+        kill(worker.processIdentifier, SIGCONT)
         let run = try #require(finished, "the client still runs 60 s after signal \(signal)")
         #expect(run.status == expectedStatus, "signalled: \(run.signalled); \(run.stderr)")
         #expect(run.stderr.contains("released"), "\(run.stderr)")
@@ -254,13 +256,14 @@ struct LifecycleTests {
     func releaseDuringProvisioning() async throws {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
-        try fleet.start(["run", "--worker-id", "w1"] + Self.fastWorker)
+        let worker = try fleet.start(["run", "--worker-id", "w1"] + Self.fastWorker)
         let (id, token) = try await Self.requestNoWait(fleet, nodes: 3)
         let job = try await fleet.provisionJobID(of: id)
-        try await Self.waitForInstances(fleet, id, count: 4)
+        try await Self.waitForInstances(fleet, id, count: 4, freezing: worker)
 
         let trigger = Date()
         let release = try await fleet.run(["client", "release", id, "--lease-token", token])
+        kill(worker.processIdentifier, SIGCONT)
         #expect(release.status == 0, "\(release.stderr)")
         let summary = await fleet.summary(id)
         #expect(try await fleet.state(of: id) == "tearing_down", "released at once: \(summary)")
@@ -407,14 +410,24 @@ struct LifecycleTests {
         return try await fleet.scalar("SELECT id FROM clusters ORDER BY created_at LIMIT 1", as: String.self)
     }
 
-    /// Waits until the emulator holds `count` live instances tagged with the cluster (every
-    /// launch of the provisioning happened), and checks the cluster is not ready yet, so that
-    /// what the test does next happens during provisioning.
-    static func waitForInstances(_ fleet: Fleet, _ id: String, count: Int) async throws {
-        let ec2 = fleet.ec2()
-        let launched = try await eventually("\(count) instances of \(id) launched", timeout: .seconds(90)) {
-            try await ec2.describeInstances(filters: [.tag("cluster", id)]).filter { $0.state != .terminated }.count >= count
+    /// Waits until every launch of the provisioning happened (its `instances done` checkpoint;
+    /// `count` instances, the bootstrap node included), and checks the cluster is not ready
+    /// yet, so that what the test does next happens during provisioning. The checkpoint, not an
+    /// EC2 listing, is what is polled: it is cheap, and the install after it takes seconds.
+    ///
+    /// With `freezing`, that worker is stopped (SIGSTOP) the moment the checkpoint is seen, so
+    /// the install cannot finish before the test acts however loaded the machine is; the test
+    /// lets it go on (SIGCONT) once it has acted.
+    static func waitForInstances(_ fleet: Fleet, _ id: String, count: Int, freezing worker: Process? = nil) async throws {
+        // The checkpoint after every launch ("instances done") is a cheap read, polled every
+        // 100 ms: on the loopback cluster the install that follows takes only seconds.
+        let checkpointed = try await eventually("the launches of \(id) (\(count) instances) checkpointed", timeout: .seconds(90)) {
+            try await fleet.scalar("""
+                SELECT count(*)::int FROM cluster_events WHERE cluster_id = \(id) AND kind = 'phase' AND detail ->> 'phase' = 'instances done'
+                """, as: Int.self) > 0
         }
+        if let worker, checkpointed { kill(worker.processIdentifier, SIGSTOP) }
+        let launched = checkpointed
         guard launched else {
             let summary = await fleet.summary(id)
             Issue.record("\(summary)\n\(fleet.workerLogs())")

@@ -255,4 +255,35 @@ struct PoolTests {
         #expect(count == 2, "one warning per threshold")
         try await Self.cleanUp(fleet, holding: [(made.id, made.token)], path: "expiry warnings clean-up")
     }
+
+    @Test("a pool cluster that fails its health check is torn down, never handed out, and the pool builds another")
+    func unhealthyClusterReplaced() async throws {
+        let fleet = try await Fleet()
+        defer { Task { await fleet.stop() } }
+        try fleet.start(["run", "--worker-id", "w1"] + Self.fastWorker)
+        // Verdicts count 10 s, so a ready cluster is checked again every 5 s.
+        try fleet.start(["janitor", "--interval-seconds", "1", "--pool-health-valid-seconds", "10"])
+        let set = try await fleet.run(["worker", "pool", "set", "one", "--nodes", "1", "--min", "1", "--max", "1"])
+        try #require(set.status == 0, "\(set.stderr)")
+        try await Self.waitForPool(fleet, "one", ready: 1)
+        let sick = try #require(try await Self.strings(fleet, "SELECT id FROM clusters WHERE pool = 'one' AND state = 'ready'").first)
+        let master = try await fleet.scalar("SELECT private_ip FROM nodes WHERE cluster_id = \(sick) AND role = 'master'", as: String.self)
+        // The master's next post-start check fails (the stub's failure injection).
+        let state = try #require(fleet.environment["FLOTILLA_TEST_STUB_STATE"], "run through ./scripts/test")
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: state).appendingPathComponent("fail"))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("postflight \(master) 1\n".utf8))
+        try handle.close()
+
+        let trigger = Date()
+        try await LifecycleTests.expectDestroyed(fleet, sick, path: "pool cluster failed its health check", since: trigger)
+        #expect(try await fleet.scalar("SELECT teardown_reason FROM clusters WHERE id = \(sick)", as: String.self) == "pool-unhealthy")
+        #expect(try await fleet.events(of: sick).contains("health-check-failed"))
+        #expect(try await fleet.scalar("SELECT handed_out_at IS NULL FROM clusters WHERE id = \(sick)", as: Bool.self))
+        // The pool builds a replacement, and a request gets it.
+        try await Self.waitForPool(fleet, "one", ready: 1)
+        let taken = try await Self.request(fleet)
+        #expect(taken.pool == "one" && taken.id != sick)
+        try await Self.cleanUp(fleet, holding: [(taken.id, taken.token)], path: "unhealthy pool cluster clean-up")
+    }
 }

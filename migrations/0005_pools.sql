@@ -48,6 +48,10 @@ ALTER TABLE clusters
     ADD COLUMN holder_heartbeat_at timestamptz,
     ADD COLUMN holder_timeout      interval CHECK (holder_timeout BETWEEN interval '2 seconds' AND interval '1 hour');
 
+-- A login's quota counts its clusters that are not destroyed: an index of those alone keeps
+-- the count small however long the login's history grows.
+CREATE INDEX clusters_owner_active_idx ON clusters (owner) WHERE state <> 'destroyed';
+
 CREATE INDEX clusters_pool_idx ON clusters (pool, spec_hash, ready_at)
     WHERE pool IS NOT NULL AND handed_out_at IS NULL AND state IN ('requested', 'provisioning', 'ready');
 CREATE INDEX clusters_heartbeat_idx ON clusters (holder_heartbeat_at)
@@ -282,6 +286,28 @@ $$;
 -- otherwise a new cluster is recorded as before. p_pool_mode: 'auto' (a pool if it has a
 -- ready cluster, else new), 'wait' (a pool cluster even if still building), 'never'.
 -- `from_pool` names the pool a cluster came from.
+-- The owner's quota, checked after the request's cluster was taken or recorded (so it is
+-- counted): serialised per owner by a lock held to commit, so two requests at once cannot
+-- both take the last slot. Taken last, the lock is held for this count and the commit only.
+CREATE FUNCTION api_check_quota(p_owner text, p_rules policy, p_nodes int) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    active_clusters int;
+    active_nodes int;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('flotilla-owner:' || p_owner, 0));
+    SELECT count(*), coalesce(sum(masters + agents + public_agents), 0) INTO active_clusters, active_nodes
+    FROM clusters WHERE owner = p_owner AND state <> 'destroyed';
+    IF active_clusters > p_rules.max_clusters THEN
+        PERFORM api_refuse(format('%s already holds %s clusters: the quota is %s clusters at once (policy max_clusters)',
+                                  p_owner, active_clusters - 1, p_rules.max_clusters));
+    END IF;
+    IF active_nodes > p_rules.max_total_nodes THEN
+        PERFORM api_refuse(format('%s holds %s nodes and asks for %s more: the quota is %s nodes at once (policy max_total_nodes)',
+                                  p_owner, active_nodes - p_nodes, p_nodes, p_rules.max_total_nodes));
+    END IF;
+END;
+$$;
+
 DROP FUNCTION api_request(text, text, jsonb, float8);
 CREATE FUNCTION api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds float8,
                             p_pool_mode text DEFAULT 'auto')
@@ -294,8 +320,6 @@ DECLARE
     existing record;
     token text := api_new_token();
     new_id text := 'c-' || substr(md5(gen_random_uuid()::text), 1, 10);
-    active_clusters int;
-    active_nodes int;
     nodes int;
     matched pools;
     taken text;
@@ -334,22 +358,14 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    -- Quotas: serialised per owner, so two requests at once cannot both pass the last slot.
-    PERFORM pg_advisory_xact_lock(hashtextextended('flotilla-owner:' || who, 0));
-    nodes := (p_request ->> 'masters')::int + (p_request ->> 'agents')::int + (p_request ->> 'publicAgents')::int;
-    SELECT count(*), coalesce(sum(masters + agents + public_agents), 0) INTO active_clusters, active_nodes
-    FROM clusters WHERE owner = who AND state NOT IN ('destroyed');
-    IF active_clusters + 1 > rules.max_clusters THEN
-        PERFORM api_refuse(format('%s already holds %s clusters: the quota is %s clusters at once (policy max_clusters)', who, active_clusters, rules.max_clusters));
-    END IF;
-    IF active_nodes + nodes > rules.max_total_nodes THEN
-        PERFORM api_refuse(format('%s holds %s nodes and asks for %s more: the quota is %s nodes at once (policy max_total_nodes)', who, active_nodes, nodes, rules.max_total_nodes));
-    END IF;
     wanted_lifetime := make_interval(secs => (p_request ->> 'lifetimeSeconds')::float8);
+    nodes := (p_request ->> 'masters')::int + (p_request ->> 'agents')::int + (p_request ->> 'publicAgents')::int;
 
     IF p_pool_mode <> 'never' THEN
         SELECT * INTO matched FROM pools WHERE spec_hash = pool_spec_hash(p_request);
     END IF;
+    -- The cluster is taken (or recorded) first and the owner's quota checked last
+    -- (api_check_quota), so the per-owner lock is held only for one count and the commit.
     IF matched.name IS NOT NULL THEN
         -- The oldest healthy ready one; with 'wait', else the one furthest along.
         SELECT c.id INTO taken FROM clusters c
@@ -364,20 +380,22 @@ BEGIN
             ORDER BY c.state = 'provisioning' DESC, c.created_at LIMIT 1
             FOR UPDATE SKIP LOCKED;
         END IF;
+        -- The janitor hears of it through the cluster's own notification (expires_at is set).
         INSERT INTO pool_demand (pool, hit) VALUES (matched.name, taken IS NOT NULL);
-        PERFORM pg_notify('flotilla_clusters', 'pool:' || matched.name);
-        IF taken IS NOT NULL THEN
-            -- The lifetime starts now; a cluster still building starts it at ready.
-            UPDATE clusters c SET owner = who, label = p_label, request_id = p_request_id, request = p_request,
-                   lifetime = wanted_lifetime, expires_at = CASE WHEN c.state = 'ready' THEN now() + wanted_lifetime END,
-                   handed_out_at = now(), abandon_at = now() + make_interval(secs => p_abandon_after_seconds), collected_at = NULL
-            WHERE c.id = taken;
-            INSERT INTO cluster_tokens (cluster_id, token_hash) VALUES (taken, sha256(convert_to(token, 'UTF8')));
-            INSERT INTO cluster_events (cluster_id, kind, detail)
-            VALUES (taken, 'handed-out', jsonb_build_object('owner', who, 'pool', matched.name));
-            RETURN QUERY SELECT taken, token, true, matched.name;
-            RETURN;
-        END IF;
+    END IF;
+
+    IF taken IS NOT NULL THEN
+        -- The lifetime starts now; a cluster still building starts it at ready.
+        UPDATE clusters c SET owner = who, label = p_label, request_id = p_request_id, request = p_request,
+               lifetime = wanted_lifetime, expires_at = CASE WHEN c.state = 'ready' THEN now() + wanted_lifetime END,
+               handed_out_at = now(), abandon_at = now() + make_interval(secs => p_abandon_after_seconds), collected_at = NULL
+        WHERE c.id = taken;
+        INSERT INTO cluster_tokens (cluster_id, token_hash) VALUES (taken, sha256(convert_to(token, 'UTF8')));
+        INSERT INTO cluster_events (cluster_id, kind, detail)
+        VALUES (taken, 'handed-out', jsonb_build_object('owner', who, 'pool', matched.name));
+        PERFORM api_check_quota(who, rules, nodes);
+        RETURN QUERY SELECT taken, token, true, matched.name;
+        RETURN;
     END IF;
 
     INSERT INTO clusters (id, request_id, owner, label, masters, agents, public_agents, instance_type, request, lifetime, abandon_at)
@@ -389,6 +407,7 @@ BEGIN
     INSERT INTO jobs (kind, payload, max_attempts, idempotency_key, priority)
     VALUES ('provision', jsonb_build_object('cluster_id', new_id), 5, 'provision:' || new_id, 5);
     INSERT INTO cluster_events (cluster_id, kind, detail) VALUES (new_id, 'requested', jsonb_build_object('owner', who));
+    PERFORM api_check_quota(who, rules, nodes);
     RETURN QUERY SELECT new_id, token, true, NULL::text;
 END;
 $$;

@@ -205,6 +205,11 @@ struct WaitCommand: AsyncParsableCommand {
 func waitForCluster(_ id: String, store: ClusterAPI, settings: DatabaseSettings, timeout: Duration) async throws -> ClusterRecord {
     let start = ContinuousClock.now
     let terminal = isatty(STDERR_FILENO) == 1
+    // A cluster from a warm pool is ready at once: no LISTEN connection for it.
+    if let cluster = try await store.cluster(id: id), cluster.state == .ready || cluster.state.isFinal {
+        FileHandle.standardError.write(Data("\(id): \(cluster.state)\(cluster.phase.map { " — \($0)" } ?? "") (0s)\n".utf8))
+        return cluster
+    }
     let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     let logger = Logger(label: "flotilla.client.wait")
     return try await withThrowingTaskGroup(of: ClusterRecord?.self) { group in

@@ -48,9 +48,13 @@ struct TestStack: Sendable {
         return logger
     }()
 
-    /// A service configuration for `endpoint` (moto or a fault proxy) with fast retries.
+    /// A service configuration for `endpoint` (moto or a fault proxy) with fast retries. The
+    /// request timeout is long: moto builds a region's backend on its first request, which
+    /// took over 20 s while every suite started at once on a loaded 2-core machine, and a
+    /// timeout there is a retry that tests counting attempts would see (the timeout rule has
+    /// its own test, with its own short limit).
     func configuration(region: String? = nil, endpoint: URL? = nil, maximumAttempts: Int = 4,
-        requestTimeout: Duration = .seconds(20)) -> AWSServiceConfiguration
+        requestTimeout: Duration = .seconds(90)) -> AWSServiceConfiguration
     {
         AWSServiceConfiguration(
             region: region ?? self.region,
@@ -64,7 +68,7 @@ struct TestStack: Sendable {
     }
 
     func ec2(region: String? = nil, endpoint: URL? = nil, credentials: CredentialsCache? = nil, maximumAttempts: Int = 4,
-        requestTimeout: Duration = .seconds(20)) -> EC2Client
+        requestTimeout: Duration = .seconds(90)) -> EC2Client
     {
         EC2Client(configuration: configuration(region: region, endpoint: endpoint, maximumAttempts: maximumAttempts, requestTimeout: requestTimeout),
             credentials: credentials ?? cache(), httpClient: Self.httpClient, logger: Self.logger)

@@ -31,14 +31,15 @@ final class AWSRequestLog: Sendable {
         let line: [String: Any] = ["service": service, "version": version, "action": action, "parameters": values]
         guard var data = try? JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]) else { return }
         data.append(0x0A)
+        // Many processes (workers, janitors, tests) append to one file: O_APPEND with one
+        // write() per line, so lines never overlap and a second creator never truncates.
         self.lock.withLock { _ in
-            if !FileManager.default.fileExists(atPath: self.path) {
-                FileManager.default.createFile(atPath: self.path, contents: nil)
+            let descriptor = open(self.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+            guard descriptor >= 0 else { return }
+            defer { close(descriptor) }
+            data.withUnsafeBytes { buffer in
+                _ = write(descriptor, buffer.baseAddress, buffer.count)
             }
-            guard let handle = FileHandle(forWritingAtPath: self.path) else { return }
-            defer { try? handle.close() }
-            _ = try? handle.seekToEnd()
-            try? handle.write(contentsOf: data)
         }
     }
 }

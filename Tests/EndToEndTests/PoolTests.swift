@@ -286,4 +286,41 @@ struct PoolTests {
         #expect(taken.pool == "one" && taken.id != sick)
         try await Self.cleanUp(fleet, holding: [(taken.id, taken.token)], path: "unhealthy pool cluster clean-up")
     }
+
+    @Test("--pool wait takes a pool cluster still being built; its lifetime starts when it becomes ready")
+    func poolWait() async throws {
+        let fleet = try await Fleet()
+        defer { Task { await fleet.stop() } }
+        // The janitor alone: the pool cluster is queued, and nobody builds it yet.
+        try fleet.start(Self.janitor)
+        let set = try await fleet.run(["worker", "pool", "set", "slow", "--nodes", "1", "--min", "1", "--max", "1"])
+        try #require(set.status == 0, "\(set.stderr)")
+        let queued = try await eventually("the pool queued a cluster", timeout: .seconds(30)) {
+            try await fleet.scalar("SELECT count(*)::int FROM clusters WHERE pool = 'slow'", as: Int.self) == 1
+        }
+        try #require(queued)
+        let spare = try #require(try await Self.strings(fleet, "SELECT id FROM clusters WHERE pool = 'slow'").first)
+
+        // auto finds nothing ready and records a new cluster; wait takes the one being built.
+        let auto = try await fleet.run(["client", "request", "--nodes", "1", "--no-wait", "--json"])
+        try #require(auto.status == 0, "\(auto.stderr)")
+        let autoID = try #require(try jsonObject(auto.output)["id"] as? String)
+        #expect(autoID != spare && !auto.stderr.contains("from warm pool"))
+        let autoToken = try #require(try jsonObject(auto.output)["lease_token"] as? String)
+        let waited = try await fleet.run(["client", "request", "--nodes", "1", "--pool", "wait", "--no-wait", "--json"])
+        try #require(waited.status == 0, "\(waited.stderr)")
+        let object = try jsonObject(waited.output)
+        #expect(object["id"] as? String == spare && waited.stderr.contains("from warm pool slow"), "\(waited.stderr)")
+        let token = try #require(object["lease_token"] as? String)
+
+        try fleet.start(["run", "--worker-id", "w1"] + Self.fastWorker)
+        let ready = try await eventually("the waited-for cluster is ready", timeout: .seconds(120)) {
+            try await fleet.state(of: spare) == "ready"
+        }
+        try #require(ready)
+        let lifetime = try await fleet.scalar("SELECT extract(epoch FROM expires_at - ready_at)::float8 FROM clusters WHERE id = \(spare)", as: Double.self)
+        #expect(abs(lifetime - 7200) < 2, "the holder's 2 h start at ready: \(lifetime) s")
+        #expect(try await fleet.scalar("SELECT owner FROM clusters WHERE id = \(spare)", as: String.self) == Fleet.clientLogin)
+        try await Self.cleanUp(fleet, holding: [(spare, token), (autoID, autoToken)], path: "pool wait clean-up")
+    }
 }

@@ -144,8 +144,8 @@ DECLARE
     new_id text;
     recent_failures int;
 BEGIN
-    DELETE FROM pool_demand WHERE at < now() - interval '1 day';
     FOR p IN SELECT * FROM pools ORDER BY name FOR UPDATE LOOP
+        DELETE FROM pool_demand d WHERE d.pool = p.name AND d.at < now() - interval '1 day';
         FOR r IN SELECT c.id FROM clusters c
                  WHERE c.pool = p.name AND c.handed_out_at IS NULL AND c.spec_hash <> p.spec_hash
                    AND c.state IN ('requested', 'provisioning', 'ready') ORDER BY c.id
@@ -411,10 +411,6 @@ BEGIN
     RETURN QUERY SELECT new_id, token, true, NULL::text;
 END;
 $$;
-
--- A pool cluster handed out while still building: its lifetime (the holder's) starts at
--- ready, like any cluster's; an unclaimed one's is the pool's warm age.
--- (cluster_mark_ready already sets expires_at = now() + lifetime.)
 
 -- The whole lifetime is counted from hand-out for pool clusters, from ready for the rest.
 CREATE OR REPLACE FUNCTION api_extend(p_id text, p_token text, p_seconds float8) RETURNS timestamptz

@@ -53,7 +53,7 @@ struct RequestCommand: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
 
     /// The request, validated; nothing is written when this throws.
-    func makeRequest() throws -> (ClusterRequest, Duration) {
+    func makeRequest() throws -> ClusterRequest {
         guard let lifetime = ClusterRequest.parseDuration(self.lifetime) else {
             throw ValidationError("--lifetime must be a duration like 90m or 2h")
         }
@@ -63,11 +63,11 @@ struct RequestCommand: AsyncParsableCommand {
         if !self.noWait {
             try checkWritable(self.keyOut ?? FileManager.default.currentDirectoryPath + "/c-0000000000.key", option: "--key-out")
         }
-        return (request, lifetime)
+        return request
     }
 
     func run() async throws {
-        let (request, _) = try self.makeRequest()
+        let request = try self.makeRequest()
         let json = String(decoding: try JSONEncoder().encode(request), as: UTF8.self)
         let timeout = ClusterRequest.parseDuration(self.timeout)!
         // Every request carries an id, so a request that a signal interrupted while it was

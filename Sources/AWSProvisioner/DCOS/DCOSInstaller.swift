@@ -182,11 +182,7 @@ struct DCOSInstaller: Sendable {
         var failed: [String] = []
         var changed: [String] = []
         for (node, result) in zip(state.nodes, results) {
-            let outcome: RemoteResult
-            switch result {
-            case .success(let value): outcome = value
-            case .failure(let error): outcome = RemoteResult(exitStatus: nil, stdout: "", stderr: "\(error)", sshFailed: true)
-            }
+            let outcome = RemoteResult(result)
             if !outcome.succeeded {
                 failed.append("\(node.privateIP) (\(node.role)): \(outcome.summary)")
                 logs["prerequisites-\(node.publicIP ?? node.privateIP).log"] = await self.collectLog(node: node, phase: "prerequisites", result: outcome)
@@ -219,11 +215,7 @@ struct DCOSInstaller: Sendable {
         var logs: [String: String] = [:]
         var failed: [String] = []
         for (node, result) in zip(nodes, results) {
-            let outcome: RemoteResult
-            switch result {
-            case .success(let value): outcome = value
-            case .failure(let error): outcome = RemoteResult(exitStatus: nil, stdout: "", stderr: "\(error)", sshFailed: true)
-            }
+            let outcome = RemoteResult(result)
             if !outcome.succeeded {
                 failed.append("\(node.privateIP) (\(node.role)): \(outcome.summary)")
                 logs[self.logName(phase.rawValue, node)] = await self.collectLog(node: node, phase: phase.rawValue, result: outcome)

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// When `FLOTILLA_AWS_REQUEST_LOG` names a file, every AWS Query call this process sends is
 /// appended to it as one JSON line: service, API version, action and parameters. Tests check
@@ -14,7 +13,6 @@ final class AWSRequestLog: Sendable {
     }()
 
     private let path: String
-    private let lock = Mutex(())
 
     init(path: String) {
         self.path = path
@@ -31,15 +29,13 @@ final class AWSRequestLog: Sendable {
         let line: [String: Any] = ["service": service, "version": version, "action": action, "parameters": values]
         guard var data = try? JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]) else { return }
         data.append(0x0A)
-        // Many processes (workers, janitors, tests) append to one file: O_APPEND with one
-        // write() per line, so lines never overlap and a second creator never truncates.
-        self.lock.withLock { _ in
-            let descriptor = open(self.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
-            guard descriptor >= 0 else { return }
-            defer { close(descriptor) }
-            data.withUnsafeBytes { buffer in
-                _ = write(descriptor, buffer.baseAddress, buffer.count)
-            }
+        // Many processes (workers, janitors, tests) and tasks append to one file: O_APPEND with
+        // one write() per line, so lines never overlap and a second creator never truncates.
+        let descriptor = open(self.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { return }
+        defer { close(descriptor) }
+        data.withUnsafeBytes { buffer in
+            _ = write(descriptor, buffer.baseAddress, buffer.count)
         }
     }
 }

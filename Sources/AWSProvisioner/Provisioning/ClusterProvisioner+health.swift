@@ -23,14 +23,8 @@ extension ClusterProvisioner {
         await Self.close(shell)
         var problems: [String] = []
         for (node, result) in zip(state.nodes, results) {
-            switch result {
-            case .success(let outcome) where outcome.succeeded:
-                continue
-            case .success(let outcome):
-                problems.append("\(node.privateIP) (\(node.role)): \(outcome.summary)")
-            case .failure(let error):
-                problems.append("\(node.privateIP) (\(node.role)): \(error)")
-            }
+            let outcome = RemoteResult(result)
+            if !outcome.succeeded { problems.append("\(node.privateIP) (\(node.role)): \(outcome.summary)") }
         }
         return problems
     }

@@ -33,6 +33,14 @@ public struct RemoteResult: Sendable, Hashable {
         self.timedOut = timedOut
     }
 
+    /// A command's result, or an SSH failure when running it threw.
+    public init(_ result: Result<RemoteResult, any Error>) {
+        switch result {
+        case .success(let value): self = value
+        case .failure(let error): self.init(exitStatus: nil, stdout: "", stderr: "\(error)", sshFailed: true)
+        }
+    }
+
     /// `true` when the command ran and exited 0.
     public var succeeded: Bool { self.exitStatus == 0 && !self.sshFailed && !self.timedOut }
 

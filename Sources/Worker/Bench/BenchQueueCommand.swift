@@ -188,7 +188,9 @@ struct BenchQueueCommand: AsyncParsableCommand {
     /// The nearest-rank percentile of sorted values (0 when there are none).
     /// Warm-pool hand-out: request → ready cluster, nodes and key, as `client request` does.
     private func handout(client: PostgresClient, logger: Logger) async throws -> [String: Double] {
-        let spec = #"{"masters":1,"agents":0,"publicAgents":0,"instanceType":"m4.large","adminLocation":"0.0.0.0/0","installerURL":"http://127.0.0.1/dcos_generate_config.sh","genconfFiles":[]}"#
+        // One request serves as the pool's spec too: pool_set and pool_spec_hash drop its lifetime.
+        let spec = String(decoding: try JSONEncoder().encode(ClusterRequest(
+            masters: 1, agents: 0, publicAgents: 0, installerURL: "http://127.0.0.1/dcos_generate_config.sh", lifetimeSeconds: 7200)), as: UTF8.self)
         // Quotas would stop one login claiming this many; the pool is rows, built ready.
         for statement: PostgresQuery in [
             "UPDATE policy SET max_clusters = 1000000, max_total_nodes = 1000000 WHERE owner = '*'",
@@ -212,7 +214,6 @@ struct BenchQueueCommand: AsyncParsableCommand {
             for try await _ in try await client.query(statement, logger: logger) {}
         }
         let api = ClusterAPI(client: client, logger: logger)
-        let request = #"{"masters":1,"agents":0,"publicAgents":0,"instanceType":"m4.large","adminLocation":"0.0.0.0/0","installerURL":"http://127.0.0.1/dcos_generate_config.sh","genconfFiles":[],"lifetimeSeconds":7200}"#
         let left = Countdown(self.jobs)
         let started = ContinuousClock.now
         let results = try await withThrowingTaskGroup(of: [(String, String?, Double)].self) { group in
@@ -221,7 +222,7 @@ struct BenchQueueCommand: AsyncParsableCommand {
                     var mine: [(String, String?, Double)] = []
                     while left.take() {
                         let begin = ContinuousClock.now
-                        let receipt = try await api.request(NewCluster(request: request, abandonAfter: .seconds(600)))
+                        let receipt = try await api.request(NewCluster(request: spec, abandonAfter: .seconds(600)))
                         guard let cluster = try await api.cluster(id: receipt.id), cluster.state == .ready else {
                             throw QueueError(.conflict, "handed out \(receipt.id), which is not ready")
                         }

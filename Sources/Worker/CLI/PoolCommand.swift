@@ -69,11 +69,9 @@ struct PoolCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            var request = try self.shape.request(lifetimeSeconds: 0)
-            request.lifetimeSeconds = 0
-            var spec = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(request)) as? [String: Any] ?? [:]
-            spec.removeValue(forKey: "lifetimeSeconds")
-            let json = String(decoding: try JSONSerialization.data(withJSONObject: spec), as: UTF8.self)
+            // pool_set keeps the spec without its lifetime (pool_spec), as requests are matched.
+            let request = try self.shape.request(lifetimeSeconds: 0)
+            let json = String(decoding: try JSONEncoder().encode(request), as: UTF8.self)
             let (name, region, min, max) = (self.name, self.region, self.min, self.max ?? Swift.max(self.min, 1))
             let warm = self.maxWarmAge.flatMap(ClusterRequest.parseDuration)
             let cooldown = self.cooldown.flatMap(ClusterRequest.parseDuration)

@@ -189,8 +189,8 @@ func keepAlive(id: String, token: String, store: ClusterAPI, timeout: Duration, 
     }
 }
 
-/// Runs `command` (found through PATH) with the terminal's standard streams and returns its
-/// exit status (128 + the signal for a signal, 127 when it is not found). SIGINT and SIGTERM
+/// Runs `command` (found through PATH) with the terminal's standard streams (and no other
+/// descriptor of this process) and returns its exit status (128 + the signal for a signal, 127 when it is not found). SIGINT and SIGTERM
 /// are set back to their defaults in the child (this process ignores them to handle them).
 /// Cancelled, it gives the child the signal this client received (SIGTERM if none), SIGKILL
 /// after 10 s, and still waits for it to end.
@@ -207,12 +207,20 @@ func runChild(_ command: [String], environment: [String: String]) async throws -
     posix_spawnattr_setsigmask(&attributes, &mask)
     posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
 
+    // COMMAND gets the standard streams and nothing else of this process: no database
+    // socket, and no descriptor a parent watches to learn that this client ended (a command
+    // left running would keep it open).
+    var files = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&files)
+    defer { posix_spawn_file_actions_destroy(&files) }
+    closeInheritedDescriptors(&files)
+
     let argv = command.map { strdup($0) } + [nil]
     let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { for pointer in argv + envp { free(pointer) } }
     var pid: pid_t = 0
     // PATH for the lookup is this process's own, as a shell's would be.
-    let spawned = posix_spawnp(&pid, command[0], nil, &attributes, argv, envp)
+    let spawned = posix_spawnp(&pid, command[0], &files, &attributes, argv, envp)
     guard spawned == 0 else {
         FileHandle.standardError.write(Data("client run: cannot run \(command[0]): \(String(cString: strerror(spawned)))\n".utf8))
         return spawned == ENOENT ? 127 : 126
@@ -233,6 +241,19 @@ func runChild(_ command: [String], environment: [String: String]) async throws -
         DispatchQueue.global().asyncAfter(deadline: .now() + 10) {
             if !exit.isFinished { kill(child, SIGKILL) }
         }
+    }
+}
+
+/// Adds "close every descriptor from 3 on" to `files`: glibc's closefrom action where it has
+/// one (2.34+; Swift's Glibc module does not import it), else a close for each open one.
+private func closeInheritedDescriptors(_ files: inout posix_spawn_file_actions_t) {
+    typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") {
+        _ = unsafeBitCast(symbol, to: CloseFrom.self)(&files, 3)
+        return
+    }
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+        if let fd = Int32(name), fd > 2 { posix_spawn_file_actions_addclose(&files, fd) }
     }
 }
 

@@ -193,6 +193,32 @@ struct PoolTests {
         try await fleet.expectSecretsErased(id)
     }
 
+    @Test("client run terminated with SIGTERM: the command gets SIGTERM, the client exits 143, and the cluster ends destroyed")
+    func runTerminated() async throws {
+        let fleet = try await Fleet()
+        defer { Task { await fleet.stop() } }
+        try fleet.start(["run", "--worker-id", "w1"] + Self.fastWorker)
+        try fleet.start(Self.janitor)
+        let seen = try fleet.makeScratchDirectory(suffix: "term").appendingPathComponent("signal")
+        // The command records the signal it got; `wait` lets the trap run while sleep runs.
+        let client = try fleet.startInBackground(["client", "run", "--nodes", "1", "--", "sh", "-c",
+                                                  "trap 'echo TERM > \(seen.path); exit 7' TERM; sleep 300 & wait"])
+        let id = try await LifecycleTests.waitForClusterRow(fleet)
+        let running = try await eventually("the command runs on a ready cluster", timeout: .seconds(120)) {
+            try await fleet.state(of: id) == "ready" && client.stderrSoFar().contains("; running ")
+        }
+        try #require(running, "\(client.stderrSoFar())\n\(fleet.workerLogs())")
+
+        let trigger = Date()
+        client.send(SIGTERM)
+        let finished = try #require(await client.finish(within: .seconds(30)), "the client still runs 30 s after SIGTERM: \(client.stderrSoFar())")
+        #expect(finished.status == 143, "\(finished.stderr)")
+        #expect((try? String(contentsOf: seen, encoding: .utf8)) == "TERM\n", "the command was given the SIGTERM")
+        #expect(finished.stderr.contains("released cluster \(id)"), "\(finished.stderr)")
+        try await LifecycleTests.expectDestroyed(fleet, id, path: "client run SIGTERMed", since: trigger)
+        #expect(try await fleet.scalar("SELECT teardown_reason FROM clusters WHERE id = \(id)", as: String.self) == "released")
+    }
+
     @Test("client run killed with SIGKILL: its heartbeat stops and the janitor releases the cluster within the bound")
     func runKilled() async throws {
         let fleet = try await Fleet()
@@ -205,7 +231,7 @@ struct PoolTests {
         defer { _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/pkill"), arguments: ["-f", marker]) }
         let id = try await LifecycleTests.waitForClusterRow(fleet)
         let running = try await eventually("the command runs on a ready cluster", timeout: .seconds(120)) {
-            try await fleet.state(of: id) == "ready" && client.stderrSoFar().contains("running")
+            try await fleet.state(of: id) == "ready" && client.stderrSoFar().contains("; running ")
         }
         try #require(running, "\(client.stderrSoFar())\n\(fleet.workerLogs())")
         let beat = try await fleet.scalar("SELECT holder_heartbeat_at IS NOT NULL FROM clusters WHERE id = \(id)", as: Bool.self)

@@ -24,11 +24,26 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
+        // Logging and metrics names every part shares (`cluster.id`, `aws.action`, …), the
+        // JSON log format, and the metric names.
+        .target(
+            name: "Telemetry",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            path: "Sources/Queue/Telemetry",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "Queue",
             dependencies: [
+                "Telemetry",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -37,11 +52,13 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
+            exclude: ["Telemetry"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "AWSProvisioner",
             dependencies: [
+                "Telemetry",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -67,10 +84,28 @@ let package = Package(
             path: "Sources/Worker/Fleet",
             swiftSettings: swiftSettings
         ),
+        // What operators read over HTTP: `/metrics` of `worker run` and `worker janitor`, and
+        // the read-only page of `worker web`.
+        .target(
+            name: "Web",
+            dependencies: [
+                "Queue",
+                "Telemetry",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Worker/Web",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "Worker",
             dependencies: [
                 "Fleet",
+                "Web",
                 "Queue",
                 "AWSProvisioner",
                 "ClusterOptions",

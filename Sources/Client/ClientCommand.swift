@@ -14,7 +14,7 @@ struct ClientCommand: AsyncParsableCommand {
 
             Exit codes: 0 success; 1 refused, failed or timed out; 64 bad usage (a message says what is accepted).
             """,
-        subcommands: [RequestCommand.self, RunCommand.self, StatusCommand.self, ListCommand.self, WaitCommand.self, ExtendCommand.self, ReleaseCommand.self, KeyCommand.self, LogsCommand.self, JobsCommand.self]
+        subcommands: [RequestCommand.self, RunCommand.self, StatusCommand.self, ListCommand.self, WaitCommand.self, ExtendCommand.self, ReleaseCommand.self, KeyCommand.self, LogsCommand.self, JobsCommand.self, CostCommand.self]
     )
 }
 
@@ -22,15 +22,16 @@ struct ClientOptions: ParsableArguments {
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
+    @Option(help: "Log lines (errors of the database driver) as text or json, one object per line. Env: FLOTILLA_LOG_FORMAT.")
+    var logFormat: LogFormat = ProcessInfo.processInfo.environment["FLOTILLA_LOG_FORMAT"].flatMap(LogFormat.init(rawValue:)) ?? .text
+
     func makeLogger() -> Logger {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .error
-            return handler
-        }
+        LogFormat.bootstrap(self.logFormat, level: .error)
         return Logger(label: "flotilla.client")
     }
 }
+
+extension LogFormat: ExpressibleByArgument {}
 
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("client: \(message)\n".utf8))

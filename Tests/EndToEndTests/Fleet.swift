@@ -65,6 +65,8 @@ final class Fleet: Sendable {
             "FLOTILLA_INSTALLER_URL": try value("FLOTILLA_TEST_INSTALLER_URL"),
             "FLOTILLA_LOG_LEVEL": "warning",
             "FLOTILLA_SSH_DIR": sshDirectory.path,
+            // Many workers and janitors run at once: each serves /metrics on a port of its own.
+            "FLOTILLA_METRICS_ADDRESS": "127.0.0.1:0", "FLOTILLA_JANITOR_METRICS_ADDRESS": "127.0.0.1:0",
         ]) { $1 }
         self.environment = environment
         self.scratch.withLock { $0 += [sshDirectory, config] }

@@ -117,8 +117,12 @@ PY
 # The Debian and PyPI packages the local stack needs.
 stack_install() {
   stack_apt postgresql openssh-server openssh-client libssl-dev libpq-dev curl sudo python3-pip openssl
+  # The web page's test drives headless Chromium through its driver (both from Debian).
+  stack_apt chromium chromium-driver
   python3 -c 'import packaging' 2>/dev/null || python3 -m pip install -q packaging
   stack_pip "moto[server]==$MOTO_VERSION"
+  # prometheus_client's parser reads /metrics whole; selenium drives chromedriver.
+  stack_pip "prometheus_client==0.26.0" "selenium==4.51.0"
   if ! command -v swift >/dev/null 2>&1; then
     [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
   fi

@@ -52,4 +52,6 @@ stack_loopback_env() {
   export FLOTILLA_INSTALLER_URL="$FLOTILLA_TEST_INSTALLER_URL"
   export FLOTILLA_SSH_DIR=/tmp/flotilla-ssh
   export FLOTILLA_INSTALL_SETTINGS="$FLOTILLA_TEST_INSTALL_SETTINGS"
+  # Each worker and janitor serves /metrics on a free loopback port (it logs which).
+  export FLOTILLA_METRICS_ADDRESS=127.0.0.1:0 FLOTILLA_JANITOR_METRICS_ADDRESS=127.0.0.1:0
 }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOFoundationCompat
+import Telemetry
 
 /// Sends one AWS Query API call (`Action=…&Version=…` form POST), signed with SigV4, and
 /// applies the retry rules:
@@ -26,7 +27,8 @@ struct AWSQueryTransport: Sendable {
     func send(action: String, parameters: [(String, String)]) async throws -> XMLNode {
         AWSRequestLog.shared?.record(service: self.service, version: self.apiVersion, action: action, parameters: parameters)
         var logger = self.logger
-        logger[metadataKey: "aws.action"] = "\(action)"
+        logger[metadataKey: MetadataKey.awsAction] = "\(action)"
+        logger[metadataKey: MetadataKey.awsRegion] = "\(self.configuration.region)"
         var attempt = 0
         var refreshedAfterExpiry = false
         while true {
@@ -35,22 +37,28 @@ struct AWSQueryTransport: Sendable {
             let signingCredentials = try await credentials.credentials(validFor: configuration.minimumCredentialValidity)
             let error: EC2Error
             do {
-                return try await sendOnce(action: action, parameters: parameters, credentials: signingCredentials, logger: logger)
+                let answer = try await sendOnce(action: action, parameters: parameters, credentials: signingCredentials, logger: logger)
+                FlotillaMetric.increment(FlotillaMetric.awsCalls, [("service", self.service), ("action", action), ("code", "ok")])
+                logger.debug("AWS call answered", metadata: attempt > 1 ? [MetadataKey.awsAttempt: "\(attempt)"] : nil)
+                return answer
             } catch let failure as EC2Error {
                 error = failure
             }
+            FlotillaMetric.increment(FlotillaMetric.awsCalls, [("service", self.service), ("action", action), ("code", error.code)])
             var errorLogger = logger
-            errorLogger[metadataKey: "aws.error_code"] = "\(error.code)"
-            if let requestID = error.requestID { errorLogger[metadataKey: "aws.request_id"] = "\(requestID)" }
+            errorLogger[metadataKey: MetadataKey.awsErrorCode] = "\(error.code)"
+            if let requestID = error.requestID { errorLogger[metadataKey: MetadataKey.awsRequestID] = "\(requestID)" }
             switch error.retryClass {
             case .expiredCredentials where !refreshedAfterExpiry:
                 refreshedAfterExpiry = true
                 errorLogger.notice("credentials rejected as expired; refreshing once and retrying")
+                FlotillaMetric.increment(FlotillaMetric.awsRetries, [("action", action), ("code", error.code)])
                 try await credentials.refresh(replacing: signingCredentials)
                 attempt -= 1  // the retry after a refresh does not use up a backoff attempt
             case let retryClass where retryClass.isRetriedWithBackoff && attempt < configuration.retryPolicy.maximumAttempts:
                 let delay = configuration.retryPolicy.delay(beforeRetry: attempt)
-                errorLogger.info("retrying after \(retryClass) failure", metadata: ["aws.attempt": "\(attempt)", "aws.delay": "\(delay)"])
+                errorLogger.info("retrying after \(retryClass) failure", metadata: [MetadataKey.awsAttempt: "\(attempt)", "aws.delay": "\(delay)"])
+                FlotillaMetric.increment(FlotillaMetric.awsRetries, [("action", action), ("code", error.code)])
                 try await Task.sleep(for: delay)
             default:
                 errorLogger.debug("AWS call failed", metadata: ["aws.retry_class": "\(error.retryClass)"])

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Telemetry
 
 /// Creates a DC/OS cluster on EC2 and installs it over SSH, as resumable steps.
 ///
@@ -91,7 +92,7 @@ public struct ClusterProvisioner: Sendable {
             throw ProvisionError(.conflict, "checkpoint belongs to cluster \(state.clusterID), not \(spec.clusterID)")
         }
         var logger = self.logger
-        logger[metadataKey: "cluster.id"] = "\(spec.clusterID)"
+        logger[metadataKey: MetadataKey.clusterID] = "\(spec.clusterID)"
 
         if state.step < .keyImported { try await self.importKeyPair(spec, &state, observer) }
         if state.step < .securityGroupReady { try await self.createSecurityGroup(spec, &state, observer) }

@@ -22,6 +22,8 @@ public struct ProvisionError: Error, CustomStringConvertible, Sendable {
         public static let leftovers = Code("leftovers")
 
         public var description: String { self.value }
+        /// The code as one word (`install_failed`), for metric labels.
+        public var label: String { self.value.replacingOccurrences(of: " ", with: "_") }
     }
 
     public var code: Code

@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import Telemetry
 import Subprocess
 import Synchronization
 
@@ -158,7 +160,21 @@ public final class OpenSSHShell: RemoteShell {
                 if opensConnection { state.stats.connections += 1 }
                 state.targets.insert(target)
             }
+            if opensConnection { FlotillaMetric.increment(FlotillaMetric.sshConnections) }
         }
+        let result = try await self.runSSH(arguments, input: input, timeout: timeout)
+        let outcome = result.timedOut ? "timeout" : result.sshFailed ? "ssh_failed" : result.exitStatus == 0 ? "ok" : "failed"
+        FlotillaMetric.increment(FlotillaMetric.sshCommands, [("outcome", outcome)])
+        var logger = Self.logger
+        logger[metadataKey: MetadataKey.sshHost] = "\(target.host)"
+        logger[metadataKey: MetadataKey.sshPort] = "\(target.port)"
+        logger.debug("ssh command finished", metadata: ["outcome": "\(outcome)", "exit_status": "\(result.exitStatus.map(String.init) ?? "none")"])
+        return result
+    }
+
+    private static let logger = Logger(label: "flotilla.ssh")
+
+    private func runSSH(_ arguments: [String], input: Data?, timeout: Duration) async throws -> RemoteResult {
         let executable = Executable.path(FilePath(self.configuration.sshPath))
         let limit = self.configuration.outputLimit
         let inputBytes = Array(input ?? Data())

@@ -65,8 +65,12 @@ public struct NodeRecord: Sendable, Hashable, Codable {
     public var privateIP: String
     public var publicIP: String?
     public var hostKey: String?
+    /// The EC2 instance type, as the worker launched it (for instance-hours per type).
+    public var instanceType: String?
 
-    public init(role: String, instanceID: String, privateIP: String, publicIP: String?, hostKey: String?) {
+    public init(role: String, instanceID: String, privateIP: String, publicIP: String?, hostKey: String?,
+                instanceType: String? = nil) {
+        self.instanceType = instanceType
         self.role = role
         self.instanceID = instanceID
         self.privateIP = privateIP

@@ -46,15 +46,16 @@ public struct ClusterRequest: Codable, Sendable, Hashable {
     }
 
 
-    /// Parses `90m`, `2h`, `1h30m`, `45s` or plain seconds.
+    /// Parses `90m`, `2h`, `1h30m`, `45s`, `7d` or plain seconds.
     public static func parseDuration(_ text: String) -> Duration? {
         if let seconds = Double(text) { return seconds.isFinite ? .milliseconds(Int64(seconds * 1000)) : nil }
-        guard let match = text.wholeMatch(of: /(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?/), !text.isEmpty else { return nil }
-        let hours = match.1.flatMap { Int($0) } ?? 0
-        let minutes = match.2.flatMap { Int($0) } ?? 0
-        let seconds = match.3.flatMap { Int($0) } ?? 0
-        guard hours < 100_000, minutes < 100_000, seconds < 10_000_000 else { return nil }
-        return .seconds(hours * 3600 + minutes * 60 + seconds)
+        guard let match = text.wholeMatch(of: /(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?/), !text.isEmpty else { return nil }
+        let days = match.1.flatMap { Int($0) } ?? 0
+        let hours = match.2.flatMap { Int($0) } ?? 0
+        let minutes = match.3.flatMap { Int($0) } ?? 0
+        let seconds = match.4.flatMap { Int($0) } ?? 0
+        guard days < 10_000, hours < 100_000, minutes < 100_000, seconds < 10_000_000 else { return nil }
+        return .seconds(days * 86400 + hours * 3600 + minutes * 60 + seconds)
     }
 
     public static func format(seconds: Double) -> String {

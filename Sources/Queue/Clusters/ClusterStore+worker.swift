@@ -67,10 +67,10 @@ extension ClusterStore {
     }
 
     private struct NodeRow: Encodable {
-        var instance_id: String, role: String, private_ip: String, public_ip: String?, host_key: String?
+        var instance_id: String, role: String, private_ip: String, public_ip: String?, host_key: String?, instance_type: String?
         init(_ node: NodeRecord) {
-            (self.instance_id, self.role, self.private_ip, self.public_ip, self.host_key) =
-                (node.instanceID, node.role, node.privateIP, node.publicIP, node.hostKey)
+            (self.instance_id, self.role, self.private_ip, self.public_ip, self.host_key, self.instance_type) =
+                (node.instanceID, node.role, node.privateIP, node.publicIP, node.hostKey, node.instanceType)
         }
     }
 
@@ -151,6 +151,17 @@ extension ClusterStore {
     }
 
     // MARK: Key pair deletions
+
+    /// Records what the sweep of `region` found (replacing the region's previous report),
+    /// for operators and `/metrics`.
+    public func recordSweep(region: String, instances: [String], securityGroups: [String], keyPairs: [String], dryRun: Bool) async throws {
+        try await self.client.query("""
+            INSERT INTO sweep_reports (region, swept_at, instances, security_groups, key_pairs, dry_run)
+            VALUES (\(region), now(), \(instances)::text[], \(securityGroups)::text[], \(keyPairs)::text[], \(dryRun))
+            ON CONFLICT (region) DO UPDATE SET swept_at = now(), instances = EXCLUDED.instances,
+                security_groups = EXCLUDED.security_groups, key_pairs = EXCLUDED.key_pairs, dry_run = EXCLUDED.dry_run
+            """, logger: self.logger)
+    }
 
     /// Records that a key pair must be deleted; the row stays until AWS confirms.
     public func scheduleKeyPairDeletion(region: String, keyPairName: String, clusterID: String?) async throws {

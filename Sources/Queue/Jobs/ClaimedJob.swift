@@ -13,6 +13,8 @@ public struct ClaimedJob: Sendable, Hashable {
     public var leaseToken: UUID
     public var leaseExpiresAt: Date
     public var createdAt: Date
+    /// Seconds from the job becoming runnable (`run_after`) to this claim, by the database's clock.
+    public var waitedSeconds: Double = 0
 
     /// Decodes the payload.
     public func decodePayload<Payload: Decodable>(_ type: Payload.Type = Payload.self) throws -> Payload {

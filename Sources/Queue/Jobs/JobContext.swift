@@ -62,7 +62,12 @@ enum JobStopReason: Sendable {
 /// credentials): the job ends `failed` at once.
 public struct PermanentJobFailure: Error, CustomStringConvertible, Sendable {
     public var message: String
-    public init(_ message: String) { self.message = message }
+    /// A short word for what failed (for metrics), when the thrower knows one.
+    public var reason: String?
+    public init(_ message: String, reason: String? = nil) {
+        self.message = message
+        self.reason = reason
+    }
     public var description: String { self.message }
 }
 

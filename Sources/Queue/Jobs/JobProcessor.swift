@@ -196,11 +196,18 @@ public final class JobProcessor: Service, Sendable {
         logger[metadataKey: MetadataKey.jobAttempt] = "\(job.attempt)"
         let context = JobContext(job: job, logger: logger, queue: self.queue)
         let started = ContinuousClock.now
+        let kind = [("kind", job.kind.rawValue)]
+        FlotillaMetric.record(FlotillaMetric.claimToStart, kind, seconds: job.waitedSeconds)
+        func finished(_ outcome: String) {
+            FlotillaMetric.increment(FlotillaMetric.jobsFinished, kind + [("outcome", outcome)])
+        }
 
         let outcome: Result<Void, any Error> = await withTaskGroup(of: Result<Void, any Error>?.self) { group in
             group.addTask {
                 do {
-                    try await self.handler(job, context)
+                    try await LogContext.with([MetadataKey.jobID: "\(job.id)", MetadataKey.jobKind: "\(job.kind)"]) {
+                        try await self.handler(job, context)
+                    }
                     return .success(())
                 } catch {
                     return .failure(error)
@@ -232,11 +239,14 @@ public final class JobProcessor: Service, Sendable {
                 switch (stop, outcome) {
                 case (.leaseLost, _):
                     logger.warning("lease lost: the job's result was discarded; another worker owns it now")
+                    finished("lease_lost")
                 case (.cancelRequested, _):
                     try await self.queue.acknowledgeCancel(job)
                     logger.info("job cancelled on request")
+                    finished("cancelled")
                 case (nil, .success):
                     if try await self.completions.complete(job) {
+                        finished("completed")
                         logger.debug("job succeeded", metadata: ["seconds": "\((ContinuousClock.now - started).seconds)"])
                     } else {
                         logger.warning("lease lost before the job's success could be recorded; another worker will run it again")
@@ -247,11 +257,14 @@ public final class JobProcessor: Service, Sendable {
                 case (nil, .failure) where shuttingDown:
                     try await self.queue.release(job)
                     logger.info("job handed back at shutdown")
+                    finished("handed_back")
                 case (nil, .failure(let error)):
                     let permanent = error is PermanentJobFailure
                     let message = (error as? QueueError)?.message ?? DatabaseErrorDescription.describe(error)
                     let state = try await self.queue.fail(job, error: message, retryable: !permanent)
                     logger.warning("job failed", metadata: ["error": "\(error)", "now": "\(state)"])
+                    finished(state == .queued ? "retried" : state.rawValue)
+                    if state == .queued { FlotillaMetric.increment(FlotillaMetric.jobRetries, kind) }
                 }
             } catch {
                 logger.warning("could not record the job's outcome",

@@ -119,10 +119,10 @@ public struct JobQueue: Sendable {
                 ClaimStatement(kinds: kindNames, limit: limit, owner: owner, leaseSeconds: lease),
                 logger: self.logger)
             var claimed: [ClaimedJob] = []
-            for try await (id, kind, payload, attempt, maxAttempts, token, expires, created) in rows {
+            for try await (id, kind, payload, attempt, maxAttempts, token, expires, created, waited) in rows {
                 claimed.append(ClaimedJob(id: id, kind: JobKind(kind), payload: payload, attempt: attempt,
                                           maxAttempts: maxAttempts, leaseToken: token,
-                                          leaseExpiresAt: expires, createdAt: created))
+                                          leaseExpiresAt: expires, createdAt: created, waitedSeconds: waited))
             }
             return claimed
         }
@@ -333,7 +333,7 @@ public struct JobQueue: Sendable {
 /// `jobs_claim_idx` (runnable rows only, in claim order) and skips rows another claimer
 /// holds; the outer `UPDATE` starts the lease with a fresh token and counts the attempt.
 struct ClaimStatement: PostgresPreparedStatement {
-    static let name = "flotilla_claim_v1"
+    static let name = "flotilla_claim_v2"
     static let sql = """
         WITH next AS (
             SELECT id FROM jobs
@@ -354,9 +354,10 @@ struct ClaimStatement: PostgresPreparedStatement {
         FROM next
         WHERE jobs.id = next.id
         RETURNING jobs.id, jobs.kind, jobs.payload::text, jobs.attempt, jobs.max_attempts,
-                  jobs.lease_token, jobs.lease_expires_at, jobs.created_at
+                  jobs.lease_token, jobs.lease_expires_at, jobs.created_at,
+                  extract(epoch FROM now() - jobs.run_after)::float8
         """
-    typealias Row = (Int64, String, String, Int, Int, UUID, Date, Date)
+    typealias Row = (Int64, String, String, Int, Int, UUID, Date, Date, Double)
 
     var kinds: [String]
     var limit: Int

@@ -4,6 +4,7 @@ import Foundation
 import PostgresNIO
 import Queue
 import ServiceLifecycle
+import Web
 
 struct JanitorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -51,6 +52,9 @@ struct JanitorCommand: AsyncParsableCommand {
     @Option(help: "Seconds a passed health check lets a pool cluster be handed out; it is checked again half-way. Env: FLOTILLA_POOL_HEALTH_VALID_SECONDS.")
     var poolHealthValidSeconds: Double = environmentValue("FLOTILLA_POOL_HEALTH_VALID_SECONDS", default: 300)
 
+    @Option(help: "Serve Prometheus metrics on HOST:PORT at /metrics (port 0 picks a free port; none turns it off). Env: FLOTILLA_JANITOR_METRICS_ADDRESS.")
+    var metricsAddress: String = ProcessInfo.processInfo.environment["FLOTILLA_JANITOR_METRICS_ADDRESS"] ?? "127.0.0.1:9465"
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
@@ -76,7 +80,10 @@ struct JanitorCommand: AsyncParsableCommand {
                                                    poolHealthValidFor: .seconds(self.poolHealthValidSeconds)),
                               logger: logger)
         let maintenance = QueueMaintenance(queue: queue, configuration: .init(rescueInterval: .seconds(1), retention: .seconds(self.retentionDays * 86400)), logger: logger)
-        let services = SchemaCheckedServices(client: client, settings: settings, services: [janitor, maintenance], logger: logger)
+        let metrics: (any Service)?
+        do { metrics = try MetricsServer.fromOption(self.metricsAddress, client: client, logger: logger) } catch let error as QueueError { fail(error.message) }
+        let services = SchemaCheckedServices(client: client, settings: settings,
+                                             services: [janitor, maintenance] + (metrics.map { [$0] } ?? []), logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: client), .init(service: services, successTerminationBehavior: .gracefullyShutdownGroup,
                                                       failureTerminationBehavior: .gracefullyShutdownGroup)],

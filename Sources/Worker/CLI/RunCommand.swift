@@ -5,6 +5,7 @@ import Logging
 import PostgresNIO
 import Queue
 import ServiceLifecycle
+import Web
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -46,6 +47,9 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(help: "Job kinds to run, comma-separated. Env: FLOTILLA_KINDS.")
     var kinds: String = ProcessInfo.processInfo.environment["FLOTILLA_KINDS"] ?? "provision,teardown,noop"
+
+    @Option(help: "Serve Prometheus metrics on HOST:PORT at /metrics (port 0 picks a free port; none turns it off). Env: FLOTILLA_METRICS_ADDRESS.")
+    var metricsAddress: String = ProcessInfo.processInfo.environment["FLOTILLA_METRICS_ADDRESS"] ?? "127.0.0.1:9464"
 
     @OptionGroup var common: CommonOptions
 
@@ -91,7 +95,10 @@ struct RunCommand: AsyncParsableCommand {
             logger: logger, handler: handlers.handle)
         let maintenance = QueueMaintenance(queue: queue, configuration: .init(retention: .seconds(self.retentionDays * 86400)),
                                            logger: logger)
-        let worker = SchemaCheckedServices(client: client, settings: settings, services: [processor, maintenance], logger: logger)
+        let metrics: (any Service)?
+        do { metrics = try MetricsServer.fromOption(self.metricsAddress, client: client, logger: logger) } catch let error as QueueError { fail(error.message) }
+        let worker = SchemaCheckedServices(client: client, settings: settings,
+                                           services: [processor, maintenance] + (metrics.map { [$0] } ?? []), logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: client), .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
                                                     failureTerminationBehavior: .gracefullyShutdownGroup)],

@@ -16,8 +16,10 @@ struct WorkerCommand: AsyncParsableCommand {
             Typical start:
               worker migrate            apply pending migrations (safe to run from many workers at once)
               worker run --concurrency 4
+              worker janitor            lifetimes, key pairs, sweeps, warm pools (one or two per fleet)
+              worker web                a read-only page of the fleet, as an operator login
             """,
-        subcommands: [MigrateCommand.self, RunCommand.self, JanitorCommand.self, PoolCommand.self, EnqueueCommand.self]
+        subcommands: [MigrateCommand.self, RunCommand.self, JanitorCommand.self, PoolCommand.self, WebCommand.self, EnqueueCommand.self]
     )
 }
 

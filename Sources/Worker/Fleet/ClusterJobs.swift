@@ -2,6 +2,7 @@ import AWSProvisioner
 import Foundation
 import Logging
 import Queue
+import Synchronization
 
 /// The payload of provision and teardown jobs.
 struct ClusterJobPayload: Codable {
@@ -40,8 +41,10 @@ public struct ClusterJobs: Sendable {
         let context: JobContext
         let clusterID: String
         let subnetID: String?
+        let phases = PhaseClock()
 
         func checkpoint(_ state: ProvisionState, moment: CheckpointMoment, step: String) async throws {
+            self.phases.mark(step, moment)
             var withoutKey = state
             withoutKey.privateKeyPEM = nil
             let json = String(decoding: try JSONEncoder().encode(withoutKey), as: UTF8.self)
@@ -78,6 +81,31 @@ public struct ClusterJobs: Sendable {
 
     public func provision(_ job: ClaimedJob, _ context: JobContext) async throws {
         let payload = try job.decodePayload(ClusterJobPayload.self)
+        do {
+            try await LogContext.with([MetadataKey.clusterID: "\(payload.clusterID)"]) {
+                try await self.provision(payload, job, context)
+            }
+        } catch {
+            // Counted by how the cluster ends: a failure that will be retried is not the end.
+            let final = error is PermanentJobFailure || job.attempt >= job.maxAttempts
+            if !(error is JobSnooze), !(error is CancellationError), !Task.isCancelled, !context.isStopping {
+                FlotillaMetric.increment(FlotillaMetric.clusterOutcomes,
+                                         [("outcome", final ? "failed" : "retrying"), ("reason", Self.reason(error))])
+            }
+            throw error
+        }
+    }
+
+    /// The failure's kind, for the outcome counter: the provisioner's error code (aws,
+    /// ssh, install, timeout, …), or what else stopped it.
+    static func reason(_ error: any Error) -> String {
+        if let error = error as? ProvisionError { return error.code.label }
+        if let error = error as? PermanentJobFailure, let code = error.reason { return code }
+        if error is QueueError { return "database" }
+        return "other"
+    }
+
+    private func provision(_ payload: ClusterJobPayload, _ job: ClaimedJob, _ context: JobContext) async throws {
         var logger = context.logger
         logger[metadataKey: MetadataKey.clusterID] = "\(payload.clusterID)"
         guard var cluster = try await self.store.cluster(id: payload.clusterID) else {
@@ -109,9 +137,11 @@ public struct ClusterJobs: Sendable {
         do {
             let state = try await provisioner.provision(spec, from: try await self.resumeState(cluster), observer: observer)
             let nodes = state.nodes.map {
-                NodeRecord(role: $0.role.rawValue, instanceID: $0.instanceID, privateIP: $0.privateIP, publicIP: $0.publicIP, hostKey: $0.hostKey)
+                NodeRecord(role: $0.role.rawValue, instanceID: $0.instanceID, privateIP: $0.privateIP, publicIP: $0.publicIP, hostKey: $0.hostKey,
+                           instanceType: $0.role == .bootstrap ? spec.bootstrapInstanceType : spec.instanceType)
             }
             try await self.store.markReady(clusterID: cluster.id, fence: fence, nodes: nodes, sshUser: spec.sshUser, sshPort: spec.sshPort)
+            FlotillaMetric.increment(FlotillaMetric.clusterOutcomes, [("outcome", "ready"), ("reason", "none")])
             logger.info("cluster ready", metadata: ["nodes": "\(nodes.count)"])
         } catch {
             // A job that was cancelled or lost its lease is not an install failure: the
@@ -119,7 +149,7 @@ public struct ClusterJobs: Sendable {
             if Task.isCancelled || context.isStopping { throw CancellationError() }
             if let error = error as? ProvisionError {
                 if !error.logs.isEmpty { try await self.store.saveLogs(clusterID: cluster.id, fence: fence, logs: error.logs) }
-                if !error.isRetryable { throw PermanentJobFailure(error.message) }
+                if !error.isRetryable { throw PermanentJobFailure(error.message, reason: error.code.label) }
             }
             throw error
         }
@@ -127,6 +157,12 @@ public struct ClusterJobs: Sendable {
 
     public func teardown(_ job: ClaimedJob, _ context: JobContext) async throws {
         let payload = try job.decodePayload(ClusterJobPayload.self)
+        try await LogContext.with([MetadataKey.clusterID: "\(payload.clusterID)"]) {
+            try await self.teardown(payload, job, context)
+        }
+    }
+
+    private func teardown(_ payload: ClusterJobPayload, _ job: ClaimedJob, _ context: JobContext) async throws {
         let fence = JobFence(job)
         var logger = context.logger
         logger[metadataKey: MetadataKey.clusterID] = "\(payload.clusterID)"
@@ -179,6 +215,7 @@ public struct ClusterJobs: Sendable {
             throw ProvisionError(.leftovers, "teardown of \(cluster.id) left: \(leftovers.joined(separator: ", "))")
         }
         try await self.store.markDestroyed(clusterID: cluster.id, fence: fence)
+        FlotillaMetric.increment(FlotillaMetric.clusterOutcomes, [("outcome", "destroyed"), ("reason", "none")])
         logger.info("cluster destroyed")
     }
 
@@ -198,5 +235,34 @@ public struct ClusterJobs: Sendable {
     func deployment() async throws -> String {
         if let deployment = self.settings.deployment { return deployment }
         return try await self.store.deploymentID()
+    }
+}
+
+/// Times provisioning phases from their checkpoints: a step's `.before` to its `.after`,
+/// or, for steps reported only when done (instances running, ssh), from the previous
+/// step's end. Recorded in the ``FlotillaMetric/provisionPhase`` histogram.
+final class PhaseClock: Sendable {
+    private let marks = Mutex<(started: [String: ContinuousClock.Instant], last: ContinuousClock.Instant)>(([:], .now))
+
+    func mark(_ step: String, _ moment: CheckpointMoment) {
+        let now = ContinuousClock.now
+        let elapsed: Duration? = self.marks.withLock { marks in
+            switch moment {
+            case .before:
+                marks.started[step] = marks.started[step] ?? now
+                return nil
+            case .after:
+                // "instances master" and the like are parts of "instances", timed as a whole.
+                let part = step.hasPrefix("instances ") && step != "instances running"
+                defer { if !part { marks.last = now } }
+                if part { return nil }
+                let since = marks.started.removeValue(forKey: step) ?? marks.last
+                return now - since
+            }
+        }
+        if let elapsed {
+            FlotillaMetric.record(FlotillaMetric.provisionPhase, [("phase", step)],
+                                  seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        }
     }
 }

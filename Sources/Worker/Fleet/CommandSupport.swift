@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Queue
 
 /// Options every subcommand shares.
 public struct CommonOptions: ParsableArguments, Sendable {
@@ -8,6 +9,9 @@ public struct CommonOptions: ParsableArguments, Sendable {
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical. Env: FLOTILLA_LOG_LEVEL.")
     public var logLevel: String = ProcessInfo.processInfo.environment["FLOTILLA_LOG_LEVEL"] ?? "info"
+
+    @Option(help: "Log lines as text, for people, or json, one object per line with dotted keys (cluster.id, job.id, aws.action, ssh.host, …). Env: FLOTILLA_LOG_FORMAT.")
+    public var logFormat: LogFormat = ProcessInfo.processInfo.environment["FLOTILLA_LOG_FORMAT"].flatMap(LogFormat.init(rawValue:)) ?? .text
 
     public func validate() throws {
         guard Logger.Level(rawValue: self.logLevel) != nil else {
@@ -17,12 +21,7 @@ public struct CommonOptions: ParsableArguments, Sendable {
 
     /// Bootstraps logging once and returns the executable's root logger.
     public func makeLogger(label: String = "flotilla.worker") -> Logger {
-        let level = Logger.Level(rawValue: self.logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        LogFormat.bootstrap(self.logFormat, level: Logger.Level(rawValue: self.logLevel) ?? .info)
         return Logger(label: label)
     }
 }
@@ -38,3 +37,5 @@ public func fail(_ message: String, code: Int32 = 1) -> Never {
     FileHandle.standardError.write(Data("\(program): \(message)\n".utf8))
     exit(code)
 }
+
+extension LogFormat: ExpressibleByArgument {}

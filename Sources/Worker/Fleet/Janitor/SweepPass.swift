@@ -61,9 +61,11 @@ struct SweepPass: JanitorPass {
         report.instances = instances.filter { sweepable($0.tags, launched: $0.launchTime) }.map(\.instanceID)
         report.securityGroups = groups.filter { sweepable($0.tags) }.map(\.groupID)
         report.keyPairs = keys.filter { sweepable($0.tags) }.map(\.keyName)
+        try await self.store.recordSweep(region: region, instances: report.instances, securityGroups: report.securityGroups,
+                                         keyPairs: report.keyPairs, dryRun: self.dryRun)
         if report.isEmpty { return report }
         self.logger.warning("sweep found leaked resources", metadata: [
-            "aws.region": "\(region)", "instances": "\(report.instances)", "security_groups": "\(report.securityGroups)",
+            MetadataKey.awsRegion: "\(region)", "instances": "\(report.instances)", "security_groups": "\(report.securityGroups)",
             "key_pairs": "\(report.keyPairs)", "dry_run": "\(self.dryRun)",
         ])
         guard !self.dryRun else { return report }

@@ -1,0 +1,77 @@
+import CoreMetrics
+import Foundation
+import Logging
+import Prometheus
+import Queue
+import Synchronization
+import Telemetry
+
+/// The process's Prometheus registry: what this process recorded through swift-metrics
+/// (jobs, phases, AWS calls, SSH), plus the fleet-wide gauges read from the database on
+/// each scrape (``OperatorReports/gauges()``).
+public final class MetricsExporter: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    let reports: OperatorReports
+    let logger: Logger
+    /// The database gauges set on the last scrape, so one that disappeared reads 0.
+    private let lastGauges = Mutex<[GaugeKey: Prometheus.Gauge]>([:])
+    private let scrapeErrors: Prometheus.Counter
+
+    struct GaugeKey: Hashable {
+        var metric: String
+        var labels: [String]
+    }
+
+    /// Bootstraps swift-metrics with this registry (once per process) and returns the exporter.
+    public static func bootstrap(reports: OperatorReports, logger: Logger) -> MetricsExporter {
+        let exporter = MetricsExporter(reports: reports, logger: logger)
+        var factory = PrometheusMetricsFactory(registry: exporter.registry)
+        factory.durationHistogramBuckets = [
+            FlotillaMetric.provisionPhase: FlotillaMetric.slowBuckets,
+            FlotillaMetric.claimToStart: FlotillaMetric.waitBuckets,
+        ]
+        MetricsSystem.bootstrap(factory)
+        return exporter
+    }
+
+    init(reports: OperatorReports, logger: Logger) {
+        self.registry = PrometheusCollectorRegistry()
+        self.reports = reports
+        self.logger = logger
+        self.scrapeErrors = self.registry.makeCounter(
+            name: "flotilla_metrics_database_errors_total",
+            help: "Scrapes whose database gauges could not be read (the process's own metrics were still served).")
+    }
+
+    /// The text exposition: database gauges refreshed first; if the database cannot be
+    /// read, the process's own metrics are still served and the error counter moves.
+    public func scrape() async -> [UInt8] {
+        do {
+            let gauges = try await self.reports.gauges()
+            self.update(gauges)
+        } catch {
+            self.scrapeErrors.increment()
+            self.logger.warning("metrics: cannot read the database gauges", metadata: [MetadataKey.error: "\(error)"])
+        }
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(16 << 10)
+        self.registry.emit(into: &buffer)
+        return buffer
+    }
+
+    func update(_ gauges: [OperatorReports.Gauge]) {
+        self.lastGauges.withLock { last in
+            var seen: Set<GaugeKey> = []
+            for gauge in gauges {
+                let key = GaugeKey(metric: gauge.metric, labels: gauge.labels.flatMap { [$0.0, $0.1] })
+                seen.insert(key)
+                let handle = last[key] ?? self.registry.makeGauge(name: gauge.metric, labels: gauge.labels)
+                last[key] = handle
+                handle.set(to: gauge.value)
+            }
+            for (key, handle) in last where !seen.contains(key) {
+                handle.set(to: 0)
+            }
+        }
+    }
+}

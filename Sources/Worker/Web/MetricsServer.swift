@@ -1,0 +1,77 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import PostgresNIO
+import Queue
+import ServiceLifecycle
+import Telemetry
+
+/// `GET /metrics` in the Prometheus text format (and `GET /healthz`), for `worker run` and
+/// `worker janitor`.
+public enum MetricsServer {
+    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+    /// The HTTP service; it logs the address it listens on (useful with port 0) at info.
+    public static func service(address: HTTPAddress, exporter: MetricsExporter, logger: Logger) -> some Service {
+        let router = Router()
+        router.get("metrics") { _, _ -> Response in
+            let bytes = await exporter.scrape()
+            return Response(status: .ok, headers: [.contentType: Self.contentType],
+                            body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        }
+        router.get("healthz") { _, _ in "ok\n" }
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(address.host, port: address.port), serverName: "flotilla"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? address.port
+                logger.info("metrics: http://\(HTTPAddress(host: address.host, port: port))/metrics")
+            },
+            logger: Self.quiet(logger))
+    }
+
+    /// Hummingbird logs every request at info; its own lines are kept to warnings.
+    static func quiet(_ logger: Logger) -> Logger {
+        var logger = logger
+        logger.logLevel = max(logger.logLevel, .warning)
+        return logger
+    }
+}
+
+extension MetricsServer {
+    /// The `/metrics` service for `--metrics-address` (`none` turns it off), with swift-metrics
+    /// bootstrapped to its registry. Throws a ``QueueError`` that says what is accepted.
+    public static func fromOption(_ option: String, client: PostgresClient, logger: Logger) throws -> (any Service)? {
+        if ["none", "off", ""].contains(option.lowercased()) { return nil }
+        guard let address = HTTPAddress(parsing: option) else {
+            throw QueueError(.configuration, "--metrics-address must be HOST:PORT (127.0.0.1:9464; port 0 picks a free one) or none, not \(option)")
+        }
+        let exporter = MetricsExporter.bootstrap(reports: OperatorReports(client: client, logger: logger), logger: logger)
+        return Served(name: "metrics", address: address, inner: Self.service(address: address, exporter: exporter, logger: logger))
+    }
+}
+
+/// An HTTP service whose failure to start (address in use, no such address) ends the
+/// process with a message naming the option, not a bare socket error.
+public struct Served<Inner: Service>: Service {
+    let name: String
+    let address: HTTPAddress
+    let inner: Inner
+
+    public init(name: String, address: HTTPAddress, inner: Inner) {
+        self.name = name
+        self.address = address
+        self.inner = inner
+    }
+
+    public func run() async throws {
+        do {
+            try await self.inner.run()
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw QueueError(.configuration, "cannot serve \(self.name) on \(self.address): \(error) (choose another HOST:PORT; port 0 picks a free one)")
+        }
+    }
+}

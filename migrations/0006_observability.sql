@@ -84,12 +84,14 @@ $$;
 CREATE FUNCTION metrics_snapshot()
 RETURNS TABLE (metric text, labels text[], value float8)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    SELECT 'flotilla_jobs', ARRAY['kind', k.kind, 'state', s.state],
-           (SELECT count(*) FROM jobs j WHERE j.kind = k.kind AND j.state = s.state)::float8
+    -- One scan of each table per scrape; every (kind, state) is listed, at 0 when empty.
+    SELECT 'flotilla_jobs', ARRAY['kind', k.kind, 'state', s.state], coalesce(n.count, 0)::float8
     FROM job_kinds k CROSS JOIN unnest(ARRAY['queued', 'running', 'succeeded', 'failed', 'cancelled']) AS s(state)
+    LEFT JOIN (SELECT kind, state, count(*) FROM jobs GROUP BY kind, state) n ON n.kind = k.kind AND n.state = s.state
     UNION ALL
-    SELECT 'flotilla_clusters', ARRAY['state', s.state], (SELECT count(*) FROM clusters c WHERE c.state = s.state)::float8
+    SELECT 'flotilla_clusters', ARRAY['state', s.state], coalesce(n.count, 0)::float8
     FROM unnest(ARRAY['requested', 'provisioning', 'ready', 'failed', 'tearing_down', 'teardown_failed', 'destroyed']) AS s(state)
+    LEFT JOIN (SELECT state, count(*) FROM clusters GROUP BY state) n ON n.state = s.state
     UNION ALL
     SELECT 'flotilla_pool_clusters', ARRAY['pool', p.name, 'status', x.status], x.n::float8
     FROM operator_pools p

@@ -228,11 +228,23 @@ struct ObservabilityTests {
 
         // A cluster appears and turns ready while the page stays loaded.
         let keyPath = LifecycleTests.keyPath(fleet)
-        let first = try await LifecycleTests.requestNoWait(fleet, nodes: 1)
+        let hostile = "<img src=x onerror=alert(1)> & \"quoted\""
+        let request = try await fleet.run(["client", "request", "--nodes", "1", "--no-wait", "--json", "--label", hostile])
+        try #require(request.status == 0, "\(request.stderr)")
+        let first = (id: try #require(try jsonObject(request.output)["id"] as? String),
+                     token: try #require(try jsonObject(request.output)["lease_token"] as? String))
         let readyRow = try await browser.send("wait-row \(first.id) ready")
         #expect(readyRow.hasPrefix("ok \(first.id) ready"), "\(readyRow)")
         let key = try await fleet.run(["client", "key", first.id, "--lease-token", first.token, "--out", keyPath])
         try #require(key.status == 0, "\(key.stderr)")
+
+        // What a requester typed is shown as text, never as markup.
+        let clusterPage = try await Self.get(url + "clusters/\(first.id)")
+        #expect(clusterPage.body.contains("&lt;img src=x onerror=alert(1)&gt; &amp; &quot;quoted&quot;"))
+        #expect(!clusterPage.body.contains("<img"), "the label is escaped")
+        #expect(try await browser.send("open /clusters/\(first.id)") == "ok")
+        #expect(try await browser.send("expect-text \(hostile)") == "ok", "the browser shows the label as text")
+        #expect(try await browser.send("open /") == "ok")
 
         // A failed install, and its journald log on the cluster's page.
         let second = try await LifecycleTests.requestNoWait(fleet, nodes: 1)

@@ -67,10 +67,26 @@ struct ClusterJobsTests {
             }
             let running = Task { try await processor.run() }
             let rescuing = Task { try await maintenance.run() }
-            defer {
-                running.cancel()
-                rescuing.cancel()
+            // Both are stopped and awaited while the client still runs, also when the test
+            // fails half-way: a processor cancelled without waiting could still be writing
+            // when the client shuts down, and that wait has no end.
+            do {
+                try await self.checkReleases(ids, releases: releases, client: client, store: store, aws: aws,
+                                             processor: processor, stack: stack, sshDirectory: sshDirectory)
+            } catch {
+                for task in [running, rescuing] { task.cancel() }
+                for task in [running, rescuing] { _ = await task.result }
+                throw error
             }
+            for task in [running, rescuing] { task.cancel() }
+            for task in [running, rescuing] { _ = await task.result }
+        }
+        await aws.shutdown()
+    }
+
+    private func checkReleases(_ ids: [String: String], releases: Releases, client: PostgresClient, store: ClusterStore,
+                               aws: AWSContext, processor: JobProcessor, stack: FleetStack, sshDirectory: String) async throws {
+        do {
             for (id, step) in ids.sorted(by: { $0.value < $1.value }) {
                 try await eventually("\(id) (released at \(step)) destroyed") {
                     try await store.cluster(id: id)?.state == .destroyed
@@ -98,6 +114,5 @@ struct ClusterJobsTests {
             let left = (try? FileManager.default.contentsOfDirectory(atPath: sshDirectory)) ?? []
             #expect(left.isEmpty, "the worker's SSH folder still holds \(left)")
         }
-        await aws.shutdown()
     }
 }

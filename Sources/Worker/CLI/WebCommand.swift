@@ -52,7 +52,9 @@ struct WebCommand: AsyncParsableCommand {
         let feed = ChangeFeed(settings: settings, logger: logger)
         let web = Served(name: "the web page", address: address,
                          inner: WebServer.service(address: address, client: client, feed: feed, logger: logger))
-        let checked = OperatorLoginCheck(client: client, settings: settings, services: [feed, web], logger: logger)
+        let checked = SchemaCheckedServices(client: client, settings: settings, services: [feed, web], logger: logger) { client in
+            try await OperatorLogin.require(client, logger: logger)
+        }
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: client), .init(service: checked, successTerminationBehavior: .gracefullyShutdownGroup,
                                                      failureTerminationBehavior: .gracefullyShutdownGroup)],

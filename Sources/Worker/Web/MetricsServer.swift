@@ -21,21 +21,23 @@ public enum MetricsServer {
                             body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
         }
         router.get("healthz") { _, _ in "ok\n" }
+        return Self.application(router, address: address, announce: "metrics", path: "/metrics", logger: logger)
+    }
+
+    /// The HTTP server for `router`. Once it listens it logs `NAME: http://HOST:PORT/PATH` at
+    /// info (the real port when 0 was asked for); Hummingbird's own lines are kept to warnings.
+    static func application(_ router: Router<BasicRequestContext>, address: HTTPAddress, announce name: String, path: String,
+                            logger: Logger) -> some Service {
+        var quiet = logger
+        quiet.logLevel = max(logger.logLevel, .warning)
         return Application(
             router: router,
             configuration: .init(address: .hostname(address.host, port: address.port), serverName: "flotilla"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? address.port
-                logger.info("metrics: http://\(HTTPAddress(host: address.host, port: port))/metrics")
+                logger.info("\(name): http://\(HTTPAddress(host: address.host, port: port))\(path)")
             },
-            logger: Self.quiet(logger))
-    }
-
-    /// Hummingbird logs every request at info; its own lines are kept to warnings.
-    static func quiet(_ logger: Logger) -> Logger {
-        var logger = logger
-        logger.logLevel = max(logger.logLevel, .warning)
-        return logger
+            logger: quiet)
     }
 }
 

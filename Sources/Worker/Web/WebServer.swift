@@ -68,14 +68,7 @@ public enum WebServer {
                      body: .init(byteBuffer: ByteBuffer(string: StaticFiles.style)))
         }
         router.get("healthz") { _, _ in "ok\n" }
-        return Application(
-            router: router,
-            configuration: .init(address: .hostname(address.host, port: address.port), serverName: "flotilla"),
-            onServerRunning: { channel in
-                let port = channel.localAddress?.port ?? address.port
-                logger.info("web: http://\(HTTPAddress(host: address.host, port: port))/")
-            },
-            logger: MetricsServer.quiet(logger))
+        return MetricsServer.application(router, address: address, announce: "web", path: "/", logger: logger)
     }
 
     static func html(_ body: String) -> Response {

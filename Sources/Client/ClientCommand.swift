@@ -25,13 +25,24 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "Log lines (errors of the database driver) as text or json, one object per line. Env: FLOTILLA_LOG_FORMAT.")
     var logFormat: LogFormat = ProcessInfo.processInfo.environment["FLOTILLA_LOG_FORMAT"].flatMap(LogFormat.init(rawValue:)) ?? .text
 
+    func validate() throws {
+        try LogFormat.validateEnvironment()
+    }
+
     func makeLogger() -> Logger {
         LogFormat.bootstrap(self.logFormat, level: .error)
         return Logger(label: "flotilla.client")
     }
 }
 
-extension LogFormat: ExpressibleByArgument {}
+extension LogFormat: ExpressibleByArgument {
+    /// A `FLOTILLA_LOG_FORMAT` that names no format is refused, not ignored.
+    static func validateEnvironment() throws {
+        if let raw = ProcessInfo.processInfo.environment["FLOTILLA_LOG_FORMAT"], LogFormat(rawValue: raw) == nil {
+            throw ValidationError("FLOTILLA_LOG_FORMAT must be text or json, not \(raw)")
+        }
+    }
+}
 
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("client: \(message)\n".utf8))

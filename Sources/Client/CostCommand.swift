@@ -7,13 +7,14 @@ struct CostCommand: AsyncParsableCommand {
         commandName: "cost",
         abstract: "Instance-hours per owner and instance type, from the database's rows.",
         discussion: """
-            Each node counts from its cluster's ready time to its destruction (or now), the
-            bootstrap node included. A warm-pool cluster's time before it was handed out is
-            the pool's ("pool:NAME"), the rest its holder's. With --prices, hours become money.
+            Each node counts from its cluster's ready time to its destruction
+            (or now), the bootstrap node included. A warm-pool cluster's time
+            before it was handed out is the pool's ("pool:NAME"), the rest its
+            holder's. With --prices, hours become money.
 
-            A price file has one INSTANCE_TYPE PRICE_PER_HOUR per line (# starts a comment),
-            or is a JSON object {"m5.xlarge": 0.192, ...}. Types without a price are listed
-            and their cost left out.
+            A price file has one INSTANCE_TYPE PRICE_PER_HOUR per line (# starts
+            a comment), or is a JSON object {"m5.xlarge": 0.192, ...}. Types
+            without a price are listed and their cost left out.
 
             Examples:
               client cost
@@ -31,8 +32,8 @@ struct CostCommand: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
 
     func validate() throws {
-        guard let span = ClusterRequest.parseDuration(self.since), span > .zero, span <= .seconds(3650 * 86400) else {
-            throw ValidationError("--since must be a positive span up to 3650d, such as 7d, 24h or 90m; got \(self.since)")
+        guard let span = ClusterRequest.parseDuration(self.since), span >= .seconds(1), span <= .seconds(3650 * 86400) else {
+            throw ValidationError("--since must be a span from 1s to 3650d, such as 7d, 24h or 90m; got \(self.since)")
         }
     }
 

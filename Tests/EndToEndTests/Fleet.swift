@@ -156,10 +156,12 @@ final class Fleet: Sendable {
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        async let stdout = Task.detached { try out.fileHandleForReading.readToEnd() ?? Data() }.value
-        async let stderr = Task.detached { try err.fileHandleForReading.readToEnd() ?? Data() }.value
+        // Blocking reads and the wait run on Dispatch threads, not the cooperative pool the
+        // other tests running at the same time need.
+        async let stdout = offPool { try out.fileHandleForReading.readToEnd() ?? Data() }
+        async let stderr = offPool { try err.fileHandleForReading.readToEnd() ?? Data() }
         let (o, e) = try await (stdout, stderr)
-        process.waitUntilExit()
+        try await offPool { process.waitUntilExit() }
         let (status, signalled) = Self.exitStatus(process)
         return Run(status: status, output: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self), signalled: signalled)
     }

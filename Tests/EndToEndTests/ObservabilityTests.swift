@@ -50,12 +50,12 @@ struct ObservabilityTests {
         let input = Pipe(), output = Pipe(), errors = Pipe()
         (process.standardInput, process.standardOutput, process.standardError) = (input, output, errors)
         try process.run()
-        async let parsed = Task.detached { try output.fileHandleForReading.readToEnd() ?? Data() }.value
-        async let complaints = Task.detached { try errors.fileHandleForReading.readToEnd() ?? Data() }.value
+        async let parsed = offPool { try output.fileHandleForReading.readToEnd() ?? Data() }
+        async let complaints = offPool { try errors.fileHandleForReading.readToEnd() ?? Data() }
         try input.fileHandleForWriting.write(contentsOf: Data(body.utf8))
         try input.fileHandleForWriting.close()
         let (json, stderr) = try await (parsed, complaints)
-        process.waitUntilExit()
+        try await offPool { process.waitUntilExit() }
         try #require(process.terminationStatus == 0, "\(String(decoding: stderr, as: UTF8.self))\n\(body.prefix(3000))")
         let object = try jsonObject(String(decoding: json, as: UTF8.self))
         let samples = try #require(object["samples"] as? [[String: Any]])
@@ -100,8 +100,11 @@ struct ObservabilityTests {
         #expect(metrics.hasPrefix("http://127.0.0.1:") && metrics.hasSuffix("/metrics"))
 
         let before = try await Self.scrape(metrics)
-        #expect(Self.value(before, "flotilla_jobs", ["kind": "provision", "state": "queued"]) == 0)
-        #expect(before.contains { $0.name == "flotilla_clusters" && $0.labels["state"] == "ready" })
+        // The fleet-wide gauges come from the janitor only (N workers would export N copies).
+        #expect(!before.contains { $0.name == "flotilla_clusters" }, "worker run exports its own metrics only")
+        let fleetBefore = try await Self.scrape(janitorMetrics)
+        #expect(Self.value(fleetBefore, "flotilla_jobs", ["kind": "provision", "state": "queued"]) == 0)
+        #expect(fleetBefore.contains { $0.name == "flotilla_clusters" && $0.labels["state"] == "ready" })
 
         // A provision: the phase histogram, the outcome counter, AWS calls, SSH connections.
         let keyPath = LifecycleTests.keyPath(fleet)
@@ -121,9 +124,10 @@ struct ObservabilityTests {
         #expect(Self.value(after, "flotilla_ssh_connections_total") >= 2)
         #expect(Self.value(after, "flotilla_job_claim_to_start_seconds_count", ["kind": "provision"]) >= 1)
         #expect(Self.value(after, "flotilla_jobs_finished_total", ["kind": "provision", "outcome": "completed"]) == 1)
-        #expect(Self.value(after, "flotilla_clusters", ["state": "ready"]) == 1)
-        #expect(Self.value(after, "flotilla_jobs", ["kind": "provision", "state": "succeeded"]) == 1)
-        #expect(Self.value(after, "flotilla_instance_hours_30d", ["owner": Fleet.clientLogin]) > 0)
+        let fleetAfter = try await Self.scrape(janitorMetrics)
+        #expect(Self.value(fleetAfter, "flotilla_clusters", ["state": "ready"]) == 1)
+        #expect(Self.value(fleetAfter, "flotilla_jobs", ["kind": "provision", "state": "succeeded"]) == 1)
+        #expect(Self.value(fleetAfter, "flotilla_instance_hours_30d", ["owner": Fleet.clientLogin]) > 0)
 
         // A failed install: the reason counter moves.
         let failing = try await LifecycleTests.requestNoWait(fleet, nodes: 1)
@@ -190,7 +194,10 @@ struct ObservabilityTests {
         let badPrices = try await fleet.run(["client", "cost", "--prices", prices.path])
         #expect(badPrices.status == 1 && badPrices.stderr.contains("line 1"), "\(badPrices.stderr)")
         let taken = try await fleet.run(["worker", "run", "--metrics-address", metrics.replacingOccurrences(of: "http://", with: "").replacingOccurrences(of: "/metrics", with: ""), "--kinds", "noop"])
-        #expect(taken.status == 1 && taken.stderr.contains("cannot serve metrics on"), "\(taken.stderr)")
+        #expect(taken.status == 1 && taken.stderr.contains("cannot serve metrics on") && taken.stderr.contains("FLOTILLA_METRICS_ADDRESS"),
+                "\(taken.stderr)")
+        let badFormat = try await fleet.run(["client", "list"], environment: ["FLOTILLA_LOG_FORMAT": "yaml"])
+        #expect(badFormat.status == 64 && badFormat.stderr.contains("FLOTILLA_LOG_FORMAT"), "\(badFormat.stderr)")
     }
 
     @Test("worker web: live in headless Chromium, a cluster appears and turns ready without a reload, a failed install's log shows, no secret anywhere")
@@ -271,6 +278,15 @@ struct ObservabilityTests {
     }
 }
 
+/// Runs a blocking call (a pipe read that may wait minutes for the browser, a process exit)
+/// on a Dispatch thread, so it never holds one of the few threads of Swift's cooperative
+/// pool that every other test running at the same time needs to make progress.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+    }
+}
+
 /// `scripts/fixtures/browser-check.py` as a child: one command per line in, one answer per line out.
 final class BrowserSession: @unchecked Sendable {
     // @unchecked: used by one test task at a time.
@@ -301,7 +317,7 @@ final class BrowserSession: @unchecked Sendable {
                 self.buffer.removeSubrange(...newline)
                 return line
             }
-            let chunk = try await Task.detached { handle.availableData }.value
+            let chunk = try await offPool { handle.availableData }
             if chunk.isEmpty { return "fail the browser script ended: \(self.errors())" }
             self.buffer.append(chunk)
         }

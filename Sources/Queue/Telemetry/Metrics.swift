@@ -14,8 +14,10 @@ public enum FlotillaMetric {
     public static let jobRetries = "flotilla_job_retries_total"
     /// Histogram: seconds each provisioning phase took, by `phase`.
     public static let provisionPhase = "flotilla_provision_phase_seconds"
-    /// Counter: clusters this process finished provisioning or tearing down, by `outcome`
-    /// (ready, failed, destroyed, teardown_failed) and `reason` (none, or the failure's kind).
+    /// Counter: how this process's provision and teardown attempts ended, by `outcome` (ready;
+    /// failed, the cluster's last attempt; retrying, an attempt that will be retried; destroyed;
+    /// teardown_failed, a teardown attempt that failed and will be retried) and `reason` (none,
+    /// or the failure's kind: install_failed, aws, ssh, timeout, conflict, leftovers, …).
     public static let clusterOutcomes = "flotilla_cluster_outcomes_total"
     /// Counter: AWS API calls answered, by `service`, `action` and `code` (`ok` or the error code).
     public static let awsCalls = "flotilla_aws_calls_total"
@@ -25,8 +27,6 @@ public enum FlotillaMetric {
     public static let sshConnections = "flotilla_ssh_connections_total"
     /// Counter: SSH commands run on nodes, by `outcome` (ok, failed, timeout).
     public static let sshCommands = "flotilla_ssh_commands_total"
-    /// Counter: janitor passes, by `pass` and `outcome`.
-    public static let janitorPasses = "flotilla_janitor_passes_total"
 
     /// Buckets for provisioning phases and job waits: a second to an hour.
     public static let slowBuckets: [Duration] = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600]

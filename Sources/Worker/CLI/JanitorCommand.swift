@@ -81,9 +81,10 @@ struct JanitorCommand: AsyncParsableCommand {
                               logger: logger)
         let maintenance = QueueMaintenance(queue: queue, configuration: .init(rescueInterval: .seconds(1), retention: .seconds(self.retentionDays * 86400)), logger: logger)
         let metrics: (any Service)?
-        do { metrics = try MetricsServer.fromOption(self.metricsAddress, client: client, logger: logger) } catch let error as QueueError { fail(error.message) }
-        let services = SchemaCheckedServices(client: client, settings: settings,
-                                             services: [janitor, maintenance] + (metrics.map { [$0] } ?? []), logger: logger)
+        do { metrics = try MetricsServer.fromOption(self.metricsAddress, environment: "FLOTILLA_JANITOR_METRICS_ADDRESS", client: client,
+                                                          fleetGauges: true, logger: logger) } catch let error as QueueError { fail(error.message) }
+        let services = SchemaCheckedServices(client: client, settings: settings, services:
+                                             (metrics.map { [$0] } ?? []) + [janitor, maintenance], logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: client), .init(service: services, successTerminationBehavior: .gracefullyShutdownGroup,
                                                       failureTerminationBehavior: .gracefullyShutdownGroup)],

@@ -96,9 +96,11 @@ struct RunCommand: AsyncParsableCommand {
         let maintenance = QueueMaintenance(queue: queue, configuration: .init(retention: .seconds(self.retentionDays * 86400)),
                                            logger: logger)
         let metrics: (any Service)?
-        do { metrics = try MetricsServer.fromOption(self.metricsAddress, client: client, logger: logger) } catch let error as QueueError { fail(error.message) }
-        let worker = SchemaCheckedServices(client: client, settings: settings,
-                                           services: [processor, maintenance] + (metrics.map { [$0] } ?? []), logger: logger)
+        do { metrics = try MetricsServer.fromOption(self.metricsAddress, environment: "FLOTILLA_METRICS_ADDRESS", client: client,
+                                                          fleetGauges: false, logger: logger) } catch let error as QueueError { fail(error.message) }
+        // /metrics first: a group stops its services last first, so it answers through the drain.
+        let worker = SchemaCheckedServices(client: client, settings: settings, services:
+                                           (metrics.map { [$0] } ?? []) + [processor, maintenance], logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: client), .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
                                                     failureTerminationBehavior: .gracefullyShutdownGroup)],

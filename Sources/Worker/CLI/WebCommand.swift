@@ -12,20 +12,23 @@ struct WebCommand: AsyncParsableCommand {
         commandName: "web",
         abstract: "Serve a read-only web page of the fleet (until SIGTERM/SIGINT).",
         discussion: """
-            Pools, clusters (state, phase, owner, age, expiry, nodes with IPs), each cluster's
-            timeline and install logs, running and failed jobs, pending key-pair deletions, the
-            last sweep's leftovers and instance-hours per owner. The page updates itself as the
-            database changes (LISTEN/NOTIFY, sent on as server-sent events); without JavaScript,
-            reload it.
+            Pools, clusters (state, phase, owner, age, expiry, nodes with IPs),
+            each cluster's timeline and install logs, running and failed jobs,
+            pending key-pair deletions, the last sweep's leftovers and
+            instance-hours per owner. The page updates itself as the database
+            changes (LISTEN/NOTIFY, passed on as server-sent events); without
+            JavaScript, reload it.
 
-            It logs in as an operator: DATABASE_URL (or PG*) must name a login that is a member
-            of flotilla_operator and can read no secret. It refuses to start otherwise, so the
-            page can never show a key or a token:
+            It logs in as an operator: DATABASE_URL (or PG*) must name a login
+            that is a member of flotilla_operator and can read no secret. It
+            refuses to start otherwise, so the page can never show a key or a
+            token:
 
-              psql -c "CREATE ROLE fleet_page LOGIN PASSWORD '…' IN ROLE flotilla_operator"
-              DATABASE_URL=postgres://fleet_page:…@db/flotilla worker web --address 127.0.0.1:8080
+              psql -c "CREATE ROLE fleet_page LOGIN IN ROLE flotilla_operator"
+              PGUSER=fleet_page worker web --address 127.0.0.1:8080
 
-            The page has no login of its own: keep it on loopback or behind your proxy.
+            The page has no login of its own: keep it on loopback or behind a
+            proxy that authenticates.
             """
     )
 
@@ -51,8 +54,11 @@ struct WebCommand: AsyncParsableCommand {
         let client = PostgresClient(configuration: try settings.clientConfiguration(maximumConnections: 4), backgroundLogger: logger)
         let feed = ChangeFeed(settings: settings, logger: logger)
         let web = Served(name: "the web page", address: address,
+                         advice: "set --address or FLOTILLA_WEB_ADDRESS to another HOST:PORT (port 0 picks a free one)",
                          inner: WebServer.service(address: address, client: client, feed: feed, logger: logger))
-        let checked = SchemaCheckedServices(client: client, settings: settings, services: [feed, web], logger: logger) { client in
+        // A group stops its services last first: the feed stops before the server, so every
+        // open event stream ends and the server's graceful shutdown is not held open.
+        let checked = SchemaCheckedServices(client: client, settings: settings, services: [web, feed], logger: logger) { client in
             try await OperatorLogin.require(client, logger: logger)
         }
         let group = ServiceGroup(configuration: .init(

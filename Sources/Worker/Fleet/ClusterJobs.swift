@@ -157,8 +157,15 @@ public struct ClusterJobs: Sendable {
 
     public func teardown(_ job: ClaimedJob, _ context: JobContext) async throws {
         let payload = try job.decodePayload(ClusterJobPayload.self)
-        try await LogContext.with([MetadataKey.clusterID: "\(payload.clusterID)"]) {
-            try await self.teardown(payload, job, context)
+        do {
+            try await LogContext.with([MetadataKey.clusterID: "\(payload.clusterID)"]) {
+                try await self.teardown(payload, job, context)
+            }
+        } catch {
+            if !(error is JobSnooze), !(error is CancellationError), !Task.isCancelled, !context.isStopping {
+                FlotillaMetric.increment(FlotillaMetric.clusterOutcomes, [("outcome", "teardown_failed"), ("reason", Self.reason(error))])
+            }
+            throw error
         }
     }
 

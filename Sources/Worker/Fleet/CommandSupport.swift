@@ -14,6 +14,7 @@ public struct CommonOptions: ParsableArguments, Sendable {
     public var logFormat: LogFormat = ProcessInfo.processInfo.environment["FLOTILLA_LOG_FORMAT"].flatMap(LogFormat.init(rawValue:)) ?? .text
 
     public func validate() throws {
+        try LogFormat.validateEnvironment()
         guard Logger.Level(rawValue: self.logLevel) != nil else {
             throw ValidationError("--log-level must be one of: trace, debug, info, notice, warning, error, critical")
         }
@@ -38,4 +39,11 @@ public func fail(_ message: String, code: Int32 = 1) -> Never {
     exit(code)
 }
 
-extension LogFormat: ExpressibleByArgument {}
+extension LogFormat: ExpressibleByArgument {
+    /// A `FLOTILLA_LOG_FORMAT` that names no format is refused, not ignored.
+    static func validateEnvironment() throws {
+        if let raw = ProcessInfo.processInfo.environment["FLOTILLA_LOG_FORMAT"], LogFormat(rawValue: raw) == nil {
+            throw ValidationError("FLOTILLA_LOG_FORMAT must be text or json, not \(raw)")
+        }
+    }
+}

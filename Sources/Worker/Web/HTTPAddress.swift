@@ -14,7 +14,11 @@ public struct HTTPAddress: Sendable, Hashable, CustomStringConvertible {
             return nil
         }
         var host = String(text[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host.hasPrefix("["), host.hasSuffix("]") {
+            host = String(host.dropFirst().dropLast())
+        } else if host.contains(":") {
+            return nil  // an IPv6 address needs brackets: [::1]:9464
+        }
         if host.isEmpty { host = "127.0.0.1" }
         guard !host.contains(" "), !host.contains("/") else { return nil }
         self.init(host: host, port: port)

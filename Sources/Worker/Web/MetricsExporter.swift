@@ -7,11 +7,11 @@ import Synchronization
 import Telemetry
 
 /// The process's Prometheus registry: what this process recorded through swift-metrics
-/// (jobs, phases, AWS calls, SSH), plus the fleet-wide gauges read from the database on
-/// each scrape (``OperatorReports/gauges()``).
+/// (jobs, phases, AWS calls, SSH), plus, when it has `reports` (the janitor), the fleet-wide
+/// gauges read from the database on each scrape (``OperatorReports/gauges()``).
 public final class MetricsExporter: Sendable {
     public let registry: PrometheusCollectorRegistry
-    let reports: OperatorReports
+    let reports: OperatorReports?
     let logger: Logger
     /// The database gauges set on the last scrape, so one that disappeared reads 0.
     private let lastGauges = Mutex<[GaugeKey: Prometheus.Gauge]>([:])
@@ -23,7 +23,7 @@ public final class MetricsExporter: Sendable {
     }
 
     /// Bootstraps swift-metrics with this registry (once per process) and returns the exporter.
-    public static func bootstrap(reports: OperatorReports, logger: Logger) -> MetricsExporter {
+    public static func bootstrap(reports: OperatorReports?, logger: Logger) -> MetricsExporter {
         let exporter = MetricsExporter(reports: reports, logger: logger)
         var factory = PrometheusMetricsFactory(registry: exporter.registry)
         factory.durationHistogramBuckets = [
@@ -34,7 +34,7 @@ public final class MetricsExporter: Sendable {
         return exporter
     }
 
-    init(reports: OperatorReports, logger: Logger) {
+    init(reports: OperatorReports?, logger: Logger) {
         self.registry = PrometheusCollectorRegistry()
         self.reports = reports
         self.logger = logger
@@ -47,8 +47,7 @@ public final class MetricsExporter: Sendable {
     /// read, the process's own metrics are still served and the error counter moves.
     public func scrape() async -> [UInt8] {
         do {
-            let gauges = try await self.reports.gauges()
-            self.update(gauges)
+            if let reports = self.reports { self.update(try await reports.gauges()) }
         } catch {
             self.scrapeErrors.increment()
             self.logger.warning("metrics: cannot read the database gauges", metadata: [MetadataKey.error: "\(error)"])

@@ -44,13 +44,21 @@ public enum MetricsServer {
 extension MetricsServer {
     /// The `/metrics` service for `--metrics-address` (`none` turns it off), with swift-metrics
     /// bootstrapped to its registry. Throws a ``QueueError`` that says what is accepted.
-    public static func fromOption(_ option: String, client: PostgresClient, logger: Logger) throws -> (any Service)? {
+    ///
+    /// With `fleetGauges`, each scrape also reads the fleet-wide gauges from the database
+    /// (jobs, clusters, pools, key pairs, sweeps, instance-hours). The janitor exports them and
+    /// `worker run` does not, so N workers do not export N copies of the same numbers.
+    public static func fromOption(_ option: String, environment: String, client: PostgresClient, fleetGauges: Bool,
+                                  logger: Logger) throws -> (any Service)? {
         if ["none", "off", ""].contains(option.lowercased()) { return nil }
+        let how = "set --metrics-address or \(environment) to HOST:PORT (port 0 picks a free one) or none"
         guard let address = HTTPAddress(parsing: option) else {
-            throw QueueError(.configuration, "--metrics-address must be HOST:PORT (127.0.0.1:9464; port 0 picks a free one) or none, not \(option)")
+            throw QueueError(.configuration, "cannot serve metrics on \(option): not HOST:PORT; \(how)")
         }
-        let exporter = MetricsExporter.bootstrap(reports: OperatorReports(client: client, logger: logger), logger: logger)
-        return Served(name: "metrics", address: address, inner: Self.service(address: address, exporter: exporter, logger: logger))
+        let exporter = MetricsExporter.bootstrap(reports: fleetGauges ? OperatorReports(client: client, logger: logger) : nil,
+                                                 logger: logger)
+        return Served(name: "metrics", address: address, advice: how,
+                      inner: Self.service(address: address, exporter: exporter, logger: logger))
     }
 }
 
@@ -59,11 +67,13 @@ extension MetricsServer {
 public struct Served<Inner: Service>: Service {
     let name: String
     let address: HTTPAddress
+    let advice: String
     let inner: Inner
 
-    public init(name: String, address: HTTPAddress, inner: Inner) {
+    public init(name: String, address: HTTPAddress, advice: String, inner: Inner) {
         self.name = name
         self.address = address
+        self.advice = advice
         self.inner = inner
     }
 
@@ -73,7 +83,7 @@ public struct Served<Inner: Service>: Service {
         } catch is CancellationError {
             throw CancellationError()
         } catch {
-            throw QueueError(.configuration, "cannot serve \(self.name) on \(self.address): \(error) (choose another HOST:PORT; port 0 picks a free one)")
+            throw QueueError(.configuration, "cannot serve \(self.name) on \(self.address): \(error); \(self.advice)")
         }
     }
 }

@@ -14,8 +14,10 @@ import Telemetry
 /// JavaScript (reload to refresh) and fetches nothing from elsewhere: the page's script and
 /// style are its own, and the Content-Security-Policy allows nothing else.
 public enum WebServer {
+    /// `refresh`: how often an open page reloads its fragment even without a notification
+    /// (job starts and ends, events and sweeps send none), which also keeps the stream alive.
     public static func service(address: HTTPAddress, client: PostgresClient, feed: ChangeFeed,
-                               keepAlive: Duration = .seconds(15), logger: Logger) -> some Service {
+                               refresh: Duration = .seconds(5), logger: Logger) -> some Service {
         let page = FleetPage(client: client, logger: logger)
         let router = Router()
         router.add(middleware: SecurityHeaders())
@@ -36,13 +38,13 @@ public enum WebServer {
             return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"],
                             body: ResponseBody { writer in
                 try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
-                // Changes, and a comment now and then so proxies and the browser keep the stream.
+                // Changes as they are notified, and a periodic one for what sends no notification.
                 try await withThrowingTaskGroup(of: Void.self) { group in
-                    let (ticks, tick) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(1))
+                    let (ticks, tick) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(4))
                     group.addTask {
                         while !Task.isCancelled {
-                            try await Task.sleep(for: keepAlive)
-                            tick.yield(": keep-alive\n\n")
+                            try await Task.sleep(for: refresh)
+                            tick.yield("event: change\ndata: periodic\n\n")
                         }
                     }
                     group.addTask {

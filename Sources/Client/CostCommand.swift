@@ -75,11 +75,11 @@ struct CostCommand: AsyncParsableCommand {
         }
         let header = ["OWNER", "INSTANCE TYPE", "CLUSTERS", "INSTANCES", "INSTANCE-HOURS"] + (table == nil ? [] : ["COST"])
         var rows = lines.map { line in
-            [line.owner, line.instanceType, "\(line.clusters)", "\(line.nodes)", String(format: "%.2f", line.instanceHours)]
+            [line.owner, line.instanceType, "\(line.clusters)", "\(line.nodes)", String(format: "%.3f", line.instanceHours)]
                 + (table == nil ? [] : [cost(line).map { String(format: "%.2f", $0) } ?? "no price"])
         }
         for owner in owners.keys.sorted() where lines.filter({ $0.owner == owner }).count > 1 {
-            rows.append([owner, "(all)", "", "", String(format: "%.2f", owners[owner]!.hours)]
+            rows.append([owner, "(all)", "", "", String(format: "%.3f", owners[owner]!.hours)]
                         + (table == nil ? [] : [String(format: "%.2f", owners[owner]!.cost)]))
         }
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }

@@ -57,7 +57,7 @@ final class Fleet: Sendable {
             "AWS_SECRET_ACCESS_KEY": try value("FLOTILLA_TEST_AWS_SECRET_ACCESS_KEY"),
             "AWS_CONFIG_FILE": config.path, "AWS_SHARED_CREDENTIALS_FILE": config.path,
             "FLOTILLA_SUBNET_ID": try value("FLOTILLA_TEST_SUBNET_ID"),
-            "FLOTILLA_AMI": "ami-0123456789abcdef0",
+            "FLOTILLA_AMI": try value("FLOTILLA_TEST_AMI"),
             "FLOTILLA_SSH_USER": try value("FLOTILLA_TEST_SSH_USER"),
             "FLOTILLA_SSH_PORT": try value("FLOTILLA_TEST_SSH_PORT"),
             "FLOTILLA_SSH_ADDRESS": "private",

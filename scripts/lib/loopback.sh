@@ -4,17 +4,21 @@
 #
 #   stack_loopback_settings  finds or creates the loopback network in the emulator and writes the
 #                            install settings for loopback nodes; exports FLOTILLA_TEST_SUBNET_ID
-#                            and FLOTILLA_TEST_INSTALL_SETTINGS (tests build the binaries'
-#                            environment from these)
+#                            (and the other zones' subnets and the test images: see
+#                            scripts/fixtures/loopback-network.py) and FLOTILLA_TEST_INSTALL_SETTINGS
+#                            (tests build the binaries' environment from these)
 #   stack_loopback_env       also exports what `worker run`, `worker janitor` and `client` read:
 #                            AWS_* (the emulator and its test user), FLOTILLA_SUBNET_ID, FLOTILLA_AMI,
 #                            FLOTILLA_SSH_USER/PORT/ADDRESS, FLOTILLA_INSTALL_SETTINGS,
 #                            FLOTILLA_INSTALLER_URL
 
 stack_loopback_settings() {
-  FLOTILLA_TEST_SUBNET_ID=$(python3 "$FLOTILLA_ROOT/scripts/fixtures/loopback-network.py" \
+  local network
+  # FLOTILLA_TEST_SUBNET_ID (the SSH nodes' subnet), FLOTILLA_TEST_SUBNET_B_ID and _D_ID (other
+  # zones), FLOTILLA_TEST_AMI (root /dev/sda1), FLOTILLA_TEST_AMI_XVDA, FLOTILLA_TEST_NO_VPC_REGION.
+  network=$(python3 "$FLOTILLA_ROOT/scripts/fixtures/loopback-network.py" \
     "$FLOTILLA_TEST_AWS_ENDPOINT" "$FLOTILLA_TEST_AWS_REGION")
-  export FLOTILLA_TEST_SUBNET_ID
+  eval "$network"
   export FLOTILLA_TEST_INSTALL_SETTINGS="$STACK_DIR/install-settings.json"
   # The production node scripts (ip-detect, …) run as they are; only the metadata service's
   # address is the emulator's (stack_start_imds).
@@ -47,7 +51,7 @@ stack_loopback_env() {
   : >"$STACK_DIR/aws-config"
   export AWS_CONFIG_FILE="$STACK_DIR/aws-config" AWS_SHARED_CREDENTIALS_FILE="$STACK_DIR/aws-config"
   export FLOTILLA_SUBNET_ID="$FLOTILLA_TEST_SUBNET_ID"
-  export FLOTILLA_AMI=ami-0123456789abcdef0
+  export FLOTILLA_AMI="$FLOTILLA_TEST_AMI"
   export FLOTILLA_SSH_USER="$FLOTILLA_TEST_SSH_USER" FLOTILLA_SSH_PORT="$FLOTILLA_TEST_SSH_PORT" FLOTILLA_SSH_ADDRESS=private
   export FLOTILLA_INSTALLER_URL="$FLOTILLA_TEST_INSTALLER_URL"
   export FLOTILLA_SSH_DIR=/tmp/flotilla-ssh

@@ -28,8 +28,13 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
     /// Which address the worker uses to reach nodes over SSH.
     public var sshAddress: SSHAddressMode = .publicIP
     public var sshPort: Int = 22
-    /// Launch into this subnet; `nil` uses the region's default VPC.
-    public var subnetID: String?
+    /// The subnets a cluster may launch into, in order of preference (one VPC; ideally one
+    /// subnet per availability zone). Exactly one is chosen per cluster: the first whose zone
+    /// offers the instance types and has capacity. Empty: the default VPC's default subnets.
+    public var subnetIDs: [String] = []
+    /// Instance types for the cluster's nodes tried in order after `instanceType` when every
+    /// zone runs out of capacity for it (FLOTILLA_INSTANCE_TYPES).
+    public var fallbackInstanceTypes: [String] = []
     /// The worker fleet's address range, given SSH (port 22) by a rule of its own whatever
     /// `adminLocation` says. `nil`: the VPC's range when SSH goes to private addresses.
     public var workerCIDR: String?
@@ -64,6 +69,7 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
     }
 
     /// Images with the DC/OS prerequisites (CentOS 7) for the regions the old tools knew.
+    /// Anywhere else FLOTILLA_AMI is required (``validate()`` and `worker run` refuse without it).
     public static let defaultAMIs: [String: String] = [
         "us-east-1": "ami-006219aba10688d0b",
         "us-west-2": "ami-03daaf0b90fc7c71b",
@@ -74,6 +80,12 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
 
     /// The image to launch.
     public var resolvedAMI: String? { self.ami ?? Self.defaultAMIs[self.region] }
+
+    /// The node instance types in the order they are tried: `instanceType`, then the fallbacks.
+    public var nodeInstanceTypes: [String] {
+        var seen: Set<String> = []
+        return ([self.instanceType] + self.fallbackInstanceTypes).filter { seen.insert($0).inserted }
+    }
 
     /// The number of instances per role, bootstrap included.
     public var counts: [(role: ClusterRole, count: Int)] {
@@ -95,7 +107,8 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
         guard nodes <= Self.maximumNodes else {
             throw refuse("\(nodes) nodes is more than one cluster may have: use at most \(Self.maximumNodes)")
         }
-        for (name, type) in [("instance type", self.instanceType), ("bootstrap instance type", self.bootstrapInstanceType)] {
+        for (name, type) in [("instance type", self.instanceType), ("bootstrap instance type", self.bootstrapInstanceType)]
+            + self.fallbackInstanceTypes.map({ ("fallback instance type (FLOTILLA_INSTANCE_TYPES)", $0) }) {
             guard type.wholeMatch(of: /[a-z][a-z0-9-]*\.[a-z0-9]+/) != nil else {
                 throw refuse("\(name) '\(type.prefix(40))' is not an EC2 instance type like m4.large")
             }
@@ -135,8 +148,11 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
             throw refuse("SSH user '\(self.sshUser.prefix(40))' is not a valid login name")
         }
         guard (1...65535).contains(self.sshPort) else { throw refuse("SSH port must be from 1 to 65535") }
-        if let subnet = self.subnetID, subnet.wholeMatch(of: /subnet-[0-9a-f]{8,17}/) == nil {
-            throw refuse("'\(subnet.prefix(40))' is not a subnet id like subnet-0123456789abcdef0")
+        for subnet in self.subnetIDs where subnet.wholeMatch(of: /subnet-[0-9a-f]{8,17}/) == nil {
+            throw refuse("'\(subnet.prefix(40))' (FLOTILLA_SUBNET_ID) is not a subnet id like subnet-0123456789abcdef0")
+        }
+        guard self.subnetIDs.count <= 16, self.fallbackInstanceTypes.count <= 8 else {
+            throw refuse("at most 16 subnets and 8 fallback instance types may be given")
         }
         try self.install.validate()
     }

@@ -17,6 +17,17 @@ public struct ProvisionState: Codable, Sendable, Hashable, CustomStringConvertib
     public var securityGroupID: String?
     public var vpcID: String?
     public var vpcCIDR: String?
+    /// Where the instances go (image, subnet, zone, types): chosen before anything is
+    /// created, changed only by a capacity fallback.
+    public var placement: Placement?
+    /// Every placement this cluster may use, in the order they are tried (node type first,
+    /// then zone); a fallback takes the next one that nothing rules out.
+    public var placementOptions: [Placement]?
+    /// The fallbacks taken, for people: `us-west-2a m4.large: InsufficientInstanceCapacity`.
+    public var fallbacks: [String]?
+    /// The `created` tag of every resource, fixed on the first attempt so that a replayed
+    /// `RunInstances` carries exactly the same tags (its `ClientToken` would mismatch otherwise).
+    public var createdTag: String?
     public var launches: [Launch] = []
     public var nodes: [Node] = []
     /// The nodes (instance ids) whose deploy was started: recorded before the first
@@ -32,6 +43,35 @@ public struct ProvisionState: Codable, Sendable, Hashable, CustomStringConvertib
         public var clientToken: String
         public var count: Int
         public var instanceIDs: [String] = []
+        /// The instance type, subnet and tags sent, recorded with the intent: a replay sends
+        /// exactly these (`nil` in checkpoints from before they were recorded).
+        public var instanceType: String?
+        public var subnetID: String?
+        public var tags: [EC2Tag]?
+    }
+
+    /// One choice of where a cluster's instances go.
+    public struct Placement: Codable, Sendable, Hashable, CustomStringConvertible {
+        public var imageID: String
+        /// The image's own root device: the root volume mapping names it.
+        public var rootDeviceName: String
+        public var vpcID: String
+        public var vpcCIDR: String?
+        public var subnetID: String
+        public var availabilityZone: String
+        /// The type of the cluster's nodes (the bootstrap node has its own).
+        public var instanceType: String
+        public var bootstrapInstanceType: String
+        /// 0 for the first placement, one more with each fallback: part of every
+        /// `ClientToken`, so a launch elsewhere is never mistaken for a replay.
+        public var attempt: Int = 0
+
+        public var description: String { "\(self.availabilityZone) \(self.subnetID) \(self.instanceType)" }
+
+        /// The type a role's instances launch as.
+        public func instanceType(for role: ClusterRole) -> String {
+            role == .bootstrap ? self.bootstrapInstanceType : self.instanceType
+        }
     }
 
     /// A node as the caller will publish it.
@@ -42,6 +82,8 @@ public struct ProvisionState: Codable, Sendable, Hashable, CustomStringConvertib
         public var publicIP: String?
         /// `type base64`, recorded on first contact and pinned afterwards.
         public var hostKey: String?
+        /// As EC2 reports it (after a fallback it may not be the requested type).
+        public var instanceType: String?
     }
 
     /// Every instance id recorded so far.

@@ -18,6 +18,10 @@ public struct EC2Instance: Sendable, Hashable {
     public var tags: [EC2Tag]
     /// `required` when the instance answers IMDSv2 (token) requests only.
     public var metadataHTTPTokens: String?
+    /// Why the instance changed state, e.g. `Server.InsufficientInstanceCapacity` for one that
+    /// went from pending to terminated.
+    public var stateReasonCode: String?
+    public var stateReasonMessage: String?
 
     init(xml: XMLNode) {
         instanceID = xml.string("instanceId") ?? ""
@@ -36,5 +40,7 @@ public struct EC2Instance: Sendable, Hashable {
         securityGroupIDs = xml.items("groupSet").compactMap { $0.string("groupId") }
         tags = EC2Tag.list(xml)
         metadataHTTPTokens = xml.string("metadataOptions/httpTokens")
+        stateReasonCode = xml.string("stateReason/code")
+        stateReasonMessage = xml.string("stateReason/message")
     }
 }

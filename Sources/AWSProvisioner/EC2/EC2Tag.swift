@@ -1,5 +1,5 @@
 /// A resource tag.
-public struct EC2Tag: Sendable, Hashable {
+public struct EC2Tag: Codable, Sendable, Hashable {
     public var key: String
     public var value: String
 

@@ -18,12 +18,15 @@ public struct ClusterProvisioner: Sendable {
     public let logger: Logger
     /// Makes the shell for a cluster once its key exists.
     public let makeShell: @Sendable (ProvisionState) throws -> any RemoteShell
+    /// Zones and types that recently ran out of capacity (shared by the process's clusters).
+    public let capacity: CapacityMemory
 
-    public init(ec2: EC2Client, credentials: CredentialsCache, logger: Logger,
+    public init(ec2: EC2Client, credentials: CredentialsCache, logger: Logger, capacity: CapacityMemory = .shared,
                 makeShell: @escaping @Sendable (ProvisionState) throws -> any RemoteShell) {
         self.ec2 = ec2
         self.credentials = credentials
         self.logger = logger
+        self.capacity = capacity
         self.makeShell = makeShell
     }
 
@@ -59,15 +62,16 @@ public struct ClusterProvisioner: Sendable {
         return removed
     }
 
-    /// Tags every resource of the cluster carries.
-    static func tags(for spec: ClusterSpec, role: ClusterRole? = nil) -> [EC2Tag] {
+    /// Tags every resource of the cluster carries. `created` is the first attempt's time
+    /// (``ProvisionState/createdTag``), so every attempt sends the same tags.
+    static func tags(for spec: ClusterSpec, role: ClusterRole? = nil, created: String? = nil) -> [EC2Tag] {
         var tags = [
             EC2Tag(key: "Name", value: role.map { "\(spec.resourceName)-\($0.rawValue)" } ?? spec.resourceName),
             EC2Tag(key: "cluster", value: spec.clusterID),
             EC2Tag(key: "owner", value: spec.owner),
             EC2Tag(key: "managed-by", value: "flotilla"),
             // When the resource was made, for the janitor's grace period.
-            EC2Tag(key: "created", value: ISO8601DateFormatter().string(from: Date())),
+            EC2Tag(key: "created", value: created ?? ISO8601DateFormatter().string(from: Date())),
         ]
         if let deployment = spec.deployment {
             tags.append(EC2Tag(key: "deployment", value: deployment))
@@ -94,10 +98,18 @@ public struct ClusterProvisioner: Sendable {
         var logger = self.logger
         logger[metadataKey: MetadataKey.clusterID] = "\(spec.clusterID)"
 
+        // Image and network first: a refusal there comes before anything exists.
+        if state.step < .instancesLaunched && state.placement == nil { try await self.plan(spec, &state, observer) }
         if state.step < .keyImported { try await self.importKeyPair(spec, &state, observer) }
         if state.step < .securityGroupReady { try await self.createSecurityGroup(spec, &state, observer) }
-        if state.step < .instancesLaunched { try await self.launchInstances(spec, &state, observer) }
-        if state.step < .instancesRunning { try await self.waitForInstances(spec, &state, observer) }
+        while state.step < .instancesRunning {
+            do {
+                if state.step < .instancesLaunched { try await self.launchInstances(spec, &state, observer) }
+                try await self.waitForInstances(spec, &state, observer)
+            } catch let failure as PlacementFailure {
+                try await self.fallBack(spec, &state, failure, observer)
+            }
+        }
 
         let shell = try self.makeShell(state)
         do {
@@ -175,7 +187,7 @@ public struct ClusterProvisioner: Sendable {
         try await observer.beforeMutation("import key pair \(name)")
         do {
             _ = try await self.ec2.importKeyPair(name: name, publicKey: publicKey,
-                                                 tags: Self.tags(for: spec))
+                                                 tags: Self.tags(for: spec, created: state.createdTag))
         } catch let error as EC2Error where error.code == "InvalidKeyPair.Duplicate" {
             // Imported before a crash, or someone else's key of the same name: only ours is accepted.
             let existing = try await self.ec2.describeKeyPairs(names: [name], includePublicKey: true).first
@@ -214,23 +226,6 @@ public struct ClusterProvisioner: Sendable {
     private func createSecurityGroup(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
         let name = spec.resourceName
         state.securityGroupName = name
-        if state.vpcID == nil {
-            do {
-                if let subnetID = spec.subnetID {
-                    guard let subnet = try await self.ec2.describeSubnets(subnetIDs: [subnetID]).first else {
-                        throw ProvisionError(.invalidSpec, "subnet \(subnetID) does not exist in \(spec.region)")
-                    }
-                    state.vpcID = subnet.vpcID
-                } else {
-                    state.vpcID = try await self.ec2.describeVpcs(filters: [EC2Filter(name: "isDefault", values: ["true"])]).first?.vpcID
-                }
-                if let vpcID = state.vpcID {
-                    state.vpcCIDR = try await self.ec2.describeVpcs(vpcIDs: [vpcID]).first?.cidrBlock
-                }
-            } catch let error as EC2Error {
-                throw ProvisionError(.aws, "cannot look up the network: \(error)", underlying: error)
-            }
-        }
         try await observer.checkpoint(state, moment: .before, step: "security group")
         do {
             var groupID = state.securityGroupID
@@ -242,7 +237,7 @@ public struct ClusterProvisioner: Sendable {
                 do {
                     groupID = try await self.ec2.createSecurityGroup(
                         name: name, description: "Flotilla DC/OS cluster \(spec.clusterID)",
-                        vpcID: state.vpcID, tags: Self.tags(for: spec))
+                        vpcID: state.vpcID, tags: Self.tags(for: spec, created: state.createdTag))
                 } catch let error as EC2Error where error.code == "InvalidGroup.Duplicate" {
                     groupID = try await self.findSecurityGroup(named: name, vpcID: state.vpcID)
                 }
@@ -256,7 +251,10 @@ public struct ClusterProvisioner: Sendable {
             let workerCIDR = spec.workerCIDR ?? (spec.sshAddress == .privateIP ? state.vpcCIDR : nil)
             for rule in Self.ingressRules(adminLocation: spec.adminLocation, workerCIDR: workerCIDR, groupID: groupID) {
                 do {
-                    try await self.ec2.authorizeSecurityGroupIngress(groupID: groupID, permissions: [rule])
+                    // A group just created may not be visible to this call yet.
+                    try await self.untilVisible("authorize ingress on \(groupID)", codes: ["InvalidGroup.NotFound"], observer: observer) {
+                        try await self.ec2.authorizeSecurityGroupIngress(groupID: groupID, permissions: [rule])
+                    }
                 } catch let error as EC2Error where error.code == "InvalidPermission.Duplicate" {
                     continue
                 }
@@ -274,20 +272,34 @@ public struct ClusterProvisioner: Sendable {
         return try await self.ec2.describeSecurityGroups(filters: filters).first?.groupID
     }
 
+    /// The `ClientToken` of a role's launch: the cluster, the role and, after a fallback, the
+    /// placement attempt (at most 64 characters, as EC2 allows).
+    static func clientToken(_ spec: ClusterSpec, _ role: ClusterRole, attempt: Int) -> String {
+        let token = "\(spec.resourceName)-\(role.rawValue)" + (attempt > 0 ? "-\(attempt)" : "")
+        return token.count <= 64 ? token : String(token.suffix(64))
+    }
+
     private func launchInstances(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
-        // Intent first: one launch per role with a token derived from the cluster and role,
-        // so a retried RunInstances is recognised by AWS as the same request.
+        guard let placement = state.placement else {
+            throw ProvisionError(.conflict, "cluster \(spec.clusterID) has no placement recorded before its launch")
+        }
+        // Intent first: one launch per role, with its token, type, subnet and tags, so a
+        // retried RunInstances is the same request to AWS, tags and all.
         for (role, count) in spec.counts where count > 0 && !state.launches.contains(where: { $0.role == role }) {
-            state.launches.append(.init(role: role, clientToken: "\(spec.resourceName)-\(role.rawValue)", count: count))
+            state.launches.append(.init(role: role, clientToken: Self.clientToken(spec, role, attempt: placement.attempt), count: count,
+                                        instanceType: placement.instanceType(for: role), subnetID: placement.subnetID,
+                                        tags: Self.tags(for: spec, role: role, created: state.createdTag)))
         }
         try await observer.checkpoint(state, moment: .before, step: "instances")
         for index in state.launches.indices where state.launches[index].instanceIDs.isEmpty {
             let launch = state.launches[index]
+            let instanceType = launch.instanceType ?? placement.instanceType(for: launch.role)
             do {
                 // Instances of this launch may exist already (created before a crash); the
                 // role tag, set at creation, finds them even where ClientToken is ignored.
                 let existing = try await self.ec2.describeInstances(filters: [
                     .tag("cluster", spec.clusterID), .tag("role", launch.role.rawValue),
+                    EC2Filter(name: "subnet-id", values: [launch.subnetID ?? placement.subnetID]),
                     EC2Filter(name: "instance-state-name", values: ["pending", "running"]),
                 ])
                 if !existing.isEmpty {
@@ -297,18 +309,19 @@ public struct ClusterProvisioner: Sendable {
                     state.launches[index].instanceIDs = existing.map(\.instanceID).sorted()
                 } else {
                     try await observer.beforeMutation("run \(launch.count) \(launch.role) instances")
-                    let instanceType = launch.role == .bootstrap ? spec.bootstrapInstanceType : spec.instanceType
-                    let tags = Self.tags(for: spec, role: launch.role)
-                    let launched = try await self.ec2.runInstances(EC2RunInstancesRequest(
-                        imageID: spec.resolvedAMI!, instanceType: instanceType, count: launch.count,
-                        clientToken: launch.clientToken, keyName: state.keyPairName, subnetID: spec.subnetID,
+                    let request = EC2RunInstancesRequest(
+                        imageID: placement.imageID, instanceType: instanceType, count: launch.count,
+                        clientToken: launch.clientToken, keyName: state.keyPairName, subnetID: launch.subnetID ?? placement.subnetID,
                         securityGroupIDs: state.securityGroupID.map { [$0] } ?? [],
                         associatePublicIPAddress: spec.sshAddress == .publicIP ? true : nil,
-                        rootVolume: EC2RootVolume(sizeGiB: spec.rootVolumeGiB),
-                        tagSpecifications: [EC2TagSpecification(resourceType: "instance", tags: tags),
-                                            EC2TagSpecification(resourceType: "volume", tags: tags)]))
-                    state.launches[index].instanceIDs = launched.map(\.instanceID).sorted()
+                        rootVolume: EC2RootVolume(deviceName: placement.rootDeviceName, sizeGiB: spec.rootVolumeGiB),
+                        tagSpecifications: ["instance", "volume", "network-interface"].map {
+                            EC2TagSpecification(resourceType: $0, tags: launch.tags ?? Self.tags(for: spec, role: launch.role, created: state.createdTag))
+                        })
+                    state.launches[index].instanceIDs = try await self.run(request, launch: launch, spec: spec, observer: observer)
                 }
+            } catch let error as EC2Error where PlacementFailure.codes.contains(error.code) {
+                throw PlacementFailure(code: error.code, message: error.message, instanceType: instanceType)
             } catch let error as EC2Error {
                 throw ProvisionError(.aws, "cannot launch \(launch.role) instances: \(error)", underlying: error)
             }
@@ -316,6 +329,33 @@ public struct ClusterProvisioner: Sendable {
         }
         state.step = .instancesLaunched
         try await observer.checkpoint(state, moment: .after, step: "instances")
+    }
+
+    /// Sends one `RunInstances` and returns the instance ids. The key pair and group just
+    /// created may not be visible to it yet (waited for). `IdempotentParameterMismatch`
+    /// means the token was used before with other parameters: the instances that call made
+    /// are this launch's, found by its tags once EC2 shows them.
+    private func run(_ request: EC2RunInstancesRequest, launch: ProvisionState.Launch, spec: ClusterSpec,
+                     observer: any ProvisionObserver) async throws -> [String] {
+        do {
+            let launched = try await self.untilVisible("run \(launch.role) instances", codes: ["InvalidKeyPair.NotFound", "InvalidGroup.NotFound"],
+                                                       observer: observer) {
+                try await self.ec2.runInstances(request)
+            }
+            return launched.map(\.instanceID).sorted()
+        } catch let error as EC2Error where error.code == "IdempotentParameterMismatch" {
+            await observer.progress("\(launch.role) launch: \(error.code); looking for the instances of token \(launch.clientToken)")
+            let ec2 = self.ec2
+            return try await poll("the instances of launch \(launch.clientToken)", timeout: Self.visibilityTimeout, interval: .seconds(2)) {
+                () -> ([String]?, String) in
+                let found = try await ec2.describeInstances(filters: [
+                    .tag("cluster", spec.clusterID), .tag("role", launch.role.rawValue),
+                    EC2Filter(name: "subnet-id", values: [request.subnetID ?? ""]),
+                    EC2Filter(name: "instance-state-name", values: ["pending", "running"]),
+                ])
+                return (found.count == launch.count ? found.map(\.instanceID).sorted() : nil, "\(found.count) of \(launch.count) found")
+            }
+        }
     }
 
     private func waitForInstances(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
@@ -326,11 +366,23 @@ public struct ClusterProvisioner: Sendable {
         let instances = try await poll("\(ids.count) instances to be running with their IP addresses",
                                        timeout: .seconds(spec.install.instanceTimeoutSeconds),
                                        interval: .seconds(spec.install.pollIntervalSeconds)) { () -> ([EC2Instance]?, String) in
-            let found = try await ec2.describeInstances(instanceIDs: ids)
-            let ready = found.filter { $0.state == .running && $0.privateIPAddress != nil && (!needsPublicIP || $0.publicIPAddress != nil) }
-            if let gone = found.first(where: { $0.state == .terminated || $0.state == .shuttingDown }) {
-                throw ProvisionError(.aws, "instance \(gone.instanceID) is \(gone.state) before the cluster was ready")
+            let found: [EC2Instance]
+            do {
+                found = try await ec2.describeInstances(instanceIDs: ids)
+            } catch let error as EC2Error where error.code == "InvalidInstanceID.NotFound" {
+                // Just launched and not visible yet: EC2 is eventually consistent.
+                await observer.progress("instances not visible yet (\(error.code))")
+                return (nil, "not visible yet")
             }
+            if let gone = found.first(where: { $0.state == .terminated || $0.state == .shuttingDown }) {
+                let reason = gone.stateReasonCode ?? "no reason given"
+                if PlacementFailure.stateReasons.contains(reason) {
+                    throw PlacementFailure(code: reason, message: gone.stateReasonMessage ?? "instance \(gone.instanceID) ended while pending",
+                                           instanceType: gone.instanceType ?? "")
+                }
+                throw ProvisionError(.aws, "instance \(gone.instanceID) is \(gone.state) before the cluster was ready (\(reason))")
+            }
+            let ready = found.filter { $0.state == .running && $0.privateIPAddress != nil && (!needsPublicIP || $0.publicIPAddress != nil) }
             await observer.progress("instances running: \(ready.count) of \(ids.count)")
             return (ready.count == ids.count ? ready : nil, "\(ready.count) of \(ids.count) ready")
         }
@@ -338,7 +390,7 @@ public struct ClusterProvisioner: Sendable {
         state.nodes = instances.map { instance in
             ProvisionState.Node(role: roles[instance.instanceID] ?? .privateAgent, instanceID: instance.instanceID,
                                 privateIP: instance.privateIPAddress ?? "", publicIP: instance.publicIPAddress,
-                                hostKey: previous[instance.instanceID]?.hostKey)
+                                hostKey: previous[instance.instanceID]?.hostKey, instanceType: instance.instanceType)
         }.sorted { ($0.role, $0.instanceID) < ($1.role, $1.instanceID) }
         state.step = .instancesRunning
         try await observer.checkpoint(state, moment: .after, step: "instances running")

@@ -83,6 +83,10 @@ struct RunCommand: AsyncParsableCommand {
                 fail("cannot set up AWS for provision and teardown jobs: \(error) (or run only other kinds with --kinds noop)")
             }
         }
+        if wanted.contains(.provision), let settings = aws?.settings {
+            // A region without an image would fail every cluster minutes later, in a job.
+            do { try settings.requireImage() } catch { fail("\(error)") }
+        }
         if let settings = aws?.settings, settings.sshAddress == .publicIP, settings.workerCIDR == nil {
             logger.warning("FLOTILLA_WORKER_CIDR is not set: this worker reaches nodes over SSH only as far as each request's admin location allows; set it to the fleet's egress range (or use FLOTILLA_SSH_ADDRESS=private)")
         }

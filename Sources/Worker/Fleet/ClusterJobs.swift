@@ -49,7 +49,8 @@ public struct ClusterJobs: Sendable {
             withoutKey.privateKeyPEM = nil
             let json = String(decoding: try JSONEncoder().encode(withoutKey), as: UTF8.self)
             try await self.jobs.store.saveCheckpoint(clusterID: self.clusterID, fence: JobFence(self.context.job), checkpoint: json,
-                                                     phase: moment == .before ? step : "\(step) done", subnetID: self.subnetID,
+                                                     phase: moment == .before ? step : "\(step) done",
+                                                     subnetID: state.placement?.subnetID ?? self.subnetID,
                                                      privateKey: state.privateKeyPEM, publicKey: state.publicKeyLine,
                                                      keyPairName: state.keyPairName)
             try await self.jobs.afterCheckpoint(self.clusterID, step, moment)
@@ -133,12 +134,13 @@ public struct ClusterJobs: Sendable {
             throw PermanentJobFailure("cluster \(cluster.id) cannot be built: \(error)")
         }
         let provisioner = self.aws.provisioner(region: spec.region, logger: logger)
-        let observer = StoreObserver(jobs: self, context: context, clusterID: cluster.id, subnetID: spec.subnetID)
+        let observer = StoreObserver(jobs: self, context: context, clusterID: cluster.id, subnetID: nil)
         do {
             let state = try await provisioner.provision(spec, from: try await self.resumeState(cluster), observer: observer)
             let nodes = state.nodes.map {
                 NodeRecord(role: $0.role.rawValue, instanceID: $0.instanceID, privateIP: $0.privateIP, publicIP: $0.publicIP, hostKey: $0.hostKey,
-                           instanceType: $0.role == .bootstrap ? spec.bootstrapInstanceType : spec.instanceType)
+                           instanceType: $0.instanceType ?? state.placement?.instanceType(for: $0.role)
+                               ?? ($0.role == .bootstrap ? spec.bootstrapInstanceType : spec.instanceType))
             }
             try await self.store.markReady(clusterID: cluster.id, fence: fence, nodes: nodes, sshUser: spec.sshUser, sshPort: spec.sshPort)
             FlotillaMetric.increment(FlotillaMetric.clusterOutcomes, [("outcome", "ready"), ("reason", "none")])

@@ -8,7 +8,8 @@ import Queue
 /// |---|---|---|
 /// | `AWS_REGION` (or the AWS profile) | the region clusters are built in | us-west-2 |
 /// | `FLOTILLA_AMI` | the image for every node | the known CentOS 7 image of the region |
-/// | `FLOTILLA_SUBNET_ID` | the subnet to launch into | the default VPC |
+/// | `FLOTILLA_SUBNET_ID` | the subnets a cluster may launch into (comma-separated, one VPC, in order of preference; one is chosen per cluster, in a zone offering the types) | the default VPC's default subnets |
+/// | `FLOTILLA_INSTANCE_TYPES` | node instance types tried in order after the requested one when capacity runs out (comma-separated) | none |
 /// | `FLOTILLA_WORKER_CIDR` | the fleet's range, given SSH whatever `admin_location` says | the VPC with private SSH |
 /// | `FLOTILLA_SSH_USER` | login user on the nodes | centos |
 /// | `FLOTILLA_SSH_PORT` | SSH port on the nodes | 22 |
@@ -19,7 +20,8 @@ import Queue
 public struct ClusterSettings: Sendable {
     public var region: String
     public var ami: String?
-    public var subnetID: String?
+    public var subnetIDs: [String] = []
+    public var fallbackInstanceTypes: [String] = []
     /// The fleet's address range, given SSH by a rule of its own (FLOTILLA_WORKER_CIDR).
     public var workerCIDR: String?
     public var sshUser = "centos"
@@ -38,7 +40,17 @@ public struct ClusterSettings: Sendable {
         var settings = ClusterSettings(region: region)
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
         settings.ami = value("FLOTILLA_AMI")
-        settings.subnetID = value("FLOTILLA_SUBNET_ID")
+        func list(_ name: String) -> [String] {
+            (value(name) ?? "").split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
+        }
+        settings.subnetIDs = list("FLOTILLA_SUBNET_ID")
+        for subnet in settings.subnetIDs where subnet.wholeMatch(of: /subnet-[0-9a-f]{8,17}/) == nil {
+            throw SettingsError("FLOTILLA_SUBNET_ID: '\(subnet.prefix(40))' is not a subnet id like subnet-0123456789abcdef0")
+        }
+        settings.fallbackInstanceTypes = list("FLOTILLA_INSTANCE_TYPES")
+        for type in settings.fallbackInstanceTypes where type.wholeMatch(of: /[a-z][a-z0-9-]*\.[a-z0-9]+/) == nil {
+            throw SettingsError("FLOTILLA_INSTANCE_TYPES: '\(type.prefix(40))' is not an EC2 instance type like m5.xlarge")
+        }
         if let range = value("FLOTILLA_WORKER_CIDR") {
             guard CIDR(range) != nil else {
                 throw SettingsError("FLOTILLA_WORKER_CIDR must be an IPv4 CIDR block like 198.51.100.0/24")
@@ -78,6 +90,14 @@ public struct ClusterSettings: Sendable {
         return settings
     }
 
+    /// Refuses a region where no image is known and none is configured: clusters there
+    /// would fail only when a worker got to them.
+    public func requireImage() throws {
+        guard self.ami != nil || ClusterSpec.defaultAMIs[self.region] != nil else {
+            throw SettingsError("no default image is known for \(self.region) (known: \(ClusterSpec.defaultAMIs.keys.sorted().joined(separator: ", "))): set FLOTILLA_AMI to an image of that region")
+        }
+    }
+
     /// The provisioner spec for a stored cluster request, in the cluster's recorded region
     /// (this worker's for a cluster not provisioned yet).
     public func spec(for cluster: ClusterRecord) throws -> ClusterSpec {
@@ -93,7 +113,8 @@ public struct ClusterSettings: Sendable {
         spec.region = cluster.region ?? self.region
         spec.deployment = cluster.deployment ?? self.deployment
         spec.ami = self.ami
-        spec.subnetID = self.subnetID
+        spec.subnetIDs = self.subnetIDs
+        spec.fallbackInstanceTypes = self.fallbackInstanceTypes
         spec.workerCIDR = self.workerCIDR
         spec.sshUser = self.sshUser
         spec.sshPort = self.sshPort

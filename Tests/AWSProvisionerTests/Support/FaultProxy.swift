@@ -16,6 +16,10 @@ final class FaultProxy: Sendable {
         var delay: Double?
         /// Text the form body must contain for the rule to apply.
         var match: String?
+        /// Send the request upstream first, then answer the error (an answer lost on the way back).
+        var forward: Bool?
+        /// RunInstances: the launch succeeds, then its instances end terminated with this state reason.
+        var terminate: String?
     }
 
     struct Stats: Decodable, Sendable {

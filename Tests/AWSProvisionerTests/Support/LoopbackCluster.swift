@@ -20,6 +20,14 @@ struct LoopbackCluster: Sendable {
     /// file the worker processes of the end-to-end tests read).
     let install: InstallSettings
     let subnetID: String
+    /// Subnets in other zones of the loopback VPC (no SSH node answers there; zone d does not
+    /// offer m4.large), and the emulator's images with root /dev/sda1 and /dev/xvda.
+    let subnetB: String
+    let subnetD: String
+    let image: String
+    let xvdaImage: String
+    /// A region of the emulator without a default VPC.
+    let noVPCRegion: String
 
     static func current() throws -> LoopbackCluster {
         let stack = try TestStack.current()
@@ -38,7 +46,9 @@ struct LoopbackCluster: Sendable {
             installerURL: try value("FLOTILLA_TEST_INSTALLER_URL"),
             stubState: URL(fileURLWithPath: try value("FLOTILLA_TEST_STUB_STATE")),
             install: try JSONDecoder().decode(InstallSettings.self, from: settings),
-            subnetID: try value("FLOTILLA_TEST_SUBNET_ID"))
+            subnetID: try value("FLOTILLA_TEST_SUBNET_ID"), subnetB: try value("FLOTILLA_TEST_SUBNET_B_ID"),
+            subnetD: try value("FLOTILLA_TEST_SUBNET_D_ID"), image: try value("FLOTILLA_TEST_AMI"),
+            xvdaImage: try value("FLOTILLA_TEST_AMI_XVDA"), noVPCRegion: try value("FLOTILLA_TEST_NO_VPC_REGION"))
     }
 
     /// A spec for `masters`/`agents`/`public agents` on the loopback nodes.
@@ -49,8 +59,8 @@ struct LoopbackCluster: Sendable {
         spec.privateAgents = agents
         spec.publicAgents = publicAgents
         spec.region = self.stack.region
-        spec.ami = "ami-0123456789abcdef0"
-        spec.subnetID = self.subnetID
+        spec.ami = self.image
+        spec.subnetIDs = [self.subnetID]
         spec.sshAddress = .privateIP
         spec.sshPort = self.sshPort
         spec.sshUser = self.sshUser
@@ -59,9 +69,14 @@ struct LoopbackCluster: Sendable {
         return spec
     }
 
-    func provisioner(credentials: CredentialsCache? = nil) -> ClusterProvisioner {
+    /// A provisioner of the loopback cluster, talking to the emulator (or `endpoint`, a fault
+    /// proxy in front of it) in `region` (the stack's by default).
+    func provisioner(credentials: CredentialsCache? = nil, endpoint: URL? = nil, region: String? = nil,
+                     capacity: CapacityMemory = CapacityMemory()) -> ClusterProvisioner {
         let cache = credentials ?? self.stack.cache()
-        return ClusterProvisioner(ec2: self.stack.ec2(credentials: cache), credentials: cache, logger: TestStack.logger,
+        // A capacity memory of its own: a zone one test makes fail is not skipped by the others.
+        return ClusterProvisioner(ec2: self.stack.ec2(region: region, endpoint: endpoint, credentials: cache), credentials: cache,
+                                  logger: TestStack.logger, capacity: capacity,
                                   makeShell: ClusterProvisioner.openSSHShells(baseDirectory: URL(fileURLWithPath: "/tmp/flotilla-ssh")))
     }
 
@@ -127,7 +142,9 @@ final class RecordingObserver: ProvisionObserver, Sendable {
         var labels: [String] = []
         var mutations = 0
         var progress: [String] = []
+        var timings: [String] = []
     }
+    private let started = ContinuousClock.now
     private let state = Mutex(State())
     let interruptAt: Int?
     let storeInterrupted: Bool
@@ -150,6 +167,8 @@ final class RecordingObserver: ProvisionObserver, Sendable {
         let interrupt = self.state.withLock { state -> Bool in
             state.count += 1
             state.labels.append("\(moment) \(step)")
+            let elapsed = ContinuousClock.now - self.started
+            state.timings.append("\(moment) \(step) at \(String(format: "%.2f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)) s")
             let interrupt = state.count == self.interruptAt
             if !interrupt || self.storeInterrupted { state.saved = checkpoint }
             return interrupt
@@ -166,6 +185,8 @@ final class RecordingObserver: ProvisionObserver, Sendable {
     }
 
     var progress: [String] { self.state.withLock { $0.progress } }
+    /// Every checkpoint with the time since this observer was made.
+    var timings: [String] { self.state.withLock { $0.timings } }
 }
 
 @discardableResult

@@ -1,0 +1,245 @@
+import Foundation
+import Synchronization
+
+/// Zones and instance types that recently ran out of capacity, per region: a placement that
+/// failed is skipped by every cluster this process builds until the memory expires.
+public final class CapacityMemory: Sendable {
+    public struct Key: Hashable, Sendable {
+        public var region: String
+        public var zone: String
+        public var instanceType: String
+    }
+
+    /// The process's memory, shared by all its provisioners.
+    public static let shared = CapacityMemory()
+
+    public let lifetime: Duration
+    private let failures = Mutex<[Key: (until: ContinuousClock.Instant, code: String)]>([:])
+
+    public init(lifetime: Duration = .seconds(300)) {
+        self.lifetime = lifetime
+    }
+
+    public func remember(region: String, zone: String, instanceType: String, code: String) {
+        let until = ContinuousClock.now.advanced(by: self.lifetime)
+        self.failures.withLock { $0[Key(region: region, zone: zone, instanceType: instanceType)] = (until, code) }
+    }
+
+    /// The code of a remembered failure of this zone and type, if it has not expired.
+    public func failure(region: String, zone: String, instanceType: String) -> String? {
+        let key = Key(region: region, zone: zone, instanceType: instanceType)
+        return self.failures.withLock { failures in
+            guard let entry = failures[key] else { return nil }
+            guard ContinuousClock.now < entry.until else {
+                failures[key] = nil
+                return nil
+            }
+            return entry.code
+        }
+    }
+}
+
+/// A launch that failed for lack of capacity where it was placed (an error answer, or an
+/// instance that went from pending to terminated): the cluster moves to its next placement.
+struct PlacementFailure: Error, CustomStringConvertible {
+    var code: String
+    var message: String
+    /// The instance type that found no capacity (the bootstrap's or the nodes').
+    var instanceType: String
+
+    var description: String { "\(self.code): \(self.message)" }
+
+    /// Error codes that say "not here, not now" about a zone and type.
+    static let codes: Set<String> = EC2Error.capacityCodes.union(["Unsupported"])
+    /// The state reasons of instances that never started for a reason of the zone's.
+    static let stateReasons: Set<String> = ["Server.InsufficientInstanceCapacity", "Server.InternalError"]
+}
+
+extension ClusterProvisioner {
+    /// How long a resource just created may stay invisible to other calls (EC2 is
+    /// eventually consistent) before that counts as a failure.
+    static let visibilityTimeout = Duration.seconds(120)
+
+    /// Runs `operation` again while it fails with one of `codes`: a resource just created
+    /// that another call cannot see yet. Waits 0.25 s, doubling to 4 s, for up to
+    /// ``visibilityTimeout``; other errors, and the last one, are thrown.
+    func untilVisible<T: Sendable>(_ what: String, codes: Set<String>, observer: any ProvisionObserver,
+                                   _ operation: () async throws -> T) async throws -> T {
+        let deadline = ContinuousClock.now.advanced(by: Self.visibilityTimeout)
+        var delay = Duration.milliseconds(250)
+        while true {
+            do {
+                return try await operation()
+            } catch let error as EC2Error where codes.contains(error.code) && ContinuousClock.now < deadline {
+                await observer.progress("\(what): \(error.code), waiting for EC2 to catch up")
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(4))
+            }
+        }
+    }
+
+    // MARK: Planning
+
+    /// Checks the image and chooses the network before anything is created: the image
+    /// exists, is available, runs on the instance types' CPUs, has an EBS root no larger
+    /// than the requested size; the subnets (given, or the default VPC's) are in one VPC;
+    /// and the placements are every (node type, zone) whose zone offers both the node and
+    /// the bootstrap type, type-major. Refusals are ``ProvisionError/Code/invalidSpec``.
+    func plan(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
+        func refuse(_ message: String) -> ProvisionError { ProvisionError(.invalidSpec, message) }
+        let imageID = spec.resolvedAMI!
+        do {
+            let image: EC2Image
+            do {
+                guard let found = try await self.ec2.describeImages(imageIDs: [imageID]).first else {
+                    throw refuse("image \(imageID) does not exist in \(spec.region) (FLOTILLA_AMI)")
+                }
+                image = found
+            } catch let error as EC2Error where error.code.hasPrefix("InvalidAMIID.") {
+                throw refuse("image \(imageID) does not exist in \(spec.region) (FLOTILLA_AMI): \(error.code)")
+            }
+            guard image.state == "available" else {
+                throw refuse("image \(imageID) is \(image.state), not available")
+            }
+            guard image.rootDeviceType == nil || image.rootDeviceType == "ebs", let root = image.rootDeviceName else {
+                throw refuse("image \(imageID) has no EBS root device (root device type \(image.rootDeviceType ?? "unknown")): use an EBS-backed image")
+            }
+            if let snapshot = image.rootVolumeSizeGiB, spec.rootVolumeGiB < snapshot {
+                throw refuse("the root volume of \(spec.rootVolumeGiB) GiB is smaller than image \(imageID)'s \(snapshot) GiB snapshot: ask for at least \(snapshot) GiB")
+            }
+            let types = [spec.bootstrapInstanceType] + spec.nodeInstanceTypes.filter { $0 != spec.bootstrapInstanceType }
+            let architectures: [String: [String]]
+            do {
+                architectures = try await self.ec2.supportedArchitectures(of: types)
+            } catch let error as EC2Error where error.code == "InvalidInstanceType" {
+                throw refuse("an instance type is not offered in \(spec.region): \(error.message)")
+            }
+            for type in types {
+                guard let supported = architectures[type] else {
+                    throw refuse("instance type \(type) is not offered in \(spec.region)")
+                }
+                if let architecture = image.architecture, !supported.contains(architecture) {
+                    throw refuse("image \(imageID) is built for \(architecture) but \(type) runs \(supported.joined(separator: "/")): pick an image and types of one architecture")
+                }
+            }
+
+            // The network: the given subnets, else the default VPC's default subnets.
+            var subnets: [EC2Subnet]
+            if !spec.subnetIDs.isEmpty {
+                do {
+                    let found = try await self.ec2.describeSubnets(subnetIDs: spec.subnetIDs)
+                    subnets = spec.subnetIDs.compactMap { id in found.first { $0.subnetID == id } }
+                } catch let error as EC2Error where error.code == "InvalidSubnetID.NotFound" {
+                    throw refuse("a subnet of FLOTILLA_SUBNET_ID does not exist in \(spec.region): \(error.message)")
+                }
+                guard subnets.count == spec.subnetIDs.count else {
+                    throw refuse("subnets \(spec.subnetIDs.filter { id in !subnets.contains { $0.subnetID == id } }.joined(separator: ", ")) do not exist in \(spec.region) (FLOTILLA_SUBNET_ID)")
+                }
+                guard Set(subnets.map(\.vpcID)).count == 1 else {
+                    throw refuse("the subnets of FLOTILLA_SUBNET_ID are in \(Set(subnets.map(\.vpcID)).count) VPCs: a cluster's security group lives in one, so give subnets of one VPC")
+                }
+            } else {
+                guard let vpc = try await self.ec2.describeVpcs(filters: [EC2Filter(name: "is-default", values: ["true"])]).first else {
+                    throw refuse("\(spec.region) has no default VPC: set FLOTILLA_SUBNET_ID to the subnets clusters may use")
+                }
+                subnets = try await self.ec2.describeSubnets(filters: [EC2Filter(name: "vpc-id", values: [vpc.vpcID]),
+                                                                      EC2Filter(name: "default-for-az", values: ["true"])])
+                    .sorted { ($0.availabilityZone ?? "") < ($1.availabilityZone ?? "") }
+                guard !subnets.isEmpty else {
+                    throw refuse("the default VPC of \(spec.region) has no default subnets: set FLOTILLA_SUBNET_ID")
+                }
+            }
+            let vpcID = subnets[0].vpcID
+            let vpcCIDR = try await self.ec2.describeVpcs(vpcIDs: [vpcID]).first?.cidrBlock
+
+            // Placements: node type first, then zone, where the zone offers both types.
+            let zones = subnets.compactMap(\.availabilityZone)
+            let offerings = try await self.ec2.instanceTypeOfferings(instanceTypes: types, zones: Array(Set(zones)).sorted())
+            let offered = Set(offerings.map { "\($0.location) \($0.instanceType)" })
+            var options: [ProvisionState.Placement] = []
+            for type in spec.nodeInstanceTypes {
+                for subnet in subnets {
+                    guard let zone = subnet.availabilityZone,
+                          offered.contains("\(zone) \(type)"), offered.contains("\(zone) \(spec.bootstrapInstanceType)")
+                    else { continue }
+                    options.append(ProvisionState.Placement(
+                        imageID: imageID, rootDeviceName: root, vpcID: vpcID, vpcCIDR: vpcCIDR, subnetID: subnet.subnetID,
+                        availabilityZone: zone, instanceType: type, bootstrapInstanceType: spec.bootstrapInstanceType))
+                }
+            }
+            guard !options.isEmpty else {
+                throw refuse("no zone of the subnets (\(zones.joined(separator: ", "))) offers both \(spec.nodeInstanceTypes.joined(separator: " or ")) and \(spec.bootstrapInstanceType): choose other types or subnets")
+            }
+            state.placementOptions = options
+            state.vpcID = vpcID
+            state.vpcCIDR = vpcCIDR
+            state.placement = try self.nextPlacement(spec, state, after: nil)
+        } catch let error as EC2Error {
+            throw ProvisionError(.aws, "cannot check the image and network: \(error)", underlying: error)
+        }
+        if state.createdTag == nil { state.createdTag = ISO8601DateFormatter().string(from: Date()) }
+        await observer.progress("placement: \(state.placement!) (image \(imageID), root \(state.placement!.rootDeviceName))")
+        try await observer.checkpoint(state, moment: .after, step: "plan")
+    }
+
+    /// The first placement after `current` (in ``ProvisionState/placementOptions`` order)
+    /// that neither this cluster's fallbacks nor the process's capacity memory rule out.
+    func nextPlacement(_ spec: ClusterSpec, _ state: ProvisionState, after current: ProvisionState.Placement?) throws -> ProvisionState.Placement {
+        let options = state.placementOptions ?? []
+        let start = current.flatMap { placement in
+            options.firstIndex { $0.subnetID == placement.subnetID && $0.instanceType == placement.instanceType }.map { $0 + 1 }
+        } ?? 0
+        let failed = Set(state.fallbacks ?? [])
+        var skipped: [String] = []
+        for option in options.dropFirst(start) {
+            let ruledOut = [option.instanceType, option.bootstrapInstanceType].compactMap { type -> String? in
+                if failed.contains(where: { $0.hasPrefix("\(option.availabilityZone) \(type):") }) { return "\(type) failed here" }
+                return self.capacity.failure(region: spec.region, zone: option.availabilityZone, instanceType: type)
+                    .map { "\(type) \($0) in the last \(Int(self.capacity.lifetime.secondsValue)) s" }
+            }
+            if let reason = ruledOut.first {
+                skipped.append("\(option.availabilityZone): \(reason)")
+                continue
+            }
+            var next = option
+            next.attempt = (current?.attempt ?? -1) + 1
+            return next
+        }
+        let tried = (state.fallbacks ?? []) + skipped
+        throw ProvisionError(.aws, "no capacity left for cluster \(spec.clusterID) in \(spec.region): \(tried.joined(separator: "; "))")
+    }
+
+    /// Leaves a placement that found no capacity: terminates whatever the cluster launched
+    /// there, remembers the zone and type for other clusters, records the fallback and moves
+    /// to the next placement (or throws when none is left).
+    func fallBack(_ spec: ClusterSpec, _ state: inout ProvisionState, _ failure: PlacementFailure,
+                  _ observer: any ProvisionObserver) async throws {
+        guard let placement = state.placement else { throw failure }
+        self.capacity.remember(region: spec.region, zone: placement.availabilityZone, instanceType: failure.instanceType, code: failure.code)
+        do {
+            let tagged = try await self.ec2.describeInstances(filters: [
+                .tag("cluster", spec.clusterID), EC2Filter(name: "subnet-id", values: [placement.subnetID]),
+                EC2Filter(name: "instance-state-name", values: ["pending", "running", "stopping", "stopped"]),
+            ]).map(\.instanceID)
+            let partial = Set(tagged).union(state.instanceIDs).sorted()
+            if !partial.isEmpty {
+                try await observer.beforeMutation("terminate \(partial.count) instances of the abandoned placement")
+                _ = try await self.untilVisible("terminating the abandoned launch", codes: ["InvalidInstanceID.NotFound"], observer: observer) {
+                    try await self.ec2.terminateInstances(instanceIDs: partial)
+                }
+            }
+        } catch let error as EC2Error {
+            throw ProvisionError(.aws, "cannot clean up the launch in \(placement.availabilityZone): \(error)", underlying: error)
+        }
+        let entry = "\(placement.availabilityZone) \(failure.instanceType): \(failure.code)"
+        state.fallbacks = (state.fallbacks ?? []) + [entry]
+        let next = try self.nextPlacement(spec, state, after: placement)
+        state.placement = next
+        state.launches = []
+        state.nodes = []
+        state.step = min(state.step, .securityGroupReady)
+        let message = "fallback: \(entry); now \(next.availabilityZone) \(next.instanceType)"
+        await observer.progress(message)
+        try await observer.checkpoint(state, moment: .before, step: message)
+    }
+}

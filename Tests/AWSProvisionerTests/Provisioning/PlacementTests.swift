@@ -1,0 +1,215 @@
+import AWSProvisioner
+import Foundation
+import Testing
+
+/// EC2 as real accounts see it: images with their own root devices, accounts without a
+/// default VPC, zones that do not offer a type or run out of capacity, and eventual
+/// consistency. The fault proxy in front of the emulator makes RunInstances as strict as
+/// EC2 (token idempotency, unknown images, unoffered types, root volumes) and injects the
+/// faults.
+@Suite("Placement: images, zones, capacity fallback, eventual consistency")
+struct PlacementTests {
+    /// Provisioning refused before anything exists: no mutation was attempted and no key
+    /// pair of the cluster's name exists.
+    func expectRefused(_ spec: ClusterSpec, region: String? = nil, _ words: String...) async throws -> Duration {
+        let cluster = try LoopbackCluster.current()
+        let observer = RecordingObserver()
+        let started = ContinuousClock.now
+        let error = await #expect(throws: ProvisionError.self) {
+            _ = try await cluster.provisioner(region: region).provision(spec, observer: observer)
+        }
+        let took = ContinuousClock.now - started
+        #expect(error?.code == .invalidSpec, "\(String(describing: error))")
+        for word in words { #expect(error?.message.contains(word) == true, "'\(word)' in: \(error?.message ?? "-")") }
+        #expect(observer.mutations == 0, "nothing may be created before the refusal")
+        let keys = try await cluster.stack.ec2(region: region).describeKeyPairs(filters: [.tag("cluster", spec.clusterID)])
+        #expect(keys.isEmpty)
+        return took
+    }
+
+    @Test("unknown image, root smaller than the snapshot, wrong architecture, no default VPC, a zone without the type: refused before anything exists")
+    func refusedBeforeSpend() async throws {
+        let cluster = try LoopbackCluster.current()
+        var unknown = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        unknown.ami = "ami-0123456789abcdef0"
+        _ = try await self.expectRefused(unknown, "ami-0123456789abcdef0", "does not exist")
+
+        var small = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        small.rootVolumeGiB = 8
+        _ = try await self.expectRefused(small, "8 GiB", "15 GiB snapshot", "at least 15")
+
+        var arm = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        arm.instanceType = "m6g.large"
+        _ = try await self.expectRefused(arm, "x86_64", "m6g.large")
+
+        var noVPC = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        noVPC.region = cluster.noVPCRegion
+        noVPC.subnetIDs = []
+        let took = try await self.expectRefused(noVPC, region: cluster.noVPCRegion, "no default VPC", "set FLOTILLA_SUBNET_ID")
+        print("measured: an account without a default VPC is refused in \(took)")
+        #expect(took < .seconds(1))
+
+        var zoneD = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        zoneD.subnetIDs = [cluster.subnetD]
+        _ = try await self.expectRefused(zoneD, "offers both m4.large")
+    }
+
+    @Test("a /dev/xvda image gets its own root resized: one volume per instance (counted with the AWS CLI); a /dev/sda1 mapping would have added a second")
+    func xvdaRootResized() async throws {
+        let cluster = try LoopbackCluster.current()
+        try await FaultProxy.with(upstream: cluster.stack.endpoint) { proxy in
+            var spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+            spec.ami = cluster.xvdaImage
+            let provisioner = cluster.provisioner(endpoint: proxy.endpoint)
+            let state = try await provisioner.provision(spec, observer: RecordingObserver())
+            #expect(state.placement?.rootDeviceName == "/dev/xvda")
+            for node in state.nodes {
+                let volumes = try await Self.volumesWithCLI(cluster, instanceID: node.instanceID)
+                #expect(volumes.count == 1 && volumes.first?.device == "/dev/xvda" && volumes.first?.size == spec.rootVolumeGiB,
+                        "\(node.instanceID): \(volumes)")
+            }
+            cluster.reap(state)
+            try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
+
+            // The stand-in is strict: the old fixed /dev/sda1 mapping leaves the 15 GiB root
+            // and adds an empty 150 GiB volume, as EC2 does.
+            let ec2 = cluster.stack.ec2(endpoint: proxy.endpoint)
+            let launched = try await ec2.runInstances(EC2RunInstancesRequest(
+                imageID: cluster.xvdaImage, instanceType: "m4.large", count: 1, clientToken: uniqueName("sda1"),
+                rootVolume: EC2RootVolume(deviceName: "/dev/sda1", sizeGiB: 150)))
+            let id = try #require(launched.first?.instanceID)
+            let volumes = try await Self.volumesWithCLI(cluster, instanceID: id)
+            _ = try await ec2.terminateInstances(instanceIDs: [id])
+            #expect(volumes.sorted { $0.device < $1.device }.map { "\($0.device) \($0.size)" } == ["/dev/sda1 150", "/dev/xvda 15"], "\(volumes)")
+        }
+    }
+
+    @Test("capacity: fall back zone by zone, then to the next instance type; each failed launch is cleaned up; the memory skips a failed zone for the next cluster")
+    func capacityFallback() async throws {
+        let cluster = try LoopbackCluster.current()
+        try await FaultProxy.with(upstream: cluster.stack.endpoint) { proxy in
+            var spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+            // Zone d does not offer m4.large (skipped when planning); b then a, for m4.large then m5.large.
+            spec.subnetIDs = [cluster.subnetD, cluster.subnetB, cluster.subnetID]
+            spec.fallbackInstanceTypes = ["m5.large"]
+            let name = spec.resourceName
+            try await proxy.add(
+                // b, m4.large: the master finds no capacity after the bootstrap node launched.
+                .init(action: "RunInstances", status: 500, code: "InsufficientInstanceCapacity",
+                      message: "We currently do not have sufficient m4.large capacity in the Availability Zone you requested",
+                      match: "ClientToken=\(name)-master&"),
+                // a, m4.large: the same.
+                .init(action: "RunInstances", status: 500, code: "InsufficientInstanceCapacity", message: "no m4.large capacity",
+                      match: "ClientToken=\(name)-master-1&"),
+                // b, m5.large: the bootstrap instance goes from pending to terminated.
+                .init(action: "RunInstances", match: "ClientToken=\(name)-bootstrap-2&", terminate: "Server.InsufficientInstanceCapacity"))
+            let memory = CapacityMemory()
+            let provisioner = cluster.provisioner(endpoint: proxy.endpoint, capacity: memory)
+            let observer = RecordingObserver()
+            let started = ContinuousClock.now
+            let state = try await provisioner.provision(spec, observer: observer)
+            print("measured: provisioning with 3 capacity fallbacks took \(ContinuousClock.now - started); \(observer.timings.joined(separator: "; "))")
+
+            #expect(state.fallbacks == ["us-west-2b m4.large: InsufficientInstanceCapacity", "us-west-2a m4.large: InsufficientInstanceCapacity",
+                                        "us-west-2b m4.xlarge: Server.InsufficientInstanceCapacity"])
+            #expect(state.placement?.availabilityZone == "us-west-2a" && state.placement?.instanceType == "m5.large")
+            #expect(state.nodes.first { $0.role == .master }?.instanceType == "m5.large")
+            #expect(state.nodes.first { $0.role == .bootstrap }?.instanceType == "m4.xlarge")
+            let fallbackLabels = observer.labels.filter { $0.hasPrefix("before fallback: ") }
+            #expect(fallbackLabels.count == 3, "\(observer.labels)")
+            // Nothing left anywhere but the cluster's final instances.
+            let live = try await cluster.liveInstances(spec)
+            #expect(Set(live.map(\.instanceID)) == Set(state.instanceIDs) && live.count == 2,
+                    "\(live.map { "\($0.instanceID) \($0.subnetID ?? "-") \($0.state)" })")
+
+            // The next cluster skips what this one found full.
+            var next = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+            next.subnetIDs = spec.subnetIDs
+            next.fallbackInstanceTypes = spec.fallbackInstanceTypes
+            let planOnly = RecordingObserver(interruptAt: 1)
+            await #expect(throws: RecordingObserver.Interrupted.self) {
+                _ = try await provisioner.provision(next, observer: planOnly)
+            }
+            #expect(planOnly.labels == ["after plan"])
+            #expect(planOnly.saved?.placement?.availabilityZone == "us-west-2a" && planOnly.saved?.placement?.instanceType == "m5.large",
+                    "\(String(describing: planOnly.saved?.placement))")
+
+            cluster.reap(state)
+            try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
+            #expect(try await cluster.liveInstances(spec).isEmpty)
+        }
+    }
+
+    @Test("NotFound right after create (group, key pair, instances), a lost RunInstances answer and DependencyViolation on teardown are waited out in the step: one attempt, no duplicate")
+    func eventualConsistency() async throws {
+        let cluster = try LoopbackCluster.current()
+        try await FaultProxy.with(upstream: cluster.stack.endpoint) { proxy in
+            let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+            try await proxy.add(
+                .init(action: "AuthorizeSecurityGroupIngress", times: 2, status: 400, code: "InvalidGroup.NotFound",
+                      message: "The security group does not exist"),
+                .init(action: "RunInstances", times: 2, status: 400, code: "InvalidKeyPair.NotFound",
+                      message: "The key pair does not exist", match: "ClientToken=\(spec.resourceName)-bootstrap&"),
+                // The master launch happens, but its answer is lost: the retry replays the token.
+                .init(action: "RunInstances", status: 503, code: "ServiceUnavailable", message: "answer lost",
+                      match: "ClientToken=\(spec.resourceName)-master&", forward: true),
+                .init(action: "DescribeInstances", times: 3, status: 400, code: "InvalidInstanceID.NotFound",
+                      message: "The instance ID does not exist", match: "InstanceId.1="),
+                .init(action: "DeleteSecurityGroup", times: 2, status: 400, code: "DependencyViolation",
+                      message: "resource has a dependent object"))
+            let provisioner = cluster.provisioner(endpoint: proxy.endpoint)
+            let observer = RecordingObserver()
+            let started = ContinuousClock.now
+            let state = try await provisioner.provision(spec, observer: observer)
+            print("measured: provisioning through 8 eventual-consistency faults took \(ContinuousClock.now - started)")
+            #expect(state.step == .ready)
+            let stats = try await proxy.stats()
+            #expect(stats["AuthorizeSecurityGroupIngress"]?.faulted == 2 && stats["DescribeInstances"]?.faulted == 3)
+            #expect(stats["RunInstances"]?.faulted == 3)
+            #expect(observer.progress.contains { $0.contains("InvalidKeyPair.NotFound") })
+            let live = try await cluster.liveInstances(spec)
+            #expect(live.count == 2 && Set(live.map(\.instanceID)) == Set(state.instanceIDs), "the replayed launch made no second master")
+            cluster.reap(state)
+            let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
+            #expect(report.leftovers.isEmpty)
+            #expect(try await proxy.stats()["DeleteSecurityGroup"]?.faulted == 2)
+        }
+    }
+
+    struct Volume: CustomStringConvertible {
+        var device: String
+        var size: Int
+        var description: String { "\(device) \(size) GiB" }
+    }
+
+    /// The volumes attached to an instance, as `aws ec2 describe-volumes` lists them.
+    static func volumesWithCLI(_ cluster: LoopbackCluster, instanceID: String) async throws -> [Volume] {
+        let environment = ProcessInfo.processInfo.environment
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["AWS_ACCESS_KEY_ID=\(environment["FLOTILLA_TEST_AWS_ACCESS_KEY_ID"] ?? "")",
+                             "AWS_SECRET_ACCESS_KEY=\(environment["FLOTILLA_TEST_AWS_SECRET_ACCESS_KEY"] ?? "")",
+                             "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+                             "aws", "ec2", "describe-volumes", "--endpoint-url", cluster.stack.endpoint.absoluteString,
+                             "--region", cluster.stack.region, "--output", "json",
+                             "--filters", "Name=attachment.instance-id,Values=\(instanceID)"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let handle = output.fileHandleForReading
+        let data = await offPool {
+            let data = handle.readDataToEndOfFile()
+            process.waitUntilExit()
+            return data
+        }
+        guard process.terminationStatus == 0,
+              let object = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let volumes = object["Volumes"] as? [[String: Any]]
+        else { throw FixtureError(message: "aws ec2 describe-volumes failed: \(String(decoding: data, as: UTF8.self))") }
+        return volumes.map { volume in
+            let attachment = (volume["Attachments"] as? [[String: Any]])?.first { $0["InstanceId"] as? String == instanceID }
+            return Volume(device: attachment?["Device"] as? String ?? "?", size: volume["Size"] as? Int ?? -1)
+        }
+    }
+}

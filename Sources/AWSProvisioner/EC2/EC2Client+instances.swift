@@ -6,36 +6,7 @@ extension EC2Client {
     /// - Throws: `EC2Error`; `InsufficientInstanceCapacity` has `retryClass == .capacity`
     ///   and is not retried: choose another instance type or zone.
     public func runInstances(_ request: EC2RunInstancesRequest) async throws -> [EC2Instance] {
-        var parameters = EC2QueryParameters()
-        parameters.add("ImageId", request.imageID)
-        parameters.add("InstanceType", request.instanceType)
-        parameters.add("MinCount", request.count)
-        parameters.add("MaxCount", request.count)
-        parameters.add("ClientToken", request.clientToken)
-        parameters.add("KeyName", request.keyName)
-        if let associate = request.associatePublicIPAddress {
-            // The public-IP choice exists only on a network interface, which then carries
-            // the subnet and the groups.
-            parameters.add("NetworkInterface.1.DeviceIndex", 0)
-            parameters.add("NetworkInterface.1.AssociatePublicIpAddress", associate)
-            parameters.add("NetworkInterface.1.SubnetId", request.subnetID)
-            parameters.addList("NetworkInterface.1.SecurityGroupId", request.securityGroupIDs)
-        } else {
-            parameters.add("SubnetId", request.subnetID)
-            parameters.addList("SecurityGroupId", request.securityGroupIDs)
-        }
-        if let root = request.rootVolume {
-            parameters.add("BlockDeviceMapping.1.DeviceName", root.deviceName)
-            parameters.add("BlockDeviceMapping.1.Ebs.VolumeSize", root.sizeGiB)
-            parameters.add("BlockDeviceMapping.1.Ebs.VolumeType", root.volumeType)
-            parameters.add("BlockDeviceMapping.1.Ebs.DeleteOnTermination", root.deleteOnTermination)
-        }
-        parameters.addTagSpecifications(request.tagSpecifications)
-        parameters.add("UserData", request.userData.map { Data($0.utf8).base64EncodedString() })
-        parameters.add("MetadataOptions.HttpEndpoint", "enabled")
-        parameters.add("MetadataOptions.HttpTokens", request.metadataTokensRequired ? "required" : "optional")
-        parameters.add("MetadataOptions.HttpPutResponseHopLimit", request.metadataHopLimit)
-        let root = try await send("RunInstances", parameters)
+        let root = try await transport.send(action: "RunInstances", parameters: request.queryParameters)
         return root.items("instancesSet").map(EC2Instance.init(xml:))
     }
 

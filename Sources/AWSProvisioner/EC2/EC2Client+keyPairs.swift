@@ -5,13 +5,14 @@ extension EC2Client {
     /// - Parameter publicKey: the OpenSSH line, e.g. `ssh-ed25519 AAAA… comment`; it is sent
     ///   base64-encoded as the API requires.
     /// - Throws: `EC2Error` with code `InvalidKeyPair.Duplicate` if the name exists.
-    public func importKeyPair(name: String, publicKey: String, tags: [EC2Tag] = []) async throws -> EC2KeyPair {
+    public func importKeyPair(name: String, publicKey: String, tags: [EC2Tag] = [], dryRun: Bool = false) async throws -> EC2KeyPair {
         var parameters = EC2QueryParameters()
         parameters.add("KeyName", name)
         parameters.add("PublicKeyMaterial", Data(publicKey.utf8).base64EncodedString())
         if !tags.isEmpty {
             parameters.addTagSpecifications([EC2TagSpecification(resourceType: "key-pair", tags: tags)])
         }
+        if dryRun { parameters.add("DryRun", true) }
         let root = try await send("ImportKeyPair", parameters)
         var keyPair = EC2KeyPair(xml: root)
         if keyPair.tags.isEmpty { keyPair.tags = tags }

@@ -1,7 +1,7 @@
 extension EC2Client {
     /// Creates a security group and returns its id.
     /// - Throws: `EC2Error` `InvalidGroup.Duplicate` if the name exists in the VPC.
-    public func createSecurityGroup(name: String, description: String, vpcID: String? = nil, tags: [EC2Tag] = []) async throws -> String {
+    public func createSecurityGroup(name: String, description: String, vpcID: String? = nil, tags: [EC2Tag] = [], dryRun: Bool = false) async throws -> String {
         var parameters = EC2QueryParameters()
         parameters.add("GroupName", name)
         parameters.add("GroupDescription", description)
@@ -9,6 +9,7 @@ extension EC2Client {
         if !tags.isEmpty {
             parameters.addTagSpecifications([EC2TagSpecification(resourceType: "security-group", tags: tags)])
         }
+        if dryRun { parameters.add("DryRun", true) }
         let root = try await send("CreateSecurityGroup", parameters)
         guard let groupID = root.string("groupId") else {
             throw EC2Error(code: EC2Error.Code.invalidResponse, message: "CreateSecurityGroup answer lacks groupId")

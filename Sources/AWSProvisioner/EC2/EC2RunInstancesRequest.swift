@@ -1,3 +1,5 @@
+import Foundation
+
 /// What `RunInstances` should launch. `MinCount` and `MaxCount` are both `count`, so the
 /// call launches all or nothing; `clientToken` makes a repeated call return the first
 /// call's instances instead of launching more.
@@ -21,6 +23,9 @@ public struct EC2RunInstancesRequest: Sendable, Hashable {
     /// 2 so containers on the node (DC/OS runs many) can still get a token.
     public var metadataTokensRequired: Bool = true
     public var metadataHopLimit: Int = 2
+    /// Only ask whether the call would be allowed (`DryRunOperation`) or refused
+    /// (`UnauthorizedOperation`, limits); nothing is launched.
+    public var dryRun: Bool = false
 
     public init(
         imageID: String,
@@ -46,5 +51,40 @@ public struct EC2RunInstancesRequest: Sendable, Hashable {
         self.rootVolume = rootVolume
         self.tagSpecifications = tagSpecifications
         self.userData = userData
+    }
+
+    /// The Query API parameters `RunInstances` is sent with.
+    public var queryParameters: [(String, String)] {
+        var parameters = EC2QueryParameters()
+        parameters.add("ImageId", self.imageID)
+        parameters.add("InstanceType", self.instanceType)
+        parameters.add("MinCount", self.count)
+        parameters.add("MaxCount", self.count)
+        parameters.add("ClientToken", self.clientToken)
+        parameters.add("KeyName", self.keyName)
+        if let associate = self.associatePublicIPAddress {
+            // The public-IP choice exists only on a network interface, which then carries
+            // the subnet and the groups.
+            parameters.add("NetworkInterface.1.DeviceIndex", 0)
+            parameters.add("NetworkInterface.1.AssociatePublicIpAddress", associate)
+            parameters.add("NetworkInterface.1.SubnetId", self.subnetID)
+            parameters.addList("NetworkInterface.1.SecurityGroupId", self.securityGroupIDs)
+        } else {
+            parameters.add("SubnetId", self.subnetID)
+            parameters.addList("SecurityGroupId", self.securityGroupIDs)
+        }
+        if let root = self.rootVolume {
+            parameters.add("BlockDeviceMapping.1.DeviceName", root.deviceName)
+            parameters.add("BlockDeviceMapping.1.Ebs.VolumeSize", root.sizeGiB)
+            parameters.add("BlockDeviceMapping.1.Ebs.VolumeType", root.volumeType)
+            parameters.add("BlockDeviceMapping.1.Ebs.DeleteOnTermination", root.deleteOnTermination)
+        }
+        parameters.addTagSpecifications(self.tagSpecifications)
+        parameters.add("UserData", self.userData.map { Data($0.utf8).base64EncodedString() })
+        parameters.add("MetadataOptions.HttpEndpoint", "enabled")
+        parameters.add("MetadataOptions.HttpTokens", self.metadataTokensRequired ? "required" : "optional")
+        parameters.add("MetadataOptions.HttpPutResponseHopLimit", self.metadataHopLimit)
+        if self.dryRun { parameters.add("DryRun", true) }
+        return parameters.items
     }
 }

@@ -279,17 +279,38 @@ public struct ClusterProvisioner: Sendable {
         return token.count <= 64 ? token : String(token.suffix(64))
     }
 
+    /// The `RunInstances` of one launch: the placement's image, type and subnet, the root
+    /// volume on the image's own root device, the tags recorded with the intent on the
+    /// instances, their volumes and network interfaces.
+    static func runRequest(_ spec: ClusterSpec, _ state: ProvisionState, _ launch: ProvisionState.Launch,
+                           _ placement: ProvisionState.Placement) -> EC2RunInstancesRequest {
+        EC2RunInstancesRequest(
+            imageID: placement.imageID, instanceType: launch.instanceType ?? placement.instanceType(for: launch.role), count: launch.count,
+            clientToken: launch.clientToken, keyName: state.keyPairName, subnetID: launch.subnetID ?? placement.subnetID,
+            securityGroupIDs: state.securityGroupID.map { [$0] } ?? [],
+            associatePublicIPAddress: spec.sshAddress == .publicIP ? true : nil,
+            rootVolume: EC2RootVolume(deviceName: placement.rootDeviceName, sizeGiB: spec.rootVolumeGiB),
+            tagSpecifications: ["instance", "volume", "network-interface"].map {
+                EC2TagSpecification(resourceType: $0, tags: launch.tags ?? Self.tags(for: spec, role: launch.role, created: state.createdTag))
+            })
+    }
+
+    /// One launch per role, recorded as intent before any is sent.
+    static func intendedLaunches(_ spec: ClusterSpec, _ state: ProvisionState, _ placement: ProvisionState.Placement) -> [ProvisionState.Launch] {
+        spec.counts.filter { wanted in wanted.count > 0 && !state.launches.contains { $0.role == wanted.role } }.map { role, count in
+            ProvisionState.Launch(role: role, clientToken: Self.clientToken(spec, role, attempt: placement.attempt), count: count,
+                                  instanceType: placement.instanceType(for: role), subnetID: placement.subnetID,
+                                  tags: Self.tags(for: spec, role: role, created: state.createdTag))
+        }
+    }
+
     private func launchInstances(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
         guard let placement = state.placement else {
             throw ProvisionError(.conflict, "cluster \(spec.clusterID) has no placement recorded before its launch")
         }
         // Intent first: one launch per role, with its token, type, subnet and tags, so a
         // retried RunInstances is the same request to AWS, tags and all.
-        for (role, count) in spec.counts where count > 0 && !state.launches.contains(where: { $0.role == role }) {
-            state.launches.append(.init(role: role, clientToken: Self.clientToken(spec, role, attempt: placement.attempt), count: count,
-                                        instanceType: placement.instanceType(for: role), subnetID: placement.subnetID,
-                                        tags: Self.tags(for: spec, role: role, created: state.createdTag)))
-        }
+        state.launches += Self.intendedLaunches(spec, state, placement)
         try await observer.checkpoint(state, moment: .before, step: "instances")
         for index in state.launches.indices where state.launches[index].instanceIDs.isEmpty {
             let launch = state.launches[index]
@@ -309,15 +330,7 @@ public struct ClusterProvisioner: Sendable {
                     state.launches[index].instanceIDs = existing.map(\.instanceID).sorted()
                 } else {
                     try await observer.beforeMutation("run \(launch.count) \(launch.role) instances")
-                    let request = EC2RunInstancesRequest(
-                        imageID: placement.imageID, instanceType: instanceType, count: launch.count,
-                        clientToken: launch.clientToken, keyName: state.keyPairName, subnetID: launch.subnetID ?? placement.subnetID,
-                        securityGroupIDs: state.securityGroupID.map { [$0] } ?? [],
-                        associatePublicIPAddress: spec.sshAddress == .publicIP ? true : nil,
-                        rootVolume: EC2RootVolume(deviceName: placement.rootDeviceName, sizeGiB: spec.rootVolumeGiB),
-                        tagSpecifications: ["instance", "volume", "network-interface"].map {
-                            EC2TagSpecification(resourceType: $0, tags: launch.tags ?? Self.tags(for: spec, role: launch.role, created: state.createdTag))
-                        })
+                    let request = Self.runRequest(spec, state, launch, placement)
                     state.launches[index].instanceIDs = try await self.run(request, launch: launch, spec: spec, observer: observer)
                 }
             } catch let error as EC2Error where PlacementFailure.codes.contains(error.code) {

@@ -102,7 +102,16 @@ public struct ClusterSettings: Sendable {
     /// (this worker's for a cluster not provisioned yet).
     public func spec(for cluster: ClusterRecord) throws -> ClusterSpec {
         let request = try JSONDecoder().decode(ClusterRequest.self, from: Data(cluster.request.utf8))
-        var spec = ClusterSpec(clusterID: cluster.id, installerURL: request.installerURL)
+        var spec = self.spec(id: cluster.id, request: request, owner: cluster.owner)
+        spec.region = cluster.region ?? self.region
+        spec.deployment = cluster.deployment ?? self.deployment
+        spec.expiresAt = cluster.expiresAt
+        return spec
+    }
+
+    /// The provisioner spec for a request, in this worker's region.
+    public func spec(id: String, request: ClusterRequest, owner: String) -> ClusterSpec {
+        var spec = ClusterSpec(clusterID: id, installerURL: request.installerURL)
         spec.masters = request.masters
         spec.privateAgents = request.agents
         spec.publicAgents = request.publicAgents
@@ -110,8 +119,8 @@ public struct ClusterSettings: Sendable {
         spec.adminLocation = request.adminLocation
         spec.dcosConfigOverrides = request.dcosConfig
         spec.genconfFiles = request.genconfFiles.map { .init(path: $0.path, contents: Data(base64Encoded: $0.contentsBase64) ?? Data()) }
-        spec.region = cluster.region ?? self.region
-        spec.deployment = cluster.deployment ?? self.deployment
+        spec.region = self.region
+        spec.deployment = self.deployment
         spec.ami = self.ami
         spec.subnetIDs = self.subnetIDs
         spec.fallbackInstanceTypes = self.fallbackInstanceTypes
@@ -119,8 +128,7 @@ public struct ClusterSettings: Sendable {
         spec.sshUser = self.sshUser
         spec.sshPort = self.sshPort
         spec.sshAddress = self.sshAddress
-        spec.owner = cluster.owner
-        spec.expiresAt = cluster.expiresAt
+        spec.owner = owner
         spec.install = self.install
         return spec
     }

@@ -1,0 +1,44 @@
+import AWSProvisioner
+import Foundation
+import Testing
+
+/// `worker plan`: what a request would create, from read-only calls (and DryRun ones),
+/// against the emulator; and a worker that could not build anything refuses to start.
+@Suite("worker plan and the refusals before spend")
+struct PlanTests {
+    @Test("worker plan prints image, subnet and zone, group rules, every RunInstances and the node scripts; --dry-run-aws asks AWS; nothing is created")
+    func plan() async throws {
+        let fleet = try await Fleet()
+        defer { Task { await fleet.stop() } }
+        let subnet = try #require(ProcessInfo.processInfo.environment["FLOTILLA_TEST_SUBNET_ID"])
+        let ec2 = fleet.ec2()
+        let keysBefore = try await ec2.describeKeyPairs().count
+        let groupsBefore = try await ec2.describeSecurityGroups().count
+        let instancesBefore = try await ec2.describeInstances().count
+
+        let plan = try await fleet.run(["worker", "plan", "--nodes", "3", "--dry-run-aws"])
+        #expect(plan.status == 0, "\(plan.stderr)")
+        let text = plan.output
+        print("worker plan --nodes 3 --dry-run-aws, without the node scripts:\n" + text.split(separator: "\n").filter { !$0.hasPrefix("  #") }
+            .prefix(while: { !$0.hasPrefix("--- ") }).joined(separator: "\n"))
+        for expected in ["subnet \(subnet) in us-west-2a", "root device /dev/sda1", "RunInstances (bootstrap):", "RunInstances (master):",
+                         "RunInstances (slave):", "RunInstances (slave_public):", "BlockDeviceMapping.1.DeviceName=/dev/sda1",
+                         "MetadataOptions.HttpTokens=required", "tcp 22 from", "--- ip-detect ", "--- fault-domain-detect ",
+                         "every call would be allowed"] {
+            #expect(text.contains(expected), "'\(expected)' in:\n\(text)")
+        }
+        // ImportKeyPair, CreateSecurityGroup and one RunInstances per role (bootstrap, master, agent, public agent).
+        #expect(text.components(separatedBy: "would succeed (DryRunOperation)").count - 1 == 6, "\(text)")
+        #expect(try await ec2.describeKeyPairs().count == keysBefore)
+        #expect(try await ec2.describeSecurityGroups().count == groupsBefore)
+        #expect(try await ec2.describeInstances().count == instancesBefore)
+
+        // An image the region does not have: refused, nothing written.
+        let unknown = try await fleet.run(["worker", "plan", "--nodes", "1"], environment: ["FLOTILLA_AMI": "ami-0123456789abcdef0"])
+        #expect(unknown.status == 64 && unknown.stderr.contains("ami-0123456789abcdef0 does not exist"), "\(unknown.stderr)")
+
+        // A region with no known image and no FLOTILLA_AMI: worker run refuses to start.
+        let noImage = try await fleet.run(["worker", "run", "--kinds", "provision"], environment: ["AWS_REGION": "eu-west-3", "FLOTILLA_AMI": ""])
+        #expect(noImage.status != 0 && noImage.stderr.contains("set FLOTILLA_AMI"), "\(noImage.stderr)")
+    }
+}

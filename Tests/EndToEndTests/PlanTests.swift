@@ -12,9 +12,6 @@ struct PlanTests {
         defer { Task { await fleet.stop() } }
         let subnet = try #require(ProcessInfo.processInfo.environment["FLOTILLA_TEST_SUBNET_ID"])
         let ec2 = fleet.ec2()
-        let keysBefore = try await ec2.describeKeyPairs().count
-        let groupsBefore = try await ec2.describeSecurityGroups().count
-        let instancesBefore = try await ec2.describeInstances().count
 
         let plan = try await fleet.run(["worker", "plan", "--nodes", "3", "--dry-run-aws"])
         #expect(plan.status == 0, "\(plan.stderr)")
@@ -29,16 +26,23 @@ struct PlanTests {
         }
         // ImportKeyPair, CreateSecurityGroup and one RunInstances per role (bootstrap, master, agent, public agent).
         #expect(text.components(separatedBy: "would succeed (DryRunOperation)").count - 1 == 6, "\(text)")
-        #expect(try await ec2.describeKeyPairs().count == keysBefore)
-        #expect(try await ec2.describeSecurityGroups().count == groupsBefore)
-        #expect(try await ec2.describeInstances().count == instancesBefore)
+        // Nothing of the planned cluster exists: no key pair, group or instance of its name or tag.
+        let name = try #require(text.firstMatch(of: #/CreateSecurityGroup (flotilla-plan-[0-9a-f]+) in/#)?.1).description
+        let clusterID = String(name.dropFirst("flotilla-".count))
+        #expect(try await ec2.describeKeyPairs(filters: [EC2Filter(name: "key-name", values: [name])]).isEmpty)
+        #expect(try await ec2.describeSecurityGroups(filters: [EC2Filter(name: "group-name", values: [name])]).isEmpty)
+        #expect(try await ec2.describeInstances(filters: [.tag("cluster", clusterID)]).isEmpty)
 
         // An image the region does not have: refused, nothing written.
         let unknown = try await fleet.run(["worker", "plan", "--nodes", "1"], environment: ["FLOTILLA_AMI": "ami-0123456789abcdef0"])
         #expect(unknown.status == 64 && unknown.stderr.contains("ami-0123456789abcdef0 does not exist"), "\(unknown.stderr)")
 
         // A region with no known image and no FLOTILLA_AMI: worker run refuses to start.
-        let noImage = try await fleet.run(["worker", "run", "--kinds", "provision"], environment: ["AWS_REGION": "eu-west-3", "FLOTILLA_AMI": ""])
-        #expect(noImage.status != 0 && noImage.stderr.contains("set FLOTILLA_AMI"), "\(noImage.stderr)")
+        let starting = try fleet.startInBackground(["worker", "run", "--kinds", "provision"],
+                                                   environment: ["AWS_REGION": "eu-west-3", "FLOTILLA_AMI": ""])
+        let noImage = await starting.finish(within: .seconds(60))
+        if noImage == nil { starting.send(SIGKILL) }
+        #expect(noImage?.status == 1 && noImage?.stderr.contains("set FLOTILLA_AMI") == true,
+                "worker run must refuse at once: \(noImage.map { "\($0.status) \($0.stderr)" } ?? "still running after 60 s")")
     }
 }

@@ -25,6 +25,14 @@ public struct ProvisionState: Codable, Sendable, Hashable, CustomStringConvertib
     public var placementOptions: [Placement]?
     /// The fallbacks taken, for people: `us-west-2a m4.large: InsufficientInstanceCapacity`.
     public var fallbacks: [String]?
+    /// Placements used so far: the next one's ``Placement/attempt``, so a `ClientToken` is
+    /// never used for two different launches, also across job attempts.
+    public var placementAttempts: Int?
+    /// Instances of an abandoned placement, recorded before they are terminated: a resumed
+    /// run terminates them first.
+    public var abandonedInstanceIDs: [String]?
+    /// Subnets left out of the placements, with why (their zone does not offer a type).
+    public var skippedSubnets: [String]?
     /// The `created` tag of every resource, fixed on the first attempt so that a replayed
     /// `RunInstances` carries exactly the same tags (its `ClientToken` would mismatch otherwise).
     public var createdTag: String?

@@ -37,3 +37,30 @@ extension EC2Client {
         }
     }
 }
+
+/// A network interface as `DescribeNetworkInterfaces` reports it.
+public struct EC2NetworkInterface: Sendable, Hashable {
+    public var networkInterfaceID: String
+    /// `available`, `in-use`, `attaching`, `detaching`, …
+    public var status: String
+    public var attachedInstanceID: String?
+    public var tags: [EC2Tag]
+
+    init(xml: XMLNode) {
+        networkInterfaceID = xml.string("networkInterfaceId") ?? ""
+        status = xml.string("status") ?? "unknown"
+        attachedInstanceID = xml.string("attachment/instanceId")
+        tags = EC2Tag.list(xml)
+    }
+}
+
+extension EC2Client {
+    /// Network interfaces by filter (`tag:cluster`, `attachment.instance-id`, …), across all pages.
+    public func describeNetworkInterfaces(filters: [EC2Filter] = []) async throws -> [EC2NetworkInterface] {
+        var parameters = EC2QueryParameters()
+        parameters.addFilters(filters)
+        return try await describeAll("DescribeNetworkInterfaces", parameters) { root in
+            root.items("networkInterfaceSet").map(EC2NetworkInterface.init(xml:))
+        }
+    }
+}

@@ -49,10 +49,16 @@ struct PlacementFailure: Error, CustomStringConvertible {
 
     var description: String { "\(self.code): \(self.message)" }
 
-    /// Error codes that say "not here, not now" about a zone and type.
-    static let codes: Set<String> = EC2Error.capacityCodes.union(["Unsupported"])
+    /// Error codes that say "not here, not now" about a zone and type. `Unsupported` counts
+    /// only when it names the zone (the type is not offered there); for anything else it is a
+    /// request EC2 will never accept.
+    static func isPlacementFailure(_ error: EC2Error) -> Bool {
+        EC2Error.capacityCodes.contains(error.code) || (error.code == "Unsupported" && error.message.contains("Availability Zone"))
+    }
     /// The state reasons of instances that never started for a reason of the zone's.
     static let stateReasons: Set<String> = ["Server.InsufficientInstanceCapacity", "Server.InternalError"]
+    /// Failures worth remembering for other clusters (an internal error is not about capacity).
+    var isCapacity: Bool { self.code != "Server.InternalError" }
 }
 
 extension ClusterProvisioner {
@@ -101,8 +107,11 @@ extension ClusterProvisioner {
             guard image.state == "available" else {
                 throw refuse("image \(imageID) is \(image.state), not available")
             }
-            guard image.rootDeviceType == nil || image.rootDeviceType == "ebs", let root = image.rootDeviceName else {
-                throw refuse("image \(imageID) has no EBS root device (root device type \(image.rootDeviceType ?? "unknown")): use an EBS-backed image")
+            guard image.rootDeviceType == nil || image.rootDeviceType == "ebs" else {
+                throw refuse("image \(imageID) has an \(image.rootDeviceType ?? "unknown") root device, which cannot be resized: use an EBS-backed image")
+            }
+            guard let root = image.rootDeviceName else {
+                throw refuse("image \(imageID) does not name its root device: use an image that does (every current EBS-backed image does)")
             }
             if let snapshot = image.rootVolumeSizeGiB, spec.rootVolumeGiB < snapshot {
                 throw refuse("the root volume of \(spec.rootVolumeGiB) GiB is smaller than image \(imageID)'s \(snapshot) GiB snapshot: ask for at least \(snapshot) GiB")
@@ -149,6 +158,13 @@ extension ClusterProvisioner {
                     throw refuse("the default VPC of \(spec.region) has no default subnets: set FLOTILLA_SUBNET_ID")
                 }
             }
+            // A group created by an earlier attempt lives in its VPC: stay there.
+            if let existing = state.vpcID, state.securityGroupID != nil {
+                subnets = subnets.filter { $0.vpcID == existing }
+                guard !subnets.isEmpty else {
+                    throw refuse("the cluster's security group is in \(existing), but none of the subnets now configured is: restore FLOTILLA_SUBNET_ID or request a new cluster")
+                }
+            }
             let vpcID = subnets[0].vpcID
             let vpcCIDR = try await self.ec2.describeVpcs(vpcIDs: [vpcID]).first?.cidrBlock
 
@@ -157,6 +173,12 @@ extension ClusterProvisioner {
             let offerings = try await self.ec2.instanceTypeOfferings(instanceTypes: types, zones: Array(Set(zones)).sorted())
             let offered = Set(offerings.map { "\($0.location) \($0.instanceType)" })
             var options: [ProvisionState.Placement] = []
+            state.skippedSubnets = subnets.compactMap { subnet in
+                let zone = subnet.availabilityZone ?? "no zone"
+                let missing = types.filter { !offered.contains("\(zone) \($0)") }
+                return missing.count == types.count || !offered.contains("\(zone) \(spec.bootstrapInstanceType)")
+                    ? "\(subnet.subnetID) (\(zone)): does not offer \(missing.joined(separator: ", "))" : nil
+            }
             for type in spec.nodeInstanceTypes {
                 for subnet in subnets {
                     guard let zone = subnet.availabilityZone,
@@ -174,6 +196,7 @@ extension ClusterProvisioner {
             state.vpcID = vpcID
             state.vpcCIDR = vpcCIDR
             state.placement = try self.nextPlacement(spec, state, after: nil)
+            state.placementAttempts = state.placement!.attempt + 1
         } catch let error as EC2Error {
             throw ProvisionError(.aws, "cannot check the image and network: \(error)", underlying: error)
         }
@@ -202,44 +225,73 @@ extension ClusterProvisioner {
                 continue
             }
             var next = option
-            next.attempt = (current?.attempt ?? -1) + 1
+            next.attempt = state.placementAttempts ?? 0
             return next
         }
         let tried = (state.fallbacks ?? []) + skipped
         throw ProvisionError(.aws, "no capacity left for cluster \(spec.clusterID) in \(spec.region): \(tried.joined(separator: "; "))")
     }
 
-    /// Leaves a placement that found no capacity: terminates whatever the cluster launched
-    /// there, remembers the zone and type for other clusters, records the fallback and moves
-    /// to the next placement (or throws when none is left).
+    /// Leaves a placement that found no capacity: records the decision (the failure, the
+    /// instances to terminate, the next placement) in a checkpoint first, then terminates what
+    /// the cluster launched there and remembers the zone and type for other clusters. When no
+    /// placement is left, the cluster plans afresh on its next job attempt (with new tokens)
+    /// and this one fails retryably.
     func fallBack(_ spec: ClusterSpec, _ state: inout ProvisionState, _ failure: PlacementFailure,
                   _ observer: any ProvisionObserver) async throws {
-        guard let placement = state.placement else { throw failure }
-        self.capacity.remember(region: spec.region, zone: placement.availabilityZone, instanceType: failure.instanceType, code: failure.code)
+        guard let placement = state.placement else {
+            throw ProvisionError(.aws, "launch of \(spec.clusterID) found no capacity (\(failure)) and has no placement recorded to move from")
+        }
+        if failure.isCapacity {
+            self.capacity.remember(region: spec.region, zone: placement.availabilityZone, instanceType: failure.instanceType, code: failure.code)
+        }
+        let partial: [String]
         do {
             let tagged = try await self.ec2.describeInstances(filters: [
                 .tag("cluster", spec.clusterID), EC2Filter(name: "subnet-id", values: [placement.subnetID]),
                 EC2Filter(name: "instance-state-name", values: ["pending", "running", "stopping", "stopped"]),
             ]).map(\.instanceID)
-            let partial = Set(tagged).union(state.instanceIDs).sorted()
-            if !partial.isEmpty {
-                try await observer.beforeMutation("terminate \(partial.count) instances of the abandoned placement")
-                _ = try await self.untilVisible("terminating the abandoned launch", codes: ["InvalidInstanceID.NotFound"], observer: observer) {
-                    try await self.ec2.terminateInstances(instanceIDs: partial)
-                }
-            }
+            partial = Set(tagged).union(state.instanceIDs).sorted()
         } catch let error as EC2Error {
-            throw ProvisionError(.aws, "cannot clean up the launch in \(placement.availabilityZone): \(error)", underlying: error)
+            throw ProvisionError(.aws, "cannot find the launch to clean up in \(placement.availabilityZone): \(error)", underlying: error)
         }
         let entry = "\(placement.availabilityZone) \(failure.instanceType): \(failure.code)"
         state.fallbacks = (state.fallbacks ?? []) + [entry]
-        let next = try self.nextPlacement(spec, state, after: placement)
-        state.placement = next
+        state.abandonedInstanceIDs = Array(Set(state.abandonedInstanceIDs ?? []).union(partial)).sorted()
         state.launches = []
         state.nodes = []
         state.step = min(state.step, .securityGroupReady)
+        let next: ProvisionState.Placement
+        do {
+            next = try self.nextPlacement(spec, state, after: placement)
+        } catch {
+            // Nothing left: plan again next time, with new tokens, once the memory has expired.
+            state.placement = nil
+            state.fallbacks = nil
+            try await observer.checkpoint(state, moment: .before, step: "fallback: \(entry); no placement left")
+            try await self.terminateAbandoned(spec, &state, observer)
+            throw error
+        }
+        state.placement = next
+        state.placementAttempts = next.attempt + 1
         let message = "fallback: \(entry); now \(next.availabilityZone) \(next.instanceType)"
         await observer.progress(message)
         try await observer.checkpoint(state, moment: .before, step: message)
+        try await self.terminateAbandoned(spec, &state, observer)
+    }
+
+    /// Terminates the instances of abandoned placements (recorded before, so a crash here
+    /// is finished by the next run).
+    func terminateAbandoned(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
+        guard let ids = state.abandonedInstanceIDs, !ids.isEmpty else { return }
+        do {
+            try await observer.beforeMutation("terminate \(ids.count) instances of an abandoned placement")
+            _ = try await self.untilVisible("terminating the abandoned launch", codes: ["InvalidInstanceID.NotFound"], observer: observer) {
+                try await self.ec2.terminateInstances(instanceIDs: ids)
+            }
+        } catch let error as EC2Error {
+            throw ProvisionError(.aws, "cannot terminate the abandoned launch of \(spec.clusterID): \(error)", underlying: error)
+        }
+        state.abandonedInstanceIDs = nil
     }
 }

@@ -132,18 +132,28 @@ extension ClusterProvisioner {
         return name
     }
 
-    /// Everything tagged with the cluster (or named for it) that is still there.
+    /// Everything tagged with the cluster (or named for it) that is still there: each kind
+    /// Flotilla tags at creation (instances, volumes, network interfaces, security groups,
+    /// key pairs) listed by the `cluster` tag, and the group and key pair by name too.
     public func leftovers(_ spec: ClusterSpec, state: ProvisionState?) async throws -> [String] {
         do {
             var found: [String] = []
-            let instances = try await self.ec2.describeInstances(filters: [.tag("cluster", spec.clusterID)])
+            let tag = EC2Filter.tag("cluster", spec.clusterID)
+            let instances = try await self.ec2.describeInstances(filters: [tag])
             found += instances.filter { $0.state != .terminated }.map { "instance \($0.instanceID) (\($0.state))" }
-            let groups = try await self.ec2.describeSecurityGroups(filters: [EC2Filter(name: "group-name", values: [spec.resourceName])])
-            found += groups.map { "security group \($0.groupID)" }
+            let volumes = try await self.ec2.describeVolumes(filters: [tag])
+            found += volumes.filter { !["deleted", "deleting"].contains($0.state) }.map { "volume \($0.volumeID) (\($0.state))" }
+            let interfaces = try await self.ec2.describeNetworkInterfaces(filters: [tag])
+            found += interfaces.map { "network interface \($0.networkInterfaceID) (\($0.status))" }
+            let byName = try await self.ec2.describeSecurityGroups(filters: [EC2Filter(name: "group-name", values: [spec.resourceName])])
+            let byTag = try await self.ec2.describeSecurityGroups(filters: [tag])
+            found += Set((byName + byTag).map(\.groupID)).sorted().map { "security group \($0)" }
             let name = state?.keyPairName ?? spec.resourceName
+            var keys = Set(try await self.ec2.describeKeyPairs(filters: [tag]).map(\.keyName))
             do {
-                found += try await self.ec2.describeKeyPairs(names: [name]).map { "key pair \($0.keyName)" }
+                keys.formUnion(try await self.ec2.describeKeyPairs(names: [name]).map(\.keyName))
             } catch let error as EC2Error where error.code == "InvalidKeyPair.NotFound" {}
+            found += keys.sorted().map { "key pair \($0)" }
             return found
         } catch let error as EC2Error {
             throw ProvisionError(.aws, "cannot check what remains of \(spec.clusterID): \(error)", underlying: error)

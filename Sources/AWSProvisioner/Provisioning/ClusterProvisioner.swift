@@ -102,6 +102,7 @@ public struct ClusterProvisioner: Sendable {
         if state.step < .instancesLaunched && state.placement == nil { try await self.plan(spec, &state, observer) }
         if state.step < .keyImported { try await self.importKeyPair(spec, &state, observer) }
         if state.step < .securityGroupReady { try await self.createSecurityGroup(spec, &state, observer) }
+        if state.abandonedInstanceIDs?.isEmpty == false { try await self.terminateAbandoned(spec, &state, observer) }
         while state.step < .instancesRunning {
             do {
                 if state.step < .instancesLaunched { try await self.launchInstances(spec, &state, observer) }
@@ -295,12 +296,28 @@ public struct ClusterProvisioner: Sendable {
             })
     }
 
+    /// The live instances of one launch: by its `launch` tag (the token), or for launches
+    /// recorded before that tag existed, by the cluster and role (and subnet when recorded).
+    static func launchFilters(_ spec: ClusterSpec, _ launch: ProvisionState.Launch) -> [EC2Filter] {
+        var filters = [EC2Filter(name: "instance-state-name", values: ["pending", "running"])]
+        if launch.tags?.contains(where: { $0.key == "launch" }) == true {
+            filters.append(.tag("launch", launch.clientToken))
+        } else {
+            filters += [.tag("cluster", spec.clusterID), .tag("role", launch.role.rawValue)]
+            if let subnet = launch.subnetID { filters.append(EC2Filter(name: "subnet-id", values: [subnet])) }
+        }
+        return filters
+    }
+
     /// One launch per role, recorded as intent before any is sent.
     static func intendedLaunches(_ spec: ClusterSpec, _ state: ProvisionState, _ placement: ProvisionState.Placement) -> [ProvisionState.Launch] {
         spec.counts.filter { wanted in wanted.count > 0 && !state.launches.contains { $0.role == wanted.role } }.map { role, count in
-            ProvisionState.Launch(role: role, clientToken: Self.clientToken(spec, role, attempt: placement.attempt), count: count,
-                                  instanceType: placement.instanceType(for: role), subnetID: placement.subnetID,
-                                  tags: Self.tags(for: spec, role: role, created: state.createdTag))
+            let token = Self.clientToken(spec, role, attempt: placement.attempt)
+            // The `launch` tag carries the token: a launch's instances are found by it exactly,
+            // never mistaken for another attempt's in the same subnet.
+            return ProvisionState.Launch(role: role, clientToken: token, count: count,
+                                         instanceType: placement.instanceType(for: role), subnetID: placement.subnetID,
+                                         tags: Self.tags(for: spec, role: role, created: state.createdTag) + [EC2Tag(key: "launch", value: token)])
         }
     }
 
@@ -316,13 +333,9 @@ public struct ClusterProvisioner: Sendable {
             let launch = state.launches[index]
             let instanceType = launch.instanceType ?? placement.instanceType(for: launch.role)
             do {
-                // Instances of this launch may exist already (created before a crash); the
-                // role tag, set at creation, finds them even where ClientToken is ignored.
-                let existing = try await self.ec2.describeInstances(filters: [
-                    .tag("cluster", spec.clusterID), .tag("role", launch.role.rawValue),
-                    EC2Filter(name: "subnet-id", values: [launch.subnetID ?? placement.subnetID]),
-                    EC2Filter(name: "instance-state-name", values: ["pending", "running"]),
-                ])
+                // Instances of this launch may exist already (created before a crash): its
+                // tags, set at creation, find them even where ClientToken is ignored.
+                let existing = try await self.ec2.describeInstances(filters: Self.launchFilters(spec, launch))
                 if !existing.isEmpty {
                     guard existing.count == launch.count else {
                         throw ProvisionError(.conflict, "found \(existing.count) \(launch.role) instances of cluster \(spec.clusterID) where \(launch.count) were requested")
@@ -333,7 +346,7 @@ public struct ClusterProvisioner: Sendable {
                     let request = Self.runRequest(spec, state, launch, placement)
                     state.launches[index].instanceIDs = try await self.run(request, launch: launch, spec: spec, observer: observer)
                 }
-            } catch let error as EC2Error where PlacementFailure.codes.contains(error.code) {
+            } catch let error as EC2Error where PlacementFailure.isPlacementFailure(error) {
                 throw PlacementFailure(code: error.code, message: error.message, instanceType: instanceType)
             } catch let error as EC2Error {
                 throw ProvisionError(.aws, "cannot launch \(launch.role) instances: \(error)", underlying: error)
@@ -361,11 +374,7 @@ public struct ClusterProvisioner: Sendable {
             let ec2 = self.ec2
             return try await poll("the instances of launch \(launch.clientToken)", timeout: Self.visibilityTimeout, interval: .seconds(2)) {
                 () -> ([String]?, String) in
-                let found = try await ec2.describeInstances(filters: [
-                    .tag("cluster", spec.clusterID), .tag("role", launch.role.rawValue),
-                    EC2Filter(name: "subnet-id", values: [request.subnetID ?? ""]),
-                    EC2Filter(name: "instance-state-name", values: ["pending", "running"]),
-                ])
+                let found = try await ec2.describeInstances(filters: Self.launchFilters(spec, launch))
                 return (found.count == launch.count ? found.map(\.instanceID).sorted() : nil, "\(found.count) of \(launch.count) found")
             }
         }
@@ -374,6 +383,9 @@ public struct ClusterProvisioner: Sendable {
     private func waitForInstances(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
         let ids = state.instanceIDs
         let roles = Dictionary(uniqueKeysWithValues: state.launches.flatMap { launch in launch.instanceIDs.map { ($0, launch.role) } })
+        let types = Dictionary(uniqueKeysWithValues: state.launches.flatMap { launch in
+            launch.instanceIDs.map { ($0, launch.instanceType ?? state.placement?.instanceType(for: launch.role) ?? "") }
+        })
         let needsPublicIP = spec.sshAddress == .publicIP
         let ec2 = self.ec2
         let instances = try await poll("\(ids.count) instances to be running with their IP addresses",
@@ -391,7 +403,7 @@ public struct ClusterProvisioner: Sendable {
                 let reason = gone.stateReasonCode ?? "no reason given"
                 if PlacementFailure.stateReasons.contains(reason) {
                     throw PlacementFailure(code: reason, message: gone.stateReasonMessage ?? "instance \(gone.instanceID) ended while pending",
-                                           instanceType: gone.instanceType ?? "")
+                                           instanceType: gone.instanceType ?? types[gone.instanceID] ?? "unknown")
                 }
                 throw ProvisionError(.aws, "instance \(gone.instanceID) is \(gone.state) before the cluster was ready (\(reason))")
             }

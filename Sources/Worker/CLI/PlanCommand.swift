@@ -34,6 +34,10 @@ struct PlanCommand: AsyncParsableCommand {
         let request = try self.shape.request(lifetimeSeconds: 7200)
         let aws: AWSContext
         do { aws = try AWSContext.fromEnvironment(logger: logger) } catch { fail("cannot set up AWS: \(error)") }
+        func stop(_ message: String, code: Int32) async -> Never {
+            await aws.shutdown()
+            fail(message, code: code)
+        }
         do {
             try aws.settings.requireImage()
             let id = "plan-" + String(UUID().uuidString.lowercased().filter(\.isHexDigit).prefix(10))
@@ -43,7 +47,7 @@ struct PlanCommand: AsyncParsableCommand {
             do {
                 plan = try await provisioner.plan(spec)
             } catch let error as ProvisionError {
-                fail("plan refused: \(error.message)", code: error.code == .invalidSpec ? 64 : 1)
+                await stop("plan refused: \(error.message)", code: error.code == .invalidSpec ? 64 : 1)
             }
             print(Self.render(plan, spec: spec, scripts: !self.noScripts))
             if self.dryRunAWS {
@@ -57,8 +61,11 @@ struct PlanCommand: AsyncParsableCommand {
                 return
             }
         } catch let error as SettingsError {
-            await aws.shutdown()
-            fail(error.description, code: 64)
+            await stop(error.description, code: 64)
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            await stop("plan failed: \(error)", code: 1)
         }
         await aws.shutdown()
     }
@@ -70,8 +77,9 @@ struct PlanCommand: AsyncParsableCommand {
         lines.append("  image:           \(placement.imageID), root device \(placement.rootDeviceName), root volume \(spec.rootVolumeGiB) GiB")
         lines.append("  network:         VPC \(placement.vpcID) (\(placement.vpcCIDR ?? "-")), subnet \(placement.subnetID) in \(placement.availabilityZone)")
         lines.append("  instance types:  nodes \(placement.instanceType), bootstrap \(placement.bootstrapInstanceType)")
-        let others = (plan.state.placementOptions ?? []).dropFirst().map { "\($0.availabilityZone) \($0.instanceType)" }
+        let others = (plan.state.placementOptions ?? []).dropFirst().map { "\($0.availabilityZone) \($0.subnetID) \($0.instanceType)" }
         lines.append("  capacity fallbacks, in order: \(others.isEmpty ? "none" : others.joined(separator: ", "))")
+        for skipped in plan.state.skippedSubnets ?? [] { lines.append("  not used:        \(skipped)") }
         lines.append("")
         lines.append("CreateSecurityGroup \(plan.securityGroupName) in \(placement.vpcID), ingress rules:")
         for rule in plan.securityGroupRules {

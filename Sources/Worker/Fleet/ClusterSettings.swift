@@ -47,7 +47,13 @@ public struct ClusterSettings: Sendable {
         for subnet in settings.subnetIDs where subnet.wholeMatch(of: /subnet-[0-9a-f]{8,17}/) == nil {
             throw SettingsError("FLOTILLA_SUBNET_ID: '\(subnet.prefix(40))' is not a subnet id like subnet-0123456789abcdef0")
         }
+        guard settings.subnetIDs.count <= 16 else {
+            throw SettingsError("FLOTILLA_SUBNET_ID names \(settings.subnetIDs.count) subnets: give at most 16 (one per zone is enough)")
+        }
         settings.fallbackInstanceTypes = list("FLOTILLA_INSTANCE_TYPES")
+        guard settings.fallbackInstanceTypes.count <= 8 else {
+            throw SettingsError("FLOTILLA_INSTANCE_TYPES names \(settings.fallbackInstanceTypes.count) types: give at most 8")
+        }
         for type in settings.fallbackInstanceTypes where type.wholeMatch(of: /[a-z][a-z0-9-]*\.[a-z0-9]+/) == nil {
             throw SettingsError("FLOTILLA_INSTANCE_TYPES: '\(type.prefix(40))' is not an EC2 instance type like m5.xlarge")
         }

@@ -146,6 +146,40 @@ struct PlacementTests {
         }
     }
 
+    @Test("a fallback interrupted just before or just after its checkpoint resumes to a ready cluster in the next zone, with nothing left in the first")
+    func fallbackResumes() async throws {
+        let cluster = try LoopbackCluster.current()
+        try await FaultProxy.with(upstream: cluster.stack.endpoint) { proxy in
+            let failures = await forEachLimited([true, false], limit: 2) { stored -> String? in
+                var spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+                spec.subnetIDs = [cluster.subnetB, cluster.subnetID]
+                do {
+                    try await proxy.add(.init(action: "RunInstances", times: 3, status: 500, code: "InsufficientInstanceCapacity",
+                                              message: "no m4.large capacity", match: "ClientToken=\(spec.resourceName)-master&"))
+                    let interrupted = RecordingObserver(interruptOn: "fallback", storeInterrupted: stored)
+                    do {
+                        _ = try await cluster.provisioner(endpoint: proxy.endpoint).provision(spec, observer: interrupted)
+                        return "stored \(stored): the fallback did not interrupt"
+                    } catch is RecordingObserver.Interrupted {}
+                    let resumed = try await cluster.provisioner(endpoint: proxy.endpoint)
+                        .provision(spec, from: interrupted.saved, observer: RecordingObserver())
+                    let live = try await cluster.liveInstances(spec)
+                    cluster.reap(resumed)
+                    try await cluster.provisioner().teardown(spec, state: resumed, settings: .fast, observer: RecordingObserver())
+                    guard resumed.placement?.subnetID == cluster.subnetID, live.count == 2,
+                          Set(live.map(\.instanceID)) == Set(resumed.instanceIDs), !live.contains(where: { $0.subnetID == cluster.subnetB })
+                    else {
+                        return "stored \(stored): placement \(String(describing: resumed.placement)), live \(live.map { "\($0.instanceID) \($0.subnetID ?? "-")" })"
+                    }
+                    return nil
+                } catch {
+                    return "stored \(stored): \(error)"
+                }
+            }
+            #expect(failures.compactMap { $0 }.isEmpty, "\(failures.compactMap { $0 })")
+        }
+    }
+
     @Test("NotFound right after create (group, key pair, instances), a lost RunInstances answer and DependencyViolation on teardown are waited out in the step: one attempt, no duplicate")
     func eventualConsistency() async throws {
         let cluster = try LoopbackCluster.current()
@@ -182,6 +216,25 @@ struct PlacementTests {
         }
     }
 
+    @Test("teardown's last check lists every kind Flotilla tags (instances, volumes, network interfaces, groups, key pairs) by the cluster tag")
+    func leftoversByTag() async throws {
+        let cluster = try LoopbackCluster.current()
+        let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        let tags = "ResourceType=%@,Tags=[{Key=cluster,Value=\(spec.clusterID)}]"
+        let volume = try await Self.cli(cluster, ["ec2", "create-volume", "--availability-zone", "\(cluster.stack.region)a", "--size", "1",
+                                                  "--tag-specifications", String(format: tags, "volume")])
+        let interface = try await Self.cli(cluster, ["ec2", "create-network-interface", "--subnet-id", cluster.subnetB,
+                                                     "--tag-specifications", String(format: tags, "network-interface")])
+        let volumeID = try #require(volume["VolumeId"] as? String)
+        let interfaceID = try #require((interface["NetworkInterface"] as? [String: Any])?["NetworkInterfaceId"] as? String)
+        let found = try await cluster.provisioner().leftovers(spec, state: nil)
+        _ = try await Self.cli(cluster, ["ec2", "delete-volume", "--volume-id", volumeID])
+        _ = try await Self.cli(cluster, ["ec2", "delete-network-interface", "--network-interface-id", interfaceID])
+        #expect(found.contains { $0.hasPrefix("volume \(volumeID)") } && found.contains { $0.hasPrefix("network interface \(interfaceID)") },
+                "\(found)")
+        #expect(try await cluster.provisioner().leftovers(spec, state: nil).isEmpty)
+    }
+
     struct Volume: CustomStringConvertible {
         var device: String
         var size: Int
@@ -190,15 +243,26 @@ struct PlacementTests {
 
     /// The volumes attached to an instance, as `aws ec2 describe-volumes` lists them.
     static func volumesWithCLI(_ cluster: LoopbackCluster, instanceID: String) async throws -> [Volume] {
+        let object = try await Self.cli(cluster, ["ec2", "describe-volumes", "--filters", "Name=attachment.instance-id,Values=\(instanceID)"])
+        guard let volumes = object["Volumes"] as? [[String: Any]] else {
+            throw FixtureError(message: "aws ec2 describe-volumes answered without Volumes: \(object)")
+        }
+        return volumes.map { volume in
+            let attachment = (volume["Attachments"] as? [[String: Any]])?.first { $0["InstanceId"] as? String == instanceID }
+            return Volume(device: attachment?["Device"] as? String ?? "?", size: volume["Size"] as? Int ?? -1)
+        }
+    }
+
+    /// Runs the AWS CLI against the emulator as the test user; its JSON answer.
+    static func cli(_ cluster: LoopbackCluster, _ arguments: [String]) async throws -> [String: Any] {
         let environment = ProcessInfo.processInfo.environment
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["AWS_ACCESS_KEY_ID=\(environment["FLOTILLA_TEST_AWS_ACCESS_KEY_ID"] ?? "")",
                              "AWS_SECRET_ACCESS_KEY=\(environment["FLOTILLA_TEST_AWS_SECRET_ACCESS_KEY"] ?? "")",
                              "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
-                             "aws", "ec2", "describe-volumes", "--endpoint-url", cluster.stack.endpoint.absoluteString,
-                             "--region", cluster.stack.region, "--output", "json",
-                             "--filters", "Name=attachment.instance-id,Values=\(instanceID)"]
+                             "aws", "--endpoint-url", cluster.stack.endpoint.absoluteString,
+                             "--region", cluster.stack.region, "--output", "json"] + arguments
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
@@ -209,13 +273,13 @@ struct PlacementTests {
             process.waitUntilExit()
             return data
         }
-        guard process.terminationStatus == 0,
-              let object = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let volumes = object["Volumes"] as? [[String: Any]]
-        else { throw FixtureError(message: "aws ec2 describe-volumes failed: \(String(decoding: data, as: UTF8.self))") }
-        return volumes.map { volume in
-            let attachment = (volume["Attachments"] as? [[String: Any]])?.first { $0["InstanceId"] as? String == instanceID }
-            return Volume(device: attachment?["Device"] as? String ?? "?", size: volume["Size"] as? Int ?? -1)
+        guard process.terminationStatus == 0 else {
+            throw FixtureError(message: "aws \(arguments.prefix(2).joined(separator: " ")) failed (exit \(process.terminationStatus)): \(String(decoding: data, as: UTF8.self))")
         }
+        if data.isEmpty { return [:] }
+        guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw FixtureError(message: "aws \(arguments.prefix(2).joined(separator: " ")) did not answer a JSON object")
+        }
+        return object
     }
 }

@@ -147,12 +147,15 @@ final class RecordingObserver: ProvisionObserver, Sendable {
     private let started = ContinuousClock.now
     private let state = Mutex(State())
     let interruptAt: Int?
+    /// Also interrupt at the first checkpoint whose step starts with this.
+    let interruptOn: String?
     let storeInterrupted: Bool
     let onCheckpoint: @Sendable (ProvisionState, CheckpointMoment, String) throws -> Void
 
-    init(interruptAt: Int? = nil, storeInterrupted: Bool = true,
+    init(interruptAt: Int? = nil, interruptOn: String? = nil, storeInterrupted: Bool = true,
          onCheckpoint: @escaping @Sendable (ProvisionState, CheckpointMoment, String) throws -> Void = { _, _, _ in }) {
         self.interruptAt = interruptAt
+        self.interruptOn = interruptOn
         self.storeInterrupted = storeInterrupted
         self.onCheckpoint = onCheckpoint
     }
@@ -169,7 +172,7 @@ final class RecordingObserver: ProvisionObserver, Sendable {
             state.labels.append("\(moment) \(step)")
             let elapsed = ContinuousClock.now - self.started
             state.timings.append("\(moment) \(step) at \(String(format: "%.2f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)) s")
-            let interrupt = state.count == self.interruptAt
+            let interrupt = state.count == self.interruptAt || self.interruptOn.map { step.hasPrefix($0) } == true
             if !interrupt || self.storeInterrupted { state.saved = checkpoint }
             return interrupt
         }

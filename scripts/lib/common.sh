@@ -123,6 +123,8 @@ stack_install() {
   stack_pip "moto[server]==$MOTO_VERSION"
   # prometheus_client's parser reads /metrics whole; selenium drives chromedriver.
   stack_pip "prometheus_client==0.26.0" "selenium==4.51.0"
+  # The placement tests count volumes with the AWS CLI, as an operator would.
+  stack_pip "awscli==1.45.11"
   if ! command -v swift >/dev/null 2>&1; then
     [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
   fi

@@ -6,4 +6,11 @@ import Logging
 public protocol CredentialsProvider: Sendable {
     /// Fetches credentials anew.
     func resolveCredentials(logger: Logger) async throws -> AWSCredentials
+    /// Temporary credentials this provider cannot renew (a session token given once), which
+    /// then fail every call once they expire.
+    var temporaryWithoutRenewal: Bool { get }
+}
+
+extension CredentialsProvider {
+    public var temporaryWithoutRenewal: Bool { false }
 }

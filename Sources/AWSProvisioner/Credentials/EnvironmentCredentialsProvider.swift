@@ -10,6 +10,9 @@ public struct EnvironmentCredentialsProvider: CredentialsProvider {
         self.environment = environment
     }
 
+    /// A session token from the environment is temporary and nothing here can renew it.
+    public var temporaryWithoutRenewal: Bool { !(environment["AWS_SESSION_TOKEN"] ?? "").isEmpty }
+
     /// Whether the environment holds an access key and a secret.
     public var isConfigured: Bool {
         !(environment["AWS_ACCESS_KEY_ID"] ?? "").isEmpty && !(environment["AWS_SECRET_ACCESS_KEY"] ?? "").isEmpty

@@ -29,33 +29,7 @@ public struct ProcessCredentialsProvider: CredentialsProvider {
     }
 
     static func decode(_ output: Data) throws -> AWSCredentials {
-        struct Payload: Decodable {
-            var Version: Int?
-            var AccessKeyId: String?
-            var SecretAccessKey: String?
-            var SessionToken: String?
-            var Expiration: String?
-        }
-        let payload: Payload
-        do {
-            payload = try JSONDecoder().decode(Payload.self, from: output)
-        } catch {
-            throw CredentialsError(.processFailed, "credential_process did not print a JSON object")
-        }
-        if let version = payload.Version, version != 1 {
-            throw CredentialsError(.processFailed, "credential_process printed Version \(version); only 1 is supported")
-        }
-        guard let key = payload.AccessKeyId, !key.isEmpty, let secret = payload.SecretAccessKey, !secret.isEmpty else {
-            throw CredentialsError(.processFailed, "credential_process output lacks AccessKeyId or SecretAccessKey")
-        }
-        var expiration: Date?
-        if let text = payload.Expiration {
-            guard let date = AWSTimestamp.parse(text) else {
-                throw CredentialsError(.processFailed, "credential_process printed an Expiration that is not ISO 8601")
-            }
-            expiration = date
-        }
-        return AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: payload.SessionToken, expiration: expiration)
+        try TemporaryCredentialsJSON.decode(output, source: "credential_process", failure: .processFailed)
     }
 
     private func run() async throws -> (Int32, Data, Data) {

@@ -70,7 +70,36 @@ public struct ProfileCredentials: Sendable {
         if let command = settings["credential_process"] {
             return ProcessCredentialsProvider(command: command)
         }
-        throw CredentialsError(.notFound, "profile \(profile) has no credentials (keys, credential_process or role_arn)")
+        if let account = settings["sso_account_id"], let role = settings["sso_role_name"] {
+            return try self.ssoProvider(profile: profile, settings: settings, account: account, role: role)
+        }
+        throw CredentialsError(.notFound, "profile \(profile) has no credentials (keys, credential_process, role_arn or sso_*)")
+    }
+
+    /// IAM Identity Center: `sso_session` (a `[sso-session NAME]` section with `sso_region`
+    /// and `sso_start_url`), or the legacy `sso_start_url` + `sso_region` in the profile.
+    private func ssoProvider(profile: String, settings: [String: String], account: String, role: String) throws -> SSOCredentialsProvider {
+        let cacheKey: String
+        let region: String?
+        if let session = settings["sso_session"] {
+            guard let section = files.ssoSessions[session] else {
+                throw CredentialsError(.invalidConfiguration, "profile \(profile) names sso_session \(session), which has no [sso-session \(session)] section")
+            }
+            cacheKey = session
+            region = section["sso_region"]
+        } else {
+            guard let start = settings["sso_start_url"] else {
+                throw CredentialsError(.invalidConfiguration, "profile \(profile) has sso_account_id but neither sso_session nor sso_start_url")
+            }
+            cacheKey = start
+            region = settings["sso_region"]
+        }
+        guard let region else { throw CredentialsError(.invalidConfiguration, "profile \(profile): no sso_region") }
+        let home = environment["HOME"] ?? NSHomeDirectory()
+        let portal = (environment["AWS_ENDPOINT_URL_SSO"]).flatMap { $0.isEmpty ? nil : URL(string: $0) }
+        return SSOCredentialsProvider(accountID: account, roleName: role, region: region, cacheKey: cacheKey,
+                                      cacheDirectory: URL(fileURLWithPath: home).appendingPathComponent(".aws/sso/cache"),
+                                      portal: portal, httpClient: httpClient)
     }
 
     private func staticKeys(_ settings: [String: String]) -> AWSCredentials? {

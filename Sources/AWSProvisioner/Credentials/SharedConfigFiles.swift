@@ -9,6 +9,8 @@ import Foundation
 public struct SharedConfigFiles: Sendable, Equatable {
     /// Settings per profile name, keys lower-cased.
     public var profiles: [String: [String: String]]
+    /// `[sso-session NAME]` sections of the config file, keys lower-cased.
+    public var ssoSessions: [String: [String: String]] = [:]
 
     public init(profiles: [String: [String: String]] = [:]) {
         self.profiles = profiles
@@ -28,14 +30,19 @@ public struct SharedConfigFiles: Sendable, Equatable {
     /// Parses file contents; `config` uses `[profile NAME]` sections, `credentials` `[NAME]`.
     public init(config: String, credentials: String) {
         var profiles: [String: [String: String]] = [:]
+        var sessions: [String: [String: String]] = [:]
         for (section, values) in Self.parse(config) {
             let name: String
             if section == "default" {
                 name = "default"
             } else if section.hasPrefix("profile ") || section.hasPrefix("profile\t") {
                 name = String(section.dropFirst("profile".count)).trimmingWhitespace()
+            } else if section.hasPrefix("sso-session ") {
+                sessions[String(section.dropFirst("sso-session".count)).trimmingWhitespace(), default: [:]]
+                    .merge(values) { _, new in new }
+                continue
             } else {
-                continue  // sso-session, services and other non-profile sections
+                continue  // services and other non-profile sections
             }
             profiles[name, default: [:]].merge(values) { _, new in new }
         }
@@ -43,6 +50,7 @@ public struct SharedConfigFiles: Sendable, Equatable {
             profiles[section, default: [:]].merge(values) { _, new in new }
         }
         self.profiles = profiles
+        self.ssoSessions = sessions
     }
 
     /// The settings of one profile, or `nil` if neither file defines it.

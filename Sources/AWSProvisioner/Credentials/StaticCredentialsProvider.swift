@@ -11,4 +11,7 @@ public struct StaticCredentialsProvider: CredentialsProvider {
     public func resolveCredentials(logger: Logger) async throws -> AWSCredentials {
         credentials
     }
+
+    /// A profile's `aws_session_token` is given once: nothing renews it.
+    public var temporaryWithoutRenewal: Bool { credentials.sessionToken != nil }
 }

@@ -14,6 +14,8 @@ public struct EC2Error: Error, Sendable, CustomStringConvertible {
     public var httpStatus: Int?
     /// What caused this error locally (a transport error), if anything.
     public var underlying: (any Error & Sendable)?
+    /// The answer's `Date` header: AWS's clock, to correct a skewed local one.
+    public var serverDate: Date?
 
     public init(code: String, message: String, requestID: String? = nil, httpStatus: Int? = nil, underlying: (any Error & Sendable)? = nil) {
         self.code = code
@@ -61,6 +63,9 @@ public struct EC2Error: Error, Sendable, CustomStringConvertible {
         "InsufficientAddressCapacity", "InsufficientCapacity", "InsufficientCapacityOnHost",
     ]
     static let expiredCodes: Set<String> = ["ExpiredToken", "ExpiredTokenException", "RequestExpired"]
+    /// Codes AWS answers when the request's timestamp is too far from its clock.
+    static let skewCodes: Set<String> = ["RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture", "InvalidSignatureException",
+                                         "SignatureDoesNotMatch", "AuthFailure"]
     static let transientCodes: Set<String> = [
         "InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable",
         Code.requestTimeout, Code.transport,

@@ -61,21 +61,49 @@ public struct AWSEnvironment: Sendable {
         let ec2 = AWSServiceConfiguration(region: region, endpoint: try endpoint("ec2", "AWS_ENDPOINT_URL_EC2"))
         let sts = AWSServiceConfiguration(region: region, endpoint: try endpoint("sts", "AWS_ENDPOINT_URL_STS"))
 
-        let provider: any CredentialsProvider
+        let provider = try Self.credentialsChain(environment: environment, files: files, profile: profile, sts: sts,
+                                                 httpClient: httpClient, cacheConfiguration: cacheConfiguration, logger: logger)
+        return AWSEnvironment(profile: profile, region: region, ec2Configuration: ec2, stsConfiguration: sts, credentialsProvider: provider)
+    }
+
+    /// The first source configured, in the SDKs' order: environment keys, a web identity
+    /// (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`), the profile (keys, role,
+    /// `credential_process`, SSO), the container role (`AWS_CONTAINER_CREDENTIALS_*`), the
+    /// instance role (IMDSv2; `AWS_EC2_METADATA_DISABLED=true` turns it off).
+    static func credentialsChain(environment: [String: String], files: SharedConfigFiles, profile: String,
+                                 sts: AWSServiceConfiguration, httpClient: HTTPClient,
+                                 cacheConfiguration: CredentialsCache.Configuration, logger: Logger) throws -> any CredentialsProvider {
         let fromEnvironment = EnvironmentCredentialsProvider(environment: environment)
         if fromEnvironment.isConfigured {
-            provider = fromEnvironment
-        } else {
-            let profiles = ProfileCredentials(files: files, environment: environment, stsConfiguration: sts,
-                httpClient: httpClient, cacheConfiguration: cacheConfiguration)
-            do {
-                provider = try profiles.provider(for: profile, logger: logger)
-            } catch let error as CredentialsError where error.code == .notFound {
-                throw CredentialsError(.notFound, "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or configure profile \(profile)",
-                    underlying: error)
+            if nonEmpty(environment["AWS_SESSION_TOKEN"]) != nil {
+                // Nothing can renew these: say so now, not when a key pair cannot be deleted.
+                logger.warning("AWS credentials come from AWS_SESSION_TOKEN in the environment: temporary and not renewable; once they expire every AWS call (key-pair deletions included) fails until the worker restarts with new ones. Prefer a profile, a role, or instance credentials")
             }
+            return fromEnvironment
         }
-        return AWSEnvironment(profile: profile, region: region, ec2Configuration: ec2, stsConfiguration: sts, credentialsProvider: provider)
+        if let tokenFile = nonEmpty(environment["AWS_WEB_IDENTITY_TOKEN_FILE"]) {
+            guard let role = nonEmpty(environment["AWS_ROLE_ARN"]) else {
+                throw CredentialsError(.invalidConfiguration, "AWS_WEB_IDENTITY_TOKEN_FILE is set without AWS_ROLE_ARN")
+            }
+            return WebIdentityCredentialsProvider(roleARN: role, tokenFile: tokenFile, sessionName: nonEmpty(environment["AWS_ROLE_SESSION_NAME"]),
+                                                  stsEndpoint: sts.endpoint, httpClient: httpClient)
+        }
+        let profiles = ProfileCredentials(files: files, environment: environment, stsConfiguration: sts,
+            httpClient: httpClient, cacheConfiguration: cacheConfiguration)
+        var profileError: CredentialsError?
+        do {
+            return try profiles.provider(for: profile, logger: logger)
+        } catch let error as CredentialsError where error.code == .notFound {
+            profileError = error
+        }
+        if let container = try ContainerCredentialsProvider.fromEnvironment(environment, httpClient: httpClient) {
+            return container
+        }
+        if nonEmpty(environment["AWS_EC2_METADATA_DISABLED"])?.lowercased() != "true" {
+            return InstanceMetadataCredentialsProvider(endpoint: nonEmpty(environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"]), httpClient: httpClient)
+        }
+        throw CredentialsError(.notFound, "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a web identity, profile \(profile), a container role or an instance role",
+            underlying: profileError)
     }
 
     /// A cache over the resolved provider, to share between the EC2 and STS clients.

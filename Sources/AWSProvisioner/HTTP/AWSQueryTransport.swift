@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOFoundationCompat
+import Synchronization
 import Telemetry
 
 /// Sends one AWS Query API call (`Action=…&Version=…` form POST), signed with SigV4, and
@@ -31,6 +32,7 @@ struct AWSQueryTransport: Sendable {
         logger[metadataKey: MetadataKey.awsRegion] = "\(self.configuration.region)"
         var attempt = 0
         var refreshedAfterExpiry = false
+        var correctedSkew = false
         while true {
             attempt += 1
             try Task.checkCancellation()
@@ -48,6 +50,15 @@ struct AWSQueryTransport: Sendable {
             var errorLogger = logger
             errorLogger[metadataKey: MetadataKey.awsErrorCode] = "\(error.code)"
             if let requestID = error.requestID { errorLogger[metadataKey: MetadataKey.awsRequestID] = "\(requestID)" }
+            // A clock off by minutes makes every signature "expired" or "too skewed": take
+            // AWS's time from the answer's Date header and sign again, once.
+            if !correctedSkew, EC2Error.skewCodes.contains(error.code), let serverDate = error.serverDate,
+               let skew = ClockSkew.of(self.configuration.endpoint.absoluteString).correct(serverDate: serverDate) {
+                correctedSkew = true
+                errorLogger.notice("the local clock is \(Int(skew)) s off AWS's (from the answer's Date header): signing with AWS's time and retrying")
+                attempt -= 1
+                continue
+            }
             switch error.retryClass {
             case .expiredCredentials where !refreshedAfterExpiry:
                 refreshedAfterExpiry = true
@@ -82,7 +93,7 @@ struct AWSQueryTransport: Sendable {
             .init(name: "Host", value: hostHeader),
             .init(name: "Content-Type", value: "application/x-www-form-urlencoded; charset=utf-8"),
         ], body: Array(body.utf8))
-        SigV4Signer(credentials: credentials, region: configuration.region, service: service).sign(&signable, date: Date())
+        SigV4Signer(credentials: credentials, region: configuration.region, service: service).sign(&signable, date: ClockSkew.of(endpoint.absoluteString).now())
 
         var request = HTTPClientRequest(url: endpoint.absoluteString)
         request.method = .POST
@@ -95,13 +106,13 @@ struct AWSQueryTransport: Sendable {
         let timeout = configuration.requestTimeout
         let httpClient = self.httpClient
         let preparedRequest = request
-        let (status, bytes): (Int, [UInt8])
+        let (status, bytes, date): (Int, [UInt8], String?)
         do {
-            (status, bytes) = try await withThrowingTaskGroup(of: (Int, [UInt8])?.self) { group in
+            (status, bytes, date) = try await withThrowingTaskGroup(of: (Int, [UInt8], String?)?.self) { group in
                 group.addTask {
                     let response = try await httpClient.execute(preparedRequest, timeout: .nanoseconds(Int64(timeout.timeInterval * 1e9)))
                     var buffer = try await response.body.collect(upTo: 64 << 20)
-                    return (Int(response.status.code), buffer.readBytes(length: buffer.readableBytes) ?? [])
+                    return (Int(response.status.code), buffer.readBytes(length: buffer.readableBytes) ?? [], response.headers.first(name: "Date"))
                 }
                 group.addTask {
                     try await Task.sleep(for: timeout)
@@ -124,7 +135,9 @@ struct AWSQueryTransport: Sendable {
         }
 
         guard (200..<300).contains(status) else {
-            throw EC2Error(httpStatus: status, body: bytes)
+            var error = EC2Error(httpStatus: status, body: bytes)
+            error.serverDate = date.flatMap(ClockSkew.parseHTTPDate)
+            throw error
         }
         do {
             return try XMLReader.parse(bytes)
@@ -143,5 +156,47 @@ struct AWSQueryTransport: Sendable {
             SigV4Signer.uriEncode(text).replacingOccurrences(of: "%20", with: "+")
         }
         return parameters.map { "\(encode($0.0))=\(encode($0.1))" }.joined(separator: "&")
+    }
+}
+
+
+/// How far the local clock is from an endpoint's, learnt from the `Date` header of an answer
+/// that refused a signature for its time; every later signature for that endpoint, in the
+/// whole process, uses the corrected time.
+final class ClockSkew: Sendable {
+    private static let byEndpoint = Mutex<[String: ClockSkew]>([:])
+    private let offset = Mutex<TimeInterval>(0)
+
+    /// The skew of one endpoint (`host:port`).
+    static func of(_ endpoint: String) -> ClockSkew {
+        self.byEndpoint.withLock { known in
+            if let skew = known[endpoint] { return skew }
+            let skew = ClockSkew()
+            known[endpoint] = skew
+            return skew
+        }
+    }
+
+    /// The time to sign with.
+    func now() -> Date { Date().addingTimeInterval(self.offset.withLock { $0 }) }
+
+    /// Takes AWS's time as the signing time when it differs by more than a minute from it;
+    /// returns the skew corrected, or `nil` when the clocks agree (the refusal was not the clock's).
+    func correct(serverDate: Date) -> TimeInterval? {
+        let skew = serverDate.timeIntervalSinceNow
+        return self.offset.withLock { offset in
+            guard abs(skew - offset) > 60 else { return nil }
+            offset = skew
+            return skew
+        }
+    }
+
+    /// An RFC 7231 date: `Thu, 03 Dec 2026 01:29:55 GMT`.
+    static func parseHTTPDate(_ text: String) -> Date? {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return formatter.date(from: text)
     }
 }

@@ -117,7 +117,9 @@ struct SharedConfigTests {
         let error = await #expect(throws: CredentialsError.self) { _ = try await failing.credentialsProvider.resolveCredentials(logger: logger) }
         #expect(error?.code == .processFailed)
 
-        let nothing = try environment(config: "[default]\nregion = us-east-1\n", credentials: "", [:])
+        // Nothing configured and the instance role turned off (the chain would otherwise end
+        // at the metadata service).
+        let nothing = try environment(config: "[default]\nregion = us-east-1\n", credentials: "", ["AWS_EC2_METADATA_DISABLED": "true"])
         #expect(throws: CredentialsError.self) { try AWSEnvironment.resolve(environment: nothing, httpClient: http, logger: logger) }
         let cycle = try environment(config: "[profile a]\nrole_arn = r\nsource_profile = b\n[profile b]\nrole_arn = r\nsource_profile = a\n",
             credentials: "", ["AWS_PROFILE": "a", "AWS_REGION": "us-east-1"])

@@ -77,6 +77,35 @@ struct RetryTests {
         }
     }
 
+    @Test("a clock an hour off: RequestTimeTooSkewed with AWS's Date is corrected once, later calls sign with AWS's time, and a clock put right is followed back")
+    func clockSkewCorrected() async throws {
+        let stack = try TestStack.current()
+        try await FaultProxy.with(upstream: stack.endpoint) { proxy in
+            let skewed = FaultProxy.Rule(action: "DescribeVpcs", status: 403, code: "RequestTimeTooSkewed",
+                                         message: "The difference between the request time and the current time is too large.", date_offset: 3600)
+            try await proxy.add(skewed)
+            let ec2 = stack.ec2(region: "us-east-1", endpoint: proxy.endpoint)
+            _ = try await ec2.describeVpcs()
+            _ = try await ec2.describeVpcs()
+            var back = skewed
+            back.date_offset = 0
+            try await proxy.add(back)
+            _ = try await ec2.describeVpcs()
+            let stats = try #require(try await proxy.stats()["DescribeVpcs"])
+            let formatter = DateFormatter()
+            formatter.locale = Locale(identifier: "en_US_POSIX")
+            formatter.timeZone = TimeZone(identifier: "UTC")
+            formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+            let dates = stats.dates.compactMap(formatter.date(from:))
+            // refused (local time), retried (+1 h), next call (+1 h), refused (+1 h), retried (local time)
+            try #require(dates.count == 5, "\(stats.dates)")
+            let offsets = dates.map { $0.timeIntervalSince(dates[0]) }
+            #expect(abs(offsets[1] - 3600) < 60 && abs(offsets[2] - 3600) < 60 && abs(offsets[3] - 3600) < 60 && abs(offsets[4]) < 60,
+                    "\(stats.dates)")
+            #expect(stats.faulted == 2)
+        }
+    }
+
     @Test("InsufficientInstanceCapacity (HTTP 500) is not retried but surfaced")
     func capacityNotRetried() async throws {
         let stack = try TestStack.current()

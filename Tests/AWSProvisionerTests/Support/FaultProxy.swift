@@ -20,11 +20,15 @@ final class FaultProxy: Sendable {
         var forward: Bool?
         /// RunInstances: the launch succeeds, then its instances end terminated with this state reason.
         var terminate: String?
+        /// The error answer's Date header is this many seconds from now.
+        var date_offset: Double?
     }
 
     struct Stats: Decodable, Sendable {
         var seen: Int
         var faulted: Int
+        /// The X-Amz-Date of the last requests.
+        var dates: [String]
     }
 
     let endpoint: URL
@@ -51,31 +55,8 @@ final class FaultProxy: Sendable {
     }
 
     private static func start(upstream: URL) async throws -> FaultProxy {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", Repository.fixture("fault-proxy.py"), upstream.absoluteString]
-        let input = Pipe()
-        let output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        try process.run()
-        // The first line is "PORT n", printed once the socket listens. Read off the
-        // concurrency pool: the read blocks until the interpreter is up.
-        let handle = output.fileHandleForReading
-        let text = await offPool {
-            var line = Data()
-            while !line.contains(UInt8(ascii: "\n")) {
-                let chunk = handle.availableData
-                if chunk.isEmpty { break }
-                line.append(chunk)
-            }
-            return String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5)) else {
-            process.terminate()
-            throw FixtureError(message: "fault-proxy did not report its port (got \(text.debugDescription))")
-        }
-        return FaultProxy(endpoint: URL(string: "http://127.0.0.1:\(port)")!, process: process, input: input)
+        let fixture = try await LoopbackFixture.start("fault-proxy.py", [upstream.absoluteString])
+        return FaultProxy(endpoint: fixture.endpoint, process: fixture.process, input: fixture.input)
     }
 
     func add(_ rules: Rule...) async throws {
@@ -102,6 +83,49 @@ final class FaultProxy: Sendable {
     func stop() async {
         try? input.fileHandleForWriting.close()
         if process.isRunning { process.terminate() }
+        let process = self.process
+        await offPool { process.waitUntilExit() }
+    }
+}
+
+/// A Python fixture from scripts/fixtures that serves HTTP on 127.0.0.1, prints "PORT n" once
+/// it listens, and stops when its standard input closes.
+struct LoopbackFixture {
+    let endpoint: URL
+    let process: Process
+    let input: Pipe
+
+    static func start(_ script: String, _ arguments: [String]) async throws -> LoopbackFixture {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", Repository.fixture(script)] + arguments
+        let input = Pipe()
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        // The first line is "PORT n", printed once the socket listens. Read off the
+        // concurrency pool: the read blocks until the interpreter is up.
+        let handle = output.fileHandleForReading
+        let text = await offPool {
+            var line = Data()
+            while !line.contains(UInt8(ascii: "\n")) {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                line.append(chunk)
+            }
+            return String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5)) else {
+            process.terminate()
+            throw FixtureError(message: "\(script) did not report its port (got \(text.debugDescription))")
+        }
+        return LoopbackFixture(endpoint: URL(string: "http://127.0.0.1:\(port)")!, process: process, input: input)
+    }
+
+    func stop() async {
+        try? self.input.fileHandleForWriting.close()
+        if self.process.isRunning { self.process.terminate() }
         let process = self.process
         await offPool { process.waitUntilExit() }
     }

@@ -1,3 +1,4 @@
+import AWSProvisioner
 import Foundation
 import PostgresNIO
 import Queue
@@ -122,6 +123,56 @@ struct FleetTests {
         #expect(lag >= 0 && lag < 5)
         let left = try await fleet.remaining(id)
         #expect(left.instances == 0 && left.groups == 0 && left.keys == 0)
+    }
+
+    @Test("the expires tag of a cluster's instances, volumes, group and key pair follows its expiry: an upper bound at creation, the expiry once ready, the new one after extend")
+    func expiryTags() async throws {
+        let fleet = try await Fleet()
+        defer { Task { await fleet.stop() } }
+        try fleet.start(["run"] + Self.fastWorker)
+        let request = try await fleet.run(["client", "request", "--nodes", "1", "--lifetime", "2h", "--json"])
+        try #require(request.status == 0, "\(request.stderr)")
+        let object = try jsonObject(request.output)
+        let id = try #require(object["id"] as? String)
+        let token = try #require(object["lease_token"] as? String)
+        let ec2 = fleet.ec2()
+        /// The `expires` tags of everything tagged with the cluster, as dates.
+        func tags() async throws -> [Date] {
+            let tagged = [EC2Filter.tag("cluster", id)]
+            var values = try await ec2.describeInstances(filters: tagged).filter { $0.state != .terminated }.map { $0.tags[key: "expires"] }
+            values += try await ec2.describeVolumes(filters: tagged).filter { $0.state != "deleted" }.map { $0.tags[key: "expires"] }
+            values += try await ec2.describeSecurityGroups(filters: tagged).map { $0.tags[key: "expires"] }
+            values += try await ec2.describeKeyPairs(filters: tagged).map { $0.tags[key: "expires"] }
+            return values.map { $0.flatMap { ISO8601DateFormatter().date(from: $0) } ?? .distantPast }
+        }
+        func expiry() async throws -> Date {
+            Date(timeIntervalSince1970: try await fleet.scalar("SELECT extract(epoch FROM expires_at)::float8 FROM clusters WHERE id = \(id)",
+                                                              as: Double.self))
+        }
+        // At creation: an upper bound (created + lifetime + an hour to provision) on all of them.
+        let created = try await tags()
+        let readyExpiry = try await expiry()
+        #expect(created.count >= 4 && created.allSatisfy { $0 > readyExpiry }, "\(created) vs \(readyExpiry)")
+
+        try fleet.start(["janitor", "--interval-seconds", "1"])
+        let exact = try await eventually("the tags say the expiry", timeout: .seconds(60)) {
+            try await tags().allSatisfy { abs($0.timeIntervalSince(readyExpiry)) < 1 }
+        }
+        let readyTags = try await tags()
+        #expect(exact, "\(readyTags) vs \(readyExpiry)")
+
+        let extend = try await fleet.run(["client", "extend", id, "--by", "30m", "--lease-token", token])
+        #expect(extend.status == 0, "\(extend.stderr)")
+        let extended = try await expiry()
+        let moved = try await eventually("the tags follow the extend", timeout: .seconds(60)) {
+            try await tags().allSatisfy { abs($0.timeIntervalSince(extended)) < 1 }
+        }
+        let extendedTags = try await tags()
+        #expect(moved && abs(extended.timeIntervalSince(readyExpiry) - 1800) < 1, "\(extendedTags) vs \(extended)")
+
+        #expect(try await fleet.run(["client", "release", id, "--lease-token", token]).status == 0)
+        try await eventually("destroyed") { try await fleet.scalar("SELECT state FROM clusters WHERE id = \(id)", as: String.self) == "destroyed" }
+        try await fleet.expectNothingLeft(id)
     }
 
     @Test("bad input is refused with a message and a non-zero exit, and nothing is written")

@@ -30,9 +30,10 @@ extension ClusterProvisioner {
     }
 }
 
-/// An observer for work that stores nothing (the health check).
-struct SilentObserver: ProvisionObserver {
-    func checkpoint(_ state: ProvisionState, moment: CheckpointMoment, step: String) async throws {}
-    func beforeMutation(_ description: String) async throws {}
-    func progress(_ message: String) async {}
+/// An observer for work that stores nothing (the health check, the janitor's passes).
+public struct SilentObserver: ProvisionObserver {
+    public init() {}
+    public func checkpoint(_ state: ProvisionState, moment: CheckpointMoment, step: String) async throws {}
+    public func beforeMutation(_ description: String) async throws {}
+    public func progress(_ message: String) async {}
 }

@@ -179,6 +179,30 @@ extension ClusterStore {
     }
 
     /// Deletions whose next attempt is due.
+    /// Ready clusters whose expiry moved since their resources' `expires` tags were written
+    /// (they became ready, or were extended): id, region and the expiry to write.
+    public func clustersDueExpiryTags(limit: Int = 50) async throws -> [(id: String, region: String, expiresAt: Date)] {
+        let rows = try await self.client.query("""
+            SELECT id, region, expires_at FROM clusters
+            WHERE state = 'ready' AND region IS NOT NULL AND expires_at IS NOT NULL
+              AND expires_at IS DISTINCT FROM expiry_tagged_at
+            ORDER BY expires_at LIMIT \(limit)
+            """, logger: self.logger)
+        var result: [(id: String, region: String, expiresAt: Date)] = []
+        for try await (id, region, expires) in rows.decode((String, String, Date).self) {
+            result.append((id, region, expires))
+        }
+        return result
+    }
+
+    /// Records that the cluster's tags now say `expiresAt` (unless it moved again meanwhile:
+    /// then it stays due).
+    public func expiryTagged(clusterID: String, expiresAt: Date) async throws {
+        try await self.client.query("""
+            UPDATE clusters SET expiry_tagged_at = \(expiresAt) WHERE id = \(clusterID) AND expires_at = \(expiresAt)
+            """, logger: self.logger)
+    }
+
     public func dueKeyPairDeletions(limit: Int = 50) async throws -> [KeyPairDeletion] {
         let rows = try await self.client.query("""
             SELECT region, key_pair_name, cluster_id, attempts FROM key_pair_deletions

@@ -111,7 +111,11 @@ public struct ClusterSettings: Sendable {
         var spec = self.spec(id: cluster.id, request: request, owner: cluster.owner)
         spec.region = cluster.region ?? self.region
         spec.deployment = cluster.deployment ?? self.deployment
-        spec.expiresAt = cluster.expiresAt
+        // Before it is ready a cluster has no expiry yet: its resources are tagged with an upper
+        // bound (its lifetime from now, plus an hour to provision); the janitor writes the real
+        // one once it is ready (ExpiryTagPass).
+        let lifetime = Double(cluster.lifetime.components.seconds)
+        spec.expiresAt = cluster.expiresAt ?? (lifetime > 0 ? Date().addingTimeInterval(lifetime + 3600) : nil)
         return spec
     }
 

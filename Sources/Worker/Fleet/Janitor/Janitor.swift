@@ -14,6 +14,7 @@ import ServiceLifecycle
 ///   woken by cluster NOTIFYs and by a timer set to the next deadline;
 /// - ``KeyPairDeletionPass``: pending key pairs are deleted after renewing credentials,
 ///   backing off on failure, in each key pair's own region;
+/// - ``ExpiryTagPass``: the `expires` tag of a ready cluster's resources follows its expiry;
 /// - ``ReconcilePass``: every unsettled cluster that no job moves gets its teardown queued;
 /// - ``SweepPass``: EC2 resources of this deployment whose cluster is destroyed or unknown;
 /// - ``PoolPass``: warm pools refilled to their target, their clusters health-checked.
@@ -85,6 +86,7 @@ public struct Janitor: Service {
             LifetimePass(store: self.store, wake: wake, interval: self.configuration.interval, logger: self.logger),
             KeyPairDeletionPass(store: self.store, aws: self.aws, interval: self.configuration.interval,
                                 credentialMargin: self.configuration.credentialMargin, logger: self.logger),
+            ExpiryTagPass(store: self.store, aws: self.aws, interval: self.configuration.interval, logger: self.logger),
             ReconcilePass(store: self.store, interval: self.configuration.interval,
                           retryAfter: self.configuration.teardownRetryAfter, logger: self.logger),
             SweepPass(store: self.store, aws: self.aws, deployment: deployment!, interval: self.configuration.sweepInterval,

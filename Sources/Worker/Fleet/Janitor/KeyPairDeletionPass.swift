@@ -17,8 +17,9 @@ struct KeyPairDeletionPass: JanitorPass {
     func pass() async throws -> Duration {
         for deletion in try await self.store.dueKeyPairDeletions() {
             do {
-                _ = try await self.aws.credentials.credentials(validFor: self.credentialMargin)
-                try await self.aws.ec2(region: deletion.region).deleteKeyPair(name: deletion.keyPairName)
+                // Renews the credentials first; temporary ones nothing can renew are said to be so.
+                _ = try await self.aws.provisioner(region: deletion.region, logger: self.logger)
+                    .deleteKeyPair(named: deletion.keyPairName, margin: self.credentialMargin, observer: SilentObserver())
                 try await self.store.keyPairDeleted(region: deletion.region, keyPairName: deletion.keyPairName)
                 self.logger.info("key pair deleted", metadata: ["key_pair": "\(deletion.keyPairName)", "aws.region": "\(deletion.region)"])
             } catch {

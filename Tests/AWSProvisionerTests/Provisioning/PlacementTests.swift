@@ -216,6 +216,31 @@ struct PlacementTests {
         }
     }
 
+    @Test("a plan's dry run asks AWS with DryRun=true: allowed calls answer DryRunOperation, a refused permission is reported per call; nothing is created")
+    func dryRunRefusals() async throws {
+        let cluster = try LoopbackCluster.current()
+        try await FaultProxy.with(upstream: cluster.stack.endpoint) { proxy in
+            // The emulator answers DryRunOperation before it looks at permissions; AWS checks
+            // them first. A role without ec2:RunInstances, as AWS would answer it:
+            try await proxy.add(.init(action: "RunInstances", times: 10, status: 403, code: "UnauthorizedOperation",
+                                      message: "You are not authorized to perform this operation.", match: "DryRun=true"))
+            let spec = cluster.spec(masters: 1, agents: 1, publicAgents: 0)
+            let provisioner = cluster.provisioner(endpoint: proxy.endpoint)
+            let plan = try await provisioner.plan(spec)
+            #expect(plan.launches.map(\.role) == [.bootstrap, .master, .privateAgent])
+            #expect(plan.launches.allSatisfy { $0.request.queryParameters.contains { $0 == ("BlockDeviceMapping.1.DeviceName", "/dev/sda1") } })
+            let outcomes = await provisioner.dryRun(plan, spec: spec)
+            #expect(outcomes.count == 5, "\(outcomes)")
+            #expect(outcomes.filter(\.allowed).map { $0.call.split(separator: " ")[0] } == ["ImportKeyPair", "CreateSecurityGroup"], "\(outcomes)")
+            #expect(outcomes.filter { !$0.allowed }.allSatisfy { $0.code == "UnauthorizedOperation" && $0.description.contains("REFUSED") },
+                    "\(outcomes)")
+            let stats = try await proxy.stats()
+            #expect(stats["RunInstances"]?.faulted == 3 && stats["ImportKeyPair"]?.seen == 1)
+            #expect(try await cluster.liveInstances(spec).isEmpty)
+            #expect(try await cluster.stack.ec2().describeKeyPairs(filters: [EC2Filter(name: "key-name", values: [spec.resourceName])]).isEmpty)
+        }
+    }
+
     @Test("teardown's last check lists every kind Flotilla tags (instances, volumes, network interfaces, groups, key pairs) by the cluster tag")
     func leftoversByTag() async throws {
         let cluster = try LoopbackCluster.current()

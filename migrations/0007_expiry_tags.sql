@@ -6,3 +6,18 @@
 -- after each extend. This column holds the expiry the tags last received; a ready cluster
 -- whose expires_at differs from it is due.
 ALTER TABLE clusters ADD COLUMN expiry_tagged_at timestamptz;
+
+-- Where EC2 capacity recently ran out, shared by every worker: a (region, zone, instance type)
+-- that answered InsufficientInstanceCapacity (or whose instances never started) is skipped by
+-- every cluster until `until`. Rows past `until` mean nothing and are pruned as they are read.
+CREATE TABLE capacity_failures (
+    region        text        NOT NULL,
+    zone          text        NOT NULL,
+    instance_type text        NOT NULL,
+    code          text        NOT NULL,
+    until         timestamptz NOT NULL,
+    recorded_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (region, zone, instance_type)
+);
+GRANT SELECT, INSERT, UPDATE, DELETE ON capacity_failures TO flotilla_worker;
+GRANT SELECT ON capacity_failures TO flotilla_operator;

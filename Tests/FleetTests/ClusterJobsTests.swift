@@ -31,6 +31,24 @@ struct ClusterJobsTests {
         var released: [String: String] { self.plans.withLock { $0.filter(\.value.done).mapValues(\.step) } }
     }
 
+    @Test("capacity failures are shared through PostgreSQL: what one worker found full, another's clusters skip, until it expires")
+    func fleetCapacityRecord() async throws {
+        let stack = try await FleetStack.make(sshDirectory: "/tmp/fl-" + UUID().uuidString.prefix(8).lowercased())
+        try await stack.database.withClient(maximumConnections: 2, logger: FleetStack.logger) { client in
+            let store = ClusterStore(client: client, logger: FleetStack.logger)
+            // Two workers: each its own process memory, one database.
+            let first = FleetCapacityRecord(store: store, local: CapacityMemory(lifetime: .seconds(300)), logger: FleetStack.logger)
+            let second = FleetCapacityRecord(store: store, local: CapacityMemory(lifetime: .seconds(300)), logger: FleetStack.logger)
+            #expect(await second.failures(region: "us-west-2").isEmpty)
+            await first.remember(region: "us-west-2", zone: "us-west-2b", instanceType: "m4.large", code: "InsufficientInstanceCapacity")
+            #expect(await second.failures(region: "us-west-2") == ["us-west-2b m4.large": "InsufficientInstanceCapacity"])
+            #expect(await second.failures(region: "eu-west-1").isEmpty, "per region")
+            // Expired: no longer skipped.
+            try await client.query("UPDATE capacity_failures SET until = now() - interval '1 second'", logger: FleetStack.logger)
+            #expect(await second.failures(region: "us-west-2").isEmpty)
+        }
+    }
+
     @Test("a release in the middle of each provisioning step ends destroyed, never ready, with nothing left in EC2 or on the worker's disk")
     func releaseDuringEveryStep() async throws {
         let sshDirectory = "/tmp/fl-" + UUID().uuidString.prefix(8).lowercased()

@@ -1,40 +1,44 @@
 import Foundation
 import Synchronization
 
-/// Zones and instance types that recently ran out of capacity, per region: a placement that
-/// failed is skipped by every cluster this process builds until the memory expires.
-public final class CapacityMemory: Sendable {
-    public struct Key: Hashable, Sendable {
-        public var region: String
-        public var zone: String
-        public var instanceType: String
-    }
+/// Where capacity recently ran out: (zone, instance type) → the error code, per region. A
+/// placement that failed is skipped by the other clusters that share the record until it
+/// expires. ``CapacityMemory`` keeps it in the process; the fleet keeps it in PostgreSQL, so
+/// every worker's clusters skip it.
+public protocol CapacityRecord: Sendable {
+    /// How long a failure is remembered.
+    var lifetime: Duration { get }
+    func remember(region: String, zone: String, instanceType: String, code: String) async
+    /// The failures of `region` not yet expired, keyed `"zone type"`.
+    func failures(region: String) async -> [String: String]
+}
 
+/// A ``CapacityRecord`` in this process's memory.
+public final class CapacityMemory: CapacityRecord {
     /// The process's memory, shared by all its provisioners.
     public static let shared = CapacityMemory()
 
     public let lifetime: Duration
-    private let failures = Mutex<[Key: (until: ContinuousClock.Instant, code: String)]>([:])
+    private let entries = Mutex<[String: (until: ContinuousClock.Instant, code: String)]>([:])
 
     public init(lifetime: Duration = .seconds(300)) {
         self.lifetime = lifetime
     }
 
-    public func remember(region: String, zone: String, instanceType: String, code: String) {
+    public func remember(region: String, zone: String, instanceType: String, code: String) async {
         let until = ContinuousClock.now.advanced(by: self.lifetime)
-        self.failures.withLock { $0[Key(region: region, zone: zone, instanceType: instanceType)] = (until, code) }
+        self.entries.withLock { $0["\(region) \(zone) \(instanceType)"] = (until, code) }
     }
 
-    /// The code of a remembered failure of this zone and type, if it has not expired.
-    public func failure(region: String, zone: String, instanceType: String) -> String? {
-        let key = Key(region: region, zone: zone, instanceType: instanceType)
-        return self.failures.withLock { failures in
-            guard let entry = failures[key] else { return nil }
-            guard ContinuousClock.now < entry.until else {
-                failures[key] = nil
-                return nil
+    public func failures(region: String) async -> [String: String] {
+        let now = ContinuousClock.now
+        return self.entries.withLock { entries in
+            entries = entries.filter { $0.value.until > now }
+            var result: [String: String] = [:]
+            for (key, entry) in entries where key.hasPrefix(region + " ") {
+                result[String(key.dropFirst(region.count + 1))] = entry.code
             }
-            return entry.code
+            return result
         }
     }
 }
@@ -195,7 +199,7 @@ extension ClusterProvisioner {
             state.placementOptions = options
             state.vpcID = vpcID
             state.vpcCIDR = vpcCIDR
-            state.placement = try self.nextPlacement(spec, state, after: nil)
+            state.placement = try self.nextPlacement(spec, state, after: nil, remembered: await self.capacity.failures(region: spec.region))
             state.placementAttempts = state.placement!.attempt + 1
         } catch let error as EC2Error {
             throw ProvisionError(.aws, "cannot check the image and network: \(error)", underlying: error)
@@ -207,7 +211,8 @@ extension ClusterProvisioner {
 
     /// The first placement after `current` (in ``ProvisionState/placementOptions`` order)
     /// that neither this cluster's fallbacks nor the process's capacity memory rule out.
-    func nextPlacement(_ spec: ClusterSpec, _ state: ProvisionState, after current: ProvisionState.Placement?) throws -> ProvisionState.Placement {
+    func nextPlacement(_ spec: ClusterSpec, _ state: ProvisionState, after current: ProvisionState.Placement?,
+                       remembered: [String: String]) throws -> ProvisionState.Placement {
         let options = state.placementOptions ?? []
         let start = current.flatMap { placement in
             options.firstIndex { $0.subnetID == placement.subnetID && $0.instanceType == placement.instanceType }.map { $0 + 1 }
@@ -217,7 +222,7 @@ extension ClusterProvisioner {
         for option in options.dropFirst(start) {
             let ruledOut = [option.instanceType, option.bootstrapInstanceType].compactMap { type -> String? in
                 if failed.contains(where: { $0.hasPrefix("\(option.availabilityZone) \(type):") }) { return "\(type) failed here" }
-                return self.capacity.failure(region: spec.region, zone: option.availabilityZone, instanceType: type)
+                return remembered["\(option.availabilityZone) \(type)"]
                     .map { "\(type) \($0) in the last \(Int(self.capacity.lifetime.secondsValue)) s" }
             }
             if let reason = ruledOut.first {
@@ -243,7 +248,8 @@ extension ClusterProvisioner {
             throw ProvisionError(.aws, "launch of \(spec.clusterID) found no capacity (\(failure)) and has no placement recorded to move from")
         }
         if failure.isCapacity {
-            self.capacity.remember(region: spec.region, zone: placement.availabilityZone, instanceType: failure.instanceType, code: failure.code)
+            await self.capacity.remember(region: spec.region, zone: placement.availabilityZone, instanceType: failure.instanceType,
+                                         code: failure.code)
         }
         let partial: [String]
         do {
@@ -263,7 +269,7 @@ extension ClusterProvisioner {
         state.step = min(state.step, .securityGroupReady)
         let next: ProvisionState.Placement
         do {
-            next = try self.nextPlacement(spec, state, after: placement)
+            next = try self.nextPlacement(spec, state, after: placement, remembered: await self.capacity.failures(region: spec.region))
         } catch {
             // Nothing left: plan again next time, with new tokens, once the memory has expired.
             state.placement = nil

@@ -18,10 +18,11 @@ public struct ClusterProvisioner: Sendable {
     public let logger: Logger
     /// Makes the shell for a cluster once its key exists.
     public let makeShell: @Sendable (ProvisionState) throws -> any RemoteShell
-    /// Zones and types that recently ran out of capacity (shared by the process's clusters).
-    public let capacity: CapacityMemory
+    /// Zones and types that recently ran out of capacity (shared by the process's clusters, or
+    /// by the fleet's).
+    public let capacity: any CapacityRecord
 
-    public init(ec2: EC2Client, credentials: CredentialsCache, logger: Logger, capacity: CapacityMemory = .shared,
+    public init(ec2: EC2Client, credentials: CredentialsCache, logger: Logger, capacity: any CapacityRecord = CapacityMemory.shared,
                 makeShell: @escaping @Sendable (ProvisionState) throws -> any RemoteShell) {
         self.ec2 = ec2
         self.credentials = credentials

@@ -203,6 +203,31 @@ extension ClusterStore {
             """, logger: self.logger)
     }
 
+    /// Records that `zone` of `region` had no capacity for `instanceType`, until `lifetime`
+    /// from now (a later failure extends it).
+    public func rememberCapacityFailure(region: String, zone: String, instanceType: String, code: String, lifetime: Duration) async throws {
+        let seconds = Double(lifetime.components.seconds)
+        try await self.client.query("""
+            INSERT INTO capacity_failures (region, zone, instance_type, code, until)
+            VALUES (\(region), \(zone), \(instanceType), \(code), now() + make_interval(secs => \(seconds)))
+            ON CONFLICT (region, zone, instance_type)
+            DO UPDATE SET code = EXCLUDED.code, until = greatest(capacity_failures.until, EXCLUDED.until), recorded_at = now()
+            """, logger: self.logger)
+    }
+
+    /// The capacity failures of `region` not yet expired, keyed `"zone type"`; expired rows are pruned.
+    public func capacityFailures(region: String) async throws -> [String: String] {
+        try await self.client.query("DELETE FROM capacity_failures WHERE until < now() - interval '1 hour'", logger: self.logger)
+        let rows = try await self.client.query("""
+            SELECT zone, instance_type, code FROM capacity_failures WHERE region = \(region) AND until > now()
+            """, logger: self.logger)
+        var result: [String: String] = [:]
+        for try await (zone, type, code) in rows.decode((String, String, String).self) {
+            result["\(zone) \(type)"] = code
+        }
+        return result
+    }
+
     public func dueKeyPairDeletions(limit: Int = 50) async throws -> [KeyPairDeletion] {
         let rows = try await self.client.query("""
             SELECT region, key_pair_name, cluster_id, attempts FROM key_pair_deletions

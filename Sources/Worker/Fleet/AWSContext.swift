@@ -50,9 +50,10 @@ public struct AWSContext: Sendable {
     }
 
     /// A provisioner working in `region`.
-    public func provisioner(region: String, logger: Logger? = nil) -> ClusterProvisioner {
+    /// - Parameter capacity: where capacity failures are shared (the fleet's, for provisioning).
+    public func provisioner(region: String, logger: Logger? = nil, capacity: any CapacityRecord = CapacityMemory.shared) -> ClusterProvisioner {
         ClusterProvisioner(ec2: self.ec2(region: region, logger: logger), credentials: self.credentials, logger: logger ?? self.logger,
-                           makeShell: ClusterProvisioner.openSSHShells(baseDirectory: self.settings.sshDirectory))
+                           capacity: capacity, makeShell: ClusterProvisioner.openSSHShells(baseDirectory: self.settings.sshDirectory))
     }
 
     /// The account the credentials belong to, asked once (nil when STS does not answer).

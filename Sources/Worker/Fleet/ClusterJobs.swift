@@ -133,7 +133,8 @@ public struct ClusterJobs: Sendable {
         } catch {
             throw PermanentJobFailure("cluster \(cluster.id) cannot be built: \(error)")
         }
-        let provisioner = self.aws.provisioner(region: spec.region, logger: logger)
+        let provisioner = self.aws.provisioner(region: spec.region, logger: logger,
+                                               capacity: FleetCapacityRecord(store: self.store, logger: logger))
         let observer = StoreObserver(jobs: self, context: context, clusterID: cluster.id, subnetID: nil)
         do {
             let state = try await provisioner.provision(spec, from: try await self.resumeState(cluster), observer: observer)

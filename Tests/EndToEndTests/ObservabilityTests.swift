@@ -297,20 +297,21 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
 }
 
 /// `scripts/fixtures/browser-check.py` as a child: one command per line in, one answer per line out.
-final class BrowserSession: @unchecked Sendable {
+/// A Python fixture from scripts/fixtures spoken to by lines: commands on its standard input,
+/// answers on its standard output, its errors kept in a file.
+class FixtureProcess: @unchecked Sendable {
     // @unchecked: used by one test task at a time.
     let process = Process()
-    private let input = Pipe()
+    let input = Pipe()
     private let output = Pipe()
-    private let errorFile: URL
+    let errorFile: URL
     private var buffer = Data()
 
-    init(url: String, secrets: String, screenshot: String) throws {
-        self.errorFile = URL(fileURLWithPath: secrets + ".browser.err")
+    init(script: String, arguments: [String], errorFile: URL) throws {
+        self.errorFile = errorFile
         _ = FileManager.default.createFile(atPath: self.errorFile.path, contents: Data())
         self.process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        self.process.arguments = ["python3", ObservabilityTests.root.appendingPathComponent("scripts/fixtures/browser-check.py").path,
-                                  url, secrets, screenshot]
+        self.process.arguments = ["python3", ObservabilityTests.root.appendingPathComponent("scripts/fixtures/\(script)").path] + arguments
         self.process.standardInput = self.input
         self.process.standardOutput = self.output
         self.process.standardError = try FileHandle(forWritingTo: self.errorFile)
@@ -327,18 +328,25 @@ final class BrowserSession: @unchecked Sendable {
                 return line
             }
             let chunk = try await offPool { handle.availableData }
-            if chunk.isEmpty { return "fail the browser script ended: \(self.errors())" }
+            if chunk.isEmpty { return "fail the fixture ended: \(self.errors())" }
             self.buffer.append(chunk)
         }
+    }
+
+    func errors() -> String {
+        String(decoding: (FileManager.default.contents(atPath: self.errorFile.path) ?? Data()).suffix(3000), as: UTF8.self)
+    }
+}
+
+final class BrowserSession: FixtureProcess, @unchecked Sendable {
+    init(url: String, secrets: String, screenshot: String) throws {
+        try super.init(script: "browser-check.py", arguments: [url, secrets, screenshot],
+                       errorFile: URL(fileURLWithPath: secrets + ".browser.err"))
     }
 
     func send(_ command: String) async throws -> String {
         try self.input.fileHandleForWriting.write(contentsOf: Data((command + "\n").utf8))
         return try await self.read()
-    }
-
-    func errors() -> String {
-        String(decoding: (FileManager.default.contents(atPath: self.errorFile.path) ?? Data()).suffix(3000), as: UTF8.self)
     }
 
     func stop() {

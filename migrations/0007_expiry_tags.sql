@@ -21,3 +21,28 @@ CREATE TABLE capacity_failures (
 );
 GRANT SELECT, INSERT, UPDATE, DELETE ON capacity_failures TO flotilla_worker;
 GRANT SELECT ON capacity_failures TO flotilla_operator;
+
+-- The regions the fleet can build in, and the image used there. Seeded with the regions whose
+-- default image Flotilla knows; every `worker run` that builds registers its own region and
+-- image at start (it refuses to start without an image). A pool pinned to a region nobody can
+-- build in is refused when it is set, not when its clusters would fail in a worker.
+CREATE TABLE build_regions (
+    region  text PRIMARY KEY,
+    image   text NOT NULL,
+    seen_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO build_regions (region, image) VALUES ('us-east-1', 'ami-006219aba10688d0b'), ('us-west-2', 'ami-03daaf0b90fc7c71b');
+GRANT SELECT, INSERT, UPDATE, DELETE ON build_regions TO flotilla_worker;
+GRANT SELECT ON build_regions TO flotilla_operator;
+
+CREATE FUNCTION pools_require_build_region() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.region IS NOT NULL AND NOT EXISTS (SELECT 1 FROM build_regions WHERE region = NEW.region) THEN
+        PERFORM api_bad(format('no image is known for region %s and no worker building there has registered one: start a worker in %s with FLOTILLA_AMI, then set the pool',
+                               NEW.region, NEW.region));
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER pools_build_region BEFORE INSERT OR UPDATE OF region ON pools
+    FOR EACH ROW EXECUTE FUNCTION pools_require_build_region();

@@ -37,6 +37,23 @@ struct PlanTests {
         let unknown = try await fleet.run(["worker", "plan", "--nodes", "1"], environment: ["FLOTILLA_AMI": "ami-0123456789abcdef0"])
         #expect(unknown.status == 64 && unknown.stderr.contains("ami-0123456789abcdef0 does not exist"), "\(unknown.stderr)")
 
+        // A pool pinned to a region nobody can build in is refused when it is set (the server
+        // checks build_regions); once a worker of that region registers its image, it is not.
+        let pinned = try await fleet.run(["worker", "pool", "set", "far", "--nodes", "1", "--region", "ap-northeast-3"])
+        #expect(pinned.status != 0 && pinned.stderr.contains("no image is known for region ap-northeast-3"), "\(pinned.stderr)")
+        #expect(try await fleet.scalar("SELECT count(*)::int FROM pools", as: Int.self) == 0)
+        let far = try fleet.startInBackground(["worker", "run", "--kinds", "provision", "--worker-id", "far"],
+                                              environment: ["AWS_REGION": "ap-northeast-3", "FLOTILLA_AMI": "ami-0123456789abcdef0"])
+        let registered = try await eventually("the ap-northeast-3 worker registers its image", timeout: .seconds(60)) {
+            try await fleet.scalar("SELECT count(*)::int FROM build_regions WHERE region = 'ap-northeast-3'", as: Int.self) == 1
+        }
+        far.send(SIGTERM)
+        _ = await far.finish(within: .seconds(30))
+        #expect(registered)
+        let accepted = try await fleet.run(["worker", "pool", "set", "far", "--nodes", "1", "--region", "ap-northeast-3", "--min", "0", "--max", "0"])
+        #expect(accepted.status == 0, "\(accepted.stderr)")
+        #expect(try await fleet.run(["worker", "pool", "delete", "far"]).status == 0)
+
         // A region with no known image and no FLOTILLA_AMI: worker run refuses to start.
         let starting = try fleet.startInBackground(["worker", "run", "--kinds", "provision"],
                                                    environment: ["AWS_REGION": "eu-west-3", "FLOTILLA_AMI": ""])

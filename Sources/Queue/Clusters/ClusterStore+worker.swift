@@ -203,6 +203,15 @@ extension ClusterStore {
             """, logger: self.logger)
     }
 
+    /// Registers that this fleet builds in `region` with `image` (`worker run` at start), so
+    /// pools may be pinned to the region.
+    public func registerBuildRegion(_ region: String, image: String) async throws {
+        try await self.client.query("""
+            INSERT INTO build_regions (region, image) VALUES (\(region), \(image))
+            ON CONFLICT (region) DO UPDATE SET image = EXCLUDED.image, seen_at = now()
+            """, logger: self.logger)
+    }
+
     /// Records that `zone` of `region` had no capacity for `instanceType`, until `lifetime`
     /// from now (a later failure extends it).
     public func rememberCapacityFailure(region: String, zone: String, instanceType: String, code: String, lifetime: Duration) async throws {

@@ -1,3 +1,4 @@
+import AWSProvisioner
 import ArgumentParser
 import Fleet
 import Foundation
@@ -103,8 +104,17 @@ struct RunCommand: AsyncParsableCommand {
         do { metrics = try MetricsServer.fromOption(self.metricsAddress, environment: "FLOTILLA_METRICS_ADDRESS", client: client,
                                                           fleetGauges: false, logger: logger) } catch let error as QueueError { fail(error.message) }
         // /metrics first: a group stops its services last first, so it answers through the drain.
+        // A worker that builds registers its region and image: pools may then be pinned there.
+        let buildRegion: (region: String, image: String)? = wanted.contains(.provision)
+            ? aws.flatMap { aws in (aws.settings.ami ?? ClusterSpec.defaultAMIs[aws.region]).map { (aws.region, $0) } } : nil
+        let registrationLogger = logger
         let worker = SchemaCheckedServices(client: client, settings: settings, services:
-                                           (metrics.map { [$0] } ?? []) + [processor, maintenance], logger: logger)
+                                           (metrics.map { [$0] } ?? []) + [processor, maintenance], logger: logger) { client in
+            if let buildRegion {
+                try await ClusterStore(client: client, logger: registrationLogger)
+                    .registerBuildRegion(buildRegion.region, image: buildRegion.image)
+            }
+        }
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: client), .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
                                                     failureTerminationBehavior: .gracefullyShutdownGroup)],

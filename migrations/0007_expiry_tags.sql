@@ -6,6 +6,9 @@
 -- after each extend. This column holds the expiry the tags last received; a ready cluster
 -- whose expires_at differs from it is due.
 ALTER TABLE clusters ADD COLUMN expiry_tagged_at timestamptz;
+-- The last failed attempt (no permission to tag, say): the cluster waits before the next one
+-- and does not hold up the others.
+ALTER TABLE clusters ADD COLUMN expiry_tag_failed_at timestamptz;
 
 -- Where EC2 capacity recently ran out, shared by every worker: a (region, zone, instance type)
 -- that answered InsufficientInstanceCapacity (or whose instances never started) is skipped by
@@ -37,6 +40,10 @@ GRANT SELECT ON build_regions TO flotilla_operator;
 
 CREATE FUNCTION pools_require_build_region() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- A pool's other settings may change whatever became of its region.
+    IF TG_OP = 'UPDATE' AND NEW.region IS NOT DISTINCT FROM OLD.region THEN
+        RETURN NEW;
+    END IF;
     IF NEW.region IS NOT NULL AND NOT EXISTS (SELECT 1 FROM build_regions WHERE region = NEW.region) THEN
         PERFORM api_bad(format('no image is known for region %s and no worker building there has registered one: start a worker in %s with FLOTILLA_AMI, then set the pool',
                                NEW.region, NEW.region));

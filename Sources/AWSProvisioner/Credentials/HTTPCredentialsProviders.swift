@@ -69,19 +69,28 @@ func credentialsRequest(_ client: HTTPClient, _ method: HTTPMethod, _ url: Strin
 /// `AWS_EC2_METADATA_SERVICE_ENDPOINT` moves the service (tests use a loopback emulator).
 public struct InstanceMetadataCredentialsProvider: CredentialsProvider {
     public var endpoint: String
+    /// What was looked for before: said when the service does not answer (off EC2).
+    public var otherwise: String?
     let httpClient: HTTPClient
     public static let defaultEndpoint = "http://169.254.169.254"
 
-    public init(endpoint: String? = nil, httpClient: HTTPClient) {
+    public init(endpoint: String? = nil, httpClient: HTTPClient, otherwise: String? = nil) {
         self.endpoint = (endpoint ?? Self.defaultEndpoint).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         self.httpClient = httpClient
+        self.otherwise = otherwise
     }
 
     public func resolveCredentials(logger: Logger) async throws -> AWSCredentials {
         let source = "the instance metadata service (\(self.endpoint))"
-        let token = try await credentialsRequest(self.httpClient, .PUT, self.endpoint + "/latest/api/token",
+        let token: (status: Int, body: Data)
+        do {
+            token = try await credentialsRequest(self.httpClient, .PUT, self.endpoint + "/latest/api/token",
                                                  headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")],
                                                  timeout: .seconds(2), source: source)
+        } catch let error as CredentialsError {
+            guard let otherwise = self.otherwise else { throw error }
+            throw CredentialsError(.notFound, "\(otherwise), and \(error.message). Off EC2, set credentials; in a container on EC2, the instance needs a metadata hop limit of 2 or more")
+        }
         guard token.status == 200, let value = String(data: token.body, encoding: .utf8), !value.isEmpty else {
             throw CredentialsError(.notFound, "\(source) gave no session token (HTTP \(token.status))")
         }
@@ -119,8 +128,16 @@ public struct ContainerCredentialsProvider: CredentialsProvider {
         if let relative = value("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
             url = "http://169.254.170.2" + (relative.hasPrefix("/") ? relative : "/" + relative)
         } else if let full = value("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
-            guard let parsed = URL(string: full), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+            guard let parsed = URL(string: full), ["http", "https"].contains(parsed.scheme ?? ""), let host = parsed.host else {
                 throw CredentialsError(.invalidConfiguration, "AWS_CONTAINER_CREDENTIALS_FULL_URI is not an http(s) URL")
+            }
+            // The token travels with the request: plain http only to the container agent's
+            // own addresses or this machine (as the SDKs allow), https anywhere.
+            let trimmed = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            let local = trimmed == "localhost" || trimmed == "::1" || trimmed.hasPrefix("127.")
+                || ["169.254.170.2", "169.254.170.23", "fd00:ec2::23"].contains(trimmed)
+            guard parsed.scheme == "https" || local else {
+                throw CredentialsError(.invalidConfiguration, "AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, or http to a loopback address or the container agent (169.254.170.2, 169.254.170.23, fd00:ec2::23)")
             }
             url = full
         } else {
@@ -139,6 +156,9 @@ public struct ContainerCredentialsProvider: CredentialsProvider {
             headers.append(("Authorization", text.trimmingCharacters(in: .whitespacesAndNewlines)))
         } else if let authorization = self.authorization {
             headers.append(("Authorization", authorization))
+        }
+        guard !headers.contains(where: { $0.1.contains("\r") || $0.1.contains("\n") }) else {
+            throw CredentialsError(.invalidConfiguration, "the container authorization token contains a line break")
         }
         let source = "the container credentials endpoint"
         let answer = try await credentialsRequest(self.httpClient, .GET, self.url, headers: headers, timeout: .seconds(5), source: source)
@@ -180,12 +200,28 @@ public struct WebIdentityCredentialsProvider: CredentialsProvider {
         AWSRequestLog.shared?.record(service: "sts", version: "2011-06-15", action: "AssumeRoleWithWebIdentity",
                                      parameters: [("RoleArn", self.roleARN), ("RoleSessionName", self.sessionName),
                                                   ("WebIdentityToken", "<\(token.utf8.count) bytes>")])
-        let answer = try await credentialsRequest(self.httpClient, .POST, self.stsEndpoint.absoluteString,
-                                                  headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")],
-                                                  body: body, timeout: .seconds(30), source: "STS AssumeRoleWithWebIdentity")
-        guard answer.status == 200 else {
+        // The identity provider and STS have bad moments: those are tried again, as the SDKs do.
+        var attempt = 0
+        var answer: (status: Int, body: Data)
+        while true {
+            attempt += 1
+            do {
+                answer = try await credentialsRequest(self.httpClient, .POST, self.stsEndpoint.absoluteString,
+                                                      headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")],
+                                                      body: body, timeout: .seconds(30), source: "STS AssumeRoleWithWebIdentity")
+            } catch where attempt < 3 {
+                try await Task.sleep(for: .milliseconds(500 * attempt))
+                continue
+            }
+            if answer.status == 200 { break }
             let error = EC2Error(httpStatus: answer.status, body: Array(answer.body))
-            throw CredentialsError(.assumeRoleFailed, "AssumeRoleWithWebIdentity \(self.roleARN) failed", underlying: error)
+            let passing = ["IDPCommunicationError", "InvalidIdentityToken"].contains(error.code)
+                || error.retryClass == .throttling || error.retryClass == .transient
+            guard passing, attempt < 3 else {
+                throw CredentialsError(.assumeRoleFailed, "AssumeRoleWithWebIdentity \(self.roleARN) failed", underlying: error)
+            }
+            logger.info("AssumeRoleWithWebIdentity answered \(error.code); trying again")
+            try await Task.sleep(for: .milliseconds(500 * attempt))
         }
         guard let root = try? XMLReader.parse(Array(answer.body)),
               let credentials = root.firstDescendant(named: "Credentials"),
@@ -193,9 +229,16 @@ public struct WebIdentityCredentialsProvider: CredentialsProvider {
         else {
             throw CredentialsError(.assumeRoleFailed, "AssumeRoleWithWebIdentity answered without credentials")
         }
+        var expiration: Date?
+        if let text = credentials.string("Expiration") {
+            guard let date = AWSTimestamp.parse(text) else {
+                throw CredentialsError(.assumeRoleFailed, "AssumeRoleWithWebIdentity answered an Expiration that is not ISO 8601")
+            }
+            expiration = date
+        }
         logger.debug("credentials from a web identity", metadata: ["aws.role_arn": "\(self.roleARN)"])
         return AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: credentials.string("SessionToken"),
-                              expiration: credentials.string("Expiration").flatMap(AWSTimestamp.parse))
+                              expiration: expiration)
     }
 }
 
@@ -203,7 +246,9 @@ public struct WebIdentityCredentialsProvider: CredentialsProvider {
 /// `~/.aws/sso/cache/<sha1>.json` (of the `sso_session` name, or of the legacy
 /// `sso_start_url`), exchanged at the portal's `GetRoleCredentials` for the profile's
 /// `sso_account_id` and `sso_role_name`. An expired token says "run aws sso login".
-/// `AWS_ENDPOINT_URL_SSO` moves the portal (tests use a loopback emulator).
+/// `AWS_ENDPOINT_URL_SSO` moves the portal (tests use a loopback emulator). The access token
+/// is not refreshed here (the CLI refreshes it at `aws sso login`): SSO suits workers run by
+/// a person for a working day, not a fleet; give a fleet a role.
 public struct SSOCredentialsProvider: CredentialsProvider {
     public var accountID: String
     public var roleName: String

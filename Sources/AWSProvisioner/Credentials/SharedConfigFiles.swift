@@ -37,7 +37,7 @@ public struct SharedConfigFiles: Sendable, Equatable {
                 name = "default"
             } else if section.hasPrefix("profile ") || section.hasPrefix("profile\t") {
                 name = String(section.dropFirst("profile".count)).trimmingWhitespace()
-            } else if section.hasPrefix("sso-session ") {
+            } else if section.hasPrefix("sso-session ") || section.hasPrefix("sso-session\t") {
                 sessions[String(section.dropFirst("sso-session".count)).trimmingWhitespace(), default: [:]]
                     .merge(values) { _, new in new }
                 continue

@@ -73,12 +73,20 @@ public struct AWSEnvironment: Sendable {
     static func credentialsChain(environment: [String: String], files: SharedConfigFiles, profile: String,
                                  sts: AWSServiceConfiguration, httpClient: HTTPClient,
                                  cacheConfiguration: CredentialsCache.Configuration, logger: Logger) throws -> any CredentialsProvider {
+        let provider = try Self.firstSource(environment: environment, files: files, profile: profile, sts: sts, httpClient: httpClient,
+                                            cacheConfiguration: cacheConfiguration, logger: logger)
+        if provider.temporaryWithoutRenewal {
+            // Nothing can renew these: say so now, not when a key pair cannot be deleted.
+            logger.warning("AWS credentials are temporary (a session token in the environment or the profile) and nothing can renew them: once they expire every AWS call (key-pair deletions included) fails until the worker restarts with new ones. Prefer a role, a profile with role_arn, or instance credentials")
+        }
+        return provider
+    }
+
+    private static func firstSource(environment: [String: String], files: SharedConfigFiles, profile: String,
+                                    sts: AWSServiceConfiguration, httpClient: HTTPClient,
+                                    cacheConfiguration: CredentialsCache.Configuration, logger: Logger) throws -> any CredentialsProvider {
         let fromEnvironment = EnvironmentCredentialsProvider(environment: environment)
         if fromEnvironment.isConfigured {
-            if nonEmpty(environment["AWS_SESSION_TOKEN"]) != nil {
-                // Nothing can renew these: say so now, not when a key pair cannot be deleted.
-                logger.warning("AWS credentials come from AWS_SESSION_TOKEN in the environment: temporary and not renewable; once they expire every AWS call (key-pair deletions included) fails until the worker restarts with new ones. Prefer a profile, a role, or instance credentials")
-            }
             return fromEnvironment
         }
         if let tokenFile = nonEmpty(environment["AWS_WEB_IDENTITY_TOKEN_FILE"]) {
@@ -94,13 +102,18 @@ public struct AWSEnvironment: Sendable {
         do {
             return try profiles.provider(for: profile, logger: logger)
         } catch let error as CredentialsError where error.code == .notFound {
+            // A profile asked for by name must exist; only the implicit default may be absent.
+            if nonEmpty(environment["AWS_PROFILE"]) != nil && files.profile(profile) == nil { throw error }
             profileError = error
         }
         if let container = try ContainerCredentialsProvider.fromEnvironment(environment, httpClient: httpClient) {
             return container
         }
         if nonEmpty(environment["AWS_EC2_METADATA_DISABLED"])?.lowercased() != "true" {
-            return InstanceMetadataCredentialsProvider(endpoint: nonEmpty(environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"]), httpClient: httpClient)
+            // The last resort: on EC2 the instance role; anywhere else its failure names the
+            // sources that were looked for.
+            return InstanceMetadataCredentialsProvider(endpoint: nonEmpty(environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"]), httpClient: httpClient,
+                                                       otherwise: "no AWS credentials in the environment, a web identity, profile \(profile) or a container role")
         }
         throw CredentialsError(.notFound, "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a web identity, profile \(profile), a container role or an instance role",
             underlying: profileError)

@@ -37,9 +37,12 @@ struct AWSQueryTransport: Sendable {
             attempt += 1
             try Task.checkCancellation()
             let signingCredentials = try await credentials.credentials(validFor: configuration.minimumCredentialValidity)
+            let skew = ClockSkew.of(self.configuration.endpoint.absoluteString)
+            let offsetUsed = skew.offset
             let error: EC2Error
             do {
-                let answer = try await sendOnce(action: action, parameters: parameters, credentials: signingCredentials, logger: logger)
+                let answer = try await sendOnce(action: action, parameters: parameters, credentials: signingCredentials,
+                                                date: Date().addingTimeInterval(offsetUsed), logger: logger)
                 FlotillaMetric.increment(FlotillaMetric.awsCalls, [("service", self.service), ("action", action), ("code", "ok")])
                 logger.debug("AWS call answered", metadata: attempt > 1 ? [MetadataKey.awsAttempt: "\(attempt)"] : nil)
                 return answer
@@ -52,10 +55,11 @@ struct AWSQueryTransport: Sendable {
             if let requestID = error.requestID { errorLogger[metadataKey: MetadataKey.awsRequestID] = "\(requestID)" }
             // A clock off by minutes makes every signature "expired" or "too skewed": take
             // AWS's time from the answer's Date header and sign again, once.
+            // Another request may have corrected the skew while this one was on its way.
             if !correctedSkew, EC2Error.skewCodes.contains(error.code), let serverDate = error.serverDate,
-               let skew = ClockSkew.of(self.configuration.endpoint.absoluteString).correct(serverDate: serverDate) {
+               skew.correct(serverDate: serverDate) != nil || skew.offset != offsetUsed {
                 correctedSkew = true
-                errorLogger.notice("the local clock is \(Int(skew)) s off AWS's (from the answer's Date header): signing with AWS's time and retrying")
+                errorLogger.notice("the local clock is \(Int(skew.offset)) s off AWS's (from the answer's Date header): signing with AWS's time and retrying")
                 attempt -= 1
                 continue
             }
@@ -78,7 +82,8 @@ struct AWSQueryTransport: Sendable {
         }
     }
 
-    private func sendOnce(action: String, parameters: [(String, String)], credentials: AWSCredentials, logger: Logger) async throws -> XMLNode {
+    private func sendOnce(action: String, parameters: [(String, String)], credentials: AWSCredentials, date: Date,
+                          logger: Logger) async throws -> XMLNode {
         let body = Self.formBody([("Action", action), ("Version", apiVersion)] + parameters)
         let endpoint = configuration.endpoint
         guard let host = endpoint.host else {
@@ -93,7 +98,7 @@ struct AWSQueryTransport: Sendable {
             .init(name: "Host", value: hostHeader),
             .init(name: "Content-Type", value: "application/x-www-form-urlencoded; charset=utf-8"),
         ], body: Array(body.utf8))
-        SigV4Signer(credentials: credentials, region: configuration.region, service: service).sign(&signable, date: ClockSkew.of(endpoint.absoluteString).now())
+        SigV4Signer(credentials: credentials, region: configuration.region, service: service).sign(&signable, date: date)
 
         var request = HTTPClientRequest(url: endpoint.absoluteString)
         request.method = .POST
@@ -160,12 +165,12 @@ struct AWSQueryTransport: Sendable {
 }
 
 
-/// How far the local clock is from an endpoint's, learnt from the `Date` header of an answer
-/// that refused a signature for its time; every later signature for that endpoint, in the
-/// whole process, uses the corrected time.
+/// How far the local clock is from an endpoint's (keyed by its URL), learnt from the `Date`
+/// header of an answer that refused a signature for its time; every later signature for that
+/// endpoint, in the whole process, uses the corrected time.
 final class ClockSkew: Sendable {
     private static let byEndpoint = Mutex<[String: ClockSkew]>([:])
-    private let offset = Mutex<TimeInterval>(0)
+    private let storedOffset = Mutex<TimeInterval>(0)
 
     /// The skew of one endpoint (`host:port`).
     static func of(_ endpoint: String) -> ClockSkew {
@@ -177,14 +182,14 @@ final class ClockSkew: Sendable {
         }
     }
 
-    /// The time to sign with.
-    func now() -> Date { Date().addingTimeInterval(self.offset.withLock { $0 }) }
+    /// Seconds to add to the local clock.
+    var offset: TimeInterval { self.storedOffset.withLock { $0 } }
 
     /// Takes AWS's time as the signing time when it differs by more than a minute from it;
     /// returns the skew corrected, or `nil` when the clocks agree (the refusal was not the clock's).
     func correct(serverDate: Date) -> TimeInterval? {
         let skew = serverDate.timeIntervalSinceNow
-        return self.offset.withLock { offset in
+        return self.storedOffset.withLock { offset in
             guard abs(skew - offset) > 60 else { return nil }
             offset = skew
             return skew

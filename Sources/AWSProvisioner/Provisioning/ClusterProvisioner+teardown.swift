@@ -122,7 +122,7 @@ extension ClusterProvisioner {
     /// (temporary credentials are renewed first), so an expiring session never leaves the
     /// key behind.
     public func deleteKeyPair(named name: String, margin: Duration, observer: any ProvisionObserver) async throws -> String {
-        let unrenewable = "the temporary credentials this worker was given (a session token in the environment or profile) have expired or will within \(Int(margin.timeInterval)) s, and nothing can renew them: key pair \(name) stays pending deletion until the worker runs with fresh credentials (a role, a profile with role_arn or SSO, or instance credentials renew themselves)"
+        let unrenewable = "the temporary credentials this worker was given (a session token in the environment or profile) have expired or will within \(Int(margin.timeInterval)) s, and nothing can renew them: key pair \(name) stays pending deletion until the worker runs with fresh credentials (a role, a profile with role_arn, or instance credentials renew themselves)"
         do {
             _ = try await self.credentials.credentials(validFor: margin)
         } catch let error as CredentialsError where self.credentials.provider.temporaryWithoutRenewal {
@@ -132,7 +132,7 @@ extension ClusterProvisioner {
         do {
             try await self.ec2.deleteKeyPair(name: name)
         } catch let error as EC2Error where self.credentials.provider.temporaryWithoutRenewal
-            && (error.retryClass == .expiredCredentials || error.code == "AuthFailure") {
+            && ["ExpiredToken", "ExpiredTokenException"].contains(error.code) {
             throw ProvisionError(.aws, "cannot delete key pair \(name): \(unrenewable)", underlying: error)
         } catch let error as EC2Error {
             throw ProvisionError(.aws, "cannot delete key pair \(name): \(error)", underlying: error)

@@ -178,7 +178,6 @@ extension ClusterStore {
         public var attempts: Int
     }
 
-    /// Deletions whose next attempt is due.
     /// Ready clusters whose expiry moved since their resources' `expires` tags were written
     /// (they became ready, or were extended): id, region and the expiry to write.
     public func clustersDueExpiryTags(limit: Int = 50) async throws -> [(id: String, region: String, expiresAt: Date)] {
@@ -186,6 +185,7 @@ extension ClusterStore {
             SELECT id, region, expires_at FROM clusters
             WHERE state = 'ready' AND region IS NOT NULL AND expires_at IS NOT NULL
               AND expires_at IS DISTINCT FROM expiry_tagged_at
+              AND coalesce(expiry_tag_failed_at, '-infinity') < now() - interval '5 minutes'
             ORDER BY expires_at LIMIT \(limit)
             """, logger: self.logger)
         var result: [(id: String, region: String, expiresAt: Date)] = []
@@ -197,6 +197,12 @@ extension ClusterStore {
 
     /// Records that the cluster's tags now say `expiresAt` (unless it moved again meanwhile:
     /// then it stays due).
+    /// Records a failed attempt: the cluster waits five minutes before the next, and does
+    /// not hold up the others.
+    public func expiryTagFailed(clusterID: String) async throws {
+        try await self.client.query("UPDATE clusters SET expiry_tag_failed_at = now() WHERE id = \(clusterID)", logger: self.logger)
+    }
+
     public func expiryTagged(clusterID: String, expiresAt: Date) async throws {
         try await self.client.query("""
             UPDATE clusters SET expiry_tagged_at = \(expiresAt) WHERE id = \(clusterID) AND expires_at = \(expiresAt)
@@ -237,6 +243,7 @@ extension ClusterStore {
         return result
     }
 
+    /// Deletions whose next attempt is due.
     public func dueKeyPairDeletions(limit: Int = 50) async throws -> [KeyPairDeletion] {
         let rows = try await self.client.query("""
             SELECT region, key_pair_name, cluster_id, attempts FROM key_pair_deletions

@@ -21,7 +21,8 @@ struct ExpiryTagPass: JanitorPass {
                 try await self.store.expiryTagged(clusterID: cluster.id, expiresAt: cluster.expiresAt)
                 self.logger.debug("expiry tags written", metadata: ["cluster.id": "\(cluster.id)", "resources": "\(tagged)"])
             } catch {
-                self.logger.warning("cannot write expiry tags; will retry", metadata: ["cluster.id": "\(cluster.id)", "error": "\(error)"])
+                try? await self.store.expiryTagFailed(clusterID: cluster.id)
+                self.logger.warning("cannot write expiry tags; will retry in 5 minutes", metadata: ["cluster.id": "\(cluster.id)", "error": "\(error)"])
             }
         }
         return self.interval

@@ -71,22 +71,41 @@ public struct InstanceMetadataCredentialsProvider: CredentialsProvider {
     public var endpoint: String
     /// What was looked for before: said when the service does not answer (off EC2).
     public var otherwise: String?
+    /// Per request, and how many tries (`AWS_METADATA_SERVICE_TIMEOUT`, `_NUM_ATTEMPTS`, as
+    /// the SDKs read them; 1 s and 2 by default).
+    public var timeout: Duration
+    public var attempts: Int
     let httpClient: HTTPClient
     public static let defaultEndpoint = "http://169.254.169.254"
 
-    public init(endpoint: String? = nil, httpClient: HTTPClient, otherwise: String? = nil) {
+    public init(endpoint: String? = nil, httpClient: HTTPClient, otherwise: String? = nil,
+                timeout: Duration = .seconds(1), attempts: Int = 2) {
         self.endpoint = (endpoint ?? Self.defaultEndpoint).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         self.httpClient = httpClient
         self.otherwise = otherwise
+        self.timeout = timeout
+        self.attempts = max(1, attempts)
+    }
+
+    /// One request, tried `attempts` times when the service does not answer.
+    private func request(_ method: HTTPMethod, _ url: String, headers: [(String, String)], source: String) async throws -> (status: Int, body: Data) {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await credentialsRequest(self.httpClient, method, url, headers: headers, timeout: self.timeout, source: source)
+            } catch is CredentialsError where attempt < self.attempts {
+                continue
+            }
+        }
     }
 
     public func resolveCredentials(logger: Logger) async throws -> AWSCredentials {
         let source = "the instance metadata service (\(self.endpoint))"
         let token: (status: Int, body: Data)
         do {
-            token = try await credentialsRequest(self.httpClient, .PUT, self.endpoint + "/latest/api/token",
-                                                 headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")],
-                                                 timeout: .seconds(2), source: source)
+            token = try await self.request(.PUT, self.endpoint + "/latest/api/token",
+                                           headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")], source: source)
         } catch let error as CredentialsError {
             guard let otherwise = self.otherwise else { throw error }
             throw CredentialsError(.notFound, "\(otherwise), and \(error.message). Off EC2, set credentials; in a container on EC2, the instance needs a metadata hop limit of 2 or more")
@@ -96,13 +115,13 @@ public struct InstanceMetadataCredentialsProvider: CredentialsProvider {
         }
         let header = [("X-aws-ec2-metadata-token", value)]
         let base = self.endpoint + "/latest/meta-data/iam/security-credentials/"
-        let roles = try await credentialsRequest(self.httpClient, .GET, base, headers: header, timeout: .seconds(2), source: source)
+        let roles = try await self.request(.GET, base, headers: header, source: source)
         guard roles.status == 200, let role = String(decoding: roles.body, as: UTF8.self).split(separator: "\n").first.map(String.init),
               !role.isEmpty
         else {
             throw CredentialsError(.notFound, "\(source) names no instance role (HTTP \(roles.status)): attach an instance profile")
         }
-        let answer = try await credentialsRequest(self.httpClient, .GET, base + role, headers: header, timeout: .seconds(2), source: source)
+        let answer = try await self.request(.GET, base + role, headers: header, source: source)
         guard answer.status == 200 else {
             throw CredentialsError(.notFound, "\(source) gave no credentials for role \(role) (HTTP \(answer.status))")
         }

@@ -112,8 +112,11 @@ public struct AWSEnvironment: Sendable {
         if nonEmpty(environment["AWS_EC2_METADATA_DISABLED"])?.lowercased() != "true" {
             // The last resort: on EC2 the instance role; anywhere else its failure names the
             // sources that were looked for.
+            let timeout = nonEmpty(environment["AWS_METADATA_SERVICE_TIMEOUT"]).flatMap(Double.init).flatMap { $0 > 0 ? $0 : nil } ?? 1
+            let attempts = nonEmpty(environment["AWS_METADATA_SERVICE_NUM_ATTEMPTS"]).flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil } ?? 2
             return InstanceMetadataCredentialsProvider(endpoint: nonEmpty(environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"]), httpClient: httpClient,
-                                                       otherwise: "no AWS credentials in the environment, a web identity, profile \(profile) or a container role")
+                                                       otherwise: "no AWS credentials in the environment, a web identity, profile \(profile) or a container role",
+                                                       timeout: .milliseconds(Int64(timeout * 1000)), attempts: attempts)
         }
         throw CredentialsError(.notFound, "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a web identity, profile \(profile), a container role or an instance role",
             underlying: profileError)

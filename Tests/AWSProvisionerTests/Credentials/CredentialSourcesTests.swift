@@ -59,7 +59,9 @@ struct CredentialSourcesTests {
 
             // EC2 instance role, IMDSv2 only.
             let (imds, fromIMDS) = try await Self.resolveAndCall(
-                ["AWS_EC2_METADATA_DISABLED": "false", "AWS_EC2_METADATA_SERVICE_ENDPOINT": endpoint], home: home)
+                // A loaded test machine answers slower than a real metadata service: the SDKs' knob.
+                ["AWS_EC2_METADATA_DISABLED": "false", "AWS_EC2_METADATA_SERVICE_ENDPOINT": endpoint,
+                 "AWS_METADATA_SERVICE_TIMEOUT": "20"], home: home)
             #expect(imds is InstanceMetadataCredentialsProvider)
             #expect(fromIMDS.sessionToken != nil && fromIMDS.expiration != nil)
 

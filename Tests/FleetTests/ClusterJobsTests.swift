@@ -106,7 +106,9 @@ struct ClusterJobsTests {
                                aws: AWSContext, processor: JobProcessor, stack: FleetStack, sshDirectory: String) async throws {
         do {
             for (id, step) in ids.sorted(by: { $0.value < $1.value }) {
-                try await eventually("\(id) (released at \(step)) destroyed") {
+                // The first wait covers every cluster getting to its step on a machine
+                // that runs the other suites too (load 15–20 on two cores): generous.
+                try await eventually("\(id) (released at \(step)) destroyed", timeout: .seconds(300)) {
                     try await store.cluster(id: id)?.state == .destroyed
                 }
             }

@@ -127,8 +127,7 @@ public struct ClusterProvisioner: Sendable {
     /// Closes the shell's connections and removes its folder (the cluster's key on this
     /// machine), awaited, also when the caller was cancelled.
     static func close(_ shell: any RemoteShell) async {
-        guard let shell = shell as? OpenSSHShell else { return }
-        await Task { await shell.close() }.value
+        await (shell as? OpenSSHShell)?.close()
     }
 
     private func install(_ spec: ClusterSpec, _ start: ProvisionState, shell: any RemoteShell,

@@ -123,8 +123,18 @@ public final class OpenSSHShell: RemoteShell {
 
     /// Closes every master connection this shell opened and removes the shell's folder
     /// (the private key, known hosts and control sockets).
+    ///
+    /// The key goes first. A master answers `-O exit` before it unlinks its socket, so the
+    /// folder is removed only once each socket is gone (or after 5 s), and removal is tried
+    /// again while something still changes in it: a single try could meet an entry that
+    /// vanished under it and give up with the folder left behind. Runs to the end also when
+    /// the caller was cancelled.
     public func close() async {
-        defer { try? FileManager.default.removeItem(at: self.directory) }
+        await Task { await self.closeUncancelled() }.value
+    }
+
+    private func closeUncancelled() async {
+        try? FileManager.default.removeItem(at: self.keyFile)
         let targets = self.state.withLock { $0.targets }
         await withTaskGroup(of: Void.self) { group in
             for target in targets {
@@ -134,6 +144,23 @@ public final class OpenSSHShell: RemoteShell {
                 }
             }
         }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(5))
+        while ContinuousClock.now < deadline {
+            let sockets = targets.filter { FileManager.default.fileExists(atPath: self.controlPath(for: $0)) }
+            if sockets.isEmpty { break }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        for _ in 0..<20 {
+            do {
+                try FileManager.default.removeItem(at: self.directory)
+                return
+            } catch {
+                if !FileManager.default.fileExists(atPath: self.directory.path) { return }
+                try? await Task.sleep(for: .milliseconds(25))
+            }
+        }
+        Self.logger.warning("could not remove an SSH shell folder; a worker removes it when it next starts",
+                            metadata: ["folder": "\(self.directory.lastPathComponent)"])
     }
 
     private func hostPattern(for target: SSHTarget) -> String {

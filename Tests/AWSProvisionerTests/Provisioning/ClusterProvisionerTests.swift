@@ -144,6 +144,37 @@ struct ClusterProvisionerTests {
         #expect(swallowed.exitStatus == 0, "\(swallowed.summary)")
         #expect(!swallowed.stdout.contains("after-genconf-marker"), "the lines after genconf were read by the installer, not run")
         await shell.close()
+        #expect(!FileManager.default.fileExists(atPath: shell.directory.path))
+
+        // Closing removes the shell's folder (the key, the control socket) every time: after a
+        // command, and with a command cancelled while its master connection is up.
+        var left: [String] = []
+        var slowestClose = Duration.zero
+        for round in 0..<12 {
+            let closing = try OpenSSHShell(privateKeyPEM: try #require(state.privateKeyPEM),
+                                           directory: URL(fileURLWithPath: "/tmp/flotilla-ssh/close-\(round)-\(UUID().uuidString.prefix(6))"))
+            try await closing.pinHostKey(try #require(bootstrap.hostKey), for: target)
+            if round.isMultiple(of: 2) {
+                let quick = try await closing.run("true", on: target, input: nil, timeout: .seconds(30))
+                #expect(quick.exitStatus == 0, "\(quick.summary)")
+            } else {
+                let long = Task { try await closing.run("sleep 30", on: target, input: nil, timeout: .seconds(60)) }
+                let socket = closing.directory.appendingPathComponent("cm-\(target.host)-\(target.port)").path
+                let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+                while !FileManager.default.fileExists(atPath: socket), ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                #expect(FileManager.default.fileExists(atPath: socket), "the master connection came up")
+                long.cancel()
+                _ = await long.result
+            }
+            let closeStarted = ContinuousClock.now
+            await closing.close()
+            slowestClose = max(slowestClose, ContinuousClock.now - closeStarted)
+            if FileManager.default.fileExists(atPath: closing.directory.path) { left.append(closing.directory.lastPathComponent) }
+        }
+        #expect(left.isEmpty, "shell folders left after close: \(left)")
+        print("measured: the slowest of 12 shell closes took \(slowestClose)")
 
         cluster.reap(state)
         let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())

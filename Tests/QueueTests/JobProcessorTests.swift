@@ -74,6 +74,47 @@ struct JobProcessorTests {
         }
     }
 
+    @Test("8 idle consumers sharing one JobWakeups: a job wakes one of them, not all; the jobs go round the idle ones")
+    func wakeOne() async throws {
+        let db = try await TestDatabase.migrated()
+        try await db.withClient(maximumConnections: 20) { client async throws in
+            let queue = JobQueue(client: client, logger: TestDatabase.logger)
+            let log = RunLog()
+            let wakeups = JobWakeups(settings: db.settings, logger: TestDatabase.logger)
+            let consumers = (0..<8).map { index in
+                JobProcessor(queue: queue, settings: db.settings,
+                             configuration: .init(workerID: "idle-\(index)", kinds: [.noop], concurrency: 1,
+                                                  pollInterval: .seconds(3600)),
+                             wakeups: wakeups, logger: TestDatabase.logger) { job, _ in log.record(job.id) }
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for consumer in consumers { group.addTask { try await consumer.run() } }
+                try await eventually("every consumer made its first claim") { consumers.allSatisfy { $0.claims >= 1 } }
+                // Picked up only once the LISTEN connection is up (polls are an hour apart),
+                // and that connection's wake-everyone came before.
+                let first = try await queue.enqueue(NewJob(kind: .noop)).id
+                try await eventually("the first job picked up") { log.snapshot[first] == 1 }
+                try await eventually("first job written") { consumers.allSatisfy { $0.inFlight == 0 } }
+                let before = consumers.map(\.claims).reduce(0, +)
+                let jobs = 10
+                for round in 1...jobs {
+                    let id = try await queue.enqueue(NewJob(kind: .noop)).id
+                    try await eventually("job \(round) picked up", timeout: .seconds(10)) { log.snapshot[id] == 1 }
+                }
+                try await eventually("every job written") { try await Self.count(client, .succeeded) == jobs + 1 }
+                let claims = consumers.map(\.claims).reduce(0, +) - before
+                // Each job: the woken consumer's claim, and one more because its one slot was
+                // filled; at most 8 late claims from the connection's wake-everyone. Waking
+                // every idle consumer would take at least 8 per job.
+                #expect(claims <= 2 * jobs + 8, "\(claims) claim statements for \(jobs) jobs")
+                print("measured: \(claims) claim statements for \(jobs) jobs with 8 idle consumers")
+                let owners = try await client.scalar("SELECT count(DISTINCT lease_owner)::int FROM jobs", as: Int.self)
+                #expect(owners >= 4, "jobs went round the idle consumers: \(owners) owners")
+                group.cancelAll()
+            }
+        }
+    }
+
     @Test("poll-only mode picks jobs up by polling")
     func pollOnly() async throws {
         let db = try await TestDatabase.migrated()

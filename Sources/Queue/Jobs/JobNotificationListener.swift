@@ -1,14 +1,14 @@
 import Logging
 import PostgresNIO
 
-/// Listens on ``JobQueue/notificationChannel`` over a dedicated connection and calls
-/// `wake` for every notification whose kind is one of `kinds`. Reconnects with backoff
-/// when the connection drops; polling covers the gap.
+/// Listens on ``JobQueue/notificationChannel`` over a dedicated connection and hands each
+/// notification's kind to `notified`; `notified(nil)` when the connection is (again) up, as
+/// jobs may have arrived before `LISTEN` took effect. Reconnects with backoff when the
+/// connection drops; polling covers the gap.
 struct JobNotificationListener: Sendable {
     let settings: DatabaseSettings
-    let kinds: Set<String>
     let logger: Logger
-    let wake: @Sendable () -> Void
+    let notified: @Sendable (String?) -> Void
 
     func run() async {
         var backoff: Duration = .milliseconds(100)
@@ -20,10 +20,9 @@ struct JobNotificationListener: Sendable {
                 do {
                     try await connection.listen(on: JobQueue.notificationChannel) { notifications in
                         backoff = .milliseconds(100)
-                        // Jobs may have arrived before LISTEN took effect.
-                        self.wake()
-                        for try await notification in notifications where self.kinds.contains(notification.payload) {
-                            self.wake()
+                        self.notified(nil)
+                        for try await notification in notifications {
+                            self.notified(notification.payload)
                         }
                     }
                 } catch {

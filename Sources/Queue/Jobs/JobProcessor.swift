@@ -5,7 +5,8 @@ import Synchronization
 
 /// Claims jobs and runs them, as a swift-service-lifecycle `Service`.
 ///
-/// - Wakes on `LISTEN/NOTIFY` (unless `pollOnly`) and polls every `pollInterval` as the floor.
+/// - Wakes on `LISTEN/NOTIFY` (unless `pollOnly`) through ``JobWakeups``, which wakes one
+///   idle processor per job, and polls every `pollInterval` as the floor.
 /// - Claims as many jobs as it has free slots, in one statement.
 /// - Heartbeats each running job; when the lease is lost the handler is cancelled and its
 ///   result discarded, when a cancel is requested the handler is cancelled and the job
@@ -47,6 +48,7 @@ public final class JobProcessor: Service, Sendable {
     let logger: Logger
     let handler: Handler
     private let completions: CompletionBatcher
+    private let wakeups: JobWakeups?
 
     private struct State {
         /// Claimed jobs whose outcome is not recorded yet (shutdown waits for these).
@@ -61,11 +63,16 @@ public final class JobProcessor: Service, Sendable {
         /// themselves by NOTIFY (or the next poll), and an idle queue costs no empty claims.
         var moreMayBeWaiting = true
         var stopping = false
+        /// Claim statements sent, for measurements.
+        var claims = 0
     }
     private let state = Mutex(State())
 
+    /// `wakeups`: shared by the processors of one process, so they hold one `LISTEN`
+    /// connection and a job wakes one of them; nil makes one for this processor.
     public init(queue: JobQueue, settings: DatabaseSettings, configuration: Configuration,
-                logger: Logger, handler: @escaping Handler) {
+                wakeups: JobWakeups? = nil, logger: Logger, handler: @escaping Handler) {
+        self.wakeups = wakeups
         self.queue = queue
         self.settings = settings
         self.configuration = configuration
@@ -77,20 +84,24 @@ public final class JobProcessor: Service, Sendable {
     /// Jobs running right now.
     public var inFlight: Int { self.state.withLock { $0.inFlight } }
 
+    /// Claim statements this processor has sent (the empty ones included).
+    public var claims: Int { self.state.withLock { $0.claims } }
+
     private struct GracePeriodOver: Error {}
 
     public func run() async throws {
-        let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let (claimRequests, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let (drained, drain) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let wakeUp: @Sendable () -> Void = { wake.yield() }
 
+        let notices: Notices? = self.configuration.pollOnly ? nil : {
+            let wakeups = self.wakeups ?? JobWakeups(settings: self.settings, logger: self.logger)
+            return Notices(wakeups: wakeups,
+                           registration: wakeups.register(kinds: Set(self.configuration.kinds.map(\.rawValue)), wake: wakeUp))
+        }()
+        defer { notices?.unregister() }
+
         await withDiscardingTaskGroup { helpers in
-            if !self.configuration.pollOnly {
-                let listener = JobNotificationListener(settings: self.settings,
-                                                       kinds: Set(self.configuration.kinds.map(\.rawValue)),
-                                                       logger: self.logger, wake: wakeUp)
-                helpers.addTask { await listener.run() }
-            }
             helpers.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: self.configuration.pollInterval)
@@ -102,11 +113,12 @@ public final class JobProcessor: Service, Sendable {
                 try await withThrowingDiscardingTaskGroup { jobs in
                     await withGracefulShutdownHandler {
                         wakeUp()
-                        for await _ in wakeups {
-                            await self.claimAndStart(into: &jobs, wake: wakeUp, drain: drain)
+                        for await _ in claimRequests {
+                            await self.claimAndStart(into: &jobs, wake: wakeUp, drain: drain, notices: notices)
                         }
                     } onGracefulShutdown: {
                         self.state.withLock { $0.stopping = true }
+                        notices?.busy()
                         wake.finish()
                     }
                     // Stopped claiming. Give running jobs the grace period, then cancel
@@ -136,9 +148,19 @@ public final class JobProcessor: Service, Sendable {
         }
     }
 
+    /// This processor's registration with its ``JobWakeups``.
+    private struct Notices: Sendable {
+        let wakeups: JobWakeups
+        let registration: JobWakeups.Registration
+        func idle() { self.wakeups.idle(self.registration) }
+        func busy() { self.wakeups.busy(self.registration) }
+        func unregister() { self.wakeups.unregister(self.registration) }
+    }
+
     private func claimAndStart(into jobs: inout ThrowingDiscardingTaskGroup<any Error>,
                                wake: @escaping @Sendable () -> Void,
-                               drain: AsyncStream<Void>.Continuation) async {
+                               drain: AsyncStream<Void>.Continuation, notices: Notices?) async {
+        notices?.busy()
         // Let handlers that are about to return do so first, so one claim fills every
         // slot they free instead of one claim per slot.
         await Task.yield()
@@ -147,7 +169,9 @@ public final class JobProcessor: Service, Sendable {
         let free = self.state.withLock { state -> Int in
             guard !state.stopping else { return 0 }
             state.moreMayBeWaiting = true
-            return self.configuration.concurrency - state.running
+            let free = self.configuration.concurrency - state.running
+            if free > 0 { state.claims += 1 }
+            return free
         }
         guard free > 0 else { return }
         let claimed: [ClaimedJob]
@@ -159,12 +183,15 @@ public final class JobProcessor: Service, Sendable {
                                 metadata: ["error": "\(String(reflecting: error))"])
             return
         }
-        self.state.withLock {
+        let idle = self.state.withLock { state -> Bool in
             // Fewer than asked: the queue had no more runnable jobs of these kinds.
-            if claimed.count < free { $0.moreMayBeWaiting = false }
-            $0.inFlight += claimed.count
-            $0.running += claimed.count
+            if claimed.count < free { state.moreMayBeWaiting = false }
+            state.inFlight += claimed.count
+            state.running += claimed.count
+            return claimed.count < free && !state.stopping
         }
+        // Slots left and nothing more to claim: the next job announced may wake this one.
+        if idle { notices?.idle() }
         guard !claimed.isEmpty else { return }
         for job in claimed {
             jobs.addTask {

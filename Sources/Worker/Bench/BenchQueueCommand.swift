@@ -118,11 +118,13 @@ struct BenchQueueCommand: AsyncParsableCommand {
     private func consumersRunning<T: Sendable>(_ queue: JobQueue, settings: DatabaseSettings, logger: Logger,
                                                handler: @escaping JobProcessor.Handler,
                                                _ body: @Sendable () async throws -> T) async throws -> T {
+        // One LISTEN connection for the process, as `worker run` has; a job wakes one idle consumer.
+        let wakeups = JobWakeups(settings: settings, logger: logger)
         let processors = (0..<self.consumers).map { index in
             JobProcessor(queue: queue, settings: settings,
                          configuration: .init(workerID: "bench-\(index)", kinds: [.noop], concurrency: self.batch,
                                               pollInterval: .milliseconds(500)),
-                         logger: logger, handler: handler)
+                         wakeups: wakeups, logger: logger, handler: handler)
         }
         return try await withThrowingTaskGroup(of: T?.self) { group in
             for processor in processors { group.addTask { try await processor.run(); return nil } }

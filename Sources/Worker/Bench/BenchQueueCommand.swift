@@ -18,10 +18,15 @@ struct BenchQueueCommand: AsyncParsableCommand {
 
               QueueBench --mode throughput --consumers 8 --jobs 20000
               QueueBench --mode pickup --consumers 4 --jobs 1000 --rate 200
+              QueueBench --mode continuous --consumers 8 --jobs 100000 --rate 20000
               QueueBench --mode claim-latency --jobs 2000
               QueueBench --mode hold --lease-seconds 4 --heartbeat-seconds 1
               QueueBench --mode recover --rescue-seconds 0.25
               QueueBench --mode handout --consumers 8 --jobs 400
+
+            continuous enqueues --jobs jobs at --rate per second (a batch every 10 ms, from one
+            producer in this process) while the consumers drain them; it reports the jobs/s
+            from the first enqueue to the last handler start, and enqueue → start latency.
 
             claim-latency enqueues one job at a time and times the claim statement (then
             completes the job), --jobs times. hold enqueues one job {"hold": true}, claims it,
@@ -37,12 +42,12 @@ struct BenchQueueCommand: AsyncParsableCommand {
     )
 
     enum Mode: String, ExpressibleByArgument {
-        case throughput, pickup
+        case throughput, pickup, continuous
         case claimLatency = "claim-latency"
         case hold, recover, handout
     }
 
-    @Option(help: "throughput: drain preloaded jobs; pickup: enqueue one job at a time at --rate and time enqueue → claim; claim-latency: time one-job claims; hold / recover: crash recovery (see below).")
+    @Option(help: "throughput: drain preloaded jobs; pickup: enqueue one job at a time at --rate and time enqueue → claim; continuous: enqueue at --rate while consumers drain; claim-latency: time one-job claims; hold / recover: crash recovery (see below).")
     var mode: Mode = .throughput
 
     @Option(help: "Number of consumers.")
@@ -54,7 +59,7 @@ struct BenchQueueCommand: AsyncParsableCommand {
     @Option(help: "Number of jobs.")
     var jobs: Int = 2000
 
-    @Option(help: "Jobs enqueued per second in pickup mode.")
+    @Option(help: "Jobs enqueued per second in pickup and continuous modes.")
     var rate: Double = 200
 
     @Option(help: "hold: the lease each heartbeat renews, in seconds.")
@@ -101,6 +106,7 @@ struct BenchQueueCommand: AsyncParsableCommand {
             switch self.mode {
             case .throughput: return try await self.throughput(queue, settings: settings, client: client, logger: logger)
             case .pickup: return try await self.pickup(queue, settings: settings, logger: logger)
+            case .continuous: return try await self.continuous(queue, settings: settings, logger: logger)
             case .claimLatency: return try await self.claimLatency(queue, client: client, logger: logger)
             case .hold: return try await self.hold(queue, settings: settings, logger: logger)
             case .recover: return try await self.recover(queue, settings: settings, logger: logger)
@@ -183,6 +189,50 @@ struct BenchQueueCommand: AsyncParsableCommand {
         }
         let sorted = latencies.withLock { $0 }.sorted()
         return ["consumers": Double(self.consumers), "jobs": Double(total), "rate": self.rate,
+                "p50_ms": Self.percentile(sorted, 0.50) * 1000, "p95_ms": Self.percentile(sorted, 0.95) * 1000,
+                "p99_ms": Self.percentile(sorted, 0.99) * 1000, "max_ms": (sorted.last ?? 0) * 1000]
+    }
+
+    /// Producer and consumers at once: a batch of `rate / 100` jobs every 10 ms, each
+    /// stamped with its enqueue time, while the consumers drain them.
+    private func continuous(_ queue: JobQueue, settings: DatabaseSettings, logger: Logger) async throws -> [String: Double] {
+        let latencies = Mutex<[Double]>([])
+        let total = self.jobs
+        let (finished, signal) = AsyncStream<Void>.makeStream()
+        let lastStart = Mutex(ContinuousClock.now)
+        let tick = Duration.milliseconds(10)
+        let perTick = max(1, Int((self.rate / 100).rounded()))
+        let startedAt = Mutex(ContinuousClock.now)
+        try await self.consumersRunning(queue, settings: settings, logger: logger, handler: { job, _ in
+            let sent = try job.decodePayload([String: Double].self)["sent"] ?? 0
+            let latency = Date().timeIntervalSince1970 - sent
+            let count = latencies.withLock { $0.append(latency); return $0.count }
+            if count == total {
+                lastStart.withLock { $0 = ContinuousClock.now }
+                signal.yield()
+            }
+        }) {
+            // Let the LISTEN connection come up before measuring.
+            try await Task.sleep(for: .seconds(1))
+            let started = ContinuousClock.now
+            startedAt.withLock { $0 = started }
+            var next = started
+            var sent = 0
+            while sent < total {
+                let count = min(perTick, total - sent)
+                let payload = #"{"sent": \#(Date().timeIntervalSince1970)}"#
+                try await queue.enqueue(batch: Array(repeating: NewJob(kind: .noop, payload: payload), count: count))
+                sent += count
+                next = next.advanced(by: tick)
+                if next > ContinuousClock.now { try await Task.sleep(until: next) }
+            }
+            for await _ in finished { break }
+        }
+        let enqueueSeconds = Double(total) / self.rate
+        let seconds = (lastStart.withLock { $0 } - startedAt.withLock { $0 }).seconds
+        let sorted = latencies.withLock { $0 }.sorted()
+        return ["consumers": Double(self.consumers), "jobs": Double(total), "rate": self.rate,
+                "offered_seconds": enqueueSeconds, "seconds": seconds, "jobs_per_second": Double(total) / seconds,
                 "p50_ms": Self.percentile(sorted, 0.50) * 1000, "p95_ms": Self.percentile(sorted, 0.95) * 1000,
                 "p99_ms": Self.percentile(sorted, 0.99) * 1000, "max_ms": (sorted.last ?? 0) * 1000]
     }

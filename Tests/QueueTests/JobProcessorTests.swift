@@ -110,9 +110,20 @@ struct JobProcessorTests {
                 print("measured: \(claims) claim statements for \(jobs) jobs with 8 idle consumers")
                 let owners = try await client.scalar("SELECT count(DISTINCT lease_owner)::int FROM jobs", as: Int.self)
                 #expect(owners >= 4, "jobs went round the idle consumers: \(owners) owners")
+                #expect(try await Self.listeners(client) == 1, "one LISTEN connection for the 8")
                 group.cancelAll()
             }
+            // Every processor returned: the last one closed the shared LISTEN connection.
+            try await eventually("the LISTEN connection closed") { try await Self.listeners(client) == 0 }
         }
+    }
+
+    /// Sessions of this database whose last statement was a LISTEN.
+    static func listeners(_ client: PostgresClient) async throws -> Int {
+        try await client.scalar("""
+            SELECT count(*)::int FROM pg_stat_activity
+            WHERE datname = current_database() AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()
+            """, as: Int.self)
     }
 
     @Test("poll-only mode picks jobs up by polling")

@@ -237,6 +237,23 @@ struct JobQueueTests {
             #expect(try await queue.job(id: jobs[0].id)?.state == .succeeded)
         }
     }
+
+    @Test("heartbeats are HOT updates: they add no index entry (migration 0008)")
+    func heartbeatsAreHOT() async throws {
+        let db = try await TestDatabase.migrated()
+        try await db.withClient { client async throws in
+            let queue = JobQueue(client: client, logger: TestDatabase.logger)
+            _ = try await queue.enqueue(NewJob(kind: .noop))
+            let job = try #require(try await queue.claim(kinds: [.noop], limit: 1, owner: "a").first)
+            for _ in 0..<5 { _ = try await queue.heartbeat(job) }
+            // Backends report their table statistics when idle, within about 10 s.
+            try await eventually("five HOT updates counted", timeout: .seconds(60)) {
+                try await client.scalar("SELECT n_tup_hot_upd::int FROM pg_stat_user_tables WHERE relname = 'jobs'", as: Int.self) >= 5
+            }
+            let updates = try await client.scalar("SELECT n_tup_upd::int FROM pg_stat_user_tables WHERE relname = 'jobs'", as: Int.self)
+            print("measured: \(updates) updates of jobs, the claim and 5 heartbeats")
+        }
+    }
 }
 
 @Suite("Retry policy")

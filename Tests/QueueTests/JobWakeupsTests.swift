@@ -13,7 +13,7 @@ struct JobWakeupsTests {
     }
 
     @Test("a job wakes the longest-idle consumer of its kind; none idle wakes every one of the kind; a reconnect wakes all")
-    func rules() {
+    func rules() async {
         let wakeups = JobWakeups(listeningTo: nil, logger: Logger(label: "test"))
         let woken = Woken()
         let a = wakeups.register(kinds: ["noop"], wake: woken.wake("a"))
@@ -36,7 +36,7 @@ struct JobWakeupsTests {
         #expect(woken.snapshot == ["b": 3, "a": 2])
         wakeups.deliver(kind: nil)
         #expect(woken.snapshot == ["b": 4, "a": 3, "c": 1])
-        wakeups.unregister(c)
+        await wakeups.unregister(c)
         wakeups.deliver(kind: "provision")
         #expect(woken.snapshot == ["b": 4, "a": 3, "c": 1], "an unregistered consumer is not woken")
     }

@@ -36,7 +36,7 @@ public struct ClusterStore: Sendable {
     static func decode(_ row: PostgresRow) throws -> ClusterRecord {
         let (id, requestID, owner, state, phase, masters, agents, publicAgents, instanceType, request) =
             try row.decode((String, String?, String, String, String?, Int, Int, Int, String, String).self)
-        var random = row.makeRandomAccess()
+        let random = row.makeRandomAccess()
         func column<T: PostgresDecodable>(_ index: Int, _ type: T.Type) throws -> T { try random[index].decode(T.self) }
         return ClusterRecord(
             id: id, requestID: requestID, owner: owner, state: ClusterState(rawValue: state) ?? .failed, phase: phase,

@@ -147,6 +147,14 @@ public struct DatabaseSettings: Sendable, Equatable {
         return configuration
     }
 
+    /// A pool for ``JobQueue/leaseClient``: claims and heartbeats, committed with
+    /// `synchronous_commit = off` (set at connection start, so no statement is added).
+    public func leaseClientConfiguration(maximumConnections: Int) throws -> PostgresClient.Configuration {
+        var configuration = try self.clientConfiguration(maximumConnections: maximumConnections)
+        configuration.options.additionalStartupParameters.append(("synchronous_commit", "off"))
+        return configuration
+    }
+
     /// A configuration for one dedicated connection (used for `LISTEN`).
     public func connectionConfiguration() throws -> PostgresConnection.Configuration {
         var configuration = PostgresConnection.Configuration(

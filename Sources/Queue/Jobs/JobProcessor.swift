@@ -7,7 +7,8 @@ import Synchronization
 ///
 /// - Wakes on `LISTEN/NOTIFY` (unless `pollOnly`) through ``JobWakeups``, which wakes one
 ///   idle processor per job, and polls every `pollInterval` as the floor.
-/// - Claims as many jobs as it has free slots, in one statement.
+/// - Claims in one statement up to as many jobs as it has free slots, in batches that
+///   grow while claims come back full and shrink to what a claim found.
 /// - Heartbeats each running job; when the lease is lost the handler is cancelled and its
 ///   result discarded, when a cancel is requested the handler is cancelled and the job
 ///   ends `cancelled`.
@@ -47,7 +48,6 @@ public final class JobProcessor: Service, Sendable {
     public let configuration: Configuration
     let logger: Logger
     let handler: Handler
-    private let completions: CompletionBatcher
     private let wakeups: JobWakeups?
 
     private struct State {
@@ -65,6 +65,11 @@ public final class JobProcessor: Service, Sendable {
         var stopping = false
         /// Claim statements sent, for measurements.
         var claims = 0
+        /// How many jobs the next claim asks for (at most the free slots): doubled after a
+        /// claim that came back full, down to what came back after one that came back
+        /// short. A lone job wakes one processor that takes one job, not every waiting job
+        /// at once; a backlog is taken in growing batches up to `concurrency`.
+        var claimSize = 1
     }
     private let state = Mutex(State())
 
@@ -78,7 +83,6 @@ public final class JobProcessor: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.handler = handler
-        self.completions = CompletionBatcher(queue: queue)
     }
 
     /// Jobs running right now.
@@ -99,7 +103,6 @@ public final class JobProcessor: Service, Sendable {
             return Notices(wakeups: wakeups,
                            registration: wakeups.register(kinds: Set(self.configuration.kinds.map(\.rawValue)), wake: wakeUp))
         }()
-        defer { notices?.unregister() }
 
         await withDiscardingTaskGroup { helpers in
             helpers.addTask {
@@ -146,6 +149,8 @@ public final class JobProcessor: Service, Sendable {
             }
             helpers.cancelAll()
         }
+        // The last processor of a `JobWakeups` closes its LISTEN connection before returning.
+        await notices?.unregister()
     }
 
     /// This processor's registration with its ``JobWakeups``.
@@ -154,7 +159,7 @@ public final class JobProcessor: Service, Sendable {
         let registration: JobWakeups.Registration
         func idle() { self.wakeups.idle(self.registration) }
         func busy() { self.wakeups.busy(self.registration) }
-        func unregister() { self.wakeups.unregister(self.registration) }
+        func unregister() async { await self.wakeups.unregister(self.registration) }
     }
 
     private func claimAndStart(into jobs: inout ThrowingDiscardingTaskGroup<any Error>,
@@ -166,17 +171,17 @@ public final class JobProcessor: Service, Sendable {
         await Task.yield()
         // Deciding to claim and noting that work may be waiting happen under one lock with
         // a handler's return (below), so a wake-up that finds every slot busy is never lost.
-        let free = self.state.withLock { state -> Int in
+        let asked = self.state.withLock { state -> Int in
             guard !state.stopping else { return 0 }
             state.moreMayBeWaiting = true
             let free = self.configuration.concurrency - state.running
             if free > 0 { state.claims += 1 }
-            return free
+            return min(free, state.claimSize)
         }
-        guard free > 0 else { return }
+        guard asked > 0 else { return }
         let claimed: [ClaimedJob]
         do {
-            claimed = try await self.queue.claim(kinds: self.configuration.kinds, limit: free,
+            claimed = try await self.queue.claim(kinds: self.configuration.kinds, limit: asked,
                                                  owner: self.configuration.workerID)
         } catch {
             self.logger.warning("claim failed; will retry on the next poll",
@@ -184,11 +189,16 @@ public final class JobProcessor: Service, Sendable {
             return
         }
         let idle = self.state.withLock { state -> Bool in
-            // Fewer than asked: the queue had no more runnable jobs of these kinds.
-            if claimed.count < free { state.moreMayBeWaiting = false }
+            if claimed.count == asked {
+                state.claimSize = min(max(state.claimSize, asked) * 2, self.configuration.concurrency)
+            } else {
+                // Fewer than asked: the queue had no more runnable jobs of these kinds.
+                state.moreMayBeWaiting = false
+                state.claimSize = max(1, claimed.count)
+            }
             state.inFlight += claimed.count
             state.running += claimed.count
-            return claimed.count < free && !state.stopping
+            return claimed.count < asked && !state.stopping
         }
         // Slots left and nothing more to claim: the next job announced may wake this one.
         if idle { notices?.idle() }
@@ -210,7 +220,7 @@ public final class JobProcessor: Service, Sendable {
             }
         }
         // A full batch means more may be waiting.
-        if claimed.count == free { wake() }
+        if claimed.count == asked { wake() }
     }
 
     /// Runs one claimed job to an outcome: succeeded, retried or failed, cancelled,
@@ -272,7 +282,7 @@ public final class JobProcessor: Service, Sendable {
                     logger.info("job cancelled on request")
                     finished("cancelled")
                 case (nil, .success):
-                    if try await self.completions.complete(job) {
+                    if try await self.queue.completions.complete(job, queue: self.queue) {
                         finished("completed")
                         logger.debug("job succeeded", metadata: ["seconds": "\((ContinuousClock.now - started).seconds)"])
                     } else {

@@ -28,13 +28,24 @@ public struct JobQueue: Sendable {
     public static let notificationChannel = "flotilla_jobs"
 
     public let client: PostgresClient
+    /// Where claims and heartbeats go: `client`, or a client whose connections run with
+    /// `synchronous_commit = off` (see ``DatabaseSettings/leaseClientConfiguration(maximumConnections:)``).
+    /// Losing such a commit in a crash costs only a re-claim: the job is queued again (or its
+    /// lease runs out sooner), and every later change is fenced on the lease token the lost
+    /// commit never made durable. Completions, failures and hand-backs stay durable on `client`.
+    public let leaseClient: PostgresClient
     public let configuration: Configuration
     public let logger: Logger
+    /// Group commit for the completions of every processor that shares this queue.
+    let completions: CompletionBatcher
 
-    public init(client: PostgresClient, configuration: Configuration = Configuration(), logger: Logger) {
+    public init(client: PostgresClient, leaseClient: PostgresClient? = nil,
+                configuration: Configuration = Configuration(), logger: Logger) {
         self.client = client
+        self.leaseClient = leaseClient ?? client
         self.configuration = configuration
         self.logger = logger
+        self.completions = CompletionBatcher()
     }
 
     // MARK: Enqueue
@@ -51,14 +62,10 @@ public struct JobQueue: Sendable {
     public func enqueue(_ job: NewJob) async throws -> Enqueued {
         try job.validate()
         let inserted: Int64? = try await self.mapErrors {
-            let rows = try await self.client.query("""
-                INSERT INTO jobs (kind, payload, priority, max_attempts, run_after, idempotency_key)
-                VALUES (\(job.kind.rawValue), \(job.payload)::jsonb, \(job.priority), \(job.maxAttempts),
-                        coalesce(\(job.runAfter), now()), \(job.idempotencyKey))
-                ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-                RETURNING id
-                """, logger: self.logger)
-            return try await rows.decode(Int64.self).first { _ in true }
+            // Prepared: an enqueue is the first part of every job's pickup latency, and
+            // parsing and planning the INSERT cost about as much as running it.
+            let rows = try await self.client.execute(EnqueueStatement(job: job), logger: self.logger)
+            return try await rows.collect().first
         }
         if let inserted { return Enqueued(id: inserted, created: true) }
         // The key was taken. A second statement sees the row even when the competing
@@ -115,7 +122,7 @@ public struct JobQueue: Sendable {
         return try await self.mapErrors {
             // A prepared statement: each pooled connection parses and plans it once, not on
             // every claim (planning cost more than executing it).
-            let rows = try await self.client.execute(
+            let rows = try await self.leaseClient.execute(
                 ClaimStatement(kinds: kindNames, limit: limit, owner: owner, leaseSeconds: lease),
                 logger: self.logger)
             var claimed: [ClaimedJob] = []
@@ -141,7 +148,7 @@ public struct JobQueue: Sendable {
     public func heartbeat(_ job: ClaimedJob) async throws -> Heartbeat {
         let lease = self.configuration.leaseDuration.seconds
         return try await self.fenced(job, "heartbeat") {
-            let rows = try await self.client.query("""
+            let rows = try await self.leaseClient.query("""
                 UPDATE jobs SET lease_expires_at = now() + make_interval(secs => \(lease)),
                                 heartbeat_at = now(), updated_at = now()
                 WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
@@ -374,6 +381,33 @@ struct ClaimStatement: PostgresPreparedStatement {
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// One enqueue; an idempotency key already taken returns no row.
+struct EnqueueStatement: PostgresPreparedStatement {
+    static let name = "flotilla_enqueue_v1"
+    static let sql = """
+        INSERT INTO jobs (kind, payload, priority, max_attempts, run_after, idempotency_key)
+        VALUES ($1::text, $2::text::jsonb, $3::int, $4::int, coalesce($5::timestamptz, now()), $6::text)
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING id
+        """
+    typealias Row = Int64
+
+    var job: NewJob
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 6)
+        bindings.append(self.job.kind.rawValue)
+        bindings.append(self.job.payload)
+        bindings.append(self.job.priority)
+        bindings.append(self.job.maxAttempts)
+        bindings.append(self.job.runAfter)
+        bindings.append(self.job.idempotencyKey)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Int64.self) }
 }
 
 /// Group completion, fenced per row on the claim's token, a running state and an

@@ -60,8 +60,9 @@ public final class JobWakeups: Sendable {
         }
     }
 
-    /// Removes a registration; the last one closes the connection.
-    public func unregister(_ registration: Registration) {
+    /// Removes a registration; the last one closes the connection and returns once it is
+    /// closed, so a processor that stopped leaves no connection behind.
+    public func unregister(_ registration: Registration) async {
         let listener = self.state.withLock { state -> Task<Void, Never>? in
             state.consumers[registration] = nil
             state.idle.removeAll { $0 == registration }
@@ -70,6 +71,7 @@ public final class JobWakeups: Sendable {
             return state.listener
         }
         listener?.cancel()
+        await listener?.value
     }
 
     /// The processor has free slots and found no more jobs: the next notification may wake it.

@@ -14,7 +14,8 @@ struct BenchQueueCommand: AsyncParsableCommand {
         discussion: """
             Uses `noop` jobs in the database it is pointed at (use a scratch database: it adds
             and completes jobs). Consumers run in this process, each a job processor with its
-            own claims, heartbeats and LISTEN connection, as `worker run` would.
+            own claims and heartbeats; they share one LISTEN connection and one completion
+            group commit, as the processors of one `worker run` would.
 
               QueueBench --mode throughput --consumers 8 --jobs 20000
               QueueBench --mode pickup --consumers 4 --jobs 1000 --rate 200
@@ -53,8 +54,13 @@ struct BenchQueueCommand: AsyncParsableCommand {
     @Option(help: "Number of consumers.")
     var consumers: Int = 8
 
-    @Option(help: "Jobs each consumer claims and runs at once.")
+    @Option(help: "Jobs each consumer runs at once: its largest claim (claims grow while they come back full).")
     var batch: Int = 10
+
+    @Option(help: "Commit of claims and heartbeats: async (synchronous_commit = off, as `worker run` does; a crash costs a re-claim) or durable.")
+    var claimCommit: ClaimCommit = .async
+
+    enum ClaimCommit: String, ExpressibleByArgument { case async, durable }
 
     @Option(help: "Number of jobs.")
     var jobs: Int = 2000
@@ -97,20 +103,15 @@ struct BenchQueueCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = self.common.makeLogger()
         let settings = try DatabaseSettings.fromEnvironment()
-        let result = try await settings.withClient(maximumConnections: self.consumers * 2 + 4, logger: logger) { client in
-            // Only the holder's lease matters to the crash-recovery measurement; every other
-            // mode runs with the default lease, as `worker run` does.
-            let lease: Duration = self.mode == .hold ? .seconds(self.leaseSeconds) : JobQueue.Configuration().leaseDuration
-            let queue = JobQueue(client: client, configuration: .init(leaseDuration: lease), logger: logger)
-            try await Migrator.checkSchema(client: client, logger: logger)
-            switch self.mode {
-            case .throughput: return try await self.throughput(queue, settings: settings, client: client, logger: logger)
-            case .pickup: return try await self.pickup(queue, settings: settings, logger: logger)
-            case .continuous: return try await self.continuous(queue, settings: settings, logger: logger)
-            case .claimLatency: return try await self.claimLatency(queue, client: client, logger: logger)
-            case .hold: return try await self.hold(queue, settings: settings, logger: logger)
-            case .recover: return try await self.recover(queue, settings: settings, logger: logger)
-            case .handout: return try await self.handout(client: client, logger: logger)
+        let connections = self.consumers * 2 + 4
+        let leaseClient: PostgresClient? = self.claimCommit == .async
+            ? PostgresClient(configuration: try settings.leaseClientConfiguration(maximumConnections: connections), backgroundLogger: logger)
+            : nil
+        let result = try await settings.withClient(maximumConnections: connections, logger: logger) { client in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                if let leaseClient { group.addTask { await leaseClient.run() } }
+                defer { group.cancelAll() }
+                return try await self.measure(client: client, leaseClient: leaseClient, settings: settings, logger: logger)
             }
         }
         if self.json {
@@ -118,6 +119,24 @@ struct BenchQueueCommand: AsyncParsableCommand {
             print(String(decoding: data, as: UTF8.self))
         } else {
             print(result.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        }
+    }
+
+    private func measure(client: PostgresClient, leaseClient: PostgresClient?, settings: DatabaseSettings,
+                     logger: Logger) async throws -> [String: Double] {
+        // Only the holder's lease matters to the crash-recovery measurement; every other
+        // mode runs with the default lease, as `worker run` does.
+        let lease: Duration = self.mode == .hold ? .seconds(self.leaseSeconds) : JobQueue.Configuration().leaseDuration
+        let queue = JobQueue(client: client, leaseClient: leaseClient, configuration: .init(leaseDuration: lease), logger: logger)
+        try await Migrator.checkSchema(client: client, logger: logger)
+        switch self.mode {
+        case .throughput: return try await self.throughput(queue, settings: settings, client: client, logger: logger)
+        case .pickup: return try await self.pickup(queue, settings: settings, logger: logger)
+        case .continuous: return try await self.continuous(queue, settings: settings, logger: logger)
+        case .claimLatency: return try await self.claimLatency(queue, client: client, logger: logger)
+        case .hold: return try await self.hold(queue, settings: settings, logger: logger)
+        case .recover: return try await self.recover(queue, settings: settings, logger: logger)
+        case .handout: return try await self.handout(client: client, logger: logger)
         }
     }
 
@@ -150,6 +169,12 @@ struct BenchQueueCommand: AsyncParsableCommand {
         // table (the jobs table analyzes at 2 % change). Without any, a never-analyzed
         // table gets a claim plan that sorts the whole backlog on every claim.
         try await client.query("ANALYZE jobs", logger: logger)
+        // Open the connections the consumers will use before the clock starts, as pgqueuer's
+        // consumers connect before its drain is timed.
+        try await Self.openConnections(queue.client, count: self.consumers + 2, logger: logger)
+        if queue.leaseClient !== queue.client {
+            try await Self.openConnections(queue.leaseClient, count: self.consumers, logger: logger)
+        }
         let done = Mutex(0)
         let total = self.jobs
         let (finished, signal) = AsyncStream<Void>.makeStream()
@@ -168,6 +193,7 @@ struct BenchQueueCommand: AsyncParsableCommand {
 
     private func pickup(_ queue: JobQueue, settings: DatabaseSettings, logger: Logger) async throws -> [String: Double] {
         let latencies = Mutex<[Double]>([])
+        let enqueues = Mutex<[Double]>([])
         let total = self.jobs
         let (finished, signal) = AsyncStream<Void>.makeStream()
         try await self.consumersRunning(queue, settings: settings, logger: logger, handler: { job, _ in
@@ -182,15 +208,21 @@ struct BenchQueueCommand: AsyncParsableCommand {
             var next = ContinuousClock.now
             for _ in 0..<total {
                 next = next.advanced(by: interval)
-                try await queue.enqueue(NewJob(kind: .noop, payload: #"{"sent": \#(Date().timeIntervalSince1970)}"#))
+                let sent = Date().timeIntervalSince1970
+                try await queue.enqueue(NewJob(kind: .noop, payload: #"{"sent": \#(sent)}"#))
+                let returned = Date().timeIntervalSince1970 - sent
+                enqueues.withLock { $0.append(returned) }
                 try await Task.sleep(until: next)
             }
             for await _ in finished { break }
         }
         let sorted = latencies.withLock { $0 }.sorted()
+        let enqueued = enqueues.withLock { $0 }.sorted()
+        // enqueue: the INSERT's round trip and durable commit, the first part of every pickup.
         return ["consumers": Double(self.consumers), "jobs": Double(total), "rate": self.rate,
                 "p50_ms": Self.percentile(sorted, 0.50) * 1000, "p95_ms": Self.percentile(sorted, 0.95) * 1000,
-                "p99_ms": Self.percentile(sorted, 0.99) * 1000, "max_ms": (sorted.last ?? 0) * 1000]
+                "p99_ms": Self.percentile(sorted, 0.99) * 1000, "max_ms": (sorted.last ?? 0) * 1000,
+                "enqueue_p50_ms": Self.percentile(enqueued, 0.50) * 1000, "enqueue_p99_ms": Self.percentile(enqueued, 0.99) * 1000]
     }
 
     /// Producer and consumers at once: a batch of `rate / 100` jobs every 10 ms, each
@@ -237,7 +269,6 @@ struct BenchQueueCommand: AsyncParsableCommand {
                 "p99_ms": Self.percentile(sorted, 0.99) * 1000, "max_ms": (sorted.last ?? 0) * 1000]
     }
 
-    /// The nearest-rank percentile of sorted values (0 when there are none).
     /// Warm-pool hand-out: request → ready cluster, nodes and key, as `client request` does.
     private func handout(client: PostgresClient, logger: Logger) async throws -> [String: Double] {
         // One request serves as the pool's spec too: pool_set and pool_spec_hash drop its lifetime.
@@ -295,6 +326,23 @@ struct BenchQueueCommand: AsyncParsableCommand {
                 "claims_per_second": Double(results.count) / seconds]
     }
 
+    /// Has `client`'s pool open `count` connections at once (each held until all are open).
+    private static func openConnections(_ client: PostgresClient, count: Int, logger: Logger) async throws {
+        let opened = Countdown(count)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<count {
+                group.addTask {
+                    try await client.withConnection { _ in
+                        _ = opened.take()
+                        while opened.remaining > 0 { try await Task.sleep(for: .milliseconds(1)) }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    /// The nearest-rank percentile of sorted values (0 when there are none).
     private static func percentile(_ sorted: [Double], _ p: Double) -> Double {
         guard !sorted.isEmpty else { return 0 }
         return sorted[max(0, min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1))]
@@ -419,4 +467,5 @@ final class Countdown: Sendable {
     private let left: Mutex<Int>
     init(_ count: Int) { self.left = Mutex(count) }
     func take() -> Bool { self.left.withLock { value in defer { value -= 1 }; return value > 0 } }
+    var remaining: Int { self.left.withLock { max(0, $0) } }
 }

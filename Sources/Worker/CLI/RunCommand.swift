@@ -36,6 +36,11 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Do not LISTEN; poll only (for transaction-mode connection poolers). Env: FLOTILLA_POLL_ONLY=1.")
     var pollOnly: Bool = ProcessInfo.processInfo.environment["FLOTILLA_POLL_ONLY"] == "1"
 
+    @Option(help: "How claims and heartbeats commit: async (synchronous_commit = off: a database crash can lose a claim, which only costs a re-claim, as every later change is fenced on the claim's lease token) or durable (use it behind a pooler that refuses startup parameters, such as PgBouncer without ignore_startup_parameters). Completions and failures are always durable. Env: FLOTILLA_CLAIM_COMMIT.")
+    var claimCommit: ClaimCommit = ClaimCommit(rawValue: ProcessInfo.processInfo.environment["FLOTILLA_CLAIM_COMMIT"] ?? "async") ?? .async
+
+    enum ClaimCommit: String, ExpressibleByArgument { case async, durable }
+
     @Option(help: "Seconds running jobs get to finish at shutdown before they are handed back. Env: FLOTILLA_SHUTDOWN_GRACE_SECONDS.")
     var shutdownGraceSeconds: Double = environmentValue("FLOTILLA_SHUTDOWN_GRACE_SECONDS", default: 30)
 
@@ -62,6 +67,9 @@ struct RunCommand: AsyncParsableCommand {
         guard self.pollSeconds > 0 else { throw ValidationError("--poll-seconds must be positive") }
         guard self.shutdownGraceSeconds >= 0 else { throw ValidationError("--shutdown-grace-seconds must not be negative") }
         guard self.retentionDays > 0 else { throw ValidationError("--retention-days must be positive") }
+        if let raw = ProcessInfo.processInfo.environment["FLOTILLA_CLAIM_COMMIT"], ClaimCommit(rawValue: raw) == nil {
+            throw ValidationError("FLOTILLA_CLAIM_COMMIT must be async or durable, not \(raw)")
+        }
     }
 
     func run() async throws {
@@ -72,7 +80,11 @@ struct RunCommand: AsyncParsableCommand {
 
         let client = PostgresClient(configuration: try settings.clientConfiguration(maximumConnections: self.concurrency + 4),
                                     backgroundLogger: logger)
-        let queue = JobQueue(client: client,
+        // Claims and heartbeats on connections of their own, committed without waiting for the disk.
+        let leaseClient = self.claimCommit == .async
+            ? PostgresClient(configuration: try settings.leaseClientConfiguration(maximumConnections: 4), backgroundLogger: logger)
+            : nil
+        let queue = JobQueue(client: client, leaseClient: leaseClient,
                              configuration: .init(leaseDuration: .seconds(self.leaseSeconds)),
                              logger: logger)
         let wanted = Set(self.kinds.split(separator: ",").map { JobKind(String($0).trimmingCharacters(in: .whitespaces)) })
@@ -116,7 +128,7 @@ struct RunCommand: AsyncParsableCommand {
             }
         }
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: client), .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
+            services: [.init(service: client)] + (leaseClient.map { [.init(service: $0)] } ?? []) + [.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
                                                     failureTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))

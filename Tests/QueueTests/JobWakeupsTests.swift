@@ -41,3 +41,42 @@ struct JobWakeupsTests {
         #expect(woken.snapshot == ["b": 4, "a": 3, "c": 1], "an unregistered consumer is not woken")
     }
 }
+
+/// The claim gate alone: how many claims run at once, and that every one gets its turn.
+@Suite("Claim gate")
+struct ClaimGateTests {
+    final class Counts: Sendable {
+        let value = Mutex((running: 0, most: 0, done: 0))
+        func start() { self.value.withLock { $0.running += 1; $0.most = max($0.most, $0.running) } }
+        func end() { self.value.withLock { $0.running -= 1; $0.done += 1 } }
+        var snapshot: (running: Int, most: Int, done: Int) { self.value.withLock { $0 } }
+    }
+
+    @Test("at most 3 bodies of a gate of width 3 run at once; 12 callers all get their turn; an error frees the turn")
+    func width() async throws {
+        let gate = ClaimGate(width: 3)
+        let counts = Counts()
+        struct Refused: Error {}
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<12 {
+                group.addTask {
+                    do {
+                        try await gate.withTurn {
+                            counts.start()
+                            // Hold the turn across suspensions so the others pile up at the gate.
+                            for _ in 0..<20 { await Task.yield() }
+                            counts.end()
+                            if index % 4 == 0 { throw Refused() }
+                        }
+                    } catch is Refused {}
+                }
+            }
+            try await group.waitForAll()
+        }
+        let final = counts.snapshot
+        #expect(final.done == 12)
+        #expect(final.most <= 3, "\(final.most) bodies ran at once")
+        #expect(final.most >= 2, "the gate let claims overlap: \(final.most) at once")
+        #expect(final.running == 0)
+    }
+}

@@ -66,10 +66,12 @@ public final class JobProcessor: Service, Sendable {
         /// Claim statements sent, for measurements.
         var claims = 0
         /// How many jobs the next claim asks for (at most the free slots): doubled after a
-        /// claim that came back full, down to what came back after one that came back
-        /// short. A lone job wakes one processor that takes one job, not every waiting job
-        /// at once; a backlog is taken in growing batches up to `concurrency`.
-        var claimSize = 1
+        /// claim that came back full; after one that came back short, twice what it found
+        /// and at least ``JobProcessor/smallestClaim``. A lone job is taken by one claim
+        /// that comes back short (no second, empty claim to learn that nothing is left),
+        /// jobs that arrive together are not all taken by the first processor woken, and a
+        /// backlog is taken in batches that double up to `concurrency`.
+        var claimSize = JobProcessor.smallestClaim
     }
     private let state = Mutex(State())
 
@@ -90,6 +92,9 @@ public final class JobProcessor: Service, Sendable {
 
     /// Claim statements this processor has sent (the empty ones included).
     public var claims: Int { self.state.withLock { $0.claims } }
+
+    /// The smallest claim: large enough that a lone job's claim comes back short.
+    static let smallestClaim = 4
 
     private struct GracePeriodOver: Error {}
 
@@ -181,8 +186,10 @@ public final class JobProcessor: Service, Sendable {
         guard asked > 0 else { return }
         let claimed: [ClaimedJob]
         do {
-            claimed = try await self.queue.claim(kinds: self.configuration.kinds, limit: asked,
-                                                 owner: self.configuration.workerID)
+            claimed = try await self.queue.claims.withTurn {
+                try await self.queue.claim(kinds: self.configuration.kinds, limit: asked,
+                                           owner: self.configuration.workerID)
+            }
         } catch {
             self.logger.warning("claim failed; will retry on the next poll",
                                 metadata: ["error": "\(String(reflecting: error))"])
@@ -194,7 +201,7 @@ public final class JobProcessor: Service, Sendable {
             } else {
                 // Fewer than asked: the queue had no more runnable jobs of these kinds.
                 state.moreMayBeWaiting = false
-                state.claimSize = max(1, claimed.count)
+                state.claimSize = max(Self.smallestClaim, 2 * claimed.count)
             }
             state.inFlight += claimed.count
             state.running += claimed.count

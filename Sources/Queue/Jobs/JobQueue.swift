@@ -17,10 +17,16 @@ public struct JobQueue: Sendable {
         public var leaseDuration: Duration = .seconds(45)
         /// The backoff between failed attempts.
         public var retry: RetryPolicy = RetryPolicy()
+        /// Claim statements the processors sharing this queue run at once (see ``ClaimGate``).
+        /// On the 2-core benchmark machine, drain with 4, 8 and 16 processors in one process:
+        /// 1 at a time capped it (7,900 jobs/s), no limit let 16 claimers slow each other
+        /// (−16 % from 4 to 16), 3 gave the most with −7 % (BENCHMARKS.md, section 1).
+        public var concurrentClaims: Int = 3
 
-        public init(leaseDuration: Duration = .seconds(45), retry: RetryPolicy = RetryPolicy()) {
+        public init(leaseDuration: Duration = .seconds(45), retry: RetryPolicy = RetryPolicy(), concurrentClaims: Int = 3) {
             self.leaseDuration = leaseDuration
             self.retry = retry
+            self.concurrentClaims = max(1, concurrentClaims)
         }
     }
 
@@ -38,6 +44,8 @@ public struct JobQueue: Sendable {
     public let logger: Logger
     /// Group commit for the completions of every processor that shares this queue.
     let completions: CompletionBatcher
+    /// One claim statement at a time for the processors that share this queue.
+    let claims: ClaimGate
 
     public init(client: PostgresClient, leaseClient: PostgresClient? = nil,
                 configuration: Configuration = Configuration(), logger: Logger) {
@@ -46,6 +54,7 @@ public struct JobQueue: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.completions = CompletionBatcher()
+        self.claims = ClaimGate(width: configuration.concurrentClaims)
     }
 
     // MARK: Enqueue

@@ -118,11 +118,13 @@ struct JobProcessorTests {
         }
     }
 
-    /// Sessions of this database whose last statement was a LISTEN.
+    /// Sessions of this database whose last statement was a LISTEN or an UNLISTEN (the
+    /// listener sends UNLISTEN before it closes; the session must be gone, not only quiet).
     static func listeners(_ client: PostgresClient) async throws -> Int {
         try await client.scalar("""
             SELECT count(*)::int FROM pg_stat_activity
-            WHERE datname = current_database() AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()
+            WHERE datname = current_database() AND (query ILIKE 'LISTEN%' OR query ILIKE 'UNLISTEN%')
+              AND pid <> pg_backend_pid()
             """, as: Int.self)
     }
 

@@ -28,17 +28,26 @@ private final class CrashableServer: Sendable {
         // initdb refuses root: the server runs as the postgres system user.
         let runAs = root ? ["/usr/sbin/runuser", "-u", "postgres", "--"] : []
         if root { try Self.run(["/bin/chown", "postgres:postgres", data]) }
-        try Self.run(runAs + ["\(bin)/initdb", "-D", "\(data)/data", "-A", "trust", "-U", "flotilla", "-E", "UTF8", "--no-sync"])
-        for attempt in 0..<5 {
+        do {
+            try Self.run(runAs + ["\(bin)/initdb", "-D", "\(data)/data", "-A", "trust", "-U", "flotilla", "-E", "UTF8", "--no-sync"])
+        } catch {
+            try? FileManager.default.removeItem(atPath: data)
+            throw error
+        }
+        var failure: (any Error)?
+        for _ in 0..<5 {
             let server = CrashableServer(data: data, port: Int.random(in: 42000...48999), bin: bin, runAs: runAs)
             do {
                 try server.startServer()
                 return server
-            } catch where attempt < 4 {
-                continue  // the port was taken
+            } catch {
+                // The port was taken, or the start timed out: stop whatever started, try again.
+                _ = try? server.crash()
+                failure = error
             }
         }
-        throw QueueError(.configuration, "unreachable")
+        try? FileManager.default.removeItem(atPath: data)
+        throw failure ?? QueueError(.configuration, "the test server did not start")
     }
 
     private init(data: String, port: Int, bin: String, runAs: [String]) {

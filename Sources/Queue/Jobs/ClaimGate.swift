@@ -17,7 +17,7 @@ final class ClaimGate: Sendable {
     /// Claims that may run at once.
     let width: Int
 
-    init(width: Int) { self.width = width }
+    init(width: Int) { self.width = max(1, width) }
 
     /// Runs `body` once fewer than `width` bodies of this gate are running.
     func withTurn<T: Sendable>(_ body: () async throws -> T) async throws -> T {

@@ -61,7 +61,9 @@ public final class JobWakeups: Sendable {
     }
 
     /// Removes a registration; the last one closes the connection and returns once it is
-    /// closed, so a processor that stopped leaves no connection behind.
+    /// closed, so a processor that stopped leaves no connection behind. It waits at most
+    /// `closeWait`: a connection attempt to an unreachable server does not end on
+    /// cancellation, and a worker must still stop on SIGTERM.
     public func unregister(_ registration: Registration) async {
         let listener = self.state.withLock { state -> Task<Void, Never>? in
             state.consumers[registration] = nil
@@ -70,9 +72,17 @@ public final class JobWakeups: Sendable {
             defer { state.listener = nil }
             return state.listener
         }
-        listener?.cancel()
-        await listener?.value
+        guard let listener else { return }
+        listener.cancel()
+        await withTaskGroup(of: Void.self) { race in
+            race.addTask { await listener.value }
+            race.addTask { try? await Task.sleep(for: Self.closeWait) }
+            await race.next()
+            race.cancelAll()
+        }
     }
+
+    static let closeWait: Duration = .seconds(5)
 
     /// The processor has free slots and found no more jobs: the next notification may wake it.
     public func idle(_ registration: Registration) {

@@ -79,4 +79,38 @@ struct ClaimGateTests {
         #expect(final.most >= 2, "the gate let claims overlap: \(final.most) at once")
         #expect(final.running == 0)
     }
+
+    @Test("a caller cancelled while it waits leaves at once with CancellationError; its body never runs and the turn still passes on")
+    func cancelledWhileWaiting() async throws {
+        let gate = ClaimGate(width: 1)
+        let (release, releaseTurn) = AsyncStream<Void>.makeStream()
+        let (entered, enter) = AsyncStream<Void>.makeStream()
+        let ranCancelled = Mutex(false)
+        let holder = Task {
+            try await gate.withTurn {
+                enter.yield()
+                for await _ in release { break }
+            }
+        }
+        for await _ in entered { break }
+        let waiter = Task {
+            try await gate.withTurn { ranCancelled.withLock { $0 = true } }
+        }
+        while gate.waitingCount < 1 { await Task.yield() }
+        waiter.cancel()
+        await #expect(throws: CancellationError.self) { try await waiter.value }
+        #expect(gate.waitingCount == 0, "the cancelled caller left the line")
+        let next = Task { try await gate.withTurn { 42 } }
+        while gate.waitingCount < 1 { await Task.yield() }
+        releaseTurn.yield()
+        try await holder.value
+        #expect(try await next.value == 42, "the turn passed to the next caller, not the cancelled one")
+        #expect(!ranCancelled.withLock { $0 })
+        let already = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await gate.withTurn { 1 }
+        }
+        await #expect(throws: CancellationError.self) { try await already.value }
+        #expect(try await gate.withTurn { 7 } == 7, "a free gate still gives turns")
+    }
 }

@@ -190,6 +190,8 @@ public final class JobProcessor: Service, Sendable {
                 try await self.queue.claim(kinds: self.configuration.kinds, limit: asked,
                                            owner: self.configuration.workerID)
             }
+        } catch is CancellationError {
+            return
         } catch {
             self.logger.warning("claim failed; will retry on the next poll",
                                 metadata: ["error": "\(String(reflecting: error))"])

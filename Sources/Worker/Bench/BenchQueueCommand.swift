@@ -48,7 +48,7 @@ struct BenchQueueCommand: AsyncParsableCommand {
         case hold, recover, handout
     }
 
-    @Option(help: "throughput: drain preloaded jobs; pickup: enqueue one job at a time at --rate and time enqueue → claim; continuous: enqueue at --rate while consumers drain; claim-latency: time one-job claims; hold / recover: crash recovery (see below).")
+    @Option(help: "throughput: drain preloaded jobs; pickup: enqueue one job at a time at --rate and time enqueue → handler start, then time a bare SELECT 1 at the same rate (the round-trip floor); continuous: enqueue at --rate while consumers drain; claim-latency: time one-job claims; hold / recover: crash recovery (see below).")
     var mode: Mode = .throughput
 
     @Option(help: "Number of consumers.")
@@ -131,7 +131,7 @@ struct BenchQueueCommand: AsyncParsableCommand {
         try await Migrator.checkSchema(client: client, logger: logger)
         switch self.mode {
         case .throughput: return try await self.throughput(queue, settings: settings, client: client, logger: logger)
-        case .pickup: return try await self.pickup(queue, settings: settings, logger: logger)
+        case .pickup: return try await self.pickup(queue, client: client, settings: settings, logger: logger)
         case .continuous: return try await self.continuous(queue, settings: settings, logger: logger)
         case .claimLatency: return try await self.claimLatency(queue, client: client, logger: logger)
         case .hold: return try await self.hold(queue, settings: settings, logger: logger)
@@ -191,12 +191,12 @@ struct BenchQueueCommand: AsyncParsableCommand {
         return ["consumers": Double(self.consumers), "jobs": Double(total), "seconds": seconds, "jobs_per_second": Double(total) / seconds]
     }
 
-    private func pickup(_ queue: JobQueue, settings: DatabaseSettings, logger: Logger) async throws -> [String: Double] {
+    private func pickup(_ queue: JobQueue, client: PostgresClient, settings: DatabaseSettings, logger: Logger) async throws -> [String: Double] {
         let latencies = Mutex<[Double]>([])
         let enqueues = Mutex<[Double]>([])
         let total = self.jobs
         let (finished, signal) = AsyncStream<Void>.makeStream()
-        try await self.consumersRunning(queue, settings: settings, logger: logger, handler: { job, _ in
+        var trips = try await self.consumersRunning(queue, settings: settings, logger: logger, handler: { job, _ in
             let sent = try job.decodePayload([String: Double].self)["sent"] ?? 0
             let latency = Date().timeIntervalSince1970 - sent
             let count = latencies.withLock { $0.append(latency); return $0.count }
@@ -215,14 +215,29 @@ struct BenchQueueCommand: AsyncParsableCommand {
                 try await Task.sleep(until: next)
             }
             for await _ in finished { break }
+            // The floor under every pickup here: one bare round trip (`SELECT 1`) at the same
+            // rate, with the same idle gaps, while the consumers wait. It is one of the round
+            // trips a pickup is made of.
+            var trips: [Double] = []
+            next = ContinuousClock.now
+            for _ in 0..<total {
+                next = next.advanced(by: interval)
+                let sent = ContinuousClock.now
+                _ = try await client.query("SELECT 1", logger: logger).collect()
+                trips.append((ContinuousClock.now - sent).seconds)
+                try await Task.sleep(until: next)
+            }
+            return trips
         }
+        trips.sort()
         let sorted = latencies.withLock { $0 }.sorted()
         let enqueued = enqueues.withLock { $0 }.sorted()
         // enqueue: the INSERT's round trip and durable commit, the first part of every pickup.
         return ["consumers": Double(self.consumers), "jobs": Double(total), "rate": self.rate,
                 "p50_ms": Self.percentile(sorted, 0.50) * 1000, "p95_ms": Self.percentile(sorted, 0.95) * 1000,
                 "p99_ms": Self.percentile(sorted, 0.99) * 1000, "max_ms": (sorted.last ?? 0) * 1000,
-                "enqueue_p50_ms": Self.percentile(enqueued, 0.50) * 1000, "enqueue_p99_ms": Self.percentile(enqueued, 0.99) * 1000]
+                "enqueue_p50_ms": Self.percentile(enqueued, 0.50) * 1000, "enqueue_p99_ms": Self.percentile(enqueued, 0.99) * 1000,
+                "round_trip_p50_ms": Self.percentile(trips, 0.50) * 1000, "round_trip_p99_ms": Self.percentile(trips, 0.99) * 1000]
     }
 
     /// Producer and consumers at once: a batch of `rate / 100` jobs every 10 ms, each

@@ -40,6 +40,24 @@ struct JobWakeupsTests {
         wakeups.deliver(kind: "provision")
         #expect(woken.snapshot == ["b": 4, "a": 3, "c": 1], "an unregistered consumer is not woken")
     }
+
+    @Test("a stopping consumer is never woken again, even if its last claim then reports it idle")
+    func stopping() {
+        let wakeups = JobWakeups(listeningTo: nil, logger: Logger(label: "test"))
+        let woken = Woken()
+        let a = wakeups.register(kinds: ["noop"], wake: woken.wake("a"))
+        let b = wakeups.register(kinds: ["noop"], wake: woken.wake("b"))
+        wakeups.idle(a)
+        wakeups.stopping(a)
+        wakeups.idle(a)
+        wakeups.idle(b)
+        wakeups.deliver(kind: "noop")
+        #expect(woken.snapshot == ["b": 1], "the idle one that is not stopping is woken")
+        wakeups.deliver(kind: "noop")
+        #expect(woken.snapshot == ["b": 2], "none idle: every consumer of the kind but the stopping one")
+        wakeups.deliver(kind: nil)
+        #expect(woken.snapshot == ["b": 3], "a reconnect does not wake the stopping one either")
+    }
 }
 
 /// The claim gate alone: how many claims run at once, and that every one gets its turn.

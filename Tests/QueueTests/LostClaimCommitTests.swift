@@ -125,21 +125,22 @@ struct LostClaimCommitTests {
             return try await JobQueue(client: client, logger: logger).enqueue(NewJob(kind: .noop)).id
         }
 
-        // Consumer A claims on connections with synchronous_commit = off.
-        var asynchronous = try server.settings.clientConfiguration(maximumConnections: 2)
-        asynchronous.options.additionalStartupParameters = [("synchronous_commit", "off")]
+        // Consumer A claims on the lease pool `worker run` uses by default (its sessions
+        // start with synchronous_commit = off); the test checks the setting took.
+        let asynchronous = try server.settings.leaseClientConfiguration(maximumConnections: 2)
         let clientA = PostgresClient(configuration: asynchronous, backgroundLogger: logger)
         let claimedByA: ClaimedJob = try await withThrowingTaskGroup(of: ClaimedJob?.self) { group in
             group.addTask { await clientA.run(); return nil }
             defer { group.cancelAll() }
             // An asynchronous commit first, waited until flushed: the WAL writer flushed
             // just now, so it next flushes only wal_writer_delay (10 s) later.
+            #expect(try await clientA.scalar("SHOW synchronous_commit", as: String.self) == "off")
             let warmUp = try await clientA.scalar("SELECT txid_current()::text || pg_current_wal_insert_lsn()::text", as: String.self)
             #expect(!warmUp.isEmpty)
             try await eventually("the warm-up commit flushed", timeout: .seconds(30)) {
                 try await clientA.scalar("SELECT pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn()", as: Bool.self)
             }
-            let claimed = try await JobQueue(client: clientA, logger: logger).claim(kinds: [.noop], limit: 1, owner: "consumer-a")
+            let claimed = try await JobQueue(client: clientA, leaseClient: clientA, logger: logger).claim(kinds: [.noop], limit: 1, owner: "consumer-a")
             let job = try #require(claimed.first)
             #expect(job.id == jobID)
             // Not even written to the kernel: an immediate stop keeps what was written.

@@ -126,7 +126,7 @@ public final class JobProcessor: Service, Sendable {
                         }
                     } onGracefulShutdown: {
                         self.state.withLock { $0.stopping = true }
-                        notices?.busy()
+                        notices?.stopping()
                         wake.finish()
                     }
                     // Stopped claiming. Give running jobs the grace period, then cancel
@@ -164,6 +164,7 @@ public final class JobProcessor: Service, Sendable {
         let registration: JobWakeups.Registration
         func idle() { self.wakeups.idle(self.registration) }
         func busy() { self.wakeups.busy(self.registration) }
+        func stopping() { self.wakeups.stopping(self.registration) }
         func unregister() async { await self.wakeups.unregister(self.registration) }
     }
 

@@ -11,6 +11,7 @@ import Synchronization
 /// grow with idle consumers. When none is idle, every processor of the kind is told; one
 /// without a free slot only notes that work is waiting (no claim), so the job is taken as
 /// soon as a slot frees. After the connection comes up (again) every processor is told.
+/// A processor that stops claiming (graceful shutdown) says so and is not woken again.
 ///
 /// The connection opens with the first registration and closes with the last. Share one
 /// object among the processors of a process; a ``JobProcessor`` given none makes its own.
@@ -20,6 +21,8 @@ public final class JobWakeups: Sendable {
     private struct Consumer {
         var kinds: Set<String>
         var wake: @Sendable () -> Void
+        /// Shutting down: claims nothing more, so it is never woken or counted idle again.
+        var stopping = false
     }
     private struct State {
         var consumers: [Registration: Consumer] = [:]
@@ -87,7 +90,8 @@ public final class JobWakeups: Sendable {
     /// The processor has free slots and found no more jobs: the next notification may wake it.
     public func idle(_ registration: Registration) {
         self.state.withLock { state in
-            guard state.consumers[registration] != nil, !state.idle.contains(registration) else { return }
+            guard let consumer = state.consumers[registration], !consumer.stopping,
+                  !state.idle.contains(registration) else { return }
             state.idle.append(registration)
         }
     }
@@ -97,15 +101,26 @@ public final class JobWakeups: Sendable {
         self.state.withLock { state in state.idle.removeAll { $0 == registration } }
     }
 
+    /// The processor stopped claiming (graceful shutdown): a notification goes to the
+    /// others, even if the processor says `idle` after this (its last claim may still be
+    /// returning).
+    public func stopping(_ registration: Registration) {
+        self.state.withLock { state in
+            state.consumers[registration]?.stopping = true
+            state.idle.removeAll { $0 == registration }
+        }
+    }
+
     /// Wakes for a job of `kind`, or everyone (`nil`).
     func deliver(kind: String?) {
         let wakes = self.state.withLock { state -> [@Sendable () -> Void] in
-            guard let kind else { return state.consumers.values.map(\.wake) }
+            let live = state.consumers.values.filter { !$0.stopping }
+            guard let kind else { return live.map(\.wake) }
             if let index = state.idle.firstIndex(where: { state.consumers[$0]?.kinds.contains(kind) == true }) {
                 let chosen = state.idle.remove(at: index)
                 return [state.consumers[chosen]!.wake]
             }
-            return state.consumers.values.filter { $0.kinds.contains(kind) }.map(\.wake)
+            return live.filter { $0.kinds.contains(kind) }.map(\.wake)
         }
         for wake in wakes { wake() }
     }

@@ -132,7 +132,7 @@ struct BenchQueueCommand: AsyncParsableCommand {
         switch self.mode {
         case .throughput: return try await self.throughput(queue, settings: settings, client: client, logger: logger)
         case .pickup: return try await self.pickup(queue, client: client, settings: settings, logger: logger)
-        case .continuous: return try await self.continuous(queue, settings: settings, logger: logger)
+        case .continuous: return try await self.continuous(queue, client: client, settings: settings, logger: logger)
         case .claimLatency: return try await self.claimLatency(queue, client: client, logger: logger)
         case .hold: return try await self.hold(queue, settings: settings, logger: logger)
         case .recover: return try await self.recover(queue, settings: settings, logger: logger)
@@ -242,8 +242,9 @@ struct BenchQueueCommand: AsyncParsableCommand {
 
     /// Producer and consumers at once: a batch of `rate / 100` jobs every 10 ms, each
     /// stamped with its enqueue time, while the consumers drain them.
-    private func continuous(_ queue: JobQueue, settings: DatabaseSettings, logger: Logger) async throws -> [String: Double] {
+    private func continuous(_ queue: JobQueue, client: PostgresClient, settings: DatabaseSettings, logger: Logger) async throws -> [String: Double] {
         let latencies = Mutex<[Double]>([])
+        let handlerEnds = Mutex<[(Int64, Double)]>([])
         let total = self.jobs
         let (finished, signal) = AsyncStream<Void>.makeStream()
         let lastStart = Mutex(ContinuousClock.now)
@@ -258,6 +259,7 @@ struct BenchQueueCommand: AsyncParsableCommand {
                 lastStart.withLock { $0 = ContinuousClock.now }
                 signal.yield()
             }
+            handlerEnds.withLock { $0.append((job.id, Date().timeIntervalSince1970)) }
         }) {
             // Let the LISTEN connection come up before measuring.
             try await Task.sleep(for: .seconds(1))
@@ -278,10 +280,33 @@ struct BenchQueueCommand: AsyncParsableCommand {
         let enqueueSeconds = Double(total) / self.rate
         let seconds = (lastStart.withLock { $0 } - startedAt.withLock { $0 }).seconds
         let sorted = latencies.withLock { $0 }.sorted()
+        let waits = try await Self.completionWaits(client, handlerEnds: handlerEnds.withLock { $0 }, logger: logger)
         return ["consumers": Double(self.consumers), "jobs": Double(total), "rate": self.rate,
                 "offered_seconds": enqueueSeconds, "seconds": seconds, "jobs_per_second": Double(total) / seconds,
                 "p50_ms": Self.percentile(sorted, 0.50) * 1000, "p95_ms": Self.percentile(sorted, 0.95) * 1000,
-                "p99_ms": Self.percentile(sorted, 0.99) * 1000, "max_ms": (sorted.last ?? 0) * 1000]
+                "p99_ms": Self.percentile(sorted, 0.99) * 1000, "max_ms": (sorted.last ?? 0) * 1000,
+                "completion_wait_p50_ms": Self.percentile(waits, 0.50) * 1000,
+                "completion_wait_p99_ms": Self.percentile(waits, 0.99) * 1000,
+                "completion_wait_max_ms": (waits.last ?? 0) * 1000]
+    }
+
+    /// How long each job's result waited for the group commit: from its handler's return to
+    /// the start of the completion statement that wrote it (`finished_at`, the statement's
+    /// `now()`; same clock, same machine). The statement's own commit comes on top. Waits
+    /// until every job is written (completions outlive the consumers that asked for them).
+    private static func completionWaits(_ client: PostgresClient, handlerEnds: [(Int64, Double)],
+                                        logger: Logger) async throws -> [Double] {
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while try await client.query("SELECT count(*) FROM jobs WHERE state = 'succeeded'", logger: logger)
+            .decode(Int64.self).first(where: { _ in true }) ?? 0 < Int64(handlerEnds.count) {
+            guard ContinuousClock.now < deadline else { throw QueueError(.database, "completions not all written after 30 s") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let rows = try await client.query(
+            "SELECT id, extract(epoch FROM finished_at)::float8 FROM jobs WHERE state = 'succeeded'", logger: logger)
+        var finished: [Int64: Double] = [:]
+        for try await (id, at) in rows.decode((Int64, Double).self) { finished[id] = at }
+        return handlerEnds.compactMap { id, end in finished[id].map { max(0, $0 - end) } }.sorted()
     }
 
     /// Warm-pool hand-out: request → ready cluster, nodes and key, as `client request` does.

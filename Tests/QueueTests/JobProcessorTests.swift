@@ -236,8 +236,11 @@ struct JobProcessorTests {
             let queue = JobQueue(client: client, logger: TestDatabase.logger)
             let started = RunLog()
             let release = Mutex(false)
+            // The grace period is long enough for the short job to finish on a loaded CI
+            // machine (500 ms was not: a job still ending after it is handed back); the
+            // long one is handed back when it ends.
             let consumer = Self.processor(queue, db, id: "stopping", concurrency: 2, poll: .milliseconds(50),
-                                          grace: .milliseconds(500)) { job, _ in
+                                          grace: .seconds(5)) { job, _ in
                 started.record(job.id)
                 let payload = try job.decodePayload([String: Bool].self)
                 if payload["long"] == true {
@@ -254,6 +257,8 @@ struct JobProcessorTests {
                 tasks.addTask { try await group.run() }
                 try await eventually("both jobs running") { started.snapshot.count == 2 }
                 await group.triggerGracefulShutdown()
+                // The service group tells the processor on its own time: wait until it has.
+                try await eventually("the processor saw the shutdown") { consumer.isStopping }
                 let late = try await queue.enqueue(NewJob(kind: .noop)).id
                 release.withLock { $0 = true }
                 try await tasks.waitForAll()

@@ -90,6 +90,9 @@ public final class JobProcessor: Service, Sendable {
     /// Jobs running right now.
     public var inFlight: Int { self.state.withLock { $0.inFlight } }
 
+    /// Graceful shutdown has reached this processor: it claims nothing more.
+    public var isStopping: Bool { self.state.withLock { $0.stopping } }
+
     /// Claim statements this processor has sent (the empty ones included).
     public var claims: Int { self.state.withLock { $0.claims } }
 

@@ -114,13 +114,13 @@ public final class JobWakeups: Sendable {
     /// Wakes for a job of `kind`, or everyone (`nil`).
     func deliver(kind: String?) {
         let wakes = self.state.withLock { state -> [@Sendable () -> Void] in
-            let live = state.consumers.values.filter { !$0.stopping }
-            guard let kind else { return live.map(\.wake) }
-            if let index = state.idle.firstIndex(where: { state.consumers[$0]?.kinds.contains(kind) == true }) {
+            if let kind, let index = state.idle.firstIndex(where: { state.consumers[$0]?.kinds.contains(kind) == true }) {
                 let chosen = state.idle.remove(at: index)
                 return [state.consumers[chosen]!.wake]
             }
-            return live.filter { $0.kinds.contains(kind) }.map(\.wake)
+            return state.consumers.values
+                .filter { !$0.stopping && (kind.map($0.kinds.contains) ?? true) }
+                .map(\.wake)
         }
         for wake in wakes { wake() }
     }

@@ -196,6 +196,31 @@ struct BenchQueueCommand: AsyncParsableCommand {
         let enqueues = Mutex<[Double]>([])
         let total = self.jobs
         let (finished, signal) = AsyncStream<Void>.makeStream()
+        // When each job's notification reaches a LISTEN connection of this process (one of
+        // the bench's own, beside the consumers'): the earliest a woken consumer can learn of
+        // the job. Notifications come in commit order, one per enqueue.
+        let sentTimes = Mutex<[Double]>([])
+        let notifiedTimes = Mutex<[Double]>([])
+        let (listening, listenerUp) = AsyncStream<Void>.makeStream()
+        let listener = Task {
+            let connection = try await PostgresConnection.connect(
+                configuration: try settings.connectionConfiguration(), id: 1, logger: logger)
+            do {
+                try await connection.listen(on: JobQueue.notificationChannel) { notifications in
+                    listenerUp.yield()
+                    for try await _ in notifications {
+                        let now = Date().timeIntervalSince1970
+                        notifiedTimes.withLock { $0.append(now) }
+                    }
+                }
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+            try? await connection.close()
+        }
+        defer { listener.cancel() }
+        for await _ in listening { break }
         var trips = try await self.consumersRunning(queue, settings: settings, logger: logger, handler: { job, _ in
             let sent = try job.decodePayload([String: Double].self)["sent"] ?? 0
             let latency = Date().timeIntervalSince1970 - sent
@@ -209,6 +234,7 @@ struct BenchQueueCommand: AsyncParsableCommand {
             for _ in 0..<total {
                 next = next.advanced(by: interval)
                 let sent = Date().timeIntervalSince1970
+                sentTimes.withLock { $0.append(sent) }
                 try await queue.enqueue(NewJob(kind: .noop, payload: #"{"sent": \#(sent)}"#))
                 let returned = Date().timeIntervalSince1970 - sent
                 enqueues.withLock { $0.append(returned) }
@@ -230,14 +256,25 @@ struct BenchQueueCommand: AsyncParsableCommand {
             return trips
         }
         trips.sort()
+        listener.cancel()
+        _ = try? await listener.value
+        let sent = sentTimes.withLock { $0 }
+        let arrivals = notifiedTimes.withLock { $0 }
+        guard arrivals.count == sent.count else {
+            throw QueueError(.database, "expected \(sent.count) notifications on the bench's own LISTEN connection, got \(arrivals.count)")
+        }
+        let notified = zip(arrivals, sent).map { $0 - $1 }.sorted()
         let sorted = latencies.withLock { $0 }.sorted()
         let enqueued = enqueues.withLock { $0 }.sorted()
         // enqueue: the INSERT's round trip and durable commit, the first part of every pickup.
+        // notified: from the same start until the job's notification reached this process;
+        // a consumer can start the job no sooner (it learns of the job from it).
         return ["consumers": Double(self.consumers), "jobs": Double(total), "rate": self.rate,
                 "p50_ms": Self.percentile(sorted, 0.50) * 1000, "p95_ms": Self.percentile(sorted, 0.95) * 1000,
                 "p99_ms": Self.percentile(sorted, 0.99) * 1000, "max_ms": (sorted.last ?? 0) * 1000,
                 "enqueue_p50_ms": Self.percentile(enqueued, 0.50) * 1000, "enqueue_p99_ms": Self.percentile(enqueued, 0.99) * 1000,
-                "round_trip_p50_ms": Self.percentile(trips, 0.50) * 1000, "round_trip_p99_ms": Self.percentile(trips, 0.99) * 1000]
+                "round_trip_p50_ms": Self.percentile(trips, 0.50) * 1000, "round_trip_p99_ms": Self.percentile(trips, 0.99) * 1000,
+                "notified_p50_ms": Self.percentile(notified, 0.50) * 1000, "notified_p99_ms": Self.percentile(notified, 0.99) * 1000]
     }
 
     /// Producer and consumers at once: a batch of `rate / 100` jobs every 10 ms, each

@@ -183,7 +183,12 @@ public final class JobProcessor: Service, Sendable {
         let asked = self.state.withLock { state -> Int in
             guard !state.stopping else { return 0 }
             state.moreMayBeWaiting = true
-            let free = self.configuration.concurrency - state.running
+            // A slot frees when its handler returns, before the outcome is written; but jobs
+            // whose outcome is not written yet count too, up to a second `concurrency`. Without
+            // that bound, a process that claims faster than its completions are written piles
+            // up results until they wait longer than the lease and are lost.
+            let free = min(self.configuration.concurrency - state.running,
+                           2 * self.configuration.concurrency - state.inFlight)
             if free > 0 { state.claims += 1 }
             return min(free, state.claimSize)
         }
@@ -225,11 +230,13 @@ public final class JobProcessor: Service, Sendable {
                     }
                     if claimAgain { wake() }
                 })
-                let (left, stopping) = self.state.withLock { state -> (Int, Bool) in
+                let (left, stopping, claimAgain) = self.state.withLock { state -> (Int, Bool, Bool) in
                     state.inFlight -= 1
-                    return (state.inFlight, state.stopping)
+                    return (state.inFlight, state.stopping, state.moreMayBeWaiting)
                 }
                 if stopping && left == 0 { drain.yield() }
+                // A claim may have been held back by results not yet written (above).
+                if claimAgain && !stopping { wake() }
             }
         }
         // A full batch means more may be waiting.

@@ -14,7 +14,11 @@ struct ClientCommand: AsyncParsableCommand {
 
             Exit codes: 0 success; 1 refused, failed or timed out; 64 bad usage (a message says what is accepted).
             """,
-        subcommands: [RequestCommand.self, RunCommand.self, StatusCommand.self, ListCommand.self, WaitCommand.self, ExtendCommand.self, ReleaseCommand.self, KeyCommand.self, LogsCommand.self, JobsCommand.self, CostCommand.self]
+        subcommands: [
+            RequestCommand.self, RunCommand.self, StatusCommand.self, ListCommand.self, WaitCommand.self,
+            ExtendCommand.self, ReleaseCommand.self, KeyCommand.self, LogsCommand.self, JobsCommand.self,
+            CostCommand.self,
+        ]
     )
 }
 
@@ -22,8 +26,11 @@ struct ClientOptions: ParsableArguments {
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
-    @Option(help: "Log lines (errors of the database driver) as text or json, one object per line. Env: FLOTILLA_LOG_FORMAT.")
-    var logFormat: LogFormat = ProcessInfo.processInfo.environment["FLOTILLA_LOG_FORMAT"].flatMap(LogFormat.init(rawValue:)) ?? .text
+    @Option(
+        help:
+            "Log lines (errors of the database driver) as text or json, one object per line. Env: FLOTILLA_LOG_FORMAT.")
+    var logFormat: LogFormat =
+        ProcessInfo.processInfo.environment["FLOTILLA_LOG_FORMAT"].flatMap(LogFormat.init(rawValue:)) ?? .text
 
     func validate() throws {
         try LogFormat.validateEnvironment()
@@ -50,6 +57,7 @@ func fail(_ message: String) -> Never {
 }
 
 func printJSON(_ object: Any) {
-    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data("{}".utf8)
+    let data =
+        (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data("{}".utf8)
     print(String(decoding: data, as: UTF8.self))
 }

@@ -9,15 +9,19 @@ struct LeaseOptions: ParsableArguments {
     var leaseToken: String?
 
     func token() throws -> String {
-        guard let token = self.leaseToken ?? ProcessInfo.processInfo.environment["FLOTILLA_LEASE_TOKEN"], !token.isEmpty else {
-            throw ValidationError("this needs the cluster's lease token: pass --lease-token or set FLOTILLA_LEASE_TOKEN")
+        guard let token = self.leaseToken ?? ProcessInfo.processInfo.environment["FLOTILLA_LEASE_TOKEN"], !token.isEmpty
+        else {
+            throw ValidationError(
+                "this needs the cluster's lease token: pass --lease-token or set FLOTILLA_LEASE_TOKEN")
         }
         return token
     }
 }
 
 /// Runs `body` with the client API, turning refusals into a message and exit status 1.
-func withStore<T: Sendable>(_ options: ClientOptions, _ body: @Sendable (ClusterAPI, DatabaseSettings) async throws -> T) async throws -> T {
+func withStore<T: Sendable>(
+    _ options: ClientOptions, _ body: @Sendable (ClusterAPI, DatabaseSettings) async throws -> T
+) async throws -> T {
     let logger = options.makeLogger()
     do {
         let settings = try DatabaseSettings.fromEnvironment()
@@ -37,8 +41,9 @@ func requireCluster(_ store: ClusterAPI, _ id: String) async throws -> ClusterRe
 }
 
 struct StatusCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show one cluster and its nodes.",
-                                                    discussion: "Example:\n  client status c-0123456789 --json")
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show one cluster and its nodes.",
+        discussion: "Example:\n  client status c-0123456789 --json")
     @Argument(help: "The cluster id.") var id: String
     @OptionGroup var options: ClientOptions
 
@@ -48,12 +53,19 @@ struct StatusCommand: AsyncParsableCommand {
         try await withStore(self.options) { store, _ in
             let cluster = try await requireCluster(store, id)
             let nodes = try await store.nodes(clusterID: id)
-            let warnings = cluster.state == .ready ? try await store.events(clusterID: id).compactMap(ExpiryWarning.init) : []
+            let warnings =
+                cluster.state == .ready ? try await store.events(clusterID: id).compactMap(ExpiryWarning.init) : []
             // Only the warning for the expiry in force: an extension made the earlier ones moot.
-            let current = warnings.last.flatMap { last in cluster.expiresAt.map { abs($0.timeIntervalSince(last.expiresAt)) < 1 } ?? false ? last : nil }
+            let current = warnings.last.flatMap { last in
+                cluster.expiresAt.map { abs($0.timeIntervalSince(last.expiresAt)) < 1 } ?? false ? last : nil
+            }
             if json {
                 var object = ClusterOutput.json(cluster, nodes: nodes)
-                if let current { object["expiry_warning"] = ["minutes": current.minutes, "at": ISO8601DateFormatter().string(from: current.at)] }
+                if let current {
+                    object["expiry_warning"] = [
+                        "minutes": current.minutes, "at": ISO8601DateFormatter().string(from: current.at),
+                    ]
+                }
                 printJSON(object)
             } else {
                 print(ClusterOutput.text(cluster, nodes: nodes))
@@ -64,10 +76,12 @@ struct StatusCommand: AsyncParsableCommand {
 }
 
 struct ListCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List clusters, newest first.",
-                                                    discussion: "Examples:\n  client list --mine\n  client list --state ready --json")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List clusters, newest first.",
+        discussion: "Examples:\n  client list --mine\n  client list --state ready --json")
     @Flag(help: "Only clusters whose owner is you: the database login this client uses.") var mine = false
-    @Option(help: "Only clusters in this state: requested, provisioning, ready, failed, tearing_down, destroyed.") var state: String?
+    @Option(help: "Only clusters in this state: requested, provisioning, ready, failed, tearing_down, destroyed.")
+    var state: String?
     @OptionGroup var options: ClientOptions
 
     func validate() throws {
@@ -84,10 +98,19 @@ struct ListCommand: AsyncParsableCommand {
                 printJSON(["clusters": clusters.map { ClusterOutput.json($0, nodes: []) }])
                 return
             }
-            print(["ID", "STATE", "NODES", "OWNER", "EXPIRES IN"].map { $0.padding(toLength: 15, withPad: " ", startingAt: 0) }.joined())
+            print(
+                ["ID", "STATE", "NODES", "OWNER", "EXPIRES IN"].map {
+                    $0.padding(toLength: 15, withPad: " ", startingAt: 0)
+                }.joined())
             for cluster in clusters {
-                let expires = cluster.state == .ready ? cluster.expiresAt.map { ClusterRequest.format(seconds: max(0, $0.timeIntervalSinceNow)) } ?? "-" : "-"
-                let cells = [cluster.id, cluster.state.rawValue, "\(cluster.masters + cluster.agents + cluster.publicAgents)", cluster.owner, expires]
+                let expires =
+                    cluster.state == .ready
+                    ? cluster.expiresAt.map { ClusterRequest.format(seconds: max(0, $0.timeIntervalSinceNow)) } ?? "-"
+                    : "-"
+                let cells = [
+                    cluster.id, cluster.state.rawValue, "\(cluster.masters + cluster.agents + cluster.publicAgents)",
+                    cluster.owner, expires,
+                ]
                 print(cells.map { $0.padding(toLength: max(15, $0.count + 1), withPad: " ", startingAt: 0) }.joined())
             }
         }
@@ -95,8 +118,9 @@ struct ListCommand: AsyncParsableCommand {
 }
 
 struct ExtendCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "extend", abstract: "Move a ready cluster's expiry later.",
-                                                    discussion: "Example:\n  client extend c-0123456789 --by 1h --lease-token $TOKEN")
+    static let configuration = CommandConfiguration(
+        commandName: "extend", abstract: "Move a ready cluster's expiry later.",
+        discussion: "Example:\n  client extend c-0123456789 --by 1h --lease-token $TOKEN")
     @Argument(help: "The cluster id.") var id: String
     @Option(help: "How much longer: 30m, 1h, 1h30m.") var by: String
     @OptionGroup var lease: LeaseOptions
@@ -109,10 +133,14 @@ struct ExtendCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (id, token, amount, json) = (self.id, try self.lease.token(), ClusterRequest.parseDuration(self.by)!, self.options.json)
+        let (id, token, amount, json) = (
+            self.id, try self.lease.token(), ClusterRequest.parseDuration(self.by)!, self.options.json
+        )
         try await withStore(self.options) { store, _ in
             let expires = try await store.extend(clusterID: id, leaseToken: token, by: amount)
-            if json { printJSON(["id": id, "expires_at": ClusterOutput.iso(expires)]) } else {
+            if json {
+                printJSON(["id": id, "expires_at": ClusterOutput.iso(expires)])
+            } else {
                 print("cluster \(id) now expires at \(ClusterOutput.iso(expires))")
             }
         }
@@ -120,8 +148,9 @@ struct ExtendCommand: AsyncParsableCommand {
 }
 
 struct ReleaseCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "release", abstract: "Tear a cluster down now.",
-                                                    discussion: "Example:\n  client release c-0123456789 --lease-token $TOKEN")
+    static let configuration = CommandConfiguration(
+        commandName: "release", abstract: "Tear a cluster down now.",
+        discussion: "Example:\n  client release c-0123456789 --lease-token $TOKEN")
     @Argument(help: "The cluster id.") var id: String
     @OptionGroup var lease: LeaseOptions
     @OptionGroup var options: ClientOptions
@@ -130,14 +159,19 @@ struct ReleaseCommand: AsyncParsableCommand {
         let (id, token, json) = (self.id, try self.lease.token(), self.options.json)
         try await withStore(self.options) { store, _ in
             try await store.release(clusterID: id, leaseToken: token)
-            if json { printJSON(["id": id, "released": true]) } else { print("cluster \(id) released; the janitor tears it down now") }
+            if json {
+                printJSON(["id": id, "released": true])
+            } else {
+                print("cluster \(id) released; the janitor tears it down now")
+            }
         }
     }
 }
 
 struct KeyCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "key", abstract: "Write the cluster's SSH private key to a file (mode 0600).",
-                                                    discussion: "Example:\n  client key c-0123456789 --out ~/.ssh/c-0123456789 --lease-token $TOKEN")
+    static let configuration = CommandConfiguration(
+        commandName: "key", abstract: "Write the cluster's SSH private key to a file (mode 0600).",
+        discussion: "Example:\n  client key c-0123456789 --out ~/.ssh/c-0123456789 --lease-token $TOKEN")
     @Argument(help: "The cluster id.") var id: String
     @Option(help: "Where to write the key.") var out: String
     @OptionGroup var lease: LeaseOptions
@@ -154,8 +188,9 @@ struct KeyCommand: AsyncParsableCommand {
 }
 
 struct LogsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Write a cluster's install logs (<phase>-<ip>-journald.log) into a folder.",
-                                                    discussion: "Example:\n  client logs c-0123456789 --out ./logs --lease-token $TOKEN")
+    static let configuration = CommandConfiguration(
+        commandName: "logs", abstract: "Write a cluster's install logs (<phase>-<ip>-journald.log) into a folder.",
+        discussion: "Example:\n  client logs c-0123456789 --out ./logs --lease-token $TOKEN")
     @Argument(help: "The cluster id.") var id: String
     @Option(help: "The folder to write into (created if missing).") var out: String
     @OptionGroup var lease: LeaseOptions
@@ -169,22 +204,30 @@ struct LogsCommand: AsyncParsableCommand {
             for log in logs {
                 try Data(log.contents.utf8).write(to: URL(fileURLWithPath: out).appendingPathComponent(log.name))
             }
-            if json { printJSON(["id": id, "files": logs.map(\.name)]) } else {
-                print(logs.isEmpty ? "cluster \(id) has no install logs" : logs.map { "\(out)/\($0.name)" }.joined(separator: "\n"))
+            if json {
+                printJSON(["id": id, "files": logs.map(\.name)])
+            } else {
+                print(
+                    logs.isEmpty
+                        ? "cluster \(id) has no install logs" : logs.map { "\(out)/\($0.name)" }.joined(separator: "\n")
+                )
             }
         }
     }
 }
 
 struct WaitCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "wait", abstract: "Wait until a cluster is ready (exit 0) or failed (exit 1).",
-                                                    discussion: "Example:\n  client wait c-0123456789 --timeout 45m")
+    static let configuration = CommandConfiguration(
+        commandName: "wait", abstract: "Wait until a cluster is ready (exit 0) or failed (exit 1).",
+        discussion: "Example:\n  client wait c-0123456789 --timeout 45m")
     @Argument(help: "The cluster id.") var id: String
     @Option(help: "Give up after this long (exit 1).") var timeout: String = "60m"
     @OptionGroup var options: ClientOptions
 
     func validate() throws {
-        guard ClusterRequest.parseDuration(self.timeout) != nil else { throw ValidationError("--timeout must be a duration like 45m") }
+        guard ClusterRequest.parseDuration(self.timeout) != nil else {
+            throw ValidationError("--timeout must be a duration like 45m")
+        }
     }
 
     func run() async throws {
@@ -193,7 +236,11 @@ struct WaitCommand: AsyncParsableCommand {
             _ = try await requireCluster(store, id)
             let cluster = try await waitForCluster(id, store: store, settings: settings, timeout: timeout)
             let nodes = try await store.nodes(clusterID: id)
-            if json { printJSON(ClusterOutput.json(cluster, nodes: nodes)) } else { print(ClusterOutput.text(cluster, nodes: nodes)) }
+            if json {
+                printJSON(ClusterOutput.json(cluster, nodes: nodes))
+            } else {
+                print(ClusterOutput.text(cluster, nodes: nodes))
+            }
             return cluster.state == .ready
         }
         if !ok { throw ExitCode(1) }
@@ -202,12 +249,15 @@ struct WaitCommand: AsyncParsableCommand {
 
 /// Waits for the cluster to become ready or fail, waking on its NOTIFYs (and polling),
 /// showing the phase and elapsed time: one updating line on a terminal, plain lines otherwise.
-func waitForCluster(_ id: String, store: ClusterAPI, settings: DatabaseSettings, timeout: Duration) async throws -> ClusterRecord {
+func waitForCluster(_ id: String, store: ClusterAPI, settings: DatabaseSettings, timeout: Duration) async throws
+    -> ClusterRecord
+{
     let start = ContinuousClock.now
     let terminal = isatty(STDERR_FILENO) == 1
     // A cluster from a warm pool is ready at once: no LISTEN connection for it.
     if let cluster = try await store.cluster(id: id), cluster.state == .ready || cluster.state.isFinal {
-        FileHandle.standardError.write(Data("\(id): \(cluster.state)\(cluster.phase.map { " — \($0)" } ?? "") (0s)\n".utf8))
+        FileHandle.standardError.write(
+            Data("\(id): \(cluster.state)\(cluster.phase.map { " — \($0)" } ?? "") (0s)\n".utf8))
         return cluster
     }
     let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
@@ -229,10 +279,14 @@ func waitForCluster(_ id: String, store: ClusterAPI, settings: DatabaseSettings,
             var lastLine = ""
             wake.yield()
             for await _ in wakeups {
-                guard let cluster = try await store.cluster(id: id) else { throw QueueError(.notFound, "cluster \(id) vanished") }
+                guard let cluster = try await store.cluster(id: id) else {
+                    throw QueueError(.notFound, "cluster \(id) vanished")
+                }
                 let elapsed = ClusterRequest.format(seconds: (ContinuousClock.now - start).seconds)
                 var line = "\(id): \(cluster.state)\(cluster.phase.map { " — \($0)" } ?? "") (\(elapsed))"
-                if cluster.state == .requested || cluster.state == .provisioning, let info = try? await store.waitInfo(clusterID: id) {
+                if cluster.state == .requested || cluster.state == .provisioning,
+                    let info = try? await store.waitInfo(clusterID: id)
+                {
                     line += waitEstimate(info, age: Date().timeIntervalSince(cluster.createdAt))
                 }
                 if terminal {
@@ -246,7 +300,10 @@ func waitForCluster(_ id: String, store: ClusterAPI, settings: DatabaseSettings,
                     return cluster
                 }
                 if ContinuousClock.now - start > timeout {
-                    throw QueueError(.invalidInput, "timed out after \(ClusterRequest.format(seconds: timeout.seconds)) waiting for \(id) to be ready; it is \(cluster.state) (\(cluster.phase ?? "-"))")
+                    throw QueueError(
+                        .invalidInput,
+                        "timed out after \(ClusterRequest.format(seconds: timeout.seconds)) waiting for \(id) to be ready; it is \(cluster.state) (\(cluster.phase ?? "-"))"
+                    )
                 }
             }
             return nil
@@ -262,12 +319,13 @@ func waitForCluster(_ id: String, store: ClusterAPI, settings: DatabaseSettings,
 func writeKey(_ key: String, to path: String) throws {
     let url = URL(fileURLWithPath: path)
     try? FileManager.default.removeItem(at: url)
-    guard FileManager.default.createFile(atPath: url.path, contents: Data(key.utf8), attributes: [.posixPermissions: 0o600]) else {
+    guard
+        FileManager.default.createFile(
+            atPath: url.path, contents: Data(key.utf8), attributes: [.posixPermissions: 0o600])
+    else {
         throw QueueError(.invalidInput, "cannot write the key to \(path)")
     }
 }
-
-
 
 /// "; 2 requests ahead; recent clusters were ready ~14m after their request (median of 20), ~9m left".
 func waitEstimate(_ info: ClusterAPI.WaitInfo, age: Double) -> String {
@@ -276,7 +334,8 @@ func waitEstimate(_ info: ClusterAPI.WaitInfo, age: Double) -> String {
         text += info.ahead == 0 ? "; next in line" : "; \(info.ahead) request\(info.ahead == 1 ? "" : "s") ahead"
     }
     if let median = info.medianSeconds, info.sample > 0 {
-        text += "; recent clusters were ready ~\(ClusterRequest.format(seconds: median)) after their request (median of \(info.sample))"
+        text +=
+            "; recent clusters were ready ~\(ClusterRequest.format(seconds: median)) after their request (median of \(info.sample))"
         let left = median - age
         text += left > 0 ? ", ~\(ClusterRequest.format(seconds: left)) left" : ", this one is taking longer"
     }
@@ -291,14 +350,15 @@ struct ExpiryWarning {
 
     init?(_ event: ClusterAPI.Event) {
         guard event.kind == "expiry-warning",
-              let object = try? JSONSerialization.jsonObject(with: Data(event.detail.utf8)) as? [String: Any],
-              let minutes = object["minutes"] as? Int, let epoch = object["expires_epoch"] as? Double else { return nil }
+            let object = try? JSONSerialization.jsonObject(with: Data(event.detail.utf8)) as? [String: Any],
+            let minutes = object["minutes"] as? Int, let epoch = object["expires_epoch"] as? Double
+        else { return nil }
         (self.minutes, self.expiresAt, self.at) = (minutes, Date(timeIntervalSince1970: epoch), event.at)
     }
 
     func text(id: String) -> String {
         let left = ClusterRequest.format(seconds: max(0, self.expiresAt.timeIntervalSinceNow))
-        return "cluster \(id) expires in \(left) (the \(self.minutes)-minute warning); extend it with `client extend \(id) --by 1h`"
+        return
+            "cluster \(id) expires in \(left) (the \(self.minutes)-minute warning); extend it with `client extend \(id) --by 1h`"
     }
 }
-

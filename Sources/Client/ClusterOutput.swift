@@ -6,14 +6,19 @@ enum ClusterOutput {
     /// ISO 8601 text of a date (UTC, seconds).
     static func iso(_ date: Date) -> String { date.formatted(.iso8601) }
 
-    static func json(_ cluster: ClusterRecord, nodes: [NodeRecord], leaseToken: String? = nil, keyPath: String? = nil) -> [String: Any] {
+    static func json(_ cluster: ClusterRecord, nodes: [NodeRecord], leaseToken: String? = nil, keyPath: String? = nil)
+        -> [String: Any]
+    {
         var object: [String: Any] = [
             "id": cluster.id, "owner": cluster.owner, "state": cluster.state.rawValue,
             "masters": cluster.masters, "agents": cluster.agents, "public_agents": cluster.publicAgents,
             "instance_type": cluster.instanceType, "lifetime_seconds": Int(cluster.lifetime.seconds),
             "created_at": iso(cluster.createdAt),
             "nodes": nodes.filter { $0.role != "bootstrap" }.map { node -> [String: Any] in
-                ["role": node.role, "instance_id": node.instanceID, "private_ip": node.privateIP, "public_ip": node.publicIP as Any]
+                [
+                    "role": node.role, "instance_id": node.instanceID, "private_ip": node.privateIP,
+                    "public_ip": node.publicIP as Any,
+                ]
             },
         ]
         object["phase"] = cluster.phase
@@ -28,14 +33,22 @@ enum ClusterOutput {
         return object
     }
 
-    static func text(_ cluster: ClusterRecord, nodes: [NodeRecord], leaseToken: String? = nil, keyPath: String? = nil) -> String {
-        var lines = ["cluster      \(cluster.id)", "state        \(cluster.state)\(cluster.phase.map { " (\($0))" } ?? "")",
-                     "owner        \(cluster.owner)"]
+    static func text(_ cluster: ClusterRecord, nodes: [NodeRecord], leaseToken: String? = nil, keyPath: String? = nil)
+        -> String
+    {
+        var lines = [
+            "cluster      \(cluster.id)", "state        \(cluster.state)\(cluster.phase.map { " (\($0))" } ?? "")",
+            "owner        \(cluster.owner)",
+        ]
         if let leaseToken { lines.append("lease token  \(leaseToken)") }
         if let expires = cluster.expiresAt, cluster.state == .ready {
-            lines.append("expires      \(iso(expires)) (in \(ClusterRequest.format(seconds: max(0, expires.timeIntervalSinceNow))))")
+            lines.append(
+                "expires      \(iso(expires)) (in \(ClusterRequest.format(seconds: max(0, expires.timeIntervalSinceNow))))"
+            )
         }
-        if let user = cluster.sshUser { lines.append("ssh user     \(user)\(cluster.sshPort.map { $0 == 22 ? "" : " (port \($0))" } ?? "")") }
+        if let user = cluster.sshUser {
+            lines.append("ssh user     \(user)\(cluster.sshPort.map { $0 == 22 ? "" : " (port \($0))" } ?? "")")
+        }
         if let keyPath { lines.append("ssh key      \(keyPath)") }
         if let error = cluster.lastError { lines.append("last error   \(error)") }
         let shown = nodes.filter { $0.role != "bootstrap" }

@@ -32,7 +32,8 @@ struct CostCommand: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
 
     func validate() throws {
-        guard let span = ClusterRequest.parseDuration(self.since), span >= .seconds(1), span <= .seconds(3650 * 86400) else {
+        guard let span = ClusterRequest.parseDuration(self.since), span >= .seconds(1), span <= .seconds(3650 * 86400)
+        else {
             throw ValidationError("--since must be a span from 1s to 3650d, such as 7d, 24h or 90m; got \(self.since)")
         }
     }
@@ -45,7 +46,9 @@ struct CostCommand: AsyncParsableCommand {
             try await OperatorReports(client: api.client, logger: api.logger).cost(since: span)
         }
         let unpriced = Set(lines.map(\.instanceType).filter { table != nil && table?[$0] == nil }).sorted()
-        func cost(_ line: OperatorReports.CostLine) -> Double? { table?[line.instanceType].map { $0 * line.instanceHours } }
+        func cost(_ line: OperatorReports.CostLine) -> Double? {
+            table?[line.instanceType].map { $0 * line.instanceHours }
+        }
         var owners: [String: (hours: Double, cost: Double)] = [:]
         for line in lines {
             owners[line.owner, default: (0, 0)].hours += line.instanceHours
@@ -55,8 +58,10 @@ struct CostCommand: AsyncParsableCommand {
             printJSON([
                 "since_seconds": Double(span.components.seconds),
                 "lines": lines.map { line -> [String: Any] in
-                    var row: [String: Any] = ["owner": line.owner, "instance_type": line.instanceType, "clusters": line.clusters,
-                                              "instances": line.nodes, "instance_hours": line.instanceHours]
+                    var row: [String: Any] = [
+                        "owner": line.owner, "instance_type": line.instanceType, "clusters": line.clusters,
+                        "instances": line.nodes, "instance_hours": line.instanceHours,
+                    ]
                     if let cost = cost(line) { row["cost"] = cost }
                     return row
                 },
@@ -73,19 +78,25 @@ struct CostCommand: AsyncParsableCommand {
             print("No cluster was up in the last \(self.since).")
             return
         }
-        let header = ["OWNER", "INSTANCE TYPE", "CLUSTERS", "INSTANCES", "INSTANCE-HOURS"] + (table == nil ? [] : ["COST"])
+        let header =
+            ["OWNER", "INSTANCE TYPE", "CLUSTERS", "INSTANCES", "INSTANCE-HOURS"] + (table == nil ? [] : ["COST"])
         var rows = lines.map { line in
-            [line.owner, line.instanceType, "\(line.clusters)", "\(line.nodes)", String(format: "%.3f", line.instanceHours)]
+            [
+                line.owner, line.instanceType, "\(line.clusters)", "\(line.nodes)",
+                String(format: "%.3f", line.instanceHours),
+            ]
                 + (table == nil ? [] : [cost(line).map { String(format: "%.2f", $0) } ?? "no price"])
         }
         for owner in owners.keys.sorted() where lines.filter({ $0.owner == owner }).count > 1 {
-            rows.append([owner, "(all)", "", "", String(format: "%.3f", owners[owner]!.hours)]
-                        + (table == nil ? [] : [String(format: "%.2f", owners[owner]!.cost)]))
+            rows.append(
+                [owner, "(all)", "", "", String(format: "%.3f", owners[owner]!.hours)]
+                    + (table == nil ? [] : [String(format: "%.2f", owners[owner]!.cost)]))
         }
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
         for row in [header] + rows {
-            print(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces))
+            print(
+                row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+                    .joined(separator: "  ").trimmingCharacters(in: .whitespaces))
         }
         if !unpriced.isEmpty { print("no price for: \(unpriced.joined(separator: ", "))") }
     }
@@ -98,7 +109,8 @@ struct CostCommand: AsyncParsableCommand {
         let text = String(decoding: data, as: UTF8.self)
         if text.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix("{") {
             guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-                throw QueueError(.invalidInput, "the price file \(path) is not a JSON object of instance type → price per hour")
+                throw QueueError(
+                    .invalidInput, "the price file \(path) is not a JSON object of instance type → price per hour")
             }
             var table: [String: Double] = [:]
             for (type, value) in object {
@@ -111,11 +123,15 @@ struct CostCommand: AsyncParsableCommand {
         }
         var table: [String: Double] = [:]
         for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let line =
+                raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
             let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "," })
             if fields.isEmpty { continue }
             guard fields.count == 2, let price = Double(fields[1]), price >= 0, price.isFinite else {
-                throw QueueError(.invalidInput, "\(path) line \(number + 1): expected INSTANCE_TYPE PRICE_PER_HOUR, got \(line.trimmingCharacters(in: .whitespaces))")
+                throw QueueError(
+                    .invalidInput,
+                    "\(path) line \(number + 1): expected INSTANCE_TYPE PRICE_PER_HOUR, got \(line.trimmingCharacters(in: .whitespaces))"
+                )
             }
             table[String(fields[0])] = price
         }

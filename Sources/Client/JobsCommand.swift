@@ -20,34 +20,47 @@ struct JobsCommand: AsyncParsableCommand {
         do {
             let settings = try DatabaseSettings.fromEnvironment()
             // Through the client API (api_job_counts, api_jobs): a client login reads no table.
-            let (countByState, oldestRunnableAge, running, failed) = try await settings.withClient(maximumConnections: 1, logger: logger) { client in
+            let (countByState, oldestRunnableAge, running, failed) = try await settings.withClient(
+                maximumConnections: 1, logger: logger
+            ) { client in
                 try await ClusterAPI(client: client, logger: logger).jobs()
             }
             func describe(_ job: JobQueue.JobSummary) -> [String: Any] {
-                ["id": job.id, "kind": job.kind, "cluster_id": job.clusterID as Any, "attempt": job.attempt,
-                 "worker": job.worker as Any, "heartbeat_age_seconds": job.heartbeatAge as Any, "last_error": job.lastError as Any]
+                [
+                    "id": job.id, "kind": job.kind, "cluster_id": job.clusterID as Any, "attempt": job.attempt,
+                    "worker": job.worker as Any, "heartbeat_age_seconds": job.heartbeatAge as Any,
+                    "last_error": job.lastError as Any,
+                ]
             }
             let age = oldestRunnableAge.map { String(format: "%.1f", $0.seconds) }
             if self.options.json {
                 var counts: [String: Int] = [:]
                 for state in JobState.all { counts[state.rawValue] = countByState[state, default: 0] }
-                printJSON(["jobs_by_state": counts, "oldest_runnable_age_seconds": oldestRunnableAge.map { $0.seconds } as Any,
-                           "running": running.map(describe), "failed": failed.map(describe)])
+                printJSON([
+                    "jobs_by_state": counts, "oldest_runnable_age_seconds": oldestRunnableAge.map { $0.seconds } as Any,
+                    "running": running.map(describe), "failed": failed.map(describe),
+                ])
             } else {
                 for state in JobState.all {
-                    print("\(state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(countByState[state, default: 0])")
+                    print(
+                        "\(state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(countByState[state, default: 0])"
+                    )
                 }
                 print("oldest runnable job waiting: \(age.map { "\($0) s" } ?? "none")")
                 if !running.isEmpty {
                     print("\nrunning:")
                     for job in running {
-                        print("  job \(job.id) \(job.kind) \(job.clusterID ?? "") attempt \(job.attempt) on \(job.worker ?? "?"), last heartbeat \(String(format: "%.1f", job.heartbeatAge ?? 0)) s ago")
+                        print(
+                            "  job \(job.id) \(job.kind) \(job.clusterID ?? "") attempt \(job.attempt) on \(job.worker ?? "?"), last heartbeat \(String(format: "%.1f", job.heartbeatAge ?? 0)) s ago"
+                        )
                     }
                 }
                 if !failed.isEmpty {
                     print("\nfailed (most recent first):")
                     for job in failed {
-                        print("  job \(job.id) \(job.kind) \(job.clusterID ?? "") after \(job.attempt) attempts: \(job.lastError ?? "-")")
+                        print(
+                            "  job \(job.id) \(job.kind) \(job.clusterID ?? "") after \(job.attempt) attempts: \(job.lastError ?? "-")"
+                        )
                     }
                 }
             }

@@ -35,21 +35,26 @@ struct RequestCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var shape: ClusterShapeOptions
-    @Option(help: "How long the cluster lives once ready (e.g. 90m, 2h); at most the policy's maximum (12h by default).") var lifetime: String = "2h"
+    @Option(
+        help: "How long the cluster lives once ready (e.g. 90m, 2h); at most the policy's maximum (12h by default).")
+    var lifetime: String = "2h"
     @Option(help: "Free text shown with the cluster (the owner is always the database login).") var label: String?
     @Option(help: "A retried request with the same id returns the same cluster.") var requestID: String?
     @Option(help: "Where to write the SSH private key (mode 0600). Default: ./<cluster id>.key") var keyOut: String?
     @Flag(help: "Return once the request is recorded; do not wait.") var noWait = false
-    @Option(help: """
-        Give up waiting after this long (the cluster is then released). With --no-wait: how long the cluster \
-        waits to be collected by `client wait` + `client key`. Either way the server gives up on a request \
-        nobody collected (read its key or extended it) 15 s after this.
-        """) var timeout: String = "60m"
-    @Flag(help: "When giving up (timeout, Ctrl-C, SIGTERM, an error), keep the cluster instead of releasing it.") var keepOnFailure = false
-    @Option(help: """
-        Warm pools (`worker pool list`): auto takes a ready pool cluster when the spec matches one, else a new \
-        cluster is built; wait takes a pool cluster still being built before building a new one; never always builds.
-        """) var pool: PoolModeOption = .auto
+    @Option(
+        help: """
+            Give up waiting after this long (the cluster is then released). With --no-wait: how long the cluster \
+            waits to be collected by `client wait` + `client key`. Either way the server gives up on a request \
+            nobody collected (read its key or extended it) 15 s after this.
+            """) var timeout: String = "60m"
+    @Flag(help: "When giving up (timeout, Ctrl-C, SIGTERM, an error), keep the cluster instead of releasing it.")
+    var keepOnFailure = false
+    @Option(
+        help: """
+            Warm pools (`worker pool list`): auto takes a ready pool cluster when the spec matches one, else a new \
+            cluster is built; wait takes a pool cluster still being built before building a new one; never always builds.
+            """) var pool: PoolModeOption = .auto
     @OptionGroup var options: ClientOptions
 
     /// The request, validated; nothing is written when this throws.
@@ -58,10 +63,15 @@ struct RequestCommand: AsyncParsableCommand {
             throw ValidationError("--lifetime must be a duration like 90m or 2h")
         }
         let request = try self.shape.request(lifetimeSeconds: lifetime.seconds)
-        guard ClusterRequest.parseDuration(self.timeout) != nil else { throw ValidationError("--timeout must be a duration like 45m") }
-        if let id = self.requestID, !(1...200).contains(id.count) { throw ValidationError("--request-id must be 1 to 200 characters") }
+        guard ClusterRequest.parseDuration(self.timeout) != nil else {
+            throw ValidationError("--timeout must be a duration like 45m")
+        }
+        if let id = self.requestID, !(1...200).contains(id.count) {
+            throw ValidationError("--request-id must be 1 to 200 characters")
+        }
         if !self.noWait {
-            try checkWritable(self.keyOut ?? FileManager.default.currentDirectoryPath + "/c-0000000000.key", option: "--key-out")
+            try checkWritable(
+                self.keyOut ?? FileManager.default.currentDirectoryPath + "/c-0000000000.key", option: "--key-out")
         }
         return request
     }
@@ -72,8 +82,9 @@ struct RequestCommand: AsyncParsableCommand {
         let timeout = ClusterRequest.parseDuration(self.timeout)!
         // Every request carries an id, so a request that a signal interrupted while it was
         // being recorded can be found again (the same id returns it) and released.
-        let new = NewCluster(requestID: self.requestID ?? "auto-" + UUID().uuidString.lowercased(), label: self.label,
-                             request: json, abandonAfter: timeout + .seconds(15), poolMode: self.pool.mode)
+        let new = NewCluster(
+            requestID: self.requestID ?? "auto-" + UUID().uuidString.lowercased(), label: self.label,
+            request: json, abandonAfter: timeout + .seconds(15), poolMode: self.pool.mode)
         let (noWait, asJSON, keyOut, keep) = (self.noWait, self.options.json, self.keyOut, self.keepOnFailure)
         let status = try await withStore(self.options) { store, settings -> Int32 in
             // What this invocation is responsible for, once the request is recorded.
@@ -83,17 +94,24 @@ struct RequestCommand: AsyncParsableCommand {
                     let receipt = try await store.request(new)
                     let (id, token) = (receipt.id, receipt.leaseToken)
                     made.set(id, token)
-                    if !receipt.created { FileHandle.standardError.write(Data("request id already used: returning cluster \(id)\n".utf8)) }
-                    if let pool = receipt.pool { FileHandle.standardError.write(Data("\(id): from warm pool \(pool)\n".utf8)) }
+                    if !receipt.created {
+                        FileHandle.standardError.write(Data("request id already used: returning cluster \(id)\n".utf8))
+                    }
+                    if let pool = receipt.pool {
+                        FileHandle.standardError.write(Data("\(id): from warm pool \(pool)\n".utf8))
+                    }
                     if noWait {
                         let cluster = try await requireCluster(store, id)
-                        if asJSON { printJSON(ClusterOutput.json(cluster, nodes: [], leaseToken: token)) } else {
+                        if asJSON {
+                            printJSON(ClusterOutput.json(cluster, nodes: [], leaseToken: token))
+                        } else {
                             print(ClusterOutput.text(cluster, nodes: [], leaseToken: token))
                         }
                         return 0
                     }
-                    return try await Self.waitAndCollect(id: id, token: token, store: store, settings: settings, timeout: timeout,
-                                                         keyOut: keyOut, asJSON: asJSON) ? 0 : 1
+                    return try await Self.waitAndCollect(
+                        id: id, token: token, store: store, settings: settings, timeout: timeout,
+                        keyOut: keyOut, asJSON: asJSON) ? 0 : 1
                 }
             } catch {
                 let (status, why) = givingUp(error)
@@ -113,11 +131,16 @@ struct RequestCommand: AsyncParsableCommand {
                     // What was kept is printed as a success would be, token included: its
                     // holder needs it to release the cluster later.
                     if let cluster = try? await store.cluster(id: id) {
-                        if asJSON { printJSON(ClusterOutput.json(cluster, nodes: [], leaseToken: token)) } else {
+                        if asJSON {
+                            printJSON(ClusterOutput.json(cluster, nodes: [], leaseToken: token))
+                        } else {
                             print(ClusterOutput.text(cluster, nodes: [], leaseToken: token))
                         }
                     }
-                    FileHandle.standardError.write(Data("client: \(why); cluster \(id) is kept (--keep-on-failure): release it with `client release \(id)`\n".utf8))
+                    FileHandle.standardError.write(
+                        Data(
+                            "client: \(why); cluster \(id) is kept (--keep-on-failure): release it with `client release \(id)`\n"
+                                .utf8))
                     return status
                 }
                 await releaseAfterGivingUp(id, token, why: why, store: store, note: "--keep-on-failure keeps it")
@@ -128,8 +151,10 @@ struct RequestCommand: AsyncParsableCommand {
     }
 
     /// Waits for the cluster, writes its key and prints it. Returns whether it is ready.
-    static func waitAndCollect(id: String, token: String, store: ClusterAPI, settings: DatabaseSettings, timeout: Duration,
-                               keyOut: String?, asJSON: Bool) async throws -> Bool {
+    static func waitAndCollect(
+        id: String, token: String, store: ClusterAPI, settings: DatabaseSettings, timeout: Duration,
+        keyOut: String?, asJSON: Bool
+    ) async throws -> Bool {
         let cluster = try await waitForCluster(id, store: store, settings: settings, timeout: timeout)
         let nodes = try await store.nodes(clusterID: id)
         var keyPath: String?
@@ -138,10 +163,14 @@ struct RequestCommand: AsyncParsableCommand {
             try writeKey(try await store.privateKey(clusterID: id, leaseToken: token), to: path)
             keyPath = path
         }
-        if asJSON { printJSON(ClusterOutput.json(cluster, nodes: nodes, leaseToken: token, keyPath: keyPath)) } else {
+        if asJSON {
+            printJSON(ClusterOutput.json(cluster, nodes: nodes, leaseToken: token, keyPath: keyPath))
+        } else {
             print(ClusterOutput.text(cluster, nodes: nodes, leaseToken: token, keyPath: keyPath))
             if let keyPath, let user = cluster.sshUser, let node = nodes.first(where: { $0.role == "master" }) {
-                print("\nssh -i \(keyPath) \(cluster.sshPort.map { $0 == 22 ? "" : "-p \($0) " } ?? "")\(user)@\(node.publicIP ?? node.privateIP)")
+                print(
+                    "\nssh -i \(keyPath) \(cluster.sshPort.map { $0 == 22 ? "" : "-p \($0) " } ?? "")\(user)@\(node.publicIP ?? node.privateIP)"
+                )
             }
             if cluster.state != .ready {
                 print("\nthe cluster did not become ready; install logs: client logs \(id) --out ./logs")

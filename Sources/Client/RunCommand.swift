@@ -44,22 +44,33 @@ struct RunCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var shape: ClusterShapeOptions
-    @Option(help: "How long the cluster lives once ready; extended while COMMAND runs (e.g. 90m, 2h).") var lifetime: String = "2h"
+    @Option(help: "How long the cluster lives once ready; extended while COMMAND runs (e.g. 90m, 2h).") var lifetime:
+        String = "2h"
     @Option(help: "Free text shown with the cluster.") var label: String?
     @Option(help: "A retried request with the same id returns the same cluster.") var requestID: String?
     @Option(help: "Give up waiting for the cluster after this long (it is then released).") var timeout: String = "60m"
-    @Option(help: "auto, wait or never: how a matching warm pool is used (see `client request --help`).") var pool: PoolModeOption = .auto
-    @Option(help: "Release the cluster when this client sent no heartbeat for this long (2s to 1h).") var heartbeatTimeout: String = "60s"
-    @Option(help: "Where to write the SSH private key (mode 0600). Default: a private temporary file, removed afterwards.") var keyOut: String?
+    @Option(help: "auto, wait or never: how a matching warm pool is used (see `client request --help`).") var pool:
+        PoolModeOption = .auto
+    @Option(help: "Release the cluster when this client sent no heartbeat for this long (2s to 1h).")
+    var heartbeatTimeout: String = "60s"
+    @Option(
+        help: "Where to write the SSH private key (mode 0600). Default: a private temporary file, removed afterwards.")
+    var keyOut: String?
     @Argument(parsing: .postTerminator, help: "The command to run, after --.") var command: [String] = []
     @OptionGroup var options: ClientOptions
 
     func validate() throws {
-        guard !self.command.isEmpty else { throw ValidationError("give the command to run after --, like: client run --nodes 3 -- ./tests.sh") }
-        guard let beat = ClusterRequest.parseDuration(self.heartbeatTimeout), beat >= .seconds(2), beat <= .seconds(3600) else {
+        guard !self.command.isEmpty else {
+            throw ValidationError("give the command to run after --, like: client run --nodes 3 -- ./tests.sh")
+        }
+        guard let beat = ClusterRequest.parseDuration(self.heartbeatTimeout), beat >= .seconds(2),
+            beat <= .seconds(3600)
+        else {
             throw ValidationError("--heartbeat-timeout must be a duration from 2s to 1h")
         }
-        guard ClusterRequest.parseDuration(self.timeout) != nil else { throw ValidationError("--timeout must be a duration like 45m") }
+        guard ClusterRequest.parseDuration(self.timeout) != nil else {
+            throw ValidationError("--timeout must be a duration like 45m")
+        }
         if let keyOut { try checkWritable(keyOut, option: "--key-out") }
     }
 
@@ -70,9 +81,10 @@ struct RunCommand: AsyncParsableCommand {
         let request = try self.shape.request(lifetimeSeconds: lifetime.seconds)
         let timeout = ClusterRequest.parseDuration(self.timeout)!
         let beat = ClusterRequest.parseDuration(self.heartbeatTimeout)!
-        let new = NewCluster(requestID: self.requestID ?? "run-" + UUID().uuidString.lowercased(), label: self.label,
-                             request: String(decoding: try JSONEncoder().encode(request), as: UTF8.self),
-                             abandonAfter: timeout + .seconds(15), poolMode: self.pool.mode)
+        let new = NewCluster(
+            requestID: self.requestID ?? "run-" + UUID().uuidString.lowercased(), label: self.label,
+            request: String(decoding: try JSONEncoder().encode(request), as: UTF8.self),
+            abandonAfter: timeout + .seconds(15), poolMode: self.pool.mode)
         let (command, keyOut) = (self.command, self.keyOut)
         let status = try await withStore(self.options) { store, settings -> Int32 in
             let made = Responsibility()
@@ -88,19 +100,27 @@ struct RunCommand: AsyncParsableCommand {
                     say("cluster \(id)\(receipt.pool.map { " from warm pool \($0)" } ?? " requested")")
                     return try await withThrowingTaskGroup(of: Int32?.self) { group in
                         group.addTask {
-                            await keepAlive(id: id, token: receipt.leaseToken, store: store, timeout: beat, extendBy: lifetime)
+                            await keepAlive(
+                                id: id, token: receipt.leaseToken, store: store, timeout: beat, extendBy: lifetime)
                             return nil
                         }
                         defer { group.cancelAll() }
                         let cluster = try await waitForCluster(id, store: store, settings: settings, timeout: timeout)
                         guard cluster.state == .ready else {
-                            throw QueueError(.conflict, "cluster \(id) did not become ready (it is \(cluster.state)\(cluster.lastError.map { ": \($0)" } ?? "")); install logs: client logs \(id) --lease-token …")
+                            throw QueueError(
+                                .conflict,
+                                "cluster \(id) did not become ready (it is \(cluster.state)\(cluster.lastError.map { ": \($0)" } ?? "")); install logs: client logs \(id) --lease-token …"
+                            )
                         }
                         let nodes = try await store.nodes(clusterID: id)
                         let keyPath = keyOut ?? keyFolder! + "/\(id).key"
-                        try writeKey(try await store.privateKey(clusterID: id, leaseToken: receipt.leaseToken), to: keyPath)
-                        say("cluster \(id) ready after \(ClusterRequest.format(seconds: (ContinuousClock.now - started).seconds)); running \(command.joined(separator: " "))")
-                        let environment = clusterEnvironment(cluster, nodes: nodes, token: receipt.leaseToken, keyPath: keyPath)
+                        try writeKey(
+                            try await store.privateKey(clusterID: id, leaseToken: receipt.leaseToken), to: keyPath)
+                        say(
+                            "cluster \(id) ready after \(ClusterRequest.format(seconds: (ContinuousClock.now - started).seconds)); running \(command.joined(separator: " "))"
+                        )
+                        let environment = clusterEnvironment(
+                            cluster, nodes: nodes, token: receipt.leaseToken, keyPath: keyPath)
                         return try await runChild(command, environment: environment)
                     }
                 }
@@ -128,16 +148,22 @@ private func say(_ message: String) {
 
 /// A folder only this user can read, for the key.
 private func makePrivateFolder() throws -> String {
-    var template = Array(FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-run.XXXXXX").path.utf8CString)
-    guard let made = mkdtemp(&template) else { throw QueueError(.invalidInput, "cannot create a private temporary folder for the key") }
+    var template = Array(
+        FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-run.XXXXXX").path.utf8CString)
+    guard let made = mkdtemp(&template) else {
+        throw QueueError(.invalidInput, "cannot create a private temporary folder for the key")
+    }
     return String(cString: made)
 }
 
 /// The environment COMMAND runs in: this one plus the cluster's addresses, key and user.
-func clusterEnvironment(_ cluster: ClusterRecord, nodes: [NodeRecord], token: String, keyPath: String) -> [String: String] {
+func clusterEnvironment(_ cluster: ClusterRecord, nodes: [NodeRecord], token: String, keyPath: String) -> [String:
+    String]
+{
     var environment = ProcessInfo.processInfo.environment
     func addresses(_ role: String, publicFirst: Bool) -> String {
-        nodes.filter { $0.role == role }.map { publicFirst ? ($0.publicIP ?? $0.privateIP) : $0.privateIP }.joined(separator: ",")
+        nodes.filter { $0.role == role }.map { publicFirst ? ($0.publicIP ?? $0.privateIP) : $0.privateIP }.joined(
+            separator: ",")
     }
     environment["FLOTILLA_CLUSTER_ID"] = cluster.id
     environment["FLOTILLA_LEASE_TOKEN"] = token
@@ -222,7 +248,8 @@ func runChild(_ command: [String], environment: [String: String]) async throws -
     // PATH for the lookup is this process's own, as a shell's would be.
     let spawned = posix_spawnp(&pid, command[0], &files, &attributes, argv, envp)
     guard spawned == 0 else {
-        FileHandle.standardError.write(Data("client run: cannot run \(command[0]): \(String(cString: strerror(spawned)))\n".utf8))
+        FileHandle.standardError.write(
+            Data("client run: cannot run \(command[0]): \(String(cString: strerror(spawned)))\n".utf8))
         return spawned == ENOENT ? 127 : 126
     }
     let exit = ChildExit()

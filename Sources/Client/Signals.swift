@@ -1,8 +1,8 @@
 import ArgumentParser
 import Dispatch
 import Foundation
-import Synchronization
 import Queue
+import Synchronization
 
 /// The signal ``untilSignalled(_:)`` received last (0: none), for a child to be given the same.
 let lastSignal = Atomic<Int32>(0)
@@ -108,10 +108,14 @@ func givingUp(_ error: any Error) -> (status: Int32, why: String) {
 func releaseAfterGivingUp(_ id: String, _ token: String, why: String, store: ClusterAPI, note: String? = nil) async {
     do {
         let state = try await withDeadline(.seconds(20)) { try await store.release(clusterID: id, leaseToken: token) }
-        FileHandle.standardError.write(Data("client: \(why); released cluster \(id) (it is \(state) now\(note.map { "; \($0)" } ?? ""))\n".utf8))
+        FileHandle.standardError.write(
+            Data("client: \(why); released cluster \(id) (it is \(state) now\(note.map { "; \($0)" } ?? ""))\n".utf8))
     } catch let error as QueueError where error.code == .notFound {
         FileHandle.standardError.write(Data("client: \(why); nothing was recorded\n".utf8))
     } catch {
-        FileHandle.standardError.write(Data("client: \(why); could not release cluster \(id) (\(DatabaseErrorDescription.describe(error))): the server gives it up at its deadline\n".utf8))
+        FileHandle.standardError.write(
+            Data(
+                "client: \(why); could not release cluster \(id) (\(DatabaseErrorDescription.describe(error))): the server gives it up at its deadline\n"
+                    .utf8))
     }
 }

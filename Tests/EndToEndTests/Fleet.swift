@@ -48,7 +48,9 @@ final class Fleet: Sendable {
         let config = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-e2e-aws-\(name)")
         FileManager.default.createFile(atPath: config.path, contents: Data())
         // Each fleet uses the default deployment (the database's own id) unless a test says otherwise.
-        var environment = env.filter { !$0.key.hasPrefix("AWS_") && $0.key != "DATABASE_URL" && $0.key != "FLOTILLA_DEPLOYMENT" }
+        var environment = env.filter {
+            !$0.key.hasPrefix("AWS_") && $0.key != "DATABASE_URL" && $0.key != "FLOTILLA_DEPLOYMENT"
+        }
         environment.merge([
             "PGHOST": server.host, "PGPORT": String(server.port), "PGUSER": server.username, "PGDATABASE": String(name),
             "AWS_REGION": try value("FLOTILLA_TEST_AWS_REGION"),
@@ -95,12 +97,14 @@ final class Fleet: Sendable {
         while true {
             do {
                 try await self.withClient { client in
-                    try await client.query(PostgresQuery(unsafeSQL: """
-                        DO $$ BEGIN
-                            CREATE ROLE \(login) LOGIN;
-                        EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-                        END $$
-                        """), logger: Self.logger)
+                    try await client.query(
+                        PostgresQuery(
+                            unsafeSQL: """
+                                DO $$ BEGIN
+                                    CREATE ROLE \(login) LOGIN;
+                                EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+                                END $$
+                                """), logger: Self.logger)
                     try await client.query(PostgresQuery(unsafeSQL: "GRANT \(role) TO \(login)"), logger: Self.logger)
                 }
                 Self.madeLogins.withLock { _ = $0.insert("\(login) \(role)") }
@@ -141,7 +145,8 @@ final class Fleet: Sendable {
 
     /// The exit status as a shell reports it: 128 + the signal when a signal ended the process.
     static func exitStatus(_ process: Process) -> (status: Int32, signalled: Bool) {
-        process.terminationReason == .uncaughtSignal ? (128 + process.terminationStatus, true) : (process.terminationStatus, false)
+        process.terminationReason == .uncaughtSignal
+            ? (128 + process.terminationStatus, true) : (process.terminationStatus, false)
     }
 
     /// Runs `client …` or `worker …` to completion.
@@ -163,7 +168,9 @@ final class Fleet: Sendable {
         let (o, e) = try await (stdout, stderr)
         try await offPool { process.waitUntilExit() }
         let (status, signalled) = Self.exitStatus(process)
-        return Run(status: status, output: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self), signalled: signalled)
+        return Run(
+            status: status, output: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self),
+            signalled: signalled)
     }
 
     /// Starts a long-running `worker …` process; it is killed when the fleet stops. Its
@@ -212,7 +219,8 @@ final class Fleet: Sendable {
         let workers = self.started.withLock { $0 }.filter { $0.arguments.first == "worker" }
         return workers.map { worker in
             let text = worker.stderrSoFar()
-            return "--- worker \(worker.arguments.dropFirst().prefix(3).joined(separator: " ")) (pid \(worker.pid)):\n\(text.suffix(last))"
+            return
+                "--- worker \(worker.arguments.dropFirst().prefix(3).joined(separator: " ")) (pid \(worker.pid)):\n\(text.suffix(last))"
         }.joined(separator: "\n")
     }
 
@@ -235,12 +243,16 @@ final class Fleet: Sendable {
     /// Sends `signal` (SIGTERM by default) and waits for the exit; records an issue and
     /// returns `nil` when the process still runs after `timeout`.
     @discardableResult
-    func stopProcess(_ process: Process, signal: Int32 = SIGTERM, timeout: Duration = .seconds(60),
-                     sourceLocation: SourceLocation = #_sourceLocation) async -> Int32? {
+    func stopProcess(
+        _ process: Process, signal: Int32 = SIGTERM, timeout: Duration = .seconds(60),
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async -> Int32? {
         self.send(signal, to: process)
         let status = await Self.waitForExit(process, timeout: timeout)
         if status == nil {
-            Issue.record("pid \(process.processIdentifier) still runs \(timeout) after signal \(signal)", sourceLocation: sourceLocation)
+            Issue.record(
+                "pid \(process.processIdentifier) still runs \(timeout) after signal \(signal)",
+                sourceLocation: sourceLocation)
         }
         return status
     }
@@ -268,7 +280,8 @@ final class Fleet: Sendable {
 
     static func makeShortDirectory(suffix: String = "") throws -> URL {
         let url = URL(fileURLWithPath: "/tmp/fl-\(Self.shortID())\(suffix)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            at: url, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         return url
     }
 
@@ -300,17 +313,21 @@ final class Fleet: Sendable {
 
     /// Total rows in the tables a request writes.
     func rowCount() async throws -> Int {
-        try await self.scalar("SELECT ((SELECT count(*) FROM clusters) + (SELECT count(*) FROM jobs) + (SELECT count(*) FROM cluster_secrets))::int")
+        try await self.scalar(
+            "SELECT ((SELECT count(*) FROM clusters) + (SELECT count(*) FROM jobs) + (SELECT count(*) FROM cluster_secrets))::int"
+        )
     }
 
     /// The cluster's state, or `missing` when no row has this id.
     func state(of clusterID: String) async throws -> String {
-        try await self.scalar("SELECT coalesce((SELECT state FROM clusters WHERE id = \(clusterID)), 'missing')", as: String.self)
+        try await self.scalar(
+            "SELECT coalesce((SELECT state FROM clusters WHERE id = \(clusterID)), 'missing')", as: String.self)
     }
 
     /// The kinds of the cluster's events, oldest first.
     func events(of clusterID: String) async throws -> [String] {
-        let list = try await self.scalar("""
+        let list = try await self.scalar(
+            """
             SELECT coalesce(string_agg(kind, ',' ORDER BY at), '') FROM cluster_events WHERE cluster_id = \(clusterID)
             """, as: String.self)
         return list.isEmpty ? [] : list.split(separator: ",").map(String.init)
@@ -318,20 +335,23 @@ final class Fleet: Sendable {
 
     /// The id of the cluster's (first) provision job.
     func provisionJobID(of clusterID: String) async throws -> Int {
-        try await self.scalar("""
+        try await self.scalar(
+            """
             SELECT id FROM jobs WHERE kind = 'provision' AND payload ->> 'cluster_id' = \(clusterID) ORDER BY id LIMIT 1
             """, as: Int.self)
     }
 
     /// A job's state, or `missing`.
     func jobState(_ jobID: Int) async throws -> String {
-        try await self.scalar("SELECT coalesce((SELECT state FROM jobs WHERE id = \(jobID)), 'missing')", as: String.self)
+        try await self.scalar(
+            "SELECT coalesce((SELECT state FROM jobs WHERE id = \(jobID)), 'missing')", as: String.self)
     }
 
     /// One line about the cluster and its jobs, for failure messages; never throws.
     func summary(_ clusterID: String) async -> String {
         do {
-            return try await self.scalar("""
+            return try await self.scalar(
+                """
                 SELECT coalesce((SELECT concat_ws(' ', 'state=' || state, 'phase=' || coalesce(phase, '-'),
                                                   'teardown_reason=' || coalesce(teardown_reason, '-'),
                                                   'last_error=' || coalesce(last_error, '-'))
@@ -353,10 +373,15 @@ final class Fleet: Sendable {
     var region: String { self.environment["AWS_REGION"]! }
 
     func ec2(region: String? = nil) -> EC2Client {
-        let credentials = AWSCredentials(accessKeyID: self.environment["AWS_ACCESS_KEY_ID"]!, secretAccessKey: self.environment["AWS_SECRET_ACCESS_KEY"]!)
-        let configuration = AWSServiceConfiguration(region: region ?? self.region, endpoint: URL(string: self.environment["AWS_ENDPOINT_URL"]!)!)
-        return EC2Client(configuration: configuration, credentials: CredentialsCache(provider: StaticCredentialsProvider(credentials), logger: Self.logger),
-                         httpClient: Self.http, logger: Self.logger)
+        let credentials = AWSCredentials(
+            accessKeyID: self.environment["AWS_ACCESS_KEY_ID"]!,
+            secretAccessKey: self.environment["AWS_SECRET_ACCESS_KEY"]!)
+        let configuration = AWSServiceConfiguration(
+            region: region ?? self.region, endpoint: URL(string: self.environment["AWS_ENDPOINT_URL"]!)!)
+        return EC2Client(
+            configuration: configuration,
+            credentials: CredentialsCache(provider: StaticCredentialsProvider(credentials), logger: Self.logger),
+            httpClient: Self.http, logger: Self.logger)
     }
 
     /// What the emulator still holds tagged `cluster=<id>`.
@@ -375,7 +400,9 @@ final class Fleet: Sendable {
         var isEmpty: Bool { self.instances + self.volumes + self.groups + self.keys == 0 }
 
         var description: String {
-            isEmpty ? "nothing" : "instances \(self.instanceIDs), volumes \(self.volumeIDs), security groups \(self.groupIDs), key pairs \(self.keyNames)"
+            isEmpty
+                ? "nothing"
+                : "instances \(self.instanceIDs), volumes \(self.volumeIDs), security groups \(self.groupIDs), key pairs \(self.keyNames)"
         }
     }
 
@@ -385,7 +412,8 @@ final class Fleet: Sendable {
         let ec2 = self.ec2(region: region)
         let tagged = [EC2Filter.tag("cluster", clusterID)]
         var left = Leftovers()
-        left.instanceIDs = try await ec2.describeInstances(filters: tagged).filter { $0.state != .terminated }.map(\.instanceID)
+        left.instanceIDs = try await ec2.describeInstances(filters: tagged).filter { $0.state != .terminated }.map(
+            \.instanceID)
         left.volumeIDs = try await ec2.describeVolumes(filters: tagged).filter { $0.state != "deleted" }.map(\.volumeID)
         left.groupIDs = try await ec2.describeSecurityGroups(filters: tagged).map(\.groupID)
         left.keyNames = try await ec2.describeKeyPairs(filters: tagged).map(\.keyName)
@@ -393,17 +421,21 @@ final class Fleet: Sendable {
     }
 
     /// Records an issue naming everything tagged with the cluster that the emulator still holds.
-    func expectNothingLeft(_ clusterID: String, region: String? = nil, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    func expectNothingLeft(
+        _ clusterID: String, region: String? = nil, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
         let left = try await self.remaining(clusterID, region: region)
         if !left.isEmpty {
-            Issue.record("\(clusterID) left in the emulator (\(region ?? self.region)): \(left)", sourceLocation: sourceLocation)
+            Issue.record(
+                "\(clusterID) left in the emulator (\(region ?? self.region)): \(left)", sourceLocation: sourceLocation)
         }
     }
 
     /// Records an issue naming each secret of the cluster still kept (the private key, the
     /// public key and every lease token hash go at `destroyed`).
     func expectSecretsErased(_ clusterID: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
-        let kept = try await self.scalar("""
+        let kept = try await self.scalar(
+            """
             SELECT concat_ws(', ',
                    (SELECT concat_ws(', ', CASE WHEN private_key IS NOT NULL THEN 'private_key' END,
                                            CASE WHEN public_key IS NOT NULL THEN 'public_key' END)
@@ -411,7 +443,8 @@ final class Fleet: Sendable {
                    CASE WHEN EXISTS (SELECT 1 FROM cluster_tokens WHERE cluster_id = \(clusterID)) THEN 'lease token hashes' END)
             """, as: String.self)
         if !kept.isEmpty {
-            Issue.record("\(clusterID) is destroyed but cluster_secrets still holds: \(kept)", sourceLocation: sourceLocation)
+            Issue.record(
+                "\(clusterID) is destroyed but cluster_secrets still holds: \(kept)", sourceLocation: sourceLocation)
         }
     }
 
@@ -419,7 +452,8 @@ final class Fleet: Sendable {
     /// this fleet's `FLOTILLA_SSH_DIR` (each provision job removes its folder as it ends).
     func expectSSHDirectoryEmpty(sourceLocation: SourceLocation = #_sourceLocation) async throws {
         try await eventually("no provision job running", timeout: .seconds(60)) {
-            try await self.scalar("SELECT count(*)::int FROM jobs WHERE kind = 'provision' AND state = 'running'", as: Int.self) == 0
+            try await self.scalar(
+                "SELECT count(*)::int FROM jobs WHERE kind = 'provision' AND state = 'running'", as: Int.self) == 0
         }
         // A handler whose lease ran out on this busy machine may end (and clean up) a moment
         // after its row changed: give it that moment, no more.
@@ -430,8 +464,9 @@ final class Fleet: Sendable {
             entries = (try? FileManager.default.contentsOfDirectory(atPath: self.sshDirectory.path)) ?? []
         }
         if !entries.isEmpty {
-            Issue.record("FLOTILLA_SSH_DIR \(self.sshDirectory.path) still holds \(entries.sorted()) after the provision jobs ended",
-                         sourceLocation: sourceLocation)
+            Issue.record(
+                "FLOTILLA_SSH_DIR \(self.sshDirectory.path) still holds \(entries.sorted()) after the provision jobs ended",
+                sourceLocation: sourceLocation)
         }
     }
 }
@@ -470,7 +505,9 @@ final class Background: @unchecked Sendable {
     func finish(within timeout: Duration) async -> Fleet.Run? {
         guard let status = await Fleet.waitForExit(self.process, timeout: timeout) else { return nil }
         let output = String(decoding: FileManager.default.contents(atPath: self.stdout.path) ?? Data(), as: UTF8.self)
-        return Fleet.Run(status: status, output: output, stderr: self.stderrSoFar(), signalled: self.process.terminationReason == .uncaughtSignal)
+        return Fleet.Run(
+            status: status, output: output, stderr: self.stderrSoFar(),
+            signalled: self.process.terminationReason == .uncaughtSignal)
     }
 }
 
@@ -484,7 +521,9 @@ func jsonObject(_ text: String) throws -> [String: Any] {
 
 /// Awaits `condition` until it holds or `timeout` passes.
 @discardableResult
-func eventually(_ what: String, timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async throws -> Bool {
+func eventually(_ what: String, timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async throws
+    -> Bool
+{
     let deadline = ContinuousClock.now.advanced(by: timeout)
     while ContinuousClock.now < deadline {
         if try await condition() { return true }

@@ -19,8 +19,15 @@ struct FleetTests {
         let started = ContinuousClock.now
         let runs = try await withThrowingTaskGroup(of: Fleet.Run.self) { group in
             for index in 0..<3 {
-                group.addTask { try await fleet.run(["client", "request", "--nodes", "3", "--json", "--label", "agent-\(index)",
-                                                     "--key-out", FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(fleet.database)-\(index).key").path]) }
+                group.addTask {
+                    try await fleet.run([
+                        "client", "request", "--nodes", "3", "--json", "--label", "agent-\(index)",
+                        "--key-out",
+                        FileManager.default.temporaryDirectory.appendingPathComponent(
+                            "e2e-\(fleet.database)-\(index).key"
+                        ).path,
+                    ])
+                }
             }
             return try await group.reduce(into: []) { $0.append($1) }
         }
@@ -39,7 +46,8 @@ struct FleetTests {
             ids.insert(try #require(object["id"] as? String))
         }
         #expect(ids.count == 3)
-        let workers = try await fleet.scalar("SELECT count(DISTINCT lease_owner)::int FROM jobs WHERE kind = 'provision'", as: Int.self)
+        let workers = try await fleet.scalar(
+            "SELECT count(DISTINCT lease_owner)::int FROM jobs WHERE kind = 'provision'", as: Int.self)
         #expect(workers == 2, "both workers took provision jobs")
         for run in runs {
             let object = try jsonObject(run.output)
@@ -49,7 +57,9 @@ struct FleetTests {
             #expect(try await fleet.run(["client", "release", id, "--lease-token", token]).status == 0)
         }
         for id in ids {
-            try await eventually("\(id) destroyed") { try await fleet.scalar("SELECT state FROM clusters WHERE id = \(id)", as: String.self) == "destroyed" }
+            try await eventually("\(id) destroyed") {
+                try await fleet.scalar("SELECT state FROM clusters WHERE id = \(id)", as: String.self) == "destroyed"
+            }
             let left = try await fleet.remaining(id)
             #expect(left.instances == 0 && left.groups == 0 && left.keys == 0, "\(id): \(left)")
         }
@@ -67,11 +77,14 @@ struct FleetTests {
         let token = try #require(object["lease_token"] as? String)
         // Kill it once instances exist, before the install finished.
         try await eventually("instances launched", timeout: .seconds(60)) {
-            let phase = try await fleet.scalar("SELECT coalesce(phase, '') FROM clusters WHERE id = \(id)", as: String.self)
-            return phase.hasPrefix("instances") && phase.contains("done") || phase.contains("ssh") || phase.contains("bootstrap")
+            let phase = try await fleet.scalar(
+                "SELECT coalesce(phase, '') FROM clusters WHERE id = \(id)", as: String.self)
+            return phase.hasPrefix("instances") && phase.contains("done") || phase.contains("ssh")
+                || phase.contains("bootstrap")
         }
         kill(doomed.processIdentifier, SIGKILL)
-        let killedAt = try await fleet.scalar("SELECT coalesce(phase, '') FROM clusters WHERE id = \(id)", as: String.self)
+        let killedAt = try await fleet.scalar(
+            "SELECT coalesce(phase, '') FROM clusters WHERE id = \(id)", as: String.self)
         try fleet.start(["run", "--worker-id", "survivor"] + Self.fastWorker)
         let wait = try await fleet.run(["client", "wait", id, "--json", "--timeout", "3m"])
         #expect(wait.status == 0, "killed at \(killedAt): \(wait.stderr)")
@@ -80,12 +93,16 @@ struct FleetTests {
         #expect(finisher == "survivor")
         try fleet.start(["janitor", "--interval-seconds", "1"])
         #expect(try await fleet.run(["client", "release", id, "--lease-token", token]).status == 0)
-        try await eventually("destroyed") { try await fleet.scalar("SELECT state FROM clusters WHERE id = \(id)", as: String.self) == "destroyed" }
+        try await eventually("destroyed") {
+            try await fleet.scalar("SELECT state FROM clusters WHERE id = \(id)", as: String.self) == "destroyed"
+        }
         let left = try await fleet.remaining(id)
         #expect(left.instances == 0 && left.groups == 0 && left.keys == 0)
     }
 
-    @Test("a short lifetime expires and the janitor tears the cluster down; extend moves the expiry; a wrong token is refused")
+    @Test(
+        "a short lifetime expires and the janitor tears the cluster down; extend moves the expiry; a wrong token is refused"
+    )
     func lifetimeExtendAndExpiry() async throws {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
@@ -96,26 +113,36 @@ struct FleetTests {
         let object = try jsonObject(request.output)
         let id = try #require(object["id"] as? String)
         let token = try #require(object["lease_token"] as? String)
-        let before = try await fleet.scalar("SELECT extract(epoch FROM expires_at)::float8 FROM clusters WHERE id = \(id)", as: Double.self)
+        let before = try await fleet.scalar(
+            "SELECT extract(epoch FROM expires_at)::float8 FROM clusters WHERE id = \(id)", as: Double.self)
 
-        let wrong = try await fleet.run(["client", "extend", id, "--by", "4s", "--lease-token", String(repeating: "0", count: 64)])
+        let wrong = try await fleet.run([
+            "client", "extend", id, "--by", "4s", "--lease-token", String(repeating: "0", count: 64),
+        ])
         #expect(wrong.status != 0)
         #expect(wrong.stderr.contains("lease token does not match"))
-        let wrongKey = try await fleet.run(["client", "key", id, "--out", "/tmp/never-written.key", "--lease-token", "nope"])
+        let wrongKey = try await fleet.run([
+            "client", "key", id, "--out", "/tmp/never-written.key", "--lease-token", "nope",
+        ])
         #expect(wrongKey.status != 0)
         #expect(!FileManager.default.fileExists(atPath: "/tmp/never-written.key"))
-        #expect(try await fleet.scalar("SELECT extract(epoch FROM expires_at)::float8 FROM clusters WHERE id = \(id)", as: Double.self) == before)
+        #expect(
+            try await fleet.scalar(
+                "SELECT extract(epoch FROM expires_at)::float8 FROM clusters WHERE id = \(id)", as: Double.self)
+                == before)
 
         let extend = try await fleet.run(["client", "extend", id, "--by", "4s", "--lease-token", token])
         #expect(extend.status == 0, "\(extend.stderr)")
-        let after = try await fleet.scalar("SELECT extract(epoch FROM expires_at)::float8 FROM clusters WHERE id = \(id)", as: Double.self)
+        let after = try await fleet.scalar(
+            "SELECT extract(epoch FROM expires_at)::float8 FROM clusters WHERE id = \(id)", as: Double.self)
         #expect(abs(after - before - 4) < 0.01)
 
         // The janitor's timer is 30 s, so only the expiry itself can wake it in time.
         try await eventually("teardown after expiry", timeout: .seconds(60)) {
             try await fleet.scalar("SELECT state FROM clusters WHERE id = \(id)", as: String.self) == "destroyed"
         }
-        let lag = try await fleet.scalar("""
+        let lag = try await fleet.scalar(
+            """
             SELECT extract(epoch FROM e.at - c.expires_at)::float8 FROM cluster_events e JOIN clusters c ON c.id = e.cluster_id
             WHERE e.cluster_id = \(id) AND e.kind = 'teardown-expired'
             """, as: Double.self)
@@ -125,7 +152,9 @@ struct FleetTests {
         #expect(left.instances == 0 && left.groups == 0 && left.keys == 0)
     }
 
-    @Test("the expires tag of a cluster's instances, volumes, group and key pair follows its expiry: an upper bound at creation, the expiry once ready, the new one after extend")
+    @Test(
+        "the expires tag of a cluster's instances, volumes, group and key pair follows its expiry: an upper bound at creation, the expiry once ready, the new one after extend"
+    )
     func expiryTags() async throws {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
@@ -139,15 +168,21 @@ struct FleetTests {
         /// The `expires` tags of everything tagged with the cluster, as dates.
         func tags() async throws -> [Date] {
             let tagged = [EC2Filter.tag("cluster", id)]
-            var values = try await ec2.describeInstances(filters: tagged).filter { $0.state != .terminated }.map { $0.tags[key: "expires"] }
-            values += try await ec2.describeVolumes(filters: tagged).filter { $0.state != "deleted" }.map { $0.tags[key: "expires"] }
+            var values = try await ec2.describeInstances(filters: tagged).filter { $0.state != .terminated }.map {
+                $0.tags[key: "expires"]
+            }
+            values += try await ec2.describeVolumes(filters: tagged).filter { $0.state != "deleted" }.map {
+                $0.tags[key: "expires"]
+            }
             values += try await ec2.describeSecurityGroups(filters: tagged).map { $0.tags[key: "expires"] }
             values += try await ec2.describeKeyPairs(filters: tagged).map { $0.tags[key: "expires"] }
             return values.map { $0.flatMap { ISO8601DateFormatter().date(from: $0) } ?? .distantPast }
         }
         func expiry() async throws -> Date {
-            Date(timeIntervalSince1970: try await fleet.scalar("SELECT extract(epoch FROM expires_at)::float8 FROM clusters WHERE id = \(id)",
-                                                              as: Double.self))
+            Date(
+                timeIntervalSince1970: try await fleet.scalar(
+                    "SELECT extract(epoch FROM expires_at)::float8 FROM clusters WHERE id = \(id)",
+                    as: Double.self))
         }
         // At creation: an upper bound (created + lifetime + an hour to provision) on all of them.
         let created = try await tags()
@@ -171,7 +206,9 @@ struct FleetTests {
         #expect(moved && abs(extended.timeIntervalSince(readyExpiry) - 1800) < 1, "\(extendedTags) vs \(extended)")
 
         #expect(try await fleet.run(["client", "release", id, "--lease-token", token]).status == 0)
-        try await eventually("destroyed") { try await fleet.scalar("SELECT state FROM clusters WHERE id = \(id)", as: String.self) == "destroyed" }
+        try await eventually("destroyed") {
+            try await fleet.scalar("SELECT state FROM clusters WHERE id = \(id)", as: String.self) == "destroyed"
+        }
         try await fleet.expectNothingLeft(id)
     }
 
@@ -195,8 +232,12 @@ struct FleetTests {
             #expect(run.status != 0, "\(arguments)")
             #expect(run.stderr.contains(words), "\(arguments): \(run.stderr)")
         }
-        for command in [["status", "c-0000000000"], ["logs", "c-0000000000", "--out", "/tmp/x", "--lease-token", "t"], ["wait", "c-0000000000"],
-                        ["extend", "c-0000000000", "--by", "1h", "--lease-token", "t"], ["release", "c-0000000000", "--lease-token", "t"]] {
+        for command in [
+            ["status", "c-0000000000"], ["logs", "c-0000000000", "--out", "/tmp/x", "--lease-token", "t"],
+            ["wait", "c-0000000000"],
+            ["extend", "c-0000000000", "--by", "1h", "--lease-token", "t"],
+            ["release", "c-0000000000", "--lease-token", "t"],
+        ] {
             let run = try await fleet.run(["client"] + command)
             #expect(run.status != 0, "\(command)")
             #expect(run.stderr.contains("no cluster with id c-0000000000"), "\(command): \(run.stderr)")
@@ -210,14 +251,16 @@ struct FleetTests {
         let request = try await fleet.run(["client", "request", "--nodes", "1", "--no-wait", "--json"])
         #expect(request.status == 0)
         try await fleet.withClient { client in
-            let columns = try await client.query("""
+            let columns = try await client.query(
+                """
                 SELECT string_agg(column_name, ',') FROM information_schema.columns
                 WHERE table_name IN ('operator_clusters', 'operator_jobs', 'operator_nodes', 'operator_key_pair_deletions')
                 """, logger: Fleet.logger)
             for try await names in columns.decode(String.self) {
                 #expect(!names.contains("private_key") && !names.contains("lease_token"))
             }
-            let count = try await client.query("SELECT count(*)::int FROM operator_clusters WHERE state = 'requested'", logger: Fleet.logger)
+            let count = try await client.query(
+                "SELECT count(*)::int FROM operator_clusters WHERE state = 'requested'", logger: Fleet.logger)
             for try await value in count.decode(Int.self) { #expect(value == 1) }
             // The operator role reads the views and cannot read secrets.
             try await client.withTransaction(logger: Fleet.logger) { connection in

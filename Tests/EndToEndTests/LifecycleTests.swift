@@ -17,7 +17,9 @@ struct LifecycleTests {
 
     // MARK: Failures of the provision job
 
-    @Test("a provision job that fails with a non-provisioning error on its last attempt: the cluster fails, then is destroyed")
+    @Test(
+        "a provision job that fails with a non-provisioning error on its last attempt: the cluster fails, then is destroyed"
+    )
     func failedOnLastAttempt() async throws {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
@@ -25,17 +27,22 @@ struct LifecycleTests {
         let job = try await fleet.provisionJobID(of: id)
         try await fleet.execute("UPDATE jobs SET max_attempts = 1 WHERE id = \(job)")
         // A checkpoint the worker cannot decode: a plain decoding error, not a ProvisionError.
-        try await fleet.execute("""
+        try await fleet.execute(
+            """
             UPDATE clusters SET checkpoint = '{"garbage": true}'::jsonb WHERE id = \(id)
             """)
 
         let trigger = Date()
         // A worker alone: the teardown is queued in the transaction that fails the job.
         try fleet.start(["run", "--worker-id", "w1"] + Self.fastWorker)
-        try await eventually("the provision job failed", timeout: .seconds(60)) { try await fleet.jobState(job) == "failed" }
-        try await Self.expectDestroyed(fleet, id, path: "provision failed on its last attempt (undecodable checkpoint)", since: trigger)
+        try await eventually("the provision job failed", timeout: .seconds(60)) {
+            try await fleet.jobState(job) == "failed"
+        }
+        try await Self.expectDestroyed(
+            fleet, id, path: "provision failed on its last attempt (undecodable checkpoint)", since: trigger)
 
-        let lastError = try await fleet.scalar("SELECT coalesce(last_error, '') FROM clusters WHERE id = \(id)", as: String.self)
+        let lastError = try await fleet.scalar(
+            "SELECT coalesce(last_error, '') FROM clusters WHERE id = \(id)", as: String.self)
         #expect(!lastError.isEmpty, "the cluster's last_error says why it failed")
         let events = try await fleet.events(of: id)
         #expect(events.contains("failed"), "\(events)")
@@ -68,7 +75,9 @@ struct LifecycleTests {
         try await Self.expectDestroyed(fleet, id, path: "worker SIGKILLed on the last attempt", since: trigger)
 
         let launched = try await fleet.ec2().describeInstances(filters: [.tag("cluster", id)])
-        #expect(launched.count == 4, "instances ever launched for the cluster: \(launched.map { "\($0.instanceID) \($0.state)" })")
+        #expect(
+            launched.count == 4,
+            "instances ever launched for the cluster: \(launched.map { "\($0.instanceID) \($0.state)" })")
         let events = try await fleet.events(of: id)
         #expect(events.contains("failed"), "\(events)")
         #expect(!events.contains("ready"), "\(events)")
@@ -76,7 +85,8 @@ struct LifecycleTests {
         try await fleet.expectSSHDirectoryEmpty()
     }
 
-    @Test("an operator cancels the provision job with SQL: the job ends cancelled and the cluster destroyed, never ready")
+    @Test(
+        "an operator cancels the provision job with SQL: the job ends cancelled and the cluster destroyed, never ready")
     func operatorCancel() async throws {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
@@ -88,7 +98,9 @@ struct LifecycleTests {
         let trigger = Date()
         try await fleet.execute("SELECT cancel_job(\(job))")
         kill(worker.processIdentifier, SIGCONT)
-        try await eventually("the provision job cancelled", timeout: .seconds(60)) { try await fleet.jobState(job) == "cancelled" }
+        try await eventually("the provision job cancelled", timeout: .seconds(60)) {
+            try await fleet.jobState(job) == "cancelled"
+        }
         try await Self.expectDestroyed(fleet, id, path: "operator cancel_job during provisioning", since: trigger)
 
         let events = try await fleet.events(of: id)
@@ -119,14 +131,18 @@ struct LifecycleTests {
         #expect(!FileManager.default.fileExists(atPath: folder))
         let jobs = try await fleet.scalar("SELECT count(*)::int FROM jobs", as: Int.self)
         #expect(jobs == 0)
-        #expect(try await ec2.describeInstances(filters: [.tag("deployment", deployment)]).count == taggedBefore, "no EC2 resources")
+        #expect(
+            try await ec2.describeInstances(filters: [.tag("deployment", deployment)]).count == taggedBefore,
+            "no EC2 resources")
     }
 
     @Test("client request --timeout with no worker: it times out, releases its request, and the cluster ends destroyed")
     func clientTimesOut() async throws {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
-        let run = try await fleet.run(["client", "request", "--nodes", "3", "--timeout", "2s", "--key-out", Self.keyPath(fleet)])
+        let run = try await fleet.run([
+            "client", "request", "--nodes", "3", "--timeout", "2s", "--key-out", Self.keyPath(fleet),
+        ])
         let trigger = Date()
         #expect(run.status == 1, "\(run.stderr)")
         #expect(Self.saysTimedOut(run.stderr), "\(run.stderr)")
@@ -147,9 +163,12 @@ struct LifecycleTests {
         try await fleet.expectSecretsErased(id)
     }
 
-    @Test("client request interrupted with SIGINT (Ctrl-C) while provisioning: exit 130, released, destroyed, never ready")
+    @Test(
+        "client request interrupted with SIGINT (Ctrl-C) while provisioning: exit 130, released, destroyed, never ready"
+    )
     func clientInterrupted() async throws {
-        try await Self.signalWaitingClient(SIGINT, expectedStatus: 130, path: "client SIGINT (Ctrl-C) during provisioning")
+        try await Self.signalWaitingClient(
+            SIGINT, expectedStatus: 130, path: "client SIGINT (Ctrl-C) during provisioning")
     }
 
     @Test("client request terminated with SIGTERM while provisioning: exit 143, released, destroyed, never ready")
@@ -163,7 +182,9 @@ struct LifecycleTests {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
         let worker = try fleet.start(["run", "--worker-id", "w1"] + Self.fastWorker)
-        let client = try fleet.startInBackground(["client", "request", "--nodes", "3", "--key-out", Self.keyPath(fleet)])
+        let client = try fleet.startInBackground([
+            "client", "request", "--nodes", "3", "--key-out", Self.keyPath(fleet),
+        ])
         let id = try await Self.waitForClusterRow(fleet)
         let job = try await fleet.provisionJobID(of: id)
         try await Self.waitForInstances(fleet, id, count: 4, freezing: worker)
@@ -175,7 +196,9 @@ struct LifecycleTests {
         let run = try #require(finished, "the client still runs 60 s after signal \(signal)")
         #expect(run.status == expectedStatus, "signalled: \(run.signalled); \(run.stderr)")
         #expect(run.stderr.contains("released"), "\(run.stderr)")
-        try await eventually("the provision job cancelled", timeout: .seconds(60)) { try await fleet.jobState(job) == "cancelled" }
+        try await eventually("the provision job cancelled", timeout: .seconds(60)) {
+            try await fleet.jobState(job) == "cancelled"
+        }
         try await Self.expectDestroyed(fleet, id, path: path, since: trigger)
 
         let events = try await fleet.events(of: id)
@@ -188,8 +211,10 @@ struct LifecycleTests {
     func keepOnFailure() async throws {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
-        let run = try await fleet.run(["client", "request", "--nodes", "1", "--timeout", "2s", "--keep-on-failure",
-                                       "--key-out", Self.keyPath(fleet), "--json"])
+        let run = try await fleet.run([
+            "client", "request", "--nodes", "1", "--timeout", "2s", "--keep-on-failure",
+            "--key-out", Self.keyPath(fleet), "--json",
+        ])
         #expect(run.status == 1, "\(run.stderr)")
         #expect(Self.saysTimedOut(run.stderr), "\(run.stderr)")
         let id = try await Self.onlyCluster(fleet)
@@ -198,7 +223,8 @@ struct LifecycleTests {
         #expect(kept["id"] as? String == id)
         let summary = await fleet.summary(id)
         #expect(try await fleet.state(of: id) == "requested", "the client kept the cluster: \(summary)")
-        let noReason = try await fleet.scalar("SELECT teardown_reason IS NULL FROM clusters WHERE id = \(id)", as: Bool.self)
+        let noReason = try await fleet.scalar(
+            "SELECT teardown_reason IS NULL FROM clusters WHERE id = \(id)", as: Bool.self)
         #expect(noReason, "the client kept the cluster: \(summary)")
         let events = try await fleet.events(of: id)
         #expect(!events.contains(where: { $0.hasPrefix("teardown-") || $0 == "released" }), "\(events)")
@@ -216,13 +242,17 @@ struct LifecycleTests {
         try await fleet.expectSecretsErased(id)
     }
 
-    @Test("a client SIGKILLed while waiting: nobody collects the key, the janitor abandons the cluster at abandon_at and it is destroyed")
+    @Test(
+        "a client SIGKILLed while waiting: nobody collects the key, the janitor abandons the cluster at abandon_at and it is destroyed"
+    )
     func clientKilled() async throws {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
         try fleet.start(["run", "--worker-id", "w1"] + Self.fastWorker)
         try fleet.start(Self.janitor)
-        let client = try fleet.startInBackground(["client", "request", "--nodes", "1", "--timeout", "3s", "--key-out", Self.keyPath(fleet)])
+        let client = try fleet.startInBackground([
+            "client", "request", "--nodes", "1", "--timeout", "3s", "--key-out", Self.keyPath(fleet),
+        ])
         let id = try await Self.waitForClusterRow(fleet)
 
         let trigger = Date()
@@ -230,18 +260,21 @@ struct LifecycleTests {
         let finished = await client.finish(within: .seconds(10))
         #expect(finished?.status == 128 + SIGKILL)
         // abandon_at = the request + its timeout (3 s) + 15 s.
-        let window = try await fleet.scalar("""
+        let window = try await fleet.scalar(
+            """
             SELECT coalesce(extract(epoch FROM abandon_at - created_at)::float8, -1) FROM clusters WHERE id = \(id)
             """, as: Double.self)
         #expect(window >= 17 && window <= 20, "abandon_at - created_at = \(window) s")
 
         try await Self.expectDestroyed(fleet, id, path: "client SIGKILLed while waiting (abandoned)", since: trigger)
-        let reason = try await fleet.scalar("SELECT coalesce(teardown_reason, '') FROM clusters WHERE id = \(id)", as: String.self)
+        let reason = try await fleet.scalar(
+            "SELECT coalesce(teardown_reason, '') FROM clusters WHERE id = \(id)", as: String.self)
         #expect(reason == "abandoned")
         #expect(try await fleet.scalar("SELECT collected_at IS NULL FROM clusters WHERE id = \(id)", as: Bool.self))
         let events = try await fleet.events(of: id)
         #expect(events.contains("teardown-abandoned"), "\(events)")
-        let lag = try await fleet.scalar("""
+        let lag = try await fleet.scalar(
+            """
             SELECT coalesce((SELECT extract(epoch FROM e.at - c.abandon_at)::float8 FROM cluster_events e JOIN clusters c ON c.id = e.cluster_id
                              WHERE e.cluster_id = \(id) AND e.kind = 'teardown-abandoned' ORDER BY e.at LIMIT 1), -1)
             """, as: Double.self)
@@ -267,7 +300,9 @@ struct LifecycleTests {
         #expect(release.status == 0, "\(release.stderr)")
         let summary = await fleet.summary(id)
         #expect(try await fleet.state(of: id) == "tearing_down", "released at once: \(summary)")
-        try await eventually("the provision job cancelled", timeout: .seconds(60)) { try await fleet.jobState(job) == "cancelled" }
+        try await eventually("the provision job cancelled", timeout: .seconds(60)) {
+            try await fleet.jobState(job) == "cancelled"
+        }
         try await Self.expectDestroyed(fleet, id, path: "release during provisioning", since: trigger)
 
         let events = try await fleet.events(of: id)
@@ -284,15 +319,19 @@ struct LifecycleTests {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
         let home = try fleet.start(["run", "--worker-id", "home"] + Self.fastWorker)
-        let request = try await fleet.run(["client", "request", "--nodes", "1", "--json", "--timeout", "5m", "--key-out", Self.keyPath(fleet)])
+        let request = try await fleet.run([
+            "client", "request", "--nodes", "1", "--json", "--timeout", "5m", "--key-out", Self.keyPath(fleet),
+        ])
         try #require(request.status == 0, "\(request.stderr)")
         let object = try jsonObject(request.output)
         let id = try #require(object["id"] as? String)
         let token = try #require(object["lease_token"] as? String)
-        let recorded = try await fleet.scalar("SELECT coalesce(region, '') FROM clusters WHERE id = \(id)", as: String.self)
+        let recorded = try await fleet.scalar(
+            "SELECT coalesce(region, '') FROM clusters WHERE id = \(id)", as: String.self)
         #expect(recorded == fleet.region)
-        #expect(try await fleet.scalar("SELECT collected_at IS NOT NULL FROM clusters WHERE id = \(id)", as: Bool.self),
-                "client request read the key")
+        #expect(
+            try await fleet.scalar("SELECT collected_at IS NOT NULL FROM clusters WHERE id = \(id)", as: Bool.self),
+            "client request read the key")
         #expect(await fleet.stopProcess(home) != nil)
 
         let abroad = fleet.region == "eu-west-1" ? "us-east-1" : "eu-west-1"
@@ -302,13 +341,17 @@ struct LifecycleTests {
         let release = try await fleet.run(["client", "release", id, "--lease-token", token])
         #expect(release.status == 0, "\(release.stderr)")
         // remaining(_:) looks in the test region, where the cluster was built.
-        try await Self.expectDestroyed(fleet, id, path: "release, torn down by a worker of another region", since: trigger)
+        try await Self.expectDestroyed(
+            fleet, id, path: "release, torn down by a worker of another region", since: trigger)
 
-        let tearer = try await fleet.scalar("""
+        let tearer = try await fleet.scalar(
+            """
             SELECT coalesce(lease_owner, '') FROM jobs WHERE kind = 'teardown' AND payload ->> 'cluster_id' = \(id) ORDER BY id DESC LIMIT 1
             """, as: String.self)
         #expect(tearer == "abroad")
-        #expect(try await fleet.scalar("SELECT coalesce(region, '') FROM clusters WHERE id = \(id)", as: String.self) == fleet.region)
+        #expect(
+            try await fleet.scalar("SELECT coalesce(region, '') FROM clusters WHERE id = \(id)", as: String.self)
+                == fleet.region)
         try await fleet.expectSecretsErased(id)
     }
 
@@ -319,40 +362,51 @@ struct LifecycleTests {
         let mine = "dep-a-\(Fleet.shortID())"
         let theirs = "dep-b-\(Fleet.shortID())"
         try fleet.start(["run", "--worker-id", "a1"] + Self.fastWorker, environment: ["FLOTILLA_DEPLOYMENT": mine])
-        let request = try await fleet.run(["client", "request", "--nodes", "1", "--json", "--timeout", "5m", "--key-out", Self.keyPath(fleet)])
+        let request = try await fleet.run([
+            "client", "request", "--nodes", "1", "--json", "--timeout", "5m", "--key-out", Self.keyPath(fleet),
+        ])
         try #require(request.status == 0, "\(request.stderr)")
         let object = try jsonObject(request.output)
         let id = try #require(object["id"] as? String)
         let token = try #require(object["lease_token"] as? String)
-        #expect(try await fleet.scalar("SELECT coalesce(deployment, '') FROM clusters WHERE id = \(id)", as: String.self) == mine)
+        #expect(
+            try await fleet.scalar("SELECT coalesce(deployment, '') FROM clusters WHERE id = \(id)", as: String.self)
+                == mine)
 
         let ec2 = fleet.ec2()
         let ours = [EC2Filter.tag("cluster", id), .tag("deployment", mine)]
         let live = try await ec2.describeInstances(filters: [.tag("cluster", id)]).filter { $0.state != .terminated }
         let tagged = try await ec2.describeInstances(filters: ours).filter { $0.state != .terminated }
-        #expect(tagged.count >= 1 && tagged.count == live.count, "\(tagged.count) of \(live.count) instances carry deployment=\(mine)")
+        #expect(
+            tagged.count >= 1 && tagged.count == live.count,
+            "\(tagged.count) of \(live.count) instances carry deployment=\(mine)")
         #expect(try await ec2.describeVolumes(filters: ours).count >= 1, "volumes carry the deployment tag")
-        #expect(try await ec2.describeSecurityGroups(filters: ours).count == 1, "the security group carries the deployment tag")
+        #expect(
+            try await ec2.describeSecurityGroups(filters: ours).count == 1,
+            "the security group carries the deployment tag")
         #expect(try await ec2.describeKeyPairs(filters: ours).count == 1, "the key pair carries the deployment tag")
 
         // Two old leftovers of a cluster no database knows, one per deployment.
         let subnet = try #require(fleet.environment["FLOTILLA_SUBNET_ID"])
         let vpcID = try await ec2.describeSubnets(subnetIDs: [subnet]).first?.vpcID
         func leftover(_ deployment: String, _ marker: String) async throws -> String {
-            try await ec2.createSecurityGroup(name: "flotilla-e2e-sweep-\(marker)", description: "an old leftover of an unknown cluster",
-                                              vpcID: vpcID, tags: [
-                                                  EC2Tag(key: "managed-by", value: "flotilla"), EC2Tag(key: "cluster", value: "c-00000000ff"),
-                                                  EC2Tag(key: "deployment", value: deployment),
-                                                  EC2Tag(key: "created", value: "2000-01-01T00:00:00Z"), EC2Tag(key: "e2e-marker", value: marker),
-                                              ])
+            try await ec2.createSecurityGroup(
+                name: "flotilla-e2e-sweep-\(marker)", description: "an old leftover of an unknown cluster",
+                vpcID: vpcID,
+                tags: [
+                    EC2Tag(key: "managed-by", value: "flotilla"), EC2Tag(key: "cluster", value: "c-00000000ff"),
+                    EC2Tag(key: "deployment", value: deployment),
+                    EC2Tag(key: "created", value: "2000-01-01T00:00:00Z"), EC2Tag(key: "e2e-marker", value: marker),
+                ])
         }
         let markerMine = "\(mine)-\(Fleet.shortID())"
         let markerTheirs = "\(theirs)-\(Fleet.shortID())"
         _ = try await leftover(mine, markerMine)
         let theirGroup = try await leftover(theirs, markerTheirs)
 
-        try fleet.start(["janitor", "--interval-seconds", "1", "--sweep-grace-seconds", "0", "--sweep-interval-seconds", "1"],
-                        environment: ["FLOTILLA_DEPLOYMENT": mine])
+        try fleet.start(
+            ["janitor", "--interval-seconds", "1", "--sweep-grace-seconds", "0", "--sweep-interval-seconds", "1"],
+            environment: ["FLOTILLA_DEPLOYMENT": mine])
         let swept = try await eventually("the sweep removes its own deployment's leftover", timeout: .seconds(60)) {
             try await ec2.describeSecurityGroups(filters: [.tag("e2e-marker", markerMine)]).isEmpty
         }
@@ -360,7 +414,9 @@ struct LifecycleTests {
         try? await ec2.deleteSecurityGroup(groupID: theirGroup)
         #expect(swept)
         #expect(theirsLeft.count == 1, "the sweep must not touch deployment \(theirs)")
-        let stillLive = try await ec2.describeInstances(filters: [.tag("cluster", id)]).filter { $0.state != .terminated }
+        let stillLive = try await ec2.describeInstances(filters: [.tag("cluster", id)]).filter {
+            $0.state != .terminated
+        }
         #expect(stillLive.count == live.count, "the sweep left the ready cluster alone")
         #expect(try await fleet.state(of: id) == "ready")
 
@@ -375,7 +431,8 @@ struct LifecycleTests {
 
     /// A key file path in the temporary folder.
     static func keyPath(_ fleet: Fleet) -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(fleet.database)-\(Fleet.shortID()).key").path
+        FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(fleet.database)-\(Fleet.shortID()).key")
+            .path
     }
 
     /// `client request --no-wait --json`: the new cluster's id and lease token.
@@ -418,11 +475,15 @@ struct LifecycleTests {
     /// With `freezing`, that worker is stopped (SIGSTOP) the moment the checkpoint is seen, so
     /// the install cannot finish before the test acts however loaded the machine is; the test
     /// lets it go on (SIGCONT) once it has acted.
-    static func waitForInstances(_ fleet: Fleet, _ id: String, count: Int, freezing worker: Process? = nil) async throws {
+    static func waitForInstances(_ fleet: Fleet, _ id: String, count: Int, freezing worker: Process? = nil) async throws
+    {
         // The checkpoint after every launch ("instances done") is a cheap read, polled every
         // 100 ms: on the loopback cluster the install that follows takes only seconds.
-        let checkpointed = try await eventually("the launches of \(id) (\(count) instances) checkpointed", timeout: .seconds(90)) {
-            try await fleet.scalar("""
+        let checkpointed = try await eventually(
+            "the launches of \(id) (\(count) instances) checkpointed", timeout: .seconds(90)
+        ) {
+            try await fleet.scalar(
+                """
                 SELECT count(*)::int FROM cluster_events WHERE cluster_id = \(id) AND kind = 'phase' AND detail ->> 'phase' = 'instances done'
                 """, as: Int.self) > 0
         }
@@ -442,18 +503,22 @@ struct LifecycleTests {
     /// Waits until the cluster is destroyed, prints the time from `trigger` to its
     /// `destroyed_at`, and checks that nothing tagged with it is left in the emulator (in the
     /// test region unless `region` is given).
-    static func expectDestroyed(_ fleet: Fleet, _ id: String, path: String, since trigger: Date, region: String? = nil,
-                                sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    static func expectDestroyed(
+        _ fleet: Fleet, _ id: String, path: String, since trigger: Date, region: String? = nil,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
         let destroyed = try await eventually("\(id) destroyed after: \(path)", timeout: .seconds(120)) {
             try await fleet.state(of: id) == "destroyed"
         }
         guard destroyed else {
             let summary = await fleet.summary(id)
-            Issue.record("\(path): \(id) is not destroyed: \(summary)\n\(fleet.workerLogs())", sourceLocation: sourceLocation)
+            Issue.record(
+                "\(path): \(id) is not destroyed: \(summary)\n\(fleet.workerLogs())", sourceLocation: sourceLocation)
             try await fleet.expectNothingLeft(id, region: region, sourceLocation: sourceLocation)
             return
         }
-        let destroyedAt = try await fleet.scalar("SELECT extract(epoch FROM destroyed_at)::float8 FROM clusters WHERE id = \(id)", as: Double.self)
+        let destroyedAt = try await fleet.scalar(
+            "SELECT extract(epoch FROM destroyed_at)::float8 FROM clusters WHERE id = \(id)", as: Double.self)
         let seconds = destroyedAt - trigger.timeIntervalSince1970
         print("measured: \(path): trigger → destroyed \(String(format: "%.1f", seconds)) s")
         try await fleet.expectNothingLeft(id, region: region, sourceLocation: sourceLocation)

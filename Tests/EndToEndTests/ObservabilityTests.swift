@@ -10,13 +10,16 @@ import Testing
 /// Chromium. Real processes on the loopback stack.
 @Suite("Observability", .serialized)
 struct ObservabilityTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     /// The address a process logged (`metrics: http://…/metrics`, `web: http://…/`), from its
     /// standard error, text or JSON.
     static func loggedURL(_ process: Background, _ prefix: String) async throws -> String {
         var found: String?
-        let logged = try await eventually("\(process.arguments.joined(separator: " ")) logs its \(prefix) address", timeout: .seconds(60)) {
+        let logged = try await eventually(
+            "\(process.arguments.joined(separator: " ")) logs its \(prefix) address", timeout: .seconds(60)
+        ) {
             let text = process.stderrSoFar()
             guard let range = text.range(of: "\(prefix): http://") else { return false }
             let rest = text[range.upperBound...]
@@ -47,7 +50,9 @@ struct ObservabilityTests {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", Self.root.appendingPathComponent("scripts/fixtures/parse-metrics.py").path]
-        let input = Pipe(), output = Pipe(), errors = Pipe()
+        let input = Pipe()
+        let output = Pipe()
+        let errors = Pipe()
         (process.standardInput, process.standardOutput, process.standardError) = (input, output, errors)
         try process.run()
         async let parsed = offPool { try output.fileHandleForReading.readToEnd() ?? Data() }
@@ -60,8 +65,9 @@ struct ObservabilityTests {
         let object = try jsonObject(String(decoding: json, as: UTF8.self))
         let samples = try #require(object["samples"] as? [[String: Any]])
         return samples.map { sample in
-            Sample(name: sample["name"] as? String ?? "", labels: sample["labels"] as? [String: String] ?? [:],
-                   value: (sample["value"] as? NSNumber)?.doubleValue ?? .nan)
+            Sample(
+                name: sample["name"] as? String ?? "", labels: sample["labels"] as? [String: String] ?? [:],
+                value: (sample["value"] as? NSNumber)?.doubleValue ?? .nan)
         }
     }
 
@@ -88,13 +94,18 @@ struct ObservabilityTests {
         return ip
     }
 
-    @Test("/metrics moves with a run (phases, outcomes, AWS calls, SSH, gauges) and parses whole; JSON logs tell a cluster's story; client cost counts its hours")
+    @Test(
+        "/metrics moves with a run (phases, outcomes, AWS calls, SSH, gauges) and parses whole; JSON logs tell a cluster's story; client cost counts its hours"
+    )
     func metricsLogsAndCost() async throws {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
-        let worker = try fleet.startInBackground(["worker", "run", "--worker-id", "w1", "--log-level", "debug", "--log-format", "json"]
-                                                 + LifecycleTests.fastWorker)
-        let janitor = try fleet.startInBackground(["worker", "janitor", "--interval-seconds", "1", "--log-level", "info"])
+        let worker = try fleet.startInBackground(
+            ["worker", "run", "--worker-id", "w1", "--log-level", "debug", "--log-format", "json"]
+                + LifecycleTests.fastWorker)
+        let janitor = try fleet.startInBackground([
+            "worker", "janitor", "--interval-seconds", "1", "--log-level", "info",
+        ])
         let metrics = try await Self.loggedURL(worker, "metrics")
         let janitorMetrics = try await Self.loggedURL(janitor, "metrics")
         #expect(metrics.hasPrefix("http://127.0.0.1:") && metrics.hasSuffix("/metrics"))
@@ -115,22 +126,31 @@ struct ObservabilityTests {
         let token = try #require(ready["lease_token"] as? String)
         let after = try await Self.scrape(metrics)
         var timings: [String] = []
-        for phase in ["key pair", "security group", "instances", "instances running", "ssh", "prerequisites", "bootstrap",
-                      "preflight", "deploy", "postflight"] {
-            let count = Self.value(after, "flotilla_provision_phase_seconds_count", ["phase": phase])
+        for phase in [
+            "key pair", "security group", "instances", "instances running", "ssh", "prerequisites", "bootstrap",
+            "preflight", "deploy", "postflight",
+        ] {
+            let count =
+                Self.value(after, "flotilla_provision_phase_seconds_count", ["phase": phase])
                 - Self.value(before, "flotilla_provision_phase_seconds_count", ["phase": phase])
             #expect(count == 1, "phase \(phase) timed once, got \(count)")
-            timings.append("\(phase) \(String(format: "%.2f", Self.value(after, "flotilla_provision_phase_seconds_sum", ["phase": phase]))) s")
+            timings.append(
+                "\(phase) \(String(format: "%.2f", Self.value(after, "flotilla_provision_phase_seconds_sum", ["phase": phase]))) s"
+            )
         }
         print("measured: provisioning phases of a 1-node cluster, from /metrics: \(timings.joined(separator: ", "))")
         #expect(Self.value(after, "flotilla_cluster_outcomes_total", ["outcome": "ready"]) == 1)
-        #expect(Self.value(after, "flotilla_aws_calls_total", ["action": "RunInstances", "code": "ok"]) >= 2, "bootstrap and cluster launches")
+        #expect(
+            Self.value(after, "flotilla_aws_calls_total", ["action": "RunInstances", "code": "ok"]) >= 2,
+            "bootstrap and cluster launches")
         #expect(Self.value(after, "flotilla_ssh_connections_total") >= 2)
         #expect(Self.value(after, "flotilla_job_claim_to_start_seconds_count", ["kind": "provision"]) >= 1)
         // The job's success is recorded just after the cluster is marked ready, which is what
         // the client waited for.
         let completed = try await eventually("the provision job's completion is counted", timeout: .seconds(30)) {
-            Self.value(try await Self.scrape(metrics), "flotilla_jobs_finished_total", ["kind": "provision", "outcome": "completed"]) == 1
+            Self.value(
+                try await Self.scrape(metrics), "flotilla_jobs_finished_total",
+                ["kind": "provision", "outcome": "completed"]) == 1
         }
         #expect(completed)
         let fleetAfter = try await Self.scrape(janitorMetrics)
@@ -147,8 +167,12 @@ struct ObservabilityTests {
         let summary = await fleet.summary(failing.id)
         try #require(failed, "\(summary)")
         let afterFailure = try await Self.scrape(metrics)
-        #expect(Self.value(afterFailure, "flotilla_cluster_outcomes_total", ["outcome": "failed", "reason": "install_failed"]) == 1,
-                "\(afterFailure.filter { $0.name == "flotilla_cluster_outcomes_total" }.map { "\($0.labels) \($0.value)" })")
+        #expect(
+            Self.value(
+                afterFailure, "flotilla_cluster_outcomes_total", ["outcome": "failed", "reason": "install_failed"])
+                == 1,
+            "\(afterFailure.filter { $0.name == "flotilla_cluster_outcomes_total" }.map { "\($0.labels) \($0.value)" })"
+        )
 
         // The janitor's own /metrics: the database gauges and its process's counters.
         let janitorSamples = try await Self.scrape(janitorMetrics)
@@ -196,20 +220,30 @@ struct ObservabilityTests {
         let pricedCost = try #require(priced?["cost"] as? Double)
         #expect(abs(pricedCost - pricedHours * 0.10) < 1e-9, "\(pricedCost) for \(pricedHours) h at 0.10")
         let text = try await fleet.run(["client", "cost", "--since", "1h"])
-        #expect(text.status == 0 && text.output.contains(Fleet.clientLogin) && text.output.contains("INSTANCE-HOURS"), "\(text.output)")
+        #expect(
+            text.status == 0 && text.output.contains(Fleet.clientLogin) && text.output.contains("INSTANCE-HOURS"),
+            "\(text.output)")
         let badSpan = try await fleet.run(["client", "cost", "--since", "soon"])
         #expect(badSpan.status == 64 && badSpan.stderr.contains("--since"), "\(badSpan.stderr)")
         try Data("m4.large cheap\n".utf8).write(to: prices)
         let badPrices = try await fleet.run(["client", "cost", "--prices", prices.path])
         #expect(badPrices.status == 1 && badPrices.stderr.contains("line 1"), "\(badPrices.stderr)")
-        let taken = try await fleet.run(["worker", "run", "--metrics-address", metrics.replacingOccurrences(of: "http://", with: "").replacingOccurrences(of: "/metrics", with: ""), "--kinds", "noop"])
-        #expect(taken.status == 1 && taken.stderr.contains("cannot serve metrics on") && taken.stderr.contains("FLOTILLA_METRICS_ADDRESS"),
-                "\(taken.stderr)")
+        let taken = try await fleet.run([
+            "worker", "run", "--metrics-address",
+            metrics.replacingOccurrences(of: "http://", with: "").replacingOccurrences(of: "/metrics", with: ""),
+            "--kinds", "noop",
+        ])
+        #expect(
+            taken.status == 1 && taken.stderr.contains("cannot serve metrics on")
+                && taken.stderr.contains("FLOTILLA_METRICS_ADDRESS"),
+            "\(taken.stderr)")
         let badFormat = try await fleet.run(["client", "list"], environment: ["FLOTILLA_LOG_FORMAT": "yaml"])
         #expect(badFormat.status == 64 && badFormat.stderr.contains("FLOTILLA_LOG_FORMAT"), "\(badFormat.stderr)")
     }
 
-    @Test("worker web: live in headless Chromium, a cluster appears and turns ready without a reload, a failed install's log shows, no secret anywhere")
+    @Test(
+        "worker web: live in headless Chromium, a cluster appears and turns ready without a reload, a failed install's log shows, no secret anywhere"
+    )
     func webPage() async throws {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
@@ -218,8 +252,9 @@ struct ObservabilityTests {
         #expect(refused.status == 1 && refused.stderr.contains("refuses login"), "\(refused.stderr)")
 
         try await fleet.createLogin("e2e_operator", in: "flotilla_operator")
-        let web = try fleet.startInBackground(["worker", "web", "--address", "127.0.0.1:0", "--log-level", "info"],
-                                              environment: ["PGUSER": "e2e_operator"])
+        let web = try fleet.startInBackground(
+            ["worker", "web", "--address", "127.0.0.1:0", "--log-level", "info"],
+            environment: ["PGUSER": "e2e_operator"])
         let url = try await Self.loggedURL(web, "web")
         let worker = try fleet.startInBackground(["worker", "run", "--worker-id", "w1"] + LifecycleTests.fastWorker)
         try fleet.start(["janitor", "--interval-seconds", "1"])
@@ -245,10 +280,14 @@ struct ObservabilityTests {
         // A cluster appears and turns ready while the page stays loaded.
         let keyPath = LifecycleTests.keyPath(fleet)
         let hostile = "<img src=x onerror=alert(1)> & \"quoted\""
-        let request = try await fleet.run(["client", "request", "--nodes", "1", "--no-wait", "--json", "--label", hostile])
+        let request = try await fleet.run([
+            "client", "request", "--nodes", "1", "--no-wait", "--json", "--label", hostile,
+        ])
         try #require(request.status == 0, "\(request.stderr)")
-        let first = (id: try #require(try jsonObject(request.output)["id"] as? String),
-                     token: try #require(try jsonObject(request.output)["lease_token"] as? String))
+        let first = (
+            id: try #require(try jsonObject(request.output)["id"] as? String),
+            token: try #require(try jsonObject(request.output)["lease_token"] as? String)
+        )
         let readyRow = try await browser.send("wait-row \(first.id) ready")
         #expect(readyRow.hasPrefix("ok \(first.id) ready"), "\(readyRow)")
         let key = try await fleet.run(["client", "key", first.id, "--lease-token", first.token, "--out", keyPath])
@@ -273,7 +312,9 @@ struct ObservabilityTests {
 
         // No key and no token in anything the browser saw.
         let keyText = try String(contentsOfFile: keyPath, encoding: .utf8)
-        let secretLines = [first.token, second.token] + keyText.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("-----") }
+        let secretLines =
+            [first.token, second.token]
+            + keyText.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("-----") }
         try Data(secretLines.joined(separator: "\n").utf8).write(to: secrets)
         #expect(try await browser.send("open /") == "ok")
         let clean = try await browser.send("check-secrets")
@@ -311,7 +352,8 @@ class FixtureProcess: @unchecked Sendable {
         self.errorFile = errorFile
         _ = FileManager.default.createFile(atPath: self.errorFile.path, contents: Data())
         self.process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        self.process.arguments = ["python3", ObservabilityTests.root.appendingPathComponent("scripts/fixtures/\(script)").path] + arguments
+        self.process.arguments =
+            ["python3", ObservabilityTests.root.appendingPathComponent("scripts/fixtures/\(script)").path] + arguments
         self.process.standardInput = self.input
         self.process.standardOutput = self.output
         self.process.standardError = try FileHandle(forWritingTo: self.errorFile)
@@ -334,14 +376,16 @@ class FixtureProcess: @unchecked Sendable {
     }
 
     func errors() -> String {
-        String(decoding: (FileManager.default.contents(atPath: self.errorFile.path) ?? Data()).suffix(3000), as: UTF8.self)
+        String(
+            decoding: (FileManager.default.contents(atPath: self.errorFile.path) ?? Data()).suffix(3000), as: UTF8.self)
     }
 }
 
 final class BrowserSession: FixtureProcess, @unchecked Sendable {
     init(url: String, secrets: String, screenshot: String) throws {
-        try super.init(script: "browser-check.py", arguments: [url, secrets, screenshot],
-                       errorFile: URL(fileURLWithPath: secrets + ".browser.err"))
+        try super.init(
+            script: "browser-check.py", arguments: [url, secrets, screenshot],
+            errorFile: URL(fileURLWithPath: secrets + ".browser.err"))
     }
 
     func send(_ command: String) async throws -> String {

@@ -19,15 +19,18 @@ struct PoolTests {
     /// cluster that fails its check is torn down and built again, which is the pool working
     /// as meant; one CI run saw it, after a node's key lookup failed under load, and 180 s
     /// was not enough for the rebuild).
-    static func waitForPool(_ fleet: Fleet, _ pool: String, ready: Int, timeout: Duration = .seconds(420)) async throws {
+    static func waitForPool(_ fleet: Fleet, _ pool: String, ready: Int, timeout: Duration = .seconds(420)) async throws
+    {
         let done = try await eventually("pool \(pool) has \(ready) healthy clusters", timeout: timeout) {
-            try await fleet.scalar("""
+            try await fleet.scalar(
+                """
                 SELECT count(*)::int FROM clusters c JOIN pools p ON p.name = c.pool AND p.spec_hash = c.spec_hash
                 WHERE c.pool = \(pool) AND c.handed_out_at IS NULL AND c.state = 'ready' AND c.healthy_until > now()
                 """, as: Int.self) >= ready
         }
         if !done {
-            let pools = try await fleet.scalar("SELECT coalesce(string_agg(p::text, ' | '), '') FROM operator_pools p", as: String.self)
+            let pools = try await fleet.scalar(
+                "SELECT coalesce(string_agg(p::text, ' | '), '') FROM operator_pools p", as: String.self)
             Issue.record("pool \(pool) did not reach \(ready) ready clusters: \(pools)\n\(fleet.workerLogs())")
             throw LifecycleTestFailure("pool \(pool) not ready")
         }
@@ -37,7 +40,9 @@ struct PoolTests {
     static func strings(_ fleet: Fleet, _ query: PostgresQuery) async throws -> [String] {
         try await fleet.withClient { client in
             var result: [String] = []
-            for try await value in try await client.query(query, logger: Fleet.logger).decode(String.self) { result.append(value) }
+            for try await value in try await client.query(query, logger: Fleet.logger).decode(String.self) {
+                result.append(value)
+            }
             return result
         }
     }
@@ -58,9 +63,12 @@ struct PoolTests {
     }
 
     /// Runs `client request` and returns the cluster, its token, whether a pool served it, and the wall time.
-    static func request(_ fleet: Fleet, _ extra: [String] = []) async throws -> (id: String, token: String, pool: String?, seconds: Double) {
+    static func request(_ fleet: Fleet, _ extra: [String] = []) async throws -> (
+        id: String, token: String, pool: String?, seconds: Double
+    ) {
         let started = ContinuousClock.now
-        let run = try await fleet.run(["client", "request", "--nodes", "1", "--json", "--key-out", LifecycleTests.keyPath(fleet)] + extra)
+        let run = try await fleet.run(
+            ["client", "request", "--nodes", "1", "--json", "--key-out", LifecycleTests.keyPath(fleet)] + extra)
         let seconds = (ContinuousClock.now - started).seconds
         try #require(run.status == 0, "\(run.stderr)")
         let object = try jsonObject(run.output)
@@ -69,7 +77,9 @@ struct PoolTests {
         return (id, try #require(object["lease_token"] as? String), pool, seconds)
     }
 
-    @Test("a pool of 2 is filled, hands out ready clusters at once, refills after two claims, and a spec change replaces its clusters")
+    @Test(
+        "a pool of 2 is filled, hands out ready clusters at once, refills after two claims, and a spec change replaces its clusters"
+    )
     func refillAndReplace() async throws {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
@@ -80,22 +90,32 @@ struct PoolTests {
         try #require(set.status == 0, "\(set.stderr)")
         let filling = ContinuousClock.now
         try await Self.waitForPool(fleet, "small", ready: 2)
-        print("measured: an empty pool of 2 one-node clusters filled and health-checked in \(String(format: "%.1f", (ContinuousClock.now - filling).seconds)) s")
+        print(
+            "measured: an empty pool of 2 one-node clusters filled and health-checked in \(String(format: "%.1f", (ContinuousClock.now - filling).seconds)) s"
+        )
         // The ready ones: a cluster that failed its health check on the way (torn down, then
         // built again) is in the pool's rows too, but is not a spare.
-        let spares = try await Self.strings(fleet, "SELECT id FROM clusters WHERE pool = 'small' AND handed_out_at IS NULL AND state = 'ready' ORDER BY id")
+        let spares = try await Self.strings(
+            fleet,
+            "SELECT id FROM clusters WHERE pool = 'small' AND handed_out_at IS NULL AND state = 'ready' ORDER BY id")
 
         // Two claims: each answered from the pool, with a cluster that was ready before it asked.
         let first = try await Self.request(fleet)
         let second = try await Self.request(fleet)
         #expect(first.pool == "small" && second.pool == "small")
-        #expect(Set([first.id, second.id]) == Set(spares), "the pool's clusters were handed out: \(first.id), \(second.id) vs \(spares)")
-        print("measured: client request answered from the warm pool in \(String(format: "%.2f", first.seconds)) s and \(String(format: "%.2f", second.seconds)) s (process start to exit)")
+        #expect(
+            Set([first.id, second.id]) == Set(spares),
+            "the pool's clusters were handed out: \(first.id), \(second.id) vs \(spares)")
+        print(
+            "measured: client request answered from the warm pool in \(String(format: "%.2f", first.seconds)) s and \(String(format: "%.2f", second.seconds)) s (process start to exit)"
+        )
         for claim in [first, second] {
             let owner = try await fleet.scalar("SELECT owner FROM clusters WHERE id = \(claim.id)", as: String.self)
             #expect(owner == Fleet.clientLogin, "a handed-out cluster belongs to the login that took it")
             // The lifetime starts at hand-out: 2 h from now, not from when it became ready.
-            let left = try await fleet.scalar("SELECT extract(epoch FROM expires_at - now())::float8 FROM clusters WHERE id = \(claim.id)", as: Double.self)
+            let left = try await fleet.scalar(
+                "SELECT extract(epoch FROM expires_at - now())::float8 FROM clusters WHERE id = \(claim.id)",
+                as: Double.self)
             #expect(left > 7100 && left <= 7200, "expires in \(left) s")
             let events = try await fleet.events(of: claim.id)
             #expect(events.contains("handed-out") && events.contains("key-read"), "\(events)")
@@ -105,23 +125,31 @@ struct PoolTests {
         let refill = ContinuousClock.now
         try await Self.waitForPool(fleet, "small", ready: 2)
         let refillSeconds = (ContinuousClock.now - refill).seconds
-        let refilled = try await Self.strings(fleet, "SELECT id FROM clusters WHERE pool = 'small' AND handed_out_at IS NULL AND state = 'ready'")
+        let refilled = try await Self.strings(
+            fleet, "SELECT id FROM clusters WHERE pool = 'small' AND handed_out_at IS NULL AND state = 'ready'")
         #expect(Set(refilled).isDisjoint(with: [first.id, second.id]))
         let cold = try await Self.request(fleet, ["--pool", "never"])
         #expect(cold.pool == nil)
-        print("measured: pool of 2 back at target \(String(format: "%.1f", refillSeconds)) s after two claims; a cold 1-node request → ready took \(String(format: "%.1f", cold.seconds)) s in the same run")
+        print(
+            "measured: pool of 2 back at target \(String(format: "%.1f", refillSeconds)) s after two claims; a cold 1-node request → ready took \(String(format: "%.1f", cold.seconds)) s in the same run"
+        )
 
         // A spec change: the unclaimed clusters of the old spec are torn down, new ones built.
-        let change = try await fleet.run(["worker", "pool", "set", "small", "--nodes", "1", "--instance-type", "m5.large", "--min", "2", "--max", "2"])
+        let change = try await fleet.run([
+            "worker", "pool", "set", "small", "--nodes", "1", "--instance-type", "m5.large", "--min", "2", "--max", "2",
+        ])
         try #require(change.status == 0, "\(change.stderr)")
         let trigger = Date()
         for id in refilled {
-            try await LifecycleTests.expectDestroyed(fleet, id, path: "pool spec changed: old spare \(id)", since: trigger)
-            let reason = try await fleet.scalar("SELECT coalesce(teardown_reason, '') FROM clusters WHERE id = \(id)", as: String.self)
+            try await LifecycleTests.expectDestroyed(
+                fleet, id, path: "pool spec changed: old spare \(id)", since: trigger)
+            let reason = try await fleet.scalar(
+                "SELECT coalesce(teardown_reason, '') FROM clusters WHERE id = \(id)", as: String.self)
             #expect(reason == "pool-replaced")
         }
         try await Self.waitForPool(fleet, "small", ready: 2)
-        let types = try await fleet.scalar("""
+        let types = try await fleet.scalar(
+            """
             SELECT string_agg(DISTINCT instance_type, ',') FROM clusters WHERE pool = 'small' AND handed_out_at IS NULL AND state = 'ready'
             """, as: String.self)
         #expect(types == "m5.large")
@@ -131,8 +159,12 @@ struct PoolTests {
         let list = try await fleet.run(["worker", "pool", "list", "--json"])
         #expect(list.status == 0 && list.output.contains("\"target\" : 2"), "\(list.output)")
 
-        try await Self.cleanUp(fleet, holding: [(first.id, first.token), (second.id, second.token), (cold.id, cold.token),
-                                                (newSpec.id, newSpec.token)], path: "pool test clean-up")
+        try await Self.cleanUp(
+            fleet,
+            holding: [
+                (first.id, first.token), (second.id, second.token), (cold.id, cold.token),
+                (newSpec.id, newSpec.token),
+            ], path: "pool test clean-up")
     }
 
     @Test("8 concurrent claims against a pool of 4: 4 get pool clusters and 4 get new ones, all distinct")
@@ -167,10 +199,12 @@ struct PoolTests {
         }
         #expect(Set(ids).count == 8, "every claim got its own cluster: \(ids)")
         #expect(fromPool == 4, "4 claims were answered from the pool")
-        let handedOut = try await fleet.scalar("SELECT count(*)::int FROM clusters WHERE pool = 'four' AND handed_out_at IS NOT NULL", as: Int.self)
+        let handedOut = try await fleet.scalar(
+            "SELECT count(*)::int FROM clusters WHERE pool = 'four' AND handed_out_at IS NOT NULL", as: Int.self)
         let fresh = try await fleet.scalar("SELECT count(*)::int FROM clusters WHERE pool IS NULL", as: Int.self)
         #expect(handedOut == 4 && fresh == 4, "pool clusters handed out: \(handedOut); new clusters: \(fresh)")
-        let owners = try await fleet.scalar("SELECT count(DISTINCT id)::int FROM clusters WHERE owner = \(Fleet.clientLogin)", as: Int.self)
+        let owners = try await fleet.scalar(
+            "SELECT count(DISTINCT id)::int FROM clusters WHERE owner = \(Fleet.clientLogin)", as: Int.self)
         #expect(owners == 8)
         try await Self.cleanUp(fleet, holding: holding, path: "concurrent claims clean-up")
     }
@@ -190,16 +224,22 @@ struct PoolTests {
         let trigger = Date()
         let id = try await LifecycleTests.onlyCluster(fleet)
         let seen = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
-        let master = try await fleet.scalar("SELECT coalesce(public_ip, private_ip) FROM nodes WHERE cluster_id = \(id) AND role = 'master'", as: String.self)
+        let master = try await fleet.scalar(
+            "SELECT coalesce(public_ip, private_ip) FROM nodes WHERE cluster_id = \(id) AND role = 'master'",
+            as: String.self)
         let user = try await fleet.scalar("SELECT ssh_user FROM clusters WHERE id = \(id)", as: String.self)
         #expect(seen == "\(id) \(master) \(user) 600", "the command saw: \(seen)")
         #expect(run.stderr.contains("released cluster \(id)"), "\(run.stderr)")
         try await LifecycleTests.expectDestroyed(fleet, id, path: "client run -- false", since: trigger)
-        #expect(try await fleet.scalar("SELECT teardown_reason FROM clusters WHERE id = \(id)", as: String.self) == "released")
+        #expect(
+            try await fleet.scalar("SELECT teardown_reason FROM clusters WHERE id = \(id)", as: String.self)
+                == "released")
         try await fleet.expectSecretsErased(id)
     }
 
-    @Test("client run terminated with SIGTERM: the command gets SIGTERM, the client exits 143, and the cluster ends destroyed")
+    @Test(
+        "client run terminated with SIGTERM: the command gets SIGTERM, the client exits 143, and the cluster ends destroyed"
+    )
     func runTerminated() async throws {
         let fleet = try await Fleet()
         defer { Task { await fleet.stop() } }
@@ -207,8 +247,10 @@ struct PoolTests {
         try fleet.start(Self.janitor)
         let seen = try fleet.makeScratchDirectory(suffix: "term").appendingPathComponent("signal")
         // The command records the signal it got; `wait` lets the trap run while sleep runs.
-        let client = try fleet.startInBackground(["client", "run", "--nodes", "1", "--", "sh", "-c",
-                                                  "trap 'echo TERM > \(seen.path); exit 7' TERM; sleep 300 & wait"])
+        let client = try fleet.startInBackground([
+            "client", "run", "--nodes", "1", "--", "sh", "-c",
+            "trap 'echo TERM > \(seen.path); exit 7' TERM; sleep 300 & wait",
+        ])
         let id = try await LifecycleTests.waitForClusterRow(fleet)
         let running = try await eventually("the command runs on a ready cluster", timeout: .seconds(120)) {
             try await fleet.state(of: id) == "ready" && client.stderrSoFar().contains("; running ")
@@ -217,12 +259,16 @@ struct PoolTests {
 
         let trigger = Date()
         client.send(SIGTERM)
-        let finished = try #require(await client.finish(within: .seconds(30)), "the client still runs 30 s after SIGTERM: \(client.stderrSoFar())")
+        let finished = try #require(
+            await client.finish(within: .seconds(30)),
+            "the client still runs 30 s after SIGTERM: \(client.stderrSoFar())")
         #expect(finished.status == 143, "\(finished.stderr)")
         #expect((try? String(contentsOf: seen, encoding: .utf8)) == "TERM\n", "the command was given the SIGTERM")
         #expect(finished.stderr.contains("released cluster \(id)"), "\(finished.stderr)")
         try await LifecycleTests.expectDestroyed(fleet, id, path: "client run SIGTERMed", since: trigger)
-        #expect(try await fleet.scalar("SELECT teardown_reason FROM clusters WHERE id = \(id)", as: String.self) == "released")
+        #expect(
+            try await fleet.scalar("SELECT teardown_reason FROM clusters WHERE id = \(id)", as: String.self)
+                == "released")
     }
 
     @Test("client run killed with SIGKILL: its heartbeat stops and the janitor releases the cluster within the bound")
@@ -232,15 +278,18 @@ struct PoolTests {
         try fleet.start(["run", "--worker-id", "w1"] + Self.fastWorker)
         try fleet.start(Self.janitor)
         let marker = "flotilla-e2e-\(Fleet.shortID())"
-        let client = try fleet.startInBackground(["client", "run", "--nodes", "1", "--heartbeat-timeout", "4s", "--",
-                                                  "sh", "-c", "sleep 300; : \(marker)"])
+        let client = try fleet.startInBackground([
+            "client", "run", "--nodes", "1", "--heartbeat-timeout", "4s", "--",
+            "sh", "-c", "sleep 300; : \(marker)",
+        ])
         defer { _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/pkill"), arguments: ["-f", marker]) }
         let id = try await LifecycleTests.waitForClusterRow(fleet)
         let running = try await eventually("the command runs on a ready cluster", timeout: .seconds(120)) {
             try await fleet.state(of: id) == "ready" && client.stderrSoFar().contains("; running ")
         }
         try #require(running, "\(client.stderrSoFar())\n\(fleet.workerLogs())")
-        let beat = try await fleet.scalar("SELECT holder_heartbeat_at IS NOT NULL FROM clusters WHERE id = \(id)", as: Bool.self)
+        let beat = try await fleet.scalar(
+            "SELECT holder_heartbeat_at IS NOT NULL FROM clusters WHERE id = \(id)", as: Bool.self)
         #expect(beat)
 
         let trigger = Date()
@@ -251,11 +300,18 @@ struct PoolTests {
         }
         let summary = await fleet.summary(id)
         #expect(released, "\(summary)")
-        let lag = try await fleet.scalar("""
-            SELECT coalesce((SELECT extract(epoch FROM at)::float8 FROM cluster_events WHERE cluster_id = \(id) AND kind = 'teardown-holder-lost'), 0)
-            """, as: Double.self) - trigger.timeIntervalSince1970
-        print("measured: client run SIGKILLed: teardown started \(String(format: "%.1f", lag)) s later (heartbeat timeout 4 s, janitor interval 1 s)")
-        #expect(lag > 0 && lag <= 4 + 1 + 3, "released \(lag) s after the kill; the bound is the timeout (4 s) + the janitor's interval (1 s) + a beat (1 s)")
+        let lag =
+            try await fleet.scalar(
+                """
+                SELECT coalesce((SELECT extract(epoch FROM at)::float8 FROM cluster_events WHERE cluster_id = \(id) AND kind = 'teardown-holder-lost'), 0)
+                """, as: Double.self) - trigger.timeIntervalSince1970
+        print(
+            "measured: client run SIGKILLed: teardown started \(String(format: "%.1f", lag)) s later (heartbeat timeout 4 s, janitor interval 1 s)"
+        )
+        #expect(
+            lag > 0 && lag <= 4 + 1 + 3,
+            "released \(lag) s after the kill; the bound is the timeout (4 s) + the janitor's interval (1 s) + a beat (1 s)"
+        )
         try await LifecycleTests.expectDestroyed(fleet, id, path: "client run SIGKILLed (holder lost)", since: trigger)
     }
 
@@ -275,7 +331,8 @@ struct PoolTests {
         // Nine minutes left: the 10-minute warning, once.
         try await fleet.execute("UPDATE clusters SET expires_at = now() + interval '9 minutes' WHERE id = \(made.id)")
         let second = try await eventually("the 10-minute warning", timeout: .seconds(20)) {
-            try await fleet.scalar("""
+            try await fleet.scalar(
+                """
                 SELECT count(*)::int FROM cluster_events WHERE cluster_id = \(made.id) AND kind = 'expiry-warning' AND detail ->> 'minutes' = '10'
                 """, as: Int.self) == 1
         }
@@ -283,7 +340,9 @@ struct PoolTests {
         let after = try await fleet.run(["client", "status", made.id, "--json"])
         let object = try jsonObject(after.output)
         #expect((object["expiry_warning"] as? [String: Any])?["minutes"] as? Int == 10, "\(after.output)")
-        let count = try await fleet.scalar("SELECT count(*)::int FROM cluster_events WHERE cluster_id = \(made.id) AND kind = 'expiry-warning'", as: Int.self)
+        let count = try await fleet.scalar(
+            "SELECT count(*)::int FROM cluster_events WHERE cluster_id = \(made.id) AND kind = 'expiry-warning'",
+            as: Int.self)
         #expect(count == 2, "one warning per threshold")
         try await Self.cleanUp(fleet, holding: [(made.id, made.token)], path: "expiry warnings clean-up")
     }
@@ -298,8 +357,10 @@ struct PoolTests {
         let set = try await fleet.run(["worker", "pool", "set", "one", "--nodes", "1", "--min", "1", "--max", "1"])
         try #require(set.status == 0, "\(set.stderr)")
         try await Self.waitForPool(fleet, "one", ready: 1)
-        let sick = try #require(try await Self.strings(fleet, "SELECT id FROM clusters WHERE pool = 'one' AND state = 'ready'").first)
-        let master = try await fleet.scalar("SELECT private_ip FROM nodes WHERE cluster_id = \(sick) AND role = 'master'", as: String.self)
+        let sick = try #require(
+            try await Self.strings(fleet, "SELECT id FROM clusters WHERE pool = 'one' AND state = 'ready'").first)
+        let master = try await fleet.scalar(
+            "SELECT private_ip FROM nodes WHERE cluster_id = \(sick) AND role = 'master'", as: String.self)
         // The master's next post-start check fails (the stub's failure injection).
         let state = try #require(fleet.environment["FLOTILLA_TEST_STUB_STATE"], "run through ./scripts/test")
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: state).appendingPathComponent("fail"))
@@ -308,8 +369,11 @@ struct PoolTests {
         try handle.close()
 
         let trigger = Date()
-        try await LifecycleTests.expectDestroyed(fleet, sick, path: "pool cluster failed its health check", since: trigger)
-        #expect(try await fleet.scalar("SELECT teardown_reason FROM clusters WHERE id = \(sick)", as: String.self) == "pool-unhealthy")
+        try await LifecycleTests.expectDestroyed(
+            fleet, sick, path: "pool cluster failed its health check", since: trigger)
+        #expect(
+            try await fleet.scalar("SELECT teardown_reason FROM clusters WHERE id = \(sick)", as: String.self)
+                == "pool-unhealthy")
         #expect(try await fleet.events(of: sick).contains("health-check-failed"))
         #expect(try await fleet.scalar("SELECT handed_out_at IS NULL FROM clusters WHERE id = \(sick)", as: Bool.self))
         // The pool builds a replacement, and a request gets it.
@@ -350,9 +414,13 @@ struct PoolTests {
             try await fleet.state(of: spare) == "ready"
         }
         try #require(ready)
-        let lifetime = try await fleet.scalar("SELECT extract(epoch FROM expires_at - ready_at)::float8 FROM clusters WHERE id = \(spare)", as: Double.self)
+        let lifetime = try await fleet.scalar(
+            "SELECT extract(epoch FROM expires_at - ready_at)::float8 FROM clusters WHERE id = \(spare)",
+            as: Double.self)
         #expect(abs(lifetime - 7200) < 2, "the holder's 2 h start at ready: \(lifetime) s")
-        #expect(try await fleet.scalar("SELECT owner FROM clusters WHERE id = \(spare)", as: String.self) == Fleet.clientLogin)
+        #expect(
+            try await fleet.scalar("SELECT owner FROM clusters WHERE id = \(spare)", as: String.self)
+                == Fleet.clientLogin)
         try await Self.cleanUp(fleet, holding: [(spare, token), (autoID, autoToken)], path: "pool wait clean-up")
     }
 }

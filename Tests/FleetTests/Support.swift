@@ -14,7 +14,9 @@ struct FleetStack: Sendable {
 
     static let logger: Logger = {
         var logger = Logger(label: "flotilla.tests.fleet")
-        logger.logLevel = ProcessInfo.processInfo.environment["FLOTILLA_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
+        logger.logLevel =
+            ProcessInfo.processInfo.environment["FLOTILLA_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) }
+            ?? .critical
         return logger
     }()
 
@@ -61,17 +63,22 @@ struct FleetStack: Sendable {
     }
 
     /// A cluster request as `client request` records it.
-    static func newCluster(masters: Int = 1, agents: Int = 0, publicAgents: Int = 0, installerURL: String) throws -> NewCluster {
-        let request = ClusterRequest(masters: masters, agents: agents, publicAgents: publicAgents, instanceType: "m4.large",
-                                     adminLocation: "0.0.0.0/0", installerURL: installerURL, dcosConfig: nil, genconfFiles: [],
-                                     lifetimeSeconds: 3600)
+    static func newCluster(masters: Int = 1, agents: Int = 0, publicAgents: Int = 0, installerURL: String) throws
+        -> NewCluster
+    {
+        let request = ClusterRequest(
+            masters: masters, agents: agents, publicAgents: publicAgents, instanceType: "m4.large",
+            adminLocation: "0.0.0.0/0", installerURL: installerURL, dcosConfig: nil, genconfFiles: [],
+            lifetimeSeconds: 3600)
         return try NewCluster(label: "fleet-tests", request: request)
     }
 }
 
 /// Awaits `condition` until it holds or `timeout` passes.
 @discardableResult
-func eventually(_ what: String, timeout: Duration = .seconds(120), _ condition: () async throws -> Bool) async throws -> Bool {
+func eventually(_ what: String, timeout: Duration = .seconds(120), _ condition: () async throws -> Bool) async throws
+    -> Bool
+{
     let deadline = ContinuousClock.now.advanced(by: timeout)
     while ContinuousClock.now < deadline {
         if try await condition() { return true }

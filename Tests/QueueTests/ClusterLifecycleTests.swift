@@ -8,9 +8,12 @@ import Testing
 @Suite("Cluster lifecycle in the database")
 struct ClusterLifecycleTests {
     /// A requested cluster with its provision job, as `client request` writes them.
-    static func request(_ store: ClusterStore, abandonAfter: Duration = .seconds(3600)) async throws -> (id: String, token: String) {
-        let request = ClusterRequest(masters: 1, agents: 1, publicAgents: 1, installerURL: "http://127.0.0.1/dcos_generate_config.sh",
-                                     lifetimeSeconds: 3600)
+    static func request(_ store: ClusterStore, abandonAfter: Duration = .seconds(3600)) async throws -> (
+        id: String, token: String
+    ) {
+        let request = ClusterRequest(
+            masters: 1, agents: 1, publicAgents: 1, installerURL: "http://127.0.0.1/dcos_generate_config.sh",
+            lifetimeSeconds: 3600)
         let made = try await ClusterAPI(client: store.client, logger: store.logger)
             .request(try NewCluster(request: request, abandonAfter: abandonAfter))
         return (made.id, made.leaseToken)
@@ -18,7 +21,9 @@ struct ClusterLifecycleTests {
 
     static func api(_ store: ClusterStore) -> ClusterAPI { ClusterAPI(client: store.client, logger: store.logger) }
 
-    static func scalar<T: PostgresDecodable & Sendable>(_ client: PostgresClient, _ query: PostgresQuery, as: T.Type = T.self) async throws -> T {
+    static func scalar<T: PostgresDecodable & Sendable>(
+        _ client: PostgresClient, _ query: PostgresQuery, as: T.Type = T.self
+    ) async throws -> T {
         let rows = try await client.query(query, logger: TestDatabase.logger)
         for try await value in rows.decode(T.self) { return value }
         throw QueueError(.notFound, "no row")
@@ -29,7 +34,9 @@ struct ClusterLifecycleTests {
     }
 
     static func activeTeardowns(_ client: PostgresClient, _ id: String) async throws -> Int {
-        try await scalar(client, """
+        try await scalar(
+            client,
+            """
             SELECT count(*)::int FROM jobs WHERE kind = 'teardown' AND payload ->> 'cluster_id' = \(id) AND state IN ('queued', 'running')
             """)
     }
@@ -46,23 +53,29 @@ struct ClusterLifecycleTests {
             let (id, _) = try await Self.request(store)
             for (from, to) in [("requested", "ready"), ("requested", "destroyed")] {
                 let error = await #expect(throws: PSQLError.self, "\(from) → \(to)") {
-                    try await client.query("UPDATE clusters SET state = \(to) WHERE id = \(id)", logger: TestDatabase.logger)
+                    try await client.query(
+                        "UPDATE clusters SET state = \(to) WHERE id = \(id)", logger: TestDatabase.logger)
                 }
                 #expect(error?.serverInfo?[.sqlState] == "FLT01")
                 #expect(error?.serverInfo?[.message]?.contains("cannot go from \(from) to \(to)") == true)
             }
-            try await client.query("UPDATE clusters SET state = 'provisioning' WHERE id = \(id)", logger: TestDatabase.logger)
-            try await client.query("UPDATE clusters SET state = 'tearing_down' WHERE id = \(id)", logger: TestDatabase.logger)
+            try await client.query(
+                "UPDATE clusters SET state = 'provisioning' WHERE id = \(id)", logger: TestDatabase.logger)
+            try await client.query(
+                "UPDATE clusters SET state = 'tearing_down' WHERE id = \(id)", logger: TestDatabase.logger)
             for to in ["ready", "provisioning", "failed", "requested"] {
                 await #expect(throws: PSQLError.self, "tearing_down → \(to)") {
-                    try await client.query("UPDATE clusters SET state = \(to) WHERE id = \(id)", logger: TestDatabase.logger)
+                    try await client.query(
+                        "UPDATE clusters SET state = \(to) WHERE id = \(id)", logger: TestDatabase.logger)
                 }
             }
             #expect(try await Self.state(client, id) == "tearing_down")
         }
     }
 
-    @Test("checkpoints and ready need the job's lease and a provisioning cluster; a release makes them fail, never flip back to ready")
+    @Test(
+        "checkpoints and ready need the job's lease and a provisioning cluster; a release makes them fail, never flip back to ready"
+    )
     func guardedWrites() async throws {
         let db = try await TestDatabase.migrated()
         try await db.withClient { client in
@@ -71,27 +84,33 @@ struct ClusterLifecycleTests {
             let (id, token) = try await Self.request(store)
             let job = try await Self.claimProvision(queue)
             let fence = JobFence(job)
-            let recorded = try await store.startProvisioning(clusterID: id, fence: fence, region: "us-west-2", deployment: "dep", account: nil)
+            let recorded = try await store.startProvisioning(
+                clusterID: id, fence: fence, region: "us-west-2", deployment: "dep", account: nil)
             #expect(recorded.region == "us-west-2")
             // A second worker in another region gets the recorded region back.
-            let again = try await store.startProvisioning(clusterID: id, fence: fence, region: "eu-west-1", deployment: "other", account: nil)
+            let again = try await store.startProvisioning(
+                clusterID: id, fence: fence, region: "eu-west-1", deployment: "other", account: nil)
             #expect(again.region == "us-west-2" && again.deployment == "dep")
-            try await store.saveCheckpoint(clusterID: id, fence: fence, checkpoint: "{}", phase: "key pair", subnetID: "subnet-1",
-                                           privateKey: nil, publicKey: nil, keyPairName: nil)
+            try await store.saveCheckpoint(
+                clusterID: id, fence: fence, checkpoint: "{}", phase: "key pair", subnetID: "subnet-1",
+                privateKey: nil, publicKey: nil, keyPairName: nil)
 
             var stolen = fence
             stolen.leaseToken = UUID()
             let lost = await #expect(throws: QueueError.self) {
-                try await store.saveCheckpoint(clusterID: id, fence: stolen, checkpoint: "{}", phase: "x", subnetID: nil,
-                                               privateKey: nil, publicKey: nil, keyPairName: nil)
+                try await store.saveCheckpoint(
+                    clusterID: id, fence: stolen, checkpoint: "{}", phase: "x", subnetID: nil,
+                    privateKey: nil, publicKey: nil, keyPairName: nil)
             }
             #expect(lost?.code == .leaseLost)
 
             #expect(try await Self.api(store).release(clusterID: id, leaseToken: token) == .tearingDown)
-            #expect(try await Self.scalar(client, "SELECT cancel_requested FROM jobs WHERE id = \(job.id)", as: Bool.self))
+            #expect(
+                try await Self.scalar(client, "SELECT cancel_requested FROM jobs WHERE id = \(job.id)", as: Bool.self))
             let refused = await #expect(throws: QueueError.self) {
-                try await store.saveCheckpoint(clusterID: id, fence: fence, checkpoint: "{}", phase: "instances", subnetID: nil,
-                                               privateKey: nil, publicKey: nil, keyPairName: nil)
+                try await store.saveCheckpoint(
+                    clusterID: id, fence: fence, checkpoint: "{}", phase: "instances", subnetID: nil,
+                    privateKey: nil, publicKey: nil, keyPairName: nil)
             }
             #expect(refused?.code == .conflict)
             #expect(refused?.message.contains("cannot save a checkpoint") == true, "\(refused?.message ?? "")")
@@ -100,23 +119,34 @@ struct ClusterLifecycleTests {
             }
             #expect(notReady?.code == .conflict)
             #expect(try await Self.state(client, id) == "tearing_down")
-            #expect(try await Self.scalar(client, "SELECT count(*)::int FROM cluster_events WHERE cluster_id = \(id) AND kind = 'ready'", as: Int.self) == 0)
+            #expect(
+                try await Self.scalar(
+                    client, "SELECT count(*)::int FROM cluster_events WHERE cluster_id = \(id) AND kind = 'ready'",
+                    as: Int.self) == 0)
         }
     }
 
-    @Test("a provision job that ends failed on its last attempt, with any error, fails its cluster and queues one teardown")
+    @Test(
+        "a provision job that ends failed on its last attempt, with any error, fails its cluster and queues one teardown"
+    )
     func lastAttemptFails() async throws {
         let db = try await TestDatabase.migrated()
         try await db.withClient { client in
             let store = ClusterStore(client: client, logger: TestDatabase.logger)
             let queue = JobQueue(client: client, logger: TestDatabase.logger)
             let (id, _) = try await Self.request(store)
-            try await client.query("UPDATE jobs SET max_attempts = 1 WHERE kind = 'provision'", logger: TestDatabase.logger)
+            try await client.query(
+                "UPDATE jobs SET max_attempts = 1 WHERE kind = 'provision'", logger: TestDatabase.logger)
             let job = try await Self.claimProvision(queue)
-            _ = try await store.startProvisioning(clusterID: id, fence: JobFence(job), region: "r", deployment: "d", account: nil)
-            #expect(try await queue.fail(job, error: "DecodingError: the checkpoint is not a provision state", retryable: true) == .failed)
+            _ = try await store.startProvisioning(
+                clusterID: id, fence: JobFence(job), region: "r", deployment: "d", account: nil)
+            #expect(
+                try await queue.fail(
+                    job, error: "DecodingError: the checkpoint is not a provision state", retryable: true) == .failed)
             #expect(try await Self.state(client, id) == "failed")
-            #expect(try await Self.scalar(client, "SELECT last_error FROM clusters WHERE id = \(id)", as: String.self).contains("DecodingError"))
+            #expect(
+                try await Self.scalar(client, "SELECT last_error FROM clusters WHERE id = \(id)", as: String.self)
+                    .contains("DecodingError"))
             #expect(try await Self.activeTeardowns(client, id) == 1)
         }
     }
@@ -128,10 +158,14 @@ struct ClusterLifecycleTests {
             let store = ClusterStore(client: client, logger: TestDatabase.logger)
             let queue = JobQueue(client: client, logger: TestDatabase.logger)
             let (id, _) = try await Self.request(store)
-            try await client.query("UPDATE jobs SET max_attempts = 1 WHERE kind = 'provision'", logger: TestDatabase.logger)
+            try await client.query(
+                "UPDATE jobs SET max_attempts = 1 WHERE kind = 'provision'", logger: TestDatabase.logger)
             let job = try await Self.claimProvision(queue)
-            _ = try await store.startProvisioning(clusterID: id, fence: JobFence(job), region: "r", deployment: "d", account: nil)
-            try await client.query("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = \(job.id)", logger: TestDatabase.logger)
+            _ = try await store.startProvisioning(
+                clusterID: id, fence: JobFence(job), region: "r", deployment: "d", account: nil)
+            try await client.query(
+                "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = \(job.id)",
+                logger: TestDatabase.logger)
             let report = try await queue.rescueExpiredLeases()
             #expect(report.failed == [job.id])
             #expect(try await Self.state(client, id) == "failed")
@@ -139,37 +173,47 @@ struct ClusterLifecycleTests {
         }
     }
 
-    @Test("an operator's cancel through SQL: a queued provision ends at once, a running one when its worker acknowledges; both converge")
+    @Test(
+        "an operator's cancel through SQL: a queued provision ends at once, a running one when its worker acknowledges; both converge"
+    )
     func operatorCancel() async throws {
         let db = try await TestDatabase.migrated()
         try await db.withClient { client in
             let store = ClusterStore(client: client, logger: TestDatabase.logger)
             let queue = JobQueue(client: client, logger: TestDatabase.logger)
             let (queuedID, _) = try await Self.request(store)
-            let queuedJob = try await Self.scalar(client, "SELECT id FROM jobs WHERE payload ->> 'cluster_id' = \(queuedID)", as: Int64.self)
+            let queuedJob = try await Self.scalar(
+                client, "SELECT id FROM jobs WHERE payload ->> 'cluster_id' = \(queuedID)", as: Int64.self)
             #expect(try await Self.scalar(client, "SELECT cancel_job(\(queuedJob))", as: String.self) == "cancelled")
             #expect(try await Self.state(client, queuedID) == "failed")
             #expect(try await Self.activeTeardowns(client, queuedID) == 1)
 
             let (runningID, _) = try await Self.request(store)
             let job = try await Self.claimProvision(queue)
-            _ = try await store.startProvisioning(clusterID: runningID, fence: JobFence(job), region: "r", deployment: "d", account: nil)
+            _ = try await store.startProvisioning(
+                clusterID: runningID, fence: JobFence(job), region: "r", deployment: "d", account: nil)
             #expect(try await Self.scalar(client, "SELECT cancel_job(\(job.id))", as: String.self) == "running")
             #expect(try await queue.heartbeat(job).cancelRequested)
             // A worker that has not noticed yet cannot go on: no checkpoint, no ready.
             let refused = await #expect(throws: QueueError.self) {
-                try await store.markReady(clusterID: runningID, fence: JobFence(job), nodes: [], sshUser: "centos", sshPort: 22)
+                try await store.markReady(
+                    clusterID: runningID, fence: JobFence(job), nodes: [], sshUser: "centos", sshPort: 22)
             }
             #expect(refused?.code == .conflict)
             // Whatever the worker's handler then throws, a cancelled job never runs again.
             #expect(try await queue.fail(job, error: "interrupted", retryable: true) == .cancelled)
             #expect(try await Self.state(client, runningID) == "failed")
-            #expect(try await Self.scalar(client, "SELECT last_error FROM clusters WHERE id = \(runningID)", as: String.self).hasPrefix("provisioning cancelled"))
+            #expect(
+                try await Self.scalar(
+                    client, "SELECT last_error FROM clusters WHERE id = \(runningID)", as: String.self
+                ).hasPrefix("provisioning cancelled"))
             #expect(try await Self.activeTeardowns(client, runningID) == 1)
         }
     }
 
-    @Test("a teardown waits, without spending attempts, while a provision job still runs; then runs once and erases the secrets")
+    @Test(
+        "a teardown waits, without spending attempts, while a provision job still runs; then runs once and erases the secrets"
+    )
     func teardownWaitsForProvision() async throws {
         let db = try await TestDatabase.migrated()
         try await db.withClient { client in
@@ -177,9 +221,11 @@ struct ClusterLifecycleTests {
             let queue = JobQueue(client: client, logger: TestDatabase.logger)
             let (id, token) = try await Self.request(store)
             let provision = try await Self.claimProvision(queue)
-            _ = try await store.startProvisioning(clusterID: id, fence: JobFence(provision), region: "r", deployment: "d", account: nil)
-            try await store.saveCheckpoint(clusterID: id, fence: JobFence(provision), checkpoint: "{}", phase: "key pair", subnetID: nil,
-                                           privateKey: "PRIVATE", publicKey: "ssh-ed25519 AAAA", keyPairName: "flotilla-x")
+            _ = try await store.startProvisioning(
+                clusterID: id, fence: JobFence(provision), region: "r", deployment: "d", account: nil)
+            try await store.saveCheckpoint(
+                clusterID: id, fence: JobFence(provision), checkpoint: "{}", phase: "key pair", subnetID: nil,
+                privateKey: "PRIVATE", publicKey: "ssh-ed25519 AAAA", keyPairName: "flotilla-x")
             try await Self.api(store).release(clusterID: id, leaseToken: token)
             // A second release, and a reconcile, queue nothing more.
             try await Self.api(store).release(clusterID: id, leaseToken: token)
@@ -189,7 +235,8 @@ struct ClusterLifecycleTests {
             let teardown = try #require(try await queue.claim(kinds: [.teardown], limit: 1, owner: "t").first)
             #expect(try await store.beginTeardownJob(clusterID: id, fence: JobFence(teardown)) == .wait)
             try await queue.snooze(teardown, for: .zero)
-            #expect(try await Self.scalar(client, "SELECT attempt FROM jobs WHERE id = \(teardown.id)", as: Int.self) == 0)
+            #expect(
+                try await Self.scalar(client, "SELECT attempt FROM jobs WHERE id = \(teardown.id)", as: Int.self) == 0)
 
             try await queue.acknowledgeCancel(provision)
             #expect(try await Self.state(client, id) == "tearing_down")
@@ -199,23 +246,30 @@ struct ClusterLifecycleTests {
             try await store.teardownProgress(clusterID: id, fence: JobFence(again), phase: "terminating instances")
             try await store.markDestroyed(clusterID: id, fence: JobFence(again))
             #expect(try await Self.state(client, id) == "destroyed")
-            let erased = try await Self.scalar(client, """
+            let erased = try await Self.scalar(
+                client,
+                """
                 SELECT private_key IS NULL AND public_key IS NULL AND NOT EXISTS (SELECT 1 FROM cluster_tokens WHERE cluster_id = \(id))
                 FROM cluster_secrets WHERE cluster_id = \(id)
                 """, as: Bool.self)
             #expect(erased)
-            await #expect(throws: QueueError.self) { try await Self.api(store).privateKey(clusterID: id, leaseToken: token) }
+            await #expect(throws: QueueError.self) {
+                try await Self.api(store).privateKey(clusterID: id, leaseToken: token)
+            }
         }
     }
 
-    @Test("reconcile: a cluster whose provision job vanished is failed and torn down; a failed teardown is queued again later")
+    @Test(
+        "reconcile: a cluster whose provision job vanished is failed and torn down; a failed teardown is queued again later"
+    )
     func reconcile() async throws {
         let db = try await TestDatabase.migrated()
         try await db.withClient { client in
             let store = ClusterStore(client: client, logger: TestDatabase.logger)
             let queue = JobQueue(client: client, logger: TestDatabase.logger)
             let (id, _) = try await Self.request(store)
-            try await client.query("DELETE FROM jobs WHERE payload ->> 'cluster_id' = \(id)", logger: TestDatabase.logger)
+            try await client.query(
+                "DELETE FROM jobs WHERE payload ->> 'cluster_id' = \(id)", logger: TestDatabase.logger)
             let first = try await store.reconcile(retryAfter: .seconds(3600))
             #expect(first.map(\.clusterID) == [id])
             #expect(try await Self.state(client, id) == "failed")
@@ -223,7 +277,8 @@ struct ClusterLifecycleTests {
             #expect(try await store.reconcile(retryAfter: .seconds(3600)).isEmpty, "a queued teardown is left alone")
 
             // The teardown runs out of attempts: visible as teardown_failed, retried after the wait.
-            try await client.query("UPDATE jobs SET max_attempts = 1 WHERE kind = 'teardown'", logger: TestDatabase.logger)
+            try await client.query(
+                "UPDATE jobs SET max_attempts = 1 WHERE kind = 'teardown'", logger: TestDatabase.logger)
             let teardown = try #require(try await queue.claim(kinds: [.teardown], limit: 1, owner: "t").first)
             #expect(try await store.beginTeardownJob(clusterID: id, fence: JobFence(teardown)) == .tearingDown)
             #expect(try await queue.fail(teardown, error: "AuthFailure: credentials expired") == .failed)
@@ -232,7 +287,9 @@ struct ClusterLifecycleTests {
             let retried = try await store.reconcile(retryAfter: .seconds(0))
             #expect(retried.map(\.clusterID) == [id])
             #expect(try await Self.activeTeardowns(client, id) == 1)
-            #expect(try await Self.scalar(client, "SELECT count(*)::int FROM jobs WHERE kind = 'teardown'", as: Int.self) == 2)
+            #expect(
+                try await Self.scalar(client, "SELECT count(*)::int FROM jobs WHERE kind = 'teardown'", as: Int.self)
+                    == 2)
         }
     }
 
@@ -244,15 +301,21 @@ struct ClusterLifecycleTests {
             let (forgotten, _) = try await Self.request(store, abandonAfter: .seconds(60))
             let (collected, _) = try await Self.request(store, abandonAfter: .seconds(60))
             // Their deadlines pass (as if a minute went by).
-            try await client.query("UPDATE clusters SET abandon_at = now() - interval '1 second' WHERE id IN (\(forgotten), \(collected))",
-                                   logger: TestDatabase.logger)
-            try await client.query("UPDATE clusters SET collected_at = now() WHERE id = \(collected)", logger: TestDatabase.logger)
+            try await client.query(
+                "UPDATE clusters SET abandon_at = now() - interval '1 second' WHERE id IN (\(forgotten), \(collected))",
+                logger: TestDatabase.logger)
+            try await client.query(
+                "UPDATE clusters SET collected_at = now() WHERE id = \(collected)", logger: TestDatabase.logger)
             let (fresh, _) = try await Self.request(store, abandonAfter: .seconds(3600))
             let started = try await store.startDueTeardowns()
             #expect(started.map(\.clusterID) == [forgotten])
             #expect(started.first?.reason == "abandoned")
             #expect(try await Self.state(client, forgotten) == "tearing_down")
-            #expect(try await Self.scalar(client, "SELECT state FROM jobs WHERE kind = 'provision' AND payload ->> 'cluster_id' = \(forgotten)", as: String.self) == "cancelled")
+            #expect(
+                try await Self.scalar(
+                    client,
+                    "SELECT state FROM jobs WHERE kind = 'provision' AND payload ->> 'cluster_id' = \(forgotten)",
+                    as: String.self) == "cancelled")
             #expect(try await Self.state(client, collected) == "requested")
             #expect(try await Self.state(client, fresh) == "requested")
             let next = try #require(try await store.nextExpiry())

@@ -14,14 +14,18 @@ final class RunLog: Sendable {
 
 @Suite("Job processor")
 struct JobProcessorTests {
-    static func processor(_ queue: JobQueue, _ db: TestDatabase, id: String, concurrency: Int = 4,
-                          poll: Duration = .milliseconds(200), heartbeat: Duration = .seconds(10),
-                          grace: Duration = .seconds(30), pollOnly: Bool = false,
-                          handler: @escaping JobProcessor.Handler) -> JobProcessor {
-        JobProcessor(queue: queue, settings: db.settings,
-                     configuration: .init(workerID: id, kinds: [.noop], concurrency: concurrency, pollInterval: poll,
-                                          heartbeatInterval: heartbeat, shutdownGracePeriod: grace, pollOnly: pollOnly),
-                     logger: TestDatabase.logger, handler: handler)
+    static func processor(
+        _ queue: JobQueue, _ db: TestDatabase, id: String, concurrency: Int = 4,
+        poll: Duration = .milliseconds(200), heartbeat: Duration = .seconds(10),
+        grace: Duration = .seconds(30), pollOnly: Bool = false,
+        handler: @escaping JobProcessor.Handler
+    ) -> JobProcessor {
+        JobProcessor(
+            queue: queue, settings: db.settings,
+            configuration: .init(
+                workerID: id, kinds: [.noop], concurrency: concurrency, pollInterval: poll,
+                heartbeatInterval: heartbeat, shutdownGracePeriod: grace, pollOnly: pollOnly),
+            logger: TestDatabase.logger, handler: handler)
     }
 
     static func count(_ client: PostgresClient, _ state: JobState) async throws -> Int {
@@ -60,14 +64,18 @@ struct JobProcessorTests {
         try await db.withClient { client async throws in
             let queue = JobQueue(client: client, logger: TestDatabase.logger)
             let log = RunLog()
-            let consumer = Self.processor(queue, db, id: "listener", poll: .seconds(3600)) { job, _ in log.record(job.id) }
+            let consumer = Self.processor(queue, db, id: "listener", poll: .seconds(3600)) { job, _ in
+                log.record(job.id)
+            }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await consumer.run() }
                 // The first wake-up after LISTEN claims nothing; then every enqueue must
                 // be picked up through its notification alone.
                 for round in 1...3 {
                     let id = try await queue.enqueue(NewJob(kind: .noop)).id
-                    try await eventually("job \(round) picked up by notification", timeout: .seconds(10)) { log.snapshot[id] == 1 }
+                    try await eventually("job \(round) picked up by notification", timeout: .seconds(10)) {
+                        log.snapshot[id] == 1
+                    }
                 }
                 group.cancelAll()
             }
@@ -82,10 +90,13 @@ struct JobProcessorTests {
             let log = RunLog()
             let wakeups = JobWakeups(settings: db.settings, logger: TestDatabase.logger)
             let consumers = (0..<8).map { index in
-                JobProcessor(queue: queue, settings: db.settings,
-                             configuration: .init(workerID: "idle-\(index)", kinds: [.noop], concurrency: 1,
-                                                  pollInterval: .seconds(3600)),
-                             wakeups: wakeups, logger: TestDatabase.logger) { job, _ in log.record(job.id) }
+                JobProcessor(
+                    queue: queue, settings: db.settings,
+                    configuration: .init(
+                        workerID: "idle-\(index)", kinds: [.noop], concurrency: 1,
+                        pollInterval: .seconds(3600)),
+                    wakeups: wakeups, logger: TestDatabase.logger
+                ) { job, _ in log.record(job.id) }
             }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for consumer in consumers { group.addTask { try await consumer.run() } }
@@ -121,7 +132,8 @@ struct JobProcessorTests {
     /// Sessions of this database whose last statement was a LISTEN or an UNLISTEN (the
     /// listener sends UNLISTEN before it closes; the session must be gone, not only quiet).
     static func listeners(_ client: PostgresClient) async throws -> Int {
-        try await client.scalar("""
+        try await client.scalar(
+            """
             SELECT count(*)::int FROM pg_stat_activity
             WHERE datname = current_database() AND (query ILIKE 'LISTEN%' OR query ILIKE 'UNLISTEN%')
               AND pid <> pg_backend_pid()
@@ -134,7 +146,9 @@ struct JobProcessorTests {
         try await db.withClient { client async throws in
             let queue = JobQueue(client: client, logger: TestDatabase.logger)
             let log = RunLog()
-            let consumer = Self.processor(queue, db, id: "poller", poll: .milliseconds(50), pollOnly: true) { job, _ in log.record(job.id) }
+            let consumer = Self.processor(queue, db, id: "poller", poll: .milliseconds(50), pollOnly: true) { job, _ in
+                log.record(job.id)
+            }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await consumer.run() }
                 let id = try await queue.enqueue(NewJob(kind: .noop)).id
@@ -148,8 +162,10 @@ struct JobProcessorTests {
     func failingHandler() async throws {
         let db = try await TestDatabase.migrated()
         try await db.withClient { client async throws in
-            let queue = JobQueue(client: client, configuration: .init(retry: RetryPolicy(base: .milliseconds(10), maximum: .milliseconds(20))),
-                                 logger: TestDatabase.logger)
+            let queue = JobQueue(
+                client: client,
+                configuration: .init(retry: RetryPolicy(base: .milliseconds(10), maximum: .milliseconds(20))),
+                logger: TestDatabase.logger)
             let log = RunLog()
             struct Boom: Error, CustomStringConvertible { var description: String { "boom" } }
             let consumer = Self.processor(queue, db, id: "failer", poll: .milliseconds(20)) { job, _ in
@@ -176,7 +192,9 @@ struct JobProcessorTests {
             let queue = JobQueue(client: client, logger: TestDatabase.logger)
             let started = RunLog()
             let stopped = RunLog()
-            let consumer = Self.processor(queue, db, id: "worker", poll: .milliseconds(50), heartbeat: .milliseconds(100)) { job, _ in
+            let consumer = Self.processor(
+                queue, db, id: "worker", poll: .milliseconds(50), heartbeat: .milliseconds(100)
+            ) { job, _ in
                 started.record(job.id)
                 do {
                     try await Task.sleep(for: .seconds(3600))
@@ -204,9 +222,13 @@ struct JobProcessorTests {
             let queue = JobQueue(client: client, logger: TestDatabase.logger)
             let started = RunLog()
             let stopped = RunLog()
-            let consumer = Self.processor(queue, db, id: "slow", poll: .milliseconds(50), heartbeat: .milliseconds(100)) { job, _ in
+            let consumer = Self.processor(queue, db, id: "slow", poll: .milliseconds(50), heartbeat: .milliseconds(100))
+            { job, _ in
                 started.record(job.id)
-                do { try await Task.sleep(for: .seconds(3600)) } catch { stopped.record(job.id); throw error }
+                do { try await Task.sleep(for: .seconds(3600)) } catch {
+                    stopped.record(job.id)
+                    throw error
+                }
             }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await consumer.run() }
@@ -214,7 +236,8 @@ struct JobProcessorTests {
                 try await eventually("job started") { started.snapshot[id] == 1 }
                 // Another worker takes over, as after a rescue and a new claim: a new token
                 // and owner. (Done in SQL so this worker's own poll cannot claim it first.)
-                try await client.query("""
+                try await client.query(
+                    """
                     UPDATE jobs SET lease_token = gen_random_uuid(), lease_owner = 'other',
                                     attempt = attempt + 1, lease_expires_at = now() + interval '1 hour'
                     WHERE id = \(id)
@@ -239,8 +262,10 @@ struct JobProcessorTests {
             // The grace period is long enough for the short job to finish on a loaded CI
             // machine (500 ms was not: a job still ending after it is handed back); the
             // long one is handed back when it ends.
-            let consumer = Self.processor(queue, db, id: "stopping", concurrency: 2, poll: .milliseconds(50),
-                                          grace: .seconds(5)) { job, _ in
+            let consumer = Self.processor(
+                queue, db, id: "stopping", concurrency: 2, poll: .milliseconds(50),
+                grace: .seconds(5)
+            ) { job, _ in
                 started.record(job.id)
                 let payload = try job.decodePayload([String: Bool].self)
                 if payload["long"] == true {
@@ -252,7 +277,8 @@ struct JobProcessorTests {
             }
             let short = try await queue.enqueue(NewJob(kind: .noop, payload: #"{"long": false}"#)).id
             let long = try await queue.enqueue(NewJob(kind: .noop, payload: #"{"long": true}"#)).id
-            let group = ServiceGroup(configuration: .init(services: [.init(service: consumer)], logger: TestDatabase.logger))
+            let group = ServiceGroup(
+                configuration: .init(services: [.init(service: consumer)], logger: TestDatabase.logger))
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }
                 try await eventually("both jobs running") { started.snapshot.count == 2 }
@@ -276,16 +302,22 @@ struct JobProcessorTests {
     func maintenanceRescues() async throws {
         let db = try await TestDatabase.migrated()
         try await db.withClient { client async throws in
-            let shortLease = JobQueue(client: client, configuration: .init(leaseDuration: .milliseconds(300)), logger: TestDatabase.logger)
+            let shortLease = JobQueue(
+                client: client, configuration: .init(leaseDuration: .milliseconds(300)), logger: TestDatabase.logger)
             let id = try await shortLease.enqueue(NewJob(kind: .noop)).id
             // A worker claims and dies: no heartbeat, no completion.
             _ = try #require(try await shortLease.claim(kinds: [.noop], limit: 1, owner: "dead").first)
             let log = RunLog()
             // The survivor's own claims last longer: on a busy machine a 300 ms lease could
             // run out under it too, and the job would (rightly) run a third time.
-            let survivorQueue = JobQueue(client: client, configuration: .init(leaseDuration: .seconds(5)), logger: TestDatabase.logger)
-            let survivor = Self.processor(survivorQueue, db, id: "survivor", poll: .milliseconds(50), heartbeat: .milliseconds(100)) { job, _ in log.record(job.id) }
-            let maintenance = QueueMaintenance(queue: shortLease, configuration: .init(rescueInterval: .milliseconds(100)), logger: TestDatabase.logger)
+            let survivorQueue = JobQueue(
+                client: client, configuration: .init(leaseDuration: .seconds(5)), logger: TestDatabase.logger)
+            let survivor = Self.processor(
+                survivorQueue, db, id: "survivor", poll: .milliseconds(50), heartbeat: .milliseconds(100)
+            ) { job, _ in log.record(job.id) }
+            let maintenance = QueueMaintenance(
+                queue: shortLease, configuration: .init(rescueInterval: .milliseconds(100)), logger: TestDatabase.logger
+            )
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await survivor.run() }
                 group.addTask { try await maintenance.run() }

@@ -104,7 +104,8 @@ struct JobQueueTests {
             #expect(job.id == running)
 
             #expect(try await queue.cancel(id: queued) == .cancelled)
-            #expect(try await queue.claim(kinds: [.noop], limit: 1, owner: "a").isEmpty, "a cancelled job is never claimed")
+            #expect(
+                try await queue.claim(kinds: [.noop], limit: 1, owner: "a").isEmpty, "a cancelled job is never claimed")
 
             #expect(try await queue.cancel(id: running) == .running)
             #expect(try await queue.heartbeat(job).cancelRequested)
@@ -129,9 +130,12 @@ struct JobQueueTests {
                 let job = try #require(try await queue.claim(kinds: [.noop], limit: 1, owner: "a").first)
                 #expect(job.attempt == attempt)
                 #expect(try await queue.fail(job, error: "boom \(attempt)") == .queued)
-                let wait = try await client.scalar("SELECT extract(epoch FROM run_after - now())::float8 FROM jobs WHERE id = \(id)", as: Double.self)
+                let wait = try await client.scalar(
+                    "SELECT extract(epoch FROM run_after - now())::float8 FROM jobs WHERE id = \(id)", as: Double.self)
                 #expect(wait >= ceiling / 2 - 1 && wait <= ceiling + 0.5, "attempt \(attempt) waits \(wait) s")
-                #expect(try await queue.claim(kinds: [.noop], limit: 1, owner: "a").isEmpty, "not runnable before its backoff")
+                #expect(
+                    try await queue.claim(kinds: [.noop], limit: 1, owner: "a").isEmpty,
+                    "not runnable before its backoff")
                 try await client.query("UPDATE jobs SET run_after = now() WHERE id = \(id)")
             }
             let last = try #require(try await queue.claim(kinds: [.noop], limit: 1, owner: "a").first)
@@ -161,13 +165,16 @@ struct JobQueueTests {
         try await db.withClient { client async throws in
             let queue = JobQueue(client: client, logger: TestDatabase.logger)
             let first = try await queue.enqueue(NewJob(kind: .noop, idempotencyKey: "req-1"))
-            let again = try await queue.enqueue(NewJob(kind: .noop, payload: #"{"other": true}"#, idempotencyKey: "req-1"))
+            let again = try await queue.enqueue(
+                NewJob(kind: .noop, payload: #"{"other": true}"#, idempotencyKey: "req-1"))
             #expect(first.created)
             #expect(!again.created)
             #expect(again.id == first.id)
 
             let results = try await withThrowingTaskGroup(of: JobQueue.Enqueued.self) { group in
-                for _ in 0..<10 { group.addTask { try await queue.enqueue(NewJob(kind: .noop, idempotencyKey: "req-2")) } }
+                for _ in 0..<10 {
+                    group.addTask { try await queue.enqueue(NewJob(kind: .noop, idempotencyKey: "req-2")) }
+                }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(Set(results.map(\.id)).count == 1)
@@ -213,12 +220,15 @@ struct JobQueueTests {
             let claimed = try await queue.claim(kinds: [.noop], limit: 3, owner: "a")
             #expect(try await queue.complete(batch: claimed).isEmpty)
             // Two finished long ago, one finished now, one still queued.
-            try await client.query("""
+            try await client.query(
+                """
                 UPDATE jobs SET finished_at = now() - interval '8 days'
                 WHERE id = ANY(\(Array(claimed.map(\.id).prefix(2)))::bigint[])
                 """)
             #expect(try await queue.pruneFinished(olderThan: .seconds(7 * 86400), batchSize: 1) == 2)
-            let left = try await client.query("SELECT id FROM jobs ORDER BY id").decode(Int64.self).reduce(into: []) { $0.append($1) }
+            let left = try await client.query("SELECT id FROM jobs ORDER BY id").decode(Int64.self).reduce(into: []) {
+                $0.append($1)
+            }
             #expect(Set(left) == Set(ids).subtracting(claimed.prefix(2).map(\.id)))
         }
     }
@@ -231,7 +241,8 @@ struct JobQueueTests {
             _ = try await queue.enqueue(batch: Array(repeating: NewJob(kind: .noop), count: 3))
             let jobs = try await queue.claim(kinds: [.noop], limit: 3, owner: "a")
             let lost = jobs[1]
-            try await client.query("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = \(lost.id)")
+            try await client.query(
+                "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = \(lost.id)")
             #expect(try await queue.complete(batch: jobs) == [lost.id])
             #expect(try await queue.job(id: lost.id)?.state == .running)
             #expect(try await queue.job(id: jobs[0].id)?.state == .succeeded)
@@ -248,9 +259,11 @@ struct JobQueueTests {
             for _ in 0..<5 { _ = try await queue.heartbeat(job) }
             // Backends report their table statistics when idle, within about 10 s.
             try await eventually("five HOT updates counted", timeout: .seconds(60)) {
-                try await client.scalar("SELECT n_tup_hot_upd::int FROM pg_stat_user_tables WHERE relname = 'jobs'", as: Int.self) >= 5
+                try await client.scalar(
+                    "SELECT n_tup_hot_upd::int FROM pg_stat_user_tables WHERE relname = 'jobs'", as: Int.self) >= 5
             }
-            let updates = try await client.scalar("SELECT n_tup_upd::int FROM pg_stat_user_tables WHERE relname = 'jobs'", as: Int.self)
+            let updates = try await client.scalar(
+                "SELECT n_tup_upd::int FROM pg_stat_user_tables WHERE relname = 'jobs'", as: Int.self)
             print("measured: \(updates) updates of jobs, the claim and 5 heartbeats")
         }
     }
@@ -261,7 +274,10 @@ struct RetryPolicyTests {
     @Test("ceilings double from the base and stop at the maximum")
     func ceilings() {
         let policy = RetryPolicy(base: .seconds(5), maximum: .seconds(60), jitter: 1)
-        #expect((1...6).map { policy.ceiling(afterAttempt: $0) } == [.seconds(5), .seconds(10), .seconds(20), .seconds(40), .seconds(60), .seconds(60)])
+        #expect(
+            (1...6).map { policy.ceiling(afterAttempt: $0) } == [
+                .seconds(5), .seconds(10), .seconds(20), .seconds(40), .seconds(60), .seconds(60),
+            ])
         #expect(policy.ceiling(afterAttempt: 500) == .seconds(60))
     }
 

@@ -1,7 +1,8 @@
-@testable import Queue
 import Logging
 import Synchronization
 import Testing
+
+@testable import Queue
 
 /// The wake-up rules alone, without a connection.
 @Suite("Job wake-ups")
@@ -12,7 +13,9 @@ struct JobWakeupsTests {
         var snapshot: [String: Int] { self.counts.withLock { $0 } }
     }
 
-    @Test("a job wakes the longest-idle consumer of its kind; none idle wakes every one of the kind; a reconnect wakes all")
+    @Test(
+        "a job wakes the longest-idle consumer of its kind; none idle wakes every one of the kind; a reconnect wakes all"
+    )
     func rules() async {
         let wakeups = JobWakeups(listeningTo: nil, logger: Logger(label: "test"))
         let woken = Woken()
@@ -65,8 +68,18 @@ struct JobWakeupsTests {
 struct ClaimGateTests {
     final class Counts: Sendable {
         let value = Mutex((running: 0, most: 0, done: 0))
-        func start() { self.value.withLock { $0.running += 1; $0.most = max($0.most, $0.running) } }
-        func end() { self.value.withLock { $0.running -= 1; $0.done += 1 } }
+        func start() {
+            self.value.withLock {
+                $0.running += 1
+                $0.most = max($0.most, $0.running)
+            }
+        }
+        func end() {
+            self.value.withLock {
+                $0.running -= 1
+                $0.done += 1
+            }
+        }
         var snapshot: (running: Int, most: Int, done: Int) { self.value.withLock { $0 } }
     }
 
@@ -98,7 +111,9 @@ struct ClaimGateTests {
         #expect(final.running == 0)
     }
 
-    @Test("a caller cancelled while it waits leaves at once with CancellationError; its body never runs and the turn still passes on")
+    @Test(
+        "a caller cancelled while it waits leaves at once with CancellationError; its body never runs and the turn still passes on"
+    )
     func cancelledWhileWaiting() async throws {
         let gate = ClaimGate(width: 1)
         let (release, releaseTurn) = AsyncStream<Void>.makeStream()

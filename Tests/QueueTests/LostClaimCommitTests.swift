@@ -23,13 +23,18 @@ private final class CrashableServer: Sendable {
                 .first { FileManager.default.isExecutableFile(atPath: "\($0)/initdb") },
             "PostgreSQL's server binaries (./scripts/test installs them)")
         let root = getuid() == 0
-        let data = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-crash-\(UUID().uuidString.prefix(8))").path
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "flotilla-crash-\(UUID().uuidString.prefix(8))"
+        ).path
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         // initdb refuses root: the server runs as the postgres system user.
         let runAs = root ? ["/usr/sbin/runuser", "-u", "postgres", "--"] : []
         if root { try Self.run(["/bin/chown", "postgres:postgres", data]) }
         do {
-            try Self.run(runAs + ["\(bin)/initdb", "-D", "\(data)/data", "-A", "trust", "-U", "flotilla", "-E", "UTF8", "--no-sync"])
+            try Self.run(
+                runAs + [
+                    "\(bin)/initdb", "-D", "\(data)/data", "-A", "trust", "-U", "flotilla", "-E", "UTF8", "--no-sync",
+                ])
         } catch {
             try? FileManager.default.removeItem(atPath: data)
             throw error
@@ -62,10 +67,14 @@ private final class CrashableServer: Sendable {
     }
 
     func startServer() throws {
-        let options = "-c listen_addresses=127.0.0.1 -p \(self.port) -k \(self.data) -c fsync=on -c synchronous_commit=on "
+        let options =
+            "-c listen_addresses=127.0.0.1 -p \(self.port) -k \(self.data) -c fsync=on -c synchronous_commit=on "
             + "-c wal_writer_delay=10000 -c bgwriter_lru_maxpages=0 -c autovacuum=off -c checkpoint_timeout=3600"
-        try Self.run(self.runAs + ["\(self.bin)/pg_ctl", "-D", "\(self.data)/data", "-l", "\(self.data)/server.log",
-                                   "-w", "-t", "30", "-o", options, "start"])
+        try Self.run(
+            self.runAs + [
+                "\(self.bin)/pg_ctl", "-D", "\(self.data)/data", "-l", "\(self.data)/server.log",
+                "-w", "-t", "30", "-o", options, "start",
+            ])
     }
 
     /// An immediate stop: every backend is killed, nothing is flushed.
@@ -84,7 +93,9 @@ private final class CrashableServer: Sendable {
     /// end. The command gets /dev/null for input and output, a file for its errors, and no
     /// other descriptor of this process.
     private static func run(_ arguments: [String]) throws {
-        let errorPath = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-crash-\(UUID().uuidString.prefix(8)).err").path
+        let errorPath = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "flotilla-crash-\(UUID().uuidString.prefix(8)).err"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: errorPath) }
         var files = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&files)
@@ -107,14 +118,17 @@ private final class CrashableServer: Sendable {
         while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
         guard status == 0 else {
             let message = (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? ""
-            throw QueueError(.configuration, "\(arguments.joined(separator: " ")) failed (wait status \(status)): \(message)")
+            throw QueueError(
+                .configuration, "\(arguments.joined(separator: " ")) failed (wait status \(status)): \(message)")
         }
     }
 }
 
 @Suite("A claim whose commit was lost")
 struct LostClaimCommitTests {
-    @Test("a consumer whose claim commit was lost (synchronous_commit = off, then an immediate crash) cannot complete, heartbeat or fail the job another consumer claimed again")
+    @Test(
+        "a consumer whose claim commit was lost (synchronous_commit = off, then an immediate crash) cannot complete, heartbeat or fail the job another consumer claimed again"
+    )
     func lostClaimIsFenced() async throws {
         let server = try CrashableServer.start()
         defer { server.remove() }
@@ -130,21 +144,28 @@ struct LostClaimCommitTests {
         let asynchronous = try server.settings.leaseClientConfiguration(maximumConnections: 2)
         let clientA = PostgresClient(configuration: asynchronous, backgroundLogger: logger)
         let claimedByA: ClaimedJob = try await withThrowingTaskGroup(of: ClaimedJob?.self) { group in
-            group.addTask { await clientA.run(); return nil }
+            group.addTask {
+                await clientA.run()
+                return nil
+            }
             defer { group.cancelAll() }
             // An asynchronous commit first, waited until flushed: the WAL writer flushed
             // just now, so it next flushes only wal_writer_delay (10 s) later.
             #expect(try await clientA.scalar("SHOW synchronous_commit", as: String.self) == "off")
-            let warmUp = try await clientA.scalar("SELECT txid_current()::text || pg_current_wal_insert_lsn()::text", as: String.self)
+            let warmUp = try await clientA.scalar(
+                "SELECT txid_current()::text || pg_current_wal_insert_lsn()::text", as: String.self)
             #expect(!warmUp.isEmpty)
             try await eventually("the warm-up commit flushed", timeout: .seconds(30)) {
-                try await clientA.scalar("SELECT pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn()", as: Bool.self)
+                try await clientA.scalar(
+                    "SELECT pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn()", as: Bool.self)
             }
-            let claimed = try await JobQueue(client: clientA, leaseClient: clientA, logger: logger).claim(kinds: [.noop], limit: 1, owner: "consumer-a")
+            let claimed = try await JobQueue(client: clientA, leaseClient: clientA, logger: logger).claim(
+                kinds: [.noop], limit: 1, owner: "consumer-a")
             let job = try #require(claimed.first)
             #expect(job.id == jobID)
             // Not even written to the kernel: an immediate stop keeps what was written.
-            let unwritten = try await clientA.scalar("SELECT pg_current_wal_lsn() < pg_current_wal_insert_lsn()", as: Bool.self)
+            let unwritten = try await clientA.scalar(
+                "SELECT pg_current_wal_lsn() < pg_current_wal_insert_lsn()", as: Bool.self)
             #expect(unwritten, "the claim's commit is still only in PostgreSQL's WAL buffers")
             return job
         }
@@ -175,7 +196,8 @@ struct LostClaimCommitTests {
                 }
             }
             #expect(try await queue.complete(batch: [claimedByA]) == [jobID], "the batch completion refuses it too")
-            let owner = try await client.scalar("SELECT lease_owner || ' ' || state::text FROM jobs WHERE id = \(jobID)", as: String.self)
+            let owner = try await client.scalar(
+                "SELECT lease_owner || ' ' || state::text FROM jobs WHERE id = \(jobID)", as: String.self)
             #expect(owner == "consumer-b running")
 
             try await queue.complete(claimedByB)

@@ -8,9 +8,10 @@ struct MigrationTests {
     /// The built `worker` executable (`./scripts/test` builds it and sets FLOTILLA_BIN_DIR).
     static func workerBinary() throws -> URL {
         let environment = ProcessInfo.processInfo.environment
-        let directory = environment["FLOTILLA_BIN_DIR"].map { URL(fileURLWithPath: $0) }
+        let directory =
+            environment["FLOTILLA_BIN_DIR"].map { URL(fileURLWithPath: $0) }
             ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                .deletingLastPathComponent().appendingPathComponent(".build/debug")
+            .deletingLastPathComponent().appendingPathComponent(".build/debug")
         let binary = directory.appendingPathComponent("worker")
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             Issue.record("no worker binary at \(binary.path): run the tests through ./scripts/test")
@@ -19,9 +20,14 @@ struct MigrationTests {
         return binary
     }
 
-    struct Run: Sendable { var status: Int32; var output: String }
+    struct Run: Sendable {
+        var status: Int32
+        var output: String
+    }
 
-    static func runWorker(_ arguments: [String], database: TestDatabase, extraEnvironment: [String: String] = [:]) async throws -> Run {
+    static func runWorker(_ arguments: [String], database: TestDatabase, extraEnvironment: [String: String] = [:])
+        async throws -> Run
+    {
         let process = Process()
         process.executableURL = try workerBinary()
         process.arguments = arguments
@@ -47,7 +53,9 @@ struct MigrationTests {
         let db = try await TestDatabase.empty()
         let directory = TestDatabase.migrationsDirectory.path
         let runs = try await withThrowingTaskGroup(of: Run.self) { group in
-            for _ in 0..<3 { group.addTask { try await Self.runWorker(["migrate", "--dir", directory], database: db) } }
+            for _ in 0..<3 {
+                group.addTask { try await Self.runWorker(["migrate", "--dir", directory], database: db) }
+            }
             return try await group.reduce(into: []) { $0.append($1) }
         }
         for run in runs { #expect(run.status == 0, "\(run.output)") }
@@ -77,13 +85,16 @@ struct MigrationTests {
         #expect(try await Self.runWorker(["migrate", "--dir", folder.path], database: db).status == 0)
 
         try "CREATE TABLE first_table (id bigint);".write(to: first, atomically: true, encoding: .utf8)
-        try "CREATE TABLE second_table (id int);".write(to: folder.appendingPathComponent("0002_second.sql"), atomically: true, encoding: .utf8)
+        try "CREATE TABLE second_table (id int);".write(
+            to: folder.appendingPathComponent("0002_second.sql"), atomically: true, encoding: .utf8)
         let run = try await Self.runWorker(["migrate", "--dir", folder.path], database: db)
         #expect(run.status != 0)
         #expect(run.output.contains("0001_first.sql was changed after it was applied"), "\(run.output)")
         try await db.withClient { client async throws in
             #expect(try await client.scalar("SELECT count(*)::int FROM schema_migrations", as: Int.self) == 1)
-            #expect(try await client.scalar("SELECT count(*)::int FROM pg_tables WHERE tablename = 'second_table'", as: Int.self) == 0)
+            #expect(
+                try await client.scalar(
+                    "SELECT count(*)::int FROM pg_tables WHERE tablename = 'second_table'", as: Int.self) == 0)
         }
     }
 
@@ -102,7 +113,9 @@ struct MigrationTests {
         #expect(run.output.contains("no_such_function"), "\(run.output)")
         #expect(!run.output.contains("25P02"), "\(run.output)")
         try await db.withClient { client async throws in
-            #expect(try await client.scalar("SELECT count(*)::int FROM pg_tables WHERE tablename = 'half_done'", as: Int.self) == 0)
+            #expect(
+                try await client.scalar(
+                    "SELECT count(*)::int FROM pg_tables WHERE tablename = 'half_done'", as: Int.self) == 0)
         }
     }
 
@@ -138,8 +151,14 @@ struct DatabaseSettingsTests {
         let url = try DatabaseSettings.fromEnvironment([
             "DATABASE_URL": "postgres://alice:s%40cret@db.internal:6543/flotilla?sslmode=require", "PGHOST": "ignored",
         ])
-        #expect(url == DatabaseSettings(host: "db.internal", port: 6543, username: "alice", password: "s@cret", database: "flotilla", sslMode: .require))
-        let pg = try DatabaseSettings.fromEnvironment(["PGHOST": "127.0.0.1", "PGPORT": "5433", "PGUSER": "bob", "PGDATABASE": "jobs"])
+        #expect(
+            url
+                == DatabaseSettings(
+                    host: "db.internal", port: 6543, username: "alice", password: "s@cret", database: "flotilla",
+                    sslMode: .require))
+        let pg = try DatabaseSettings.fromEnvironment([
+            "PGHOST": "127.0.0.1", "PGPORT": "5433", "PGUSER": "bob", "PGDATABASE": "jobs",
+        ])
         #expect(pg == DatabaseSettings(host: "127.0.0.1", port: 5433, username: "bob", password: nil, database: "jobs"))
     }
 

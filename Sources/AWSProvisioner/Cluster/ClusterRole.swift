@@ -25,7 +25,8 @@ public struct ClusterRole: Hashable, Sendable, Codable, CustomStringConvertible,
     public init(from decoder: any Decoder) throws {
         let value = try decoder.singleValueContainer().decode(String.self)
         guard let role = ClusterRole(rawValue: value) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "unknown role \(value)"))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "unknown role \(value)"))
         }
         self = role
     }

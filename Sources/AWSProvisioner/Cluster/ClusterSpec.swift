@@ -89,13 +89,18 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
 
     /// The number of instances per role, bootstrap included.
     public var counts: [(role: ClusterRole, count: Int)] {
-        [(.bootstrap, 1), (.master, self.masters), (.privateAgent, self.privateAgents), (.publicAgent, self.publicAgents)]
+        [
+            (.bootstrap, 1), (.master, self.masters), (.privateAgent, self.privateAgents),
+            (.publicAgent, self.publicAgents),
+        ]
     }
 
     public func validate() throws {
         func refuse(_ message: String) -> ProvisionError { ProvisionError(.invalidSpec, message) }
         guard self.clusterID.wholeMatch(of: /[a-z][a-z0-9-]{2,39}/) != nil, !self.clusterID.hasSuffix("-") else {
-            throw refuse("cluster id '\(self.clusterID.prefix(60))' is not accepted: use 3 to 40 lower-case letters, digits and '-', starting with a letter")
+            throw refuse(
+                "cluster id '\(self.clusterID.prefix(60))' is not accepted: use 3 to 40 lower-case letters, digits and '-', starting with a letter"
+            )
         }
         guard Self.allowedMasterCounts.contains(self.masters) else {
             throw refuse("\(self.masters) masters is not a DC/OS cluster shape: use 1, 3, 5, 7 or 9 masters")
@@ -107,8 +112,11 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
         guard nodes <= Self.maximumNodes else {
             throw refuse("\(nodes) nodes is more than one cluster may have: use at most \(Self.maximumNodes)")
         }
-        for (name, type) in [("instance type", self.instanceType), ("bootstrap instance type", self.bootstrapInstanceType)]
-            + self.fallbackInstanceTypes.map({ ("fallback instance type (FLOTILLA_INSTANCE_TYPES)", $0) }) {
+        for (name, type) in [
+            ("instance type", self.instanceType), ("bootstrap instance type", self.bootstrapInstanceType),
+        ]
+            + self.fallbackInstanceTypes.map({ ("fallback instance type (FLOTILLA_INSTANCE_TYPES)", $0) })
+        {
             guard type.wholeMatch(of: /[a-z][a-z0-9-]*\.[a-z0-9]+/) != nil else {
                 throw refuse("\(name) '\(type.prefix(40))' is not an EC2 instance type like m4.large")
             }
@@ -117,7 +125,9 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
             throw refuse("region '\(self.region.prefix(40))' is not an AWS region like us-west-2")
         }
         guard let ami = self.resolvedAMI else {
-            throw refuse("no default image is known for \(self.region) (known: \(Self.defaultAMIs.keys.sorted().joined(separator: ", "))): give an AMI id")
+            throw refuse(
+                "no default image is known for \(self.region) (known: \(Self.defaultAMIs.keys.sorted().joined(separator: ", "))): give an AMI id"
+            )
         }
         guard ami.wholeMatch(of: /ami-[0-9a-f]{8,17}/) != nil else {
             throw refuse("'\(ami.prefix(40))' is not an AMI id like ami-0123456789abcdef0")
@@ -126,22 +136,28 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
             throw refuse("root volume size \(self.rootVolumeGiB) GiB is out of range: use 8 to 16384")
         }
         guard CIDR(self.adminLocation) != nil else {
-            throw refuse("admin location '\(self.adminLocation.prefix(40))' is not an IPv4 CIDR block like 203.0.113.0/24 (0.0.0.0/0 allows everyone)")
+            throw refuse(
+                "admin location '\(self.adminLocation.prefix(40))' is not an IPv4 CIDR block like 203.0.113.0/24 (0.0.0.0/0 allows everyone)"
+            )
         }
         if let workerCIDR = self.workerCIDR, CIDR(workerCIDR) == nil {
-            throw refuse("worker CIDR '\(workerCIDR.prefix(40))' (FLOTILLA_WORKER_CIDR) is not an IPv4 CIDR block like 198.51.100.0/24")
+            throw refuse(
+                "worker CIDR '\(workerCIDR.prefix(40))' (FLOTILLA_WORKER_CIDR) is not an IPv4 CIDR block like 198.51.100.0/24"
+            )
         }
         guard let url = URL(string: self.installerURL), ["http", "https"].contains(url.scheme?.lowercased() ?? ""),
-              url.host?.isEmpty == false
+            url.host?.isEmpty == false
         else {
             throw refuse("installer URL must be an http:// or https:// URL of dcos_generate_config.sh")
         }
         for file in self.genconfFiles {
             let parts = file.path.split(separator: "/", omittingEmptySubsequences: false)
             guard !file.path.isEmpty, !file.path.hasPrefix("/"), !parts.contains(".."), !parts.contains(""),
-                  file.path.wholeMatch(of: /[A-Za-z0-9._\/-]+/) != nil
+                file.path.wholeMatch(of: /[A-Za-z0-9._\/-]+/) != nil
             else {
-                throw refuse("genconf file path '\(file.path.prefix(80))' must be relative to genconf/, without '..', using letters, digits, '.', '_', '-', '/'")
+                throw refuse(
+                    "genconf file path '\(file.path.prefix(80))' must be relative to genconf/, without '..', using letters, digits, '.', '_', '-', '/'"
+                )
             }
         }
         guard self.sshUser.wholeMatch(of: /[a-z_][a-z0-9_-]{0,31}/) != nil else {
@@ -170,7 +186,8 @@ public struct InstallSettings: Codable, Sendable, Hashable {
     /// Starts serving `genconf/serve` (the working directory is the installer folder).
     /// `{port}` and `{ip}` are replaced.
     /// The nginx image is pinned, so a new `latest` never changes how clusters install.
-    public var serveCommand: String = "sudo docker rm -f flotilla-bootstrap >/dev/null 2>&1; sudo docker run -d --name flotilla-bootstrap --restart=always -p {port}:80 -v \"$PWD/genconf/serve:/usr/share/nginx/html:ro\" nginx:1.27.3-alpine"
+    public var serveCommand: String =
+        "sudo docker rm -f flotilla-bootstrap >/dev/null 2>&1; sudo docker run -d --name flotilla-bootstrap --restart=always -p {port}:80 -v \"$PWD/genconf/serve:/usr/share/nginx/html:ro\" nginx:1.27.3-alpine"
     public var checkRunnerPath: String = "/opt/mesosphere/bin/dcos-check-runner"
     /// Where the node scripts (``NodeScripts``: ip-detect, ip-detect-public,
     /// fault-domain-detect) find the instance metadata service. The scripts themselves are
@@ -218,17 +235,24 @@ public struct InstallSettings: Codable, Sendable, Hashable {
             throw ProvisionError(.invalidSpec, "bootstrap port must be from 1 to 65535")
         }
         guard !ClusterProvisioner.adminPorts.contains(self.bootstrapPort) else {
-            throw ProvisionError(.invalidSpec, "bootstrap port \(self.bootstrapPort) is open to admin_location (\(ClusterProvisioner.adminPorts.map(String.init).joined(separator: ", "))): the served configuration must reach the cluster's members only; pick another port")
+            throw ProvisionError(
+                .invalidSpec,
+                "bootstrap port \(self.bootstrapPort) is open to admin_location (\(ClusterProvisioner.adminPorts.map(String.init).joined(separator: ", "))): the served configuration must reach the cluster's members only; pick another port"
+            )
         }
         guard let endpoint = URL(string: self.metadataEndpoint), ["http", "https"].contains(endpoint.scheme ?? ""),
-              self.metadataEndpoint.wholeMatch(of: /[A-Za-z0-9:\/.\[\]_-]+/) != nil else {
+            self.metadataEndpoint.wholeMatch(of: /[A-Za-z0-9:\/.\[\]_-]+/) != nil
+        else {
             throw ProvisionError(.invalidSpec, "the metadata endpoint must be an http URL like http://169.254.169.254")
         }
         guard (1...100).contains(self.parallelism) else {
             throw ProvisionError(.invalidSpec, "install parallelism must be from 1 to 100")
         }
-        for value in [self.commandTimeoutSeconds, self.downloadRetrySeconds, self.postflightTimeoutSeconds,
-                      self.postflightIntervalSeconds, self.instanceTimeoutSeconds, self.sshTimeoutSeconds, self.pollIntervalSeconds]
+        for value in [
+            self.commandTimeoutSeconds, self.downloadRetrySeconds, self.postflightTimeoutSeconds,
+            self.postflightIntervalSeconds, self.instanceTimeoutSeconds, self.sshTimeoutSeconds,
+            self.pollIntervalSeconds,
+        ]
         where !(value > 0) {
             throw ProvisionError(.invalidSpec, "install timeouts and intervals must be positive")
         }
@@ -242,12 +266,15 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
 
     public init?(_ text: String) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, let prefix = Int(parts[1]), (0...32).contains(prefix), parts[1].allSatisfy(\.isNumber) else { return nil }
+        guard parts.count == 2, let prefix = Int(parts[1]), (0...32).contains(prefix), parts[1].allSatisfy(\.isNumber)
+        else { return nil }
         let octets = parts[0].split(separator: ".", omittingEmptySubsequences: false)
         guard octets.count == 4 else { return nil }
         var address: UInt32 = 0
         for octet in octets {
-            guard !octet.isEmpty, octet.count <= 3, octet.allSatisfy(\.isNumber), let value = UInt32(octet), value <= 255 else { return nil }
+            guard !octet.isEmpty, octet.count <= 3, octet.allSatisfy(\.isNumber), let value = UInt32(octet),
+                value <= 255
+            else { return nil }
             address = address << 8 | value
         }
         self.address = address

@@ -130,13 +130,16 @@ public struct ProvisionStep: Codable, Sendable, Hashable, Comparable, CustomStri
     public static let deployed = ProvisionStep("deployed", 9)
     public static let ready = ProvisionStep("ready", 10)
 
-    public static let all: [ProvisionStep] = [.started, .keyImported, .securityGroupReady, .instancesLaunched, .instancesRunning,
-                                              .sshReady, .prerequisitesReady, .bootstrapReady, .preflightPassed, .deployed, .ready]
+    public static let all: [ProvisionStep] = [
+        .started, .keyImported, .securityGroupReady, .instancesLaunched, .instancesRunning,
+        .sshReady, .prerequisitesReady, .bootstrapReady, .preflightPassed, .deployed, .ready,
+    ]
 
     public init(from decoder: any Decoder) throws {
         let value = try decoder.singleValueContainer().decode(String.self)
         guard let step = Self.all.first(where: { $0.rawValue == value }) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "unknown step \(value)"))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "unknown step \(value)"))
         }
         self = step
     }

@@ -34,7 +34,9 @@ public struct AssumeRoleCredentialsProvider: CredentialsProvider {
     public func resolveCredentials(logger: Logger) async throws -> AWSCredentials {
         logger.debug("assuming role", metadata: ["aws.role_arn": "\(roleARN)"])
         do {
-            return try await sts.assumeRole(roleARN: roleARN, sessionName: sessionName, duration: duration, externalID: externalID).credentials
+            return try await sts.assumeRole(
+                roleARN: roleARN, sessionName: sessionName, duration: duration, externalID: externalID
+            ).credentials
         } catch let error as EC2Error {
             throw CredentialsError(.assumeRoleFailed, "AssumeRole \(roleARN) failed", underlying: error)
         }

@@ -51,14 +51,18 @@ public actor CredentialsCache {
         do {
             let fresh = try await refresh()
             guard fresh.isValid(at: configuration.now(), for: validFor) else {
-                throw CredentialsError(.expired, "the provider returned credentials that expire too soon"
-                    + " (need \(validFor) of validity, expiration \(fresh.expiration.map { $0.formatted(.iso8601) } ?? "none"))")
+                throw CredentialsError(
+                    .expired,
+                    "the provider returned credentials that expire too soon"
+                        + " (need \(validFor) of validity, expiration \(fresh.expiration.map { $0.formatted(.iso8601) } ?? "none"))"
+                )
             }
             return fresh
         } catch {
             // Renewal ahead of expiry failed: old credentials still do if they satisfy the caller.
             if let current, current.isValid(at: configuration.now(), for: validFor) {
-                logger.warning("credential renewal failed; using current credentials until they expire",
+                logger.warning(
+                    "credential renewal failed; using current credentials until they expire",
                     metadata: ["error": "\(String(describing: error))"])
                 return current
             }
@@ -99,9 +103,11 @@ public actor CredentialsCache {
             if fresh.isValid(at: configuration.now()) {
                 current = fresh
             }
-            logger.debug("credentials renewed", metadata: [
-                "aws.credentials_expiration": "\(fresh.expiration.map { $0.formatted(.iso8601) } ?? "never")"
-            ])
+            logger.debug(
+                "credentials renewed",
+                metadata: [
+                    "aws.credentials_expiration": "\(fresh.expiration.map { $0.formatted(.iso8601) } ?? "never")"
+                ])
             return fresh
         } catch {
             logger.warning("credential renewal failed", metadata: ["error": "\(String(describing: error))"])

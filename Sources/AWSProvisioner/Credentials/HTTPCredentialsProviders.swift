@@ -10,7 +10,9 @@ import NIOHTTP1
 /// `{"AccessKeyId": …, "SecretAccessKey": …, "SessionToken"/"Token": …, "Expiration": "2026-…Z"}`.
 /// Without `Expiration` the credentials are treated as long-term.
 enum TemporaryCredentialsJSON {
-    static func decode(_ data: Data, source: String, failure: CredentialsError.Code = .invalidConfiguration) throws -> AWSCredentials {
+    static func decode(_ data: Data, source: String, failure: CredentialsError.Code = .invalidConfiguration) throws
+        -> AWSCredentials
+    {
         struct Payload: Decodable {
             var Version: Int?
             var Code: String?
@@ -40,14 +42,17 @@ enum TemporaryCredentialsJSON {
             }
             expiration = date
         }
-        return AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: payload.SessionToken ?? payload.Token,
-                              expiration: expiration)
+        return AWSCredentials(
+            accessKeyID: key, secretAccessKey: secret, sessionToken: payload.SessionToken ?? payload.Token,
+            expiration: expiration)
     }
 }
 
 /// One HTTP exchange for a credentials endpoint: status and body, bounded in time and size.
-func credentialsRequest(_ client: HTTPClient, _ method: HTTPMethod, _ url: String, headers: [(String, String)] = [],
-                        body: String? = nil, timeout: Duration, source: String) async throws -> (status: Int, body: Data) {
+func credentialsRequest(
+    _ client: HTTPClient, _ method: HTTPMethod, _ url: String, headers: [(String, String)] = [],
+    body: String? = nil, timeout: Duration, source: String
+) async throws -> (status: Int, body: Data) {
     var request = HTTPClientRequest(url: url)
     request.method = method
     for (name, value) in headers { request.headers.add(name: name, value: value) }
@@ -78,8 +83,10 @@ public struct InstanceMetadataCredentialsProvider: CredentialsProvider {
     let httpClient: HTTPClient
     public static let defaultEndpoint = "http://169.254.169.254"
 
-    public init(endpoint: String? = nil, httpClient: HTTPClient, otherwise: String? = nil,
-                timeout: Duration = .seconds(1), attempts: Int = 2) {
+    public init(
+        endpoint: String? = nil, httpClient: HTTPClient, otherwise: String? = nil,
+        timeout: Duration = .seconds(1), attempts: Int = 2
+    ) {
         self.endpoint = (endpoint ?? Self.defaultEndpoint).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         self.httpClient = httpClient
         self.otherwise = otherwise
@@ -88,12 +95,15 @@ public struct InstanceMetadataCredentialsProvider: CredentialsProvider {
     }
 
     /// One request, tried `attempts` times when the service does not answer.
-    private func request(_ method: HTTPMethod, _ url: String, headers: [(String, String)], source: String) async throws -> (status: Int, body: Data) {
+    private func request(_ method: HTTPMethod, _ url: String, headers: [(String, String)], source: String) async throws
+        -> (status: Int, body: Data)
+    {
         var attempt = 0
         while true {
             attempt += 1
             do {
-                return try await credentialsRequest(self.httpClient, method, url, headers: headers, timeout: self.timeout, source: source)
+                return try await credentialsRequest(
+                    self.httpClient, method, url, headers: headers, timeout: self.timeout, source: source)
             } catch is CredentialsError where attempt < self.attempts {
                 continue
             }
@@ -104,11 +114,15 @@ public struct InstanceMetadataCredentialsProvider: CredentialsProvider {
         let source = "the instance metadata service (\(self.endpoint))"
         let token: (status: Int, body: Data)
         do {
-            token = try await self.request(.PUT, self.endpoint + "/latest/api/token",
-                                           headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")], source: source)
+            token = try await self.request(
+                .PUT, self.endpoint + "/latest/api/token",
+                headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")], source: source)
         } catch let error as CredentialsError {
             guard let otherwise = self.otherwise else { throw error }
-            throw CredentialsError(.notFound, "\(otherwise), and \(error.message). Off EC2, set credentials; in a container on EC2, the instance needs a metadata hop limit of 2 or more")
+            throw CredentialsError(
+                .notFound,
+                "\(otherwise), and \(error.message). Off EC2, set credentials; in a container on EC2, the instance needs a metadata hop limit of 2 or more"
+            )
         }
         guard token.status == 200, let value = String(data: token.body, encoding: .utf8), !value.isEmpty else {
             throw CredentialsError(.notFound, "\(source) gave no session token (HTTP \(token.status))")
@@ -116,10 +130,12 @@ public struct InstanceMetadataCredentialsProvider: CredentialsProvider {
         let header = [("X-aws-ec2-metadata-token", value)]
         let base = self.endpoint + "/latest/meta-data/iam/security-credentials/"
         let roles = try await self.request(.GET, base, headers: header, source: source)
-        guard roles.status == 200, let role = String(decoding: roles.body, as: UTF8.self).split(separator: "\n").first.map(String.init),
-              !role.isEmpty
+        guard roles.status == 200,
+            let role = String(decoding: roles.body, as: UTF8.self).split(separator: "\n").first.map(String.init),
+            !role.isEmpty
         else {
-            throw CredentialsError(.notFound, "\(source) names no instance role (HTTP \(roles.status)): attach an instance profile")
+            throw CredentialsError(
+                .notFound, "\(source) names no instance role (HTTP \(roles.status)): attach an instance profile")
         }
         let answer = try await self.request(.GET, base + role, headers: header, source: source)
         guard answer.status == 200 else {
@@ -141,36 +157,47 @@ public struct ContainerCredentialsProvider: CredentialsProvider {
     let httpClient: HTTPClient
 
     /// The provider the environment configures, or `nil`.
-    public static func fromEnvironment(_ environment: [String: String], httpClient: HTTPClient) throws -> ContainerCredentialsProvider? {
+    public static func fromEnvironment(_ environment: [String: String], httpClient: HTTPClient) throws
+        -> ContainerCredentialsProvider?
+    {
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
         let url: String
         if let relative = value("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
             url = "http://169.254.170.2" + (relative.hasPrefix("/") ? relative : "/" + relative)
         } else if let full = value("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
-            guard let parsed = URL(string: full), ["http", "https"].contains(parsed.scheme ?? ""), let host = parsed.host else {
-                throw CredentialsError(.invalidConfiguration, "AWS_CONTAINER_CREDENTIALS_FULL_URI is not an http(s) URL")
+            guard let parsed = URL(string: full), ["http", "https"].contains(parsed.scheme ?? ""),
+                let host = parsed.host
+            else {
+                throw CredentialsError(
+                    .invalidConfiguration, "AWS_CONTAINER_CREDENTIALS_FULL_URI is not an http(s) URL")
             }
             // The token travels with the request: plain http only to the container agent's
             // own addresses or this machine (as the SDKs allow), https anywhere.
             let trimmed = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-            let local = trimmed == "localhost" || trimmed == "::1" || trimmed.hasPrefix("127.")
+            let local =
+                trimmed == "localhost" || trimmed == "::1" || trimmed.hasPrefix("127.")
                 || ["169.254.170.2", "169.254.170.23", "fd00:ec2::23"].contains(trimmed)
             guard parsed.scheme == "https" || local else {
-                throw CredentialsError(.invalidConfiguration, "AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, or http to a loopback address or the container agent (169.254.170.2, 169.254.170.23, fd00:ec2::23)")
+                throw CredentialsError(
+                    .invalidConfiguration,
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, or http to a loopback address or the container agent (169.254.170.2, 169.254.170.23, fd00:ec2::23)"
+                )
             }
             url = full
         } else {
             return nil
         }
-        return ContainerCredentialsProvider(url: url, authorization: value("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
-                                            authorizationFile: value("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"), httpClient: httpClient)
+        return ContainerCredentialsProvider(
+            url: url, authorization: value("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+            authorizationFile: value("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"), httpClient: httpClient)
     }
 
     public func resolveCredentials(logger: Logger) async throws -> AWSCredentials {
         var headers: [(String, String)] = []
         if let file = self.authorizationFile {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                throw CredentialsError(.invalidConfiguration, "cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE \(file)")
+                throw CredentialsError(
+                    .invalidConfiguration, "cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE \(file)")
             }
             headers.append(("Authorization", text.trimmingCharacters(in: .whitespacesAndNewlines)))
         } else if let authorization = self.authorization {
@@ -180,7 +207,8 @@ public struct ContainerCredentialsProvider: CredentialsProvider {
             throw CredentialsError(.invalidConfiguration, "the container authorization token contains a line break")
         }
         let source = "the container credentials endpoint"
-        let answer = try await credentialsRequest(self.httpClient, .GET, self.url, headers: headers, timeout: .seconds(5), source: source)
+        let answer = try await credentialsRequest(
+            self.httpClient, .GET, self.url, headers: headers, timeout: .seconds(5), source: source)
         guard answer.status == 200 else {
             throw CredentialsError(.notFound, "\(source) answered HTTP \(answer.status)")
         }
@@ -199,7 +227,9 @@ public struct WebIdentityCredentialsProvider: CredentialsProvider {
     public var stsEndpoint: URL
     let httpClient: HTTPClient
 
-    public init(roleARN: String, tokenFile: String, sessionName: String? = nil, stsEndpoint: URL, httpClient: HTTPClient) {
+    public init(
+        roleARN: String, tokenFile: String, sessionName: String? = nil, stsEndpoint: URL, httpClient: HTTPClient
+    ) {
         self.roleARN = roleARN
         self.tokenFile = tokenFile
         self.sessionName = sessionName ?? "flotilla-\(Int(Date().timeIntervalSince1970))"
@@ -208,56 +238,69 @@ public struct WebIdentityCredentialsProvider: CredentialsProvider {
     }
 
     public func resolveCredentials(logger: Logger) async throws -> AWSCredentials {
-        guard let token = try? String(contentsOfFile: self.tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
-              !token.isEmpty
+        guard
+            let token = try? String(contentsOfFile: self.tokenFile, encoding: .utf8).trimmingCharacters(
+                in: .whitespacesAndNewlines),
+            !token.isEmpty
         else {
-            throw CredentialsError(.invalidConfiguration, "cannot read a token from AWS_WEB_IDENTITY_TOKEN_FILE \(self.tokenFile)")
+            throw CredentialsError(
+                .invalidConfiguration, "cannot read a token from AWS_WEB_IDENTITY_TOKEN_FILE \(self.tokenFile)")
         }
-        let body = AWSQueryTransport.formBody([("Action", "AssumeRoleWithWebIdentity"), ("Version", "2011-06-15"),
-                                               ("RoleArn", self.roleARN), ("RoleSessionName", self.sessionName),
-                                               ("WebIdentityToken", token)])
-        AWSRequestLog.shared?.record(service: "sts", version: "2011-06-15", action: "AssumeRoleWithWebIdentity",
-                                     parameters: [("RoleArn", self.roleARN), ("RoleSessionName", self.sessionName),
-                                                  ("WebIdentityToken", "<\(token.utf8.count) bytes>")])
+        let body = AWSQueryTransport.formBody([
+            ("Action", "AssumeRoleWithWebIdentity"), ("Version", "2011-06-15"),
+            ("RoleArn", self.roleARN), ("RoleSessionName", self.sessionName),
+            ("WebIdentityToken", token),
+        ])
+        AWSRequestLog.shared?.record(
+            service: "sts", version: "2011-06-15", action: "AssumeRoleWithWebIdentity",
+            parameters: [
+                ("RoleArn", self.roleARN), ("RoleSessionName", self.sessionName),
+                ("WebIdentityToken", "<\(token.utf8.count) bytes>"),
+            ])
         // The identity provider and STS have bad moments: those are tried again, as the SDKs do.
         var attempt = 0
         var answer: (status: Int, body: Data)
         while true {
             attempt += 1
             do {
-                answer = try await credentialsRequest(self.httpClient, .POST, self.stsEndpoint.absoluteString,
-                                                      headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")],
-                                                      body: body, timeout: .seconds(30), source: "STS AssumeRoleWithWebIdentity")
-            } catch where attempt < 3 {
+                answer = try await credentialsRequest(
+                    self.httpClient, .POST, self.stsEndpoint.absoluteString,
+                    headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")],
+                    body: body, timeout: .seconds(30), source: "STS AssumeRoleWithWebIdentity")
+            } catch  where attempt < 3 {
                 try await Task.sleep(for: .milliseconds(500 * attempt))
                 continue
             }
             if answer.status == 200 { break }
             let error = EC2Error(httpStatus: answer.status, body: Array(answer.body))
-            let passing = ["IDPCommunicationError", "InvalidIdentityToken"].contains(error.code)
+            let passing =
+                ["IDPCommunicationError", "InvalidIdentityToken"].contains(error.code)
                 || error.retryClass == .throttling || error.retryClass == .transient
             guard passing, attempt < 3 else {
-                throw CredentialsError(.assumeRoleFailed, "AssumeRoleWithWebIdentity \(self.roleARN) failed", underlying: error)
+                throw CredentialsError(
+                    .assumeRoleFailed, "AssumeRoleWithWebIdentity \(self.roleARN) failed", underlying: error)
             }
             logger.info("AssumeRoleWithWebIdentity answered \(error.code); trying again")
             try await Task.sleep(for: .milliseconds(500 * attempt))
         }
         guard let root = try? XMLReader.parse(Array(answer.body)),
-              let credentials = root.firstDescendant(named: "Credentials"),
-              let key = credentials.string("AccessKeyId"), let secret = credentials.string("SecretAccessKey")
+            let credentials = root.firstDescendant(named: "Credentials"),
+            let key = credentials.string("AccessKeyId"), let secret = credentials.string("SecretAccessKey")
         else {
             throw CredentialsError(.assumeRoleFailed, "AssumeRoleWithWebIdentity answered without credentials")
         }
         var expiration: Date?
         if let text = credentials.string("Expiration") {
             guard let date = AWSTimestamp.parse(text) else {
-                throw CredentialsError(.assumeRoleFailed, "AssumeRoleWithWebIdentity answered an Expiration that is not ISO 8601")
+                throw CredentialsError(
+                    .assumeRoleFailed, "AssumeRoleWithWebIdentity answered an Expiration that is not ISO 8601")
             }
             expiration = date
         }
         logger.debug("credentials from a web identity", metadata: ["aws.role_arn": "\(self.roleARN)"])
-        return AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: credentials.string("SessionToken"),
-                              expiration: expiration)
+        return AWSCredentials(
+            accessKeyID: key, secretAccessKey: secret, sessionToken: credentials.string("SessionToken"),
+            expiration: expiration)
     }
 }
 
@@ -278,8 +321,10 @@ public struct SSOCredentialsProvider: CredentialsProvider {
     public var portal: URL
     let httpClient: HTTPClient
 
-    public init(accountID: String, roleName: String, region: String, cacheKey: String, cacheDirectory: URL, portal: URL?,
-                httpClient: HTTPClient) {
+    public init(
+        accountID: String, roleName: String, region: String, cacheKey: String, cacheDirectory: URL, portal: URL?,
+        httpClient: HTTPClient
+    ) {
         self.accountID = accountID
         self.roleName = roleName
         self.region = region
@@ -301,21 +346,30 @@ public struct SSOCredentialsProvider: CredentialsProvider {
         }
         let file = self.cacheDirectory.appendingPathComponent(Self.cacheFileName(self.cacheKey))
         guard let data = FileManager.default.contents(atPath: file.path),
-              let cached = try? JSONDecoder().decode(Cached.self, from: data), let token = cached.accessToken, !token.isEmpty
+            let cached = try? JSONDecoder().decode(Cached.self, from: data), let token = cached.accessToken,
+            !token.isEmpty
         else {
             throw CredentialsError(.notFound, "no cached SSO token for \(self.cacheKey): run aws sso login")
         }
         if let expiry = cached.expiresAt.flatMap(AWSTimestamp.parse), expiry <= Date() {
-            throw CredentialsError(.expired, "the SSO token for \(self.cacheKey) expired at \(cached.expiresAt ?? "?"): run aws sso login")
+            throw CredentialsError(
+                .expired, "the SSO token for \(self.cacheKey) expired at \(cached.expiresAt ?? "?"): run aws sso login")
         }
-        var components = URLComponents(url: self.portal.appendingPathComponent("federation/credentials"), resolvingAgainstBaseURL: false)!
-        components.queryItems = [URLQueryItem(name: "role_name", value: self.roleName), URLQueryItem(name: "account_id", value: self.accountID)]
-        let answer = try await credentialsRequest(self.httpClient, .GET, components.url!.absoluteString,
-                                                  headers: [("x-amz-sso_bearer_token", token)], timeout: .seconds(30),
-                                                  source: "the SSO portal")
+        var components = URLComponents(
+            url: self.portal.appendingPathComponent("federation/credentials"), resolvingAgainstBaseURL: false)!
+        components.queryItems = [
+            URLQueryItem(name: "role_name", value: self.roleName),
+            URLQueryItem(name: "account_id", value: self.accountID),
+        ]
+        let answer = try await credentialsRequest(
+            self.httpClient, .GET, components.url!.absoluteString,
+            headers: [("x-amz-sso_bearer_token", token)], timeout: .seconds(30),
+            source: "the SSO portal")
         guard answer.status == 200 else {
-            throw CredentialsError(answer.status == 401 ? .expired : .notFound,
-                                   "the SSO portal refused GetRoleCredentials for \(self.roleName) in \(self.accountID) (HTTP \(answer.status))\(answer.status == 401 ? ": run aws sso login" : "")")
+            throw CredentialsError(
+                answer.status == 401 ? .expired : .notFound,
+                "the SSO portal refused GetRoleCredentials for \(self.roleName) in \(self.accountID) (HTTP \(answer.status))\(answer.status == 401 ? ": run aws sso login" : "")"
+            )
         }
         struct Answer: Decodable {
             struct Role: Decodable {
@@ -327,10 +381,12 @@ public struct SSOCredentialsProvider: CredentialsProvider {
             var roleCredentials: Role
         }
         guard let role = try? JSONDecoder().decode(Answer.self, from: answer.body).roleCredentials else {
-            throw CredentialsError(.invalidConfiguration, "the SSO portal answered something that is not role credentials")
+            throw CredentialsError(
+                .invalidConfiguration, "the SSO portal answered something that is not role credentials")
         }
         logger.debug("credentials from SSO", metadata: ["aws.role": "\(self.roleName)"])
-        return AWSCredentials(accessKeyID: role.accessKeyId, secretAccessKey: role.secretAccessKey, sessionToken: role.sessionToken,
-                              expiration: role.expiration.map { Date(timeIntervalSince1970: $0 / 1000) })
+        return AWSCredentials(
+            accessKeyID: role.accessKeyId, secretAccessKey: role.secretAccessKey, sessionToken: role.sessionToken,
+            expiration: role.expiration.map { Date(timeIntervalSince1970: $0 / 1000) })
     }
 }

@@ -14,9 +14,10 @@ public struct ProfileCredentials: Sendable {
     /// The renewal window for source credentials of assumed roles.
     public var cacheConfiguration: CredentialsCache.Configuration
 
-    public init(files: SharedConfigFiles, environment: [String: String], stsConfiguration: AWSServiceConfiguration,
-        httpClient: HTTPClient, cacheConfiguration: CredentialsCache.Configuration = .init())
-    {
+    public init(
+        files: SharedConfigFiles, environment: [String: String], stsConfiguration: AWSServiceConfiguration,
+        httpClient: HTTPClient, cacheConfiguration: CredentialsCache.Configuration = .init()
+    ) {
         self.files = files
         self.environment = environment
         self.stsConfiguration = stsConfiguration
@@ -31,10 +32,12 @@ public struct ProfileCredentials: Sendable {
 
     private func provider(for profile: String, visited: [String], logger: Logger) throws -> any CredentialsProvider {
         guard !visited.contains(profile) else {
-            throw CredentialsError(.invalidConfiguration, "source_profile cycle: \((visited + [profile]).joined(separator: " -> "))")
+            throw CredentialsError(
+                .invalidConfiguration, "source_profile cycle: \((visited + [profile]).joined(separator: " -> "))")
         }
         guard let settings = files.profile(profile) else {
-            throw CredentialsError(.notFound, "profile \(profile) is not defined in the shared config or credentials file")
+            throw CredentialsError(
+                .notFound, "profile \(profile) is not defined in the shared config or credentials file")
         }
         if let roleARN = settings["role_arn"] {
             let source: any CredentialsProvider
@@ -47,11 +50,15 @@ public struct ProfileCredentials: Sendable {
                 }
             } else if let credentialSource = settings["credential_source"] {
                 guard credentialSource == "Environment" else {
-                    throw CredentialsError(.invalidConfiguration, "profile \(profile): credential_source \(credentialSource) is not supported")
+                    throw CredentialsError(
+                        .invalidConfiguration,
+                        "profile \(profile): credential_source \(credentialSource) is not supported")
                 }
                 source = EnvironmentCredentialsProvider(environment: environment)
             } else {
-                throw CredentialsError(.invalidConfiguration, "profile \(profile) has role_arn but neither source_profile nor credential_source")
+                throw CredentialsError(
+                    .invalidConfiguration,
+                    "profile \(profile) has role_arn but neither source_profile nor credential_source")
             }
             let duration = settings["duration_seconds"].flatMap(Int.init).map { Duration.seconds($0) }
             return AssumeRoleCredentialsProvider(
@@ -73,23 +80,30 @@ public struct ProfileCredentials: Sendable {
         if let account = settings["sso_account_id"], let role = settings["sso_role_name"] {
             return try self.ssoProvider(profile: profile, settings: settings, account: account, role: role)
         }
-        throw CredentialsError(.notFound, "profile \(profile) has no credentials (keys, credential_process, role_arn or sso_*)")
+        throw CredentialsError(
+            .notFound, "profile \(profile) has no credentials (keys, credential_process, role_arn or sso_*)")
     }
 
     /// IAM Identity Center: `sso_session` (a `[sso-session NAME]` section with `sso_region`
     /// and `sso_start_url`), or the legacy `sso_start_url` + `sso_region` in the profile.
-    private func ssoProvider(profile: String, settings: [String: String], account: String, role: String) throws -> SSOCredentialsProvider {
+    private func ssoProvider(profile: String, settings: [String: String], account: String, role: String) throws
+        -> SSOCredentialsProvider
+    {
         let cacheKey: String
         let region: String?
         if let session = settings["sso_session"] {
             guard let section = files.ssoSessions[session] else {
-                throw CredentialsError(.invalidConfiguration, "profile \(profile) names sso_session \(session), which has no [sso-session \(session)] section")
+                throw CredentialsError(
+                    .invalidConfiguration,
+                    "profile \(profile) names sso_session \(session), which has no [sso-session \(session)] section")
             }
             cacheKey = session
             region = section["sso_region"]
         } else {
             guard let start = settings["sso_start_url"] else {
-                throw CredentialsError(.invalidConfiguration, "profile \(profile) has sso_account_id but neither sso_session nor sso_start_url")
+                throw CredentialsError(
+                    .invalidConfiguration,
+                    "profile \(profile) has sso_account_id but neither sso_session nor sso_start_url")
             }
             cacheKey = start
             region = settings["sso_region"]
@@ -97,9 +111,10 @@ public struct ProfileCredentials: Sendable {
         guard let region else { throw CredentialsError(.invalidConfiguration, "profile \(profile): no sso_region") }
         let home = environment["HOME"] ?? NSHomeDirectory()
         let portal = (environment["AWS_ENDPOINT_URL_SSO"]).flatMap { $0.isEmpty ? nil : URL(string: $0) }
-        return SSOCredentialsProvider(accountID: account, roleName: role, region: region, cacheKey: cacheKey,
-                                      cacheDirectory: URL(fileURLWithPath: home).appendingPathComponent(".aws/sso/cache"),
-                                      portal: portal, httpClient: httpClient)
+        return SSOCredentialsProvider(
+            accountID: account, roleName: role, region: region, cacheKey: cacheKey,
+            cacheDirectory: URL(fileURLWithPath: home).appendingPathComponent(".aws/sso/cache"),
+            portal: portal, httpClient: httpClient)
     }
 
     private func staticKeys(_ settings: [String: String]) -> AWSCredentials? {

@@ -42,7 +42,7 @@ public struct SharedConfigFiles: Sendable, Equatable {
                     .merge(values) { _, new in new }
                 continue
             } else {
-                continue  // services and other non-profile sections
+                continue // services and other non-profile sections
             }
             profiles[name, default: [:]].merge(values) { _, new in new }
         }
@@ -68,7 +68,10 @@ public struct SharedConfigFiles: Sendable, Equatable {
             if trimmed.isEmpty || trimmed.hasPrefix("#") || trimmed.hasPrefix(";") { continue }
             if trimmed.hasPrefix("[") {
                 inNestedBlock = false
-                guard let close = trimmed.firstIndex(of: "]") else { current = nil; continue }
+                guard let close = trimmed.firstIndex(of: "]") else {
+                    current = nil
+                    continue
+                }
                 let name = String(trimmed[trimmed.index(after: trimmed.startIndex)..<close]).trimmingWhitespace()
                 sections.append((name, [:]))
                 current = sections.count - 1
@@ -82,7 +85,9 @@ public struct SharedConfigFiles: Sendable, Equatable {
             var value = String(trimmed[trimmed.index(after: equals)...]).trimmingWhitespace()
             // An inline comment needs whitespace before the marker.
             for marker in [" #", " ;", "\t#", "\t;"] {
-                if let range = value.range(of: marker) { value = String(value[..<range.lowerBound]).trimmingWhitespace() }
+                if let range = value.range(of: marker) {
+                    value = String(value[..<range.lowerBound]).trimmingWhitespace()
+                }
             }
             if value.isEmpty && !indented {
                 inNestedBlock = true

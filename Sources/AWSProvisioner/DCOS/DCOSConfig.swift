@@ -6,8 +6,10 @@ enum DCOSConfig {
     /// The generated configuration, with `overrides` merged on top: every top-level key the
     /// overrides name replaces the generated key of that name (with everything nested
     /// under it); other keys of the overrides are added.
-    static func render(clusterName: String, bootstrapURL: String, masters: [String], agents: [String],
-                       publicAgents: [String], resolvers: [String], overrides: String?) -> String {
+    static func render(
+        clusterName: String, bootstrapURL: String, masters: [String], agents: [String],
+        publicAgents: [String], resolvers: [String], overrides: String?
+    ) -> String {
         func list(_ values: [String]) -> String {
             values.isEmpty ? " []" : "\n" + values.map { "- \($0)" }.joined(separator: "\n")
         }
@@ -38,7 +40,9 @@ enum DCOSConfig {
         for line in yaml.split(separator: "\n", omittingEmptySubsequences: true) {
             guard let first = line.first, first != " ", first != "\t", first != "#", first != "-" else { continue }
             if let colon = line.firstIndex(of: ":") {
-                keys.insert(line[..<colon].trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"'")))
+                keys.insert(
+                    line[..<colon].trimmingCharacters(in: .whitespaces).trimmingCharacters(
+                        in: CharacterSet(charactersIn: "\"'")))
             }
         }
         return keys

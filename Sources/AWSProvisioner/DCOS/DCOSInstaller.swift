@@ -56,8 +56,14 @@ struct DCOSInstaller: Sendable {
         var files: [(String, Data, Bool)] = [
             ("genconf/config.yaml", Data(self.configYAML(state).utf8), false),
             ("genconf/ip-detect", Data(NodeScripts.ipDetect(endpoint: install.metadataEndpoint).utf8), true),
-            ("genconf/ip-detect-public", Data(NodeScripts.ipDetectPublic(endpoint: install.metadataEndpoint).utf8), true),
-            ("genconf/fault-domain-detect", Data(NodeScripts.faultDomainDetect(endpoint: install.metadataEndpoint).utf8), true),
+            (
+                "genconf/ip-detect-public", Data(NodeScripts.ipDetectPublic(endpoint: install.metadataEndpoint).utf8),
+                true
+            ),
+            (
+                "genconf/fault-domain-detect",
+                Data(NodeScripts.faultDomainDetect(endpoint: install.metadataEndpoint).utf8), true
+            ),
         ]
         files += self.spec.genconfFiles.map { ("genconf/\($0.path)", $0.contents, false) }
         let writes = files.map { path, contents, executable in
@@ -100,11 +106,13 @@ struct DCOSInstaller: Sendable {
         }
         try await self.observer.beforeMutation("bootstrap node setup")
         await self.observer.progress("bootstrap: downloading the installer and generating the configuration")
-        let result = try await self.runScript(self.bootstrapScript(state), named: "bootstrap", on: bootstrap, asRoot: false)
+        let result = try await self.runScript(
+            self.bootstrapScript(state), named: "bootstrap", on: bootstrap, asRoot: false)
         guard result.succeeded else {
             let log = await self.collectLog(node: bootstrap, phase: "bootstrap", result: result)
-            throw ProvisionError(.installFailed, "the bootstrap node \(bootstrap.privateIP) failed: \(result.summary)",
-                                 logs: [self.logName("bootstrap", bootstrap): log])
+            throw ProvisionError(
+                .installFailed, "the bootstrap node \(bootstrap.privateIP) failed: \(result.summary)",
+                logs: [self.logName("bootstrap", bootstrap): log])
         }
     }
 
@@ -120,7 +128,8 @@ struct DCOSInstaller: Sendable {
             """
         switch phase {
         case .preflight:
-            return "\(fetch) && sudo bash \"$d/dcos_install.sh\" --preflight-only \(node.role.rawValue) </dev/null; rc=$?; rm -rf \"$d\"; exit $rc"
+            return
+                "\(fetch) && sudo bash \"$d/dcos_install.sh\" --preflight-only \(node.role.rawValue) </dev/null; rc=$?; rm -rf \"$d\"; exit $rc"
         case .deploy:
             // Once per node: a deploy that started before a crash is not started again
             // (postflight then waits for it to finish).
@@ -163,11 +172,15 @@ struct DCOSInstaller: Sendable {
 
     /// Copies `script` to the node as a file and runs it there with standard input closed
     /// (as root, keeping PATH, when `asRoot`), bounded by the command limit.
-    func runScript(_ script: String, named name: String, on node: ProvisionState.Node, asRoot: Bool) async throws -> RemoteResult {
+    func runScript(_ script: String, named name: String, on node: ProvisionState.Node, asRoot: Bool) async throws
+        -> RemoteResult
+    {
         let runner = asRoot ? #"sudo env PATH="$PATH" bash"# : "bash"
-        let command = #"f=$(mktemp /tmp/flotilla-"# + name + #".XXXXXX) && cat > "$f" && { "#
+        let command =
+            #"f=$(mktemp /tmp/flotilla-"# + name + #".XXXXXX) && cat > "$f" && { "#
             + self.bounded("\(runner) \"$0\" </dev/null") + #" "$f"; rc=$?; rm -f "$f"; exit $rc; }"#
-        return try await self.shell.run(command, on: self.target(node), input: Data(script.utf8), timeout: self.sshTimeout)
+        return try await self.shell.run(
+            command, on: self.target(node), input: Data(script.utf8), timeout: self.sshTimeout)
     }
 
     /// The prerequisites step on every node, the bootstrap node included: detects what DC/OS
@@ -185,19 +198,26 @@ struct DCOSInstaller: Sendable {
             let outcome = RemoteResult(result)
             if !outcome.succeeded {
                 failed.append("\(node.privateIP) (\(node.role)): \(outcome.summary)")
-                logs["prerequisites-\(node.publicIP ?? node.privateIP).log"] = await self.collectLog(node: node, phase: "prerequisites", result: outcome)
+                logs["prerequisites-\(node.publicIP ?? node.privateIP).log"] = await self.collectLog(
+                    node: node, phase: "prerequisites", result: outcome)
             } else if !outcome.stdout.contains("nothing missing") {
-                changed.append("\(node.privateIP): " + outcome.stdout.split(separator: "\n").map(String.init).joined(separator: "; "))
+                changed.append(
+                    "\(node.privateIP): "
+                        + outcome.stdout.split(separator: "\n").map(String.init).joined(separator: "; "))
             }
         }
         guard failed.isEmpty else {
-            throw ProvisionError(.installFailed, "prerequisites failed on \(failed.count) of \(state.nodes.count) nodes: \(failed.joined(separator: "; "))",
-                                 logs: logs)
+            throw ProvisionError(
+                .installFailed,
+                "prerequisites failed on \(failed.count) of \(state.nodes.count) nodes: \(failed.joined(separator: "; "))",
+                logs: logs)
         }
         let seconds = (ContinuousClock.now - started).secondsValue
-        await self.observer.progress(changed.isEmpty
-            ? "prerequisites: nothing missing on \(state.nodes.count) nodes (\(String(format: "%.2f", seconds)) s)"
-            : "prerequisites installed in \(String(format: "%.1f", seconds)) s: \(changed.joined(separator: " | "))")
+        await self.observer.progress(
+            changed.isEmpty
+                ? "prerequisites: nothing missing on \(state.nodes.count) nodes (\(String(format: "%.2f", seconds)) s)"
+                : "prerequisites installed in \(String(format: "%.1f", seconds)) s: \(changed.joined(separator: " | "))"
+        )
     }
 
     /// Runs `phase` on every cluster node; throws with the failed nodes' logs.
@@ -209,8 +229,9 @@ struct DCOSInstaller: Sendable {
         try await self.observer.beforeMutation("\(phase.rawValue) on \(nodes.count) nodes")
         await self.observer.progress("\(phase.rawValue): \(nodes.count) nodes")
         let results = await forEachConcurrently(nodes, limit: self.spec.install.parallelism) { node in
-            try await self.shell.run(self.bounded(self.command(for: phase, node: node, bootstrap: bootstrap)),
-                                     on: self.target(node), input: nil, timeout: self.sshTimeout)
+            try await self.shell.run(
+                self.bounded(self.command(for: phase, node: node, bootstrap: bootstrap)),
+                on: self.target(node), input: nil, timeout: self.sshTimeout)
         }
         var logs: [String: String] = [:]
         var failed: [String] = []
@@ -218,21 +239,26 @@ struct DCOSInstaller: Sendable {
             let outcome = RemoteResult(result)
             if !outcome.succeeded {
                 failed.append("\(node.privateIP) (\(node.role)): \(outcome.summary)")
-                logs[self.logName(phase.rawValue, node)] = await self.collectLog(node: node, phase: phase.rawValue, result: outcome)
+                logs[self.logName(phase.rawValue, node)] = await self.collectLog(
+                    node: node, phase: phase.rawValue, result: outcome)
             }
         }
         guard failed.isEmpty else {
-            throw ProvisionError(.installFailed, "\(phase.rawValue) failed on \(failed.count) of \(nodes.count) nodes: \(failed.joined(separator: "; "))",
-                                 logs: logs)
+            throw ProvisionError(
+                .installFailed,
+                "\(phase.rawValue) failed on \(failed.count) of \(nodes.count) nodes: \(failed.joined(separator: "; "))",
+                logs: logs)
         }
     }
 
     /// The node's journal (`journalctl -xe`) and what the failed command printed.
     func collectLog(node: ProvisionState.Node, phase: String, result: RemoteResult) async -> String {
-        var log = "# flotilla: \(phase) on \(node.privateIP) (\(node.role), \(node.instanceID)) failed: \(result.timedOut ? "timed out" : result.sshFailed ? "ssh failed" : "exit status \(result.exitStatus.map(String.init) ?? "none")")\n"
+        var log =
+            "# flotilla: \(phase) on \(node.privateIP) (\(node.role), \(node.instanceID)) failed: \(result.timedOut ? "timed out" : result.sshFailed ? "ssh failed" : "exit status \(result.exitStatus.map(String.init) ?? "none")")\n"
         log += "# --- command stdout ---\n\(result.stdout)\n# --- command stderr ---\n\(result.stderr)\n"
-        let journal = try? await self.shell.run("sudo journalctl -xe --no-pager -n 20000 2>&1 || true", on: self.target(node),
-                                                input: nil, timeout: .seconds(120))
+        let journal = try? await self.shell.run(
+            "sudo journalctl -xe --no-pager -n 20000 2>&1 || true", on: self.target(node),
+            input: nil, timeout: .seconds(120))
         log += "# --- journalctl -xe ---\n"
         if let journal, journal.exitStatus != nil {
             log += journal.stdout + journal.stderr

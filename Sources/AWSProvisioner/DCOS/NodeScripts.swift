@@ -7,63 +7,72 @@ public enum NodeScripts {
     public static let defaultEndpoint = "http://169.254.169.254"
 
     public static func ipDetect(endpoint: String) -> String {
-        self.render("ip-detect", header: #"""
-        # DC/OS ip-detect for AWS EC2: prints this instance's private IPv4 address (meta-data/local-ipv4)
-        # from the instance metadata service with an IMDSv2 session token, so it works on instances
-        # launched with HttpTokens=required. On failure it exits 1 and says on stderr what failed.
-        # Needs bash and curl. Flotilla renders only the IMDS line differently in its tests.
-        """#, endpoint: endpoint, body: #"""
-        token
-        fetch /latest/meta-data/local-ipv4
-        is_ipv4 "$BODY" || fail "local-ipv4 from $IMDS is not an IPv4 address: '$(printf '%s' "$BODY" | cut -c1-100)'"
-        printf '%s\n' "$BODY"
-        """#)
+        self.render(
+            "ip-detect",
+            header: #"""
+                # DC/OS ip-detect for AWS EC2: prints this instance's private IPv4 address (meta-data/local-ipv4)
+                # from the instance metadata service with an IMDSv2 session token, so it works on instances
+                # launched with HttpTokens=required. On failure it exits 1 and says on stderr what failed.
+                # Needs bash and curl. Flotilla renders only the IMDS line differently in its tests.
+                """#, endpoint: endpoint,
+            body: #"""
+                token
+                fetch /latest/meta-data/local-ipv4
+                is_ipv4 "$BODY" || fail "local-ipv4 from $IMDS is not an IPv4 address: '$(printf '%s' "$BODY" | cut -c1-100)'"
+                printf '%s\n' "$BODY"
+                """#)
     }
 
     public static func ipDetectPublic(endpoint: String) -> String {
-        self.render("ip-detect-public", header: #"""
-        # DC/OS ip-detect-public for AWS EC2: prints this instance's public IPv4 address
-        # (meta-data/public-ipv4) from the instance metadata service with an IMDSv2 session token; an
-        # instance without one (404) gets its private address (local-ipv4) instead, since DC/OS needs an
-        # address. On failure it exits 1 and says on stderr what failed.
-        # Needs bash and curl. Flotilla renders only the IMDS line differently in its tests.
-        """#, endpoint: endpoint, body: #"""
-        token
-        if fetch /latest/meta-data/public-ipv4 404-ok; then
-          is_ipv4 "$BODY" || fail "public-ipv4 from $IMDS is not an IPv4 address: '$(printf '%s' "$BODY" | cut -c1-100)'"
-        else
-          echo "$ME: this instance has no public IPv4 address (public-ipv4: HTTP 404); printing its private address" >&2
-          fetch /latest/meta-data/local-ipv4
-          is_ipv4 "$BODY" || fail "local-ipv4 from $IMDS is not an IPv4 address: '$(printf '%s' "$BODY" | cut -c1-100)'"
-        fi
-        printf '%s\n' "$BODY"
-        """#)
+        self.render(
+            "ip-detect-public",
+            header: #"""
+                # DC/OS ip-detect-public for AWS EC2: prints this instance's public IPv4 address
+                # (meta-data/public-ipv4) from the instance metadata service with an IMDSv2 session token; an
+                # instance without one (404) gets its private address (local-ipv4) instead, since DC/OS needs an
+                # address. On failure it exits 1 and says on stderr what failed.
+                # Needs bash and curl. Flotilla renders only the IMDS line differently in its tests.
+                """#, endpoint: endpoint,
+            body: #"""
+                token
+                if fetch /latest/meta-data/public-ipv4 404-ok; then
+                  is_ipv4 "$BODY" || fail "public-ipv4 from $IMDS is not an IPv4 address: '$(printf '%s' "$BODY" | cut -c1-100)'"
+                else
+                  echo "$ME: this instance has no public IPv4 address (public-ipv4: HTTP 404); printing its private address" >&2
+                  fetch /latest/meta-data/local-ipv4
+                  is_ipv4 "$BODY" || fail "local-ipv4 from $IMDS is not an IPv4 address: '$(printf '%s' "$BODY" | cut -c1-100)'"
+                fi
+                printf '%s\n' "$BODY"
+                """#)
     }
 
     public static func faultDomainDetect(endpoint: String) -> String {
-        self.render("fault-domain-detect", header: #"""
-        # DC/OS fault-domain-detect for AWS EC2: prints
-        #   {"fault_domain":{"region":{"name":"aws/REGION"},"zone":{"name":"aws/AVAILABILITY-ZONE"}}}
-        # from the instance identity document of the instance metadata service, read with an IMDSv2
-        # session token. On failure it exits 1 and says on stderr what failed.
-        # Needs bash, curl, sed and tr. Flotilla renders only the IMDS line differently in its tests.
-        """#, endpoint: endpoint, body: #"""
-        # field NAME: the string value of "NAME" in the document (IMDS prints `"name" : "value"`).
-        field() {
-          printf '%s' "$DOC" | sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p"
-        }
+        self.render(
+            "fault-domain-detect",
+            header: #"""
+                # DC/OS fault-domain-detect for AWS EC2: prints
+                #   {"fault_domain":{"region":{"name":"aws/REGION"},"zone":{"name":"aws/AVAILABILITY-ZONE"}}}
+                # from the instance identity document of the instance metadata service, read with an IMDSv2
+                # session token. On failure it exits 1 and says on stderr what failed.
+                # Needs bash, curl, sed and tr. Flotilla renders only the IMDS line differently in its tests.
+                """#, endpoint: endpoint,
+            body: #"""
+                # field NAME: the string value of "NAME" in the document (IMDS prints `"name" : "value"`).
+                field() {
+                  printf '%s' "$DOC" | sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p"
+                }
 
-        token
-        fetch /latest/dynamic/instance-identity/document
-        DOC=$(printf '%s' "$BODY" | tr -d '\r\n')
-        REGION=$(field region)
-        ZONE=$(field availabilityZone)
-        case $REGION in '' | *[!a-z0-9-]*) fail "no usable \"region\" in the instance identity document from $IMDS (got '$REGION')" ;; esac
-        case $ZONE in '' | *[!a-z0-9-]*) fail "no usable \"availabilityZone\" in the instance identity document from $IMDS (got '$ZONE')" ;; esac
-        case $ZONE in "$REGION"?*) ;; *) fail "availability zone '$ZONE' is not in region '$REGION' (instance identity document from $IMDS)" ;; esac
-        # Names as DC/OS's own AWS fault-domain-detect prints them: aws/REGION, aws/ZONE.
-        printf '{"fault_domain":{"region":{"name":"aws/%s"},"zone":{"name":"aws/%s"}}}\n' "$REGION" "$ZONE"
-        """#)
+                token
+                fetch /latest/dynamic/instance-identity/document
+                DOC=$(printf '%s' "$BODY" | tr -d '\r\n')
+                REGION=$(field region)
+                ZONE=$(field availabilityZone)
+                case $REGION in '' | *[!a-z0-9-]*) fail "no usable \"region\" in the instance identity document from $IMDS (got '$REGION')" ;; esac
+                case $ZONE in '' | *[!a-z0-9-]*) fail "no usable \"availabilityZone\" in the instance identity document from $IMDS (got '$ZONE')" ;; esac
+                case $ZONE in "$REGION"?*) ;; *) fail "availability zone '$ZONE' is not in region '$REGION' (instance identity document from $IMDS)" ;; esac
+                # Names as DC/OS's own AWS fault-domain-detect prints them: aws/REGION, aws/ZONE.
+                printf '{"fault_domain":{"region":{"name":"aws/%s"},"zone":{"name":"aws/%s"}}}\n' "$REGION" "$ZONE"
+                """#)
     }
 
     private static func render(_ name: String, header: String, endpoint: String, body: String) -> String {

@@ -33,8 +33,9 @@ public struct EC2Image: Sendable, Hashable {
         rootDeviceType = xml.string("rootDeviceType")
         name = xml.string("name")
         blockDevices = xml.items("blockDeviceMapping").map {
-            BlockDevice(deviceName: $0.string("deviceName") ?? "", snapshotID: $0.string("ebs/snapshotId"),
-                        volumeSizeGiB: $0.int("ebs/volumeSize"))
+            BlockDevice(
+                deviceName: $0.string("deviceName") ?? "", snapshotID: $0.string("ebs/snapshotId"),
+                volumeSizeGiB: $0.int("ebs/volumeSize"))
         }
     }
 }
@@ -62,14 +63,19 @@ extension EC2Client {
         parameters.addList("InstanceType", instanceTypes)
         let pairs = try await describeAll("DescribeInstanceTypes", parameters) { root in
             root.items("instanceTypeSet").map { item in
-                (item.string("instanceType") ?? "", item.items("processorInfo/supportedArchitectures").map { $0.text.trimmingWhitespace() })
+                (
+                    item.string("instanceType") ?? "",
+                    item.items("processorInfo/supportedArchitectures").map { $0.text.trimmingWhitespace() }
+                )
             }
         }
         return Dictionary(pairs, uniquingKeysWith: { first, _ in first })
     }
 
     /// The availability zones (of `zones`, or all) that offer each of `instanceTypes`.
-    public func instanceTypeOfferings(instanceTypes: [String], zones: [String] = []) async throws -> [EC2InstanceTypeOffering] {
+    public func instanceTypeOfferings(instanceTypes: [String], zones: [String] = []) async throws
+        -> [EC2InstanceTypeOffering]
+    {
         var parameters = EC2QueryParameters()
         parameters.add("LocationType", "availability-zone")
         var filters = [EC2Filter(name: "instance-type", values: instanceTypes)]
@@ -77,7 +83,8 @@ extension EC2Client {
         parameters.addFilters(filters)
         return try await describeAll("DescribeInstanceTypeOfferings", parameters) { root in
             root.items("instanceTypeOfferingSet").map {
-                EC2InstanceTypeOffering(instanceType: $0.string("instanceType") ?? "", location: $0.string("location") ?? "")
+                EC2InstanceTypeOffering(
+                    instanceType: $0.string("instanceType") ?? "", location: $0.string("location") ?? "")
             }
         }
     }

@@ -12,7 +12,9 @@ extension EC2Client {
 
     /// Instances by id and/or filter, across all reservations and pages.
     /// - Parameter pageSize: `MaxResults` per page (not allowed together with `instanceIDs`).
-    public func describeInstances(instanceIDs: [String] = [], filters: [EC2Filter] = [], pageSize: Int? = nil) async throws -> [EC2Instance] {
+    public func describeInstances(instanceIDs: [String] = [], filters: [EC2Filter] = [], pageSize: Int? = nil)
+        async throws -> [EC2Instance]
+    {
         var parameters = EC2QueryParameters()
         parameters.addList("InstanceId", instanceIDs)
         parameters.addFilters(filters)

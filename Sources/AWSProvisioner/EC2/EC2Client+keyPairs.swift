@@ -5,7 +5,9 @@ extension EC2Client {
     /// - Parameter publicKey: the OpenSSH line, e.g. `ssh-ed25519 AAAA… comment`; it is sent
     ///   base64-encoded as the API requires.
     /// - Throws: `EC2Error` with code `InvalidKeyPair.Duplicate` if the name exists.
-    public func importKeyPair(name: String, publicKey: String, tags: [EC2Tag] = [], dryRun: Bool = false) async throws -> EC2KeyPair {
+    public func importKeyPair(name: String, publicKey: String, tags: [EC2Tag] = [], dryRun: Bool = false) async throws
+        -> EC2KeyPair
+    {
         var parameters = EC2QueryParameters()
         parameters.add("KeyName", name)
         parameters.add("PublicKeyMaterial", Data(publicKey.utf8).base64EncodedString())
@@ -21,7 +23,9 @@ extension EC2Client {
 
     /// Key pairs by name and/or filter; all key pairs when both are empty.
     /// - Throws: `EC2Error` `InvalidKeyPair.NotFound` when a named key does not exist.
-    public func describeKeyPairs(names: [String] = [], filters: [EC2Filter] = [], includePublicKey: Bool = false) async throws -> [EC2KeyPair] {
+    public func describeKeyPairs(names: [String] = [], filters: [EC2Filter] = [], includePublicKey: Bool = false)
+        async throws -> [EC2KeyPair]
+    {
         var parameters = EC2QueryParameters()
         parameters.addList("KeyName", names)
         parameters.addFilters(filters)

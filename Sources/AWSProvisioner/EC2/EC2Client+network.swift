@@ -12,7 +12,9 @@ extension EC2Client {
     }
 
     /// Creates a subnet in `vpcID`.
-    public func createSubnet(vpcID: String, cidrBlock: String, availabilityZone: String? = nil, tags: [EC2Tag] = []) async throws -> EC2Subnet {
+    public func createSubnet(vpcID: String, cidrBlock: String, availabilityZone: String? = nil, tags: [EC2Tag] = [])
+        async throws -> EC2Subnet
+    {
         var parameters = EC2QueryParameters()
         parameters.add("VpcId", vpcID)
         parameters.add("CidrBlock", cidrBlock)

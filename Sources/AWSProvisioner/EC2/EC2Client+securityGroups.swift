@@ -1,7 +1,9 @@
 extension EC2Client {
     /// Creates a security group and returns its id.
     /// - Throws: `EC2Error` `InvalidGroup.Duplicate` if the name exists in the VPC.
-    public func createSecurityGroup(name: String, description: String, vpcID: String? = nil, tags: [EC2Tag] = [], dryRun: Bool = false) async throws -> String {
+    public func createSecurityGroup(
+        name: String, description: String, vpcID: String? = nil, tags: [EC2Tag] = [], dryRun: Bool = false
+    ) async throws -> String {
         var parameters = EC2QueryParameters()
         parameters.add("GroupName", name)
         parameters.add("GroupDescription", description)
@@ -31,7 +33,9 @@ extension EC2Client {
     }
 
     /// Security groups by id, name and/or filter.
-    public func describeSecurityGroups(groupIDs: [String] = [], groupNames: [String] = [], filters: [EC2Filter] = []) async throws -> [EC2SecurityGroup] {
+    public func describeSecurityGroups(groupIDs: [String] = [], groupNames: [String] = [], filters: [EC2Filter] = [])
+        async throws -> [EC2SecurityGroup]
+    {
         var parameters = EC2QueryParameters()
         parameters.addList("GroupId", groupIDs)
         parameters.addList("GroupName", groupNames)

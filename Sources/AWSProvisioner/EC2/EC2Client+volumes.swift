@@ -27,7 +27,9 @@ extension EC2Client {
     /// across all pages.
     /// - Parameter pageSize: `MaxResults` per page (not allowed together with `volumeIDs`).
     /// - Throws: `EC2Error` `InvalidVolume.NotFound` when a named volume does not exist.
-    public func describeVolumes(volumeIDs: [String] = [], filters: [EC2Filter] = [], pageSize: Int? = nil) async throws -> [EC2Volume] {
+    public func describeVolumes(volumeIDs: [String] = [], filters: [EC2Filter] = [], pageSize: Int? = nil) async throws
+        -> [EC2Volume]
+    {
         var parameters = EC2QueryParameters()
         parameters.addList("VolumeId", volumeIDs)
         parameters.addFilters(filters)

@@ -11,9 +11,12 @@ public struct EC2Client: Sendable {
     let transport: AWSQueryTransport
 
     /// - Parameter httpClient: shared; the caller shuts it down (see `HTTPClient.makeForAWS`).
-    public init(configuration: AWSServiceConfiguration, credentials: CredentialsCache, httpClient: HTTPClient, logger: Logger) {
+    public init(
+        configuration: AWSServiceConfiguration, credentials: CredentialsCache, httpClient: HTTPClient, logger: Logger
+    ) {
         self.configuration = configuration
-        transport = AWSQueryTransport(service: "ec2", apiVersion: "2016-11-15", configuration: configuration,
+        transport = AWSQueryTransport(
+            service: "ec2", apiVersion: "2016-11-15", configuration: configuration,
             credentials: credentials, httpClient: httpClient, logger: logger)
     }
 
@@ -22,7 +25,9 @@ public struct EC2Client: Sendable {
     }
 
     /// Calls a `Describe…` action page by page until `nextToken` is absent, collecting `extract` of each page.
-    func describeAll<T>(_ action: String, _ parameters: EC2QueryParameters, extract: (XMLNode) -> [T]) async throws -> [T] {
+    func describeAll<T>(_ action: String, _ parameters: EC2QueryParameters, extract: (XMLNode) -> [T]) async throws
+        -> [T]
+    {
         var results: [T] = []
         var nextToken: String?
         var seenTokens: Set<String> = []

@@ -17,7 +17,10 @@ public struct EC2Error: Error, Sendable, CustomStringConvertible {
     /// The answer's `Date` header: AWS's clock, to correct a skewed local one.
     public var serverDate: Date?
 
-    public init(code: String, message: String, requestID: String? = nil, httpStatus: Int? = nil, underlying: (any Error & Sendable)? = nil) {
+    public init(
+        code: String, message: String, requestID: String? = nil, httpStatus: Int? = nil,
+        underlying: (any Error & Sendable)? = nil
+    ) {
         self.code = code
         self.message = message
         self.requestID = requestID
@@ -64,8 +67,10 @@ public struct EC2Error: Error, Sendable, CustomStringConvertible {
     ]
     static let expiredCodes: Set<String> = ["ExpiredToken", "ExpiredTokenException", "RequestExpired"]
     /// Codes AWS answers when the request's timestamp is too far from its clock.
-    static let skewCodes: Set<String> = ["RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture", "InvalidSignatureException",
-                                         "SignatureDoesNotMatch", "AuthFailure"]
+    static let skewCodes: Set<String> = [
+        "RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture", "InvalidSignatureException",
+        "SignatureDoesNotMatch", "AuthFailure",
+    ]
     static let transientCodes: Set<String> = [
         "InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable",
         Code.requestTimeout, Code.transport,
@@ -96,7 +101,8 @@ extension EC2Error {
             let error = root.name == "Error" ? root : root.firstDescendant(named: "Error"),
             let code = error.string("Code")
         {
-            let requestID = root.string("RequestID") ?? root.string("RequestId")
+            let requestID =
+                root.string("RequestID") ?? root.string("RequestId")
                 ?? root.firstDescendant(named: "RequestId")?.text.trimmingWhitespace()
                 ?? root.firstDescendant(named: "RequestID")?.text.trimmingWhitespace()
             self.init(code: code, message: error.string("Message") ?? "", requestID: requestID, httpStatus: httpStatus)

@@ -8,7 +8,10 @@ public struct EC2IPPermission: Sendable, Hashable {
     public var cidrRanges: [String]
     public var sourceGroupIDs: [String]
 
-    public init(ipProtocol: String, fromPort: Int? = nil, toPort: Int? = nil, cidrRanges: [String] = [], sourceGroupIDs: [String] = []) {
+    public init(
+        ipProtocol: String, fromPort: Int? = nil, toPort: Int? = nil, cidrRanges: [String] = [],
+        sourceGroupIDs: [String] = []
+    ) {
         self.ipProtocol = ipProtocol
         self.fromPort = fromPort
         self.toPort = toPort

@@ -7,7 +7,9 @@ public struct EC2RootVolume: Sendable, Hashable {
     public var volumeType: String
     public var deleteOnTermination: Bool
 
-    public init(deviceName: String = "/dev/sda1", sizeGiB: Int, volumeType: String = "gp3", deleteOnTermination: Bool = true) {
+    public init(
+        deviceName: String = "/dev/sda1", sizeGiB: Int, volumeType: String = "gp3", deleteOnTermination: Bool = true
+    ) {
         self.deviceName = deviceName
         self.sizeGiB = sizeGiB
         self.volumeType = volumeType

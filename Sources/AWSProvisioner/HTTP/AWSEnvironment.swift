@@ -25,9 +25,10 @@ public struct AWSEnvironment: Sendable {
     public var stsConfiguration: AWSServiceConfiguration
     public var credentialsProvider: any CredentialsProvider
 
-    public init(profile: String, region: String, ec2Configuration: AWSServiceConfiguration,
-        stsConfiguration: AWSServiceConfiguration, credentialsProvider: any CredentialsProvider)
-    {
+    public init(
+        profile: String, region: String, ec2Configuration: AWSServiceConfiguration,
+        stsConfiguration: AWSServiceConfiguration, credentialsProvider: any CredentialsProvider
+    ) {
         self.profile = profile
         self.region = region
         self.ec2Configuration = ec2Configuration
@@ -46,11 +47,17 @@ public struct AWSEnvironment: Sendable {
         let files = try SharedConfigFiles.load(environment: environment)
         let profile = nonEmpty(environment["AWS_PROFILE"]) ?? "default"
         let settings = files.profile(profile) ?? [:]
-        guard let region = nonEmpty(environment["AWS_REGION"]) ?? nonEmpty(environment["AWS_DEFAULT_REGION"]) ?? nonEmpty(settings["region"]) else {
+        guard
+            let region = nonEmpty(environment["AWS_REGION"]) ?? nonEmpty(environment["AWS_DEFAULT_REGION"])
+                ?? nonEmpty(settings["region"])
+        else {
             throw CredentialsError(.invalidConfiguration, "no AWS region: set AWS_REGION or the profile's region")
         }
         func endpoint(_ service: String, _ variable: String) throws -> URL {
-            guard let text = nonEmpty(environment[variable]) ?? nonEmpty(environment["AWS_ENDPOINT_URL"]) ?? nonEmpty(settings["endpoint_url"]) else {
+            guard
+                let text = nonEmpty(environment[variable]) ?? nonEmpty(environment["AWS_ENDPOINT_URL"])
+                    ?? nonEmpty(settings["endpoint_url"])
+            else {
                 return AWSServiceConfiguration.defaultEndpoint(service: service, region: region)
             }
             guard let url = URL(string: text), url.scheme == "http" || url.scheme == "https", url.host != nil else {
@@ -61,30 +68,40 @@ public struct AWSEnvironment: Sendable {
         let ec2 = AWSServiceConfiguration(region: region, endpoint: try endpoint("ec2", "AWS_ENDPOINT_URL_EC2"))
         let sts = AWSServiceConfiguration(region: region, endpoint: try endpoint("sts", "AWS_ENDPOINT_URL_STS"))
 
-        let provider = try Self.credentialsChain(environment: environment, files: files, profile: profile, sts: sts,
-                                                 httpClient: httpClient, cacheConfiguration: cacheConfiguration, logger: logger)
-        return AWSEnvironment(profile: profile, region: region, ec2Configuration: ec2, stsConfiguration: sts, credentialsProvider: provider)
+        let provider = try Self.credentialsChain(
+            environment: environment, files: files, profile: profile, sts: sts,
+            httpClient: httpClient, cacheConfiguration: cacheConfiguration, logger: logger)
+        return AWSEnvironment(
+            profile: profile, region: region, ec2Configuration: ec2, stsConfiguration: sts,
+            credentialsProvider: provider)
     }
 
     /// The first source configured, in the SDKs' order: environment keys, a web identity
     /// (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`), the profile (keys, role,
     /// `credential_process`, SSO), the container role (`AWS_CONTAINER_CREDENTIALS_*`), the
     /// instance role (IMDSv2; `AWS_EC2_METADATA_DISABLED=true` turns it off).
-    static func credentialsChain(environment: [String: String], files: SharedConfigFiles, profile: String,
-                                 sts: AWSServiceConfiguration, httpClient: HTTPClient,
-                                 cacheConfiguration: CredentialsCache.Configuration, logger: Logger) throws -> any CredentialsProvider {
-        let provider = try Self.firstSource(environment: environment, files: files, profile: profile, sts: sts, httpClient: httpClient,
-                                            cacheConfiguration: cacheConfiguration, logger: logger)
+    static func credentialsChain(
+        environment: [String: String], files: SharedConfigFiles, profile: String,
+        sts: AWSServiceConfiguration, httpClient: HTTPClient,
+        cacheConfiguration: CredentialsCache.Configuration, logger: Logger
+    ) throws -> any CredentialsProvider {
+        let provider = try Self.firstSource(
+            environment: environment, files: files, profile: profile, sts: sts, httpClient: httpClient,
+            cacheConfiguration: cacheConfiguration, logger: logger)
         if provider.temporaryWithoutRenewal {
             // Nothing can renew these: say so now, not when a key pair cannot be deleted.
-            logger.warning("AWS credentials are temporary (a session token in the environment or the profile) and nothing can renew them: once they expire every AWS call (key-pair deletions included) fails until the worker restarts with new ones. Prefer a role, a profile with role_arn, or instance credentials")
+            logger.warning(
+                "AWS credentials are temporary (a session token in the environment or the profile) and nothing can renew them: once they expire every AWS call (key-pair deletions included) fails until the worker restarts with new ones. Prefer a role, a profile with role_arn, or instance credentials"
+            )
         }
         return provider
     }
 
-    private static func firstSource(environment: [String: String], files: SharedConfigFiles, profile: String,
-                                    sts: AWSServiceConfiguration, httpClient: HTTPClient,
-                                    cacheConfiguration: CredentialsCache.Configuration, logger: Logger) throws -> any CredentialsProvider {
+    private static func firstSource(
+        environment: [String: String], files: SharedConfigFiles, profile: String,
+        sts: AWSServiceConfiguration, httpClient: HTTPClient,
+        cacheConfiguration: CredentialsCache.Configuration, logger: Logger
+    ) throws -> any CredentialsProvider {
         let fromEnvironment = EnvironmentCredentialsProvider(environment: environment)
         if fromEnvironment.isConfigured {
             return fromEnvironment
@@ -93,10 +110,12 @@ public struct AWSEnvironment: Sendable {
             guard let role = nonEmpty(environment["AWS_ROLE_ARN"]) else {
                 throw CredentialsError(.invalidConfiguration, "AWS_WEB_IDENTITY_TOKEN_FILE is set without AWS_ROLE_ARN")
             }
-            return WebIdentityCredentialsProvider(roleARN: role, tokenFile: tokenFile, sessionName: nonEmpty(environment["AWS_ROLE_SESSION_NAME"]),
-                                                  stsEndpoint: sts.endpoint, httpClient: httpClient)
+            return WebIdentityCredentialsProvider(
+                roleARN: role, tokenFile: tokenFile, sessionName: nonEmpty(environment["AWS_ROLE_SESSION_NAME"]),
+                stsEndpoint: sts.endpoint, httpClient: httpClient)
         }
-        let profiles = ProfileCredentials(files: files, environment: environment, stsConfiguration: sts,
+        let profiles = ProfileCredentials(
+            files: files, environment: environment, stsConfiguration: sts,
             httpClient: httpClient, cacheConfiguration: cacheConfiguration)
         var profileError: CredentialsError?
         do {
@@ -112,18 +131,29 @@ public struct AWSEnvironment: Sendable {
         if nonEmpty(environment["AWS_EC2_METADATA_DISABLED"])?.lowercased() != "true" {
             // The last resort: on EC2 the instance role; anywhere else its failure names the
             // sources that were looked for.
-            let timeout = nonEmpty(environment["AWS_METADATA_SERVICE_TIMEOUT"]).flatMap(Double.init).flatMap { $0 > 0 ? $0 : nil } ?? 1
-            let attempts = nonEmpty(environment["AWS_METADATA_SERVICE_NUM_ATTEMPTS"]).flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil } ?? 2
-            return InstanceMetadataCredentialsProvider(endpoint: nonEmpty(environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"]), httpClient: httpClient,
-                                                       otherwise: "no AWS credentials in the environment, a web identity, profile \(profile) or a container role",
-                                                       timeout: .milliseconds(Int64(timeout * 1000)), attempts: attempts)
+            let timeout =
+                nonEmpty(environment["AWS_METADATA_SERVICE_TIMEOUT"]).flatMap(Double.init).flatMap { $0 > 0 ? $0 : nil }
+                ?? 1
+            let attempts =
+                nonEmpty(environment["AWS_METADATA_SERVICE_NUM_ATTEMPTS"]).flatMap(Int.init).flatMap {
+                    $0 > 0 ? $0 : nil
+                } ?? 2
+            return InstanceMetadataCredentialsProvider(
+                endpoint: nonEmpty(environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"]), httpClient: httpClient,
+                otherwise:
+                    "no AWS credentials in the environment, a web identity, profile \(profile) or a container role",
+                timeout: .milliseconds(Int64(timeout * 1000)), attempts: attempts)
         }
-        throw CredentialsError(.notFound, "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a web identity, profile \(profile), a container role or an instance role",
+        throw CredentialsError(
+            .notFound,
+            "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a web identity, profile \(profile), a container role or an instance role",
             underlying: profileError)
     }
 
     /// A cache over the resolved provider, to share between the EC2 and STS clients.
-    public func makeCredentialsCache(configuration: CredentialsCache.Configuration = .init(), logger: Logger) -> CredentialsCache {
+    public func makeCredentialsCache(configuration: CredentialsCache.Configuration = .init(), logger: Logger)
+        -> CredentialsCache
+    {
         CredentialsCache(provider: credentialsProvider, configuration: configuration, logger: logger)
     }
 

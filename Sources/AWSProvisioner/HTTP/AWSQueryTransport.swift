@@ -26,7 +26,8 @@ struct AWSQueryTransport: Sendable {
 
     /// Sends `action` and returns the root element of the successful answer.
     func send(action: String, parameters: [(String, String)]) async throws -> XMLNode {
-        AWSRequestLog.shared?.record(service: self.service, version: self.apiVersion, action: action, parameters: parameters)
+        AWSRequestLog.shared?.record(
+            service: self.service, version: self.apiVersion, action: action, parameters: parameters)
         var logger = self.logger
         logger[metadataKey: MetadataKey.awsAction] = "\(action)"
         logger[metadataKey: MetadataKey.awsRegion] = "\(self.configuration.region)"
@@ -36,20 +37,24 @@ struct AWSQueryTransport: Sendable {
         while true {
             attempt += 1
             try Task.checkCancellation()
-            let signingCredentials = try await credentials.credentials(validFor: configuration.minimumCredentialValidity)
+            let signingCredentials = try await credentials.credentials(
+                validFor: configuration.minimumCredentialValidity)
             let skew = ClockSkew.of(self.configuration.endpoint.absoluteString)
             let offsetUsed = skew.offset
             let error: EC2Error
             do {
-                let answer = try await sendOnce(action: action, parameters: parameters, credentials: signingCredentials,
-                                                date: Date().addingTimeInterval(offsetUsed), logger: logger)
-                FlotillaMetric.increment(FlotillaMetric.awsCalls, [("service", self.service), ("action", action), ("code", "ok")])
+                let answer = try await sendOnce(
+                    action: action, parameters: parameters, credentials: signingCredentials,
+                    date: Date().addingTimeInterval(offsetUsed), logger: logger)
+                FlotillaMetric.increment(
+                    FlotillaMetric.awsCalls, [("service", self.service), ("action", action), ("code", "ok")])
                 logger.debug("AWS call answered", metadata: attempt > 1 ? [MetadataKey.awsAttempt: "\(attempt)"] : nil)
                 return answer
             } catch let failure as EC2Error {
                 error = failure
             }
-            FlotillaMetric.increment(FlotillaMetric.awsCalls, [("service", self.service), ("action", action), ("code", error.code)])
+            FlotillaMetric.increment(
+                FlotillaMetric.awsCalls, [("service", self.service), ("action", action), ("code", error.code)])
             var errorLogger = logger
             errorLogger[metadataKey: MetadataKey.awsErrorCode] = "\(error.code)"
             if let requestID = error.requestID { errorLogger[metadataKey: MetadataKey.awsRequestID] = "\(requestID)" }
@@ -57,9 +62,12 @@ struct AWSQueryTransport: Sendable {
             // AWS's time from the answer's Date header and sign again, once.
             // Another request may have corrected the skew while this one was on its way.
             if !correctedSkew, EC2Error.skewCodes.contains(error.code), let serverDate = error.serverDate,
-               skew.correct(serverDate: serverDate) != nil || skew.offset != offsetUsed {
+                skew.correct(serverDate: serverDate) != nil || skew.offset != offsetUsed
+            {
                 correctedSkew = true
-                errorLogger.notice("the local clock is \(Int(skew.offset)) s off AWS's (from the answer's Date header): signing with AWS's time and retrying")
+                errorLogger.notice(
+                    "the local clock is \(Int(skew.offset)) s off AWS's (from the answer's Date header): signing with AWS's time and retrying"
+                )
                 attempt -= 1
                 continue
             }
@@ -69,10 +77,13 @@ struct AWSQueryTransport: Sendable {
                 errorLogger.notice("credentials rejected as expired; refreshing once and retrying")
                 FlotillaMetric.increment(FlotillaMetric.awsRetries, [("action", action), ("code", error.code)])
                 try await credentials.refresh(replacing: signingCredentials)
-                attempt -= 1  // the retry after a refresh does not use up a backoff attempt
-            case let retryClass where retryClass.isRetriedWithBackoff && attempt < configuration.retryPolicy.maximumAttempts:
+                attempt -= 1 // the retry after a refresh does not use up a backoff attempt
+            case let retryClass
+            where retryClass.isRetriedWithBackoff && attempt < configuration.retryPolicy.maximumAttempts:
                 let delay = configuration.retryPolicy.delay(beforeRetry: attempt)
-                errorLogger.info("retrying after \(retryClass) failure", metadata: [MetadataKey.awsAttempt: "\(attempt)", "aws.delay": "\(delay)"])
+                errorLogger.info(
+                    "retrying after \(retryClass) failure",
+                    metadata: [MetadataKey.awsAttempt: "\(attempt)", "aws.delay": "\(delay)"])
                 FlotillaMetric.increment(FlotillaMetric.awsRetries, [("action", action), ("code", error.code)])
                 try await Task.sleep(for: delay)
             default:
@@ -82,8 +93,10 @@ struct AWSQueryTransport: Sendable {
         }
     }
 
-    private func sendOnce(action: String, parameters: [(String, String)], credentials: AWSCredentials, date: Date,
-                          logger: Logger) async throws -> XMLNode {
+    private func sendOnce(
+        action: String, parameters: [(String, String)], credentials: AWSCredentials, date: Date,
+        logger: Logger
+    ) async throws -> XMLNode {
         let body = Self.formBody([("Action", action), ("Version", apiVersion)] + parameters)
         let endpoint = configuration.endpoint
         guard let host = endpoint.host else {
@@ -94,11 +107,14 @@ struct AWSQueryTransport: Sendable {
         var path = endpoint.path
         if path.isEmpty { path = "/" }
 
-        var signable = SigV4Request(method: "POST", path: path, headers: [
-            .init(name: "Host", value: hostHeader),
-            .init(name: "Content-Type", value: "application/x-www-form-urlencoded; charset=utf-8"),
-        ], body: Array(body.utf8))
-        SigV4Signer(credentials: credentials, region: configuration.region, service: service).sign(&signable, date: date)
+        var signable = SigV4Request(
+            method: "POST", path: path,
+            headers: [
+                .init(name: "Host", value: hostHeader),
+                .init(name: "Content-Type", value: "application/x-www-form-urlencoded; charset=utf-8"),
+            ], body: Array(body.utf8))
+        SigV4Signer(credentials: credentials, region: configuration.region, service: service).sign(
+            &signable, date: date)
 
         var request = HTTPClientRequest(url: endpoint.absoluteString)
         request.method = .POST
@@ -115,9 +131,13 @@ struct AWSQueryTransport: Sendable {
         do {
             (status, bytes, date) = try await withThrowingTaskGroup(of: (Int, [UInt8], String?)?.self) { group in
                 group.addTask {
-                    let response = try await httpClient.execute(preparedRequest, timeout: .nanoseconds(Int64(timeout.timeInterval * 1e9)))
+                    let response = try await httpClient.execute(
+                        preparedRequest, timeout: .nanoseconds(Int64(timeout.timeInterval * 1e9)))
                     var buffer = try await response.body.collect(upTo: 64 << 20)
-                    return (Int(response.status.code), buffer.readBytes(length: buffer.readableBytes) ?? [], response.headers.first(name: "Date"))
+                    return (
+                        Int(response.status.code), buffer.readBytes(length: buffer.readableBytes) ?? [],
+                        response.headers.first(name: "Date")
+                    )
                 }
                 group.addTask {
                     try await Task.sleep(for: timeout)
@@ -131,12 +151,15 @@ struct AWSQueryTransport: Sendable {
         } catch is TimeoutMarker {
             throw EC2Error(code: EC2Error.Code.requestTimeout, message: "\(action) did not complete within \(timeout)")
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
-            throw EC2Error(code: EC2Error.Code.requestTimeout, message: "\(action) did not complete within \(timeout)", underlying: error)
+            throw EC2Error(
+                code: EC2Error.Code.requestTimeout, message: "\(action) did not complete within \(timeout)",
+                underlying: error)
         } catch is CancellationError {
             throw CancellationError()
         } catch {
             if Task.isCancelled { throw CancellationError() }
-            throw EC2Error(code: EC2Error.Code.transport, message: "\(action) failed to reach \(hostHeader)", underlying: error)
+            throw EC2Error(
+                code: EC2Error.Code.transport, message: "\(action) failed to reach \(hostHeader)", underlying: error)
         }
 
         guard (200..<300).contains(status) else {
@@ -147,7 +170,9 @@ struct AWSQueryTransport: Sendable {
         do {
             return try XMLReader.parse(bytes)
         } catch {
-            throw EC2Error(code: EC2Error.Code.invalidResponse, message: "\(action) answered HTTP \(status) with a body that is not XML",
+            throw EC2Error(
+                code: EC2Error.Code.invalidResponse,
+                message: "\(action) answered HTTP \(status) with a body that is not XML",
                 httpStatus: status, underlying: error)
         }
     }
@@ -163,7 +188,6 @@ struct AWSQueryTransport: Sendable {
         return parameters.map { "\(encode($0.0))=\(encode($0.1))" }.joined(separator: "&")
     }
 }
-
 
 /// How far the local clock is from an endpoint's (keyed by its URL), learnt from the `Date`
 /// header of an answer that refused a signature for its time; every later signature for that

@@ -8,7 +8,9 @@ import Foundation
 /// (they travel in headers).
 final class AWSRequestLog: Sendable {
     static let shared: AWSRequestLog? = {
-        guard let path = ProcessInfo.processInfo.environment["FLOTILLA_AWS_REQUEST_LOG"], !path.isEmpty else { return nil }
+        guard let path = ProcessInfo.processInfo.environment["FLOTILLA_AWS_REQUEST_LOG"], !path.isEmpty else {
+            return nil
+        }
         return AWSRequestLog(path: path)
     }()
 

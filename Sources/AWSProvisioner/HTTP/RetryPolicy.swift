@@ -6,7 +6,9 @@ public struct RetryPolicy: Sendable, Hashable {
     public var baseDelay: Duration
     public var maximumDelay: Duration
 
-    public init(maximumAttempts: Int = 5, baseDelay: Duration = .milliseconds(200), maximumDelay: Duration = .seconds(20)) {
+    public init(
+        maximumAttempts: Int = 5, baseDelay: Duration = .milliseconds(200), maximumDelay: Duration = .seconds(20)
+    ) {
         precondition(maximumAttempts >= 1, "maximumAttempts must be at least 1")
         self.maximumAttempts = maximumAttempts
         self.baseDelay = baseDelay

@@ -15,7 +15,8 @@ extension ClusterProvisioner {
         let installer = DCOSInstaller(spec: spec, shell: shell, observer: SilentObserver(), logger: self.logger)
         let runner = shellQuote(spec.install.checkRunnerPath)
         let seconds = max(1, Int(timeout.secondsValue))
-        let results = await forEachConcurrently(state.nodes, limit: max(1, spec.install.parallelism)) { node -> RemoteResult in
+        let results = await forEachConcurrently(state.nodes, limit: max(1, spec.install.parallelism)) {
+            node -> RemoteResult in
             if let key = node.hostKey { try await shell.pinHostKey(key, for: installer.target(node)) }
             let command = node.role.isClusterNode ? "timeout \(seconds) sudo \(runner) check node-poststart" : "true"
             return try await shell.run(command, on: installer.target(node), input: nil, timeout: timeout + .seconds(5))

@@ -57,7 +57,8 @@ struct PlacementFailure: Error, CustomStringConvertible {
     /// only when it names the zone (the type is not offered there); for anything else it is a
     /// request EC2 will never accept.
     static func isPlacementFailure(_ error: EC2Error) -> Bool {
-        EC2Error.capacityCodes.contains(error.code) || (error.code == "Unsupported" && error.message.contains("Availability Zone"))
+        EC2Error.capacityCodes.contains(error.code)
+            || (error.code == "Unsupported" && error.message.contains("Availability Zone"))
     }
     /// The state reasons of instances that never started for a reason of the zone's.
     static let stateReasons: Set<String> = ["Server.InsufficientInstanceCapacity", "Server.InternalError"]
@@ -73,8 +74,10 @@ extension ClusterProvisioner {
     /// Runs `operation` again while it fails with one of `codes`: a resource just created
     /// that another call cannot see yet. Waits 0.25 s, doubling to 4 s, for up to
     /// ``visibilityTimeout``; other errors, and the last one, are thrown.
-    func untilVisible<T: Sendable>(_ what: String, codes: Set<String>, observer: any ProvisionObserver,
-                                   _ operation: () async throws -> T) async throws -> T {
+    func untilVisible<T: Sendable>(
+        _ what: String, codes: Set<String>, observer: any ProvisionObserver,
+        _ operation: () async throws -> T
+    ) async throws -> T {
         let deadline = ContinuousClock.now.advanced(by: Self.visibilityTimeout)
         var delay = Duration.milliseconds(250)
         while true {
@@ -112,15 +115,22 @@ extension ClusterProvisioner {
                 throw refuse("image \(imageID) is \(image.state), not available")
             }
             guard image.rootDeviceType == nil || image.rootDeviceType == "ebs" else {
-                throw refuse("image \(imageID) has an \(image.rootDeviceType ?? "unknown") root device, which cannot be resized: use an EBS-backed image")
+                throw refuse(
+                    "image \(imageID) has an \(image.rootDeviceType ?? "unknown") root device, which cannot be resized: use an EBS-backed image"
+                )
             }
             guard let root = image.rootDeviceName else {
-                throw refuse("image \(imageID) does not name its root device: use an image that does (every current EBS-backed image does)")
+                throw refuse(
+                    "image \(imageID) does not name its root device: use an image that does (every current EBS-backed image does)"
+                )
             }
             if let snapshot = image.rootVolumeSizeGiB, spec.rootVolumeGiB < snapshot {
-                throw refuse("the root volume of \(spec.rootVolumeGiB) GiB is smaller than image \(imageID)'s \(snapshot) GiB snapshot: ask for at least \(snapshot) GiB")
+                throw refuse(
+                    "the root volume of \(spec.rootVolumeGiB) GiB is smaller than image \(imageID)'s \(snapshot) GiB snapshot: ask for at least \(snapshot) GiB"
+                )
             }
-            let types = [spec.bootstrapInstanceType] + spec.nodeInstanceTypes.filter { $0 != spec.bootstrapInstanceType }
+            let types =
+                [spec.bootstrapInstanceType] + spec.nodeInstanceTypes.filter { $0 != spec.bootstrapInstanceType }
             let architectures: [String: [String]]
             do {
                 architectures = try await self.ec2.supportedArchitectures(of: types)
@@ -132,7 +142,9 @@ extension ClusterProvisioner {
                     throw refuse("instance type \(type) is not offered in \(spec.region)")
                 }
                 if let architecture = image.architecture, !supported.contains(architecture) {
-                    throw refuse("image \(imageID) is built for \(architecture) but \(type) runs \(supported.joined(separator: "/")): pick an image and types of one architecture")
+                    throw refuse(
+                        "image \(imageID) is built for \(architecture) but \(type) runs \(supported.joined(separator: "/")): pick an image and types of one architecture"
+                    )
                 }
             }
 
@@ -146,18 +158,28 @@ extension ClusterProvisioner {
                     throw refuse("a subnet of FLOTILLA_SUBNET_ID does not exist in \(spec.region): \(error.message)")
                 }
                 guard subnets.count == spec.subnetIDs.count else {
-                    throw refuse("subnets \(spec.subnetIDs.filter { id in !subnets.contains { $0.subnetID == id } }.joined(separator: ", ")) do not exist in \(spec.region) (FLOTILLA_SUBNET_ID)")
+                    throw refuse(
+                        "subnets \(spec.subnetIDs.filter { id in !subnets.contains { $0.subnetID == id } }.joined(separator: ", ")) do not exist in \(spec.region) (FLOTILLA_SUBNET_ID)"
+                    )
                 }
                 guard Set(subnets.map(\.vpcID)).count == 1 else {
-                    throw refuse("the subnets of FLOTILLA_SUBNET_ID are in \(Set(subnets.map(\.vpcID)).count) VPCs: a cluster's security group lives in one, so give subnets of one VPC")
+                    throw refuse(
+                        "the subnets of FLOTILLA_SUBNET_ID are in \(Set(subnets.map(\.vpcID)).count) VPCs: a cluster's security group lives in one, so give subnets of one VPC"
+                    )
                 }
             } else {
-                guard let vpc = try await self.ec2.describeVpcs(filters: [EC2Filter(name: "is-default", values: ["true"])]).first else {
-                    throw refuse("\(spec.region) has no default VPC: set FLOTILLA_SUBNET_ID to the subnets clusters may use")
+                guard
+                    let vpc = try await self.ec2.describeVpcs(filters: [EC2Filter(name: "is-default", values: ["true"])]
+                    ).first
+                else {
+                    throw refuse(
+                        "\(spec.region) has no default VPC: set FLOTILLA_SUBNET_ID to the subnets clusters may use")
                 }
-                subnets = try await self.ec2.describeSubnets(filters: [EC2Filter(name: "vpc-id", values: [vpc.vpcID]),
-                                                                      EC2Filter(name: "default-for-az", values: ["true"])])
-                    .sorted { ($0.availabilityZone ?? "") < ($1.availabilityZone ?? "") }
+                subnets = try await self.ec2.describeSubnets(filters: [
+                    EC2Filter(name: "vpc-id", values: [vpc.vpcID]),
+                    EC2Filter(name: "default-for-az", values: ["true"]),
+                ])
+                .sorted { ($0.availabilityZone ?? "") < ($1.availabilityZone ?? "") }
                 guard !subnets.isEmpty else {
                     throw refuse("the default VPC of \(spec.region) has no default subnets: set FLOTILLA_SUBNET_ID")
                 }
@@ -166,7 +188,9 @@ extension ClusterProvisioner {
             if let existing = state.vpcID, state.securityGroupID != nil {
                 subnets = subnets.filter { $0.vpcID == existing }
                 guard !subnets.isEmpty else {
-                    throw refuse("the cluster's security group is in \(existing), but none of the subnets now configured is: restore FLOTILLA_SUBNET_ID or request a new cluster")
+                    throw refuse(
+                        "the cluster's security group is in \(existing), but none of the subnets now configured is: restore FLOTILLA_SUBNET_ID or request a new cluster"
+                    )
                 }
             }
             let vpcID = subnets[0].vpcID
@@ -174,7 +198,8 @@ extension ClusterProvisioner {
 
             // Placements: node type first, then zone, where the zone offers both types.
             let zones = subnets.compactMap(\.availabilityZone)
-            let offerings = try await self.ec2.instanceTypeOfferings(instanceTypes: types, zones: Array(Set(zones)).sorted())
+            let offerings = try await self.ec2.instanceTypeOfferings(
+                instanceTypes: types, zones: Array(Set(zones)).sorted())
             let offered = Set(offerings.map { "\($0.location) \($0.instanceType)" })
             var options: [ProvisionState.Placement] = []
             state.skippedSubnets = subnets.compactMap { subnet in
@@ -186,42 +211,55 @@ extension ClusterProvisioner {
             for type in spec.nodeInstanceTypes {
                 for subnet in subnets {
                     guard let zone = subnet.availabilityZone,
-                          offered.contains("\(zone) \(type)"), offered.contains("\(zone) \(spec.bootstrapInstanceType)")
+                        offered.contains("\(zone) \(type)"), offered.contains("\(zone) \(spec.bootstrapInstanceType)")
                     else { continue }
-                    options.append(ProvisionState.Placement(
-                        imageID: imageID, rootDeviceName: root, vpcID: vpcID, vpcCIDR: vpcCIDR, subnetID: subnet.subnetID,
-                        availabilityZone: zone, instanceType: type, bootstrapInstanceType: spec.bootstrapInstanceType))
+                    options.append(
+                        ProvisionState.Placement(
+                            imageID: imageID, rootDeviceName: root, vpcID: vpcID, vpcCIDR: vpcCIDR,
+                            subnetID: subnet.subnetID,
+                            availabilityZone: zone, instanceType: type,
+                            bootstrapInstanceType: spec.bootstrapInstanceType))
                 }
             }
             guard !options.isEmpty else {
-                throw refuse("no zone of the subnets (\(zones.joined(separator: ", "))) offers both \(spec.nodeInstanceTypes.joined(separator: " or ")) and \(spec.bootstrapInstanceType): choose other types or subnets")
+                throw refuse(
+                    "no zone of the subnets (\(zones.joined(separator: ", "))) offers both \(spec.nodeInstanceTypes.joined(separator: " or ")) and \(spec.bootstrapInstanceType): choose other types or subnets"
+                )
             }
             state.placementOptions = options
             state.vpcID = vpcID
             state.vpcCIDR = vpcCIDR
-            state.placement = try self.nextPlacement(spec, state, after: nil, remembered: await self.capacity.failures(region: spec.region))
+            state.placement = try self.nextPlacement(
+                spec, state, after: nil, remembered: await self.capacity.failures(region: spec.region))
             state.placementAttempts = state.placement!.attempt + 1
         } catch let error as EC2Error {
             throw ProvisionError(.aws, "cannot check the image and network: \(error)", underlying: error)
         }
         if state.createdTag == nil { state.createdTag = ISO8601DateFormatter().string(from: Date()) }
-        await observer.progress("placement: \(state.placement!) (image \(imageID), root \(state.placement!.rootDeviceName))")
+        await observer.progress(
+            "placement: \(state.placement!) (image \(imageID), root \(state.placement!.rootDeviceName))")
         try await observer.checkpoint(state, moment: .after, step: "plan")
     }
 
     /// The first placement after `current` (in ``ProvisionState/placementOptions`` order)
     /// that neither this cluster's fallbacks nor the process's capacity memory rule out.
-    func nextPlacement(_ spec: ClusterSpec, _ state: ProvisionState, after current: ProvisionState.Placement?,
-                       remembered: [String: String]) throws -> ProvisionState.Placement {
+    func nextPlacement(
+        _ spec: ClusterSpec, _ state: ProvisionState, after current: ProvisionState.Placement?,
+        remembered: [String: String]
+    ) throws -> ProvisionState.Placement {
         let options = state.placementOptions ?? []
-        let start = current.flatMap { placement in
-            options.firstIndex { $0.subnetID == placement.subnetID && $0.instanceType == placement.instanceType }.map { $0 + 1 }
-        } ?? 0
+        let start =
+            current.flatMap { placement in
+                options.firstIndex { $0.subnetID == placement.subnetID && $0.instanceType == placement.instanceType }
+                    .map { $0 + 1 }
+            } ?? 0
         let failed = Set(state.fallbacks ?? [])
         var skipped: [String] = []
         for option in options.dropFirst(start) {
             let ruledOut = [option.instanceType, option.bootstrapInstanceType].compactMap { type -> String? in
-                if failed.contains(where: { $0.hasPrefix("\(option.availabilityZone) \(type):") }) { return "\(type) failed here" }
+                if failed.contains(where: { $0.hasPrefix("\(option.availabilityZone) \(type):") }) {
+                    return "\(type) failed here"
+                }
                 return remembered["\(option.availabilityZone) \(type)"]
                     .map { "\(type) \($0) in the last \(Int(self.capacity.lifetime.secondsValue)) s" }
             }
@@ -234,7 +272,8 @@ extension ClusterProvisioner {
             return next
         }
         let tried = (state.fallbacks ?? []) + skipped
-        throw ProvisionError(.aws, "no capacity left for cluster \(spec.clusterID) in \(spec.region): \(tried.joined(separator: "; "))")
+        throw ProvisionError(
+            .aws, "no capacity left for cluster \(spec.clusterID) in \(spec.region): \(tried.joined(separator: "; "))")
     }
 
     /// Leaves a placement that found no capacity: records the decision (the failure, the
@@ -242,14 +281,19 @@ extension ClusterProvisioner {
     /// the cluster launched there and remembers the zone and type for other clusters. When no
     /// placement is left, the cluster plans afresh on its next job attempt (with new tokens)
     /// and this one fails retryably.
-    func fallBack(_ spec: ClusterSpec, _ state: inout ProvisionState, _ failure: PlacementFailure,
-                  _ observer: any ProvisionObserver) async throws {
+    func fallBack(
+        _ spec: ClusterSpec, _ state: inout ProvisionState, _ failure: PlacementFailure,
+        _ observer: any ProvisionObserver
+    ) async throws {
         guard let placement = state.placement else {
-            throw ProvisionError(.aws, "launch of \(spec.clusterID) found no capacity (\(failure)) and has no placement recorded to move from")
+            throw ProvisionError(
+                .aws,
+                "launch of \(spec.clusterID) found no capacity (\(failure)) and has no placement recorded to move from")
         }
         if failure.isCapacity {
-            await self.capacity.remember(region: spec.region, zone: placement.availabilityZone, instanceType: failure.instanceType,
-                                         code: failure.code)
+            await self.capacity.remember(
+                region: spec.region, zone: placement.availabilityZone, instanceType: failure.instanceType,
+                code: failure.code)
         }
         let partial: [String]
         do {
@@ -259,7 +303,9 @@ extension ClusterProvisioner {
             ]).map(\.instanceID)
             partial = Set(tagged).union(state.instanceIDs).sorted()
         } catch let error as EC2Error {
-            throw ProvisionError(.aws, "cannot find the launch to clean up in \(placement.availabilityZone): \(error)", underlying: error)
+            throw ProvisionError(
+                .aws, "cannot find the launch to clean up in \(placement.availabilityZone): \(error)", underlying: error
+            )
         }
         let entry = "\(placement.availabilityZone) \(failure.instanceType): \(failure.code)"
         state.fallbacks = (state.fallbacks ?? []) + [entry]
@@ -269,7 +315,8 @@ extension ClusterProvisioner {
         state.step = min(state.step, .securityGroupReady)
         let next: ProvisionState.Placement
         do {
-            next = try self.nextPlacement(spec, state, after: placement, remembered: await self.capacity.failures(region: spec.region))
+            next = try self.nextPlacement(
+                spec, state, after: placement, remembered: await self.capacity.failures(region: spec.region))
         } catch {
             // Nothing left: plan again next time, with new tokens, once the memory has expired.
             state.placement = nil
@@ -288,15 +335,20 @@ extension ClusterProvisioner {
 
     /// Terminates the instances of abandoned placements (recorded before, so a crash here
     /// is finished by the next run).
-    func terminateAbandoned(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
+    func terminateAbandoned(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver)
+        async throws
+    {
         guard let ids = state.abandonedInstanceIDs, !ids.isEmpty else { return }
         do {
             try await observer.beforeMutation("terminate \(ids.count) instances of an abandoned placement")
-            _ = try await self.untilVisible("terminating the abandoned launch", codes: ["InvalidInstanceID.NotFound"], observer: observer) {
+            _ = try await self.untilVisible(
+                "terminating the abandoned launch", codes: ["InvalidInstanceID.NotFound"], observer: observer
+            ) {
                 try await self.ec2.terminateInstances(instanceIDs: ids)
             }
         } catch let error as EC2Error {
-            throw ProvisionError(.aws, "cannot terminate the abandoned launch of \(spec.clusterID): \(error)", underlying: error)
+            throw ProvisionError(
+                .aws, "cannot terminate the abandoned launch of \(spec.clusterID): \(error)", underlying: error)
         }
         state.abandonedInstanceIDs = nil
     }

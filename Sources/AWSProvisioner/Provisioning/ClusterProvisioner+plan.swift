@@ -42,11 +42,14 @@ extension ClusterProvisioner {
         let endpoint = spec.install.metadataEndpoint
         return ClusterPlan(
             state: state, securityGroupName: spec.resourceName,
-            securityGroupRules: Self.ingressRules(adminLocation: spec.adminLocation, workerCIDR: workerCIDR, groupID: "(the cluster's own group)"),
+            securityGroupRules: Self.ingressRules(
+                adminLocation: spec.adminLocation, workerCIDR: workerCIDR, groupID: "(the cluster's own group)"),
             launches: launches,
-            nodeScripts: [("ip-detect", NodeScripts.ipDetect(endpoint: endpoint)),
-                          ("ip-detect-public", NodeScripts.ipDetectPublic(endpoint: endpoint)),
-                          ("fault-domain-detect", NodeScripts.faultDomainDetect(endpoint: endpoint))])
+            nodeScripts: [
+                ("ip-detect", NodeScripts.ipDetect(endpoint: endpoint)),
+                ("ip-detect-public", NodeScripts.ipDetectPublic(endpoint: endpoint)),
+                ("fault-domain-detect", NodeScripts.faultDomainDetect(endpoint: endpoint)),
+            ])
     }
 
     /// Sends each mutating call of `plan` with `DryRun=true`: AWS answers
@@ -58,22 +61,29 @@ extension ClusterProvisioner {
         func record(_ call: String, _ body: () async throws -> Void) async {
             do {
                 try await body()
-                outcomes.append(DryRunOutcome(call: call, allowed: false, code: "no DryRun answer", message: "the call was not refused as a dry run"))
+                outcomes.append(
+                    DryRunOutcome(
+                        call: call, allowed: false, code: "no DryRun answer",
+                        message: "the call was not refused as a dry run"))
             } catch let error as EC2Error {
-                outcomes.append(DryRunOutcome(call: call, allowed: error.code == "DryRunOperation", code: error.code, message: error.message))
+                outcomes.append(
+                    DryRunOutcome(
+                        call: call, allowed: error.code == "DryRunOperation", code: error.code, message: error.message))
             } catch {
                 outcomes.append(DryRunOutcome(call: call, allowed: false, code: "error", message: "\(error)"))
             }
         }
         let key = SSHKeyPair.generate(comment: "flotilla-plan")
         await record("ImportKeyPair \(spec.resourceName)") {
-            _ = try await self.ec2.importKeyPair(name: spec.resourceName, publicKey: key.publicKeyLine,
-                                                 tags: Self.tags(for: spec, created: plan.state.createdTag), dryRun: true)
+            _ = try await self.ec2.importKeyPair(
+                name: spec.resourceName, publicKey: key.publicKeyLine,
+                tags: Self.tags(for: spec, created: plan.state.createdTag), dryRun: true)
         }
         await record("CreateSecurityGroup \(plan.securityGroupName) in \(plan.state.vpcID ?? "-")") {
-            _ = try await self.ec2.createSecurityGroup(name: plan.securityGroupName, description: "Flotilla DC/OS cluster \(spec.clusterID)",
-                                                      vpcID: plan.state.vpcID, tags: Self.tags(for: spec, created: plan.state.createdTag),
-                                                      dryRun: true)
+            _ = try await self.ec2.createSecurityGroup(
+                name: plan.securityGroupName, description: "Flotilla DC/OS cluster \(spec.clusterID)",
+                vpcID: plan.state.vpcID, tags: Self.tags(for: spec, created: plan.state.createdTag),
+                dryRun: true)
         }
         for (role, planned) in plan.launches {
             var request = planned

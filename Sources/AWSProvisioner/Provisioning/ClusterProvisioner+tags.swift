@@ -11,18 +11,22 @@ extension ClusterProvisioner {
         do {
             ids += try await self.ec2.describeInstances(filters: [tag])
                 .filter { $0.state != .terminated && $0.state != .shuttingDown }.map(\.instanceID)
-            ids += try await self.ec2.describeVolumes(filters: [tag]).filter { !["deleted", "deleting"].contains($0.state) }.map(\.volumeID)
+            ids += try await self.ec2.describeVolumes(filters: [tag]).filter {
+                !["deleted", "deleting"].contains($0.state)
+            }.map(\.volumeID)
             ids += try await self.ec2.describeNetworkInterfaces(filters: [tag]).map(\.networkInterfaceID)
             ids += try await self.ec2.describeSecurityGroups(filters: [tag]).map(\.groupID)
             ids += try await self.ec2.describeKeyPairs(filters: [tag]).compactMap(\.keyPairID)
             guard !ids.isEmpty else { return 0 }
             // CreateTags takes up to 1000 resources per call.
             for start in stride(from: 0, to: ids.count, by: 1000) {
-                try await self.ec2.createTags(resourceIDs: Array(ids[start..<min(start + 1000, ids.count)]),
-                                              tags: [EC2Tag(key: "expires", value: ISO8601DateFormatter().string(from: expiresAt))])
+                try await self.ec2.createTags(
+                    resourceIDs: Array(ids[start..<min(start + 1000, ids.count)]),
+                    tags: [EC2Tag(key: "expires", value: ISO8601DateFormatter().string(from: expiresAt))])
             }
         } catch let error as EC2Error {
-            throw ProvisionError(.aws, "cannot tag the resources of \(clusterID) with their expiry: \(error)", underlying: error)
+            throw ProvisionError(
+                .aws, "cannot tag the resources of \(clusterID) with their expiry: \(error)", underlying: error)
         }
         return ids.count
     }

@@ -19,8 +19,10 @@ extension ClusterProvisioner {
         public var dependencyTimeout: Duration = .seconds(600)
         public var pollInterval: Duration = .seconds(2)
 
-        public init(credentialMargin: Duration = .seconds(600), terminateTimeout: Duration = .seconds(900),
-                    dependencyTimeout: Duration = .seconds(600), pollInterval: Duration = .seconds(2)) {
+        public init(
+            credentialMargin: Duration = .seconds(600), terminateTimeout: Duration = .seconds(900),
+            dependencyTimeout: Duration = .seconds(600), pollInterval: Duration = .seconds(2)
+        ) {
             self.credentialMargin = credentialMargin
             self.terminateTimeout = terminateTimeout
             self.dependencyTimeout = dependencyTimeout
@@ -36,28 +38,38 @@ extension ClusterProvisioner {
     ///
     /// Throws ``ProvisionError`` with code `leftovers` when something remains.
     @discardableResult
-    public func teardown(_ spec: ClusterSpec, state: ProvisionState?, settings: TeardownSettings = TeardownSettings(),
-                         observer: any ProvisionObserver) async throws -> TeardownReport {
+    public func teardown(
+        _ spec: ClusterSpec, state: ProvisionState?, settings: TeardownSettings = TeardownSettings(),
+        observer: any ProvisionObserver
+    ) async throws -> TeardownReport {
         var report = TeardownReport()
-        report.terminatedInstances = try await self.terminateInstances(spec, state: state, settings: settings, observer: observer)
-        report.deletedSecurityGroup = try await self.deleteSecurityGroup(spec, state: state, settings: settings, observer: observer)
-        report.deletedKeyPair = try await self.deleteKeyPair(named: state?.keyPairName ?? spec.resourceName,
-                                                             margin: settings.credentialMargin, observer: observer)
+        report.terminatedInstances = try await self.terminateInstances(
+            spec, state: state, settings: settings, observer: observer)
+        report.deletedSecurityGroup = try await self.deleteSecurityGroup(
+            spec, state: state, settings: settings, observer: observer)
+        report.deletedKeyPair = try await self.deleteKeyPair(
+            named: state?.keyPairName ?? spec.resourceName,
+            margin: settings.credentialMargin, observer: observer)
         report.leftovers = try await self.leftovers(spec, state: state)
         guard report.leftovers.isEmpty else {
-            throw ProvisionError(.leftovers, "teardown of \(spec.clusterID) finished but these remain: \(report.leftovers.joined(separator: ", "))")
+            throw ProvisionError(
+                .leftovers,
+                "teardown of \(spec.clusterID) finished but these remain: \(report.leftovers.joined(separator: ", "))")
         }
         return report
     }
 
     /// Terminates the recorded instances and any other live instance tagged with the
     /// cluster, and waits until all are `terminated`.
-    public func terminateInstances(_ spec: ClusterSpec, state: ProvisionState?, settings: TeardownSettings = TeardownSettings(),
-                                   observer: any ProvisionObserver) async throws -> [String] {
+    public func terminateInstances(
+        _ spec: ClusterSpec, state: ProvisionState?, settings: TeardownSettings = TeardownSettings(),
+        observer: any ProvisionObserver
+    ) async throws -> [String] {
         do {
             let tagged = try await self.ec2.describeInstances(filters: [
                 .tag("cluster", spec.clusterID),
-                EC2Filter(name: "instance-state-name", values: ["pending", "running", "stopping", "stopped", "shutting-down"]),
+                EC2Filter(
+                    name: "instance-state-name", values: ["pending", "running", "stopping", "stopped", "shutting-down"]),
             ]).map(\.instanceID)
             let recorded = state?.instanceIDs ?? []
             let live = Set(tagged).union(try await self.liveInstances(recorded))
@@ -67,15 +79,18 @@ extension ClusterProvisioner {
             await observer.progress("terminating \(ids.count) instances")
             _ = try await self.ec2.terminateInstances(instanceIDs: ids)
             let ec2 = self.ec2
-            try await poll("\(ids.count) instances to be terminated", timeout: settings.terminateTimeout,
-                           interval: settings.pollInterval) { () -> (Bool?, String) in
+            try await poll(
+                "\(ids.count) instances to be terminated", timeout: settings.terminateTimeout,
+                interval: settings.pollInterval
+            ) { () -> (Bool?, String) in
                 let states = try await ec2.describeInstances(instanceIDs: ids)
                 let remaining = states.filter { $0.state != .terminated }
                 return (remaining.isEmpty ? true : nil, "\(remaining.count) not terminated yet")
             }
             return ids
         } catch let error as EC2Error {
-            throw ProvisionError(.aws, "cannot terminate the instances of \(spec.clusterID): \(error)", underlying: error)
+            throw ProvisionError(
+                .aws, "cannot terminate the instances of \(spec.clusterID): \(error)", underlying: error)
         }
     }
 
@@ -83,26 +98,33 @@ extension ClusterProvisioner {
     private func liveInstances(_ ids: [String]) async throws -> [String] {
         guard !ids.isEmpty else { return [] }
         do {
-            return try await self.ec2.describeInstances(instanceIDs: ids).filter { $0.state != .terminated }.map(\.instanceID)
+            return try await self.ec2.describeInstances(instanceIDs: ids).filter { $0.state != .terminated }.map(
+                \.instanceID)
         } catch let error as EC2Error where error.code == "InvalidInstanceID.NotFound" {
             return []
         }
     }
 
     /// Deletes the cluster's security group, retrying while instances still use it.
-    public func deleteSecurityGroup(_ spec: ClusterSpec, state: ProvisionState?, settings: TeardownSettings = TeardownSettings(),
-                                    observer: any ProvisionObserver) async throws -> String? {
+    public func deleteSecurityGroup(
+        _ spec: ClusterSpec, state: ProvisionState?, settings: TeardownSettings = TeardownSettings(),
+        observer: any ProvisionObserver
+    ) async throws -> String? {
         do {
             var groupID = state?.securityGroupID
             if groupID == nil {
-                groupID = try await self.ec2.describeSecurityGroups(filters: [EC2Filter(name: "group-name", values: [spec.resourceName])])
-                    .first { $0.tags.contains(EC2Tag(key: "cluster", value: spec.clusterID)) }?.groupID
+                groupID = try await self.ec2.describeSecurityGroups(filters: [
+                    EC2Filter(name: "group-name", values: [spec.resourceName])
+                ])
+                .first { $0.tags.contains(EC2Tag(key: "cluster", value: spec.clusterID)) }?.groupID
             }
             guard let groupID else { return nil }
             try await observer.beforeMutation("delete security group \(groupID)")
             let ec2 = self.ec2
-            try await poll("security group \(groupID) to be free of dependencies", timeout: settings.dependencyTimeout,
-                           interval: settings.pollInterval) { () -> (Bool?, String) in
+            try await poll(
+                "security group \(groupID) to be free of dependencies", timeout: settings.dependencyTimeout,
+                interval: settings.pollInterval
+            ) { () -> (Bool?, String) in
                 do {
                     try await ec2.deleteSecurityGroup(groupID: groupID)
                     return (true, "")
@@ -114,15 +136,19 @@ extension ClusterProvisioner {
             }
             return groupID
         } catch let error as EC2Error {
-            throw ProvisionError(.aws, "cannot delete the security group of \(spec.clusterID): \(error)", underlying: error)
+            throw ProvisionError(
+                .aws, "cannot delete the security group of \(spec.clusterID): \(error)", underlying: error)
         }
     }
 
     /// Deletes a key pair after making sure the credentials stay valid for `margin`
     /// (temporary credentials are renewed first), so an expiring session never leaves the
     /// key behind.
-    public func deleteKeyPair(named name: String, margin: Duration, observer: any ProvisionObserver) async throws -> String {
-        let unrenewable = "the temporary credentials this worker was given (a session token in the environment or profile) have expired or will within \(Int(margin.timeInterval)) s, and nothing can renew them: key pair \(name) stays pending deletion until the worker runs with fresh credentials (a role, a profile with role_arn, or instance credentials renew themselves)"
+    public func deleteKeyPair(named name: String, margin: Duration, observer: any ProvisionObserver) async throws
+        -> String
+    {
+        let unrenewable =
+            "the temporary credentials this worker was given (a session token in the environment or profile) have expired or will within \(Int(margin.timeInterval)) s, and nothing can renew them: key pair \(name) stays pending deletion until the worker runs with fresh credentials (a role, a profile with role_arn, or instance credentials renew themselves)"
         do {
             _ = try await self.credentials.credentials(validFor: margin)
         } catch let error as CredentialsError where self.credentials.provider.temporaryWithoutRenewal {
@@ -131,8 +157,10 @@ extension ClusterProvisioner {
         try await observer.beforeMutation("delete key pair \(name)")
         do {
             try await self.ec2.deleteKeyPair(name: name)
-        } catch let error as EC2Error where self.credentials.provider.temporaryWithoutRenewal
-            && ["ExpiredToken", "ExpiredTokenException"].contains(error.code) {
+        } catch let error as EC2Error
+            where self.credentials.provider.temporaryWithoutRenewal
+            && ["ExpiredToken", "ExpiredTokenException"].contains(error.code)
+        {
             throw ProvisionError(.aws, "cannot delete key pair \(name): \(unrenewable)", underlying: error)
         } catch let error as EC2Error {
             throw ProvisionError(.aws, "cannot delete key pair \(name): \(error)", underlying: error)
@@ -150,10 +178,14 @@ extension ClusterProvisioner {
             let instances = try await self.ec2.describeInstances(filters: [tag])
             found += instances.filter { $0.state != .terminated }.map { "instance \($0.instanceID) (\($0.state))" }
             let volumes = try await self.ec2.describeVolumes(filters: [tag])
-            found += volumes.filter { !["deleted", "deleting"].contains($0.state) }.map { "volume \($0.volumeID) (\($0.state))" }
+            found += volumes.filter { !["deleted", "deleting"].contains($0.state) }.map {
+                "volume \($0.volumeID) (\($0.state))"
+            }
             let interfaces = try await self.ec2.describeNetworkInterfaces(filters: [tag])
             found += interfaces.map { "network interface \($0.networkInterfaceID) (\($0.status))" }
-            let byName = try await self.ec2.describeSecurityGroups(filters: [EC2Filter(name: "group-name", values: [spec.resourceName])])
+            let byName = try await self.ec2.describeSecurityGroups(filters: [
+                EC2Filter(name: "group-name", values: [spec.resourceName])
+            ])
             let byTag = try await self.ec2.describeSecurityGroups(filters: [tag])
             found += Set((byName + byTag).map(\.groupID)).sorted().map { "security group \($0)" }
             let name = state?.keyPairName ?? spec.resourceName

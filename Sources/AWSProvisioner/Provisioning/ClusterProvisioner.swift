@@ -22,8 +22,11 @@ public struct ClusterProvisioner: Sendable {
     /// by the fleet's).
     public let capacity: any CapacityRecord
 
-    public init(ec2: EC2Client, credentials: CredentialsCache, logger: Logger, capacity: any CapacityRecord = CapacityMemory.shared,
-                makeShell: @escaping @Sendable (ProvisionState) throws -> any RemoteShell) {
+    public init(
+        ec2: EC2Client, credentials: CredentialsCache, logger: Logger,
+        capacity: any CapacityRecord = CapacityMemory.shared,
+        makeShell: @escaping @Sendable (ProvisionState) throws -> any RemoteShell
+    ) {
         self.ec2 = ec2
         self.credentials = credentials
         self.logger = logger
@@ -41,7 +44,8 @@ public struct ClusterProvisioner: Sendable {
                 throw ProvisionError(.conflict, "cluster \(state.clusterID) has no private key recorded")
             }
             // <pid>-<random>: a worker that starts removes the folders of workers that died.
-            let folder = baseDirectory.appendingPathComponent("\(getpid())-" + String(UUID().uuidString.prefix(8)).lowercased())
+            let folder = baseDirectory.appendingPathComponent(
+                "\(getpid())-" + String(UUID().uuidString.prefix(8)).lowercased())
             return try OpenSSHShell(privateKeyPEM: key, directory: folder, configuration: configuration)
         }
     }
@@ -89,8 +93,10 @@ public struct ClusterProvisioner: Sendable {
     ///
     /// On an install failure it throws ``ProvisionError`` with the failed nodes' logs; what
     /// was created is in the last checkpoint, ready for ``teardown(_:state:observer:)``.
-    public func provision(_ spec: ClusterSpec, from state: ProvisionState? = nil,
-                          observer: any ProvisionObserver) async throws -> ProvisionState {
+    public func provision(
+        _ spec: ClusterSpec, from state: ProvisionState? = nil,
+        observer: any ProvisionObserver
+    ) async throws -> ProvisionState {
         try spec.validate()
         var state = state ?? ProvisionState(clusterID: spec.clusterID)
         guard state.clusterID == spec.clusterID else {
@@ -130,8 +136,10 @@ public struct ClusterProvisioner: Sendable {
         await (shell as? OpenSSHShell)?.close()
     }
 
-    private func install(_ spec: ClusterSpec, _ start: ProvisionState, shell: any RemoteShell,
-                         observer: any ProvisionObserver, logger: Logger) async throws -> ProvisionState {
+    private func install(
+        _ spec: ClusterSpec, _ start: ProvisionState, shell: any RemoteShell,
+        observer: any ProvisionObserver, logger: Logger
+    ) async throws -> ProvisionState {
         var state = start
         let installer = DCOSInstaller(spec: spec, shell: shell, observer: observer, logger: logger)
         if state.step < .sshReady {
@@ -153,11 +161,15 @@ public struct ClusterProvisioner: Sendable {
             state.step = .bootstrapReady
             try await observer.checkpoint(state, moment: .after, step: "bootstrap")
         }
-        for (phase, done) in [(DCOSInstaller.Phase.preflight, ProvisionStep.preflightPassed),
-                              (.deploy, .deployed), (.postflight, .ready)] where state.step < done {
+        for (phase, done) in [
+            (DCOSInstaller.Phase.preflight, ProvisionStep.preflightPassed),
+            (.deploy, .deployed), (.postflight, .ready),
+        ] where state.step < done {
             if phase == .deploy {
                 if let started = state.deployStartedOn, !started.isEmpty {
-                    await observer.progress("deploy resumes: started before on \(started.count) nodes; each node is checked before it is deployed")
+                    await observer.progress(
+                        "deploy resumes: started before on \(started.count) nodes; each node is checked before it is deployed"
+                    )
                 }
                 state.deployStartedOn = state.clusterNodes.map(\.instanceID)
             }
@@ -168,14 +180,18 @@ public struct ClusterProvisioner: Sendable {
         }
         if let shell = shell as? OpenSSHShell {
             let stats = shell.statistics
-            await observer.progress("ready: \(state.nodes.count) nodes; SSH used \(stats.connections) connections for \(stats.commands) commands")
+            await observer.progress(
+                "ready: \(state.nodes.count) nodes; SSH used \(stats.connections) connections for \(stats.commands) commands"
+            )
         }
         return state
     }
 
     // MARK: Steps
 
-    private func importKeyPair(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
+    private func importKeyPair(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver)
+        async throws
+    {
         if state.keyPairName == nil || state.privateKeyPEM == nil {
             let key = SSHKeyPair.generate(comment: spec.resourceName)
             state.keyPairName = spec.resourceName
@@ -187,16 +203,21 @@ public struct ClusterProvisioner: Sendable {
         let publicKey = state.publicKeyLine!
         try await observer.beforeMutation("import key pair \(name)")
         do {
-            _ = try await self.ec2.importKeyPair(name: name, publicKey: publicKey,
-                                                 tags: Self.tags(for: spec, created: state.createdTag))
+            _ = try await self.ec2.importKeyPair(
+                name: name, publicKey: publicKey,
+                tags: Self.tags(for: spec, created: state.createdTag))
         } catch let error as EC2Error where error.code == "InvalidKeyPair.Duplicate" {
             // Imported before a crash, or someone else's key of the same name: only ours is accepted.
             let existing = try await self.ec2.describeKeyPairs(names: [name], includePublicKey: true).first
             let ours = SSHKeyPair(publicKeyLine: publicKey, privateKeyPEM: "").publicKeyBody
             guard let material = existing?.publicKey,
-                  SSHKeyPair(publicKeyLine: material.trimmingCharacters(in: .whitespacesAndNewlines), privateKeyPEM: "").publicKeyBody == ours
+                SSHKeyPair(publicKeyLine: material.trimmingCharacters(in: .whitespacesAndNewlines), privateKeyPEM: "")
+                    .publicKeyBody == ours
             else {
-                throw ProvisionError(.conflict, "a key pair named \(name) exists in \(spec.region) with another public key; it is not Flotilla's to reuse")
+                throw ProvisionError(
+                    .conflict,
+                    "a key pair named \(name) exists in \(spec.region) with another public key; it is not Flotilla's to reuse"
+                )
             }
         } catch let error as EC2Error {
             throw ProvisionError(.aws, "cannot import key pair \(name): \(error)", underlying: error)
@@ -215,7 +236,9 @@ public struct ClusterProvisioner: Sendable {
     /// port is none of the admin ports (``ClusterSpec/validate()`` refuses that), so only the
     /// cluster's own members reach the served configuration.
     static func ingressRules(adminLocation: String, workerCIDR: String?, groupID: String) -> [EC2IPPermission] {
-        var rules = Self.adminPorts.map { EC2IPPermission(ipProtocol: "tcp", fromPort: $0, toPort: $0, cidrRanges: [adminLocation]) }
+        var rules = Self.adminPorts.map {
+            EC2IPPermission(ipProtocol: "tcp", fromPort: $0, toPort: $0, cidrRanges: [adminLocation])
+        }
         rules.append(EC2IPPermission(ipProtocol: "icmp", fromPort: -1, toPort: -1, cidrRanges: [adminLocation]))
         if let workerCIDR, workerCIDR != adminLocation {
             rules.append(EC2IPPermission(ipProtocol: "tcp", fromPort: 22, toPort: 22, cidrRanges: [workerCIDR]))
@@ -224,7 +247,9 @@ public struct ClusterProvisioner: Sendable {
         return rules
     }
 
-    private func createSecurityGroup(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
+    private func createSecurityGroup(
+        _ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver
+    ) async throws {
         let name = spec.resourceName
         state.securityGroupName = name
         try await observer.checkpoint(state, moment: .before, step: "security group")
@@ -243,7 +268,9 @@ public struct ClusterProvisioner: Sendable {
                     groupID = try await self.findSecurityGroup(named: name, vpcID: state.vpcID)
                 }
             }
-            guard let groupID else { throw ProvisionError(.aws, "security group \(name) was created but cannot be found") }
+            guard let groupID else {
+                throw ProvisionError(.aws, "security group \(name) was created but cannot be found")
+            }
             state.securityGroupID = groupID
             try await observer.checkpoint(state, moment: .before, step: "security group rules")
             try await observer.beforeMutation("authorize ingress on \(groupID)")
@@ -253,7 +280,9 @@ public struct ClusterProvisioner: Sendable {
             for rule in Self.ingressRules(adminLocation: spec.adminLocation, workerCIDR: workerCIDR, groupID: groupID) {
                 do {
                     // A group just created may not be visible to this call yet.
-                    try await self.untilVisible("authorize ingress on \(groupID)", codes: ["InvalidGroup.NotFound"], observer: observer) {
+                    try await self.untilVisible(
+                        "authorize ingress on \(groupID)", codes: ["InvalidGroup.NotFound"], observer: observer
+                    ) {
                         try await self.ec2.authorizeSecurityGroupIngress(groupID: groupID, permissions: [rule])
                     }
                 } catch let error as EC2Error where error.code == "InvalidPermission.Duplicate" {
@@ -283,16 +312,22 @@ public struct ClusterProvisioner: Sendable {
     /// The `RunInstances` of one launch: the placement's image, type and subnet, the root
     /// volume on the image's own root device, the tags recorded with the intent on the
     /// instances, their volumes and network interfaces.
-    static func runRequest(_ spec: ClusterSpec, _ state: ProvisionState, _ launch: ProvisionState.Launch,
-                           _ placement: ProvisionState.Placement) -> EC2RunInstancesRequest {
+    static func runRequest(
+        _ spec: ClusterSpec, _ state: ProvisionState, _ launch: ProvisionState.Launch,
+        _ placement: ProvisionState.Placement
+    ) -> EC2RunInstancesRequest {
         EC2RunInstancesRequest(
-            imageID: placement.imageID, instanceType: launch.instanceType ?? placement.instanceType(for: launch.role), count: launch.count,
-            clientToken: launch.clientToken, keyName: state.keyPairName, subnetID: launch.subnetID ?? placement.subnetID,
+            imageID: placement.imageID, instanceType: launch.instanceType ?? placement.instanceType(for: launch.role),
+            count: launch.count,
+            clientToken: launch.clientToken, keyName: state.keyPairName,
+            subnetID: launch.subnetID ?? placement.subnetID,
             securityGroupIDs: state.securityGroupID.map { [$0] } ?? [],
             associatePublicIPAddress: spec.sshAddress == .publicIP ? true : nil,
             rootVolume: EC2RootVolume(deviceName: placement.rootDeviceName, sizeGiB: spec.rootVolumeGiB),
             tagSpecifications: ["instance", "volume", "network-interface"].map {
-                EC2TagSpecification(resourceType: $0, tags: launch.tags ?? Self.tags(for: spec, role: launch.role, created: state.createdTag))
+                EC2TagSpecification(
+                    resourceType: $0,
+                    tags: launch.tags ?? Self.tags(for: spec, role: launch.role, created: state.createdTag))
             })
     }
 
@@ -310,18 +345,26 @@ public struct ClusterProvisioner: Sendable {
     }
 
     /// One launch per role, recorded as intent before any is sent.
-    static func intendedLaunches(_ spec: ClusterSpec, _ state: ProvisionState, _ placement: ProvisionState.Placement) -> [ProvisionState.Launch] {
-        spec.counts.filter { wanted in wanted.count > 0 && !state.launches.contains { $0.role == wanted.role } }.map { role, count in
+    static func intendedLaunches(_ spec: ClusterSpec, _ state: ProvisionState, _ placement: ProvisionState.Placement)
+        -> [ProvisionState.Launch]
+    {
+        spec.counts.filter { wanted in wanted.count > 0 && !state.launches.contains { $0.role == wanted.role } }.map {
+            role, count in
             let token = Self.clientToken(spec, role, attempt: placement.attempt)
             // The `launch` tag carries the token: a launch's instances are found by it exactly,
             // never mistaken for another attempt's in the same subnet.
-            return ProvisionState.Launch(role: role, clientToken: token, count: count,
-                                         instanceType: placement.instanceType(for: role), subnetID: placement.subnetID,
-                                         tags: Self.tags(for: spec, role: role, created: state.createdTag) + [EC2Tag(key: "launch", value: token)])
+            return ProvisionState.Launch(
+                role: role, clientToken: token, count: count,
+                instanceType: placement.instanceType(for: role), subnetID: placement.subnetID,
+                tags: Self.tags(for: spec, role: role, created: state.createdTag) + [
+                    EC2Tag(key: "launch", value: token)
+                ])
         }
     }
 
-    private func launchInstances(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
+    private func launchInstances(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver)
+        async throws
+    {
         guard let placement = state.placement else {
             throw ProvisionError(.conflict, "cluster \(spec.clusterID) has no placement recorded before its launch")
         }
@@ -338,13 +381,17 @@ public struct ClusterProvisioner: Sendable {
                 let existing = try await self.ec2.describeInstances(filters: Self.launchFilters(spec, launch))
                 if !existing.isEmpty {
                     guard existing.count == launch.count else {
-                        throw ProvisionError(.conflict, "found \(existing.count) \(launch.role) instances of cluster \(spec.clusterID) where \(launch.count) were requested")
+                        throw ProvisionError(
+                            .conflict,
+                            "found \(existing.count) \(launch.role) instances of cluster \(spec.clusterID) where \(launch.count) were requested"
+                        )
                     }
                     state.launches[index].instanceIDs = existing.map(\.instanceID).sorted()
                 } else {
                     try await observer.beforeMutation("run \(launch.count) \(launch.role) instances")
                     let request = Self.runRequest(spec, state, launch, placement)
-                    state.launches[index].instanceIDs = try await self.run(request, launch: launch, spec: spec, observer: observer)
+                    state.launches[index].instanceIDs = try await self.run(
+                        request, launch: launch, spec: spec, observer: observer)
                 }
             } catch let error as EC2Error where PlacementFailure.isPlacementFailure(error) {
                 throw PlacementFailure(code: error.code, message: error.message, instanceType: instanceType)
@@ -361,36 +408,54 @@ public struct ClusterProvisioner: Sendable {
     /// created may not be visible to it yet (waited for). `IdempotentParameterMismatch`
     /// means the token was used before with other parameters: the instances that call made
     /// are this launch's, found by its tags once EC2 shows them.
-    private func run(_ request: EC2RunInstancesRequest, launch: ProvisionState.Launch, spec: ClusterSpec,
-                     observer: any ProvisionObserver) async throws -> [String] {
+    private func run(
+        _ request: EC2RunInstancesRequest, launch: ProvisionState.Launch, spec: ClusterSpec,
+        observer: any ProvisionObserver
+    ) async throws -> [String] {
         do {
-            let launched = try await self.untilVisible("run \(launch.role) instances", codes: ["InvalidKeyPair.NotFound", "InvalidGroup.NotFound"],
-                                                       observer: observer) {
+            let launched = try await self.untilVisible(
+                "run \(launch.role) instances", codes: ["InvalidKeyPair.NotFound", "InvalidGroup.NotFound"],
+                observer: observer
+            ) {
                 try await self.ec2.runInstances(request)
             }
             return launched.map(\.instanceID).sorted()
         } catch let error as EC2Error where error.code == "IdempotentParameterMismatch" {
-            await observer.progress("\(launch.role) launch: \(error.code); looking for the instances of token \(launch.clientToken)")
+            await observer.progress(
+                "\(launch.role) launch: \(error.code); looking for the instances of token \(launch.clientToken)")
             let ec2 = self.ec2
-            return try await poll("the instances of launch \(launch.clientToken)", timeout: Self.visibilityTimeout, interval: .seconds(2)) {
+            return try await poll(
+                "the instances of launch \(launch.clientToken)", timeout: Self.visibilityTimeout, interval: .seconds(2)
+            ) {
                 () -> ([String]?, String) in
                 let found = try await ec2.describeInstances(filters: Self.launchFilters(spec, launch))
-                return (found.count == launch.count ? found.map(\.instanceID).sorted() : nil, "\(found.count) of \(launch.count) found")
+                return (
+                    found.count == launch.count ? found.map(\.instanceID).sorted() : nil,
+                    "\(found.count) of \(launch.count) found"
+                )
             }
         }
     }
 
-    private func waitForInstances(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver) async throws {
+    private func waitForInstances(_ spec: ClusterSpec, _ state: inout ProvisionState, _ observer: any ProvisionObserver)
+        async throws
+    {
         let ids = state.instanceIDs
-        let roles = Dictionary(uniqueKeysWithValues: state.launches.flatMap { launch in launch.instanceIDs.map { ($0, launch.role) } })
-        let types = Dictionary(uniqueKeysWithValues: state.launches.flatMap { launch in
-            launch.instanceIDs.map { ($0, launch.instanceType ?? state.placement?.instanceType(for: launch.role) ?? "") }
-        })
+        let roles = Dictionary(
+            uniqueKeysWithValues: state.launches.flatMap { launch in launch.instanceIDs.map { ($0, launch.role) } })
+        let types = Dictionary(
+            uniqueKeysWithValues: state.launches.flatMap { launch in
+                launch.instanceIDs.map {
+                    ($0, launch.instanceType ?? state.placement?.instanceType(for: launch.role) ?? "")
+                }
+            })
         let needsPublicIP = spec.sshAddress == .publicIP
         let ec2 = self.ec2
-        let instances = try await poll("\(ids.count) instances to be running with their IP addresses",
-                                       timeout: .seconds(spec.install.instanceTimeoutSeconds),
-                                       interval: .seconds(spec.install.pollIntervalSeconds)) { () -> ([EC2Instance]?, String) in
+        let instances = try await poll(
+            "\(ids.count) instances to be running with their IP addresses",
+            timeout: .seconds(spec.install.instanceTimeoutSeconds),
+            interval: .seconds(spec.install.pollIntervalSeconds)
+        ) { () -> ([EC2Instance]?, String) in
             let found: [EC2Instance]
             do {
                 found = try await ec2.describeInstances(instanceIDs: ids)
@@ -402,27 +467,35 @@ public struct ClusterProvisioner: Sendable {
             if let gone = found.first(where: { $0.state == .terminated || $0.state == .shuttingDown }) {
                 let reason = gone.stateReasonCode ?? "no reason given"
                 if PlacementFailure.stateReasons.contains(reason) {
-                    throw PlacementFailure(code: reason, message: gone.stateReasonMessage ?? "instance \(gone.instanceID) ended while pending",
-                                           instanceType: gone.instanceType ?? types[gone.instanceID] ?? "unknown")
+                    throw PlacementFailure(
+                        code: reason,
+                        message: gone.stateReasonMessage ?? "instance \(gone.instanceID) ended while pending",
+                        instanceType: gone.instanceType ?? types[gone.instanceID] ?? "unknown")
                 }
-                throw ProvisionError(.aws, "instance \(gone.instanceID) is \(gone.state) before the cluster was ready (\(reason))")
+                throw ProvisionError(
+                    .aws, "instance \(gone.instanceID) is \(gone.state) before the cluster was ready (\(reason))")
             }
-            let ready = found.filter { $0.state == .running && $0.privateIPAddress != nil && (!needsPublicIP || $0.publicIPAddress != nil) }
+            let ready = found.filter {
+                $0.state == .running && $0.privateIPAddress != nil && (!needsPublicIP || $0.publicIPAddress != nil)
+            }
             await observer.progress("instances running: \(ready.count) of \(ids.count)")
             return (ready.count == ids.count ? ready : nil, "\(ready.count) of \(ids.count) ready")
         }
         let previous = Dictionary(uniqueKeysWithValues: state.nodes.map { ($0.instanceID, $0) })
         state.nodes = instances.map { instance in
-            ProvisionState.Node(role: roles[instance.instanceID] ?? .privateAgent, instanceID: instance.instanceID,
-                                privateIP: instance.privateIPAddress ?? "", publicIP: instance.publicIPAddress,
-                                hostKey: previous[instance.instanceID]?.hostKey, instanceType: instance.instanceType)
+            ProvisionState.Node(
+                role: roles[instance.instanceID] ?? .privateAgent, instanceID: instance.instanceID,
+                privateIP: instance.privateIPAddress ?? "", publicIP: instance.publicIPAddress,
+                hostKey: previous[instance.instanceID]?.hostKey, instanceType: instance.instanceType)
         }.sorted { ($0.role, $0.instanceID) < ($1.role, $1.instanceID) }
         state.step = .instancesRunning
         try await observer.checkpoint(state, moment: .after, step: "instances running")
     }
 
-    private func waitForSSH(_ spec: ClusterSpec, _ state: inout ProvisionState, _ shell: any RemoteShell,
-                            _ observer: any ProvisionObserver) async throws {
+    private func waitForSSH(
+        _ spec: ClusterSpec, _ state: inout ProvisionState, _ shell: any RemoteShell,
+        _ observer: any ProvisionObserver
+    ) async throws {
         let installer = DCOSInstaller(spec: spec, shell: shell, observer: observer, logger: self.logger)
         let timeout = Duration.seconds(spec.install.sshTimeoutSeconds)
         let interval = Duration.seconds(spec.install.pollIntervalSeconds)
@@ -449,7 +522,9 @@ public struct ClusterProvisioner: Sendable {
             }
         }
         guard failures.isEmpty else {
-            throw ProvisionError(.ssh, "SSH did not come up on \(failures.count) of \(nodes.count) nodes: \(failures.joined(separator: "; "))")
+            throw ProvisionError(
+                .ssh,
+                "SSH did not come up on \(failures.count) of \(nodes.count) nodes: \(failures.joined(separator: "; "))")
         }
         state.step = .sshReady
         try await observer.checkpoint(state, moment: .after, step: "ssh")

@@ -42,7 +42,10 @@ func poll<Value: Sendable>(
         guard ContinuousClock.now < deadline else { break }
         try await Task.sleep(for: interval)
     }
-    throw ProvisionError(.timeout, "gave up after \(Int(timeout.secondsValue)) s waiting for \(what)\(last.isEmpty ? "" : " (last seen: \(last))")")
+    throw ProvisionError(
+        .timeout,
+        "gave up after \(Int(timeout.secondsValue)) s waiting for \(what)\(last.isEmpty ? "" : " (last seen: \(last))")"
+    )
 }
 
 /// Single-quotes `value` for a POSIX shell.

@@ -32,7 +32,9 @@ public struct ProvisionError: Error, CustomStringConvertible, Sendable {
     public var logs: [String: String]
     public var underlying: (any Error & Sendable)?
 
-    public init(_ code: Code, _ message: String, logs: [String: String] = [:], underlying: (any Error & Sendable)? = nil) {
+    public init(
+        _ code: Code, _ message: String, logs: [String: String] = [:], underlying: (any Error & Sendable)? = nil
+    ) {
         self.code = code
         self.message = message
         self.logs = logs

@@ -1,13 +1,13 @@
 import Foundation
 import Logging
-import Telemetry
 import Subprocess
 import Synchronization
+import Telemetry
 
 #if canImport(System)
-import System
+    import System
 #else
-import SystemPackage
+    import SystemPackage
 #endif
 
 /// ``RemoteShell`` over the system's OpenSSH client.
@@ -26,8 +26,10 @@ public final class OpenSSHShell: RemoteShell {
         /// Output kept per stream; more is cut from the front.
         public var outputLimit: Int = 16 << 20
 
-        public init(connectTimeout: Duration = .seconds(10), keepAliveInterval: Duration = .seconds(15),
-                    sshPath: String = "/usr/bin/ssh") {
+        public init(
+            connectTimeout: Duration = .seconds(10), keepAliveInterval: Duration = .seconds(15),
+            sshPath: String = "/usr/bin/ssh"
+        ) {
             self.connectTimeout = connectTimeout
             self.keepAliveInterval = keepAliveInterval
             self.sshPath = sshPath
@@ -56,12 +58,15 @@ public final class OpenSSHShell: RemoteShell {
         self.configuration = configuration
         self.keyFile = directory.appendingPathComponent("id_ed25519")
         self.knownHosts = directory.appendingPathComponent("known_hosts")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
-        FileManager.default.createFile(atPath: self.keyFile.path, contents: Data(privateKeyPEM.utf8),
-                                       attributes: [.posixPermissions: 0o600])
+        try FileManager.default.createDirectory(
+            at: directory, withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700])
+        FileManager.default.createFile(
+            atPath: self.keyFile.path, contents: Data(privateKeyPEM.utf8),
+            attributes: [.posixPermissions: 0o600])
         if !FileManager.default.fileExists(atPath: self.knownHosts.path) {
-            FileManager.default.createFile(atPath: self.knownHosts.path, contents: Data(), attributes: [.posixPermissions: 0o600])
+            FileManager.default.createFile(
+                atPath: self.knownHosts.path, contents: Data(), attributes: [.posixPermissions: 0o600])
         }
     }
 
@@ -94,13 +99,17 @@ public final class OpenSSHShell: RemoteShell {
         self.directory.appendingPathComponent("cm-\(target.host)-\(target.port)").path
     }
 
-    public func run(_ command: String, on target: SSHTarget, input: Data?, timeout: Duration) async throws -> RemoteResult {
-        try await self.ssh(self.options(for: target, strict: "yes") + ["--", command], target: target, input: input, timeout: timeout)
+    public func run(_ command: String, on target: SSHTarget, input: Data?, timeout: Duration) async throws
+        -> RemoteResult
+    {
+        try await self.ssh(
+            self.options(for: target, strict: "yes") + ["--", command], target: target, input: input, timeout: timeout)
     }
 
     public func learnHostKey(of target: SSHTarget, timeout: Duration) async throws -> String {
-        let result = try await self.ssh(self.options(for: target, strict: "accept-new") + ["--", "true"],
-                                        target: target, input: nil, timeout: timeout)
+        let result = try await self.ssh(
+            self.options(for: target, strict: "accept-new") + ["--", "true"],
+            target: target, input: nil, timeout: timeout)
         guard result.succeeded else {
             throw ProvisionError(.ssh, "cannot reach \(target) over SSH: \(result.summary)")
         }
@@ -139,8 +148,9 @@ public final class OpenSSHShell: RemoteShell {
         await withTaskGroup(of: Void.self) { group in
             for target in targets {
                 group.addTask {
-                    _ = try? await self.ssh(self.options(for: target, strict: "yes").dropLast() + ["-O", "exit", target.host],
-                                            target: target, input: nil, timeout: .seconds(5), count: false)
+                    _ = try? await self.ssh(
+                        self.options(for: target, strict: "yes").dropLast() + ["-O", "exit", target.host],
+                        target: target, input: nil, timeout: .seconds(5), count: false)
                 }
             }
         }
@@ -159,8 +169,9 @@ public final class OpenSSHShell: RemoteShell {
                 try? await Task.sleep(for: .milliseconds(25))
             }
         }
-        Self.logger.warning("could not remove an SSH shell folder; a worker removes it when it next starts",
-                            metadata: ["folder": "\(self.directory.lastPathComponent)"])
+        Self.logger.warning(
+            "could not remove an SSH shell folder; a worker removes it when it next starts",
+            metadata: ["folder": "\(self.directory.lastPathComponent)"])
     }
 
     private func hostPattern(for target: SSHTarget) -> String {
@@ -179,7 +190,9 @@ public final class OpenSSHShell: RemoteShell {
         return nil
     }
 
-    private func ssh(_ arguments: [String], target: SSHTarget, input: Data?, timeout: Duration, count: Bool = true) async throws -> RemoteResult {
+    private func ssh(_ arguments: [String], target: SSHTarget, input: Data?, timeout: Duration, count: Bool = true)
+        async throws -> RemoteResult
+    {
         if count {
             let opensConnection = !FileManager.default.fileExists(atPath: self.controlPath(for: target))
             self.state.withLock { state in
@@ -190,12 +203,15 @@ public final class OpenSSHShell: RemoteShell {
             if opensConnection { FlotillaMetric.increment(FlotillaMetric.sshConnections) }
         }
         let result = try await self.runSSH(arguments, input: input, timeout: timeout)
-        let outcome = result.timedOut ? "timeout" : result.sshFailed ? "ssh_failed" : result.exitStatus == 0 ? "ok" : "failed"
+        let outcome =
+            result.timedOut ? "timeout" : result.sshFailed ? "ssh_failed" : result.exitStatus == 0 ? "ok" : "failed"
         FlotillaMetric.increment(FlotillaMetric.sshCommands, [("outcome", outcome)])
         var logger = Self.logger
         logger[metadataKey: MetadataKey.sshHost] = "\(target.host)"
         logger[metadataKey: MetadataKey.sshPort] = "\(target.port)"
-        logger.debug("ssh command finished", metadata: ["outcome": "\(outcome)", "exit_status": "\(result.exitStatus.map(String.init) ?? "none")"])
+        logger.debug(
+            "ssh command finished",
+            metadata: ["outcome": "\(outcome)", "exit_status": "\(result.exitStatus.map(String.init) ?? "none")"])
         return result
     }
 
@@ -216,9 +232,10 @@ public final class OpenSSHShell: RemoteShell {
                 case .exited(let code): status = code
                 default: status = nil
                 }
-                return RemoteResult(exitStatus: status == 255 ? nil : status,
-                                    stdout: result.standardOutput ?? "", stderr: result.standardError ?? "",
-                                    sshFailed: status == 255)
+                return RemoteResult(
+                    exitStatus: status == 255 ? nil : status,
+                    stdout: result.standardOutput ?? "", stderr: result.standardError ?? "",
+                    sshFailed: status == 255)
             }
             group.addTask {
                 try await Task.sleep(for: timeout)
@@ -226,7 +243,10 @@ public final class OpenSSHShell: RemoteShell {
             }
             let first = try await group.next() ?? nil
             group.cancelAll()
-            return first ?? RemoteResult(exitStatus: nil, stdout: "", stderr: "no answer within \(timeout)", sshFailed: false, timedOut: true)
+            return first
+                ?? RemoteResult(
+                    exitStatus: nil, stdout: "", stderr: "no answer within \(timeout)", sshFailed: false, timedOut: true
+                )
         }
     }
 }

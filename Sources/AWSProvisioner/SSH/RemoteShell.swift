@@ -47,7 +47,9 @@ public struct RemoteResult: Sendable, Hashable {
     /// A short account for error messages: status and the last lines of stderr.
     public var summary: String {
         let tail = self.stderr.split(separator: "\n").suffix(5).joined(separator: "\n")
-        let what = self.timedOut ? "timed out" : self.sshFailed ? "ssh failed" : "exit status \(self.exitStatus.map(String.init) ?? "none")"
+        let what =
+            self.timedOut
+            ? "timed out" : self.sshFailed ? "ssh failed" : "exit status \(self.exitStatus.map(String.init) ?? "none")"
         return tail.isEmpty ? what : "\(what): \(tail)"
     }
 }

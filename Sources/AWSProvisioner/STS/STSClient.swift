@@ -11,8 +11,11 @@ public struct STSClient: Sendable {
     ///   - configuration: region and endpoint (the regional `sts.REGION.amazonaws.com` by default).
     ///   - credentials: the caller's credentials.
     ///   - httpClient: shared; the caller shuts it down.
-    public init(configuration: AWSServiceConfiguration, credentials: CredentialsCache, httpClient: HTTPClient, logger: Logger) {
-        transport = AWSQueryTransport(service: "sts", apiVersion: "2011-06-15", configuration: configuration,
+    public init(
+        configuration: AWSServiceConfiguration, credentials: CredentialsCache, httpClient: HTTPClient, logger: Logger
+    ) {
+        transport = AWSQueryTransport(
+            service: "sts", apiVersion: "2011-06-15", configuration: configuration,
             credentials: credentials, httpClient: httpClient, logger: logger)
     }
 
@@ -27,7 +30,9 @@ public struct STSClient: Sendable {
 
     /// Temporary credentials for `roleARN`.
     /// - Parameter duration: how long they last (AWS allows 15 minutes up to the role's maximum).
-    public func assumeRole(roleARN: String, sessionName: String, duration: Duration? = nil, externalID: String? = nil) async throws -> AssumedRole {
+    public func assumeRole(roleARN: String, sessionName: String, duration: Duration? = nil, externalID: String? = nil)
+        async throws -> AssumedRole
+    {
         var parameters = [("RoleArn", roleARN), ("RoleSessionName", sessionName)]
         if let duration { parameters.append(("DurationSeconds", String(Int(duration.timeInterval)))) }
         if let externalID { parameters.append(("ExternalId", externalID)) }
@@ -38,11 +43,14 @@ public struct STSClient: Sendable {
             let expirationText = result.string("Credentials/Expiration"),
             let expiration = AWSTimestamp.parse(expirationText)
         else {
-            throw EC2Error(code: EC2Error.Code.invalidResponse, message: "AssumeRole answer lacks credentials or their expiration")
+            throw EC2Error(
+                code: EC2Error.Code.invalidResponse, message: "AssumeRole answer lacks credentials or their expiration")
         }
-        let credentials = AWSCredentials(accessKeyID: key, secretAccessKey: secret,
+        let credentials = AWSCredentials(
+            accessKeyID: key, secretAccessKey: secret,
             sessionToken: result.string("Credentials/SessionToken"), expiration: expiration)
-        return AssumedRole(credentials: credentials, arn: result.string("AssumedRoleUser/Arn") ?? "",
+        return AssumedRole(
+            credentials: credentials, arn: result.string("AssumedRoleUser/Arn") ?? "",
             assumedRoleID: result.string("AssumedRoleUser/AssumedRoleId") ?? "")
     }
 }

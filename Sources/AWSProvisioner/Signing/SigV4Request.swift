@@ -30,7 +30,8 @@ public struct SigV4Request: Sendable, Equatable {
     public var headers: [Header]
     public var body: [UInt8]
 
-    public init(method: String, path: String = "/", query: [QueryItem] = [], headers: [Header] = [], body: [UInt8] = []) {
+    public init(method: String, path: String = "/", query: [QueryItem] = [], headers: [Header] = [], body: [UInt8] = [])
+    {
         self.method = method
         self.path = path
         self.query = query

@@ -14,7 +14,9 @@ public struct SigV4Signer: Sendable {
     public var service: String
 
     /// Headers that proxies and clients change in transit and that AWS's own SDKs leave unsigned.
-    static let unsignedHeaders: Set<String> = ["authorization", "user-agent", "expect", "x-amzn-trace-id", "content-length"]
+    static let unsignedHeaders: Set<String> = [
+        "authorization", "user-agent", "expect", "x-amzn-trace-id", "content-length",
+    ]
 
     public init(credentials: AWSCredentials, region: String, service: String) {
         self.credentials = credentials
@@ -33,7 +35,8 @@ public struct SigV4Signer: Sendable {
         let canonical = canonicalRequest(request)
         let toSign = stringToSign(canonicalRequest: canonical, date: date)
         let signature = self.signature(stringToSign: toSign, date: date)
-        let authorization = "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope(date)), "
+        let authorization =
+            "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope(date)), "
             + "SignedHeaders=\(signedHeaderNames(request).joined(separator: ";")), Signature=\(signature)"
         request.setHeader("Authorization", authorization)
     }
@@ -146,8 +149,8 @@ public struct SigV4Signer: Sendable {
 
     private static func isUnreserved(_ byte: UInt8) -> Bool {
         switch byte {
-        case 0x41...0x5A, 0x61...0x7A, 0x30...0x39: true  // A-Z a-z 0-9
-        case 0x2D, 0x5F, 0x2E, 0x7E: true  // - _ . ~
+        case 0x41...0x5A, 0x61...0x7A, 0x30...0x39: true // A-Z a-z 0-9
+        case 0x2D, 0x5F, 0x2E, 0x7E: true // - _ . ~
         default: false
         }
     }

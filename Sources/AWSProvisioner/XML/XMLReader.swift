@@ -50,7 +50,7 @@ struct XMLReader {
     }
 
     private mutating func element() throws(Failure) -> XMLNode {
-        index += 1  // "<"
+        index += 1 // "<"
         let name = try readName()
         // Attributes are not needed for decoding; skip them, respecting quotes.
         var selfClosing = false

@@ -5,15 +5,19 @@ import Queue
 /// What a cluster is made of, as options: `client request`, `client run` and `worker pool
 /// set` take the same ones, so a request and a pool built from the same words match.
 public struct ClusterShapeOptions: ParsableArguments {
-    @Option(help: "Cluster nodes (masters + agents + public agents), split as described below.") public var nodes: Int = 3
+    @Option(help: "Cluster nodes (masters + agents + public agents), split as described below.") public var nodes: Int =
+        3
     @Option(help: "Masters: 1, 3, 5, 7 or 9.") public var masters: Int?
     @Option(help: "Private agents.") public var agents: Int?
     @Option(help: "Public agents.") public var publicAgents: Int?
     @Option(help: "EC2 instance type of the nodes.") public var instanceType: String = "m4.large"
-    @Option(help: "CIDR block allowed to reach the cluster's public ports.") public var adminLocation: String = "0.0.0.0/0"
+    @Option(help: "CIDR block allowed to reach the cluster's public ports.") public var adminLocation: String =
+        "0.0.0.0/0"
     @Option(help: "URL of dcos_generate_config.sh. Default: $FLOTILLA_INSTALLER_URL.") public var installerURL: String?
-    @Option(help: "A YAML file merged over the generated config.yaml (top-level keys replace).") public var dcosConfig: String?
-    @Option(help: "LOCAL:REMOTE — copy a local file into the installer's genconf/REMOTE. Repeatable.") public var copyToInstaller: [String] = []
+    @Option(help: "A YAML file merged over the generated config.yaml (top-level keys replace).") public var dcosConfig:
+        String?
+    @Option(help: "LOCAL:REMOTE — copy a local file into the installer's genconf/REMOTE. Repeatable.") public
+        var copyToInstaller: [String] = []
 
     public init() {}
 
@@ -31,19 +35,24 @@ public struct ClusterShapeOptions: ParsableArguments {
             throw ValidationError("--nodes must be at least 1")
         }
         let split = ClusterRequest.split(nodes: max(self.nodes, 1))
-        guard let installerURL = self.installerURL ?? ProcessInfo.processInfo.environment["FLOTILLA_INSTALLER_URL"], !installerURL.isEmpty else {
+        guard let installerURL = self.installerURL ?? ProcessInfo.processInfo.environment["FLOTILLA_INSTALLER_URL"],
+            !installerURL.isEmpty
+        else {
             throw ValidationError("no installer URL: pass --installer-url or set FLOTILLA_INSTALLER_URL")
         }
         var dcosConfig: String?
         if let path = self.dcosConfig {
-            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
+            else {
                 throw ValidationError("cannot read --dcos-config file \(path)")
             }
             dcosConfig = text
         }
         var files: [ClusterRequest.GenconfFile] = []
         for pair in self.copyToInstaller {
-            guard let colon = pair.firstIndex(of: ":"), colon != pair.startIndex, pair.index(after: colon) != pair.endIndex else {
+            guard let colon = pair.firstIndex(of: ":"), colon != pair.startIndex,
+                pair.index(after: colon) != pair.endIndex
+            else {
                 throw ValidationError("--copy-to-installer takes LOCAL:REMOTE, like ./ca.crt:ca/ca.crt")
             }
             let local = String(pair[..<colon])

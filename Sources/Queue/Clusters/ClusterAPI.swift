@@ -24,7 +24,8 @@ public struct ClusterAPI: Sendable {
     /// statement (``RequestReceipt/pool`` names it), as `new.poolMode` allows.
     public func request(_ new: NewCluster) async throws -> RequestReceipt {
         try await self.queue.mapErrors {
-            let rows = try await self.client.query("""
+            let rows = try await self.client.query(
+                """
                 SELECT id, lease_token, created, from_pool FROM api_request(\(new.requestID), \(new.label), \(new.request)::jsonb,
                                                                             \(new.abandonAfter.seconds)::float8, \(new.poolMode.rawValue))
                 """, logger: self.logger)
@@ -66,7 +67,8 @@ public struct ClusterAPI: Sendable {
     /// The cluster's events after event `after` (all with nil), oldest first.
     public func events(clusterID: String, after: Int64? = nil) async throws -> [Event] {
         try await self.queue.mapErrors {
-            let rows = try await self.client.query("SELECT * FROM api_events(\(clusterID), \(after))", logger: self.logger)
+            let rows = try await self.client.query(
+                "SELECT * FROM api_events(\(clusterID), \(after))", logger: self.logger)
             return try await rows.decode((Int64, Date, String, String).self).collect().map {
                 Event(id: $0.0, at: $0.1, kind: $0.2, detail: $0.3)
             }
@@ -78,8 +80,9 @@ public struct ClusterAPI: Sendable {
     @discardableResult
     public func heartbeat(clusterID: String, leaseToken: String, timeout: Duration) async throws -> Date? {
         try await self.queue.mapErrors {
-            let rows = try await self.client.query("SELECT api_heartbeat(\(clusterID), \(leaseToken), \(timeout.seconds)::float8)",
-                                                   logger: self.logger)
+            let rows = try await self.client.query(
+                "SELECT api_heartbeat(\(clusterID), \(leaseToken), \(timeout.seconds)::float8)",
+                logger: self.logger)
             for try await value in rows.decode(Date?.self) { return value }
             return nil
         }
@@ -90,9 +93,12 @@ public struct ClusterAPI: Sendable {
     }
 
     /// Clusters, newest first, optionally of one owner (a login) and/or state.
-    public func clusters(id: String? = nil, owner: String? = nil, state: ClusterState? = nil, limit: Int = 200) async throws -> [ClusterRecord] {
+    public func clusters(id: String? = nil, owner: String? = nil, state: ClusterState? = nil, limit: Int = 200)
+        async throws -> [ClusterRecord]
+    {
         try await self.queue.mapErrors {
-            let rows = try await self.client.query("""
+            let rows = try await self.client.query(
+                """
                 SELECT * FROM api_clusters(\(id), \(owner), \(state?.rawValue), \(limit)::int)
                 """, logger: self.logger)
             var result: [ClusterRecord] = []
@@ -110,18 +116,25 @@ public struct ClusterAPI: Sendable {
             masters: try column(6, Int.self), agents: try column(7, Int.self), publicAgents: try column(8, Int.self),
             instanceType: try column(9, String.self), request: try column(10, String.self), checkpoint: nil,
             lifetime: .milliseconds(Int64(try column(11, Double.self) * 1000)), sshUser: try column(12, String?.self),
-            sshPort: try column(13, Int?.self), readyAt: try column(14, Date?.self), expiresAt: try column(15, Date?.self),
+            sshPort: try column(13, Int?.self), readyAt: try column(14, Date?.self),
+            expiresAt: try column(15, Date?.self),
             releaseRequestedAt: try column(16, Date?.self), lastError: try column(17, String?.self),
-            createdAt: try column(18, Date.self), destroyedAt: try column(19, Date?.self), region: try column(20, String?.self),
-            deployment: try column(21, String?.self), teardownReason: try column(22, String?.self), label: try column(3, String?.self))
+            createdAt: try column(18, Date.self), destroyedAt: try column(19, Date?.self),
+            region: try column(20, String?.self),
+            deployment: try column(21, String?.self), teardownReason: try column(22, String?.self),
+            label: try column(3, String?.self))
     }
 
     public func nodes(clusterID: String) async throws -> [NodeRecord] {
         try await self.queue.mapErrors {
             let rows = try await self.client.query("SELECT * FROM api_nodes(\(clusterID))", logger: self.logger)
             var result: [NodeRecord] = []
-            for try await (role, instance, privateIP, publicIP, hostKey) in rows.decode((String, String, String, String?, String?).self) {
-                result.append(NodeRecord(role: role, instanceID: instance, privateIP: privateIP, publicIP: publicIP, hostKey: hostKey))
+            for try await (role, instance, privateIP, publicIP, hostKey) in rows.decode(
+                (String, String, String, String?, String?).self)
+            {
+                result.append(
+                    NodeRecord(
+                        role: role, instanceID: instance, privateIP: privateIP, publicIP: publicIP, hostKey: hostKey))
             }
             return result
         }
@@ -134,7 +147,8 @@ public struct ClusterAPI: Sendable {
 
     /// Moves a ready cluster's expiry by `amount`, within the policy. Returns the new expiry.
     public func extend(clusterID: String, leaseToken: String, by amount: Duration) async throws -> Date {
-        try await self.scalar("SELECT api_extend(\(clusterID), \(leaseToken), \(amount.seconds)::float8)", as: Date.self)
+        try await self.scalar(
+            "SELECT api_extend(\(clusterID), \(leaseToken), \(amount.seconds)::float8)", as: Date.self)
     }
 
     /// Tears the cluster down now. Returns the state it is in afterwards.
@@ -147,17 +161,22 @@ public struct ClusterAPI: Sendable {
     /// Install logs by name, for the lease holder.
     public func logs(clusterID: String, leaseToken: String) async throws -> [(name: String, contents: String)] {
         try await self.queue.mapErrors {
-            let rows = try await self.client.query("SELECT name, contents FROM api_logs(\(clusterID), \(leaseToken))", logger: self.logger)
+            let rows = try await self.client.query(
+                "SELECT name, contents FROM api_logs(\(clusterID), \(leaseToken))", logger: self.logger)
             return try await rows.decode((String, String).self).collect().map { (name: $0.0, contents: $0.1) }
         }
     }
 
     /// Jobs by state, the oldest runnable job's age, and the running and failed jobs.
-    public func jobs() async throws -> (counts: [JobState: Int], oldestRunnableAge: Duration?, running: [JobQueue.JobSummary], failed: [JobQueue.JobSummary]) {
+    public func jobs() async throws -> (
+        counts: [JobState: Int], oldestRunnableAge: Duration?, running: [JobQueue.JobSummary],
+        failed: [JobQueue.JobSummary]
+    ) {
         try await self.queue.mapErrors {
             var counts: [JobState: Int] = [:]
             var oldest: Duration?
-            let summary = try await self.client.query("SELECT state, jobs, oldest_runnable_seconds FROM api_job_counts()", logger: self.logger)
+            let summary = try await self.client.query(
+                "SELECT state, jobs, oldest_runnable_seconds FROM api_job_counts()", logger: self.logger)
             for try await (state, count, age) in summary.decode((String, Int, Double?).self) {
                 if let state = JobState(rawValue: state) { counts[state] = count }
                 if let age { oldest = .milliseconds(Int64(age * 1000)) }
@@ -166,9 +185,11 @@ public struct ClusterAPI: Sendable {
             var failed: [JobQueue.JobSummary] = []
             let rows = try await self.client.query("SELECT * FROM api_jobs()", logger: self.logger)
             for try await (id, kind, cluster, state, attempt, worker, heartbeat, error)
-                in rows.decode((Int64, String, String?, String, Int, String?, Double?, String?).self) {
-                let job = JobQueue.JobSummary(id: id, kind: kind, clusterID: cluster, attempt: attempt, worker: worker,
-                                              heartbeatAge: heartbeat, lastError: error)
+                in rows.decode((Int64, String, String?, String, Int, String?, Double?, String?).self)
+            {
+                let job = JobQueue.JobSummary(
+                    id: id, kind: kind, clusterID: cluster, attempt: attempt, worker: worker,
+                    heartbeatAge: heartbeat, lastError: error)
                 if state == "running" { running.append(job) } else { failed.append(job) }
             }
             return (counts, oldest, running, failed)

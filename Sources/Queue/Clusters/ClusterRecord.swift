@@ -17,10 +17,14 @@ public struct ClusterState: Hashable, Sendable, CustomStringConvertible {
     /// A teardown ended in failure; the janitor retries it later. Visible to operators.
     public static let teardownFailed = ClusterState("teardown_failed")
     public static let destroyed = ClusterState("destroyed")
-    public static let all: [ClusterState] = [.requested, .provisioning, .ready, .failed, .tearingDown, .teardownFailed, .destroyed]
+    public static let all: [ClusterState] = [
+        .requested, .provisioning, .ready, .failed, .tearingDown, .teardownFailed, .destroyed,
+    ]
 
     /// `true` once the cluster will never become ready.
-    public var isFinal: Bool { self == .failed || self == .tearingDown || self == .teardownFailed || self == .destroyed }
+    public var isFinal: Bool {
+        self == .failed || self == .tearingDown || self == .teardownFailed || self == .destroyed
+    }
     public var description: String { self.rawValue }
 }
 
@@ -68,8 +72,10 @@ public struct NodeRecord: Sendable, Hashable, Codable {
     /// The EC2 instance type, as the worker launched it (for instance-hours per type).
     public var instanceType: String?
 
-    public init(role: String, instanceID: String, privateIP: String, publicIP: String?, hostKey: String?,
-                instanceType: String? = nil) {
+    public init(
+        role: String, instanceID: String, privateIP: String, publicIP: String?, hostKey: String?,
+        instanceType: String? = nil
+    ) {
         self.instanceType = instanceType
         self.role = role
         self.instanceID = instanceID
@@ -93,8 +99,10 @@ public struct NewCluster: Sendable {
     /// Whether a warm pool whose spec matches may serve the request.
     public var poolMode: PoolMode
 
-    public init(requestID: String? = nil, label: String? = nil, request: String, abandonAfter: Duration = .seconds(3600 + 15),
-                poolMode: PoolMode = .auto) {
+    public init(
+        requestID: String? = nil, label: String? = nil, request: String, abandonAfter: Duration = .seconds(3600 + 15),
+        poolMode: PoolMode = .auto
+    ) {
         self.requestID = requestID
         self.label = label
         self.request = request
@@ -124,9 +132,13 @@ public struct RequestReceipt: Sendable {
 }
 
 extension NewCluster {
-    public init(requestID: String? = nil, label: String? = nil, request: ClusterRequest,
-                abandonAfter: Duration = .seconds(3600 + 15), poolMode: PoolMode = .auto) throws {
-        self.init(requestID: requestID, label: label, request: String(decoding: try JSONEncoder().encode(request), as: UTF8.self),
-                  abandonAfter: abandonAfter, poolMode: poolMode)
+    public init(
+        requestID: String? = nil, label: String? = nil, request: ClusterRequest,
+        abandonAfter: Duration = .seconds(3600 + 15), poolMode: PoolMode = .auto
+    ) throws {
+        self.init(
+            requestID: requestID, label: label,
+            request: String(decoding: try JSONEncoder().encode(request), as: UTF8.self),
+            abandonAfter: abandonAfter, poolMode: poolMode)
     }
 }

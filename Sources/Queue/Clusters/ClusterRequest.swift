@@ -23,9 +23,11 @@ public struct ClusterRequest: Codable, Sendable, Hashable {
         }
     }
 
-    public init(masters: Int, agents: Int, publicAgents: Int, instanceType: String = "m4.large",
-                adminLocation: String = "0.0.0.0/0", installerURL: String, dcosConfig: String? = nil,
-                genconfFiles: [GenconfFile] = [], lifetimeSeconds: Double = 7200) {
+    public init(
+        masters: Int, agents: Int, publicAgents: Int, instanceType: String = "m4.large",
+        adminLocation: String = "0.0.0.0/0", installerURL: String, dcosConfig: String? = nil,
+        genconfFiles: [GenconfFile] = [], lifetimeSeconds: Double = 7200
+    ) {
         self.masters = masters
         self.agents = agents
         self.publicAgents = publicAgents
@@ -45,11 +47,11 @@ public struct ClusterRequest: Codable, Sendable, Hashable {
         return (masters, max(0, nodes - masters - publicAgents), publicAgents)
     }
 
-
     /// Parses `90m`, `2h`, `1h30m`, `45s`, `7d` or plain seconds.
     public static func parseDuration(_ text: String) -> Duration? {
         if let seconds = Double(text) { return seconds.isFinite ? .milliseconds(Int64(seconds * 1000)) : nil }
-        guard let match = text.wholeMatch(of: /(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?/), !text.isEmpty else { return nil }
+        guard let match = text.wholeMatch(of: /(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?/), !text.isEmpty
+        else { return nil }
         let days = match.1.flatMap { Int($0) } ?? 0
         let hours = match.2.flatMap { Int($0) } ?? 0
         let minutes = match.3.flatMap { Int($0) } ?? 0

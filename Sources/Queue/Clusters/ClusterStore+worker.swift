@@ -13,19 +13,25 @@ public struct JobFence: Sendable {
 
 extension ClusterStore {
     /// The secrets a worker needs to resume: the private key and the key pair name.
-    public func keyMaterial(clusterID: String) async throws -> (privateKey: String?, publicKey: String?, keyPairName: String?) {
-        let rows = try await self.client.query("""
+    public func keyMaterial(clusterID: String) async throws -> (
+        privateKey: String?, publicKey: String?, keyPairName: String?
+    ) {
+        let rows = try await self.client.query(
+            """
             SELECT private_key, public_key, key_pair_name FROM cluster_secrets WHERE cluster_id = \(clusterID)
             """, logger: self.logger)
-        for try await (privateKey, publicKey, name) in rows.decode((String?, String?, String?).self) { return (privateKey, publicKey, name) }
+        for try await (privateKey, publicKey, name) in rows.decode((String?, String?, String?).self) {
+            return (privateKey, publicKey, name)
+        }
         return (nil, nil, nil)
     }
 
     /// Runs one of the worker functions of migration 0003, which check the job's lease and
     /// the cluster's state in the same statement and raise when either does not hold.
     @discardableResult
-    private func call<T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as type: T.Type = T.self) async throws -> T?
-        where T._DecodableType == T {
+    private func call<T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as type: T.Type = T.self) async throws
+        -> T?
+    where T._DecodableType == T {
         try await self.mapClusterErrors {
             let rows = try await self.client.query(query, logger: self.logger)
             for try await value in rows.decode(T?.self) { return value }
@@ -36,10 +42,13 @@ extension ClusterStore {
     /// Marks the cluster provisioning (from requested, or again on a later attempt) and
     /// records where it lives. The first worker's region and deployment win: the recorded
     /// ones are returned, and the caller must build in them.
-    public func startProvisioning(clusterID: String, fence: JobFence, region: String, deployment: String,
-                                  account: String?) async throws -> (region: String, deployment: String) {
+    public func startProvisioning(
+        clusterID: String, fence: JobFence, region: String, deployment: String,
+        account: String?
+    ) async throws -> (region: String, deployment: String) {
         try await self.mapClusterErrors {
-            let rows = try await self.client.query("""
+            let rows = try await self.client.query(
+                """
                 SELECT region, deployment FROM cluster_start_provisioning(\(fence.jobID), \(fence.leaseToken), \(clusterID),
                                                                          \(region), \(deployment), \(account))
                 """, logger: self.logger)
@@ -50,24 +59,31 @@ extension ClusterStore {
 
     /// Stores a provisioning checkpoint (and the key, the first time it is seen): only while
     /// the cluster is provisioning under this job's lease.
-    public func saveCheckpoint(clusterID: String, fence: JobFence, checkpoint: String, phase: String, subnetID: String?,
-                               privateKey: String?, publicKey: String?, keyPairName: String?) async throws {
-        try await self.call("""
+    public func saveCheckpoint(
+        clusterID: String, fence: JobFence, checkpoint: String, phase: String, subnetID: String?,
+        privateKey: String?, publicKey: String?, keyPairName: String?
+    ) async throws {
+        try await self.call(
+            """
             SELECT cluster_save_checkpoint(\(fence.jobID), \(fence.leaseToken), \(clusterID), \(checkpoint)::jsonb, \(phase),
                                            \(subnetID), \(privateKey), \(publicKey), \(keyPairName))::text
             """, as: String.self)
     }
 
     /// Publishes the nodes and starts the lifetime (provisioning → ready, nothing else).
-    public func markReady(clusterID: String, fence: JobFence, nodes: [NodeRecord], sshUser: String, sshPort: Int) async throws {
+    public func markReady(clusterID: String, fence: JobFence, nodes: [NodeRecord], sshUser: String, sshPort: Int)
+        async throws
+    {
         let json = String(decoding: try JSONEncoder().encode(nodes.map(NodeRow.init)), as: UTF8.self)
-        try await self.call("""
+        try await self.call(
+            """
             SELECT cluster_mark_ready(\(fence.jobID), \(fence.leaseToken), \(clusterID), \(json)::jsonb, \(sshUser), \(sshPort)::int)
             """, as: Date.self)
     }
 
     private struct NodeRow: Encodable {
-        var instance_id: String, role: String, private_ip: String, public_ip: String?, host_key: String?, instance_type: String?
+        var instance_id: String, role: String, private_ip: String, public_ip: String?, host_key: String?,
+            instance_type: String?
         init(_ node: NodeRecord) {
             (self.instance_id, self.role, self.private_ip, self.public_ip, self.host_key, self.instance_type) =
                 (node.instanceID, node.role, node.privateIP, node.publicIP, node.hostKey, node.instanceType)
@@ -77,7 +93,8 @@ extension ClusterStore {
     /// Stores install logs (fenced).
     public func saveLogs(clusterID: String, fence: JobFence, logs: [String: String]) async throws {
         let sorted = logs.sorted { $0.key < $1.key }
-        try await self.call("""
+        try await self.call(
+            """
             SELECT cluster_save_logs(\(fence.jobID), \(fence.leaseToken), \(clusterID), \(sorted.map(\.key))::text[],
                                      \(sorted.map(\.value))::text[])::text
             """, as: String.self)
@@ -95,7 +112,8 @@ extension ClusterStore {
 
     /// The teardown job takes its cluster (failed or teardown_failed become tearing_down).
     public func beginTeardownJob(clusterID: String, fence: JobFence) async throws -> TeardownStart {
-        let state = try await self.call("""
+        let state = try await self.call(
+            """
             SELECT cluster_begin_teardown_job(\(fence.jobID), \(fence.leaseToken), \(clusterID))
             """, as: String.self)
         return state.flatMap(TeardownStart.init(rawValue:)) ?? .tearingDown
@@ -103,14 +121,16 @@ extension ClusterStore {
 
     /// Records teardown progress (fenced; only while tearing down).
     public func teardownProgress(clusterID: String, fence: JobFence, phase: String) async throws {
-        try await self.call("""
+        try await self.call(
+            """
             SELECT cluster_teardown_progress(\(fence.jobID), \(fence.leaseToken), \(clusterID), \(phase))::text
             """, as: String.self)
     }
 
     /// tearing_down → destroyed; the private key and the lease token are erased with it.
     public func markDestroyed(clusterID: String, fence: JobFence) async throws {
-        try await self.call("SELECT cluster_mark_destroyed(\(fence.jobID), \(fence.leaseToken), \(clusterID))::text", as: String.self)
+        try await self.call(
+            "SELECT cluster_mark_destroyed(\(fence.jobID), \(fence.leaseToken), \(clusterID))::text", as: String.self)
     }
 
     // MARK: The janitor's passes
@@ -119,7 +139,8 @@ extension ClusterStore {
     /// by their deadline, start their teardown. Returns the clusters and why.
     public func startDueTeardowns() async throws -> [(clusterID: String, reason: String)] {
         try await self.mapClusterErrors {
-            let rows = try await self.client.query("SELECT cluster_id, reason FROM clusters_start_due_teardowns()", logger: self.logger)
+            let rows = try await self.client.query(
+                "SELECT cluster_id, reason FROM clusters_start_due_teardowns()", logger: self.logger)
             return try await rows.decode((String, String).self).collect().map { (clusterID: $0.0, reason: $0.1) }
         }
     }
@@ -128,7 +149,8 @@ extension ClusterStore {
     /// queued (a teardown_failed one after `retryAfter`). Returns the clusters and what was done.
     public func reconcile(retryAfter: Duration) async throws -> [(clusterID: String, action: String)] {
         try await self.mapClusterErrors {
-            let rows = try await self.client.query("""
+            let rows = try await self.client.query(
+                """
                 SELECT cluster_id, action FROM clusters_reconcile(make_interval(secs => \(retryAfter.seconds)))
                 """, logger: self.logger)
             return try await rows.decode((String, String).self).collect().map { (clusterID: $0.0, action: $0.1) }
@@ -137,7 +159,8 @@ extension ClusterStore {
 
     /// When the lifetime pass is next due: the next expiry or abandonment deadline, if any.
     public func nextExpiry() async throws -> Date? {
-        try await self.call("""
+        try await self.call(
+            """
             SELECT clusters_next_deadline()
             """, as: Date.self)
     }
@@ -154,8 +177,11 @@ extension ClusterStore {
 
     /// Records what the sweep of `region` found (replacing the region's previous report),
     /// for operators and `/metrics`.
-    public func recordSweep(region: String, instances: [String], securityGroups: [String], keyPairs: [String], dryRun: Bool) async throws {
-        try await self.client.query("""
+    public func recordSweep(
+        region: String, instances: [String], securityGroups: [String], keyPairs: [String], dryRun: Bool
+    ) async throws {
+        try await self.client.query(
+            """
             INSERT INTO sweep_reports (region, swept_at, instances, security_groups, key_pairs, dry_run)
             VALUES (\(region), now(), \(instances)::text[], \(securityGroups)::text[], \(keyPairs)::text[], \(dryRun))
             ON CONFLICT (region) DO UPDATE SET swept_at = now(), instances = EXCLUDED.instances,
@@ -165,7 +191,8 @@ extension ClusterStore {
 
     /// Records that a key pair must be deleted; the row stays until AWS confirms.
     public func scheduleKeyPairDeletion(region: String, keyPairName: String, clusterID: String?) async throws {
-        try await self.client.query("""
+        try await self.client.query(
+            """
             INSERT INTO key_pair_deletions (region, key_pair_name, cluster_id) VALUES (\(region), \(keyPairName), \(clusterID))
             ON CONFLICT (region, key_pair_name) DO NOTHING
             """, logger: self.logger)
@@ -181,7 +208,8 @@ extension ClusterStore {
     /// Ready clusters whose expiry moved since their resources' `expires` tags were written
     /// (they became ready, or were extended): id, region and the expiry to write.
     public func clustersDueExpiryTags(limit: Int = 50) async throws -> [(id: String, region: String, expiresAt: Date)] {
-        let rows = try await self.client.query("""
+        let rows = try await self.client.query(
+            """
             SELECT id, region, expires_at FROM clusters
             WHERE state = 'ready' AND region IS NOT NULL AND expires_at IS NOT NULL
               AND expires_at IS DISTINCT FROM expiry_tagged_at
@@ -200,11 +228,13 @@ extension ClusterStore {
     /// Records a failed attempt: the cluster waits five minutes before the next, and does
     /// not hold up the others.
     public func expiryTagFailed(clusterID: String) async throws {
-        try await self.client.query("UPDATE clusters SET expiry_tag_failed_at = now() WHERE id = \(clusterID)", logger: self.logger)
+        try await self.client.query(
+            "UPDATE clusters SET expiry_tag_failed_at = now() WHERE id = \(clusterID)", logger: self.logger)
     }
 
     public func expiryTagged(clusterID: String, expiresAt: Date) async throws {
-        try await self.client.query("""
+        try await self.client.query(
+            """
             UPDATE clusters SET expiry_tagged_at = \(expiresAt) WHERE id = \(clusterID) AND expires_at = \(expiresAt)
             """, logger: self.logger)
     }
@@ -212,7 +242,8 @@ extension ClusterStore {
     /// Registers that this fleet builds in `region` with `image` (`worker run` at start), so
     /// pools may be pinned to the region.
     public func registerBuildRegion(_ region: String, image: String) async throws {
-        try await self.client.query("""
+        try await self.client.query(
+            """
             INSERT INTO build_regions (region, image) VALUES (\(region), \(image))
             ON CONFLICT (region) DO UPDATE SET image = EXCLUDED.image, seen_at = now()
             """, logger: self.logger)
@@ -220,9 +251,12 @@ extension ClusterStore {
 
     /// Records that `zone` of `region` had no capacity for `instanceType`, until `lifetime`
     /// from now (a later failure extends it).
-    public func rememberCapacityFailure(region: String, zone: String, instanceType: String, code: String, lifetime: Duration) async throws {
+    public func rememberCapacityFailure(
+        region: String, zone: String, instanceType: String, code: String, lifetime: Duration
+    ) async throws {
         let seconds = Double(lifetime.components.seconds)
-        try await self.client.query("""
+        try await self.client.query(
+            """
             INSERT INTO capacity_failures (region, zone, instance_type, code, until)
             VALUES (\(region), \(zone), \(instanceType), \(code), now() + make_interval(secs => \(seconds)))
             ON CONFLICT (region, zone, instance_type)
@@ -232,8 +266,10 @@ extension ClusterStore {
 
     /// The capacity failures of `region` not yet expired, keyed `"zone type"`; expired rows are pruned.
     public func capacityFailures(region: String) async throws -> [String: String] {
-        try await self.client.query("DELETE FROM capacity_failures WHERE until < now() - interval '1 hour'", logger: self.logger)
-        let rows = try await self.client.query("""
+        try await self.client.query(
+            "DELETE FROM capacity_failures WHERE until < now() - interval '1 hour'", logger: self.logger)
+        let rows = try await self.client.query(
+            """
             SELECT zone, instance_type, code FROM capacity_failures WHERE region = \(region) AND until > now()
             """, logger: self.logger)
         var result: [String: String] = [:]
@@ -245,7 +281,8 @@ extension ClusterStore {
 
     /// Deletions whose next attempt is due.
     public func dueKeyPairDeletions(limit: Int = 50) async throws -> [KeyPairDeletion] {
-        let rows = try await self.client.query("""
+        let rows = try await self.client.query(
+            """
             SELECT region, key_pair_name, cluster_id, attempts FROM key_pair_deletions
             WHERE deleted_at IS NULL AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT \(limit)
             """, logger: self.logger)
@@ -257,15 +294,19 @@ extension ClusterStore {
     }
 
     public func keyPairDeleted(region: String, keyPairName: String) async throws {
-        try await self.client.query("""
+        try await self.client.query(
+            """
             UPDATE key_pair_deletions SET deleted_at = now(), attempts = attempts + 1, last_error = NULL
             WHERE region = \(region) AND key_pair_name = \(keyPairName)
             """, logger: self.logger)
     }
 
     /// Keeps a failed delete pending, visible, and retried after `retryAfter`.
-    public func keyPairDeletionFailed(region: String, keyPairName: String, error: String, retryAfter: Duration) async throws {
-        try await self.client.query("""
+    public func keyPairDeletionFailed(region: String, keyPairName: String, error: String, retryAfter: Duration)
+        async throws
+    {
+        try await self.client.query(
+            """
             UPDATE key_pair_deletions SET attempts = attempts + 1, last_error = \(String(error.prefix(2000))),
                    next_attempt_at = now() + make_interval(secs => \(retryAfter.seconds))
             WHERE region = \(region) AND key_pair_name = \(keyPairName)
@@ -274,7 +315,8 @@ extension ClusterStore {
 
     /// `home` and every region a cluster was recorded in, for the sweep.
     public func knownRegions(including home: String) async throws -> [String] {
-        let rows = try await self.client.query("SELECT DISTINCT region FROM clusters WHERE region IS NOT NULL", logger: self.logger)
+        let rows = try await self.client.query(
+            "SELECT DISTINCT region FROM clusters WHERE region IS NOT NULL", logger: self.logger)
         var regions: Set<String> = [home]
         for try await region in rows.decode(String.self) { regions.insert(region) }
         return regions.sorted()
@@ -283,7 +325,8 @@ extension ClusterStore {
     /// Clusters by id, for the sweep: `nil` state for an id the database does not know.
     public func states(of ids: [String]) async throws -> [String: ClusterState] {
         guard !ids.isEmpty else { return [:] }
-        let rows = try await self.client.query("SELECT id, state FROM clusters WHERE id = ANY(\(ids)::text[])", logger: self.logger)
+        let rows = try await self.client.query(
+            "SELECT id, state FROM clusters WHERE id = ANY(\(ids)::text[])", logger: self.logger)
         var result: [String: ClusterState] = [:]
         for try await (id, state) in rows.decode((String, String).self) { result[id] = ClusterState(rawValue: state) }
         return result

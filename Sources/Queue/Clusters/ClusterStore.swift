@@ -41,25 +41,33 @@ public struct ClusterStore: Sendable {
         return ClusterRecord(
             id: id, requestID: requestID, owner: owner, state: ClusterState(rawValue: state) ?? .failed, phase: phase,
             masters: masters, agents: agents, publicAgents: publicAgents, instanceType: instanceType, request: request,
-            checkpoint: try column(10, String?.self), lifetime: .milliseconds(Int64(try column(11, Double.self) * 1000)),
-            sshUser: try column(12, String?.self), sshPort: try column(13, Int?.self), readyAt: try column(14, Date?.self),
+            checkpoint: try column(10, String?.self),
+            lifetime: .milliseconds(Int64(try column(11, Double.self) * 1000)),
+            sshUser: try column(12, String?.self), sshPort: try column(13, Int?.self),
+            readyAt: try column(14, Date?.self),
             expiresAt: try column(15, Date?.self), releaseRequestedAt: try column(16, Date?.self),
-            lastError: try column(17, String?.self), createdAt: try column(18, Date.self), destroyedAt: try column(19, Date?.self),
-            region: try column(20, String?.self), deployment: try column(21, String?.self), teardownReason: try column(22, String?.self),
+            lastError: try column(17, String?.self), createdAt: try column(18, Date.self),
+            destroyedAt: try column(19, Date?.self),
+            region: try column(20, String?.self), deployment: try column(21, String?.self),
+            teardownReason: try column(22, String?.self),
             label: try column(23, String?.self))
     }
 
     public func cluster(id: String) async throws -> ClusterRecord? {
         let rows = try await self.queue.mapErrors {
-            try await self.client.query("SELECT \(unescaped: Self.columns) FROM clusters WHERE id = \(id)", logger: self.logger)
+            try await self.client.query(
+                "SELECT \(unescaped: Self.columns) FROM clusters WHERE id = \(id)", logger: self.logger)
         }
         for try await row in rows { return try Self.decode(row) }
         return nil
     }
 
     /// Clusters, newest first, optionally of one owner and/or state.
-    public func clusters(owner: String? = nil, state: ClusterState? = nil, limit: Int = 200) async throws -> [ClusterRecord] {
-        let rows = try await self.client.query("""
+    public func clusters(owner: String? = nil, state: ClusterState? = nil, limit: Int = 200) async throws
+        -> [ClusterRecord]
+    {
+        let rows = try await self.client.query(
+            """
             SELECT \(unescaped: Self.columns) FROM clusters
             WHERE (\(owner)::text IS NULL OR owner = \(owner)) AND (\(state?.rawValue)::text IS NULL OR state = \(state?.rawValue))
             ORDER BY created_at DESC LIMIT \(limit)
@@ -70,13 +78,18 @@ public struct ClusterStore: Sendable {
     }
 
     public func nodes(clusterID: String) async throws -> [NodeRecord] {
-        let rows = try await self.client.query("""
+        let rows = try await self.client.query(
+            """
             SELECT role, instance_id, private_ip, public_ip, host_key FROM nodes WHERE cluster_id = \(clusterID)
             ORDER BY array_position(ARRAY['bootstrap', 'master', 'slave', 'slave_public'], role), private_ip
             """, logger: self.logger)
         var result: [NodeRecord] = []
-        for try await (role, instance, privateIP, publicIP, hostKey) in rows.decode((String, String, String, String?, String?).self) {
-            result.append(NodeRecord(role: role, instanceID: instance, privateIP: privateIP, publicIP: publicIP, hostKey: hostKey))
+        for try await (role, instance, privateIP, publicIP, hostKey) in rows.decode(
+            (String, String, String, String?, String?).self)
+        {
+            result.append(
+                NodeRecord(role: role, instanceID: instance, privateIP: privateIP, publicIP: publicIP, hostKey: hostKey)
+            )
         }
         return result
     }

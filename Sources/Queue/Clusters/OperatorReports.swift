@@ -25,7 +25,10 @@ public struct OperatorReports: Sendable {
         }
         public func hash(into hasher: inout Hasher) {
             hasher.combine(self.metric)
-            for (key, value) in self.labels { hasher.combine(key); hasher.combine(value) }
+            for (key, value) in self.labels {
+                hasher.combine(key)
+                hasher.combine(value)
+            }
             hasher.combine(self.value)
         }
     }
@@ -34,7 +37,8 @@ public struct OperatorReports: Sendable {
     public func gauges() async throws -> [Gauge] {
         try await self.mapErrors {
             var result: [Gauge] = []
-            let rows = try await self.client.query("SELECT metric, labels, value FROM metrics_snapshot()", logger: self.logger)
+            let rows = try await self.client.query(
+                "SELECT metric, labels, value FROM metrics_snapshot()", logger: self.logger)
             for try await (metric, labels, value) in rows.decode((String, [String], Double).self) {
                 let pairs = stride(from: 0, to: labels.count - 1, by: 2).map { (labels[$0], labels[$0 + 1]) }
                 result.append(Gauge(metric: metric, labels: pairs, value: value))
@@ -57,12 +61,15 @@ public struct OperatorReports: Sendable {
         try await self.mapErrors {
             var result: [CostLine] = []
             let seconds = Double(since.components.seconds)
-            let rows = try await self.client.query("""
+            let rows = try await self.client.query(
+                """
                 SELECT owner, instance_type, clusters, nodes, instance_hours
                 FROM cost_report(make_interval(secs => \(seconds)))
                 """, logger: self.logger)
-            for try await (owner, type, clusters, nodes, hours) in rows.decode((String, String, Int, Int, Double).self) {
-                result.append(CostLine(owner: owner, instanceType: type, clusters: clusters, nodes: nodes, instanceHours: hours))
+            for try await (owner, type, clusters, nodes, hours) in rows.decode((String, String, Int, Int, Double).self)
+            {
+                result.append(
+                    CostLine(owner: owner, instanceType: type, clusters: clusters, nodes: nodes, instanceHours: hours))
             }
             return result
         }
@@ -72,7 +79,10 @@ public struct OperatorReports: Sendable {
         do {
             return try await body()
         } catch let error as PSQLError where error.sqlState == SQLState.insufficientPrivilege {
-            throw QueueError(.invalidInput, "permission denied: \(error.serverInfo?[.message] ?? "this login may not read reports") (log in as a member of flotilla_operator, flotilla_worker or, for cost, flotilla_client)", underlying: error)
+            throw QueueError(
+                .invalidInput,
+                "permission denied: \(error.serverInfo?[.message] ?? "this login may not read reports") (log in as a member of flotilla_operator, flotilla_worker or, for cost, flotilla_client)",
+                underlying: error)
         } catch let error as PSQLError {
             throw QueueError(.database, DatabaseErrorDescription.describe(error), underlying: error)
         }

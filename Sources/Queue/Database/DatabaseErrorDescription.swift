@@ -1,7 +1,7 @@
+import Foundation
 import NIOCore
 import NIOPosix
 import NIOSSL
-import Foundation
 import PostgresNIO
 
 /// Turns what postgres-nio throws into a sentence for a person. postgres-nio's own
@@ -23,7 +23,8 @@ public enum DatabaseErrorDescription {
             // A constraint violation's detail quotes the failing row ("Failing row contains
             // (…)"), which may hold a key or a token: never shown.
             let detail = state.hasPrefix("23") ? "" : info[.detail].map { " (\($0))" } ?? ""
-            return "\(message)\(detail)" + (meaning.map { " [\(state): \($0)]" } ?? (state.isEmpty ? "" : " [\(state)]"))
+            return "\(message)\(detail)"
+                + (meaning.map { " [\(state): \($0)]" } ?? (state.isEmpty ? "" : " [\(state)]"))
         }
         switch error.code {
         case .connectionError:
@@ -33,7 +34,8 @@ public enum DatabaseErrorDescription {
         case .clientClosedConnection, .poolClosed:
             return "the connection to \(place) was already closed"
         case .failedToAddSSLHandler:
-            return "cannot connect to \(place) over TLS: \(error.underlying.map(Self.describeTransport) ?? "the TLS setup failed")"
+            return
+                "cannot connect to \(place) over TLS: \(error.underlying.map(Self.describeTransport) ?? "the TLS setup failed")"
         case .sslUnsupported:
             return "\(place) does not offer TLS, but the connection requires it (sslmode)"
         case .authMechanismRequiresPassword:
@@ -68,10 +70,12 @@ public enum DatabaseErrorDescription {
         }
         if let error = error as? ChannelError, case .connectTimeout = error { return "connection timed out" }
         if let error = error as? NIOSSLError {
-            return "the TLS handshake failed (\(error)): is sslrootcert the CA that signed the server's certificate, and does it name this host?"
+            return
+                "the TLS handshake failed (\(error)): is sslrootcert the CA that signed the server's certificate, and does it name this host?"
         }
         if let error = error as? BoringSSLError {
-            return "the TLS handshake failed (\(error)): is sslrootcert the CA that signed the server's certificate, and does it name this host?"
+            return
+                "the TLS handshake failed (\(error)): is sslrootcert the CA that signed the server's certificate, and does it name this host?"
         }
         let text = String(describing: error)
         if text.contains("connection refused") || text.contains("Connection refused") { return "connection refused" }

@@ -16,8 +16,9 @@ extension DatabaseSettings {
         poolLogger.logLevel = max(logger.logLevel, .error)
         // The pool retries a refused connection for ever; a person wants to hear at once.
         try await self.checkReachable(logger: logger)
-        let client = PostgresClient(configuration: try self.clientConfiguration(maximumConnections: maximumConnections),
-                                    backgroundLogger: poolLogger)
+        let client = PostgresClient(
+            configuration: try self.clientConfiguration(maximumConnections: maximumConnections),
+            backgroundLogger: poolLogger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 await client.run()
@@ -35,12 +36,15 @@ extension DatabaseSettings {
     /// an authentication failure, a database that does not exist).
     public func checkReachable(logger: Logger) async throws {
         do {
-            let connection = try await PostgresConnection.connect(configuration: try self.connectionConfiguration(), id: 0, logger: logger)
+            let connection = try await PostgresConnection.connect(
+                configuration: try self.connectionConfiguration(), id: 0, logger: logger)
             try? await connection.close()
         } catch let error as QueueError {
             throw error
         } catch {
-            throw QueueError(.database, DatabaseErrorDescription.describe(error, host: self.host, port: self.port), underlying: error)
+            throw QueueError(
+                .database, DatabaseErrorDescription.describe(error, host: self.host, port: self.port), underlying: error
+            )
         }
     }
 }

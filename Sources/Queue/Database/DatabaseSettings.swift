@@ -29,8 +29,10 @@ public struct DatabaseSettings: Sendable, Equatable {
     /// `true` when the connection must use TLS (`require` or stricter).
     public var requireTLS: Bool { [.require, .verifyCA, .verifyFull].contains(self.sslMode) }
 
-    public init(host: String = "127.0.0.1", port: Int = 5432, username: String = "postgres",
-                password: String? = nil, database: String? = nil, sslMode: SSLMode = .disable, sslRootCertificate: String? = nil) {
+    public init(
+        host: String = "127.0.0.1", port: Int = 5432, username: String = "postgres",
+        password: String? = nil, database: String? = nil, sslMode: SSLMode = .disable, sslRootCertificate: String? = nil
+    ) {
         self.host = host
         self.port = port
         self.username = username
@@ -42,7 +44,8 @@ public struct DatabaseSettings: Sendable, Equatable {
 
     static func parseSSLMode(_ text: String) throws -> SSLMode {
         guard let mode = SSLMode(rawValue: text) else {
-            throw QueueError(.configuration, "sslmode must be one of \(SSLMode.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw QueueError(
+                .configuration, "sslmode must be one of \(SSLMode.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return mode
     }
@@ -56,13 +59,18 @@ public struct DatabaseSettings: Sendable, Equatable {
         case .prefer, .require:
             configuration.certificateVerification = .none
         case .verifyCA, .verifyFull:
-            let path = self.sslRootCertificate
+            let path =
+                self.sslRootCertificate
                 ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".postgresql/root.crt").path
             guard FileManager.default.isReadableFile(atPath: path) else {
-                throw QueueError(.configuration, "sslmode=\(self.sslMode.rawValue) needs the CA certificate file: \(path) cannot be read (set sslrootcert or PGSSLROOTCERT)")
+                throw QueueError(
+                    .configuration,
+                    "sslmode=\(self.sslMode.rawValue) needs the CA certificate file: \(path) cannot be read (set sslrootcert or PGSSLROOTCERT)"
+                )
             }
             configuration.trustRoots = .file(path)
-            configuration.certificateVerification = self.sslMode == .verifyFull ? .fullVerification : .noHostnameVerification
+            configuration.certificateVerification =
+                self.sslMode == .verifyFull ? .fullVerification : .noHostnameVerification
         }
         return configuration
     }
@@ -81,7 +89,9 @@ public struct DatabaseSettings: Sendable, Equatable {
     }
 
     /// Settings from the environment: `DATABASE_URL` first, then the `PG*` variables.
-    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DatabaseSettings {
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws
+        -> DatabaseSettings
+    {
         if let url = environment["DATABASE_URL"], !url.isEmpty {
             return try DatabaseSettings(url: url)
         }
@@ -93,7 +103,8 @@ public struct DatabaseSettings: Sendable, Equatable {
             }
             settings.port = value
         }
-        settings.username = environment["PGUSER"].flatMap { $0.isEmpty ? nil : $0 }
+        settings.username =
+            environment["PGUSER"].flatMap { $0.isEmpty ? nil : $0 }
             ?? environment["USER"] ?? "postgres"
         settings.password = environment["PGPASSWORD"]
         settings.database = environment["PGDATABASE"].flatMap { $0.isEmpty ? nil : $0 }
@@ -106,9 +117,10 @@ public struct DatabaseSettings: Sendable, Equatable {
     /// may hold a password.
     public init(url: String) throws {
         guard let components = URLComponents(string: url),
-              let scheme = components.scheme, ["postgres", "postgresql"].contains(scheme)
+            let scheme = components.scheme, ["postgres", "postgresql"].contains(scheme)
         else {
-            throw QueueError(.configuration, "DATABASE_URL must look like postgres://user[:password]@host[:port]/database")
+            throw QueueError(
+                .configuration, "DATABASE_URL must look like postgres://user[:password]@host[:port]/database")
         }
         self.init()
         if let host = components.host, !host.isEmpty { self.host = host }
@@ -166,4 +178,3 @@ public struct DatabaseSettings: Sendable, Equatable {
         return configuration
     }
 }
-

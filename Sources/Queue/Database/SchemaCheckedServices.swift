@@ -14,8 +14,10 @@ public struct SchemaCheckedServices: Service {
     let precondition: @Sendable (PostgresClient) async throws -> Void
     let logger: Logger
 
-    public init(client: PostgresClient, settings: DatabaseSettings, services: [any Service], logger: Logger,
-                precondition: @escaping @Sendable (PostgresClient) async throws -> Void = { _ in }) {
+    public init(
+        client: PostgresClient, settings: DatabaseSettings, services: [any Service], logger: Logger,
+        precondition: @escaping @Sendable (PostgresClient) async throws -> Void = { _ in }
+    ) {
         self.client = client
         self.settings = settings
         self.services = services
@@ -27,8 +29,9 @@ public struct SchemaCheckedServices: Service {
         try await self.settings.checkReachable(logger: self.logger)
         try await Migrator.checkSchema(client: self.client, logger: self.logger)
         try await self.precondition(self.client)
-        let group = ServiceGroup(configuration: .init(
-            services: self.services.map { .init(service: $0) }, logger: self.logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: self.services.map { .init(service: $0) }, logger: self.logger))
         try await group.run()
     }
 }

@@ -32,8 +32,9 @@ struct JobNotificationListener: Sendable {
                 try? await connection.close()
             } catch {
                 if Task.isCancelled { return }
-                self.logger.warning("LISTEN connection failed; polling until it is back",
-                                    metadata: ["error": "\(String(reflecting: error))"])
+                self.logger.warning(
+                    "LISTEN connection failed; polling until it is back",
+                    metadata: ["error": "\(String(reflecting: error))"])
             }
             try? await Task.sleep(for: backoff)
             backoff = min(backoff * 2, .seconds(10))

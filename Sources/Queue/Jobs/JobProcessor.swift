@@ -30,9 +30,11 @@ public final class JobProcessor: Service, Sendable {
         /// Poll only, no `LISTEN` (for transaction-mode connection poolers).
         public var pollOnly: Bool = false
 
-        public init(workerID: String, kinds: [JobKind], concurrency: Int = 4, pollInterval: Duration = .seconds(1),
-                    heartbeatInterval: Duration = .seconds(10), shutdownGracePeriod: Duration = .seconds(30),
-                    pollOnly: Bool = false) {
+        public init(
+            workerID: String, kinds: [JobKind], concurrency: Int = 4, pollInterval: Duration = .seconds(1),
+            heartbeatInterval: Duration = .seconds(10), shutdownGracePeriod: Duration = .seconds(30),
+            pollOnly: Bool = false
+        ) {
             self.workerID = workerID
             self.kinds = kinds
             self.concurrency = max(1, concurrency)
@@ -77,8 +79,10 @@ public final class JobProcessor: Service, Sendable {
 
     /// `wakeups`: shared by the processors of one process, so they hold one `LISTEN`
     /// connection and a job wakes one of them; nil makes one for this processor.
-    public init(queue: JobQueue, settings: DatabaseSettings, configuration: Configuration,
-                wakeups: JobWakeups? = nil, logger: Logger, handler: @escaping Handler) {
+    public init(
+        queue: JobQueue, settings: DatabaseSettings, configuration: Configuration,
+        wakeups: JobWakeups? = nil, logger: Logger, handler: @escaping Handler
+    ) {
         self.wakeups = wakeups
         self.queue = queue
         self.settings = settings
@@ -106,11 +110,15 @@ public final class JobProcessor: Service, Sendable {
         let (drained, drain) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let wakeUp: @Sendable () -> Void = { wake.yield() }
 
-        let notices: Notices? = self.configuration.pollOnly ? nil : {
-            let wakeups = self.wakeups ?? JobWakeups(settings: self.settings, logger: self.logger)
-            return Notices(wakeups: wakeups,
-                           registration: wakeups.register(kinds: Set(self.configuration.kinds.map(\.rawValue)), wake: wakeUp))
-        }()
+        let notices: Notices? =
+            self.configuration.pollOnly
+            ? nil
+            : {
+                let wakeups = self.wakeups ?? JobWakeups(settings: self.settings, logger: self.logger)
+                return Notices(
+                    wakeups: wakeups,
+                    registration: wakeups.register(kinds: Set(self.configuration.kinds.map(\.rawValue)), wake: wakeUp))
+            }()
 
         await withDiscardingTaskGroup { helpers in
             helpers.addTask {
@@ -135,14 +143,23 @@ public final class JobProcessor: Service, Sendable {
                     // Stopped claiming. Give running jobs the grace period, then cancel
                     // them; cancelled jobs hand themselves back.
                     if self.inFlight > 0 {
-                        self.logger.info("waiting for running jobs before shutdown",
-                                         metadata: ["jobs": "\(self.inFlight)",
-                                                    "grace_seconds": "\(self.configuration.shutdownGracePeriod.seconds)"])
+                        self.logger.info(
+                            "waiting for running jobs before shutdown",
+                            metadata: [
+                                "jobs": "\(self.inFlight)",
+                                "grace_seconds": "\(self.configuration.shutdownGracePeriod.seconds)",
+                            ])
                         let grace = self.configuration.shutdownGracePeriod
                         jobs.addTask {
                             try await withThrowingTaskGroup(of: Bool.self) { race in
-                                race.addTask { for await _ in drained { return true }; return true }
-                                race.addTask { try await Task.sleep(for: grace); return false }
+                                race.addTask {
+                                    for await _ in drained { return true }
+                                    return true
+                                }
+                                race.addTask {
+                                    try await Task.sleep(for: grace)
+                                    return false
+                                }
                                 let finished = try await race.next() ?? true
                                 race.cancelAll()
                                 if !finished { throw GracePeriodOver() }
@@ -171,9 +188,11 @@ public final class JobProcessor: Service, Sendable {
         func unregister() async { await self.wakeups.unregister(self.registration) }
     }
 
-    private func claimAndStart(into jobs: inout ThrowingDiscardingTaskGroup<any Error>,
-                               wake: @escaping @Sendable () -> Void,
-                               drain: AsyncStream<Void>.Continuation, notices: Notices?) async {
+    private func claimAndStart(
+        into jobs: inout ThrowingDiscardingTaskGroup<any Error>,
+        wake: @escaping @Sendable () -> Void,
+        drain: AsyncStream<Void>.Continuation, notices: Notices?
+    ) async {
         notices?.busy()
         // Let handlers that are about to return do so first, so one claim fills every
         // slot they free instead of one claim per slot.
@@ -187,8 +206,9 @@ public final class JobProcessor: Service, Sendable {
             // whose outcome is not written yet count too, up to a second `concurrency`. Without
             // that bound, a process that claims faster than its completions are written piles
             // up results until they wait longer than the lease and are lost.
-            let free = min(self.configuration.concurrency - state.running,
-                           2 * self.configuration.concurrency - state.inFlight)
+            let free = min(
+                self.configuration.concurrency - state.running,
+                2 * self.configuration.concurrency - state.inFlight)
             if free > 0 { state.claims += 1 }
             return min(free, state.claimSize)
         }
@@ -196,14 +216,16 @@ public final class JobProcessor: Service, Sendable {
         let claimed: [ClaimedJob]
         do {
             claimed = try await self.queue.claims.withTurn {
-                try await self.queue.claim(kinds: self.configuration.kinds, limit: asked,
-                                           owner: self.configuration.workerID)
+                try await self.queue.claim(
+                    kinds: self.configuration.kinds, limit: asked,
+                    owner: self.configuration.workerID)
             }
         } catch is CancellationError {
             return
         } catch {
-            self.logger.warning("claim failed; will retry on the next poll",
-                                metadata: ["error": "\(String(reflecting: error))"])
+            self.logger.warning(
+                "claim failed; will retry on the next poll",
+                metadata: ["error": "\(String(reflecting: error))"])
             return
         }
         let idle = self.state.withLock { state -> Bool in
@@ -223,13 +245,15 @@ public final class JobProcessor: Service, Sendable {
         guard !claimed.isEmpty else { return }
         for job in claimed {
             jobs.addTask {
-                await self.execute(job, handlerReturned: {
-                    let claimAgain = self.state.withLock { state -> Bool in
-                        state.running -= 1
-                        return state.moreMayBeWaiting
-                    }
-                    if claimAgain { wake() }
-                })
+                await self.execute(
+                    job,
+                    handlerReturned: {
+                        let claimAgain = self.state.withLock { state -> Bool in
+                            state.running -= 1
+                            return state.moreMayBeWaiting
+                        }
+                        if claimAgain { wake() }
+                    })
                 let (left, stopping, claimAgain) = self.state.withLock { state -> (Int, Bool, Bool) in
                     state.inFlight -= 1
                     return (state.inFlight, state.stopping, state.moreMayBeWaiting)
@@ -277,7 +301,10 @@ public final class JobProcessor: Service, Sendable {
             // The first to finish decides: the handler's result, or the heartbeat giving up.
             var result: Result<Void, any Error> = .failure(CancellationError())
             while let next = await group.next() {
-                if let next { result = next; break }
+                if let next {
+                    result = next
+                    break
+                }
                 if context.shouldStop { group.cancelAll() }
             }
             group.cancelAll()
@@ -304,9 +331,11 @@ public final class JobProcessor: Service, Sendable {
                 case (nil, .success):
                     if try await self.queue.completions.complete(job, queue: self.queue) {
                         finished("completed")
-                        logger.debug("job succeeded", metadata: ["seconds": "\((ContinuousClock.now - started).seconds)"])
+                        logger.debug(
+                            "job succeeded", metadata: ["seconds": "\((ContinuousClock.now - started).seconds)"])
                     } else {
-                        logger.warning("lease lost before the job's success could be recorded; another worker will run it again")
+                        logger.warning(
+                            "lease lost before the job's success could be recorded; another worker will run it again")
                     }
                 case (nil, .failure(let error as JobSnooze)):
                     try await self.queue.snooze(job, for: error.delay)
@@ -324,8 +353,9 @@ public final class JobProcessor: Service, Sendable {
                     if state == .queued { FlotillaMetric.increment(FlotillaMetric.jobRetries, kind) }
                 }
             } catch {
-                logger.warning("could not record the job's outcome",
-                               metadata: ["error": "\(String(reflecting: error))"])
+                logger.warning(
+                    "could not record the job's outcome",
+                    metadata: ["error": "\(String(reflecting: error))"])
             }
         }.value
     }

@@ -18,7 +18,8 @@ extension JobQueue {
     @discardableResult
     public func rescueExpiredLeases(limit: Int = 1000) async throws -> RescueReport {
         try await self.mapErrors {
-            let rows = try await self.client.query("""
+            let rows = try await self.client.query(
+                """
                 WITH expired AS (
                     SELECT id FROM jobs
                     WHERE state = 'running' AND lease_expires_at < now()
@@ -59,7 +60,8 @@ extension JobQueue {
         var total = 0
         while true {
             let deleted: Int = try await self.mapErrors {
-                let rows = try await self.client.query("""
+                let rows = try await self.client.query(
+                    """
                     DELETE FROM jobs WHERE id IN (
                         SELECT id FROM jobs
                         WHERE state IN ('succeeded', 'failed', 'cancelled')
@@ -85,11 +87,13 @@ extension JobQueue {
     public func stats() async throws -> Stats {
         try await self.mapErrors {
             var stats = Stats()
-            let rows = try await self.client.query("SELECT state, count(*)::int FROM jobs GROUP BY state", logger: self.logger)
+            let rows = try await self.client.query(
+                "SELECT state, count(*)::int FROM jobs GROUP BY state", logger: self.logger)
             for try await (state, count) in rows.decode((String, Int).self) {
                 if let state = JobState(rawValue: state) { stats.countByState[state] = count }
             }
-            let oldest = try await self.client.query("""
+            let oldest = try await self.client.query(
+                """
                 SELECT extract(epoch FROM now() - min(run_after))::float8 FROM jobs
                 WHERE state = 'queued' AND run_after <= now()
                 """, logger: self.logger)

@@ -23,7 +23,9 @@ public struct JobQueue: Sendable {
         /// (−16 % from 4 to 16), 3 gave the most with −7 % (BENCHMARKS.md, section 1).
         public var concurrentClaims: Int = 3
 
-        public init(leaseDuration: Duration = .seconds(45), retry: RetryPolicy = RetryPolicy(), concurrentClaims: Int = 3) {
+        public init(
+            leaseDuration: Duration = .seconds(45), retry: RetryPolicy = RetryPolicy(), concurrentClaims: Int = 3
+        ) {
             self.leaseDuration = leaseDuration
             self.retry = retry
             self.concurrentClaims = max(1, concurrentClaims)
@@ -47,8 +49,10 @@ public struct JobQueue: Sendable {
     /// One claim statement at a time for the processors that share this queue.
     let claims: ClaimGate
 
-    public init(client: PostgresClient, leaseClient: PostgresClient? = nil,
-                configuration: Configuration = Configuration(), logger: Logger) {
+    public init(
+        client: PostgresClient, leaseClient: PostgresClient? = nil,
+        configuration: Configuration = Configuration(), logger: Logger
+    ) {
         self.client = client
         self.leaseClient = leaseClient ?? client
         self.configuration = configuration
@@ -82,7 +86,8 @@ public struct JobQueue: Sendable {
         guard let key = job.idempotencyKey else {
             throw QueueError(.database, "enqueue returned no row")
         }
-        let rows = try await self.client.query("SELECT id FROM jobs WHERE idempotency_key = \(key)", logger: self.logger)
+        let rows = try await self.client.query(
+            "SELECT id FROM jobs WHERE idempotency_key = \(key)", logger: self.logger)
         guard let existing = try await rows.decode(Int64.self).first(where: { _ in true }) else {
             throw QueueError(.database, "the job holding this idempotency key vanished while enqueueing; try again")
         }
@@ -96,7 +101,8 @@ public struct JobQueue: Sendable {
         for job in jobs {
             try job.validate()
             guard job.idempotencyKey == nil else {
-                throw QueueError(.invalidInput, "batch enqueue does not take idempotency keys; enqueue such jobs one at a time")
+                throw QueueError(
+                    .invalidInput, "batch enqueue does not take idempotency keys; enqueue such jobs one at a time")
             }
         }
         let kinds = jobs.map(\.kind.rawValue)
@@ -104,7 +110,8 @@ public struct JobQueue: Sendable {
         let priorities = jobs.map(\.priority)
         let attempts = jobs.map(\.maxAttempts)
         return try await self.mapErrors {
-            let rows = try await self.client.query("""
+            let rows = try await self.client.query(
+                """
                 INSERT INTO jobs (kind, payload, priority, max_attempts)
                 SELECT k, p::jsonb, pr, ma
                 FROM unnest(\(kinds)::text[], \(payloads)::text[], \(priorities)::int[], \(attempts)::int[])
@@ -136,9 +143,11 @@ public struct JobQueue: Sendable {
                 logger: self.logger)
             var claimed: [ClaimedJob] = []
             for try await (id, kind, payload, attempt, maxAttempts, token, expires, created, waited) in rows {
-                claimed.append(ClaimedJob(id: id, kind: JobKind(kind), payload: payload, attempt: attempt,
-                                          maxAttempts: maxAttempts, leaseToken: token,
-                                          leaseExpiresAt: expires, createdAt: created, waitedSeconds: waited))
+                claimed.append(
+                    ClaimedJob(
+                        id: id, kind: JobKind(kind), payload: payload, attempt: attempt,
+                        maxAttempts: maxAttempts, leaseToken: token,
+                        leaseExpiresAt: expires, createdAt: created, waitedSeconds: waited))
             }
             return claimed
         }
@@ -157,7 +166,8 @@ public struct JobQueue: Sendable {
     public func heartbeat(_ job: ClaimedJob) async throws -> Heartbeat {
         let lease = self.configuration.leaseDuration.seconds
         return try await self.fenced(job, "heartbeat") {
-            let rows = try await self.leaseClient.query("""
+            let rows = try await self.leaseClient.query(
+                """
                 UPDATE jobs SET lease_expires_at = now() + make_interval(secs => \(lease)),
                                 heartbeat_at = now(), updated_at = now()
                 WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
@@ -171,7 +181,8 @@ public struct JobQueue: Sendable {
     /// Marks the job succeeded.
     public func complete(_ job: ClaimedJob) async throws {
         try await self.fenced(job, "complete") {
-            let rows = try await self.client.query("""
+            let rows = try await self.client.query(
+                """
                 UPDATE jobs SET state = 'succeeded', finished_at = now(), updated_at = now(),
                                 lease_token = NULL, lease_expires_at = NULL, last_error = NULL
                 WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
@@ -188,7 +199,8 @@ public struct JobQueue: Sendable {
         let ids = jobs.map(\.id)
         let tokens = jobs.map(\.leaseToken)
         let completed: Set<Int64> = try await self.mapErrors {
-            let rows = try await self.client.execute(CompleteBatchStatement(ids: ids, tokens: tokens), logger: self.logger)
+            let rows = try await self.client.execute(
+                CompleteBatchStatement(ids: ids, tokens: tokens), logger: self.logger)
             return Set(try await rows.collect())
         }
         return ids.filter { !completed.contains($0) }
@@ -204,7 +216,8 @@ public struct JobQueue: Sendable {
         let retry = retryable && job.attempt < job.maxAttempts
         let text = String(message.prefix(4000))
         let state: String = try await self.fenced(job, "fail") {
-            let rows = try await self.client.query("""
+            let rows = try await self.client.query(
+                """
                 UPDATE jobs SET
                     state = CASE WHEN cancel_requested THEN 'cancelled' WHEN \(retry) THEN 'queued' ELSE 'failed' END,
                     run_after = CASE WHEN \(retry) AND NOT cancel_requested THEN now() + make_interval(secs => \(delay)) ELSE run_after END,
@@ -222,7 +235,8 @@ public struct JobQueue: Sendable {
     /// Ends a running job whose cancellation the worker has seen.
     public func acknowledgeCancel(_ job: ClaimedJob) async throws {
         try await self.fenced(job, "acknowledge cancel") {
-            let rows = try await self.client.query("""
+            let rows = try await self.client.query(
+                """
                 UPDATE jobs SET state = 'cancelled', finished_at = now(), updated_at = now(),
                                 lease_token = NULL, lease_expires_at = NULL
                 WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
@@ -236,7 +250,8 @@ public struct JobQueue: Sendable {
     /// jobs it could not finish to the next worker, runnable at once.
     public func release(_ job: ClaimedJob) async throws {
         try await self.fenced(job, "release") {
-            let rows = try await self.client.query("""
+            let rows = try await self.client.query(
+                """
                 UPDATE jobs SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
                                 finished_at = CASE WHEN cancel_requested THEN now() END,
                                 attempt = attempt - 1, run_after = now(),
@@ -252,7 +267,8 @@ public struct JobQueue: Sendable {
     /// still holds what this one needs), which is neither a success nor a failure.
     public func snooze(_ job: ClaimedJob, for delay: Duration) async throws {
         try await self.fenced(job, "snooze") {
-            let rows = try await self.client.query("""
+            let rows = try await self.client.query(
+                """
                 UPDATE jobs SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
                                 finished_at = CASE WHEN cancel_requested THEN now() END,
                                 attempt = attempt - 1, run_after = now() + make_interval(secs => \(delay.seconds)),
@@ -286,18 +302,24 @@ public struct JobQueue: Sendable {
     /// One job, as operators see it.
     public func job(id: Int64) async throws -> JobRecord? {
         try await self.mapErrors {
-            let rows = try await self.client.query("""
+            let rows = try await self.client.query(
+                """
                 SELECT id, kind, payload::text, state, priority, attempt, max_attempts, run_after,
                        idempotency_key, lease_owner, lease_expires_at, heartbeat_at, cancel_requested,
                        last_error, created_at, finished_at
                 FROM jobs WHERE id = \(id)
                 """, logger: self.logger)
             for try await row in rows {
-                let c = try row.decode((Int64, String, String, String, Int, Int, Int, Date, String?, String?, Date?, Date?, Bool, String?, Date, Date?).self)
-                return JobRecord(id: c.0, kind: JobKind(c.1), payload: c.2, state: JobState(rawValue: c.3) ?? .failed,
-                                 priority: c.4, attempt: c.5, maxAttempts: c.6, runAfter: c.7, idempotencyKey: c.8,
-                                 leaseOwner: c.9, leaseExpiresAt: c.10, heartbeatAt: c.11, cancelRequested: c.12,
-                                 lastError: c.13, createdAt: c.14, finishedAt: c.15)
+                let c = try row.decode(
+                    (
+                        Int64, String, String, String, Int, Int, Int, Date, String?, String?, Date?, Date?, Bool,
+                        String?, Date, Date?
+                    ).self)
+                return JobRecord(
+                    id: c.0, kind: JobKind(c.1), payload: c.2, state: JobState(rawValue: c.3) ?? .failed,
+                    priority: c.4, attempt: c.5, maxAttempts: c.6, runAfter: c.7, idempotencyKey: c.8,
+                    leaseOwner: c.9, leaseExpiresAt: c.10, heartbeatAt: c.11, cancelRequested: c.12,
+                    lastError: c.13, createdAt: c.14, finishedAt: c.15)
             }
             return nil
         }
@@ -309,7 +331,10 @@ public struct JobQueue: Sendable {
     @discardableResult
     func fenced<T: Sendable>(_ job: ClaimedJob, _ action: String, _ body: () async throws -> T?) async throws -> T {
         guard let value = try await self.mapErrors(body) else {
-            throw QueueError(.leaseLost, "cannot \(action) job \(job.id): this worker no longer holds its lease (it expired or the job was handed to another worker); nothing was changed")
+            throw QueueError(
+                .leaseLost,
+                "cannot \(action) job \(job.id): this worker no longer holds its lease (it expired or the job was handed to another worker); nothing was changed"
+            )
         }
         return value
     }
@@ -321,22 +346,34 @@ public struct JobQueue: Sendable {
         } catch let error as PSQLError {
             switch error.sqlState {
             case SQLState.foreignKeyViolation:
-                throw QueueError(.unknownKind, "unknown job kind: the kinds this database accepts are the rows of job_kinds (noop, provision, teardown, …)", underlying: error)
+                throw QueueError(
+                    .unknownKind,
+                    "unknown job kind: the kinds this database accepts are the rows of job_kinds (noop, provision, teardown, …)",
+                    underlying: error)
             case SQLState.checkViolation:
-                throw QueueError(.invalidInput, "the database refused the job: \(error.serverInfo?[.message] ?? "a check failed")", underlying: error)
+                throw QueueError(
+                    .invalidInput, "the database refused the job: \(error.serverInfo?[.message] ?? "a check failed")",
+                    underlying: error)
             case SQLState.invalidTransition, SQLState.clusterState:
                 throw QueueError(.conflict, DatabaseErrorDescription.describe(error), underlying: error)
             case SQLState.leaseLost:
-                throw QueueError(.leaseLost, "\(error.serverInfo?[.message] ?? "the job's lease was lost"); nothing was changed", underlying: error)
+                throw QueueError(
+                    .leaseLost, "\(error.serverInfo?[.message] ?? "the job's lease was lost"); nothing was changed",
+                    underlying: error)
             case SQLState.noSuchCluster:
                 throw QueueError(.notFound, error.serverInfo?[.message] ?? "no such cluster", underlying: error)
             case SQLState.invalidParameter, SQLState.policyRefused:
                 // The API's refusals: the message says what is accepted or which limit applies.
                 throw QueueError(.invalidInput, error.serverInfo?[.message] ?? "refused", underlying: error)
             case SQLState.insufficientPrivilege:
-                throw QueueError(.invalidInput, "permission denied: \(error.serverInfo?[.message] ?? "this login may not do that") (logins of role flotilla_client use the client API functions only)", underlying: error)
+                throw QueueError(
+                    .invalidInput,
+                    "permission denied: \(error.serverInfo?[.message] ?? "this login may not do that") (logins of role flotilla_client use the client API functions only)",
+                    underlying: error)
             case SQLState.invalidTextRepresentation:
-                throw QueueError(.invalidInput, "the database refused a value: \(error.serverInfo?[.message] ?? "invalid text")", underlying: error)
+                throw QueueError(
+                    .invalidInput, "the database refused a value: \(error.serverInfo?[.message] ?? "invalid text")",
+                    underlying: error)
             default:
                 self.logger.error("query failed", metadata: ["error": "\(String(reflecting: error))"])
                 throw QueueError(.database, DatabaseErrorDescription.describe(error), underlying: error)

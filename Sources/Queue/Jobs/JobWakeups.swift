@@ -91,7 +91,8 @@ public final class JobWakeups: Sendable {
     public func idle(_ registration: Registration) {
         self.state.withLock { state in
             guard let consumer = state.consumers[registration], !consumer.stopping,
-                  !state.idle.contains(registration) else { return }
+                !state.idle.contains(registration)
+            else { return }
             state.idle.append(registration)
         }
     }
@@ -114,7 +115,8 @@ public final class JobWakeups: Sendable {
     /// Wakes for a job of `kind`, or everyone (`nil`).
     func deliver(kind: String?) {
         let wakes = self.state.withLock { state -> [@Sendable () -> Void] in
-            if let kind, let index = state.idle.firstIndex(where: { state.consumers[$0]?.kinds.contains(kind) == true }) {
+            if let kind, let index = state.idle.firstIndex(where: { state.consumers[$0]?.kinds.contains(kind) == true })
+            {
                 let chosen = state.idle.remove(at: index)
                 return [state.consumers[chosen]!.wake]
             }

@@ -11,8 +11,10 @@ public struct QueueMaintenance: Service {
         /// How long finished jobs are kept.
         public var retention: Duration = .seconds(7 * 24 * 3600)
 
-        public init(rescueInterval: Duration = .seconds(2), pruneInterval: Duration = .seconds(600),
-                    retention: Duration = .seconds(7 * 24 * 3600)) {
+        public init(
+            rescueInterval: Duration = .seconds(2), pruneInterval: Duration = .seconds(600),
+            retention: Duration = .seconds(7 * 24 * 3600)
+        ) {
             self.rescueInterval = rescueInterval
             self.pruneInterval = pruneInterval
             self.retention = retention
@@ -40,9 +42,12 @@ public struct QueueMaintenance: Service {
             do {
                 let report = try await self.queue.rescueExpiredLeases()
                 if !(report.requeued.isEmpty && report.failed.isEmpty && report.cancelled.isEmpty) {
-                    self.logger.warning("rescued jobs whose lease expired", metadata: [
-                        "requeued": "\(report.requeued)", "failed": "\(report.failed)", "cancelled": "\(report.cancelled)",
-                    ])
+                    self.logger.warning(
+                        "rescued jobs whose lease expired",
+                        metadata: [
+                            "requeued": "\(report.requeued)", "failed": "\(report.failed)",
+                            "cancelled": "\(report.cancelled)",
+                        ])
                 }
                 if clock.now >= nextPrune {
                     let pruned = try await self.queue.pruneFinished(olderThan: self.configuration.retention)
@@ -50,7 +55,8 @@ public struct QueueMaintenance: Service {
                     nextPrune = clock.now.advanced(by: self.configuration.pruneInterval)
                 }
             } catch {
-                self.logger.warning("queue maintenance failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
+                self.logger.warning(
+                    "queue maintenance failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
             }
             try? await Task.sleep(for: self.configuration.rescueInterval)
         }

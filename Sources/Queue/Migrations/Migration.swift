@@ -24,22 +24,32 @@ public struct Migration: Sendable, Hashable {
         do {
             files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
         } catch {
-            throw QueueError(.invalidMigration, "cannot read the migrations folder \(directory.path)", underlying: error)
+            throw QueueError(
+                .invalidMigration, "cannot read the migrations folder \(directory.path)", underlying: error)
         }
         var migrations: [Migration] = []
         for file in files where file.hasSuffix(".sql") {
-            guard let match = file.wholeMatch(of: /([0-9]{4})_([a-z0-9_]+)\.sql/), let version = Int(match.1), version > 0 else {
-                throw QueueError(.invalidMigration, "migration file \(file) is not named NNNN_description.sql (lower case, digits, underscores)")
+            guard let match = file.wholeMatch(of: /([0-9]{4})_([a-z0-9_]+)\.sql/), let version = Int(match.1),
+                version > 0
+            else {
+                throw QueueError(
+                    .invalidMigration,
+                    "migration file \(file) is not named NNNN_description.sql (lower case, digits, underscores)")
             }
             let url = directory.appendingPathComponent(file)
-            guard let data = FileManager.default.contents(atPath: url.path), let sql = String(data: data, encoding: .utf8) else {
+            guard let data = FileManager.default.contents(atPath: url.path),
+                let sql = String(data: data, encoding: .utf8)
+            else {
                 throw QueueError(.invalidMigration, "cannot read migration file \(url.path) as UTF-8")
             }
             migrations.append(Migration(version: version, name: String(match.2), sql: sql))
         }
         migrations.sort { $0.version < $1.version }
         for (index, migration) in migrations.enumerated() where migration.version != index + 1 {
-            throw QueueError(.invalidMigration, "migrations must be numbered 0001, 0002, … without gaps or duplicates; found \(String(format: "%04d", migration.version))_\(migration.name).sql at position \(index + 1)")
+            throw QueueError(
+                .invalidMigration,
+                "migrations must be numbered 0001, 0002, … without gaps or duplicates; found \(String(format: "%04d", migration.version))_\(migration.name).sql at position \(index + 1)"
+            )
         }
         return migrations
     }
@@ -52,7 +62,8 @@ public struct Migration: Sendable, Hashable {
         if let explicit = environment["FLOTILLA_MIGRATIONS_DIR"], !explicit.isEmpty {
             return URL(fileURLWithPath: explicit)
         }
-        candidates.append(URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("migrations"))
+        candidates.append(
+            URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("migrations"))
         var executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath()
         for _ in 0..<5 {
             executable.deleteLastPathComponent()
@@ -61,7 +72,8 @@ public struct Migration: Sendable, Hashable {
         candidates.append(URL(fileURLWithPath: "/usr/share/flotilla/migrations"))
         return candidates.first { url in
             var isDirectory: ObjCBool = false
-            return FileManager.default.fileExists(atPath: url.appendingPathComponent("0001_jobs.sql").path, isDirectory: &isDirectory)
+            return FileManager.default.fileExists(
+                atPath: url.appendingPathComponent("0001_jobs.sql").path, isDirectory: &isDirectory)
         }
     }
 }

@@ -29,7 +29,9 @@ public struct Migrator: Sendable {
     @discardableResult
     public func migrate(_ migrations: [Migration]) async throws -> Report {
         try await self.client.withConnection { connection in
-            for try await _ in try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))", logger: self.logger) {}
+            for try await _ in try await connection.query(
+                "SELECT pg_advisory_lock(\(Self.lockKey))", logger: self.logger)
+            {}
             do {
                 let report = try await self.migrateLocked(migrations, on: connection)
                 try await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: self.logger)
@@ -42,7 +44,8 @@ public struct Migrator: Sendable {
     }
 
     private func migrateLocked(_ migrations: [Migration], on connection: PostgresConnection) async throws -> Report {
-        try await connection.query("""
+        try await connection.query(
+            """
             CREATE TABLE IF NOT EXISTS schema_migrations (
                 version    integer PRIMARY KEY,
                 name       text NOT NULL,
@@ -53,7 +56,8 @@ public struct Migrator: Sendable {
         // A multi-statement file cannot go through the extended protocol; a temporary
         // function runs it with EXECUTE, which accepts several statements, and lets the
         // file's text travel as a bound parameter.
-        try await connection.query("""
+        try await connection.query(
+            """
             CREATE OR REPLACE FUNCTION pg_temp.flotilla_run_migration(sql text) RETURNS void
             LANGUAGE plpgsql AS $$ BEGIN EXECUTE sql; END $$
             """, logger: self.logger)
@@ -63,7 +67,9 @@ public struct Migrator: Sendable {
 
         var report = Report(applied: [], alreadyApplied: applied.count)
         for migration in migrations where applied[migration.version] == nil {
-            self.logger.info("applying migration", metadata: ["migration": "\(String(format: "%04d", migration.version))_\(migration.name)"])
+            self.logger.info(
+                "applying migration",
+                metadata: ["migration": "\(String(format: "%04d", migration.version))_\(migration.name)"])
             // Roles and their grants live in catalogs the whole server shares: two databases
             // migrated at the same moment can collide there ("tuple concurrently updated").
             // Such a collision rolls back cleanly, and the migration is tried again.
@@ -74,9 +80,11 @@ public struct Migrator: Sendable {
                         // A SELECT answers with its row description before it runs: its error
                         // arrives with the rows, so they are read, or the error would surface
                         // only as "transaction is aborted" on the next statement.
-                        let rows = try await connection.query("SELECT pg_temp.flotilla_run_migration(\(migration.sql))", logger: self.logger)
+                        let rows = try await connection.query(
+                            "SELECT pg_temp.flotilla_run_migration(\(migration.sql))", logger: self.logger)
                         for try await _ in rows {}
-                        try await connection.query("""
+                        try await connection.query(
+                            """
                             INSERT INTO schema_migrations (version, name, checksum)
                             VALUES (\(migration.version), \(migration.name), \(migration.checksum))
                             """, logger: self.logger)
@@ -89,7 +97,10 @@ public struct Migrator: Sendable {
                         try await Task.sleep(for: .milliseconds(100 * attempt))
                         continue
                     }
-                    throw QueueError(.invalidMigration, "migration \(String(format: "%04d", migration.version))_\(migration.name).sql failed and was rolled back: \(text)", underlying: error)
+                    throw QueueError(
+                        .invalidMigration,
+                        "migration \(String(format: "%04d", migration.version))_\(migration.name).sql failed and was rolled back: \(text)",
+                        underlying: error)
                 }
             }
             report.applied.append(migration)
@@ -97,9 +108,12 @@ public struct Migrator: Sendable {
         return report
     }
 
-    static func appliedVersions(on connection: PostgresConnection, logger: Logger) async throws -> [Int: (name: String, checksum: String)] {
+    static func appliedVersions(on connection: PostgresConnection, logger: Logger) async throws -> [Int: (
+        name: String, checksum: String
+    )] {
         var applied: [Int: (name: String, checksum: String)] = [:]
-        let rows = try await connection.query("SELECT version, name, checksum FROM schema_migrations ORDER BY version", logger: logger)
+        let rows = try await connection.query(
+            "SELECT version, name, checksum FROM schema_migrations ORDER BY version", logger: logger)
         for try await (version, name, checksum) in rows.decode((Int, String, String).self) {
             applied[version] = (name, checksum)
         }
@@ -110,10 +124,16 @@ public struct Migrator: Sendable {
         let known = Dictionary(uniqueKeysWithValues: migrations.map { ($0.version, $0) })
         for (version, record) in applied.sorted(by: { $0.key < $1.key }) {
             guard let migration = known[version] else {
-                throw QueueError(.schemaAhead, "the database has migration \(String(format: "%04d", version))_\(record.name) applied, which this build does not have; run a newer worker")
+                throw QueueError(
+                    .schemaAhead,
+                    "the database has migration \(String(format: "%04d", version))_\(record.name) applied, which this build does not have; run a newer worker"
+                )
             }
             guard migration.checksum == record.checksum else {
-                throw QueueError(.migrationChanged, "migration \(String(format: "%04d", version))_\(migration.name).sql was changed after it was applied (checksum \(record.checksum.prefix(12))… recorded, \(migration.checksum.prefix(12))… now); restore the file and put the change in a new migration")
+                throw QueueError(
+                    .migrationChanged,
+                    "migration \(String(format: "%04d", version))_\(migration.name).sql was changed after it was applied (checksum \(record.checksum.prefix(12))… recorded, \(migration.checksum.prefix(12))… now); restore the file and put the change in a new migration"
+                )
             }
         }
     }
@@ -131,13 +151,21 @@ public struct Migrator: Sendable {
 
     /// Throws a clear error when the database's schema is not the one this binary was
     /// built for. Workers call it at start.
-    public static func checkSchema(client: PostgresClient, required: Int = SchemaVersion.required, logger: Logger) async throws {
+    public static func checkSchema(client: PostgresClient, required: Int = SchemaVersion.required, logger: Logger)
+        async throws
+    {
         let current = try await currentVersion(client: client, logger: logger)
         if current < required {
-            throw QueueError(.schemaBehind, "the database schema is at version \(current) but this worker needs \(required): run `worker migrate` first")
+            throw QueueError(
+                .schemaBehind,
+                "the database schema is at version \(current) but this worker needs \(required): run `worker migrate` first"
+            )
         }
         if current > required {
-            throw QueueError(.schemaAhead, "the database schema is at version \(current), newer than this worker's \(required): deploy a newer worker")
+            throw QueueError(
+                .schemaAhead,
+                "the database schema is at version \(current), newer than this worker's \(required): deploy a newer worker"
+            )
         }
     }
 
@@ -145,7 +173,8 @@ public struct Migrator: Sendable {
     /// collide on pg_authid (a unique violation), grants on the same role collide as "tuple
     /// concurrently updated". Both roll back cleanly and succeed when tried again.
     static func collidedOnSharedCatalog(_ text: String) -> Bool {
-        text.contains("tuple concurrently updated") || text.contains("deadlock detected") || text.contains("pg_authid_rolname_index")
+        text.contains("tuple concurrently updated") || text.contains("deadlock detected")
+            || text.contains("pg_authid_rolname_index")
     }
 
     static func describe(_ error: any Error) -> String {

@@ -10,8 +10,11 @@ public enum LogContext {
     public static let provider = Logger.MetadataProvider { LogContext.metadata }
 
     /// Runs `body` with `extra` added to the task's log metadata.
-    public static func with<T>(_ extra: Logger.Metadata, isolation: isolated (any Actor)? = #isolation,
-                               _ body: () async throws -> T) async rethrows -> T {
-        try await self.$metadata.withValue(self.metadata.merging(extra) { _, new in new }, operation: body, isolation: isolation)
+    public static func with<T>(
+        _ extra: Logger.Metadata, isolation: isolated (any Actor)? = #isolation,
+        _ body: () async throws -> T
+    ) async rethrows -> T {
+        try await self.$metadata.withValue(
+            self.metadata.merging(extra) { _, new in new }, operation: body, isolation: isolation)
     }
 }

@@ -10,18 +10,19 @@ public enum LogFormat: String, CaseIterable, Sendable {
 
     /// Installs the process's log handler once. Later calls do nothing (swift-log allows one).
     public static func bootstrap(_ format: LogFormat, level: Logger.Level) {
-        LoggingSystem.bootstrap({ label, provider in
-            switch format {
-            case .text:
-                var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
-                handler.logLevel = level
-                return handler
-            case .json:
-                var handler = JSONLogHandler(label: label, metadataProvider: provider)
-                handler.logLevel = level
-                return handler
-            }
-        }, metadataProvider: LogContext.provider)
+        LoggingSystem.bootstrap(
+            { label, provider in
+                switch format {
+                case .text:
+                    var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
+                    handler.logLevel = level
+                    return handler
+                case .json:
+                    var handler = JSONLogHandler(label: label, metadataProvider: provider)
+                    handler.logLevel = level
+                    return handler
+                }
+            }, metadataProvider: LogContext.provider)
     }
 }
 
@@ -39,8 +40,10 @@ public struct JSONLogHandler: LogHandler {
     let label: String
     let write: @Sendable (String) -> Void
 
-    public init(label: String, metadataProvider: Logger.MetadataProvider? = nil,
-                write: @escaping @Sendable (String) -> Void = JSONLogHandler.writeToStandardError) {
+    public init(
+        label: String, metadataProvider: Logger.MetadataProvider? = nil,
+        write: @escaping @Sendable (String) -> Void = JSONLogHandler.writeToStandardError
+    ) {
         self.label = label
         self.write = write
         self.metadataProvider = metadataProvider
@@ -51,12 +54,17 @@ public struct JSONLogHandler: LogHandler {
         set { self.metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
-                    source: String, file: String, function: String, line: UInt) {
+    public func log(
+        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
+        source: String, file: String, function: String, line: UInt
+    ) {
         var merged = self.metadata
         if let provided = self.metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let explicit { merged.merge(explicit) { _, new in new } }
-        var fields = [("time", Self.timestamp()), ("level", level.rawValue), ("logger", self.label), ("message", message.description)]
+        var fields = [
+            ("time", Self.timestamp()), ("level", level.rawValue), ("logger", self.label),
+            ("message", message.description),
+        ]
         let reserved: Set = ["time", "level", "logger", "message"]
         var line = "{"
         for (index, field) in fields.enumerated() {
@@ -75,7 +83,9 @@ public struct JSONLogHandler: LogHandler {
         var bytes = Array(line.utf8)
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeMutableBytes { Foundation.write(2, $0.baseAddress! + offset, $0.count - offset) }
+            let written = bytes.withUnsafeMutableBytes {
+                Foundation.write(2, $0.baseAddress! + offset, $0.count - offset)
+            }
             if written < 0 { if errno == EINTR { continue } else { return } }
             offset += written
         }

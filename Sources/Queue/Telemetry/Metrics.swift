@@ -29,11 +29,15 @@ public enum FlotillaMetric {
     public static let sshCommands = "flotilla_ssh_commands_total"
 
     /// Buckets for provisioning phases and job waits: a second to an hour.
-    public static let slowBuckets: [Duration] = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600]
-        .map { Duration.milliseconds(Int64($0 * 1000)) }
+    public static let slowBuckets: [Duration] = [
+        0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600,
+    ]
+    .map { Duration.milliseconds(Int64($0 * 1000)) }
     /// Buckets for a job's wait to start: a millisecond to ten minutes.
-    public static let waitBuckets: [Duration] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600]
-        .map { Duration.milliseconds(Int64($0 * 1000)) }
+    public static let waitBuckets: [Duration] = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600,
+    ]
+    .map { Duration.milliseconds(Int64($0 * 1000)) }
 
     public static func increment(_ name: String, _ dimensions: [(String, String)] = [], by amount: Int = 1) {
         Counter(label: name, dimensions: dimensions).increment(by: amount)

@@ -48,7 +48,10 @@ struct BenchQueueCommand: AsyncParsableCommand {
         case hold, recover, handout
     }
 
-    @Option(help: "throughput: drain preloaded jobs; pickup: enqueue one job at a time at --rate and time enqueue → handler start, then time a bare SELECT 1 at the same rate (the round-trip floor); continuous: enqueue at --rate while consumers drain; claim-latency: time one-job claims; hold / recover: crash recovery (see below).")
+    @Option(
+        help:
+            "throughput: drain preloaded jobs; pickup: enqueue one job at a time at --rate and time enqueue → handler start, then time a bare SELECT 1 at the same rate (the round-trip floor); continuous: enqueue at --rate while consumers drain; claim-latency: time one-job claims; hold / recover: crash recovery (see below)."
+    )
     var mode: Mode = .throughput
 
     @Option(help: "Number of consumers.")
@@ -57,7 +60,10 @@ struct BenchQueueCommand: AsyncParsableCommand {
     @Option(help: "Jobs each consumer runs at once: its largest claim (claims grow while they come back full).")
     var batch: Int = 10
 
-    @Option(help: "Commit of claims and heartbeats: async (synchronous_commit = off, as `worker run` does; a crash costs a re-claim) or durable.")
+    @Option(
+        help:
+            "Commit of claims and heartbeats: async (synchronous_commit = off, as `worker run` does; a crash costs a re-claim) or durable."
+    )
     var claimCommit: ClaimCommit = .async
 
     enum ClaimCommit: String, ExpressibleByArgument { case async, durable }
@@ -93,7 +99,9 @@ struct BenchQueueCommand: AsyncParsableCommand {
             throw ValidationError("--consumers, --batch, --jobs and --rate must be positive")
         }
         guard self.heartbeatSeconds > 0, self.leaseSeconds >= 2 * self.heartbeatSeconds else {
-            throw ValidationError("--lease-seconds must be at least twice --heartbeat-seconds (a lease must survive one missed heartbeat)")
+            throw ValidationError(
+                "--lease-seconds must be at least twice --heartbeat-seconds (a lease must survive one missed heartbeat)"
+            )
         }
         guard self.rescueSeconds > 0, self.pollSeconds > 0, self.timeoutSeconds > 0 else {
             throw ValidationError("--rescue-seconds, --poll-seconds and --timeout-seconds must be positive")
@@ -104,14 +112,18 @@ struct BenchQueueCommand: AsyncParsableCommand {
         let logger = self.common.makeLogger()
         let settings = try DatabaseSettings.fromEnvironment()
         let connections = self.consumers * 2 + 4
-        let leaseClient: PostgresClient? = self.claimCommit == .async
-            ? PostgresClient(configuration: try settings.leaseClientConfiguration(maximumConnections: connections), backgroundLogger: logger)
+        let leaseClient: PostgresClient? =
+            self.claimCommit == .async
+            ? PostgresClient(
+                configuration: try settings.leaseClientConfiguration(maximumConnections: connections),
+                backgroundLogger: logger)
             : nil
         let result = try await settings.withClient(maximumConnections: connections, logger: logger) { client in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 if let leaseClient { group.addTask { await leaseClient.run() } }
                 defer { group.cancelAll() }
-                return try await self.measure(client: client, leaseClient: leaseClient, settings: settings, logger: logger)
+                return try await self.measure(
+                    client: client, leaseClient: leaseClient, settings: settings, logger: logger)
             }
         }
         if self.json {
@@ -122,12 +134,15 @@ struct BenchQueueCommand: AsyncParsableCommand {
         }
     }
 
-    private func measure(client: PostgresClient, leaseClient: PostgresClient?, settings: DatabaseSettings,
-                     logger: Logger) async throws -> [String: Double] {
+    private func measure(
+        client: PostgresClient, leaseClient: PostgresClient?, settings: DatabaseSettings,
+        logger: Logger
+    ) async throws -> [String: Double] {
         // Only the holder's lease matters to the crash-recovery measurement; every other
         // mode runs with the default lease, as `worker run` does.
         let lease: Duration = self.mode == .hold ? .seconds(self.leaseSeconds) : JobQueue.Configuration().leaseDuration
-        let queue = JobQueue(client: client, leaseClient: leaseClient, configuration: .init(leaseDuration: lease), logger: logger)
+        let queue = JobQueue(
+            client: client, leaseClient: leaseClient, configuration: .init(leaseDuration: lease), logger: logger)
         try await Migrator.checkSchema(client: client, logger: logger)
         switch self.mode {
         case .throughput: return try await self.throughput(queue, settings: settings, client: client, logger: logger)
@@ -140,25 +155,36 @@ struct BenchQueueCommand: AsyncParsableCommand {
         }
     }
 
-    private func consumersRunning<T: Sendable>(_ queue: JobQueue, settings: DatabaseSettings, logger: Logger,
-                                               handler: @escaping JobProcessor.Handler,
-                                               _ body: @Sendable () async throws -> T) async throws -> T {
+    private func consumersRunning<T: Sendable>(
+        _ queue: JobQueue, settings: DatabaseSettings, logger: Logger,
+        handler: @escaping JobProcessor.Handler,
+        _ body: @Sendable () async throws -> T
+    ) async throws -> T {
         // One LISTEN connection for the process, as `worker run` has; a job wakes one idle consumer.
         let wakeups = JobWakeups(settings: settings, logger: logger)
         let processors = (0..<self.consumers).map { index in
-            JobProcessor(queue: queue, settings: settings,
-                         configuration: .init(workerID: "bench-\(index)", kinds: [.noop], concurrency: self.batch,
-                                              pollInterval: .milliseconds(500)),
-                         wakeups: wakeups, logger: logger, handler: handler)
+            JobProcessor(
+                queue: queue, settings: settings,
+                configuration: .init(
+                    workerID: "bench-\(index)", kinds: [.noop], concurrency: self.batch,
+                    pollInterval: .milliseconds(500)),
+                wakeups: wakeups, logger: logger, handler: handler)
         }
         return try await withThrowingTaskGroup(of: T?.self) { group in
-            for processor in processors { group.addTask { try await processor.run(); return nil } }
+            for processor in processors {
+                group.addTask {
+                    try await processor.run()
+                    return nil
+                }
+            }
             defer { group.cancelAll() }
             return try await body()
         }
     }
 
-    private func throughput(_ queue: JobQueue, settings: DatabaseSettings, client: PostgresClient, logger: Logger) async throws -> [String: Double] {
+    private func throughput(_ queue: JobQueue, settings: DatabaseSettings, client: PostgresClient, logger: Logger)
+        async throws -> [String: Double]
+    {
         var remaining = self.jobs
         while remaining > 0 {
             let chunk = min(remaining, 5000)
@@ -179,19 +205,32 @@ struct BenchQueueCommand: AsyncParsableCommand {
         let total = self.jobs
         let (finished, signal) = AsyncStream<Void>.makeStream()
         let start = ContinuousClock.now
-        try await self.consumersRunning(queue, settings: settings, logger: logger, handler: { _, _ in
-            let count = done.withLock { $0 += 1; return $0 }
-            if count == total { signal.yield() }
-        }) {
+        try await self.consumersRunning(
+            queue, settings: settings, logger: logger,
+            handler: { _, _ in
+                let count = done.withLock {
+                    $0 += 1
+                    return $0
+                }
+                if count == total { signal.yield() }
+            }
+        ) {
             for await _ in finished { break }
             // The last handler returned; wait for its completion to be written.
-            while try await queue.stats().countByState[.running, default: 0] > 0 { try await Task.sleep(for: .milliseconds(5)) }
+            while try await queue.stats().countByState[.running, default: 0] > 0 {
+                try await Task.sleep(for: .milliseconds(5))
+            }
         }
         let seconds = (ContinuousClock.now - start).seconds
-        return ["consumers": Double(self.consumers), "jobs": Double(total), "seconds": seconds, "jobs_per_second": Double(total) / seconds]
+        return [
+            "consumers": Double(self.consumers), "jobs": Double(total), "seconds": seconds,
+            "jobs_per_second": Double(total) / seconds,
+        ]
     }
 
-    private func pickup(_ queue: JobQueue, client: PostgresClient, settings: DatabaseSettings, logger: Logger) async throws -> [String: Double] {
+    private func pickup(_ queue: JobQueue, client: PostgresClient, settings: DatabaseSettings, logger: Logger)
+        async throws -> [String: Double]
+    {
         let latencies = Mutex<[Double]>([])
         let enqueues = Mutex<[Double]>([])
         let total = self.jobs
@@ -221,12 +260,18 @@ struct BenchQueueCommand: AsyncParsableCommand {
         }
         defer { listener.cancel() }
         for await _ in listening { break }
-        var trips = try await self.consumersRunning(queue, settings: settings, logger: logger, handler: { job, _ in
-            let sent = try job.decodePayload([String: Double].self)["sent"] ?? 0
-            let latency = Date().timeIntervalSince1970 - sent
-            let count = latencies.withLock { $0.append(latency); return $0.count }
-            if count == total { signal.yield() }
-        }) {
+        var trips = try await self.consumersRunning(
+            queue, settings: settings, logger: logger,
+            handler: { job, _ in
+                let sent = try job.decodePayload([String: Double].self)["sent"] ?? 0
+                let latency = Date().timeIntervalSince1970 - sent
+                let count = latencies.withLock {
+                    $0.append(latency)
+                    return $0.count
+                }
+                if count == total { signal.yield() }
+            }
+        ) {
             // Let every consumer's LISTEN connection come up before measuring.
             try await Task.sleep(for: .seconds(1))
             let interval = Duration.seconds(1 / self.rate)
@@ -261,7 +306,9 @@ struct BenchQueueCommand: AsyncParsableCommand {
         let sent = sentTimes.withLock { $0 }
         let arrivals = notifiedTimes.withLock { $0 }
         guard arrivals.count == sent.count else {
-            throw QueueError(.database, "expected \(sent.count) notifications on the bench's own LISTEN connection, got \(arrivals.count)")
+            throw QueueError(
+                .database,
+                "expected \(sent.count) notifications on the bench's own LISTEN connection, got \(arrivals.count)")
         }
         let notified = zip(arrivals, sent).map { $0 - $1 }.sorted()
         let sorted = latencies.withLock { $0 }.sorted()
@@ -269,17 +316,24 @@ struct BenchQueueCommand: AsyncParsableCommand {
         // enqueue: the INSERT's round trip and durable commit, the first part of every pickup.
         // notified: from the same start until the job's notification reached this process;
         // a consumer can start the job no sooner (it learns of the job from it).
-        return ["consumers": Double(self.consumers), "jobs": Double(total), "rate": self.rate,
-                "p50_ms": Self.percentile(sorted, 0.50) * 1000, "p95_ms": Self.percentile(sorted, 0.95) * 1000,
-                "p99_ms": Self.percentile(sorted, 0.99) * 1000, "max_ms": (sorted.last ?? 0) * 1000,
-                "enqueue_p50_ms": Self.percentile(enqueued, 0.50) * 1000, "enqueue_p99_ms": Self.percentile(enqueued, 0.99) * 1000,
-                "round_trip_p50_ms": Self.percentile(trips, 0.50) * 1000, "round_trip_p99_ms": Self.percentile(trips, 0.99) * 1000,
-                "notified_p50_ms": Self.percentile(notified, 0.50) * 1000, "notified_p99_ms": Self.percentile(notified, 0.99) * 1000]
+        return [
+            "consumers": Double(self.consumers), "jobs": Double(total), "rate": self.rate,
+            "p50_ms": Self.percentile(sorted, 0.50) * 1000, "p95_ms": Self.percentile(sorted, 0.95) * 1000,
+            "p99_ms": Self.percentile(sorted, 0.99) * 1000, "max_ms": (sorted.last ?? 0) * 1000,
+            "enqueue_p50_ms": Self.percentile(enqueued, 0.50) * 1000,
+            "enqueue_p99_ms": Self.percentile(enqueued, 0.99) * 1000,
+            "round_trip_p50_ms": Self.percentile(trips, 0.50) * 1000,
+            "round_trip_p99_ms": Self.percentile(trips, 0.99) * 1000,
+            "notified_p50_ms": Self.percentile(notified, 0.50) * 1000,
+            "notified_p99_ms": Self.percentile(notified, 0.99) * 1000,
+        ]
     }
 
     /// Producer and consumers at once: a batch of `rate / 100` jobs every 10 ms, each
     /// stamped with its enqueue time, while the consumers drain them.
-    private func continuous(_ queue: JobQueue, client: PostgresClient, settings: DatabaseSettings, logger: Logger) async throws -> [String: Double] {
+    private func continuous(_ queue: JobQueue, client: PostgresClient, settings: DatabaseSettings, logger: Logger)
+        async throws -> [String: Double]
+    {
         let latencies = Mutex<[Double]>([])
         let handlerEnds = Mutex<[(Int64, Double)]>([])
         let total = self.jobs
@@ -288,16 +342,22 @@ struct BenchQueueCommand: AsyncParsableCommand {
         let tick = Duration.milliseconds(10)
         let perTick = max(1, Int((self.rate / 100).rounded()))
         let startedAt = Mutex(ContinuousClock.now)
-        try await self.consumersRunning(queue, settings: settings, logger: logger, handler: { job, _ in
-            let sent = try job.decodePayload([String: Double].self)["sent"] ?? 0
-            let latency = Date().timeIntervalSince1970 - sent
-            let count = latencies.withLock { $0.append(latency); return $0.count }
-            if count == total {
-                lastStart.withLock { $0 = ContinuousClock.now }
-                signal.yield()
+        try await self.consumersRunning(
+            queue, settings: settings, logger: logger,
+            handler: { job, _ in
+                let sent = try job.decodePayload([String: Double].self)["sent"] ?? 0
+                let latency = Date().timeIntervalSince1970 - sent
+                let count = latencies.withLock {
+                    $0.append(latency)
+                    return $0.count
+                }
+                if count == total {
+                    lastStart.withLock { $0 = ContinuousClock.now }
+                    signal.yield()
+                }
+                handlerEnds.withLock { $0.append((job.id, Date().timeIntervalSince1970)) }
             }
-            handlerEnds.withLock { $0.append((job.id, Date().timeIntervalSince1970)) }
-        }) {
+        ) {
             // Let the LISTEN connection come up before measuring.
             try await Task.sleep(for: .seconds(1))
             let started = ContinuousClock.now
@@ -318,25 +378,32 @@ struct BenchQueueCommand: AsyncParsableCommand {
         let seconds = (lastStart.withLock { $0 } - startedAt.withLock { $0 }).seconds
         let sorted = latencies.withLock { $0 }.sorted()
         let waits = try await Self.completionWaits(client, handlerEnds: handlerEnds.withLock { $0 }, logger: logger)
-        return ["consumers": Double(self.consumers), "jobs": Double(total), "rate": self.rate,
-                "offered_seconds": enqueueSeconds, "seconds": seconds, "jobs_per_second": Double(total) / seconds,
-                "p50_ms": Self.percentile(sorted, 0.50) * 1000, "p95_ms": Self.percentile(sorted, 0.95) * 1000,
-                "p99_ms": Self.percentile(sorted, 0.99) * 1000, "max_ms": (sorted.last ?? 0) * 1000,
-                "completion_wait_p50_ms": Self.percentile(waits, 0.50) * 1000,
-                "completion_wait_p99_ms": Self.percentile(waits, 0.99) * 1000,
-                "completion_wait_max_ms": (waits.last ?? 0) * 1000]
+        return [
+            "consumers": Double(self.consumers), "jobs": Double(total), "rate": self.rate,
+            "offered_seconds": enqueueSeconds, "seconds": seconds, "jobs_per_second": Double(total) / seconds,
+            "p50_ms": Self.percentile(sorted, 0.50) * 1000, "p95_ms": Self.percentile(sorted, 0.95) * 1000,
+            "p99_ms": Self.percentile(sorted, 0.99) * 1000, "max_ms": (sorted.last ?? 0) * 1000,
+            "completion_wait_p50_ms": Self.percentile(waits, 0.50) * 1000,
+            "completion_wait_p99_ms": Self.percentile(waits, 0.99) * 1000,
+            "completion_wait_max_ms": (waits.last ?? 0) * 1000,
+        ]
     }
 
     /// How long each job's result waited for the group commit: from its handler's return to
     /// the start of the completion statement that wrote it (`finished_at`, the statement's
     /// `now()`; same clock, same machine). The statement's own commit comes on top. Waits
     /// until every job is written (completions outlive the consumers that asked for them).
-    private static func completionWaits(_ client: PostgresClient, handlerEnds: [(Int64, Double)],
-                                        logger: Logger) async throws -> [Double] {
+    private static func completionWaits(
+        _ client: PostgresClient, handlerEnds: [(Int64, Double)],
+        logger: Logger
+    ) async throws -> [Double] {
         let deadline = ContinuousClock.now.advanced(by: .seconds(30))
         while try await client.query("SELECT count(*) FROM jobs WHERE state = 'succeeded'", logger: logger)
-            .decode(Int64.self).first(where: { _ in true }) ?? 0 < Int64(handlerEnds.count) {
-            guard ContinuousClock.now < deadline else { throw QueueError(.database, "completions not all written after 30 s") }
+            .decode(Int64.self).first(where: { _ in true }) ?? 0 < Int64(handlerEnds.count)
+        {
+            guard ContinuousClock.now < deadline else {
+                throw QueueError(.database, "completions not all written after 30 s")
+            }
             try await Task.sleep(for: .milliseconds(20))
         }
         let rows = try await client.query(
@@ -349,8 +416,11 @@ struct BenchQueueCommand: AsyncParsableCommand {
     /// Warm-pool hand-out: request → ready cluster, nodes and key, as `client request` does.
     private func handout(client: PostgresClient, logger: Logger) async throws -> [String: Double] {
         // One request serves as the pool's spec too: pool_set and pool_spec_hash drop its lifetime.
-        let spec = String(decoding: try JSONEncoder().encode(ClusterRequest(
-            masters: 1, agents: 0, publicAgents: 0, installerURL: "http://127.0.0.1/dcos_generate_config.sh", lifetimeSeconds: 7200)), as: UTF8.self)
+        let spec = String(
+            decoding: try JSONEncoder().encode(
+                ClusterRequest(
+                    masters: 1, agents: 0, publicAgents: 0, installerURL: "http://127.0.0.1/dcos_generate_config.sh",
+                    lifetimeSeconds: 7200)), as: UTF8.self)
         // Quotas would stop one login claiming this many; the pool is rows, built ready.
         for statement: PostgresQuery in [
             "UPDATE policy SET max_clusters = 1000000, max_total_nodes = 1000000 WHERE owner = '*'",
@@ -397,10 +467,12 @@ struct BenchQueueCommand: AsyncParsableCommand {
         }
         let seconds = (ContinuousClock.now - started).seconds
         let sorted = results.map(\.2).sorted()
-        return ["claims": Double(results.count), "distinct": Double(Set(results.map(\.0)).count),
-                "from_pool": Double(results.filter { $0.1 == "bench" }.count), "claimers": Double(self.consumers),
-                "p50_ms": Self.percentile(sorted, 0.50) * 1000, "p99_ms": Self.percentile(sorted, 0.99) * 1000,
-                "claims_per_second": Double(results.count) / seconds]
+        return [
+            "claims": Double(results.count), "distinct": Double(Set(results.map(\.0)).count),
+            "from_pool": Double(results.filter { $0.1 == "bench" }.count), "claimers": Double(self.consumers),
+            "p50_ms": Self.percentile(sorted, 0.50) * 1000, "p99_ms": Self.percentile(sorted, 0.99) * 1000,
+            "claims_per_second": Double(results.count) / seconds,
+        ]
     }
 
     /// Has `client`'s pool open `count` connections at once (each held until all are open).
@@ -429,7 +501,9 @@ struct BenchQueueCommand: AsyncParsableCommand {
 
     /// One job at a time: enqueue it, claim it (timed), complete it (timed). The table's
     /// history (finished rows) is whatever the caller left in it; the result says how many.
-    private func claimLatency(_ queue: JobQueue, client: PostgresClient, logger: Logger) async throws -> [String: Double] {
+    private func claimLatency(_ queue: JobQueue, client: PostgresClient, logger: Logger) async throws -> [String:
+        Double]
+    {
         let owner = "bench-claim-\(ProcessInfo.processInfo.processIdentifier)"
         let warmup = min(50, self.jobs)
         var claims: [Double] = []
@@ -443,7 +517,10 @@ struct BenchQueueCommand: AsyncParsableCommand {
             let claimed = try await queue.claim(kinds: [.noop], limit: 1, owner: owner)
             let t1 = clock.now
             guard let job = claimed.first else {
-                throw QueueError(.database, "claim-latency: the job just enqueued was not claimable (is another consumer running on this database?)")
+                throw QueueError(
+                    .database,
+                    "claim-latency: the job just enqueued was not claimable (is another consumer running on this database?)"
+                )
             }
             try await queue.complete(job)
             let t2 = clock.now
@@ -452,15 +529,18 @@ struct BenchQueueCommand: AsyncParsableCommand {
                 completes.append((t2 - t1).seconds * 1000)
             }
         }
-        let history = try await client.query("SELECT count(*)::int8 FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled')", logger: logger)
+        let history = try await client.query(
+            "SELECT count(*)::int8 FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled')", logger: logger)
         var finished: Int64 = 0
         for try await count in history.decode(Int64.self) { finished = count }
         claims.sort()
         completes.sort()
-        return ["jobs": Double(self.jobs), "finished_rows": Double(finished),
-                "claim_p50_ms": Self.percentile(claims, 0.50), "claim_p95_ms": Self.percentile(claims, 0.95),
-                "claim_p99_ms": Self.percentile(claims, 0.99), "claim_max_ms": claims.last ?? 0,
-                "complete_p50_ms": Self.percentile(completes, 0.50), "complete_p99_ms": Self.percentile(completes, 0.99)]
+        return [
+            "jobs": Double(self.jobs), "finished_rows": Double(finished),
+            "claim_p50_ms": Self.percentile(claims, 0.50), "claim_p95_ms": Self.percentile(claims, 0.95),
+            "claim_p99_ms": Self.percentile(claims, 0.99), "claim_max_ms": claims.last ?? 0,
+            "complete_p50_ms": Self.percentile(completes, 0.50), "complete_p99_ms": Self.percentile(completes, 0.99),
+        ]
     }
 
     // MARK: Crash recovery
@@ -475,15 +555,19 @@ struct BenchQueueCommand: AsyncParsableCommand {
     /// otherwise empty queue: the consumer claims whichever noop job comes first.
     private func hold(_ queue: JobQueue, settings: DatabaseSettings, logger: Logger) async throws -> [String: Double] {
         let enqueued = try await queue.enqueue(NewJob(kind: .noop, payload: #"{"hold": true}"#, maxAttempts: 3))
-        let lease = self.leaseSeconds, heartbeat = self.heartbeatSeconds
+        let lease = self.leaseSeconds
+        let heartbeat = self.heartbeatSeconds
         let processor = JobProcessor(
             queue: queue, settings: settings,
-            configuration: .init(workerID: "bench-hold-\(ProcessInfo.processInfo.processIdentifier)", kinds: [.noop],
-                                 concurrency: 1, pollInterval: .milliseconds(200),
-                                 heartbeatInterval: .seconds(heartbeat)),
+            configuration: .init(
+                workerID: "bench-hold-\(ProcessInfo.processInfo.processIdentifier)", kinds: [.noop],
+                concurrency: 1, pollInterval: .milliseconds(200),
+                heartbeatInterval: .seconds(heartbeat)),
             logger: logger,
             handler: { job, _ in
-                Self.say("holding \(job.id) enqueued=\(enqueued.id) lease_seconds=\(lease) heartbeat_seconds=\(heartbeat) at=\(Date().timeIntervalSince1970)")
+                Self.say(
+                    "holding \(job.id) enqueued=\(enqueued.id) lease_seconds=\(lease) heartbeat_seconds=\(heartbeat) at=\(Date().timeIntervalSince1970)"
+                )
                 // A long job: runs until the process dies (or the lease is lost).
                 while !Task.isCancelled { try await Task.sleep(for: .seconds(3600)) }
             })
@@ -499,30 +583,52 @@ struct BenchQueueCommand: AsyncParsableCommand {
 
     /// Runs one consumer and the queue maintenance (rescuer every `--rescue-seconds`) until it
     /// claims a job, then reports when (seconds since the epoch) and which job.
-    private func recover(_ queue: JobQueue, settings: DatabaseSettings, logger: Logger) async throws -> [String: Double] {
-        struct Got: Sendable { var id: Int64; var attempt: Int; var at: Double }
+    private func recover(_ queue: JobQueue, settings: DatabaseSettings, logger: Logger) async throws -> [String: Double]
+    {
+        struct Got: Sendable {
+            var id: Int64
+            var attempt: Int
+            var at: Double
+        }
         let (got, signal) = AsyncStream<Got>.makeStream(bufferingPolicy: .bufferingOldest(1))
         let processor = JobProcessor(
             queue: queue, settings: settings,
-            configuration: .init(workerID: "bench-recover-\(ProcessInfo.processInfo.processIdentifier)", kinds: [.noop],
-                                 concurrency: 1, pollInterval: .seconds(self.pollSeconds)),
+            configuration: .init(
+                workerID: "bench-recover-\(ProcessInfo.processInfo.processIdentifier)", kinds: [.noop],
+                concurrency: 1, pollInterval: .seconds(self.pollSeconds)),
             logger: logger,
             handler: { job, _ in
                 signal.yield(Got(id: job.id, attempt: job.attempt, at: Date().timeIntervalSince1970))
             })
-        let maintenance = QueueMaintenance(queue: queue, configuration: .init(rescueInterval: .seconds(self.rescueSeconds)),
-                                           logger: logger)
+        let maintenance = QueueMaintenance(
+            queue: queue, configuration: .init(rescueInterval: .seconds(self.rescueSeconds)),
+            logger: logger)
         let timeout = self.timeoutSeconds
         let started = Date().timeIntervalSince1970
         let result: Got? = try await withThrowingTaskGroup(of: Got?.self) { group in
-            group.addTask { try await processor.run(); return nil }
-            group.addTask { try await maintenance.run(); return nil }
-            group.addTask { try await Task.sleep(for: .seconds(timeout)); return nil }
-            group.addTask { for await first in got { return first }; return nil }
+            group.addTask {
+                try await processor.run()
+                return nil
+            }
+            group.addTask {
+                try await maintenance.run()
+                return nil
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(timeout))
+                return nil
+            }
+            group.addTask {
+                for await first in got { return first }
+                return nil
+            }
             Self.say("ready")
             var first: Got?
             while let next = try await group.next() {
-                if let next { first = next; break }
+                if let next {
+                    first = next
+                    break
+                }
                 if Task.isCancelled { break }
                 // The timeout fired (the services never return on their own).
                 if Date().timeIntervalSince1970 - started >= timeout { break }
@@ -534,8 +640,10 @@ struct BenchQueueCommand: AsyncParsableCommand {
         guard let result else {
             throw QueueError(.database, "recover: no job was claimed within \(timeout) s")
         }
-        return ["job_id": Double(result.id), "attempt": Double(result.attempt), "claimed_at": result.at,
-                "rescue_interval_seconds": self.rescueSeconds, "poll_seconds": self.pollSeconds]
+        return [
+            "job_id": Double(result.id), "attempt": Double(result.attempt), "claimed_at": result.at,
+            "rescue_interval_seconds": self.rescueSeconds, "poll_seconds": self.pollSeconds,
+        ]
     }
 }
 
@@ -543,6 +651,11 @@ struct BenchQueueCommand: AsyncParsableCommand {
 final class Countdown: Sendable {
     private let left: Mutex<Int>
     init(_ count: Int) { self.left = Mutex(count) }
-    func take() -> Bool { self.left.withLock { value in defer { value -= 1 }; return value > 0 } }
+    func take() -> Bool {
+        self.left.withLock { value in
+            defer { value -= 1 }
+            return value > 0
+        }
+    }
     var remaining: Int { self.left.withLock { max(0, $0) } }
 }

@@ -32,8 +32,9 @@ struct EnqueueCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = self.common.makeLogger()
-        let job = NewJob(kind: JobKind(self.kind), payload: self.payload, priority: self.priority,
-                         maxAttempts: self.maxAttempts, idempotencyKey: self.idempotencyKey)
+        let job = NewJob(
+            kind: JobKind(self.kind), payload: self.payload, priority: self.priority,
+            maxAttempts: self.maxAttempts, idempotencyKey: self.idempotencyKey)
         do {
             try job.validate()
             let settings = try DatabaseSettings.fromEnvironment()

@@ -37,7 +37,10 @@ struct JanitorCommand: AsyncParsableCommand {
     @Option(help: "Seconds between sweeps of EC2.")
     var sweepIntervalSeconds: Double = 300
 
-    @Option(help: "Seconds a failed teardown (state teardown_failed) waits before it is queued again. Env: FLOTILLA_TEARDOWN_RETRY_SECONDS.")
+    @Option(
+        help:
+            "Seconds a failed teardown (state teardown_failed) waits before it is queued again. Env: FLOTILLA_TEARDOWN_RETRY_SECONDS."
+    )
     var teardownRetrySeconds: Double = environmentValue("FLOTILLA_TEARDOWN_RETRY_SECONDS", default: 600)
 
     @Option(help: "Longest sleep between passes. Env: FLOTILLA_JANITOR_INTERVAL_SECONDS.")
@@ -49,18 +52,29 @@ struct JanitorCommand: AsyncParsableCommand {
     @Option(help: "Seconds a pool cluster's health check may take per node. Env: FLOTILLA_POOL_HEALTH_TIMEOUT_SECONDS.")
     var poolHealthTimeoutSeconds: Double = environmentValue("FLOTILLA_POOL_HEALTH_TIMEOUT_SECONDS", default: 20)
 
-    @Option(help: "Seconds a passed health check lets a pool cluster be handed out; it is checked again half-way. Env: FLOTILLA_POOL_HEALTH_VALID_SECONDS.")
+    @Option(
+        help:
+            "Seconds a passed health check lets a pool cluster be handed out; it is checked again half-way. Env: FLOTILLA_POOL_HEALTH_VALID_SECONDS."
+    )
     var poolHealthValidSeconds: Double = environmentValue("FLOTILLA_POOL_HEALTH_VALID_SECONDS", default: 300)
 
-    @Option(help: "Serve Prometheus metrics on HOST:PORT at /metrics (port 0 picks a free port; none turns it off). Env: FLOTILLA_JANITOR_METRICS_ADDRESS.")
-    var metricsAddress: String = ProcessInfo.processInfo.environment["FLOTILLA_JANITOR_METRICS_ADDRESS"] ?? "127.0.0.1:9465"
+    @Option(
+        help:
+            "Serve Prometheus metrics on HOST:PORT at /metrics (port 0 picks a free port; none turns it off). Env: FLOTILLA_JANITOR_METRICS_ADDRESS."
+    )
+    var metricsAddress: String =
+        ProcessInfo.processInfo.environment["FLOTILLA_JANITOR_METRICS_ADDRESS"] ?? "127.0.0.1:9465"
 
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
-        guard self.sweepGraceSeconds >= 0, self.sweepIntervalSeconds > 0, self.intervalSeconds > 0, self.retentionDays > 0,
-              self.teardownRetrySeconds > 0, self.poolHealthTimeoutSeconds > 0, self.poolHealthValidSeconds >= 10 else {
-            throw ValidationError("grace must not be negative; intervals, retention and the health timeout must be positive; a health check must count for 10 s or more")
+        guard self.sweepGraceSeconds >= 0, self.sweepIntervalSeconds > 0, self.intervalSeconds > 0,
+            self.retentionDays > 0,
+            self.teardownRetrySeconds > 0, self.poolHealthTimeoutSeconds > 0, self.poolHealthValidSeconds >= 10
+        else {
+            throw ValidationError(
+                "grace must not be negative; intervals, retention and the health timeout must be positive; a health check must count for 10 s or more"
+            )
         }
     }
 
@@ -70,25 +84,40 @@ struct JanitorCommand: AsyncParsableCommand {
         do { settings = try DatabaseSettings.fromEnvironment() } catch let error as QueueError { fail(error.message) }
         let aws: AWSContext
         do { aws = try AWSContext.fromEnvironment(logger: logger) } catch { fail("cannot set up AWS: \(error)") }
-        let client = PostgresClient(configuration: try settings.clientConfiguration(maximumConnections: 4), backgroundLogger: logger)
+        let client = PostgresClient(
+            configuration: try settings.clientConfiguration(maximumConnections: 4), backgroundLogger: logger)
         let queue = JobQueue(client: client, logger: logger)
-        let janitor = Janitor(settings: settings, store: ClusterStore(client: client, logger: logger), aws: aws,
-                              configuration: .init(interval: .seconds(self.intervalSeconds), sweepInterval: .seconds(self.sweepIntervalSeconds),
-                                                   sweepGrace: .seconds(self.sweepGraceSeconds), dryRun: self.dryRun,
-                                                   teardownRetryAfter: .seconds(self.teardownRetrySeconds),
-                                                   poolHealthTimeout: .seconds(self.poolHealthTimeoutSeconds),
-                                                   poolHealthValidFor: .seconds(self.poolHealthValidSeconds)),
-                              logger: logger)
-        let maintenance = QueueMaintenance(queue: queue, configuration: .init(rescueInterval: .seconds(1), retention: .seconds(self.retentionDays * 86400)), logger: logger)
+        let janitor = Janitor(
+            settings: settings, store: ClusterStore(client: client, logger: logger), aws: aws,
+            configuration: .init(
+                interval: .seconds(self.intervalSeconds), sweepInterval: .seconds(self.sweepIntervalSeconds),
+                sweepGrace: .seconds(self.sweepGraceSeconds), dryRun: self.dryRun,
+                teardownRetryAfter: .seconds(self.teardownRetrySeconds),
+                poolHealthTimeout: .seconds(self.poolHealthTimeoutSeconds),
+                poolHealthValidFor: .seconds(self.poolHealthValidSeconds)),
+            logger: logger)
+        let maintenance = QueueMaintenance(
+            queue: queue,
+            configuration: .init(rescueInterval: .seconds(1), retention: .seconds(self.retentionDays * 86400)),
+            logger: logger)
         let metrics: (any Service)?
-        do { metrics = try MetricsServer.fromOption(self.metricsAddress, environment: "FLOTILLA_JANITOR_METRICS_ADDRESS", client: client,
-                                                          fleetGauges: true, logger: logger) } catch let error as QueueError { fail(error.message) }
-        let services = SchemaCheckedServices(client: client, settings: settings, services:
-                                             (metrics.map { [$0] } ?? []) + [janitor, maintenance], logger: logger)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: client), .init(service: services, successTerminationBehavior: .gracefullyShutdownGroup,
-                                                      failureTerminationBehavior: .gracefullyShutdownGroup)],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            metrics = try MetricsServer.fromOption(
+                self.metricsAddress, environment: "FLOTILLA_JANITOR_METRICS_ADDRESS", client: client,
+                fleetGauges: true, logger: logger)
+        } catch let error as QueueError { fail(error.message) }
+        let services = SchemaCheckedServices(
+            client: client, settings: settings, services: (metrics.map { [$0] } ?? []) + [janitor, maintenance],
+            logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: client),
+                    .init(
+                        service: services, successTerminationBehavior: .gracefullyShutdownGroup,
+                        failureTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch let error as QueueError {

@@ -15,7 +15,11 @@ struct MigrateCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(name: .long, help: "Folder with NNNN_name.sql files. Default: $FLOTILLA_MIGRATIONS_DIR, ./migrations, or the one shipped with the build.")
+    @Option(
+        name: .long,
+        help:
+            "Folder with NNNN_name.sql files. Default: $FLOTILLA_MIGRATIONS_DIR, ./migrations, or the one shipped with the build."
+    )
     var dir: String?
 
     @OptionGroup var common: CommonOptions
@@ -34,7 +38,9 @@ struct MigrateCommand: AsyncParsableCommand {
             for migration in report.applied {
                 print("applied \(String(format: "%04d", migration.version))_\(migration.name)")
             }
-            print("schema at version \(migrations.last?.version ?? 0) (\(report.applied.count) applied now, \(report.alreadyApplied) before)")
+            print(
+                "schema at version \(migrations.last?.version ?? 0) (\(report.applied.count) applied now, \(report.alreadyApplied) before)"
+            )
         } catch let error as QueueError {
             fail(error.message)
         } catch {

@@ -24,7 +24,9 @@ struct PlanCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var shape: ClusterShapeOptions
-    @Flag(name: .customLong("dry-run-aws"), help: "Send each mutating call with DryRun=true and report which AWS would refuse.")
+    @Flag(
+        name: .customLong("dry-run-aws"),
+        help: "Send each mutating call with DryRun=true and report which AWS would refuse.")
     var dryRunAWS = false
     @Flag(help: "Leave out the node scripts.") var noScripts = false
     @OptionGroup var common: CommonOptions
@@ -55,7 +57,10 @@ struct PlanCommand: AsyncParsableCommand {
                 let outcomes = await provisioner.dryRun(plan, spec: spec)
                 for outcome in outcomes { print("  \(outcome)") }
                 let refused = outcomes.filter { !$0.allowed }
-                print(refused.isEmpty ? "  every call would be allowed" : "  \(refused.count) of \(outcomes.count) calls would be refused")
+                print(
+                    refused.isEmpty
+                        ? "  every call would be allowed"
+                        : "  \(refused.count) of \(outcomes.count) calls would be refused")
                 await aws.shutdown()
                 if !refused.isEmpty { throw ExitCode(2) }
                 return
@@ -73,29 +78,44 @@ struct PlanCommand: AsyncParsableCommand {
     static func render(_ plan: ClusterPlan, spec: ClusterSpec, scripts: Bool) -> String {
         let placement = plan.state.placement!
         var lines: [String] = []
-        lines.append("Plan for \(spec.masters) master(s), \(spec.privateAgents) private agent(s), \(spec.publicAgents) public agent(s) and a bootstrap node in \(spec.region)")
-        lines.append("  image:           \(placement.imageID), root device \(placement.rootDeviceName), root volume \(spec.rootVolumeGiB) GiB")
-        lines.append("  network:         VPC \(placement.vpcID) (\(placement.vpcCIDR ?? "-")), subnet \(placement.subnetID) in \(placement.availabilityZone)")
+        lines.append(
+            "Plan for \(spec.masters) master(s), \(spec.privateAgents) private agent(s), \(spec.publicAgents) public agent(s) and a bootstrap node in \(spec.region)"
+        )
+        lines.append(
+            "  image:           \(placement.imageID), root device \(placement.rootDeviceName), root volume \(spec.rootVolumeGiB) GiB"
+        )
+        lines.append(
+            "  network:         VPC \(placement.vpcID) (\(placement.vpcCIDR ?? "-")), subnet \(placement.subnetID) in \(placement.availabilityZone)"
+        )
         lines.append("  instance types:  nodes \(placement.instanceType), bootstrap \(placement.bootstrapInstanceType)")
-        let others = (plan.state.placementOptions ?? []).dropFirst().map { "\($0.availabilityZone) \($0.subnetID) \($0.instanceType)" }
+        let others = (plan.state.placementOptions ?? []).dropFirst().map {
+            "\($0.availabilityZone) \($0.subnetID) \($0.instanceType)"
+        }
         lines.append("  capacity fallbacks, in order: \(others.isEmpty ? "none" : others.joined(separator: ", "))")
         for skipped in plan.state.skippedSubnets ?? [] { lines.append("  not used:        \(skipped)") }
         lines.append("")
         lines.append("CreateSecurityGroup \(plan.securityGroupName) in \(placement.vpcID), ingress rules:")
         for rule in plan.securityGroupRules {
-            let ports = rule.fromPort.map { from in rule.toPort.map { $0 == from ? "\(from)" : "\(from)-\($0)" } ?? "\(from)" } ?? "all"
+            let ports =
+                rule.fromPort.map { from in rule.toPort.map { $0 == from ? "\(from)" : "\(from)-\($0)" } ?? "\(from)" }
+                ?? "all"
             let source = (rule.cidrRanges + rule.sourceGroupIDs).joined(separator: ", ")
-            lines.append("  \(rule.ipProtocol == "-1" ? "all" : rule.ipProtocol) \(rule.ipProtocol == "-1" || ports == "-1" ? "" : ports + " ")from \(source)")
+            lines.append(
+                "  \(rule.ipProtocol == "-1" ? "all" : rule.ipProtocol) \(rule.ipProtocol == "-1" || ports == "-1" ? "" : ports + " ")from \(source)"
+            )
         }
         for (role, request) in plan.launches {
             lines.append("")
             lines.append("RunInstances (\(role.rawValue)):")
-            for (name, value) in request.queryParameters where !name.hasPrefix("TagSpecification.") { lines.append("  \(name)=\(value)") }
+            for (name, value) in request.queryParameters where !name.hasPrefix("TagSpecification.") {
+                lines.append("  \(name)=\(value)")
+            }
             // The same tags go on every kind: one line for them, not one per tag and kind.
             let byTags = Dictionary(grouping: request.tagSpecifications, by: \.tags)
             for (tags, specifications) in byTags.sorted(by: { $0.value[0].resourceType < $1.value[0].resourceType }) {
-                lines.append("  TagSpecification (\(specifications.map(\.resourceType).joined(separator: ", "))): "
-                             + tags.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
+                lines.append(
+                    "  TagSpecification (\(specifications.map(\.resourceType).joined(separator: ", "))): "
+                        + tags.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
             }
         }
         if scripts {

@@ -29,7 +29,9 @@ struct PoolCommand: AsyncParsableCommand {
     )
 
     /// Runs `body` with a store on the environment's database; a refusal exits 1 with its message.
-    static func withStore<T: Sendable>(_ common: CommonOptions, _ body: @escaping @Sendable (ClusterStore) async throws -> T) async throws -> T {
+    static func withStore<T: Sendable>(
+        _ common: CommonOptions, _ body: @escaping @Sendable (ClusterStore) async throws -> T
+    ) async throws -> T {
         let logger = common.makeLogger()
         do {
             let settings = try DatabaseSettings.fromEnvironment()
@@ -53,7 +55,8 @@ struct PoolCommand: AsyncParsableCommand {
         @Option(help: "Ready clusters kept at least.") var min: Int = 1
         @Option(help: "Ready clusters kept at most, however high demand goes (0 to 50).") var max: Int?
         @Option(help: "Build pool clusters in this region only (default: any worker's).") var region: String?
-        @Option(help: "Retire a pool cluster nobody took after this long (e.g. 6h; at least 5m).") var maxWarmAge: String?
+        @Option(help: "Retire a pool cluster nobody took after this long (e.g. 6h; at least 5m).") var maxWarmAge:
+            String?
         @Option(help: "How long a burst of demand keeps the target up (e.g. 15m).") var cooldown: String?
         @OptionGroup var common: CommonOptions
 
@@ -76,14 +79,18 @@ struct PoolCommand: AsyncParsableCommand {
             let warm = self.maxWarmAge.flatMap(ClusterRequest.parseDuration)
             let cooldown = self.cooldown.flatMap(ClusterRequest.parseDuration)
             let hash = try await PoolCommand.withStore(self.common) { store in
-                try await store.setPool(name: name, spec: json, region: region, min: min, max: max, maxWarmAge: warm, cooldown: cooldown)
+                try await store.setPool(
+                    name: name, spec: json, region: region, min: min, max: max, maxWarmAge: warm, cooldown: cooldown)
             }
-            print("pool \(name): \(request.masters + request.agents + request.publicAgents) nodes of \(request.instanceType), min \(min), max \(max) (spec \(hash.prefix(12)))")
+            print(
+                "pool \(name): \(request.masters + request.agents + request.publicAgents) nodes of \(request.instanceType), min \(min), max \(max) (spec \(hash.prefix(12)))"
+            )
         }
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Pools with their target and ready, building and handed-out clusters.")
+        static let configuration = CommandConfiguration(
+            abstract: "Pools with their target and ready, building and handed-out clusters.")
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var common: CommonOptions
 
@@ -91,10 +98,15 @@ struct PoolCommand: AsyncParsableCommand {
             let pools = try await PoolCommand.withStore(self.common) { try await $0.pools() }
             if self.json {
                 let objects: [[String: Any]] = pools.map {
-                    ["name": $0.name, "paused": $0.paused, "min": $0.minReady, "max": $0.maxReady, "target": $0.target,
-                     "ready": $0.ready, "building": $0.building, "handed_out": $0.handedOut, "region": $0.region ?? NSNull(),
-                     "instance_type": $0.instanceType, "nodes": $0.nodeCount, "max_warm_age_seconds": $0.maxWarmAgeSeconds,
-                     "cooldown_seconds": $0.cooldownSeconds, "spec_hash": $0.specHash]
+                    [
+                        "name": $0.name, "paused": $0.paused, "min": $0.minReady, "max": $0.maxReady,
+                        "target": $0.target,
+                        "ready": $0.ready, "building": $0.building, "handed_out": $0.handedOut,
+                        "region": $0.region ?? NSNull(),
+                        "instance_type": $0.instanceType, "nodes": $0.nodeCount,
+                        "max_warm_age_seconds": $0.maxWarmAgeSeconds,
+                        "cooldown_seconds": $0.cooldownSeconds, "spec_hash": $0.specHash,
+                    ]
                 }
                 let data = try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
@@ -106,15 +118,19 @@ struct PoolCommand: AsyncParsableCommand {
             }
             print("NAME                 STATE    NODES TYPE         MIN MAX TARGET READY BUILDING OUT  SPEC")
             for pool in pools {
-                print(String(format: "%-20@ %-8@ %5d %-12@ %3d %3d %6d %5d %8d %4d %@", pool.name as NSString,
-                             (pool.paused ? "paused" : "active") as NSString, pool.nodeCount, pool.instanceType as NSString,
-                             pool.minReady, pool.maxReady, pool.target, pool.ready, pool.building, pool.handedOut, pool.specHash as NSString))
+                print(
+                    String(
+                        format: "%-20@ %-8@ %5d %-12@ %3d %3d %6d %5d %8d %4d %@", pool.name as NSString,
+                        (pool.paused ? "paused" : "active") as NSString, pool.nodeCount, pool.instanceType as NSString,
+                        pool.minReady, pool.maxReady, pool.target, pool.ready, pool.building, pool.handedOut,
+                        pool.specHash as NSString))
             }
         }
     }
 
     struct Pause: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop refilling a pool; its ready clusters are still handed out.")
+        static let configuration = CommandConfiguration(
+            abstract: "Stop refilling a pool; its ready clusters are still handed out.")
         @Argument(help: "The pool's name.") var name: String
         @OptionGroup var common: CommonOptions
         func run() async throws { try await PoolCommand.setPaused(self.name, true, self.common) }
@@ -135,7 +151,8 @@ struct PoolCommand: AsyncParsableCommand {
     }
 
     struct Delete: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Delete a pool; its unclaimed clusters are torn down.")
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a pool; its unclaimed clusters are torn down.")
         @Argument(help: "The pool's name.") var name: String
         @OptionGroup var common: CommonOptions
         func run() async throws {

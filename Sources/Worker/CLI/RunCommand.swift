@@ -24,7 +24,10 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Jobs run at once. Env: FLOTILLA_CONCURRENCY.")
     var concurrency: Int = environmentValue("FLOTILLA_CONCURRENCY", default: 4)
 
-    @Option(help: "Seconds a claim holds without a heartbeat; a dead worker's job is rescued after about this long. Env: FLOTILLA_LEASE_SECONDS.")
+    @Option(
+        help:
+            "Seconds a claim holds without a heartbeat; a dead worker's job is rescued after about this long. Env: FLOTILLA_LEASE_SECONDS."
+    )
     var leaseSeconds: Double = environmentValue("FLOTILLA_LEASE_SECONDS", default: 45)
 
     @Option(help: "Seconds between heartbeats of a running job. Env: FLOTILLA_HEARTBEAT_SECONDS.")
@@ -36,25 +39,36 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Do not LISTEN; poll only (for transaction-mode connection poolers). Env: FLOTILLA_POLL_ONLY=1.")
     var pollOnly: Bool = ProcessInfo.processInfo.environment["FLOTILLA_POLL_ONLY"] == "1"
 
-    @Option(help: "How claims and heartbeats commit: async (synchronous_commit = off: a database crash can lose a claim, which only costs a re-claim, as every later change is fenced on the claim's lease token) or durable (use it behind a pooler that refuses startup parameters, such as PgBouncer without ignore_startup_parameters). Completions and failures are always durable. Env: FLOTILLA_CLAIM_COMMIT.")
-    var claimCommit: ClaimCommit = ClaimCommit(rawValue: ProcessInfo.processInfo.environment["FLOTILLA_CLAIM_COMMIT"] ?? "async") ?? .async
+    @Option(
+        help:
+            "How claims and heartbeats commit: async (synchronous_commit = off: a database crash can lose a claim, which only costs a re-claim, as every later change is fenced on the claim's lease token) or durable (use it behind a pooler that refuses startup parameters, such as PgBouncer without ignore_startup_parameters). Completions and failures are always durable. Env: FLOTILLA_CLAIM_COMMIT."
+    )
+    var claimCommit: ClaimCommit =
+        ClaimCommit(rawValue: ProcessInfo.processInfo.environment["FLOTILLA_CLAIM_COMMIT"] ?? "async") ?? .async
 
     enum ClaimCommit: String, ExpressibleByArgument { case async, durable }
 
-    @Option(help: "Seconds running jobs get to finish at shutdown before they are handed back. Env: FLOTILLA_SHUTDOWN_GRACE_SECONDS.")
+    @Option(
+        help:
+            "Seconds running jobs get to finish at shutdown before they are handed back. Env: FLOTILLA_SHUTDOWN_GRACE_SECONDS."
+    )
     var shutdownGraceSeconds: Double = environmentValue("FLOTILLA_SHUTDOWN_GRACE_SECONDS", default: 30)
 
     @Option(help: "Days finished jobs are kept. Env: FLOTILLA_RETENTION_DAYS.")
     var retentionDays: Double = environmentValue("FLOTILLA_RETENTION_DAYS", default: 7)
 
     @Option(help: "This worker's name in the jobs table. Default: host-pid. Env: FLOTILLA_WORKER_ID.")
-    var workerID: String = ProcessInfo.processInfo.environment["FLOTILLA_WORKER_ID"]
+    var workerID: String =
+        ProcessInfo.processInfo.environment["FLOTILLA_WORKER_ID"]
         ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
 
     @Option(help: "Job kinds to run, comma-separated. Env: FLOTILLA_KINDS.")
     var kinds: String = ProcessInfo.processInfo.environment["FLOTILLA_KINDS"] ?? "provision,teardown,noop"
 
-    @Option(help: "Serve Prometheus metrics on HOST:PORT at /metrics (port 0 picks a free port; none turns it off). Env: FLOTILLA_METRICS_ADDRESS.")
+    @Option(
+        help:
+            "Serve Prometheus metrics on HOST:PORT at /metrics (port 0 picks a free port; none turns it off). Env: FLOTILLA_METRICS_ADDRESS."
+    )
     var metricsAddress: String = ProcessInfo.processInfo.environment["FLOTILLA_METRICS_ADDRESS"] ?? "127.0.0.1:9464"
 
     @OptionGroup var common: CommonOptions
@@ -62,10 +76,14 @@ struct RunCommand: AsyncParsableCommand {
     func validate() throws {
         guard (1...256).contains(self.concurrency) else { throw ValidationError("--concurrency must be from 1 to 256") }
         guard self.heartbeatSeconds > 0, self.leaseSeconds >= 2 * self.heartbeatSeconds else {
-            throw ValidationError("--lease-seconds must be at least twice --heartbeat-seconds (a lease must survive one missed heartbeat)")
+            throw ValidationError(
+                "--lease-seconds must be at least twice --heartbeat-seconds (a lease must survive one missed heartbeat)"
+            )
         }
         guard self.pollSeconds > 0 else { throw ValidationError("--poll-seconds must be positive") }
-        guard self.shutdownGraceSeconds >= 0 else { throw ValidationError("--shutdown-grace-seconds must not be negative") }
+        guard self.shutdownGraceSeconds >= 0 else {
+            throw ValidationError("--shutdown-grace-seconds must not be negative")
+        }
         guard self.retentionDays > 0 else { throw ValidationError("--retention-days must be positive") }
         if let raw = ProcessInfo.processInfo.environment["FLOTILLA_CLAIM_COMMIT"], ClaimCommit(rawValue: raw) == nil {
             throw ValidationError("FLOTILLA_CLAIM_COMMIT must be async or durable, not \(raw)")
@@ -78,22 +96,29 @@ struct RunCommand: AsyncParsableCommand {
         let settings: DatabaseSettings
         do { settings = try DatabaseSettings.fromEnvironment() } catch let error as QueueError { fail(error.message) }
 
-        let client = PostgresClient(configuration: try settings.clientConfiguration(maximumConnections: self.concurrency + 4),
-                                    backgroundLogger: logger)
+        let client = PostgresClient(
+            configuration: try settings.clientConfiguration(maximumConnections: self.concurrency + 4),
+            backgroundLogger: logger)
         // Claims and heartbeats on connections of their own, committed without waiting for the disk.
-        let leaseClient = self.claimCommit == .async
-            ? PostgresClient(configuration: try settings.leaseClientConfiguration(maximumConnections: 4), backgroundLogger: logger)
+        let leaseClient =
+            self.claimCommit == .async
+            ? PostgresClient(
+                configuration: try settings.leaseClientConfiguration(maximumConnections: 4), backgroundLogger: logger)
             : nil
-        let queue = JobQueue(client: client, leaseClient: leaseClient,
-                             configuration: .init(leaseDuration: .seconds(self.leaseSeconds)),
-                             logger: logger)
-        let wanted = Set(self.kinds.split(separator: ",").map { JobKind(String($0).trimmingCharacters(in: .whitespaces)) })
+        let queue = JobQueue(
+            client: client, leaseClient: leaseClient,
+            configuration: .init(leaseDuration: .seconds(self.leaseSeconds)),
+            logger: logger)
+        let wanted = Set(
+            self.kinds.split(separator: ",").map { JobKind(String($0).trimmingCharacters(in: .whitespaces)) })
         var aws: AWSContext?
         if wanted.contains(.provision) || wanted.contains(.teardown) {
             do {
                 aws = try AWSContext.fromEnvironment(logger: logger)
             } catch {
-                fail("cannot set up AWS for provision and teardown jobs: \(error) (or run only other kinds with --kinds noop)")
+                fail(
+                    "cannot set up AWS for provision and teardown jobs: \(error) (or run only other kinds with --kinds noop)"
+                )
             }
         }
         if wanted.contains(.provision), let settings = aws?.settings {
@@ -101,37 +126,52 @@ struct RunCommand: AsyncParsableCommand {
             do { try settings.requireImage() } catch { fail("\(error)") }
         }
         if let settings = aws?.settings, settings.sshAddress == .publicIP, settings.workerCIDR == nil {
-            logger.warning("FLOTILLA_WORKER_CIDR is not set: this worker reaches nodes over SSH only as far as each request's admin location allows; set it to the fleet's egress range (or use FLOTILLA_SSH_ADDRESS=private)")
+            logger.warning(
+                "FLOTILLA_WORKER_CIDR is not set: this worker reaches nodes over SSH only as far as each request's admin location allows; set it to the fleet's egress range (or use FLOTILLA_SSH_ADDRESS=private)"
+            )
         }
         let handlers = JobHandlers.standard(store: ClusterStore(client: client, logger: logger), aws: aws).only(wanted)
         let processor = JobProcessor(
             queue: queue, settings: settings,
-            configuration: .init(workerID: self.workerID, kinds: handlers.kinds, concurrency: self.concurrency,
-                                 pollInterval: .seconds(self.pollSeconds), heartbeatInterval: .seconds(self.heartbeatSeconds),
-                                 shutdownGracePeriod: .seconds(self.shutdownGraceSeconds), pollOnly: self.pollOnly),
+            configuration: .init(
+                workerID: self.workerID, kinds: handlers.kinds, concurrency: self.concurrency,
+                pollInterval: .seconds(self.pollSeconds), heartbeatInterval: .seconds(self.heartbeatSeconds),
+                shutdownGracePeriod: .seconds(self.shutdownGraceSeconds), pollOnly: self.pollOnly),
             logger: logger, handler: handlers.handle)
-        let maintenance = QueueMaintenance(queue: queue, configuration: .init(retention: .seconds(self.retentionDays * 86400)),
-                                           logger: logger)
+        let maintenance = QueueMaintenance(
+            queue: queue, configuration: .init(retention: .seconds(self.retentionDays * 86400)),
+            logger: logger)
         let metrics: (any Service)?
-        do { metrics = try MetricsServer.fromOption(self.metricsAddress, environment: "FLOTILLA_METRICS_ADDRESS", client: client,
-                                                          fleetGauges: false, logger: logger) } catch let error as QueueError { fail(error.message) }
+        do {
+            metrics = try MetricsServer.fromOption(
+                self.metricsAddress, environment: "FLOTILLA_METRICS_ADDRESS", client: client,
+                fleetGauges: false, logger: logger)
+        } catch let error as QueueError { fail(error.message) }
         // /metrics first: a group stops its services last first, so it answers through the drain.
         // A worker that builds registers its region and image: pools may then be pinned there.
-        let buildRegion: (region: String, image: String)? = wanted.contains(.provision)
-            ? aws.flatMap { aws in (aws.settings.ami ?? ClusterSpec.defaultAMIs[aws.region]).map { (aws.region, $0) } } : nil
+        let buildRegion: (region: String, image: String)? =
+            wanted.contains(.provision)
+            ? aws.flatMap { aws in (aws.settings.ami ?? ClusterSpec.defaultAMIs[aws.region]).map { (aws.region, $0) } }
+            : nil
         let registrationLogger = logger
-        let worker = SchemaCheckedServices(client: client, settings: settings, services:
-                                           (metrics.map { [$0] } ?? []) + [processor, maintenance], logger: logger) { client in
+        let worker = SchemaCheckedServices(
+            client: client, settings: settings, services: (metrics.map { [$0] } ?? []) + [processor, maintenance],
+            logger: logger
+        ) { client in
             if let buildRegion {
                 try await ClusterStore(client: client, logger: registrationLogger)
                     .registerBuildRegion(buildRegion.region, image: buildRegion.image)
             }
         }
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: client)] + (leaseClient.map { [.init(service: $0)] } ?? []) + [.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
-                                                    failureTerminationBehavior: .gracefullyShutdownGroup)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: client)] + (leaseClient.map { [.init(service: $0)] } ?? []) + [
+                    .init(
+                        service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
+                        failureTerminationBehavior: .gracefullyShutdownGroup)
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
         logger.info("worker starting", metadata: ["concurrency": "\(self.concurrency)", "kinds": "\(handlers.kinds)"])
         do {
             try await group.run()

@@ -49,22 +49,32 @@ struct WebCommand: AsyncParsableCommand {
         do { settings = try DatabaseSettings.fromEnvironment() } catch let error as QueueError { fail(error.message) }
         let address = HTTPAddress(parsing: self.address)!
         if !address.isLoopback {
-            logger.warning("the page has no login of its own and \(address.host) is not a loopback address: put it behind a proxy that authenticates")
+            logger.warning(
+                "the page has no login of its own and \(address.host) is not a loopback address: put it behind a proxy that authenticates"
+            )
         }
-        let client = PostgresClient(configuration: try settings.clientConfiguration(maximumConnections: 4), backgroundLogger: logger)
+        let client = PostgresClient(
+            configuration: try settings.clientConfiguration(maximumConnections: 4), backgroundLogger: logger)
         let feed = ChangeFeed(settings: settings, logger: logger)
-        let web = Served(name: "the web page", address: address,
-                         advice: "set --address or FLOTILLA_WEB_ADDRESS to another HOST:PORT (port 0 picks a free one)",
-                         inner: WebServer.service(address: address, client: client, feed: feed, logger: logger))
+        let web = Served(
+            name: "the web page", address: address,
+            advice: "set --address or FLOTILLA_WEB_ADDRESS to another HOST:PORT (port 0 picks a free one)",
+            inner: WebServer.service(address: address, client: client, feed: feed, logger: logger))
         // A group stops its services last first: the feed stops before the server, so every
         // open event stream ends and the server's graceful shutdown is not held open.
-        let checked = SchemaCheckedServices(client: client, settings: settings, services: [web, feed], logger: logger) { client in
+        let checked = SchemaCheckedServices(client: client, settings: settings, services: [web, feed], logger: logger) {
+            client in
             try await OperatorLogin.require(client, logger: logger)
         }
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: client), .init(service: checked, successTerminationBehavior: .gracefullyShutdownGroup,
-                                                     failureTerminationBehavior: .gracefullyShutdownGroup)],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: client),
+                    .init(
+                        service: checked, successTerminationBehavior: .gracefullyShutdownGroup,
+                        failureTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch let error as QueueError {

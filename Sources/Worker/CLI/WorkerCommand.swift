@@ -1,6 +1,6 @@
 import ArgumentParser
-import Foundation
 import Fleet
+import Foundation
 import Logging
 
 @main
@@ -19,7 +19,9 @@ struct WorkerCommand: AsyncParsableCommand {
               worker janitor            lifetimes, key pairs, sweeps, warm pools (one or two per fleet)
               worker web                a read-only page of the fleet, as an operator login
             """,
-        subcommands: [MigrateCommand.self, RunCommand.self, JanitorCommand.self, PoolCommand.self, PlanCommand.self, WebCommand.self, EnqueueCommand.self]
+        subcommands: [
+            MigrateCommand.self, RunCommand.self, JanitorCommand.self, PoolCommand.self, PlanCommand.self,
+            WebCommand.self, EnqueueCommand.self,
+        ]
     )
 }
-

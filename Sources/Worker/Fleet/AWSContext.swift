@@ -25,8 +25,10 @@ public struct AWSContext: Sendable {
     /// The EC2 client of the worker's own region.
     public var ec2: EC2Client { self.ec2(region: self.region) }
 
-    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment,
-                                       logger: Logger) throws -> AWSContext {
+    public static func fromEnvironment(
+        _ environment: [String: String] = ProcessInfo.processInfo.environment,
+        logger: Logger
+    ) throws -> AWSContext {
         let http = HTTPClient.makeForAWS(connectTimeout: .seconds(5))
         do {
             let aws = try AWSEnvironment.resolve(environment: environment, httpClient: http, logger: logger)
@@ -36,7 +38,8 @@ public struct AWSContext: Sendable {
             if removed > 0 {
                 logger.notice("removed SSH folders of workers that died", metadata: ["folders": "\(removed)"])
             }
-            return AWSContext(httpClient: http, credentials: credentials, environment: aws, settings: settings, logger: logger)
+            return AWSContext(
+                httpClient: http, credentials: credentials, environment: aws, settings: settings, logger: logger)
         } catch {
             try? http.syncShutdown()
             throw error
@@ -45,22 +48,28 @@ public struct AWSContext: Sendable {
 
     /// An EC2 client for `region`.
     public func ec2(region: String, logger: Logger? = nil) -> EC2Client {
-        EC2Client(configuration: Self.configuration(self.environment.ec2Configuration, service: "ec2", from: self.region, to: region),
-                  credentials: self.credentials, httpClient: self.httpClient, logger: logger ?? self.logger)
+        EC2Client(
+            configuration: Self.configuration(
+                self.environment.ec2Configuration, service: "ec2", from: self.region, to: region),
+            credentials: self.credentials, httpClient: self.httpClient, logger: logger ?? self.logger)
     }
 
     /// A provisioner working in `region`.
     /// - Parameter capacity: where capacity failures are shared (the fleet's, for provisioning).
-    public func provisioner(region: String, logger: Logger? = nil, capacity: any CapacityRecord = CapacityMemory.shared) -> ClusterProvisioner {
-        ClusterProvisioner(ec2: self.ec2(region: region, logger: logger), credentials: self.credentials, logger: logger ?? self.logger,
-                           capacity: capacity, makeShell: ClusterProvisioner.openSSHShells(baseDirectory: self.settings.sshDirectory))
+    public func provisioner(region: String, logger: Logger? = nil, capacity: any CapacityRecord = CapacityMemory.shared)
+        -> ClusterProvisioner
+    {
+        ClusterProvisioner(
+            ec2: self.ec2(region: region, logger: logger), credentials: self.credentials, logger: logger ?? self.logger,
+            capacity: capacity, makeShell: ClusterProvisioner.openSSHShells(baseDirectory: self.settings.sshDirectory))
     }
 
     /// The account the credentials belong to, asked once (nil when STS does not answer).
     func accountID() async -> String? {
         if let known = self.account.value.withLock({ $0 }) { return known }
-        let sts = STSClient(configuration: self.environment.stsConfiguration, credentials: self.credentials,
-                            httpClient: self.httpClient, logger: self.logger)
+        let sts = STSClient(
+            configuration: self.environment.stsConfiguration, credentials: self.credentials,
+            httpClient: self.httpClient, logger: self.logger)
         guard let identity = try? await sts.getCallerIdentity() else { return nil }
         self.account.value.withLock { $0 = identity.account }
         return identity.account
@@ -68,7 +77,9 @@ public struct AWSContext: Sendable {
 
     /// The same service configuration for another region: the regional endpoint, unless
     /// the endpoint was configured explicitly (an emulator, a VPC endpoint), which is kept.
-    static func configuration(_ base: AWSServiceConfiguration, service: String, from home: String, to region: String) -> AWSServiceConfiguration {
+    static func configuration(_ base: AWSServiceConfiguration, service: String, from home: String, to region: String)
+        -> AWSServiceConfiguration
+    {
         guard region != home else { return base }
         var configuration = base
         configuration.region = region

@@ -24,10 +24,13 @@ public struct ClusterJobs: Sendable {
     let aws: AWSContext
     /// Called after each checkpoint is stored, before provisioning goes on (tests use it to
     /// interrupt a cluster at a chosen step).
-    let afterCheckpoint: @Sendable (_ clusterID: String, _ step: String, _ moment: CheckpointMoment) async throws -> Void
+    let afterCheckpoint:
+        @Sendable (_ clusterID: String, _ step: String, _ moment: CheckpointMoment) async throws -> Void
 
-    public init(store: ClusterStore, aws: AWSContext,
-                afterCheckpoint: @escaping @Sendable (String, String, CheckpointMoment) async throws -> Void = { _, _, _ in }) {
+    public init(
+        store: ClusterStore, aws: AWSContext,
+        afterCheckpoint: @escaping @Sendable (String, String, CheckpointMoment) async throws -> Void = { _, _, _ in }
+    ) {
         self.store = store
         self.aws = aws
         self.afterCheckpoint = afterCheckpoint
@@ -48,11 +51,12 @@ public struct ClusterJobs: Sendable {
             var withoutKey = state
             withoutKey.privateKeyPEM = nil
             let json = String(decoding: try JSONEncoder().encode(withoutKey), as: UTF8.self)
-            try await self.jobs.store.saveCheckpoint(clusterID: self.clusterID, fence: JobFence(self.context.job), checkpoint: json,
-                                                     phase: moment == .before ? step : "\(step) done",
-                                                     subnetID: state.placement?.subnetID ?? self.subnetID,
-                                                     privateKey: state.privateKeyPEM, publicKey: state.publicKeyLine,
-                                                     keyPairName: state.keyPairName)
+            try await self.jobs.store.saveCheckpoint(
+                clusterID: self.clusterID, fence: JobFence(self.context.job), checkpoint: json,
+                phase: moment == .before ? step : "\(step) done",
+                subnetID: state.placement?.subnetID ?? self.subnetID,
+                privateKey: state.privateKeyPEM, publicKey: state.publicKeyLine,
+                keyPairName: state.keyPairName)
             try await self.jobs.afterCheckpoint(self.clusterID, step, moment)
         }
 
@@ -90,8 +94,9 @@ public struct ClusterJobs: Sendable {
             // Counted by how the cluster ends: a failure that will be retried is not the end.
             let final = error is PermanentJobFailure || job.attempt >= job.maxAttempts
             if !(error is JobSnooze), !(error is CancellationError), !Task.isCancelled, !context.isStopping {
-                FlotillaMetric.increment(FlotillaMetric.clusterOutcomes,
-                                         [("outcome", final ? "failed" : "retrying"), ("reason", Self.reason(error))])
+                FlotillaMetric.increment(
+                    FlotillaMetric.clusterOutcomes,
+                    [("outcome", final ? "failed" : "retrying"), ("reason", Self.reason(error))])
             }
             throw error
         }
@@ -118,13 +123,16 @@ public struct ClusterJobs: Sendable {
         }
         let fence = JobFence(job)
         let deployment = try await self.deployment()
-        let recorded = try await self.store.startProvisioning(clusterID: cluster.id, fence: fence, region: self.aws.region,
-                                                              deployment: deployment, account: await self.aws.accountID())
+        let recorded = try await self.store.startProvisioning(
+            clusterID: cluster.id, fence: fence, region: self.aws.region,
+            deployment: deployment, account: await self.aws.accountID())
         (cluster.region, cluster.deployment) = (recorded.region, recorded.deployment)
         // Images and subnets belong to a region: only a worker of the cluster's own region
         // can go on building it (one of the other region's workers will take the job).
         guard recorded.region == self.aws.region else {
-            throw JobSnooze(for: .seconds(30), "cluster \(cluster.id) lives in \(recorded.region); this worker builds in \(self.aws.region)")
+            throw JobSnooze(
+                for: .seconds(30),
+                "cluster \(cluster.id) lives in \(recorded.region); this worker builds in \(self.aws.region)")
         }
         let spec: ClusterSpec
         do {
@@ -133,17 +141,22 @@ public struct ClusterJobs: Sendable {
         } catch {
             throw PermanentJobFailure("cluster \(cluster.id) cannot be built: \(error)")
         }
-        let provisioner = self.aws.provisioner(region: spec.region, logger: logger,
-                                               capacity: FleetCapacityRecord(store: self.store, logger: logger))
+        let provisioner = self.aws.provisioner(
+            region: spec.region, logger: logger,
+            capacity: FleetCapacityRecord(store: self.store, logger: logger))
         let observer = StoreObserver(jobs: self, context: context, clusterID: cluster.id, subnetID: nil)
         do {
-            let state = try await provisioner.provision(spec, from: try await self.resumeState(cluster), observer: observer)
+            let state = try await provisioner.provision(
+                spec, from: try await self.resumeState(cluster), observer: observer)
             let nodes = state.nodes.map {
-                NodeRecord(role: $0.role.rawValue, instanceID: $0.instanceID, privateIP: $0.privateIP, publicIP: $0.publicIP, hostKey: $0.hostKey,
-                           instanceType: $0.instanceType ?? state.placement?.instanceType(for: $0.role)
-                               ?? ($0.role == .bootstrap ? spec.bootstrapInstanceType : spec.instanceType))
+                NodeRecord(
+                    role: $0.role.rawValue, instanceID: $0.instanceID, privateIP: $0.privateIP, publicIP: $0.publicIP,
+                    hostKey: $0.hostKey,
+                    instanceType: $0.instanceType ?? state.placement?.instanceType(for: $0.role)
+                        ?? ($0.role == .bootstrap ? spec.bootstrapInstanceType : spec.instanceType))
             }
-            try await self.store.markReady(clusterID: cluster.id, fence: fence, nodes: nodes, sshUser: spec.sshUser, sshPort: spec.sshPort)
+            try await self.store.markReady(
+                clusterID: cluster.id, fence: fence, nodes: nodes, sshUser: spec.sshUser, sshPort: spec.sshPort)
             FlotillaMetric.increment(FlotillaMetric.clusterOutcomes, [("outcome", "ready"), ("reason", "none")])
             logger.info("cluster ready", metadata: ["nodes": "\(nodes.count)"])
         } catch {
@@ -151,7 +164,9 @@ public struct ClusterJobs: Sendable {
             // processor records it as what it is.
             if Task.isCancelled || context.isStopping { throw CancellationError() }
             if let error = error as? ProvisionError {
-                if !error.logs.isEmpty { try await self.store.saveLogs(clusterID: cluster.id, fence: fence, logs: error.logs) }
+                if !error.logs.isEmpty {
+                    try await self.store.saveLogs(clusterID: cluster.id, fence: fence, logs: error.logs)
+                }
                 if !error.isRetryable { throw PermanentJobFailure(error.message, reason: error.code.label) }
             }
             throw error
@@ -166,7 +181,8 @@ public struct ClusterJobs: Sendable {
             }
         } catch {
             if !(error is JobSnooze), !(error is CancellationError), !Task.isCancelled, !context.isStopping {
-                FlotillaMetric.increment(FlotillaMetric.clusterOutcomes, [("outcome", "teardown_failed"), ("reason", Self.reason(error))])
+                FlotillaMetric.increment(
+                    FlotillaMetric.clusterOutcomes, [("outcome", "teardown_failed"), ("reason", Self.reason(error))])
             }
             throw error
         }
@@ -217,7 +233,8 @@ public struct ClusterJobs: Sendable {
         } catch let error as QueueError where error.code == .leaseLost {
             throw error
         } catch {
-            try await self.store.keyPairDeletionFailed(region: spec.region, keyPairName: keyName, error: "\(error)", retryAfter: .seconds(30))
+            try await self.store.keyPairDeletionFailed(
+                region: spec.region, keyPairName: keyName, error: "\(error)", retryAfter: .seconds(30))
             logger.warning("key pair delete failed; the janitor will retry it", metadata: ["error": "\(error)"])
         }
         let leftovers = try await provisioner.leftovers(spec, state: state).filter { !$0.hasPrefix("key pair ") }
@@ -232,13 +249,16 @@ public struct ClusterJobs: Sendable {
     /// The pool's health check of a ready cluster: SSH on every node and the nodes' own
     /// post-start checks, bounded by `timeout`. Returns the problems, empty when healthy.
     public func healthCheck(clusterID: String, timeout: Duration, logger: Logger) async throws -> [String] {
-        guard let cluster = try await self.store.cluster(id: clusterID) else { return ["cluster \(clusterID) does not exist"] }
+        guard let cluster = try await self.store.cluster(id: clusterID) else {
+            return ["cluster \(clusterID) does not exist"]
+        }
         guard let state = try await self.resumeState(cluster), state.privateKeyPEM != nil else {
             return ["cluster \(clusterID) has no checkpoint or key to reach its nodes with"]
         }
         // SSH only, no AWS call: the leader checks clusters of every region.
         let spec = try self.settings.spec(for: cluster)
-        return await self.aws.provisioner(region: spec.region, logger: logger).healthCheck(spec, state: state, timeout: timeout)
+        return await self.aws.provisioner(region: spec.region, logger: logger).healthCheck(
+            spec, state: state, timeout: timeout)
     }
 
     /// The deployment tag: the setting, else the database's own id.
@@ -271,8 +291,9 @@ final class PhaseClock: Sendable {
             }
         }
         if let elapsed {
-            FlotillaMetric.record(FlotillaMetric.provisionPhase, [("phase", step)],
-                                  seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            FlotillaMetric.record(
+                FlotillaMetric.provisionPhase, [("phase", step)],
+                seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
         }
     }
 }

@@ -36,7 +36,9 @@ public struct ClusterSettings: Sendable {
         self.region = region
     }
 
-    public static func fromEnvironment(region: String, _ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ClusterSettings {
+    public static func fromEnvironment(
+        region: String, _ environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> ClusterSettings {
         var settings = ClusterSettings(region: region)
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
         settings.ami = value("FLOTILLA_AMI")
@@ -45,17 +47,22 @@ public struct ClusterSettings: Sendable {
         }
         settings.subnetIDs = list("FLOTILLA_SUBNET_ID")
         for subnet in settings.subnetIDs where subnet.wholeMatch(of: /subnet-[0-9a-f]{8,17}/) == nil {
-            throw SettingsError("FLOTILLA_SUBNET_ID: '\(subnet.prefix(40))' is not a subnet id like subnet-0123456789abcdef0")
+            throw SettingsError(
+                "FLOTILLA_SUBNET_ID: '\(subnet.prefix(40))' is not a subnet id like subnet-0123456789abcdef0")
         }
         guard settings.subnetIDs.count <= 16 else {
-            throw SettingsError("FLOTILLA_SUBNET_ID names \(settings.subnetIDs.count) subnets: give at most 16 (one per zone is enough)")
+            throw SettingsError(
+                "FLOTILLA_SUBNET_ID names \(settings.subnetIDs.count) subnets: give at most 16 (one per zone is enough)"
+            )
         }
         settings.fallbackInstanceTypes = list("FLOTILLA_INSTANCE_TYPES")
         guard settings.fallbackInstanceTypes.count <= 8 else {
-            throw SettingsError("FLOTILLA_INSTANCE_TYPES names \(settings.fallbackInstanceTypes.count) types: give at most 8")
+            throw SettingsError(
+                "FLOTILLA_INSTANCE_TYPES names \(settings.fallbackInstanceTypes.count) types: give at most 8")
         }
         for type in settings.fallbackInstanceTypes where type.wholeMatch(of: /[a-z][a-z0-9-]*\.[a-z0-9]+/) == nil {
-            throw SettingsError("FLOTILLA_INSTANCE_TYPES: '\(type.prefix(40))' is not an EC2 instance type like m5.xlarge")
+            throw SettingsError(
+                "FLOTILLA_INSTANCE_TYPES: '\(type.prefix(40))' is not an EC2 instance type like m5.xlarge")
         }
         if let range = value("FLOTILLA_WORKER_CIDR") {
             guard CIDR(range) != nil else {
@@ -83,7 +90,8 @@ public struct ClusterSettings: Sendable {
             do {
                 settings.install = try JSONDecoder().decode(InstallSettings.self, from: data)
             } catch {
-                throw SettingsError("FLOTILLA_INSTALL_SETTINGS file \(path) is not valid install settings JSON: \(error)")
+                throw SettingsError(
+                    "FLOTILLA_INSTALL_SETTINGS file \(path) is not valid install settings JSON: \(error)")
             }
         }
         if let directory = value("FLOTILLA_SSH_DIR") { settings.sshDirectory = URL(fileURLWithPath: directory) }
@@ -100,7 +108,9 @@ public struct ClusterSettings: Sendable {
     /// would fail only when a worker got to them.
     public func requireImage() throws {
         guard self.ami != nil || ClusterSpec.defaultAMIs[self.region] != nil else {
-            throw SettingsError("no default image is known for \(self.region) (known: \(ClusterSpec.defaultAMIs.keys.sorted().joined(separator: ", "))): set FLOTILLA_AMI to an image of that region")
+            throw SettingsError(
+                "no default image is known for \(self.region) (known: \(ClusterSpec.defaultAMIs.keys.sorted().joined(separator: ", "))): set FLOTILLA_AMI to an image of that region"
+            )
         }
     }
 
@@ -128,7 +138,9 @@ public struct ClusterSettings: Sendable {
         spec.instanceType = request.instanceType
         spec.adminLocation = request.adminLocation
         spec.dcosConfigOverrides = request.dcosConfig
-        spec.genconfFiles = request.genconfFiles.map { .init(path: $0.path, contents: Data(base64Encoded: $0.contentsBase64) ?? Data()) }
+        spec.genconfFiles = request.genconfFiles.map {
+            .init(path: $0.path, contents: Data(base64Encoded: $0.contentsBase64) ?? Data())
+        }
         spec.region = self.region
         spec.deployment = self.deployment
         spec.ami = self.ami

@@ -7,11 +7,16 @@ import Queue
 public struct CommonOptions: ParsableArguments, Sendable {
     public init() {}
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical. Env: FLOTILLA_LOG_LEVEL.")
+    @Option(
+        name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical. Env: FLOTILLA_LOG_LEVEL.")
     public var logLevel: String = ProcessInfo.processInfo.environment["FLOTILLA_LOG_LEVEL"] ?? "info"
 
-    @Option(help: "Log lines as text, for people, or json, one object per line with dotted keys (cluster.id, job.id, aws.action, ssh.host, …). Env: FLOTILLA_LOG_FORMAT.")
-    public var logFormat: LogFormat = ProcessInfo.processInfo.environment["FLOTILLA_LOG_FORMAT"].flatMap(LogFormat.init(rawValue:)) ?? .text
+    @Option(
+        help:
+            "Log lines as text, for people, or json, one object per line with dotted keys (cluster.id, job.id, aws.action, ssh.host, …). Env: FLOTILLA_LOG_FORMAT."
+    )
+    public var logFormat: LogFormat =
+        ProcessInfo.processInfo.environment["FLOTILLA_LOG_FORMAT"].flatMap(LogFormat.init(rawValue:)) ?? .text
 
     public func validate() throws {
         try LogFormat.validateEnvironment()

@@ -21,12 +21,16 @@ public struct FleetCapacityRecord: CapacityRecord {
     public func remember(region: String, zone: String, instanceType: String, code: String) async {
         await self.local.remember(region: region, zone: zone, instanceType: instanceType, code: code)
         do {
-            try await self.store.rememberCapacityFailure(region: region, zone: zone, instanceType: instanceType, code: code,
-                                                         lifetime: self.lifetime)
+            try await self.store.rememberCapacityFailure(
+                region: region, zone: zone, instanceType: instanceType, code: code,
+                lifetime: self.lifetime)
         } catch {
-            self.logger.warning("cannot share a capacity failure with the fleet; this worker remembers it", metadata: [
-                "aws.region": "\(region)", "zone": "\(zone)", "error": "\(DatabaseErrorDescription.describe(error))",
-            ])
+            self.logger.warning(
+                "cannot share a capacity failure with the fleet; this worker remembers it",
+                metadata: [
+                    "aws.region": "\(region)", "zone": "\(zone)",
+                    "error": "\(DatabaseErrorDescription.describe(error))",
+                ])
         }
     }
 
@@ -35,9 +39,11 @@ public struct FleetCapacityRecord: CapacityRecord {
         do {
             known.merge(try await self.store.capacityFailures(region: region)) { mine, _ in mine }
         } catch {
-            self.logger.warning("cannot read the fleet's capacity failures; using this worker's", metadata: [
-                "error": "\(DatabaseErrorDescription.describe(error))",
-            ])
+            self.logger.warning(
+                "cannot read the fleet's capacity failures; using this worker's",
+                metadata: [
+                    "error": "\(DatabaseErrorDescription.describe(error))"
+                ])
         }
         return known
     }

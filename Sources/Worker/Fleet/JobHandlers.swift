@@ -20,7 +20,7 @@ public struct JobHandlers: Sendable {
     /// The handlers Flotilla ships: noop always; provision and teardown with AWS.
     public static func standard(store: ClusterStore, aws: AWSContext?) -> JobHandlers {
         var byKind: [JobKind: JobProcessor.Handler] = [
-            .noop: { _, context in context.logger.debug("noop job ran") },
+            .noop: { _, context in context.logger.debug("noop job ran") }
         ]
         if let aws {
             let jobs = ClusterJobs(store: store, aws: aws)

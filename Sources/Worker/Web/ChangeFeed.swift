@@ -12,7 +12,8 @@ import Synchronization
 public final class ChangeFeed: Service, Sendable {
     let settings: DatabaseSettings
     let logger: Logger
-    private let subscribers = Mutex<(next: Int, all: [Int: AsyncStream<String>.Continuation], closed: Bool)>((0, [:], false))
+    private let subscribers = Mutex<(next: Int, all: [Int: AsyncStream<String>.Continuation], closed: Bool)>(
+        (0, [:], false))
 
     public static let channels = ["flotilla_clusters", "flotilla_jobs"]
 
@@ -57,7 +58,8 @@ public final class ChangeFeed: Service, Sendable {
                     delay = .milliseconds(250)
                 } catch {
                     if Task.isCancelled { break }
-                    self.logger.warning("change feed: LISTEN connection lost; reconnecting", metadata: ["error": "\(error)"])
+                    self.logger.warning(
+                        "change feed: LISTEN connection lost; reconnecting", metadata: ["error": "\(error)"])
                 }
                 // Anything may have changed while no one listened.
                 self.publish("reconnected")
@@ -73,8 +75,9 @@ public final class ChangeFeed: Service, Sendable {
     }
 
     private func listenOnce() async throws {
-        let connection = try await PostgresConnection.connect(configuration: try self.settings.connectionConfiguration(),
-                                                              id: 1, logger: self.logger)
+        let connection = try await PostgresConnection.connect(
+            configuration: try self.settings.connectionConfiguration(),
+            id: 1, logger: self.logger)
         defer { Task { try? await connection.close() } }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for channel in Self.channels {

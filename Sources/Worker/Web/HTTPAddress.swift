@@ -10,14 +10,16 @@ public struct HTTPAddress: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses `127.0.0.1:9464`, `[::1]:9464` or `:9464` (loopback); port 0 takes any free port.
     public init?(parsing text: String) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (0...65535).contains(port)
+        else {
             return nil
         }
         var host = String(text[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") {
             host = String(host.dropFirst().dropLast())
         } else if host.contains(":") {
-            return nil  // an IPv6 address needs brackets: [::1]:9464
+            return nil // an IPv6 address needs brackets: [::1]:9464
         }
         if host.isEmpty { host = "127.0.0.1" }
         guard !host.contains(" "), !host.contains("/") else { return nil }
@@ -29,5 +31,7 @@ public struct HTTPAddress: Sendable, Hashable, CustomStringConvertible {
         self.host == "localhost" || self.host == "::1" || self.host.hasPrefix("127.")
     }
 
-    public var description: String { self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)" }
+    public var description: String {
+        self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
+    }
 }

@@ -38,9 +38,11 @@ public final class MetricsExporter: Sendable {
         self.registry = PrometheusCollectorRegistry()
         self.reports = reports
         self.logger = logger
-        self.scrapeErrors = self.registry.makeCounter(descriptor: MetricNameDescriptor(
-            metricName: "flotilla_metrics_database_errors_total", unitName: "",
-            helpText: "Scrapes whose database gauges could not be read (the process's own metrics were still served)."))
+        self.scrapeErrors = self.registry.makeCounter(
+            descriptor: MetricNameDescriptor(
+                metricName: "flotilla_metrics_database_errors_total", unitName: "",
+                helpText:
+                    "Scrapes whose database gauges could not be read (the process's own metrics were still served)."))
     }
 
     /// The text exposition: database gauges refreshed first; if the database cannot be
@@ -62,7 +64,8 @@ public final class MetricsExporter: Sendable {
     static let help: [String: String] = [
         "flotilla_jobs": "Jobs in the queue by kind and state (finished jobs are kept for the retention period).",
         "flotilla_clusters": "Clusters by state.",
-        "flotilla_pool_clusters": "Warm-pool clusters by pool and status: ready, healthy (checked, can be handed out), building, claimed.",
+        "flotilla_pool_clusters":
+            "Warm-pool clusters by pool and status: ready, healthy (checked, can be handed out), building, claimed.",
         "flotilla_pool_target": "The number of ready clusters each warm pool aims to keep.",
         "flotilla_key_pair_deletions_pending": "EC2 key pairs waiting to be deleted (retried by the janitor).",
         "flotilla_sweep_leftovers": "Resources the last sweep of a region found without a live cluster, by kind.",
@@ -75,8 +78,9 @@ public final class MetricsExporter: Sendable {
             for gauge in gauges {
                 let key = GaugeKey(metric: gauge.metric, labels: gauge.labels.flatMap { [$0.0, $0.1] })
                 seen.insert(key)
-                let descriptor = MetricNameDescriptor(metricName: gauge.metric, unitName: "",
-                                                      helpText: Self.help[gauge.metric] ?? "Read from the database on each scrape.")
+                let descriptor = MetricNameDescriptor(
+                    metricName: gauge.metric, unitName: "",
+                    helpText: Self.help[gauge.metric] ?? "Read from the database on each scrape.")
                 let handle = last[key] ?? self.registry.makeGauge(descriptor: descriptor, labels: gauge.labels)
                 last[key] = handle
                 handle.set(to: gauge.value)

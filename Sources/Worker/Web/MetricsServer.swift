@@ -17,8 +17,9 @@ public enum MetricsServer {
         let router = Router()
         router.get("metrics") { _, _ -> Response in
             let bytes = await exporter.scrape()
-            return Response(status: .ok, headers: [.contentType: Self.contentType],
-                            body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            return Response(
+                status: .ok, headers: [.contentType: Self.contentType],
+                body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
         }
         router.get("healthz") { _, _ in "ok\n" }
         return Self.application(router, address: address, announce: "metrics", path: "/metrics", logger: logger)
@@ -26,8 +27,10 @@ public enum MetricsServer {
 
     /// The HTTP server for `router`. Once it listens it logs `NAME: http://HOST:PORT/PATH` at
     /// info (the real port when 0 was asked for); Hummingbird's own lines are kept to warnings.
-    static func application(_ router: Router<BasicRequestContext>, address: HTTPAddress, announce name: String, path: String,
-                            logger: Logger) -> some Service {
+    static func application(
+        _ router: Router<BasicRequestContext>, address: HTTPAddress, announce name: String, path: String,
+        logger: Logger
+    ) -> some Service {
         var quiet = logger
         quiet.logLevel = max(logger.logLevel, .warning)
         return Application(
@@ -48,17 +51,21 @@ extension MetricsServer {
     /// With `fleetGauges`, each scrape also reads the fleet-wide gauges from the database
     /// (jobs, clusters, pools, key pairs, sweeps, instance-hours). The janitor exports them and
     /// `worker run` does not, so N workers do not export N copies of the same numbers.
-    public static func fromOption(_ option: String, environment: String, client: PostgresClient, fleetGauges: Bool,
-                                  logger: Logger) throws -> (any Service)? {
+    public static func fromOption(
+        _ option: String, environment: String, client: PostgresClient, fleetGauges: Bool,
+        logger: Logger
+    ) throws -> (any Service)? {
         if ["none", "off", ""].contains(option.lowercased()) { return nil }
         let how = "set --metrics-address or \(environment) to HOST:PORT (port 0 picks a free one) or none"
         guard let address = HTTPAddress(parsing: option) else {
             throw QueueError(.configuration, "cannot serve metrics on \(option): not HOST:PORT; \(how)")
         }
-        let exporter = MetricsExporter.bootstrap(reports: fleetGauges ? OperatorReports(client: client, logger: logger) : nil,
-                                                 logger: logger)
-        return Served(name: "metrics", address: address, advice: how,
-                      inner: Self.service(address: address, exporter: exporter, logger: logger))
+        let exporter = MetricsExporter.bootstrap(
+            reports: fleetGauges ? OperatorReports(client: client, logger: logger) : nil,
+            logger: logger)
+        return Served(
+            name: "metrics", address: address, advice: how,
+            inner: Self.service(address: address, exporter: exporter, logger: logger))
     }
 }
 

@@ -8,7 +8,8 @@ import Queue
 public enum OperatorLogin {
     public static func require(_ client: PostgresClient, logger: Logger) async throws {
         do {
-            let rows = try await client.query("""
+            let rows = try await client.query(
+                """
                 SELECT current_user::text,
                        pg_has_role(current_user, 'flotilla_operator', 'MEMBER'),
                        has_table_privilege(current_user, 'cluster_secrets', 'SELECT')
@@ -17,14 +18,22 @@ public enum OperatorLogin {
                 """, logger: logger)
             for try await (login, isOperator, readsSecrets) in rows.decode((String, Bool, Bool).self) {
                 if readsSecrets {
-                    throw QueueError(.configuration, "worker web refuses login \(login): it can read cluster secrets (keys, tokens). Log in as a member of flotilla_operator only: CREATE ROLE fleet_page LOGIN IN ROLE flotilla_operator")
+                    throw QueueError(
+                        .configuration,
+                        "worker web refuses login \(login): it can read cluster secrets (keys, tokens). Log in as a member of flotilla_operator only: CREATE ROLE fleet_page LOGIN IN ROLE flotilla_operator"
+                    )
                 }
                 if !isOperator {
-                    throw QueueError(.configuration, "worker web refuses login \(login): it is not a member of flotilla_operator (GRANT flotilla_operator TO \(login))")
+                    throw QueueError(
+                        .configuration,
+                        "worker web refuses login \(login): it is not a member of flotilla_operator (GRANT flotilla_operator TO \(login))"
+                    )
                 }
             }
         } catch let error as PSQLError {
-            throw QueueError(.database, "worker web cannot check its login: \(DatabaseErrorDescription.describe(error))", underlying: error)
+            throw QueueError(
+                .database, "worker web cannot check its login: \(DatabaseErrorDescription.describe(error))",
+                underlying: error)
         }
     }
 }

@@ -23,24 +23,33 @@ struct CredentialSourcesTests {
 
     /// A folder with the emulator's secrets, the token file and an SSO cache, as HOME.
     static func home() throws -> URL {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-creds-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: folder.appendingPathComponent(".aws/sso/cache"), withIntermediateDirectories: true)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "flotilla-creds-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(
+            at: folder.appendingPathComponent(".aws/sso/cache"), withIntermediateDirectories: true)
         return folder
     }
 
     /// Resolves credentials from `environment` (plus region, emulator, no shared files) and
     /// signs a DescribeVpcs to the emulator with them.
-    static func resolveAndCall(_ environment: [String: String], home: URL) async throws -> (any CredentialsProvider, AWSCredentials) {
+    static func resolveAndCall(_ environment: [String: String], home: URL) async throws -> (
+        any CredentialsProvider, AWSCredentials
+    ) {
         let stack = try TestStack.current()
         let empty = home.appendingPathComponent("empty-config").path
         FileManager.default.createFile(atPath: empty, contents: Data((environment["CONFIG"] ?? "").utf8))
-        var env = ["AWS_REGION": stack.region, "AWS_ENDPOINT_URL_EC2": stack.endpoint.absoluteString, "HOME": home.path,
-                   "AWS_CONFIG_FILE": empty, "AWS_SHARED_CREDENTIALS_FILE": empty, "AWS_EC2_METADATA_DISABLED": "true"]
+        var env = [
+            "AWS_REGION": stack.region, "AWS_ENDPOINT_URL_EC2": stack.endpoint.absoluteString, "HOME": home.path,
+            "AWS_CONFIG_FILE": empty, "AWS_SHARED_CREDENTIALS_FILE": empty, "AWS_EC2_METADATA_DISABLED": "true",
+        ]
         env.merge(environment.filter { $0.key != "CONFIG" }) { $1 }
-        let resolved = try AWSEnvironment.resolve(environment: env, httpClient: TestStack.httpClient, logger: TestStack.logger)
+        let resolved = try AWSEnvironment.resolve(
+            environment: env, httpClient: TestStack.httpClient, logger: TestStack.logger)
         let cache = resolved.makeCredentialsCache(logger: TestStack.logger)
         let credentials = try await cache.credentials(validFor: .seconds(60))
-        let ec2 = EC2Client(configuration: resolved.ec2Configuration, credentials: cache, httpClient: TestStack.httpClient, logger: TestStack.logger)
+        let ec2 = EC2Client(
+            configuration: resolved.ec2Configuration, credentials: cache, httpClient: TestStack.httpClient,
+            logger: TestStack.logger)
         _ = try await ec2.describeVpcs()
         return (resolved.credentialsProvider, credentials)
     }
@@ -53,15 +62,18 @@ struct CredentialSourcesTests {
         let secrets = Secrets()
         let secretsFile = home.appendingPathComponent("secrets.json")
         try JSONEncoder().encode(secrets).write(to: secretsFile)
-        let fixture = try await LoopbackFixture.start("credential-endpoints.py", [stack.endpoint.absoluteString, secretsFile.path])
+        let fixture = try await LoopbackFixture.start(
+            "credential-endpoints.py", [stack.endpoint.absoluteString, secretsFile.path])
         do {
             let endpoint = fixture.endpoint.absoluteString
 
             // EC2 instance role, IMDSv2 only.
             let (imds, fromIMDS) = try await Self.resolveAndCall(
                 // A loaded test machine answers slower than a real metadata service: the SDKs' knob.
-                ["AWS_EC2_METADATA_DISABLED": "false", "AWS_EC2_METADATA_SERVICE_ENDPOINT": endpoint,
-                 "AWS_METADATA_SERVICE_TIMEOUT": "20"], home: home)
+                [
+                    "AWS_EC2_METADATA_DISABLED": "false", "AWS_EC2_METADATA_SERVICE_ENDPOINT": endpoint,
+                    "AWS_METADATA_SERVICE_TIMEOUT": "20",
+                ], home: home)
             #expect(imds is InstanceMetadataCredentialsProvider)
             #expect(fromIMDS.sessionToken != nil && fromIMDS.expiration != nil)
 
@@ -69,7 +81,10 @@ struct CredentialSourcesTests {
             let tokenFile = home.appendingPathComponent("ecs-token")
             try Data(secrets.ecs_token.utf8).write(to: tokenFile)
             let (ecs, fromECS) = try await Self.resolveAndCall(
-                ["AWS_CONTAINER_CREDENTIALS_FULL_URI": endpoint + "/ecs/credentials", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": tokenFile.path],
+                [
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI": endpoint + "/ecs/credentials",
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": tokenFile.path,
+                ],
                 home: home)
             #expect(ecs is ContainerCredentialsProvider)
             #expect(fromECS.sessionToken != nil)
@@ -78,14 +93,20 @@ struct CredentialSourcesTests {
             let oidc = home.appendingPathComponent("oidc-token")
             try Data(secrets.oidc_token.utf8).write(to: oidc)
             let (web, fromWeb) = try await Self.resolveAndCall(
-                ["AWS_WEB_IDENTITY_TOKEN_FILE": oidc.path, "AWS_ROLE_ARN": secrets.role_arn, "AWS_ENDPOINT_URL_STS": endpoint], home: home)
+                [
+                    "AWS_WEB_IDENTITY_TOKEN_FILE": oidc.path, "AWS_ROLE_ARN": secrets.role_arn,
+                    "AWS_ENDPOINT_URL_STS": endpoint,
+                ], home: home)
             #expect(web is WebIdentityCredentialsProvider)
             #expect(fromWeb.expiration != nil)
 
             // SSO: the token `aws sso login` cached for the sso-session, exchanged at the portal.
-            let cache = home.appendingPathComponent(".aws/sso/cache").appendingPathComponent(SSOCredentialsProvider.cacheFileName("corp"))
+            let cache = home.appendingPathComponent(".aws/sso/cache").appendingPathComponent(
+                SSOCredentialsProvider.cacheFileName("corp"))
             let expires = ISO8601DateFormatter().string(from: Date().addingTimeInterval(3600))
-            try Data(#"{"accessToken": "\#(secrets.sso_token)", "expiresAt": "\#(expires)", "region": "us-east-1"}"#.utf8).write(to: cache)
+            try Data(
+                #"{"accessToken": "\#(secrets.sso_token)", "expiresAt": "\#(expires)", "region": "us-east-1"}"#.utf8
+            ).write(to: cache)
             let config = """
                 [default]
                 sso_session = corp
@@ -95,7 +116,8 @@ struct CredentialSourcesTests {
                 sso_region = us-east-1
                 sso_start_url = https://corp.awsapps.com/start
                 """
-            let (sso, fromSSO) = try await Self.resolveAndCall(["CONFIG": config, "AWS_ENDPOINT_URL_SSO": endpoint], home: home)
+            let (sso, fromSSO) = try await Self.resolveAndCall(
+                ["CONFIG": config, "AWS_ENDPOINT_URL_SSO": endpoint], home: home)
             #expect(sso is SSOCredentialsProvider)
             #expect(fromSSO.sessionToken != nil && fromSSO.expiration != nil)
 
@@ -105,15 +127,21 @@ struct CredentialSourcesTests {
             let expired = await #expect(throws: CredentialsError.self) {
                 _ = try await Self.resolveAndCall(["CONFIG": config, "AWS_ENDPOINT_URL_SSO": endpoint], home: home)
             }
-            #expect(expired?.code == .expired && expired?.message.contains("aws sso login") == true, "\(String(describing: expired))")
+            #expect(
+                expired?.code == .expired && expired?.message.contains("aws sso login") == true,
+                "\(String(describing: expired))")
 
             // A wrong OIDC token is refused by STS and reported as such.
             try Data("not-the-token".utf8).write(to: oidc)
             let refused = await #expect(throws: CredentialsError.self) {
                 _ = try await Self.resolveAndCall(
-                    ["AWS_WEB_IDENTITY_TOKEN_FILE": oidc.path, "AWS_ROLE_ARN": secrets.role_arn, "AWS_ENDPOINT_URL_STS": endpoint], home: home)
+                    [
+                        "AWS_WEB_IDENTITY_TOKEN_FILE": oidc.path, "AWS_ROLE_ARN": secrets.role_arn,
+                        "AWS_ENDPOINT_URL_STS": endpoint,
+                    ], home: home)
             }
-            #expect(refused?.code == .assumeRoleFailed && "\(String(describing: refused))".contains("InvalidIdentityToken"))
+            #expect(
+                refused?.code == .assumeRoleFailed && "\(String(describing: refused))".contains("InvalidIdentityToken"))
 
             // What the endpoints saw: IMDSv2 tokens and never a token-less (IMDSv1) read.
             let stats = try await Self.stats(fixture.endpoint)
@@ -129,25 +157,36 @@ struct CredentialSourcesTests {
         await fixture.stop()
     }
 
-    @Test("the container endpoint takes the token over plain http only to loopback or the container agent; a named profile must exist")
+    @Test(
+        "the container endpoint takes the token over plain http only to loopback or the container agent; a named profile must exist"
+    )
     func refusals() throws {
         let http = TestStack.httpClient
         for url in ["http://10.0.0.5/credentials", "http://169.254.169.254/latest"] {
             #expect(throws: CredentialsError.self, "\(url)") {
-                _ = try ContainerCredentialsProvider.fromEnvironment(["AWS_CONTAINER_CREDENTIALS_FULL_URI": url], httpClient: http)
+                _ = try ContainerCredentialsProvider.fromEnvironment(
+                    ["AWS_CONTAINER_CREDENTIALS_FULL_URI": url], httpClient: http)
             }
         }
-        for url in ["http://127.0.0.1:8080/credentials", "http://169.254.170.23/v1/credentials", "https://credentials.example/role"] {
-            #expect(try ContainerCredentialsProvider.fromEnvironment(["AWS_CONTAINER_CREDENTIALS_FULL_URI": url], httpClient: http) != nil, "\(url)")
+        for url in [
+            "http://127.0.0.1:8080/credentials", "http://169.254.170.23/v1/credentials",
+            "https://credentials.example/role",
+        ] {
+            #expect(
+                try ContainerCredentialsProvider.fromEnvironment(
+                    ["AWS_CONTAINER_CREDENTIALS_FULL_URI": url], httpClient: http) != nil, "\(url)")
         }
         let home = try Self.home()
         defer { try? FileManager.default.removeItem(at: home) }
         let config = home.appendingPathComponent("config").path
         FileManager.default.createFile(atPath: config, contents: Data("[profile other]\nregion = us-east-1\n".utf8))
         let missing = #expect(throws: CredentialsError.self) {
-            _ = try AWSEnvironment.resolve(environment: ["AWS_PROFILE": "ci", "AWS_REGION": "us-east-1", "AWS_CONFIG_FILE": config,
-                                                         "AWS_SHARED_CREDENTIALS_FILE": config, "HOME": home.path],
-                                           httpClient: http, logger: TestStack.logger)
+            _ = try AWSEnvironment.resolve(
+                environment: [
+                    "AWS_PROFILE": "ci", "AWS_REGION": "us-east-1", "AWS_CONFIG_FILE": config,
+                    "AWS_SHARED_CREDENTIALS_FILE": config, "HOME": home.path,
+                ],
+                httpClient: http, logger: TestStack.logger)
         }
         #expect(missing?.message.contains("profile ci") == true, "\(String(describing: missing))")
     }
@@ -161,18 +200,24 @@ struct CredentialSourcesTests {
         defer { try? FileManager.default.removeItem(at: home) }
         let empty = home.appendingPathComponent("empty").path
         FileManager.default.createFile(atPath: empty, contents: Data())
-        let base = ["AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "ASIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
-                    "AWS_CONFIG_FILE": empty, "AWS_SHARED_CREDENTIALS_FILE": empty]
+        let base = [
+            "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "ASIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
+            "AWS_CONFIG_FILE": empty, "AWS_SHARED_CREDENTIALS_FILE": empty,
+        ]
         _ = try AWSEnvironment.resolve(environment: base, httpClient: TestStack.httpClient, logger: logger)
         #expect(messages.all.isEmpty, "long-term keys are not warned about")
-        _ = try AWSEnvironment.resolve(environment: base.merging(["AWS_SESSION_TOKEN": "token"]) { $1 },
-                                       httpClient: TestStack.httpClient, logger: logger)
+        _ = try AWSEnvironment.resolve(
+            environment: base.merging(["AWS_SESSION_TOKEN": "token"]) { $1 },
+            httpClient: TestStack.httpClient, logger: logger)
         let said = messages.all
-        #expect(said.count == 1 && said[0].contains("nothing can renew them") && said[0].contains("key-pair deletions"), "\(said)")
+        #expect(
+            said.count == 1 && said[0].contains("nothing can renew them") && said[0].contains("key-pair deletions"),
+            "\(said)")
         #expect(!said.joined().contains("secret") && !said.joined().contains("token\""))
     }
 
-    @Test("a key-pair deletion with temporary credentials nothing can renew, about to expire, says so and sends nothing")
+    @Test(
+        "a key-pair deletion with temporary credentials nothing can renew, about to expire, says so and sends nothing")
     func unrenewableKeyPairDeletion() async throws {
         let cluster = try LoopbackCluster.current()
         let expiring = ISO8601DateFormatter().string(from: Date().addingTimeInterval(120))
@@ -182,12 +227,16 @@ struct CredentialSourcesTests {
         ])
         #expect(provider.temporaryWithoutRenewal)
         let observer = RecordingObserver()
-        let provisioner = cluster.provisioner(credentials: CredentialsCache(provider: provider, logger: TestStack.logger))
+        let provisioner = cluster.provisioner(
+            credentials: CredentialsCache(provider: provider, logger: TestStack.logger))
         let error = await #expect(throws: ProvisionError.self) {
-            _ = try await provisioner.deleteKeyPair(named: "flotilla-unrenewable", margin: .seconds(600), observer: observer)
+            _ = try await provisioner.deleteKeyPair(
+                named: "flotilla-unrenewable", margin: .seconds(600), observer: observer)
         }
-        #expect(error?.message.contains("nothing can renew them") == true && error?.message.contains("stays pending deletion") == true,
-                "\(String(describing: error))")
+        #expect(
+            error?.message.contains("nothing can renew them") == true
+                && error?.message.contains("stays pending deletion") == true,
+            "\(String(describing: error))")
         #expect(observer.mutations == 0, "no deletion was attempted")
     }
 
@@ -215,8 +264,10 @@ struct CapturingHandler: LogHandler {
         set { self.metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-             file: String, function: String, line: UInt) {
+    func log(
+        level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
+        file: String, function: String, line: UInt
+    ) {
         self.messages.append(message.description)
     }
 }

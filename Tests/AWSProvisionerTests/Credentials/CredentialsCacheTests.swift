@@ -6,8 +6,11 @@ import Testing
 /// short-lived credentials and counts its invocations. Time moves with a `TestClock`.
 @Suite("Credentials cache with credential_process")
 struct CredentialsCacheTests {
-    private func makeCache(_ fixture: CredentialProcessFixture, clock: TestClock, window: Duration = .seconds(15 * 60)) -> CredentialsCache {
-        CredentialsCache(provider: fixture.provider,
+    private func makeCache(_ fixture: CredentialProcessFixture, clock: TestClock, window: Duration = .seconds(15 * 60))
+        -> CredentialsCache
+    {
+        CredentialsCache(
+            provider: fixture.provider,
             configuration: .init(refreshWindow: window, now: clock.now), logger: TestStack.logger)
     }
 
@@ -25,13 +28,13 @@ struct CredentialsCacheTests {
         _ = try await cache.credentials()
         #expect(try fixture.invocations == 1)
 
-        clock.advance(by: 4 * 60)  // 16 minutes left: outside the 15-minute window
+        clock.advance(by: 4 * 60) // 16 minutes left: outside the 15-minute window
         _ = try await cache.credentials()
         #expect(try fixture.invocations == 1)
 
         // From now on the process hands out hour-long credentials.
         try fixture.setLifetime(3600)
-        clock.advance(by: 2 * 60)  // 14 minutes left: renew now, before expiry
+        clock.advance(by: 2 * 60) // 14 minutes left: renew now, before expiry
         let renewed = try await cache.credentials()
         #expect(try fixture.invocations == 2)
         #expect(try #require(renewed.expiration) > (try #require(first.expiration)))
@@ -90,12 +93,14 @@ struct CredentialsCacheTests {
         let first = try await cache.credentials()
 
         try fixture.setFailing(true)
-        clock.advance(by: 6 * 60)  // 14 minutes left
+        clock.advance(by: 6 * 60) // 14 minutes left
         let fallback = try await cache.credentials(validFor: .seconds(10 * 60))
         #expect(fallback == first)
         #expect(try fixture.invocations == 2)
 
-        let error = await #expect(throws: CredentialsError.self) { _ = try await cache.credentials(validFor: .seconds(15 * 60)) }
+        let error = await #expect(throws: CredentialsError.self) {
+            _ = try await cache.credentials(validFor: .seconds(15 * 60))
+        }
         #expect(error?.code == .processFailed)
         #expect(try fixture.invocations == 3)
     }
@@ -114,7 +119,9 @@ struct CredentialsCacheTests {
         #expect(try fixture.invocations == 1)
 
         // 30 minutes are not: a renewal is tried, and its 20 minutes are not enough either.
-        let error = await #expect(throws: CredentialsError.self) { _ = try await cache.credentials(validFor: .seconds(30 * 60)) }
+        let error = await #expect(throws: CredentialsError.self) {
+            _ = try await cache.credentials(validFor: .seconds(30 * 60))
+        }
         #expect(error?.code == .expired)
         #expect(try fixture.invocations == 2)
 

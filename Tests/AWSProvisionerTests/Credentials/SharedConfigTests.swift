@@ -51,7 +51,8 @@ struct SharedConfigTests {
     }
 
     /// Writes the two files to a fresh folder and returns the environment naming them.
-    private func environment(config: String, credentials: String, _ extra: [String: String]) throws -> [String: String] {
+    private func environment(config: String, credentials: String, _ extra: [String: String]) throws -> [String: String]
+    {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("flotilla-aws-config"))
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let configPath = directory.appendingPathComponent("config").path
@@ -88,7 +89,9 @@ struct SharedConfigTests {
         #expect(resolved.ec2Configuration.region == "ca-central-1")
 
         env["AWS_ENDPOINT_URL_EC2"] = "not a url"
-        #expect(throws: CredentialsError.self) { try AWSEnvironment.resolve(environment: env, httpClient: http, logger: logger) }
+        #expect(throws: CredentialsError.self) {
+            try AWSEnvironment.resolve(environment: env, httpClient: http, logger: logger)
+        }
     }
 
     @Test("credentials: environment first, then the profile's static keys, then credential_process")
@@ -101,7 +104,7 @@ struct SharedConfigTests {
         #expect(fromDefault.accessKeyID == "AKIADEFAULT")
         #expect(fromDefault.sessionToken == "default-token")
 
-        env["AWS_PROFILE"] = "base"  // keys in the credentials file beat its credential_process
+        env["AWS_PROFILE"] = "base" // keys in the credentials file beat its credential_process
         let fromBase = try await AWSEnvironment.resolve(environment: env, httpClient: http, logger: logger)
             .credentialsProvider.resolveCredentials(logger: logger)
         #expect(fromBase.accessKeyID == "AKIABASE")
@@ -112,18 +115,28 @@ struct SharedConfigTests {
             .credentialsProvider.resolveCredentials(logger: logger)
         #expect(fromEnvironment.accessKeyID == "AKIAENV")
 
-        let processOnly = try environment(config: "[profile p]\ncredential_process = /bin/false\nregion = us-east-1\n", credentials: "", ["AWS_PROFILE": "p"])
+        let processOnly = try environment(
+            config: "[profile p]\ncredential_process = /bin/false\nregion = us-east-1\n", credentials: "",
+            ["AWS_PROFILE": "p"])
         let failing = try AWSEnvironment.resolve(environment: processOnly, httpClient: http, logger: logger)
-        let error = await #expect(throws: CredentialsError.self) { _ = try await failing.credentialsProvider.resolveCredentials(logger: logger) }
+        let error = await #expect(throws: CredentialsError.self) {
+            _ = try await failing.credentialsProvider.resolveCredentials(logger: logger)
+        }
         #expect(error?.code == .processFailed)
 
         // Nothing configured and the instance role turned off (the chain would otherwise end
         // at the metadata service).
-        let nothing = try environment(config: "[default]\nregion = us-east-1\n", credentials: "", ["AWS_EC2_METADATA_DISABLED": "true"])
-        #expect(throws: CredentialsError.self) { try AWSEnvironment.resolve(environment: nothing, httpClient: http, logger: logger) }
-        let cycle = try environment(config: "[profile a]\nrole_arn = r\nsource_profile = b\n[profile b]\nrole_arn = r\nsource_profile = a\n",
+        let nothing = try environment(
+            config: "[default]\nregion = us-east-1\n", credentials: "", ["AWS_EC2_METADATA_DISABLED": "true"])
+        #expect(throws: CredentialsError.self) {
+            try AWSEnvironment.resolve(environment: nothing, httpClient: http, logger: logger)
+        }
+        let cycle = try environment(
+            config: "[profile a]\nrole_arn = r\nsource_profile = b\n[profile b]\nrole_arn = r\nsource_profile = a\n",
             credentials: "", ["AWS_PROFILE": "a", "AWS_REGION": "us-east-1"])
-        let cycleError = #expect(throws: CredentialsError.self) { try AWSEnvironment.resolve(environment: cycle, httpClient: http, logger: logger) }
+        let cycleError = #expect(throws: CredentialsError.self) {
+            try AWSEnvironment.resolve(environment: cycle, httpClient: http, logger: logger)
+        }
         #expect(cycleError?.code == .invalidConfiguration)
     }
 
@@ -138,20 +151,27 @@ struct SharedConfigTests {
             duration_seconds = 1200
             region = \(stack.region)
             """
-        let credentials = "[base]\naws_access_key_id = \(stack.accessKeyID)\naws_secret_access_key = \(stack.secretAccessKey)\n"
-        let env = try environment(config: config, credentials: credentials,
+        let credentials =
+            "[base]\naws_access_key_id = \(stack.accessKeyID)\naws_secret_access_key = \(stack.secretAccessKey)\n"
+        let env = try environment(
+            config: config, credentials: credentials,
             ["AWS_PROFILE": "deploy", "AWS_ENDPOINT_URL": stack.endpoint.absoluteString])
-        let resolved = try AWSEnvironment.resolve(environment: env, httpClient: TestStack.httpClient, logger: TestStack.logger)
+        let resolved = try AWSEnvironment.resolve(
+            environment: env, httpClient: TestStack.httpClient, logger: TestStack.logger)
         let cache = resolved.makeCredentialsCache(logger: TestStack.logger)
         let assumed = try await cache.credentials(validFor: .seconds(10 * 60))
         #expect(assumed.sessionToken != nil)
         #expect(assumed.accessKeyID != stack.accessKeyID)
         #expect(abs(try #require(assumed.expiration).timeIntervalSinceNow - 1200) < 120)
 
-        let sts = STSClient(configuration: resolved.stsConfiguration, credentials: cache, httpClient: TestStack.httpClient, logger: TestStack.logger)
+        let sts = STSClient(
+            configuration: resolved.stsConfiguration, credentials: cache, httpClient: TestStack.httpClient,
+            logger: TestStack.logger)
         let identity = try await sts.getCallerIdentity()
         #expect(identity.arn.hasSuffix("assumed-role/flotilla-test-role/flotilla-profile-test"))
-        let ec2 = EC2Client(configuration: resolved.ec2Configuration, credentials: cache, httpClient: TestStack.httpClient, logger: TestStack.logger)
+        let ec2 = EC2Client(
+            configuration: resolved.ec2Configuration, credentials: cache, httpClient: TestStack.httpClient,
+            logger: TestStack.logger)
         let vpcs = try await ec2.describeVpcs()
         #expect(!vpcs.isEmpty)
     }
@@ -168,11 +188,18 @@ struct SharedConfigTests {
             role_arn = \(stack.roleARN)
             source_profile = tool
             """
-        let env = try environment(config: config, credentials: "",
-            ["AWS_PROFILE": "deploy", "AWS_REGION": stack.region, "AWS_ENDPOINT_URL_STS": stack.endpoint.absoluteString,
-             "AWS_ENDPOINT_URL_EC2": stack.endpoint.absoluteString])
-        let resolved = try AWSEnvironment.resolve(environment: env, httpClient: TestStack.httpClient, logger: TestStack.logger)
-        let sts = STSClient(configuration: resolved.stsConfiguration, credentials: resolved.makeCredentialsCache(logger: TestStack.logger),
+        let env = try environment(
+            config: config, credentials: "",
+            [
+                "AWS_PROFILE": "deploy", "AWS_REGION": stack.region,
+                "AWS_ENDPOINT_URL_STS": stack.endpoint.absoluteString,
+                "AWS_ENDPOINT_URL_EC2": stack.endpoint.absoluteString,
+            ])
+        let resolved = try AWSEnvironment.resolve(
+            environment: env, httpClient: TestStack.httpClient, logger: TestStack.logger)
+        let sts = STSClient(
+            configuration: resolved.stsConfiguration,
+            credentials: resolved.makeCredentialsCache(logger: TestStack.logger),
             httpClient: TestStack.httpClient, logger: TestStack.logger)
         let identity = try await sts.getCallerIdentity()
         #expect(identity.arn.contains("assumed-role/flotilla-test-role/"))

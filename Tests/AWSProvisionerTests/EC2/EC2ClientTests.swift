@@ -6,14 +6,16 @@ import Testing
 /// own region (moto keeps state per region) and names things uniquely.
 @Suite("EC2 client against moto_server")
 struct EC2ClientTests {
-    static let publicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOFKKGeFGCcejkH2hvh/9PHBO/66FE1FpYgLNTKmAQGX flotilla-test"
+    static let publicKey =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOFKKGeFGCcejkH2hvh/9PHBO/66FE1FpYgLNTKmAQGX flotilla-test"
 
     @Test("ImportKeyPair, DescribeKeyPairs, DeleteKeyPair")
     func keyPairs() async throws {
         let ec2 = try TestStack.current().ec2(region: "us-east-2")
         let name = uniqueName("kp")
         let cluster = uniqueName("cluster")
-        let imported = try await ec2.importKeyPair(name: name, publicKey: Self.publicKey,
+        let imported = try await ec2.importKeyPair(
+            name: name, publicKey: Self.publicKey,
             tags: [EC2Tag(key: "flotilla-cluster", value: cluster)])
         #expect(imported.keyName == name)
         #expect(imported.fingerprint != nil)
@@ -26,7 +28,8 @@ struct EC2ClientTests {
 
         let described = try await ec2.describeKeyPairs(names: [name], includePublicKey: true)
         #expect(described.map(\.keyName) == [name])
-        #expect(described.first?.publicKey?.hasPrefix("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOFKKGeFGCcejkH2hvh") == true)
+        #expect(
+            described.first?.publicKey?.hasPrefix("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOFKKGeFGCcejkH2hvh") == true)
         let byTag = try await ec2.describeKeyPairs(filters: [.tag("flotilla-cluster", cluster)])
         #expect(byTag.map(\.keyName) == [name])
 
@@ -42,14 +45,17 @@ struct EC2ClientTests {
         let ec2 = try TestStack.current().ec2(region: "us-west-1")
         let name = uniqueName("sg")
         let cluster = uniqueName("cluster")
-        let groupID = try await ec2.createSecurityGroup(name: name, description: "flotilla test",
+        let groupID = try await ec2.createSecurityGroup(
+            name: name, description: "flotilla test",
             tags: [EC2Tag(key: "flotilla-cluster", value: cluster), EC2Tag(key: "managed-by", value: "flotilla")])
         #expect(groupID.hasPrefix("sg-"))
 
-        try await ec2.authorizeSecurityGroupIngress(groupID: groupID, permissions: [
-            .tcp(22, from: "0.0.0.0/0"),
-            .tcp(8000, through: 8001, from: "127.0.0.0/8"),
-        ])
+        try await ec2.authorizeSecurityGroupIngress(
+            groupID: groupID,
+            permissions: [
+                .tcp(22, from: "0.0.0.0/0"),
+                .tcp(8000, through: 8001, from: "127.0.0.0/8"),
+            ])
         let duplicate = await #expect(throws: EC2Error.self) {
             try await ec2.authorizeSecurityGroupIngress(groupID: groupID, permissions: [.tcp(22, from: "0.0.0.0/0")])
         }
@@ -70,7 +76,9 @@ struct EC2ClientTests {
         #expect(byName.map(\.groupID) == [groupID])
 
         try await ec2.deleteSecurityGroup(groupID: groupID)
-        let gone = await #expect(throws: EC2Error.self) { _ = try await ec2.describeSecurityGroups(groupIDs: [groupID]) }
+        let gone = await #expect(throws: EC2Error.self) {
+            _ = try await ec2.describeSecurityGroups(groupIDs: [groupID])
+        }
         #expect(gone?.code == "InvalidGroup.NotFound")
     }
 
@@ -78,10 +86,12 @@ struct EC2ClientTests {
     func network() async throws {
         let ec2 = try TestStack.current().ec2(region: "eu-west-2")
         let cluster = uniqueName("net")
-        let vpc = try await ec2.createVpc(cidrBlock: "127.0.0.0/16", tags: [EC2Tag(key: "flotilla-cluster", value: cluster)])
+        let vpc = try await ec2.createVpc(
+            cidrBlock: "127.0.0.0/16", tags: [EC2Tag(key: "flotilla-cluster", value: cluster)])
         #expect(vpc.vpcID.hasPrefix("vpc-"))
         #expect(vpc.cidrBlock == "127.0.0.0/16")
-        let subnet = try await ec2.createSubnet(vpcID: vpc.vpcID, cidrBlock: "127.0.1.0/24", availabilityZone: "eu-west-2a",
+        let subnet = try await ec2.createSubnet(
+            vpcID: vpc.vpcID, cidrBlock: "127.0.1.0/24", availabilityZone: "eu-west-2a",
             tags: [EC2Tag(key: "flotilla-cluster", value: cluster)])
         #expect(subnet.subnetID.hasPrefix("subnet-"))
         #expect(subnet.vpcID == vpc.vpcID)
@@ -114,12 +124,15 @@ struct EC2ClientTests {
         let token = uniqueName("token")
         let tags = [EC2Tag(key: "flotilla-cluster", value: cluster), EC2Tag(key: "managed-by", value: "flotilla")]
 
-        let launched = try await ec2.runInstances(EC2RunInstancesRequest(
-            imageID: "ami-12c6146b", instanceType: "m5.xlarge", count: 2, clientToken: token, keyName: keyName,
-            subnetID: subnet.subnetID, securityGroupIDs: [groupID],
-            rootVolume: EC2RootVolume(sizeGiB: 100),
-            tagSpecifications: [EC2TagSpecification(resourceType: "instance", tags: tags),
-                EC2TagSpecification(resourceType: "volume", tags: tags)]))
+        let launched = try await ec2.runInstances(
+            EC2RunInstancesRequest(
+                imageID: "ami-12c6146b", instanceType: "m5.xlarge", count: 2, clientToken: token, keyName: keyName,
+                subnetID: subnet.subnetID, securityGroupIDs: [groupID],
+                rootVolume: EC2RootVolume(sizeGiB: 100),
+                tagSpecifications: [
+                    EC2TagSpecification(resourceType: "instance", tags: tags),
+                    EC2TagSpecification(resourceType: "volume", tags: tags),
+                ]))
         #expect(launched.count == 2)
         #expect(launched.allSatisfy { $0.clientToken == token && $0.keyName == keyName })
         #expect(launched.allSatisfy { $0.subnetID == subnet.subnetID && $0.securityGroupIDs == [groupID] })
@@ -134,15 +147,23 @@ struct EC2ClientTests {
         let byID = try await ec2.describeInstances(instanceIDs: [ids[0]])
         #expect(byID.map(\.instanceID) == [ids[0]])
 
-        try await ec2.createTags(resourceIDs: ids, tags: [EC2Tag(key: "flotilla-expires", value: "2026-12-01T00:00:00Z")])
-        let retagged = try await ec2.describeInstances(filters: [.tag("flotilla-expires", "2026-12-01T00:00:00Z"), .tag("flotilla-cluster", cluster)])
+        try await ec2.createTags(
+            resourceIDs: ids, tags: [EC2Tag(key: "flotilla-expires", value: "2026-12-01T00:00:00Z")])
+        let retagged = try await ec2.describeInstances(filters: [
+            .tag("flotilla-expires", "2026-12-01T00:00:00Z"), .tag("flotilla-cluster", cluster),
+        ])
         #expect(Set(retagged.map(\.instanceID)) == Set(ids))
 
         let changes = try await ec2.terminateInstances(instanceIDs: ids)
         #expect(Set(changes.map(\.instanceID)) == Set(ids))
-        #expect(changes.allSatisfy { $0.previousState == .running && [.shuttingDown, .terminated].contains($0.currentState) })
-        let running = try await ec2.describeInstances(filters: [.tag("flotilla-cluster", cluster),
-            EC2Filter(name: "instance-state-name", values: ["running", "pending"])])
+        #expect(
+            changes.allSatisfy {
+                $0.previousState == .running && [.shuttingDown, .terminated].contains($0.currentState)
+            })
+        let running = try await ec2.describeInstances(filters: [
+            .tag("flotilla-cluster", cluster),
+            EC2Filter(name: "instance-state-name", values: ["running", "pending"]),
+        ])
         #expect(running.isEmpty)
     }
 
@@ -155,9 +176,10 @@ struct EC2ClientTests {
         let vpc = try await ec2.createVpc(cidrBlock: "10.20.0.0/16")
         let subnet = try await ec2.createSubnet(vpcID: vpc.vpcID, cidrBlock: "10.20.1.0/24")
         let groupID = try await ec2.createSecurityGroup(name: uniqueName("sg"), description: "nodes", vpcID: vpc.vpcID)
-        let launched = try await ec2.runInstances(EC2RunInstancesRequest(
-            imageID: "ami-12c6146b", instanceType: "t3.micro", count: 1, clientToken: uniqueName("token"),
-            subnetID: subnet.subnetID, securityGroupIDs: [groupID], associatePublicIPAddress: true))
+        let launched = try await ec2.runInstances(
+            EC2RunInstancesRequest(
+                imageID: "ami-12c6146b", instanceType: "t3.micro", count: 1, clientToken: uniqueName("token"),
+                subnetID: subnet.subnetID, securityGroupIDs: [groupID], associatePublicIPAddress: true))
         let instance = try #require(launched.first)
         #expect(instance.subnetID == subnet.subnetID)
         #expect(instance.privateIPAddress?.hasPrefix("10.20.1.") == true)
@@ -170,7 +192,9 @@ struct EC2ClientTests {
         try await FaultProxy.with(upstream: stack.endpoint) { proxy in
             var wrong = stack.credentials
             wrong.secretAccessKey = "not-the-secret"
-            let ec2 = stack.ec2(region: "us-east-1", endpoint: proxy.endpoint, credentials: stack.cache(StaticCredentialsProvider(wrong)))
+            let ec2 = stack.ec2(
+                region: "us-east-1", endpoint: proxy.endpoint,
+                credentials: stack.cache(StaticCredentialsProvider(wrong)))
             let error = await #expect(throws: EC2Error.self) { _ = try await ec2.describeVpcs() }
             #expect(error?.code == "AuthFailure")
             #expect(error?.httpStatus == 401)

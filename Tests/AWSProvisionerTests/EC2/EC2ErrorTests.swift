@@ -1,11 +1,13 @@
-@testable import AWSProvisioner
 import Testing
+
+@testable import AWSProvisioner
 
 @Suite("EC2Error decoding and retry classes")
 struct EC2ErrorTests {
     @Test("EC2 error shape")
     func ec2Shape() {
-        let body = "<Response><Errors><Error><Code>InvalidKeyPair.Duplicate</Code><Message>exists</Message></Error></Errors><RequestID>r-1</RequestID></Response>"
+        let body =
+            "<Response><Errors><Error><Code>InvalidKeyPair.Duplicate</Code><Message>exists</Message></Error></Errors><RequestID>r-1</RequestID></Response>"
         let error = EC2Error(httpStatus: 400, body: Array(body.utf8))
         #expect(error.code == "InvalidKeyPair.Duplicate")
         #expect(error.message == "exists")
@@ -16,7 +18,8 @@ struct EC2ErrorTests {
 
     @Test("auth error shape (ErrorResponse/Errors/Error)")
     func authShape() {
-        let body = "<?xml version=\"1.0\"?>\n<ErrorResponse><Errors><Error><Code>AuthFailure</Code><Message>no</Message><Type>Sender</Type></Error></Errors></ErrorResponse>"
+        let body =
+            "<?xml version=\"1.0\"?>\n<ErrorResponse><Errors><Error><Code>AuthFailure</Code><Message>no</Message><Type>Sender</Type></Error></Errors></ErrorResponse>"
         let error = EC2Error(httpStatus: 401, body: Array(body.utf8))
         #expect(error.code == "AuthFailure")
         #expect(error.retryClass == .never)
@@ -24,7 +27,8 @@ struct EC2ErrorTests {
 
     @Test("STS error shape (ErrorResponse/Error)")
     func stsShape() {
-        let body = "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>ExpiredToken</Code><Message>expired</Message></Error><RequestId>abc</RequestId></ErrorResponse>"
+        let body =
+            "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>ExpiredToken</Code><Message>expired</Message></Error><RequestId>abc</RequestId></ErrorResponse>"
         let error = EC2Error(httpStatus: 400, body: Array(body.utf8))
         #expect(error.code == "ExpiredToken")
         #expect(error.requestID == "abc")
@@ -40,22 +44,24 @@ struct EC2ErrorTests {
         #expect(EC2Error(httpStatus: 403, body: Array("Forbidden".utf8)).retryClass == .never)
     }
 
-    @Test("retry class is decided by code before status", arguments: [
-        ("RequestLimitExceeded", 503, RetryClass.throttling),
-        ("Throttling", 400, .throttling),
-        ("InsufficientInstanceCapacity", 500, .capacity),
-        ("InternalError", 500, .transient),
-        ("ServiceUnavailable", 503, .transient),
-        ("SomethingNew", 500, .transient),
-        ("SomethingNew", 503, .throttling),
-        ("SomethingNew", 429, .throttling),
-        ("ExpiredToken", 400, .expiredCredentials),
-        ("RequestExpired", 400, .expiredCredentials),
-        ("AuthFailure", 401, .never),
-        ("UnauthorizedOperation", 403, .never),
-        ("InvalidParameterValue", 400, .never),
-        ("DependencyViolation", 400, .never),
-    ])
+    @Test(
+        "retry class is decided by code before status",
+        arguments: [
+            ("RequestLimitExceeded", 503, RetryClass.throttling),
+            ("Throttling", 400, .throttling),
+            ("InsufficientInstanceCapacity", 500, .capacity),
+            ("InternalError", 500, .transient),
+            ("ServiceUnavailable", 503, .transient),
+            ("SomethingNew", 500, .transient),
+            ("SomethingNew", 503, .throttling),
+            ("SomethingNew", 429, .throttling),
+            ("ExpiredToken", 400, .expiredCredentials),
+            ("RequestExpired", 400, .expiredCredentials),
+            ("AuthFailure", 401, .never),
+            ("UnauthorizedOperation", 403, .never),
+            ("InvalidParameterValue", 400, .never),
+            ("DependencyViolation", 400, .never),
+        ])
     func retryTable(code: String, status: Int, expected: RetryClass) {
         #expect(EC2Error(code: code, message: "", httpStatus: status).retryClass == expected)
     }

@@ -30,9 +30,12 @@ struct EC2PaginationTests {
         let stack = try TestStack.current()
         try await FaultProxy.with(upstream: stack.endpoint) { proxy in
             try await proxy.add(
-                .init(action: "DescribeInstances", times: 1, status: 200, shape: "raw",
-                    body: Self.page(instanceID: "i-0second", privateIP: "127.0.1.5", nextToken: nil), match: "NextToken=token-page-2"),
-                .init(action: "DescribeInstances", times: 1, status: 200, shape: "raw",
+                .init(
+                    action: "DescribeInstances", times: 1, status: 200, shape: "raw",
+                    body: Self.page(instanceID: "i-0second", privateIP: "127.0.1.5", nextToken: nil),
+                    match: "NextToken=token-page-2"),
+                .init(
+                    action: "DescribeInstances", times: 1, status: 200, shape: "raw",
                     body: Self.page(instanceID: "i-0first", privateIP: "127.0.1.4", nextToken: "token-page-2")))
             let ec2 = stack.ec2(region: "eu-north-1", endpoint: proxy.endpoint)
             let instances = try await ec2.describeInstances(filters: [.tag("flotilla-cluster", "paged")], pageSize: 5)

@@ -23,7 +23,8 @@ struct RetryTests {
     func stsThrottlingRetried() async throws {
         let stack = try TestStack.current()
         try await FaultProxy.with(upstream: stack.endpoint) { proxy in
-            try await proxy.add(.init(action: "GetCallerIdentity", times: 1, status: 400, code: "Throttling", shape: "sts"))
+            try await proxy.add(
+                .init(action: "GetCallerIdentity", times: 1, status: 400, code: "Throttling", shape: "sts"))
             let identity = try await stack.sts(endpoint: proxy.endpoint).getCallerIdentity()
             #expect(identity.arn.hasSuffix("user/flotilla-test"))
             let seen = try await proxy.seen("GetCallerIdentity")
@@ -53,7 +54,9 @@ struct RetryTests {
         try await FaultProxy.with(upstream: stack.endpoint) { proxy in
             try await proxy.add(
                 .init(action: "DescribeSubnets", times: 1, status: 500, code: "InternalError"),
-                .init(action: "DescribeSubnets", times: 1, status: 502, shape: "raw", body: "<html><body>502 Bad Gateway</body></html>"))
+                .init(
+                    action: "DescribeSubnets", times: 1, status: 502, shape: "raw",
+                    body: "<html><body>502 Bad Gateway</body></html>"))
             let subnets = try await stack.ec2(region: "us-east-1", endpoint: proxy.endpoint).describeSubnets()
             #expect(!subnets.isEmpty)
             let seen = try await proxy.seen("DescribeSubnets")
@@ -65,7 +68,8 @@ struct RetryTests {
     func nonXMLClientError() async throws {
         let stack = try TestStack.current()
         try await FaultProxy.with(upstream: stack.endpoint) { proxy in
-            try await proxy.add(.init(action: "DescribeVpcs", times: 1, status: 400, shape: "raw", body: "plain text, not XML"))
+            try await proxy.add(
+                .init(action: "DescribeVpcs", times: 1, status: 400, shape: "raw", body: "plain text, not XML"))
             let error = await #expect(throws: EC2Error.self) {
                 _ = try await stack.ec2(region: "us-east-1", endpoint: proxy.endpoint).describeVpcs()
             }
@@ -77,12 +81,16 @@ struct RetryTests {
         }
     }
 
-    @Test("a clock an hour off: RequestTimeTooSkewed with AWS's Date is corrected once, later calls sign with AWS's time, and a clock put right is followed back")
+    @Test(
+        "a clock an hour off: RequestTimeTooSkewed with AWS's Date is corrected once, later calls sign with AWS's time, and a clock put right is followed back"
+    )
     func clockSkewCorrected() async throws {
         let stack = try TestStack.current()
         try await FaultProxy.with(upstream: stack.endpoint) { proxy in
-            let skewed = FaultProxy.Rule(action: "DescribeVpcs", status: 403, code: "RequestTimeTooSkewed",
-                                         message: "The difference between the request time and the current time is too large.", date_offset: 3600)
+            let skewed = FaultProxy.Rule(
+                action: "DescribeVpcs", status: 403, code: "RequestTimeTooSkewed",
+                message: "The difference between the request time and the current time is too large.", date_offset: 3600
+            )
             try await proxy.add(skewed)
             let ec2 = stack.ec2(region: "us-east-1", endpoint: proxy.endpoint)
             _ = try await ec2.describeVpcs()
@@ -100,8 +108,10 @@ struct RetryTests {
             // refused (local time), retried (+1 h), next call (+1 h), refused (+1 h), retried (local time)
             try #require(dates.count == 5, "\(stats.dates)")
             let offsets = dates.map { $0.timeIntervalSince(dates[0]) }
-            #expect(abs(offsets[1] - 3600) < 60 && abs(offsets[2] - 3600) < 60 && abs(offsets[3] - 3600) < 60 && abs(offsets[4]) < 60,
-                    "\(stats.dates)")
+            #expect(
+                abs(offsets[1] - 3600) < 60 && abs(offsets[2] - 3600) < 60 && abs(offsets[3] - 3600) < 60
+                    && abs(offsets[4]) < 60,
+                "\(stats.dates)")
             #expect(stats.faulted == 2)
         }
     }
@@ -110,12 +120,18 @@ struct RetryTests {
     func capacityNotRetried() async throws {
         let stack = try TestStack.current()
         try await FaultProxy.with(upstream: stack.endpoint) { proxy in
-            try await proxy.add(.init(action: "RunInstances", times: 1, status: 500, code: "InsufficientInstanceCapacity",
-                message: "We currently do not have sufficient m5.xlarge capacity in the Availability Zone you requested"))
+            try await proxy.add(
+                .init(
+                    action: "RunInstances", times: 1, status: 500, code: "InsufficientInstanceCapacity",
+                    message:
+                        "We currently do not have sufficient m5.xlarge capacity in the Availability Zone you requested")
+            )
             let ec2 = stack.ec2(region: "sa-east-1", endpoint: proxy.endpoint)
             let error = await #expect(throws: EC2Error.self) {
-                _ = try await ec2.runInstances(EC2RunInstancesRequest(imageID: "ami-12c6146b", instanceType: "m5.xlarge",
-                    count: 1, clientToken: uniqueName("token")))
+                _ = try await ec2.runInstances(
+                    EC2RunInstancesRequest(
+                        imageID: "ami-12c6146b", instanceType: "m5.xlarge",
+                        count: 1, clientToken: uniqueName("token")))
             }
             #expect(error?.code == "InsufficientInstanceCapacity")
             #expect(error?.httpStatus == 500)
@@ -130,8 +146,10 @@ struct RetryTests {
     func expiredTokenRefreshesOnce() async throws {
         let stack = try TestStack.current()
         try await FaultProxy.with(upstream: stack.endpoint) { proxy in
-            try await proxy.add(.init(action: "DescribeVpcs", times: 1, status: 400, code: "ExpiredToken",
-                message: "The security token included in the request is expired"))
+            try await proxy.add(
+                .init(
+                    action: "DescribeVpcs", times: 1, status: 400, code: "ExpiredToken",
+                    message: "The security token included in the request is expired"))
             let provider = CountingProvider(StaticCredentialsProvider(stack.credentials))
             let ec2 = stack.ec2(region: "us-east-1", endpoint: proxy.endpoint, credentials: stack.cache(provider))
             let vpcs = try await ec2.describeVpcs()
@@ -157,11 +175,13 @@ struct RetryTests {
         }
     }
 
-    @Test("AuthFailure and UnauthorizedOperation are never retried", arguments: ["AuthFailure", "UnauthorizedOperation"])
+    @Test(
+        "AuthFailure and UnauthorizedOperation are never retried", arguments: ["AuthFailure", "UnauthorizedOperation"])
     func authNeverRetried(code: String) async throws {
         let stack = try TestStack.current()
         try await FaultProxy.with(upstream: stack.endpoint) { proxy in
-            try await proxy.add(.init(action: "DescribeInstances", times: 5, status: code == "AuthFailure" ? 401 : 403, code: code))
+            try await proxy.add(
+                .init(action: "DescribeInstances", times: 5, status: code == "AuthFailure" ? 401 : 403, code: code))
             let provider = CountingProvider(StaticCredentialsProvider(stack.credentials))
             let ec2 = stack.ec2(region: "us-east-1", endpoint: proxy.endpoint, credentials: stack.cache(provider))
             let error = await #expect(throws: EC2Error.self) { _ = try await ec2.describeInstances() }
@@ -178,8 +198,10 @@ struct RetryTests {
         try await FaultProxy.with(upstream: stack.endpoint) { proxy in
             let ec2 = stack.ec2(region: "ca-central-1", endpoint: proxy.endpoint)
             let groupID = try await ec2.createSecurityGroup(name: uniqueName("sg"), description: "in use")
-            try await proxy.add(.init(action: "DeleteSecurityGroup", times: 1, status: 400, code: "DependencyViolation",
-                message: "resource \(groupID) has a dependent object"))
+            try await proxy.add(
+                .init(
+                    action: "DeleteSecurityGroup", times: 1, status: 400, code: "DependencyViolation",
+                    message: "resource \(groupID) has a dependent object"))
             let error = await #expect(throws: EC2Error.self) { try await ec2.deleteSecurityGroup(groupID: groupID) }
             #expect(error?.code == "DependencyViolation")
             #expect(error?.retryClass == .never)
@@ -195,7 +217,8 @@ struct RetryTests {
         let stack = try TestStack.current()
         try await FaultProxy.with(upstream: stack.endpoint) { proxy in
             try await proxy.add(.init(action: "DescribeVpcs", times: 2, delay: 2))
-            let ec2 = stack.ec2(region: "us-east-1", endpoint: proxy.endpoint, maximumAttempts: 2, requestTimeout: .milliseconds(300))
+            let ec2 = stack.ec2(
+                region: "us-east-1", endpoint: proxy.endpoint, maximumAttempts: 2, requestTimeout: .milliseconds(300))
             // The code says the deadline fired (not the proxy's late answer); no wall-clock bound,
             // which a loaded machine would make flaky.
             let error = await #expect(throws: EC2Error.self) { _ = try await ec2.describeVpcs() }

@@ -1,6 +1,6 @@
-import Synchronization
 import AWSProvisioner
 import Foundation
+import Synchronization
 import Testing
 
 @Suite("Provisioning on the loopback cluster", .serialized)
@@ -11,14 +11,18 @@ struct ClusterProvisionerTests {
         var spec = cluster.spec(masters: masters, agents: agents, publicAgents: publicAgents)
         let clusterName = "renamed-\(spec.clusterID)"
         spec.dcosConfigOverrides = "telemetry_enabled: false\ncluster_name: \(clusterName)\n"
-        spec.genconfFiles = [ClusterSpec.GenconfFile(path: "extra/hello.txt", contents: Data("hello from flotilla\n".utf8))]
+        spec.genconfFiles = [
+            ClusterSpec.GenconfFile(path: "extra/hello.txt", contents: Data("hello from flotilla\n".utf8))
+        ]
         let provisioner = cluster.provisioner()
         let observer = RecordingObserver()
         let started = ContinuousClock.now
         let state = try await provisioner.provision(spec, observer: observer)
         let summary = try #require(observer.progress.last)
         #expect(summary.contains("SSH used"))
-        print("measured: \(masters + agents + publicAgents)-node provision + install took \(ContinuousClock.now - started); \(summary)")
+        print(
+            "measured: \(masters + agents + publicAgents)-node provision + install took \(ContinuousClock.now - started); \(summary)"
+        )
         #expect(state.step == .ready)
         #expect(state.nodes.count == masters + agents + publicAgents + 1)
         #expect(state.nodes.allSatisfy { $0.hostKey?.hasPrefix("ssh-") == true && $0.privateIP.hasPrefix("127.0.1.") })
@@ -27,7 +31,9 @@ struct ClusterProvisionerTests {
         // The installer saw the real roles, in order, on every node.
         for node in state.clusterNodes {
             let calls = cluster.calls(on: node.privateIP).filter { $0.hasSuffix(" \(clusterName)") }
-            let phases = calls.filter { $0.contains(" ok ") }.map { $0.split(separator: " ").prefix(2).joined(separator: " ") }
+            let phases = calls.filter { $0.contains(" ok ") }.map {
+                $0.split(separator: " ").prefix(2).joined(separator: " ")
+            }
             #expect(phases.first == "preflight \(node.role.rawValue)", "\(node.privateIP): \(calls)")
             #expect(phases.contains("deploy \(node.role.rawValue)"), "\(node.privateIP): \(calls)")
             #expect(phases.last == "postflight cluster", "\(node.privateIP): \(calls)")
@@ -57,7 +63,9 @@ struct ClusterProvisionerTests {
         try await self.provisionAndCheck(masters: 1, agents: 1, publicAgents: 1)
     }
 
-    @Test("a narrowed admin_location still provisions: SSH for the fleet's range, the serve port for the cluster's own group only, IMDSv2 required")
+    @Test(
+        "a narrowed admin_location still provisions: SSH for the fleet's range, the serve port for the cluster's own group only, IMDSv2 required"
+    )
     func narrowedAdminLocation() async throws {
         let cluster = try LoopbackCluster.current()
         var spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
@@ -72,17 +80,26 @@ struct ClusterProvisionerTests {
             group.ingress.filter { $0.ipProtocol == "tcp" && $0.fromPort == port }.flatMap(\.cidrRanges)
         }
         let vpc = try #require(state.vpcCIDR)
-        #expect(Set(sources(of: 22)) == ["203.0.113.0/24", vpc], "SSH: admin location and the fleet's range (the VPC, private SSH)")
+        #expect(
+            Set(sources(of: 22)) == ["203.0.113.0/24", vpc],
+            "SSH: admin location and the fleet's range (the VPC, private SSH)")
         for port in [80, 443, 61001, 9000] { #expect(sources(of: port) == ["203.0.113.0/24"], "port \(port)") }
         let servePort = spec.install.bootstrapPort
         #expect(sources(of: servePort).isEmpty, "the serve port \(servePort) is open to no address range")
-        #expect(!group.ingress.contains { $0.ipProtocol == "tcp" && ($0.fromPort ?? 0) <= servePort && ($0.toPort ?? 0) >= servePort && !$0.cidrRanges.isEmpty })
-        #expect(group.ingress.contains { $0.ipProtocol == "-1" && $0.sourceGroupIDs.contains(group.groupID) },
-                "members reach each other, the serve port included: \(group.ingress)")
+        #expect(
+            !group.ingress.contains {
+                $0.ipProtocol == "tcp" && ($0.fromPort ?? 0) <= servePort && ($0.toPort ?? 0) >= servePort
+                    && !$0.cidrRanges.isEmpty
+            })
+        #expect(
+            group.ingress.contains { $0.ipProtocol == "-1" && $0.sourceGroupIDs.contains(group.groupID) },
+            "members reach each other, the serve port included: \(group.ingress)")
 
         let instances = try await cluster.liveInstances(spec)
         #expect(instances.count == 2)
-        #expect(instances.allSatisfy { $0.metadataHTTPTokens == "required" }, "\(instances.map { $0.metadataHTTPTokens ?? "nil" })")
+        #expect(
+            instances.allSatisfy { $0.metadataHTTPTokens == "required" },
+            "\(instances.map { $0.metadataHTTPTokens ?? "nil" })")
 
         cluster.reap(state)
         let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
@@ -116,14 +133,18 @@ struct ClusterProvisionerTests {
         _ = try? await provisioner.provision(spec, from: rerun, observer: again)
         let nothing = again.progress.first { $0.hasPrefix("prerequisites: nothing missing") }
         #expect(nothing != nil, "\(again.progress)")
-        print("measured: prerequisites on \(state.nodes.count) prepared nodes: \(nothing ?? "-") (whole resumed run \(ContinuousClock.now - started))")
+        print(
+            "measured: prerequisites on \(state.nodes.count) prepared nodes: \(nothing ?? "-") (whole resumed run \(ContinuousClock.now - started))"
+        )
 
         cluster.reap(state)
         let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
         #expect(report.leftovers.isEmpty)
     }
 
-    @Test("a bootstrap script sent on standard input would be swallowed by the installer, as docker run -i does; the file-based one is not")
+    @Test(
+        "a bootstrap script sent on standard input would be swallowed by the installer, as docker run -i does; the file-based one is not"
+    )
     func stdinIsSwallowed() async throws {
         let cluster = try LoopbackCluster.current()
         let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
@@ -131,8 +152,9 @@ struct ClusterProvisionerTests {
         let state = try await provisioner.provision(spec, observer: RecordingObserver())
         #expect(state.step == .ready, "the file-based bootstrap served the configuration and the install passed")
         let bootstrap = try #require(state.bootstrapNode)
-        let shell = try OpenSSHShell(privateKeyPEM: try #require(state.privateKeyPEM),
-                                     directory: URL(fileURLWithPath: "/tmp/flotilla-ssh/stdin-\(UUID().uuidString.prefix(6))"))
+        let shell = try OpenSSHShell(
+            privateKeyPEM: try #require(state.privateKeyPEM),
+            directory: URL(fileURLWithPath: "/tmp/flotilla-ssh/stdin-\(UUID().uuidString.prefix(6))"))
         let target = SSHTarget(host: bootstrap.privateIP, port: spec.sshPort, user: spec.sshUser)
         try await shell.pinHostKey(try #require(bootstrap.hostKey), for: target)
         let script = """
@@ -142,7 +164,9 @@ struct ClusterProvisionerTests {
             """
         let swallowed = try await shell.run("bash -s", on: target, input: Data(script.utf8), timeout: .seconds(60))
         #expect(swallowed.exitStatus == 0, "\(swallowed.summary)")
-        #expect(!swallowed.stdout.contains("after-genconf-marker"), "the lines after genconf were read by the installer, not run")
+        #expect(
+            !swallowed.stdout.contains("after-genconf-marker"),
+            "the lines after genconf were read by the installer, not run")
         await shell.close()
         #expect(!FileManager.default.fileExists(atPath: shell.directory.path))
 
@@ -151,8 +175,9 @@ struct ClusterProvisionerTests {
         var left: [String] = []
         var slowestClose = Duration.zero
         for round in 0..<12 {
-            let closing = try OpenSSHShell(privateKeyPEM: try #require(state.privateKeyPEM),
-                                           directory: URL(fileURLWithPath: "/tmp/flotilla-ssh/close-\(round)-\(UUID().uuidString.prefix(6))"))
+            let closing = try OpenSSHShell(
+                privateKeyPEM: try #require(state.privateKeyPEM),
+                directory: URL(fileURLWithPath: "/tmp/flotilla-ssh/close-\(round)-\(UUID().uuidString.prefix(6))"))
             try await closing.pinHostKey(try #require(bootstrap.hostKey), for: target)
             if round.isMultiple(of: 2) {
                 let quick = try await closing.run("true", on: target, input: nil, timeout: .seconds(30))
@@ -171,7 +196,9 @@ struct ClusterProvisionerTests {
             let closeStarted = ContinuousClock.now
             await closing.close()
             slowestClose = max(slowestClose, ContinuousClock.now - closeStarted)
-            if FileManager.default.fileExists(atPath: closing.directory.path) { left.append(closing.directory.lastPathComponent) }
+            if FileManager.default.fileExists(atPath: closing.directory.path) {
+                left.append(closing.directory.lastPathComponent)
+            }
         }
         #expect(left.isEmpty, "shell folders left after close: \(left)")
         print("measured: the slowest of 12 shell closes took \(slowestClose)")
@@ -181,11 +208,14 @@ struct ClusterProvisionerTests {
         #expect(report.leftovers.isEmpty)
     }
 
-    @Test("the production node scripts read IMDSv2 from the emulator in v2-only mode; an IMDSv1 read is refused; a service that refuses tokens fails them clearly")
+    @Test(
+        "the production node scripts read IMDSv2 from the emulator in v2-only mode; an IMDSv1 read is refused; a service that refuses tokens fails them clearly"
+    )
     func nodeScriptsAgainstIMDS() async throws {
         let cluster = try LoopbackCluster.current()
         let environment = ProcessInfo.processInfo.environment
-        let endpoint = try #require(environment["FLOTILLA_TEST_IMDS_ENDPOINT"], "run through ./scripts/test (stack_start_imds)")
+        let endpoint = try #require(
+            environment["FLOTILLA_TEST_IMDS_ENDPOINT"], "run through ./scripts/test (stack_start_imds)")
         let stackDirectory = try #require(environment["STACK_DIR"])
         // The install itself ran these scripts (genconf, every preflight and deploy) against
         // the emulator, which starts in v2-only mode.
@@ -193,29 +223,35 @@ struct ClusterProvisionerTests {
         let provisioner = cluster.provisioner()
         let state = try await provisioner.provision(spec, observer: RecordingObserver())
         let master = try #require(state.clusterNodes.first)
-        let shell = try OpenSSHShell(privateKeyPEM: try #require(state.privateKeyPEM),
-                                     directory: URL(fileURLWithPath: "/tmp/flotilla-ssh/imds-\(UUID().uuidString.prefix(6))"))
+        let shell = try OpenSSHShell(
+            privateKeyPEM: try #require(state.privateKeyPEM),
+            directory: URL(fileURLWithPath: "/tmp/flotilla-ssh/imds-\(UUID().uuidString.prefix(6))"))
         let target = SSHTarget(host: master.privateIP, port: spec.sshPort, user: spec.sshUser)
         try await shell.pinHostKey(try #require(master.hostKey), for: target)
         func run(_ script: String) async throws -> RemoteResult {
-            try await shell.run("f=$(mktemp) && cat > \"$f\" && bash \"$f\" </dev/null; rc=$?; rm -f \"$f\"; exit $rc",
-                                on: target, input: Data(script.utf8), timeout: .seconds(60))
+            try await shell.run(
+                "f=$(mktemp) && cat > \"$f\" && bash \"$f\" </dev/null; rc=$?; rm -f \"$f\"; exit $rc",
+                on: target, input: Data(script.utf8), timeout: .seconds(60))
         }
         let ip = try await run(NodeScripts.ipDetect(endpoint: endpoint))
         #expect(ip.exitStatus == 0 && ip.stdout == "\(master.privateIP)\n", "\(ip.summary)")
         let publicIP = try await run(NodeScripts.ipDetectPublic(endpoint: endpoint))
-        #expect(publicIP.exitStatus == 0 && publicIP.stdout == "\(master.publicIP ?? master.privateIP)\n", "\(publicIP.summary)")
+        #expect(
+            publicIP.exitStatus == 0 && publicIP.stdout == "\(master.publicIP ?? master.privateIP)\n",
+            "\(publicIP.summary)")
         let domain = try await run(NodeScripts.faultDomainDetect(endpoint: endpoint))
         #expect(domain.exitStatus == 0, "\(domain.summary)")
         #expect(domain.stdout.contains("\"region\":{\"name\":\"aws/\(cluster.stack.region)\"}"), "\(domain.stdout)")
         // The 2018 scripts read IMDSv1 (no token): refused, as AWS refuses them with HttpTokens=required.
-        let v1 = try await shell.run("curl -fsS \(endpoint)/latest/meta-data/local-ipv4", on: target, input: nil, timeout: .seconds(30))
+        let v1 = try await shell.run(
+            "curl -fsS \(endpoint)/latest/meta-data/local-ipv4", on: target, input: nil, timeout: .seconds(30))
         #expect(v1.exitStatus != 0, "\(v1.summary)")
 
         // A metadata service that refuses tokens: an emulator of our own in `refuse` mode, on a
         // port that was free (tried again on another one if the emulator could not bind).
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/fixtures/imds-emulator.py")
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(
+                "scripts/fixtures/imds-emulator.py")
         var emulator: Process?
         var refusing = ""
         for _ in 0..<5 where emulator == nil {
@@ -224,15 +260,20 @@ struct ClusterProvisionerTests {
             try "refuse\n".write(to: control, atomically: true, encoding: .utf8)
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", script.path, "--port", String(port), "--control", control.path,
-                                 "--log", control.path + ".log", "--aws-conf", stackDirectory + "/nodes/aws.json", "--mode", "refuse"]
+            process.arguments = [
+                "python3", script.path, "--port", String(port), "--control", control.path,
+                "--log", control.path + ".log", "--aws-conf", stackDirectory + "/nodes/aws.json", "--mode", "refuse",
+            ]
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()
             // Up when it answers anything over HTTP; gone when it could not start.
             let deadline = ContinuousClock.now.advanced(by: .seconds(15))
             while process.isRunning, ContinuousClock.now < deadline,
-                  try runLocal("/usr/bin/curl", ["-s", "-o", "/dev/null", "--max-time", "1", "http://127.0.0.1:\(port)/latest/meta-data/"]) != 0 {
+                try runLocal(
+                    "/usr/bin/curl",
+                    ["-s", "-o", "/dev/null", "--max-time", "1", "http://127.0.0.1:\(port)/latest/meta-data/"]) != 0
+            {
                 try await Task.sleep(for: .milliseconds(100))
             }
             if process.isRunning {
@@ -245,7 +286,9 @@ struct ClusterProvisionerTests {
         let refused = try await run(NodeScripts.ipDetect(endpoint: refusing))
         #expect(refused.exitStatus == 1, "\(refused.summary)")
         #expect(refused.stdout.isEmpty)
-        #expect(refused.stderr.contains("ip-detect: the instance metadata service refused an IMDSv2 token"), "\(refused.stderr)")
+        #expect(
+            refused.stderr.contains("ip-detect: the instance metadata service refused an IMDSv2 token"),
+            "\(refused.stderr)")
         await shell.close()
 
         cluster.reap(state)
@@ -280,7 +323,9 @@ struct ClusterProvisionerTests {
                 try cluster.injectFailure("preflight", on: agent.privateIP)
             }
         }
-        let error = await #expect(throws: ProvisionError.self) { try await provisioner.provision(spec, observer: observer) }
+        let error = await #expect(throws: ProvisionError.self) {
+            try await provisioner.provision(spec, observer: observer)
+        }
         let ip = try #require(failing.withLock { $0 })
         #expect(error?.code == .installFailed)
         #expect(error?.message.contains(ip) == true)
@@ -297,7 +342,9 @@ struct ClusterProvisionerTests {
         #expect(try await cluster.liveInstances(spec).isEmpty)
     }
 
-    @Test("interrupted at any checkpoint, provisioning resumes to exactly the requested instances, and teardown leaves nothing")
+    @Test(
+        "interrupted at any checkpoint, provisioning resumes to exactly the requested instances, and teardown leaves nothing"
+    )
     func resumeFromEveryCheckpoint() async throws {
         let cluster = try LoopbackCluster.current()
         // One uninterrupted run counts the checkpoints.
@@ -325,10 +372,12 @@ struct ClusterProvisionerTests {
                 return "checkpoint \(index): \(error)"
             }
             do {
-                let resumed = try await cluster.provisioner().provision(spec, from: interrupted.saved, observer: RecordingObserver())
+                let resumed = try await cluster.provisioner().provision(
+                    spec, from: interrupted.saved, observer: RecordingObserver())
                 let live = try await cluster.liveInstances(spec)
                 guard live.count == 2, Set(live.map(\.instanceID)) == Set(resumed.instanceIDs) else {
-                    return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(live.count) live instances, state has \(resumed.instanceIDs.count)"
+                    return
+                        "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(live.count) live instances, state has \(resumed.instanceIDs.count)"
                 }
                 // The real installer refuses a second install on a node: none happened.
                 for node in resumed.clusterNodes {
@@ -336,19 +385,24 @@ struct ClusterProvisionerTests {
                         $0.hasPrefix("deploy ") && $0.contains(" ok ") && $0.hasSuffix(" \(spec.resourceName)")
                     }
                     guard deploys.count == 1 else {
-                        return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(deploys.count) installs on \(node.privateIP)"
+                        return
+                            "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(deploys.count) installs on \(node.privateIP)"
                     }
                 }
                 cluster.reap(resumed)
-                try await cluster.provisioner().teardown(spec, state: resumed, settings: .fast, observer: RecordingObserver())
+                try await cluster.provisioner().teardown(
+                    spec, state: resumed, settings: .fast, observer: RecordingObserver())
                 let keys = try await cluster.stack.ec2().describeKeyPairs(filters: [.tag("cluster", spec.clusterID)])
-                let groups = try await cluster.stack.ec2().describeSecurityGroups(filters: [.tag("cluster", spec.clusterID)])
+                let groups = try await cluster.stack.ec2().describeSecurityGroups(filters: [
+                    .tag("cluster", spec.clusterID)
+                ])
                 guard try await cluster.liveInstances(spec).isEmpty, keys.isEmpty, groups.isEmpty else {
                     return "checkpoint \(index): resources remain after teardown"
                 }
                 return nil
             } catch let error as ProvisionError {
-                return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(error) \(error.logs.values.joined(separator: "\n").suffix(1500))"
+                return
+                    "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(error) \(error.logs.values.joined(separator: "\n").suffix(1500))"
             } catch {
                 return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(error)"
             }
@@ -379,7 +433,8 @@ struct ClusterProvisionerTests {
         try fixture.setLifetime(3600)
         var settings = TeardownSettings.fast
         settings.credentialMargin = .seconds(30 * 60)
-        let report = try await provisioner.teardown(spec, state: state, settings: settings, observer: RecordingObserver())
+        let report = try await provisioner.teardown(
+            spec, state: state, settings: settings, observer: RecordingObserver())
         #expect(try fixture.invocations == before + 1, "credentials were renewed once, before the key pair delete")
         #expect(report.deletedKeyPair == spec.resourceName)
         let keys = try await cluster.stack.ec2().describeKeyPairs(filters: [.tag("cluster", spec.clusterID)])
@@ -394,8 +449,10 @@ extension ClusterProvisioner.TeardownSettings {
 }
 
 /// Runs `body` for each element, at most `limit` at once; results in input order.
-func forEachLimited<Element: Sendable, Value: Sendable>(_ elements: [Element], limit: Int,
-                                                         _ body: @escaping @Sendable (Element) async -> Value) async -> [Value] {
+func forEachLimited<Element: Sendable, Value: Sendable>(
+    _ elements: [Element], limit: Int,
+    _ body: @escaping @Sendable (Element) async -> Value
+) async -> [Value] {
     var results = [Value?](repeating: nil, count: elements.count)
     await withTaskGroup(of: (Int, Value).self) { group in
         var next = 0

@@ -11,7 +11,9 @@ import Testing
 struct PlacementTests {
     /// Provisioning refused before anything exists: no mutation was attempted and no key
     /// pair of the cluster's name exists.
-    func expectRefused(_ spec: ClusterSpec, region: String? = nil, endpoint: URL? = nil, _ words: String...) async throws -> Duration {
+    func expectRefused(_ spec: ClusterSpec, region: String? = nil, endpoint: URL? = nil, _ words: String...)
+        async throws -> Duration
+    {
         let cluster = try LoopbackCluster.current()
         let observer = RecordingObserver()
         let started = ContinuousClock.now
@@ -22,12 +24,16 @@ struct PlacementTests {
         #expect(error?.code == .invalidSpec, "\(String(describing: error))")
         for word in words { #expect(error?.message.contains(word) == true, "'\(word)' in: \(error?.message ?? "-")") }
         #expect(observer.mutations == 0, "nothing may be created before the refusal")
-        let keys = try await cluster.stack.ec2(region: region).describeKeyPairs(filters: [.tag("cluster", spec.clusterID)])
+        let keys = try await cluster.stack.ec2(region: region).describeKeyPairs(filters: [
+            .tag("cluster", spec.clusterID)
+        ])
         #expect(keys.isEmpty)
         return took
     }
 
-    @Test("unknown image, root smaller than the snapshot, wrong architecture, no default VPC, a zone without the type: refused before anything exists")
+    @Test(
+        "unknown image, root smaller than the snapshot, wrong architecture, no default VPC, a zone without the type: refused before anything exists"
+    )
     func refusedBeforeSpend() async throws {
         let cluster = try LoopbackCluster.current()
         var unknown = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
@@ -48,8 +54,9 @@ struct PlacementTests {
         // At once: the image check, then one DescribeVpcs, and no retry (the time is printed;
         // a quiet machine takes about 0.1 s).
         try await FaultProxy.with(upstream: cluster.stack.endpoint) { proxy in
-            let took = try await self.expectRefused(noVPC, region: cluster.noVPCRegion, endpoint: proxy.endpoint,
-                                                    "no default VPC", "set FLOTILLA_SUBNET_ID")
+            let took = try await self.expectRefused(
+                noVPC, region: cluster.noVPCRegion, endpoint: proxy.endpoint,
+                "no default VPC", "set FLOTILLA_SUBNET_ID")
             print("measured: an account without a default VPC is refused in \(took)")
             let stats = try await proxy.stats()
             #expect(stats["DescribeVpcs"]?.seen == 1 && stats["DescribeSubnets"] == nil, "\(stats.mapValues(\.seen))")
@@ -60,7 +67,9 @@ struct PlacementTests {
         _ = try await self.expectRefused(zoneD, "offers both m4.large")
     }
 
-    @Test("a /dev/xvda image gets its own root resized: one volume per instance (counted with the AWS CLI); a /dev/sda1 mapping would have added a second")
+    @Test(
+        "a /dev/xvda image gets its own root resized: one volume per instance (counted with the AWS CLI); a /dev/sda1 mapping would have added a second"
+    )
     func xvdaRootResized() async throws {
         let cluster = try LoopbackCluster.current()
         try await FaultProxy.with(upstream: cluster.stack.endpoint) { proxy in
@@ -71,8 +80,10 @@ struct PlacementTests {
             #expect(state.placement?.rootDeviceName == "/dev/xvda")
             for node in state.nodes {
                 let volumes = try await Self.volumesWithCLI(cluster, instanceID: node.instanceID)
-                #expect(volumes.count == 1 && volumes.first?.device == "/dev/xvda" && volumes.first?.size == spec.rootVolumeGiB,
-                        "\(node.instanceID): \(volumes)")
+                #expect(
+                    volumes.count == 1 && volumes.first?.device == "/dev/xvda"
+                        && volumes.first?.size == spec.rootVolumeGiB,
+                    "\(node.instanceID): \(volumes)")
             }
             cluster.reap(state)
             try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
@@ -80,17 +91,23 @@ struct PlacementTests {
             // The stand-in is strict: the old fixed /dev/sda1 mapping leaves the 15 GiB root
             // and adds an empty 150 GiB volume, as EC2 does.
             let ec2 = cluster.stack.ec2(endpoint: proxy.endpoint)
-            let launched = try await ec2.runInstances(EC2RunInstancesRequest(
-                imageID: cluster.xvdaImage, instanceType: "m4.large", count: 1, clientToken: uniqueName("sda1"),
-                rootVolume: EC2RootVolume(deviceName: "/dev/sda1", sizeGiB: 150)))
+            let launched = try await ec2.runInstances(
+                EC2RunInstancesRequest(
+                    imageID: cluster.xvdaImage, instanceType: "m4.large", count: 1, clientToken: uniqueName("sda1"),
+                    rootVolume: EC2RootVolume(deviceName: "/dev/sda1", sizeGiB: 150)))
             let id = try #require(launched.first?.instanceID)
             let volumes = try await Self.volumesWithCLI(cluster, instanceID: id)
             _ = try await ec2.terminateInstances(instanceIDs: [id])
-            #expect(volumes.sorted { $0.device < $1.device }.map { "\($0.device) \($0.size)" } == ["/dev/sda1 150", "/dev/xvda 15"], "\(volumes)")
+            #expect(
+                volumes.sorted { $0.device < $1.device }.map { "\($0.device) \($0.size)" } == [
+                    "/dev/sda1 150", "/dev/xvda 15",
+                ], "\(volumes)")
         }
     }
 
-    @Test("capacity: fall back zone by zone, then to the next instance type; each failed launch is cleaned up; the memory skips a failed zone for the next cluster")
+    @Test(
+        "capacity: fall back zone by zone, then to the next instance type; each failed launch is cleaned up; the memory skips a failed zone for the next cluster"
+    )
     func capacityFallback() async throws {
         let cluster = try LoopbackCluster.current()
         try await FaultProxy.with(upstream: cluster.stack.endpoint) { proxy in
@@ -101,23 +118,35 @@ struct PlacementTests {
             let name = spec.resourceName
             try await proxy.add(
                 // b, m4.large: the master finds no capacity after the bootstrap node launched.
-                .init(action: "RunInstances", status: 500, code: "InsufficientInstanceCapacity",
-                      message: "We currently do not have sufficient m4.large capacity in the Availability Zone you requested",
-                      match: "ClientToken=\(name)-master&"),
+                .init(
+                    action: "RunInstances", status: 500, code: "InsufficientInstanceCapacity",
+                    message:
+                        "We currently do not have sufficient m4.large capacity in the Availability Zone you requested",
+                    match: "ClientToken=\(name)-master&"),
                 // a, m4.large: the same.
-                .init(action: "RunInstances", status: 500, code: "InsufficientInstanceCapacity", message: "no m4.large capacity",
-                      match: "ClientToken=\(name)-master-1&"),
+                .init(
+                    action: "RunInstances", status: 500, code: "InsufficientInstanceCapacity",
+                    message: "no m4.large capacity",
+                    match: "ClientToken=\(name)-master-1&"),
                 // b, m5.large: the bootstrap instance goes from pending to terminated.
-                .init(action: "RunInstances", match: "ClientToken=\(name)-bootstrap-2&", terminate: "Server.InsufficientInstanceCapacity"))
+                .init(
+                    action: "RunInstances", match: "ClientToken=\(name)-bootstrap-2&",
+                    terminate: "Server.InsufficientInstanceCapacity"))
             let memory = CapacityMemory()
             let provisioner = cluster.provisioner(endpoint: proxy.endpoint, capacity: memory)
             let observer = RecordingObserver()
             let started = ContinuousClock.now
             let state = try await provisioner.provision(spec, observer: observer)
-            print("measured: provisioning with 3 capacity fallbacks took \(ContinuousClock.now - started); \(observer.timings.joined(separator: "; "))")
+            print(
+                "measured: provisioning with 3 capacity fallbacks took \(ContinuousClock.now - started); \(observer.timings.joined(separator: "; "))"
+            )
 
-            #expect(state.fallbacks == ["us-west-2b m4.large: InsufficientInstanceCapacity", "us-west-2a m4.large: InsufficientInstanceCapacity",
-                                        "us-west-2b m4.xlarge: Server.InsufficientInstanceCapacity"])
+            #expect(
+                state.fallbacks == [
+                    "us-west-2b m4.large: InsufficientInstanceCapacity",
+                    "us-west-2a m4.large: InsufficientInstanceCapacity",
+                    "us-west-2b m4.xlarge: Server.InsufficientInstanceCapacity",
+                ])
             #expect(state.placement?.availabilityZone == "us-west-2a" && state.placement?.instanceType == "m5.large")
             #expect(state.nodes.first { $0.role == .master }?.instanceType == "m5.large")
             #expect(state.nodes.first { $0.role == .bootstrap }?.instanceType == "m4.xlarge")
@@ -125,8 +154,9 @@ struct PlacementTests {
             #expect(fallbackLabels.count == 3, "\(observer.labels)")
             // Nothing left anywhere but the cluster's final instances.
             let live = try await cluster.liveInstances(spec)
-            #expect(Set(live.map(\.instanceID)) == Set(state.instanceIDs) && live.count == 2,
-                    "\(live.map { "\($0.instanceID) \($0.subnetID ?? "-") \($0.state)" })")
+            #expect(
+                Set(live.map(\.instanceID)) == Set(state.instanceIDs) && live.count == 2,
+                "\(live.map { "\($0.instanceID) \($0.subnetID ?? "-") \($0.state)" })")
 
             // The next cluster skips what this one found full.
             var next = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
@@ -137,8 +167,10 @@ struct PlacementTests {
                 _ = try await provisioner.provision(next, observer: planOnly)
             }
             #expect(planOnly.labels == ["after plan"])
-            #expect(planOnly.saved?.placement?.availabilityZone == "us-west-2a" && planOnly.saved?.placement?.instanceType == "m5.large",
-                    "\(String(describing: planOnly.saved?.placement))")
+            #expect(
+                planOnly.saved?.placement?.availabilityZone == "us-west-2a"
+                    && planOnly.saved?.placement?.instanceType == "m5.large",
+                "\(String(describing: planOnly.saved?.placement))")
 
             cluster.reap(state)
             try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
@@ -146,7 +178,9 @@ struct PlacementTests {
         }
     }
 
-    @Test("a fallback interrupted just before or just after its checkpoint resumes to a ready cluster in the next zone, with nothing left in the first")
+    @Test(
+        "a fallback interrupted just before or just after its checkpoint resumes to a ready cluster in the next zone, with nothing left in the first"
+    )
     func fallbackResumes() async throws {
         let cluster = try LoopbackCluster.current()
         try await FaultProxy.with(upstream: cluster.stack.endpoint) { proxy in
@@ -154,22 +188,28 @@ struct PlacementTests {
                 var spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
                 spec.subnetIDs = [cluster.subnetB, cluster.subnetID]
                 do {
-                    try await proxy.add(.init(action: "RunInstances", times: 3, status: 500, code: "InsufficientInstanceCapacity",
-                                              message: "no m4.large capacity", match: "ClientToken=\(spec.resourceName)-master&"))
+                    try await proxy.add(
+                        .init(
+                            action: "RunInstances", times: 3, status: 500, code: "InsufficientInstanceCapacity",
+                            message: "no m4.large capacity", match: "ClientToken=\(spec.resourceName)-master&"))
                     let interrupted = RecordingObserver(interruptOn: "fallback", storeInterrupted: stored)
                     do {
-                        _ = try await cluster.provisioner(endpoint: proxy.endpoint).provision(spec, observer: interrupted)
+                        _ = try await cluster.provisioner(endpoint: proxy.endpoint).provision(
+                            spec, observer: interrupted)
                         return "stored \(stored): the fallback did not interrupt"
                     } catch is RecordingObserver.Interrupted {}
                     let resumed = try await cluster.provisioner(endpoint: proxy.endpoint)
                         .provision(spec, from: interrupted.saved, observer: RecordingObserver())
                     let live = try await cluster.liveInstances(spec)
                     cluster.reap(resumed)
-                    try await cluster.provisioner().teardown(spec, state: resumed, settings: .fast, observer: RecordingObserver())
+                    try await cluster.provisioner().teardown(
+                        spec, state: resumed, settings: .fast, observer: RecordingObserver())
                     guard resumed.placement?.subnetID == cluster.subnetID, live.count == 2,
-                          Set(live.map(\.instanceID)) == Set(resumed.instanceIDs), !live.contains(where: { $0.subnetID == cluster.subnetB })
+                        Set(live.map(\.instanceID)) == Set(resumed.instanceIDs),
+                        !live.contains(where: { $0.subnetID == cluster.subnetB })
                     else {
-                        return "stored \(stored): placement \(String(describing: resumed.placement)), live \(live.map { "\($0.instanceID) \($0.subnetID ?? "-")" })"
+                        return
+                            "stored \(stored): placement \(String(describing: resumed.placement)), live \(live.map { "\($0.instanceID) \($0.subnetID ?? "-")" })"
                     }
                     return nil
                 } catch {
@@ -180,23 +220,30 @@ struct PlacementTests {
         }
     }
 
-    @Test("NotFound right after create (group, key pair, instances), a lost RunInstances answer and DependencyViolation on teardown are waited out in the step: one attempt, no duplicate")
+    @Test(
+        "NotFound right after create (group, key pair, instances), a lost RunInstances answer and DependencyViolation on teardown are waited out in the step: one attempt, no duplicate"
+    )
     func eventualConsistency() async throws {
         let cluster = try LoopbackCluster.current()
         try await FaultProxy.with(upstream: cluster.stack.endpoint) { proxy in
             let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
             try await proxy.add(
-                .init(action: "AuthorizeSecurityGroupIngress", times: 2, status: 400, code: "InvalidGroup.NotFound",
-                      message: "The security group does not exist"),
-                .init(action: "RunInstances", times: 2, status: 400, code: "InvalidKeyPair.NotFound",
-                      message: "The key pair does not exist", match: "ClientToken=\(spec.resourceName)-bootstrap&"),
+                .init(
+                    action: "AuthorizeSecurityGroupIngress", times: 2, status: 400, code: "InvalidGroup.NotFound",
+                    message: "The security group does not exist"),
+                .init(
+                    action: "RunInstances", times: 2, status: 400, code: "InvalidKeyPair.NotFound",
+                    message: "The key pair does not exist", match: "ClientToken=\(spec.resourceName)-bootstrap&"),
                 // The master launch happens, but its answer is lost: the retry replays the token.
-                .init(action: "RunInstances", status: 503, code: "ServiceUnavailable", message: "answer lost",
-                      match: "ClientToken=\(spec.resourceName)-master&", forward: true),
-                .init(action: "DescribeInstances", times: 3, status: 400, code: "InvalidInstanceID.NotFound",
-                      message: "The instance ID does not exist", match: "InstanceId.1="),
-                .init(action: "DeleteSecurityGroup", times: 2, status: 400, code: "DependencyViolation",
-                      message: "resource has a dependent object"))
+                .init(
+                    action: "RunInstances", status: 503, code: "ServiceUnavailable", message: "answer lost",
+                    match: "ClientToken=\(spec.resourceName)-master&", forward: true),
+                .init(
+                    action: "DescribeInstances", times: 3, status: 400, code: "InvalidInstanceID.NotFound",
+                    message: "The instance ID does not exist", match: "InstanceId.1="),
+                .init(
+                    action: "DeleteSecurityGroup", times: 2, status: 400, code: "DependencyViolation",
+                    message: "resource has a dependent object"))
             let provisioner = cluster.provisioner(endpoint: proxy.endpoint)
             let observer = RecordingObserver()
             let started = ContinuousClock.now
@@ -208,55 +255,87 @@ struct PlacementTests {
             #expect(stats["RunInstances"]?.faulted == 3)
             #expect(observer.progress.contains { $0.contains("InvalidKeyPair.NotFound") })
             let live = try await cluster.liveInstances(spec)
-            #expect(live.count == 2 && Set(live.map(\.instanceID)) == Set(state.instanceIDs), "the replayed launch made no second master")
+            #expect(
+                live.count == 2 && Set(live.map(\.instanceID)) == Set(state.instanceIDs),
+                "the replayed launch made no second master")
             cluster.reap(state)
-            let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
+            let report = try await provisioner.teardown(
+                spec, state: state, settings: .fast, observer: RecordingObserver())
             #expect(report.leftovers.isEmpty)
             #expect(try await proxy.stats()["DeleteSecurityGroup"]?.faulted == 2)
         }
     }
 
-    @Test("a plan's dry run asks AWS with DryRun=true: allowed calls answer DryRunOperation, a refused permission is reported per call; nothing is created")
+    @Test(
+        "a plan's dry run asks AWS with DryRun=true: allowed calls answer DryRunOperation, a refused permission is reported per call; nothing is created"
+    )
     func dryRunRefusals() async throws {
         let cluster = try LoopbackCluster.current()
         try await FaultProxy.with(upstream: cluster.stack.endpoint) { proxy in
             // The emulator answers DryRunOperation before it looks at permissions; AWS checks
             // them first. A role without ec2:RunInstances, as AWS would answer it:
-            try await proxy.add(.init(action: "RunInstances", times: 10, status: 403, code: "UnauthorizedOperation",
-                                      message: "You are not authorized to perform this operation.", match: "DryRun=true"))
+            try await proxy.add(
+                .init(
+                    action: "RunInstances", times: 10, status: 403, code: "UnauthorizedOperation",
+                    message: "You are not authorized to perform this operation.", match: "DryRun=true"))
             let spec = cluster.spec(masters: 1, agents: 1, publicAgents: 0)
             let provisioner = cluster.provisioner(endpoint: proxy.endpoint)
             let plan = try await provisioner.plan(spec)
             #expect(plan.launches.map(\.role) == [.bootstrap, .master, .privateAgent])
-            #expect(plan.launches.allSatisfy { $0.request.queryParameters.contains { $0 == ("BlockDeviceMapping.1.DeviceName", "/dev/sda1") } })
+            #expect(
+                plan.launches.allSatisfy {
+                    $0.request.queryParameters.contains { $0 == ("BlockDeviceMapping.1.DeviceName", "/dev/sda1") }
+                })
             let outcomes = await provisioner.dryRun(plan, spec: spec)
             #expect(outcomes.count == 5, "\(outcomes)")
-            #expect(outcomes.filter(\.allowed).map { $0.call.split(separator: " ")[0] } == ["ImportKeyPair", "CreateSecurityGroup"], "\(outcomes)")
-            #expect(outcomes.filter { !$0.allowed }.allSatisfy { $0.code == "UnauthorizedOperation" && $0.description.contains("REFUSED") },
-                    "\(outcomes)")
+            #expect(
+                outcomes.filter(\.allowed).map { $0.call.split(separator: " ")[0] } == [
+                    "ImportKeyPair", "CreateSecurityGroup",
+                ], "\(outcomes)")
+            #expect(
+                outcomes.filter { !$0.allowed }.allSatisfy {
+                    $0.code == "UnauthorizedOperation" && $0.description.contains("REFUSED")
+                },
+                "\(outcomes)")
             let stats = try await proxy.stats()
             #expect(stats["RunInstances"]?.faulted == 3 && stats["ImportKeyPair"]?.seen == 1)
             #expect(try await cluster.liveInstances(spec).isEmpty)
-            #expect(try await cluster.stack.ec2().describeKeyPairs(filters: [EC2Filter(name: "key-name", values: [spec.resourceName])]).isEmpty)
+            #expect(
+                try await cluster.stack.ec2().describeKeyPairs(filters: [
+                    EC2Filter(name: "key-name", values: [spec.resourceName])
+                ]).isEmpty)
         }
     }
 
-    @Test("teardown's last check lists every kind Flotilla tags (instances, volumes, network interfaces, groups, key pairs) by the cluster tag")
+    @Test(
+        "teardown's last check lists every kind Flotilla tags (instances, volumes, network interfaces, groups, key pairs) by the cluster tag"
+    )
     func leftoversByTag() async throws {
         let cluster = try LoopbackCluster.current()
         let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
         let tags = "ResourceType=%@,Tags=[{Key=cluster,Value=\(spec.clusterID)}]"
-        let volume = try await Self.cli(cluster, ["ec2", "create-volume", "--availability-zone", "\(cluster.stack.region)a", "--size", "1",
-                                                  "--tag-specifications", String(format: tags, "volume")])
-        let interface = try await Self.cli(cluster, ["ec2", "create-network-interface", "--subnet-id", cluster.subnetB,
-                                                     "--tag-specifications", String(format: tags, "network-interface")])
+        let volume = try await Self.cli(
+            cluster,
+            [
+                "ec2", "create-volume", "--availability-zone", "\(cluster.stack.region)a", "--size", "1",
+                "--tag-specifications", String(format: tags, "volume"),
+            ])
+        let interface = try await Self.cli(
+            cluster,
+            [
+                "ec2", "create-network-interface", "--subnet-id", cluster.subnetB,
+                "--tag-specifications", String(format: tags, "network-interface"),
+            ])
         let volumeID = try #require(volume["VolumeId"] as? String)
-        let interfaceID = try #require((interface["NetworkInterface"] as? [String: Any])?["NetworkInterfaceId"] as? String)
+        let interfaceID = try #require(
+            (interface["NetworkInterface"] as? [String: Any])?["NetworkInterfaceId"] as? String)
         let found = try await cluster.provisioner().leftovers(spec, state: nil)
         _ = try await Self.cli(cluster, ["ec2", "delete-volume", "--volume-id", volumeID])
         _ = try await Self.cli(cluster, ["ec2", "delete-network-interface", "--network-interface-id", interfaceID])
-        #expect(found.contains { $0.hasPrefix("volume \(volumeID)") } && found.contains { $0.hasPrefix("network interface \(interfaceID)") },
-                "\(found)")
+        #expect(
+            found.contains { $0.hasPrefix("volume \(volumeID)") }
+                && found.contains { $0.hasPrefix("network interface \(interfaceID)") },
+            "\(found)")
         #expect(try await cluster.provisioner().leftovers(spec, state: nil).isEmpty)
     }
 
@@ -268,12 +347,15 @@ struct PlacementTests {
 
     /// The volumes attached to an instance, as `aws ec2 describe-volumes` lists them.
     static func volumesWithCLI(_ cluster: LoopbackCluster, instanceID: String) async throws -> [Volume] {
-        let object = try await Self.cli(cluster, ["ec2", "describe-volumes", "--filters", "Name=attachment.instance-id,Values=\(instanceID)"])
+        let object = try await Self.cli(
+            cluster, ["ec2", "describe-volumes", "--filters", "Name=attachment.instance-id,Values=\(instanceID)"])
         guard let volumes = object["Volumes"] as? [[String: Any]] else {
             throw FixtureError(message: "aws ec2 describe-volumes answered without Volumes: \(object)")
         }
         return volumes.map { volume in
-            let attachment = (volume["Attachments"] as? [[String: Any]])?.first { $0["InstanceId"] as? String == instanceID }
+            let attachment = (volume["Attachments"] as? [[String: Any]])?.first {
+                $0["InstanceId"] as? String == instanceID
+            }
             return Volume(device: attachment?["Device"] as? String ?? "?", size: volume["Size"] as? Int ?? -1)
         }
     }
@@ -283,11 +365,14 @@ struct PlacementTests {
         let environment = ProcessInfo.processInfo.environment
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["AWS_ACCESS_KEY_ID=\(environment["FLOTILLA_TEST_AWS_ACCESS_KEY_ID"] ?? "")",
-                             "AWS_SECRET_ACCESS_KEY=\(environment["FLOTILLA_TEST_AWS_SECRET_ACCESS_KEY"] ?? "")",
-                             "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
-                             "aws", "--endpoint-url", cluster.stack.endpoint.absoluteString,
-                             "--region", cluster.stack.region, "--output", "json"] + arguments
+        process.arguments =
+            [
+                "AWS_ACCESS_KEY_ID=\(environment["FLOTILLA_TEST_AWS_ACCESS_KEY_ID"] ?? "")",
+                "AWS_SECRET_ACCESS_KEY=\(environment["FLOTILLA_TEST_AWS_SECRET_ACCESS_KEY"] ?? "")",
+                "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+                "aws", "--endpoint-url", cluster.stack.endpoint.absoluteString,
+                "--region", cluster.stack.region, "--output", "json",
+            ] + arguments
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
@@ -299,11 +384,15 @@ struct PlacementTests {
             return data
         }
         guard process.terminationStatus == 0 else {
-            throw FixtureError(message: "aws \(arguments.prefix(2).joined(separator: " ")) failed (exit \(process.terminationStatus)): \(String(decoding: data, as: UTF8.self))")
+            throw FixtureError(
+                message:
+                    "aws \(arguments.prefix(2).joined(separator: " ")) failed (exit \(process.terminationStatus)): \(String(decoding: data, as: UTF8.self))"
+            )
         }
         if data.isEmpty { return [:] }
         guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw FixtureError(message: "aws \(arguments.prefix(2).joined(separator: " ")) did not answer a JSON object")
+            throw FixtureError(
+                message: "aws \(arguments.prefix(2).joined(separator: " ")) did not answer a JSON object")
         }
         return object
     }

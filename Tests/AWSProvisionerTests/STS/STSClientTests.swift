@@ -17,7 +17,8 @@ struct STSClientTests {
     func assumeRole() async throws {
         let stack = try TestStack.current()
         let session = uniqueName("session")
-        let role = try await stack.sts().assumeRole(roleARN: stack.roleARN, sessionName: session, duration: .seconds(900))
+        let role = try await stack.sts().assumeRole(
+            roleARN: stack.roleARN, sessionName: session, duration: .seconds(900))
         let expiration = try #require(role.credentials.expiration)
         #expect(abs(expiration.timeIntervalSinceNow - 900) < 120)
         #expect(role.credentials.sessionToken != nil)

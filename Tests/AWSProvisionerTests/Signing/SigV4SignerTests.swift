@@ -19,7 +19,8 @@ struct SigV4SignerTests {
     @Test("AWS SigV4 test suite case", arguments: SigV4TestSuite.caseNames)
     func suiteCase(_ name: String) async throws {
         let testCase = try await SigV4TestSuite.load(name)
-        let signer = SigV4Signer(credentials: testCase.credentials, region: SigV4TestSuite.region, service: SigV4TestSuite.service)
+        let signer = SigV4Signer(
+            credentials: testCase.credentials, region: SigV4TestSuite.region, service: SigV4TestSuite.service)
         var request = testCase.request
         signer.sign(&request, date: SigV4TestSuite.date)
 
@@ -36,8 +37,12 @@ struct SigV4SignerTests {
     func sessionTokenSignedOnce() {
         let credentials = AWSCredentials(accessKeyID: "AKID", secretAccessKey: "secret", sessionToken: "token-1")
         let signer = SigV4Signer(credentials: credentials, region: "us-west-2", service: "ec2")
-        var request = SigV4Request(method: "POST", headers: [.init(name: "Host", value: "example.com"),
-            .init(name: "X-Amz-Security-Token", value: "stale")])
+        var request = SigV4Request(
+            method: "POST",
+            headers: [
+                .init(name: "Host", value: "example.com"),
+                .init(name: "X-Amz-Security-Token", value: "stale"),
+            ])
         signer.sign(&request, date: SigV4TestSuite.date)
         #expect(request.headerValues("x-amz-security-token") == ["token-1"])
         let authorization = try? #require(request.headerValues("Authorization").first)

@@ -13,7 +13,8 @@ enum SigV4TestSuite {
         "get-vanilla-with-session-token", "normalize-path/get-relative", "normalize-path/get-relative-relative",
         "normalize-path/get-slash", "normalize-path/get-slash-dot-slash", "normalize-path/get-slash-pointless-dot",
         "normalize-path/get-slashes", "normalize-path/get-space", "normalize-path/get-special-character",
-        "post-header-key-case", "post-header-key-sort", "post-header-value-case", "post-sts-token/post-sts-header-after",
+        "post-header-key-case", "post-header-key-sort", "post-header-value-case",
+        "post-sts-token/post-sts-header-after",
         "post-sts-token/post-sts-header-before", "post-vanilla", "post-vanilla-empty-query-value", "post-vanilla-query",
         "post-x-www-form-urlencoded", "post-x-www-form-urlencoded-parameters",
     ]
@@ -50,7 +51,8 @@ enum SigV4TestSuite {
             return (process.terminationStatus, String(decoding: data, as: UTF8.self))
         }
         guard status == 0 else {
-            throw FixtureError(message: "fetching the SigV4 test suite failed (pip download botocore==1.43.11), status \(status)")
+            throw FixtureError(
+                message: "fetching the SigV4 test suite failed (pip download botocore==1.43.11), status \(status)")
         }
         return URL(fileURLWithPath: path.trimmingCharacters(in: .whitespacesAndNewlines))
     }
@@ -80,7 +82,8 @@ enum SigV4TestSuite {
             .map { String($0.dropFirst("x-amz-security-token:".count)) }
         return Case(
             request: try parseRequest(try read(".req")),
-            credentials: AWSCredentials(accessKeyID: accessKeyID, secretAccessKey: secretAccessKey, sessionToken: token),
+            credentials: AWSCredentials(
+                accessKeyID: accessKeyID, secretAccessKey: secretAccessKey, sessionToken: token),
             canonicalRequest: canonical,
             stringToSign: try read(".sts"),
             authorization: try read(".authz"))
@@ -90,7 +93,9 @@ enum SigV4TestSuite {
     static func parseRequest(_ text: String) throws -> SigV4Request {
         var lines = text.components(separatedBy: "\n")
         let requestLine = lines.removeFirst()
-        guard let firstSpace = requestLine.firstIndex(of: " "), let protocolRange = requestLine.range(of: " HTTP/", options: .backwards) else {
+        guard let firstSpace = requestLine.firstIndex(of: " "),
+            let protocolRange = requestLine.range(of: " HTTP/", options: .backwards)
+        else {
             throw FixtureError(message: "bad request line \(requestLine)")
         }
         let method = String(requestLine[..<firstSpace])

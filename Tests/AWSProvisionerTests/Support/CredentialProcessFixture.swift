@@ -11,8 +11,12 @@ struct CredentialProcessFixture: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var payload = ["AccessKeyId": credentials.accessKeyID, "SecretAccessKey": credentials.secretAccessKey]
         payload["SessionToken"] = credentials.sessionToken
-        try JSONSerialization.data(withJSONObject: payload).write(to: directory.appendingPathComponent("credentials.json"))
-        guard FileManager.default.createFile(atPath: directory.appendingPathComponent("invocations").path, contents: Data()) else {
+        try JSONSerialization.data(withJSONObject: payload).write(
+            to: directory.appendingPathComponent("credentials.json"))
+        guard
+            FileManager.default.createFile(
+                atPath: directory.appendingPathComponent("invocations").path, contents: Data())
+        else {
             throw FixtureError(message: "cannot create the invocations file")
         }
         try setLifetime(lifetime)

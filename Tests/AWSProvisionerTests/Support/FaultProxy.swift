@@ -64,7 +64,9 @@ final class FaultProxy: Sendable {
         request.method = .POST
         request.body = .bytes(Array(try JSONEncoder().encode(rules)))
         let response = try await TestStack.httpClient.execute(request, timeout: .seconds(10))
-        guard response.status == .ok else { throw FixtureError(message: "fault-proxy refused rules: \(response.status)") }
+        guard response.status == .ok else {
+            throw FixtureError(message: "fault-proxy refused rules: \(response.status)")
+        }
         _ = try await response.body.collect(upTo: 1 << 16)
     }
 

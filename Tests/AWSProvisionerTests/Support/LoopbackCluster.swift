@@ -36,7 +36,9 @@ struct LoopbackCluster: Sendable {
             guard let value = environment[name], !value.isEmpty else { throw TestStack.Missing(variable: name) }
             return value
         }
-        guard let port = Int(try value("FLOTILLA_TEST_SSH_PORT")) else { throw TestStack.Missing(variable: "FLOTILLA_TEST_SSH_PORT") }
+        guard let port = Int(try value("FLOTILLA_TEST_SSH_PORT")) else {
+            throw TestStack.Missing(variable: "FLOTILLA_TEST_SSH_PORT")
+        }
         let settingsFile = try value("FLOTILLA_TEST_INSTALL_SETTINGS")
         guard let settings = FileManager.default.contents(atPath: settingsFile) else {
             throw TestStack.Missing(variable: "FLOTILLA_TEST_INSTALL_SETTINGS (a readable file)")
@@ -53,8 +55,9 @@ struct LoopbackCluster: Sendable {
 
     /// A spec for `masters`/`agents`/`public agents` on the loopback nodes.
     func spec(masters: Int = 1, agents: Int = 1, publicAgents: Int = 1) -> ClusterSpec {
-        var spec = ClusterSpec(clusterID: "t" + String(UUID().uuidString.lowercased().filter(\.isHexDigit).prefix(10)),
-                               installerURL: self.installerURL)
+        var spec = ClusterSpec(
+            clusterID: "t" + String(UUID().uuidString.lowercased().filter(\.isHexDigit).prefix(10)),
+            installerURL: self.installerURL)
         spec.masters = masters
         spec.privateAgents = agents
         spec.publicAgents = publicAgents
@@ -71,13 +74,16 @@ struct LoopbackCluster: Sendable {
 
     /// A provisioner of the loopback cluster, talking to the emulator (or `endpoint`, a fault
     /// proxy in front of it) in `region` (the stack's by default).
-    func provisioner(credentials: CredentialsCache? = nil, endpoint: URL? = nil, region: String? = nil,
-                     capacity: CapacityMemory = CapacityMemory()) -> ClusterProvisioner {
+    func provisioner(
+        credentials: CredentialsCache? = nil, endpoint: URL? = nil, region: String? = nil,
+        capacity: CapacityMemory = CapacityMemory()
+    ) -> ClusterProvisioner {
         let cache = credentials ?? self.stack.cache()
         // A capacity memory of its own: a zone one test makes fail is not skipped by the others.
-        return ClusterProvisioner(ec2: self.stack.ec2(region: region, endpoint: endpoint, credentials: cache), credentials: cache,
-                                  logger: TestStack.logger, capacity: capacity,
-                                  makeShell: ClusterProvisioner.openSSHShells(baseDirectory: URL(fileURLWithPath: "/tmp/flotilla-ssh")))
+        return ClusterProvisioner(
+            ec2: self.stack.ec2(region: region, endpoint: endpoint, credentials: cache), credentials: cache,
+            logger: TestStack.logger, capacity: capacity,
+            makeShell: ClusterProvisioner.openSSHShells(baseDirectory: URL(fileURLWithPath: "/tmp/flotilla-ssh")))
     }
 
     /// What terminating the bootstrap instance does on EC2: its HTTP server stops and its
@@ -94,7 +100,9 @@ struct LoopbackCluster: Sendable {
 
     /// Lines of the stub's per-node calls.log: `PHASE ARG OUTCOME CLUSTER`.
     func calls(on ip: String) -> [String] {
-        let text = (try? String(contentsOf: self.stubState.appendingPathComponent("nodes/\(ip)/calls.log"), encoding: .utf8)) ?? ""
+        let text =
+            (try? String(contentsOf: self.stubState.appendingPathComponent("nodes/\(ip)/calls.log"), encoding: .utf8))
+            ?? ""
         return text.split(separator: "\n").map(String.init)
     }
 
@@ -109,25 +117,31 @@ struct LoopbackCluster: Sendable {
 
     /// The config.yaml the bootstrap node's genconf received.
     func genconfConfig(clusterName: String) -> String? {
-        try? String(contentsOf: self.stubState.appendingPathComponent("genconf/\(clusterName)/config.yaml"), encoding: .utf8)
+        try? String(
+            contentsOf: self.stubState.appendingPathComponent("genconf/\(clusterName)/config.yaml"), encoding: .utf8)
     }
 
     func genconfFile(clusterName: String, _ path: String) -> Data? {
-        FileManager.default.contents(atPath: self.stubState.appendingPathComponent("genconf/\(clusterName)/files/\(path)").path)
+        FileManager.default.contents(
+            atPath: self.stubState.appendingPathComponent("genconf/\(clusterName)/files/\(path)").path)
     }
 
     /// Makes the node at `ip` a plain CentOS image in the stub's node model (no Docker, no
     /// ipset/unzip/xz, no group nogroup, SELinux enforcing), as a fresh non-pre-baked AMI.
     func makePlainImage(_ ip: String) throws {
         let stub = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/fixtures/dcos-stub/stub.py")
-        let status = try runLocal("/usr/bin/env", ["FLOTILLA_TEST_STUB_STATE=\(self.stubState.path)", "python3", stub.path, "plain-node", ip])
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(
+                "scripts/fixtures/dcos-stub/stub.py")
+        let status = try runLocal(
+            "/usr/bin/env", ["FLOTILLA_TEST_STUB_STATE=\(self.stubState.path)", "python3", stub.path, "plain-node", ip])
         guard status == 0 else { throw TestStack.Missing(variable: "stub.py plain-node \(ip) (exit \(status))") }
     }
 
     /// Live (not terminated) instances tagged with the cluster.
     func liveInstances(_ spec: ClusterSpec) async throws -> [EC2Instance] {
-        try await self.stack.ec2().describeInstances(filters: [.tag("cluster", spec.clusterID)]).filter { $0.state != .terminated }
+        try await self.stack.ec2().describeInstances(filters: [.tag("cluster", spec.clusterID)]).filter {
+            $0.state != .terminated
+        }
     }
 }
 
@@ -152,8 +166,10 @@ final class RecordingObserver: ProvisionObserver, Sendable {
     let storeInterrupted: Bool
     let onCheckpoint: @Sendable (ProvisionState, CheckpointMoment, String) throws -> Void
 
-    init(interruptAt: Int? = nil, interruptOn: String? = nil, storeInterrupted: Bool = true,
-         onCheckpoint: @escaping @Sendable (ProvisionState, CheckpointMoment, String) throws -> Void = { _, _, _ in }) {
+    init(
+        interruptAt: Int? = nil, interruptOn: String? = nil, storeInterrupted: Bool = true,
+        onCheckpoint: @escaping @Sendable (ProvisionState, CheckpointMoment, String) throws -> Void = { _, _, _ in }
+    ) {
         self.interruptAt = interruptAt
         self.interruptOn = interruptOn
         self.storeInterrupted = storeInterrupted
@@ -171,7 +187,9 @@ final class RecordingObserver: ProvisionObserver, Sendable {
             state.count += 1
             state.labels.append("\(moment) \(step)")
             let elapsed = ContinuousClock.now - self.started
-            state.timings.append("\(moment) \(step) at \(String(format: "%.2f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)) s")
+            state.timings.append(
+                "\(moment) \(step) at \(String(format: "%.2f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)) s"
+            )
             let interrupt = state.count == self.interruptAt || self.interruptOn.map { step.hasPrefix($0) } == true
             if !interrupt || self.storeInterrupted { state.saved = checkpoint }
             return interrupt

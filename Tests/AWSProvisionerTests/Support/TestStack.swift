@@ -53,13 +53,15 @@ struct TestStack: Sendable {
     /// took over 20 s while every suite started at once on a loaded 2-core machine, and a
     /// timeout there is a retry that tests counting attempts would see (the timeout rule has
     /// its own test, with its own short limit).
-    func configuration(region: String? = nil, endpoint: URL? = nil, maximumAttempts: Int = 4,
-        requestTimeout: Duration = .seconds(90)) -> AWSServiceConfiguration
-    {
+    func configuration(
+        region: String? = nil, endpoint: URL? = nil, maximumAttempts: Int = 4,
+        requestTimeout: Duration = .seconds(90)
+    ) -> AWSServiceConfiguration {
         AWSServiceConfiguration(
             region: region ?? self.region,
             endpoint: endpoint ?? self.endpoint,
-            retryPolicy: RetryPolicy(maximumAttempts: maximumAttempts, baseDelay: .milliseconds(5), maximumDelay: .milliseconds(40)),
+            retryPolicy: RetryPolicy(
+                maximumAttempts: maximumAttempts, baseDelay: .milliseconds(5), maximumDelay: .milliseconds(40)),
             requestTimeout: requestTimeout)
     }
 
@@ -67,15 +69,19 @@ struct TestStack: Sendable {
         CredentialsCache(provider: provider ?? StaticCredentialsProvider(credentials), logger: Self.logger)
     }
 
-    func ec2(region: String? = nil, endpoint: URL? = nil, credentials: CredentialsCache? = nil, maximumAttempts: Int = 4,
-        requestTimeout: Duration = .seconds(90)) -> EC2Client
-    {
-        EC2Client(configuration: configuration(region: region, endpoint: endpoint, maximumAttempts: maximumAttempts, requestTimeout: requestTimeout),
+    func ec2(
+        region: String? = nil, endpoint: URL? = nil, credentials: CredentialsCache? = nil, maximumAttempts: Int = 4,
+        requestTimeout: Duration = .seconds(90)
+    ) -> EC2Client {
+        EC2Client(
+            configuration: configuration(
+                region: region, endpoint: endpoint, maximumAttempts: maximumAttempts, requestTimeout: requestTimeout),
             credentials: credentials ?? cache(), httpClient: Self.httpClient, logger: Self.logger)
     }
 
     func sts(region: String? = nil, endpoint: URL? = nil, credentials: CredentialsCache? = nil) -> STSClient {
-        STSClient(configuration: configuration(region: region, endpoint: endpoint),
+        STSClient(
+            configuration: configuration(region: region, endpoint: endpoint),
             credentials: credentials ?? cache(), httpClient: Self.httpClient, logger: Self.logger)
     }
 }

@@ -1,5 +1,6 @@
-@testable import AWSProvisioner
 import Testing
+
+@testable import AWSProvisioner
 
 @Suite("XML reader")
 struct XMLReaderTests {
@@ -28,17 +29,20 @@ struct XMLReaderTests {
 
     @Test("entities, character references, CDATA and comments")
     func textDecoding() throws {
-        let root = try XMLReader.parse(Array("<a><!-- c --><m>x &amp; y &lt;z&gt; &#65;&#x42; <![CDATA[<raw>]]></m></a>".utf8))
+        let root = try XMLReader.parse(
+            Array("<a><!-- c --><m>x &amp; y &lt;z&gt; &#65;&#x42; <![CDATA[<raw>]]></m></a>".utf8))
         #expect(root.string("m") == "x & y <z> AB <raw>")
     }
 
-    @Test("bodies that are not XML are rejected", arguments: [
-        "<html><body>500 Internal Server Error<br></body></html>",
-        "Service Unavailable",
-        "",
-        "<a><b></a>",
-        "<a></a>trailing",
-    ])
+    @Test(
+        "bodies that are not XML are rejected",
+        arguments: [
+            "<html><body>500 Internal Server Error<br></body></html>",
+            "Service Unavailable",
+            "",
+            "<a><b></a>",
+            "<a></a>trailing",
+        ])
     func rejectsNonXML(_ body: String) {
         #expect(throws: XMLReader.Failure.self) { try XMLReader.parse(Array(body.utf8)) }
     }

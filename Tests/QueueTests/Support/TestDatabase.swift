@@ -13,7 +13,9 @@ struct TestDatabase: Sendable {
 
     static let logger: Logger = {
         var logger = Logger(label: "flotilla.tests")
-        logger.logLevel = ProcessInfo.processInfo.environment["FLOTILLA_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
+        logger.logLevel =
+            ProcessInfo.processInfo.environment["FLOTILLA_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) }
+            ?? .critical
         return logger
     }()
 
@@ -45,13 +47,16 @@ struct TestDatabase: Sendable {
         // Identifiers cannot be bound as parameters; this one is made here from hex digits only.
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         try await server.with(database: "postgres").withClient(maximumConnections: 1, logger: logger) { client in
-            try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name) TEMPLATE \(template)"), logger: logger)
+            try await client.query(
+                PostgresQuery(unsafeSQL: "CREATE DATABASE \(name) TEMPLATE \(template)"), logger: logger)
         }
         return TestDatabase(settings: server.with(database: name), name: name)
     }
 
     /// Runs `body` with a client connected to this database.
-    func withClient<T: Sendable>(maximumConnections: Int = 20, _ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
+    func withClient<T: Sendable>(maximumConnections: Int = 20, _ body: @Sendable (PostgresClient) async throws -> T)
+        async throws -> T
+    {
         try await self.settings.withClient(maximumConnections: maximumConnections, logger: Self.logger, body)
     }
 
@@ -73,7 +78,8 @@ private actor TemplateHolder {
             let logger = TestDatabase.logger
             try await server.with(database: "postgres").withClient(maximumConnections: 1, logger: logger) { client in
                 try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name)"), logger: logger)
-                try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name) TEMPLATE template0"), logger: logger)
+                try await client.query(
+                    PostgresQuery(unsafeSQL: "CREATE DATABASE \(name) TEMPLATE template0"), logger: logger)
             }
             let migrations = try Migration.load(from: TestDatabase.migrationsDirectory)
             try await server.with(database: name).withClient(maximumConnections: 1, logger: logger) { client in
@@ -89,8 +95,10 @@ private actor TemplateHolder {
 /// Awaits `condition` until it holds or `timeout` passes; records a failure naming
 /// `what` when it never held. This is how tests wait: on a condition, with a deadline.
 @discardableResult
-func eventually(_ what: String, timeout: Duration = .seconds(20), poll: Duration = .milliseconds(20),
-                _ condition: () async throws -> Bool) async throws -> Bool {
+func eventually(
+    _ what: String, timeout: Duration = .seconds(20), poll: Duration = .milliseconds(20),
+    _ condition: () async throws -> Bool
+) async throws -> Bool {
     let deadline = ContinuousClock.now.advanced(by: timeout)
     while ContinuousClock.now < deadline {
         if try await condition() { return true }

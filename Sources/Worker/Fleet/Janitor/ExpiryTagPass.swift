@@ -19,10 +19,13 @@ struct ExpiryTagPass: JanitorPass {
                 let tagged = try await self.aws.provisioner(region: cluster.region, logger: self.logger)
                     .tagExpiry(clusterID: cluster.id, expiresAt: cluster.expiresAt)
                 try await self.store.expiryTagged(clusterID: cluster.id, expiresAt: cluster.expiresAt)
-                self.logger.debug("expiry tags written", metadata: ["cluster.id": "\(cluster.id)", "resources": "\(tagged)"])
+                self.logger.debug(
+                    "expiry tags written", metadata: ["cluster.id": "\(cluster.id)", "resources": "\(tagged)"])
             } catch {
                 try? await self.store.expiryTagFailed(clusterID: cluster.id)
-                self.logger.warning("cannot write expiry tags; will retry in 5 minutes", metadata: ["cluster.id": "\(cluster.id)", "error": "\(error)"])
+                self.logger.warning(
+                    "cannot write expiry tags; will retry in 5 minutes",
+                    metadata: ["cluster.id": "\(cluster.id)", "error": "\(error)"])
             }
         }
         return self.interval

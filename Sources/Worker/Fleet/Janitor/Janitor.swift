@@ -32,9 +32,13 @@ public struct Janitor: Service {
         public var poolHealthTimeout: Duration = .seconds(20)
         public var poolHealthValidFor: Duration = .seconds(300)
 
-        public init(interval: Duration = .seconds(5), sweepInterval: Duration = .seconds(300), sweepGrace: Duration = .seconds(3600),
-                    dryRun: Bool = false, credentialMargin: Duration = .seconds(600), teardownRetryAfter: Duration = .seconds(600),
-                    poolHealthTimeout: Duration = .seconds(20), poolHealthValidFor: Duration = .seconds(300)) {
+        public init(
+            interval: Duration = .seconds(5), sweepInterval: Duration = .seconds(300),
+            sweepGrace: Duration = .seconds(3600),
+            dryRun: Bool = false, credentialMargin: Duration = .seconds(600),
+            teardownRetryAfter: Duration = .seconds(600),
+            poolHealthTimeout: Duration = .seconds(20), poolHealthValidFor: Duration = .seconds(300)
+        ) {
             self.poolHealthTimeout = poolHealthTimeout
             self.poolHealthValidFor = poolHealthValidFor
             self.interval = interval
@@ -54,7 +58,9 @@ public struct Janitor: Service {
     let configuration: Configuration
     let logger: Logger
 
-    public init(settings: DatabaseSettings, store: ClusterStore, aws: AWSContext, configuration: Configuration, logger: Logger) {
+    public init(
+        settings: DatabaseSettings, store: ClusterStore, aws: AWSContext, configuration: Configuration, logger: Logger
+    ) {
         self.settings = settings
         self.store = store
         self.aws = aws
@@ -70,8 +76,9 @@ public struct Janitor: Service {
                 } catch is CancellationError {
                     return
                 } catch {
-                    self.logger.warning("janitor connection lost; retrying",
-                                        metadata: ["error": "\(DatabaseErrorDescription.describe(error))"])
+                    self.logger.warning(
+                        "janitor connection lost; retrying",
+                        metadata: ["error": "\(DatabaseErrorDescription.describe(error))"])
                 }
                 try? await Task.sleep(for: self.configuration.interval)
             }
@@ -84,21 +91,26 @@ public struct Janitor: Service {
         if deployment == nil { deployment = try await self.store.deploymentID() }
         return [
             LifetimePass(store: self.store, wake: wake, interval: self.configuration.interval, logger: self.logger),
-            KeyPairDeletionPass(store: self.store, aws: self.aws, interval: self.configuration.interval,
-                                credentialMargin: self.configuration.credentialMargin, logger: self.logger),
+            KeyPairDeletionPass(
+                store: self.store, aws: self.aws, interval: self.configuration.interval,
+                credentialMargin: self.configuration.credentialMargin, logger: self.logger),
             ExpiryTagPass(store: self.store, aws: self.aws, interval: self.configuration.interval, logger: self.logger),
-            ReconcilePass(store: self.store, interval: self.configuration.interval,
-                          retryAfter: self.configuration.teardownRetryAfter, logger: self.logger),
-            SweepPass(store: self.store, aws: self.aws, deployment: deployment!, interval: self.configuration.sweepInterval,
-                      grace: self.configuration.sweepGrace, dryRun: self.configuration.dryRun, logger: self.logger),
-            PoolPass(store: self.store, jobs: ClusterJobs(store: self.store, aws: self.aws), wake: poolWake,
-                     interval: self.configuration.interval, healthTimeout: self.configuration.poolHealthTimeout,
-                     healthValidFor: self.configuration.poolHealthValidFor, logger: self.logger),
+            ReconcilePass(
+                store: self.store, interval: self.configuration.interval,
+                retryAfter: self.configuration.teardownRetryAfter, logger: self.logger),
+            SweepPass(
+                store: self.store, aws: self.aws, deployment: deployment!, interval: self.configuration.sweepInterval,
+                grace: self.configuration.sweepGrace, dryRun: self.configuration.dryRun, logger: self.logger),
+            PoolPass(
+                store: self.store, jobs: ClusterJobs(store: self.store, aws: self.aws), wake: poolWake,
+                interval: self.configuration.interval, healthTimeout: self.configuration.poolHealthTimeout,
+                healthValidFor: self.configuration.poolHealthValidFor, logger: self.logger),
         ]
     }
 
     private func leadWhenPossible() async throws {
-        let connection = try await PostgresConnection.connect(configuration: try self.settings.connectionConfiguration(), id: 1, logger: self.logger)
+        let connection = try await PostgresConnection.connect(
+            configuration: try self.settings.connectionConfiguration(), id: 1, logger: self.logger)
         do {
             try await self.lead(on: connection)
         } catch {
@@ -111,7 +123,8 @@ public struct Janitor: Service {
     private func lead(on connection: PostgresConnection) async throws {
         var announced = false
         while !Task.isCancelled {
-            let rows = try await connection.query("SELECT pg_try_advisory_lock(\(Self.leaderLockKey))", logger: self.logger)
+            let rows = try await connection.query(
+                "SELECT pg_try_advisory_lock(\(Self.leaderLockKey))", logger: self.logger)
             var leader = false
             for try await value in rows.decode(Bool.self) { leader = value }
             if leader { break }
@@ -124,9 +137,11 @@ public struct Janitor: Service {
         self.logger.info("janitor leading")
         let wake = WakeSignal()
         let poolWake = WakeSignal()
-        let passes = ServiceGroup(configuration: .init(services: try await self.passes(wake: wake, poolWake: poolWake).map {
-            ServiceGroupConfiguration.ServiceConfiguration(service: $0)
-        }, logger: self.logger))
+        let passes = ServiceGroup(
+            configuration: .init(
+                services: try await self.passes(wake: wake, poolWake: poolWake).map {
+                    ServiceGroupConfiguration.ServiceConfiguration(service: $0)
+                }, logger: self.logger))
         // The lock lives as long as this connection: when the LISTEN on it ends, leadership
         // may be gone, and the passes stop with it.
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -27,9 +27,11 @@ extension JanitorPass {
                 } catch is CancellationError {
                     return
                 } catch {
-                    self.logger.warning("janitor pass failed; will retry", metadata: [
-                        "pass": "\(self.name)", "error": "\(DatabaseErrorDescription.describe(error))",
-                    ])
+                    self.logger.warning(
+                        "janitor pass failed; will retry",
+                        metadata: [
+                            "pass": "\(self.name)", "error": "\(DatabaseErrorDescription.describe(error))",
+                        ])
                 }
                 let due = ContinuousClock.now.advanced(by: delay)
                 while ContinuousClock.now < due {
@@ -45,7 +47,12 @@ extension JanitorPass {
 final class WakeSignal: Sendable {
     private let flag = Mutex(false)
     func wake() { self.flag.withLock { $0 = true } }
-    func take() -> Bool { self.flag.withLock { value in defer { value = false }; return value } }
+    func take() -> Bool {
+        self.flag.withLock { value in
+            defer { value = false }
+            return value
+        }
+    }
 }
 
 /// Expired clusters, requests nobody collected by their deadline, and clusters whose
@@ -82,7 +89,9 @@ struct ReconcilePass: JanitorPass {
 
     func pass() async throws -> Duration {
         for (id, action) in try await self.store.reconcile(retryAfter: self.retryAfter) {
-            self.logger.warning("reconciled a cluster nobody was moving", metadata: [MetadataKey.clusterID: "\(id)", "action": "\(action)"])
+            self.logger.warning(
+                "reconciled a cluster nobody was moving",
+                metadata: [MetadataKey.clusterID: "\(id)", "action": "\(action)"])
         }
         return self.interval
     }

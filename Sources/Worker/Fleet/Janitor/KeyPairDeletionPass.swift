@@ -19,16 +19,23 @@ struct KeyPairDeletionPass: JanitorPass {
             do {
                 // Renews the credentials first; temporary ones nothing can renew are said to be so.
                 _ = try await self.aws.provisioner(region: deletion.region, logger: self.logger)
-                    .deleteKeyPair(named: deletion.keyPairName, margin: self.credentialMargin, observer: SilentObserver())
+                    .deleteKeyPair(
+                        named: deletion.keyPairName, margin: self.credentialMargin, observer: SilentObserver())
                 try await self.store.keyPairDeleted(region: deletion.region, keyPairName: deletion.keyPairName)
-                self.logger.info("key pair deleted", metadata: ["key_pair": "\(deletion.keyPairName)", "aws.region": "\(deletion.region)"])
+                self.logger.info(
+                    "key pair deleted",
+                    metadata: ["key_pair": "\(deletion.keyPairName)", "aws.region": "\(deletion.region)"])
             } catch {
                 let backoff = Duration.seconds(min(3600, 30 * (1 << min(deletion.attempts, 7))))
-                try await self.store.keyPairDeletionFailed(region: deletion.region, keyPairName: deletion.keyPairName,
-                                                           error: "\(error)", retryAfter: backoff)
-                self.logger.warning("key pair delete failed; will retry", metadata: [
-                    "key_pair": "\(deletion.keyPairName)", "retry_in_seconds": "\(Int(backoff.seconds))", "error": "\(error)",
-                ])
+                try await self.store.keyPairDeletionFailed(
+                    region: deletion.region, keyPairName: deletion.keyPairName,
+                    error: "\(error)", retryAfter: backoff)
+                self.logger.warning(
+                    "key pair delete failed; will retry",
+                    metadata: [
+                        "key_pair": "\(deletion.keyPairName)", "retry_in_seconds": "\(Int(backoff.seconds))",
+                        "error": "\(error)",
+                    ])
             }
         }
         return self.interval

@@ -46,13 +46,18 @@ struct PoolPass: JanitorPass {
             let problems = try await self.jobs.healthCheck(clusterID: id, timeout: self.healthTimeout, logger: logger)
             if problems.isEmpty {
                 if try await self.store.poolClusterHealthy(id, validFor: self.healthValidFor) {
-                    logger.info("pool cluster healthy", metadata: ["seconds": "\(String(format: "%.2f", (ContinuousClock.now - started).seconds))"])
+                    logger.info(
+                        "pool cluster healthy",
+                        metadata: ["seconds": "\(String(format: "%.2f", (ContinuousClock.now - started).seconds))"])
                 }
             } else if try await self.store.poolClusterUnhealthy(id, problem: problems.joined(separator: "; ")) {
-                logger.warning("pool cluster failed its health check; tearing it down", metadata: ["problems": "\(problems.joined(separator: "; "))"])
+                logger.warning(
+                    "pool cluster failed its health check; tearing it down",
+                    metadata: ["problems": "\(problems.joined(separator: "; "))"])
             }
         } catch {
-            logger.warning("pool health check could not run", metadata: ["error": "\(DatabaseErrorDescription.describe(error))"])
+            logger.warning(
+                "pool health check could not run", metadata: ["error": "\(DatabaseErrorDescription.describe(error))"])
         }
     }
 }

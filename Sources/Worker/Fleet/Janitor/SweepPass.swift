@@ -40,7 +40,9 @@ struct SweepPass: JanitorPass {
         let groups = try await ec2.describeSecurityGroups(filters: ours)
         let keys = try await ec2.describeKeyPairs(filters: ours)
         func cluster(_ tags: [EC2Tag]) -> String? { tags.first { $0.key == "cluster" }?.value }
-        let ids = Set(instances.compactMap { cluster($0.tags) } + groups.compactMap { cluster($0.tags) } + keys.compactMap { cluster($0.tags) })
+        let ids = Set(
+            instances.compactMap { cluster($0.tags) } + groups.compactMap { cluster($0.tags) }
+                + keys.compactMap { cluster($0.tags) })
         let states = try await self.store.states(of: Array(ids))
         let grace = self.grace.seconds
         // A resource may be swept when its cluster's row says destroyed, or when no row
@@ -52,7 +54,8 @@ struct SweepPass: JanitorPass {
         func sweepable(_ tags: [EC2Tag], launched: Date? = nil) -> Bool {
             // The filters asked for these; checked again so a lax emulator or API cannot widen them.
             guard tags.contains(EC2Tag(key: "managed-by", value: "flotilla")),
-                  tags.contains(EC2Tag(key: "deployment", value: self.deployment)) else { return false }
+                tags.contains(EC2Tag(key: "deployment", value: self.deployment))
+            else { return false }
             if let id = cluster(tags), let state = states[id] { return state == .destroyed }
             guard let made = created(tags) ?? launched else { return false }
             return Date().timeIntervalSince(made) > grace
@@ -61,20 +64,25 @@ struct SweepPass: JanitorPass {
         report.instances = instances.filter { sweepable($0.tags, launched: $0.launchTime) }.map(\.instanceID)
         report.securityGroups = groups.filter { sweepable($0.tags) }.map(\.groupID)
         report.keyPairs = keys.filter { sweepable($0.tags) }.map(\.keyName)
-        try await self.store.recordSweep(region: region, instances: report.instances, securityGroups: report.securityGroups,
-                                         keyPairs: report.keyPairs, dryRun: self.dryRun)
+        try await self.store.recordSweep(
+            region: region, instances: report.instances, securityGroups: report.securityGroups,
+            keyPairs: report.keyPairs, dryRun: self.dryRun)
         if report.isEmpty { return report }
-        self.logger.warning("sweep found leaked resources", metadata: [
-            MetadataKey.awsRegion: "\(region)", "instances": "\(report.instances)", "security_groups": "\(report.securityGroups)",
-            "key_pairs": "\(report.keyPairs)", "dry_run": "\(self.dryRun)",
-        ])
+        self.logger.warning(
+            "sweep found leaked resources",
+            metadata: [
+                MetadataKey.awsRegion: "\(region)", "instances": "\(report.instances)",
+                "security_groups": "\(report.securityGroups)",
+                "key_pairs": "\(report.keyPairs)", "dry_run": "\(self.dryRun)",
+            ])
         guard !self.dryRun else { return report }
         if !report.instances.isEmpty { _ = try await ec2.terminateInstances(instanceIDs: report.instances) }
         for group in report.securityGroups {
             do {
                 try await ec2.deleteSecurityGroup(groupID: group)
             } catch {
-                self.logger.info("security group delete deferred", metadata: ["group": "\(group)", "error": "\(error)"])
+                self.logger.info(
+                    "security group delete deferred", metadata: ["group": "\(group)", "error": "\(error)"])
             }
         }
         for key in report.keyPairs {

@@ -119,6 +119,8 @@ stack_install() {
   stack_apt postgresql openssh-server openssh-client libssl-dev libpq-dev curl sudo python3-pip openssl
   # The web page's test drives headless Chromium through its driver (both from Debian).
   stack_apt chromium chromium-driver
+  # scripts/schema renders the cluster state diagram with Graphviz's dot.
+  stack_apt graphviz
   python3 -c 'import packaging' 2>/dev/null || python3 -m pip install -q packaging
   stack_pip "moto[server]==$MOTO_VERSION"
   # prometheus_client's parser reads /metrics whole; selenium drives chromedriver.

@@ -152,14 +152,24 @@ let package = Package(
             path: "Sources/Client/Options",
             swiftSettings: swiftSettings
         ),
+        // What every test target shares: waiting for a condition, and child processes run
+        // without blocking the cooperative pool.
+        .target(
+            name: "TestSupport",
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "QueueTests",
-            dependencies: ["Queue", .product(name: "PostgresNIO", package: "postgres-nio")],
+            dependencies: [
+                "TestSupport", "Queue", .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "AWSProvisionerTests",
             dependencies: [
+                "TestSupport",
                 "AWSProvisioner",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -169,6 +179,7 @@ let package = Package(
         .testTarget(
             name: "FleetTests",
             dependencies: [
+                "TestSupport",
                 "Fleet", "Queue", "AWSProvisioner",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -179,6 +190,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
+                "TestSupport",
                 "Queue", "AWSProvisioner",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

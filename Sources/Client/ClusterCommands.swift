@@ -302,8 +302,8 @@ func waitForCluster(_ id: String, store: ClusterAPI, settings: DatabaseSettings,
                 if ContinuousClock.now - start > timeout {
                     throw QueueError(
                         .invalidInput,
-                        "timed out after \(ClusterRequest.format(seconds: timeout.seconds)) waiting for \(id) to be ready; it is \(cluster.state) (\(cluster.phase ?? "-"))"
-                    )
+                        "timed out after \(ClusterRequest.format(seconds: timeout.seconds)) waiting for \(id) "
+                            + "to be ready; it is \(cluster.state) (\(cluster.phase ?? "-"))")
                 }
             }
             return nil
@@ -335,7 +335,8 @@ func waitEstimate(_ info: ClusterAPI.WaitInfo, age: Double) -> String {
     }
     if let median = info.medianSeconds, info.sample > 0 {
         text +=
-            "; recent clusters were ready ~\(ClusterRequest.format(seconds: median)) after their request (median of \(info.sample))"
+            "; recent clusters were ready ~\(ClusterRequest.format(seconds: median)) after their request "
+            + "(median of \(info.sample))"
         let left = median - age
         text += left > 0 ? ", ~\(ClusterRequest.format(seconds: left)) left" : ", this one is taking longer"
     }
@@ -358,7 +359,7 @@ struct ExpiryWarning {
 
     func text(id: String) -> String {
         let left = ClusterRequest.format(seconds: max(0, self.expiresAt.timeIntervalSinceNow))
-        return
-            "cluster \(id) expires in \(left) (the \(self.minutes)-minute warning); extend it with `client extend \(id) --by 1h`"
+        return "cluster \(id) expires in \(left) (the \(self.minutes)-minute warning); "
+            + "extend it with `client extend \(id) --by 1h`"
     }
 }

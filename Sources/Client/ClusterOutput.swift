@@ -42,9 +42,8 @@ enum ClusterOutput {
         ]
         if let leaseToken { lines.append("lease token  \(leaseToken)") }
         if let expires = cluster.expiresAt, cluster.state == .ready {
-            lines.append(
-                "expires      \(iso(expires)) (in \(ClusterRequest.format(seconds: max(0, expires.timeIntervalSinceNow))))"
-            )
+            let left = ClusterRequest.format(seconds: max(0, expires.timeIntervalSinceNow))
+            lines.append("expires      \(iso(expires)) (in \(left))")
         }
         if let user = cluster.sshUser {
             lines.append("ssh user     \(user)\(cluster.sshPort.map { $0 == 22 ? "" : " (port \($0))" } ?? "")")

@@ -130,8 +130,8 @@ struct CostCommand: AsyncParsableCommand {
             guard fields.count == 2, let price = Double(fields[1]), price >= 0, price.isFinite else {
                 throw QueueError(
                     .invalidInput,
-                    "\(path) line \(number + 1): expected INSTANCE_TYPE PRICE_PER_HOUR, got \(line.trimmingCharacters(in: .whitespaces))"
-                )
+                    "\(path) line \(number + 1): expected INSTANCE_TYPE PRICE_PER_HOUR, "
+                        + "got \(line.trimmingCharacters(in: .whitespaces))")
             }
             table[String(fields[0])] = price
         }

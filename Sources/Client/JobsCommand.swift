@@ -42,25 +42,25 @@ struct JobsCommand: AsyncParsableCommand {
                 ])
             } else {
                 for state in JobState.all {
-                    print(
-                        "\(state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(countByState[state, default: 0])"
-                    )
+                    let label = state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
+                    print("\(label) \(countByState[state, default: 0])")
                 }
                 print("oldest runnable job waiting: \(age.map { "\($0) s" } ?? "none")")
                 if !running.isEmpty {
                     print("\nrunning:")
                     for job in running {
+                        let heartbeat = String(format: "%.1f", job.heartbeatAge ?? 0)
                         print(
-                            "  job \(job.id) \(job.kind) \(job.clusterID ?? "") attempt \(job.attempt) on \(job.worker ?? "?"), last heartbeat \(String(format: "%.1f", job.heartbeatAge ?? 0)) s ago"
-                        )
+                            "  job \(job.id) \(job.kind) \(job.clusterID ?? "") attempt \(job.attempt) "
+                                + "on \(job.worker ?? "?"), last heartbeat \(heartbeat) s ago")
                     }
                 }
                 if !failed.isEmpty {
                     print("\nfailed (most recent first):")
                     for job in failed {
                         print(
-                            "  job \(job.id) \(job.kind) \(job.clusterID ?? "") after \(job.attempt) attempts: \(job.lastError ?? "-")"
-                        )
+                            "  job \(job.id) \(job.kind) \(job.clusterID ?? "") after \(job.attempt) attempts: "
+                                + (job.lastError ?? "-"))
                     }
                 }
             }

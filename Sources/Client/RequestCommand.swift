@@ -53,7 +53,8 @@ struct RequestCommand: AsyncParsableCommand {
     @Option(
         help: """
             Warm pools (`worker pool list`): auto takes a ready pool cluster when the spec matches one, else a new \
-            cluster is built; wait takes a pool cluster still being built before building a new one; never always builds.
+            cluster is built; wait takes a pool cluster still being built before building a new one; never \
+            always builds.
             """) var pool: PoolModeOption = .auto
     @OptionGroup var options: ClientOptions
 
@@ -137,10 +138,10 @@ struct RequestCommand: AsyncParsableCommand {
                             print(ClusterOutput.text(cluster, nodes: [], leaseToken: token))
                         }
                     }
-                    FileHandle.standardError.write(
-                        Data(
-                            "client: \(why); cluster \(id) is kept (--keep-on-failure): release it with `client release \(id)`\n"
-                                .utf8))
+                    let kept =
+                        "client: \(why); cluster \(id) is kept (--keep-on-failure): "
+                        + "release it with `client release \(id)`\n"
+                    FileHandle.standardError.write(Data(kept.utf8))
                     return status
                 }
                 await releaseAfterGivingUp(id, token, why: why, store: store, note: "--keep-on-failure keeps it")
@@ -168,9 +169,8 @@ struct RequestCommand: AsyncParsableCommand {
         } else {
             print(ClusterOutput.text(cluster, nodes: nodes, leaseToken: token, keyPath: keyPath))
             if let keyPath, let user = cluster.sshUser, let node = nodes.first(where: { $0.role == "master" }) {
-                print(
-                    "\nssh -i \(keyPath) \(cluster.sshPort.map { $0 == 22 ? "" : "-p \($0) " } ?? "")\(user)@\(node.publicIP ?? node.privateIP)"
-                )
+                let port = cluster.sshPort.map { $0 == 22 ? "" : "-p \($0) " } ?? ""
+                print("\nssh -i \(keyPath) \(port)\(user)@\(node.publicIP ?? node.privateIP)")
             }
             if cluster.state != .ready {
                 print("\nthe cluster did not become ready; install logs: client logs \(id) --out ./logs")

@@ -36,7 +36,8 @@ struct RunCommand: AsyncParsableCommand {
 
             Examples:
               client run --nodes 3 -- ./integration-tests.sh
-              client run --nodes 1 --lifetime 1h -- sh -c 'ssh -i "$FLOTILLA_SSH_KEY" "$FLOTILLA_SSH_USER@$FLOTILLA_MASTER" true'
+              client run --nodes 1 --lifetime 1h -- sh -c 'ssh -i "$FLOTILLA_SSH_KEY" \
+            "$FLOTILLA_SSH_USER@$FLOTILLA_MASTER" true'
 
             Exit codes: COMMAND's status; 1 when no cluster could be had; 64 bad usage; 127 COMMAND
             not found; 130 interrupted (SIGINT); 143 terminated (SIGTERM).
@@ -107,18 +108,18 @@ struct RunCommand: AsyncParsableCommand {
                         defer { group.cancelAll() }
                         let cluster = try await waitForCluster(id, store: store, settings: settings, timeout: timeout)
                         guard cluster.state == .ready else {
+                            let reason = cluster.lastError.map { ": \($0)" } ?? ""
                             throw QueueError(
                                 .conflict,
-                                "cluster \(id) did not become ready (it is \(cluster.state)\(cluster.lastError.map { ": \($0)" } ?? "")); install logs: client logs \(id) --lease-token …"
-                            )
+                                "cluster \(id) did not become ready (it is \(cluster.state)\(reason)); "
+                                    + "install logs: client logs \(id) --lease-token …")
                         }
                         let nodes = try await store.nodes(clusterID: id)
                         let keyPath = keyOut ?? keyFolder! + "/\(id).key"
                         try writeKey(
                             try await store.privateKey(clusterID: id, leaseToken: receipt.leaseToken), to: keyPath)
-                        say(
-                            "cluster \(id) ready after \(ClusterRequest.format(seconds: (ContinuousClock.now - started).seconds)); running \(command.joined(separator: " "))"
-                        )
+                        let waited = ClusterRequest.format(seconds: (ContinuousClock.now - started).seconds)
+                        say("cluster \(id) ready after \(waited); running \(command.joined(separator: " "))")
                         let environment = clusterEnvironment(
                             cluster, nodes: nodes, token: receipt.leaseToken, keyPath: keyPath)
                         return try await runChild(command, environment: environment)
@@ -216,8 +217,8 @@ func keepAlive(id: String, token: String, store: ClusterAPI, timeout: Duration, 
 }
 
 /// Runs `command` (found through PATH) with the terminal's standard streams (and no other
-/// descriptor of this process) and returns its exit status (128 + the signal for a signal, 127 when it is not found). SIGINT and SIGTERM
-/// are set back to their defaults in the child (this process ignores them to handle them).
+/// descriptor of this process) and returns its exit status (128 + the signal for a signal, 127 when it is not
+/// found). SIGINT and SIGTERM are set back to their defaults in the child (this process ignores them to handle them).
 /// Cancelled, it gives the child the signal this client received (SIGTERM if none), SIGKILL
 /// after 10 s, and still waits for it to end.
 func runChild(_ command: [String], environment: [String: String]) async throws -> Int32 {

@@ -113,9 +113,9 @@ func releaseAfterGivingUp(_ id: String, _ token: String, why: String, store: Clu
     } catch let error as QueueError where error.code == .notFound {
         FileHandle.standardError.write(Data("client: \(why); nothing was recorded\n".utf8))
     } catch {
-        FileHandle.standardError.write(
-            Data(
-                "client: \(why); could not release cluster \(id) (\(DatabaseErrorDescription.describe(error))): the server gives it up at its deadline\n"
-                    .utf8))
+        let message =
+            "client: \(why); could not release cluster \(id) (\(DatabaseErrorDescription.describe(error))): "
+            + "the server gives it up at its deadline\n"
+        FileHandle.standardError.write(Data(message.utf8))
     }
 }

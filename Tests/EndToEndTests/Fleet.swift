@@ -5,6 +5,7 @@ import Logging
 import PostgresNIO
 import Queue
 import Synchronization
+import TestSupport
 import Testing
 
 /// A fleet for one test: a fresh database migrated by `worker migrate`, and `worker run`,
@@ -143,12 +144,6 @@ final class Fleet: Sendable {
         var signalled = false
     }
 
-    /// The exit status as a shell reports it: 128 + the signal when a signal ended the process.
-    static func exitStatus(_ process: Process) -> (status: Int32, signalled: Bool) {
-        process.terminationReason == .uncaughtSignal
-            ? (128 + process.terminationStatus, true) : (process.terminationStatus, false)
-    }
-
     /// Runs `client …` or `worker …` to completion.
     func run(_ arguments: [String], environment extra: [String: String] = [:]) async throws -> Run {
         let process = Process()
@@ -156,21 +151,8 @@ final class Fleet: Sendable {
         process.arguments = Array(arguments.dropFirst())
         process.environment = self.environment(for: arguments, extra)
         process.currentDirectoryURL = FileManager.default.temporaryDirectory
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // Blocking reads and the wait run on Dispatch threads, not the cooperative pool the
-        // other tests running at the same time need.
-        async let stdout = offPool { try out.fileHandleForReading.readToEnd() ?? Data() }
-        async let stderr = offPool { try err.fileHandleForReading.readToEnd() ?? Data() }
-        let (o, e) = try await (stdout, stderr)
-        try await offPool { process.waitUntilExit() }
-        let (status, signalled) = Self.exitStatus(process)
-        return Run(
-            status: status, output: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self),
-            signalled: signalled)
+        let run = try await process.runToCompletion()
+        return Run(status: run.status, output: run.output, stderr: run.errors, signalled: run.signalled)
     }
 
     /// Starts a long-running `worker …` process; it is killed when the fleet stops. Its
@@ -219,25 +201,14 @@ final class Fleet: Sendable {
         let workers = self.started.withLock { $0 }.filter { $0.arguments.first == "worker" }
         return workers.map { worker in
             let text = worker.stderrSoFar()
-            return
-                "--- worker \(worker.arguments.dropFirst().prefix(3).joined(separator: " ")) (pid \(worker.pid)):\n\(text.suffix(last))"
+            let name = worker.arguments.dropFirst().prefix(3).joined(separator: " ")
+            return "--- worker \(name) (pid \(worker.pid)):\n\(text.suffix(last))"
         }.joined(separator: "\n")
     }
 
     /// Sends `signal` to a process this fleet started.
     func send(_ signal: Int32, to process: Process) {
         _ = kill(process.processIdentifier, signal)
-    }
-
-    /// Waits until `process` exits or `timeout` passes. Returns its exit status (128 + the
-    /// signal when a signal ended it), or `nil` when it still runs at the deadline.
-    static func waitForExit(_ process: Process, timeout: Duration) async -> Int32? {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while process.isRunning {
-            if ContinuousClock.now >= deadline { return nil }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        return Self.exitStatus(process).status
     }
 
     /// Sends `signal` (SIGTERM by default) and waits for the exit; records an issue and
@@ -248,7 +219,7 @@ final class Fleet: Sendable {
         sourceLocation: SourceLocation = #_sourceLocation
     ) async -> Int32? {
         self.send(signal, to: process)
-        let status = await Self.waitForExit(process, timeout: timeout)
+        let status = await process.exit(within: timeout)
         if status == nil {
             Issue.record(
                 "pid \(process.processIdentifier) still runs \(timeout) after signal \(signal)",
@@ -257,15 +228,48 @@ final class Fleet: Sendable {
         return status
     }
 
-    /// Stops every started process (SIGTERM, then SIGKILL after a grace period) and removes
-    /// the fleet's folders and output files.
+    /// Makes a fresh fleet, runs `body` with it, and stops the fleet (every process it started
+    /// ended and awaited, its folders removed) when `body` returns or throws.
+    static func with(_ body: (Fleet) async throws -> Void) async throws {
+        let fleet = try await Fleet()
+        do {
+            try await body(fleet)
+        } catch {
+            await fleet.stop()
+            throw error
+        }
+        await fleet.stop()
+    }
+
+    /// A file for a process that is not the fleet's child (a command `client run` started) to
+    /// write its pid to: when the fleet stops, that process is ended too, and awaited.
+    func orphanPIDFile() throws -> URL {
+        let url = FileManager.default.temporaryDirectory
+            .appendingPathComponent("flotilla-e2e-\(self.database)-\(Self.shortID()).pid")
+        self.orphans.withLock { $0.append(url) }
+        self.scratch.withLock { $0.append(url) }
+        return url
+    }
+
+    private let orphans = Mutex<[URL]>([])
+
+    /// Stops every started process (SIGTERM, then SIGKILL after a grace period), awaiting each,
+    /// ends the processes named in ``orphanPIDFile()``s, and removes the fleet's folders and
+    /// output files.
     func stop() async {
         let all = self.processes.withLock { $0 }
         for process in all where process.isRunning { process.terminate() }
-        for process in all {
+        for process in all where await process.exit(within: .seconds(10)) == nil {
+            kill(process.processIdentifier, SIGKILL)
+            _ = await process.exit(within: .seconds(10))
+        }
+        for file in self.orphans.withLock({ $0 }) {
+            guard let text = try? String(contentsOf: file, encoding: .utf8),
+                let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1
+            else { continue }
+            kill(pid, SIGKILL)
             let deadline = ContinuousClock.now.advanced(by: .seconds(10))
-            while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            while kill(pid, 0) == 0, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
         }
         for url in self.scratch.withLock({ $0 }) { try? FileManager.default.removeItem(at: url) }
     }
@@ -314,8 +318,10 @@ final class Fleet: Sendable {
     /// Total rows in the tables a request writes.
     func rowCount() async throws -> Int {
         try await self.scalar(
-            "SELECT ((SELECT count(*) FROM clusters) + (SELECT count(*) FROM jobs) + (SELECT count(*) FROM cluster_secrets))::int"
-        )
+            """
+            SELECT ((SELECT count(*) FROM clusters) + (SELECT count(*) FROM jobs)
+                    + (SELECT count(*) FROM cluster_secrets))::int
+            """)
     }
 
     /// The cluster's state, or `missing` when no row has this id.
@@ -356,8 +362,10 @@ final class Fleet: Sendable {
                                                   'teardown_reason=' || coalesce(teardown_reason, '-'),
                                                   'last_error=' || coalesce(last_error, '-'))
                                  FROM clusters WHERE id = \(clusterID)), 'no cluster row')
-                       || ' | jobs: ' || coalesce((SELECT string_agg(kind || ' ' || state || ' attempt ' || attempt || '/' || max_attempts
-                                                                     || coalesce(' error: ' || last_error, ''), '; ' ORDER BY id)
+                       || ' | jobs: ' || coalesce((SELECT string_agg(kind || ' ' || state || ' attempt ' || attempt
+                                                                     || '/' || max_attempts
+                                                                     || coalesce(' error: ' || last_error, ''),
+                                                                     '; ' ORDER BY id)
                                                    FROM jobs WHERE payload ->> 'cluster_id' = \(clusterID)), 'none')
                        || ' | events: ' || coalesce((SELECT string_agg(kind, ',' ORDER BY at) FROM cluster_events
                                                      WHERE cluster_id = \(clusterID)), 'none')
@@ -402,7 +410,8 @@ final class Fleet: Sendable {
         var description: String {
             isEmpty
                 ? "nothing"
-                : "instances \(self.instanceIDs), volumes \(self.volumeIDs), security groups \(self.groupIDs), key pairs \(self.keyNames)"
+                : "instances \(self.instanceIDs), volumes \(self.volumeIDs), security groups \(self.groupIDs), "
+                    + "key pairs \(self.keyNames)"
         }
     }
 
@@ -440,7 +449,8 @@ final class Fleet: Sendable {
                    (SELECT concat_ws(', ', CASE WHEN private_key IS NOT NULL THEN 'private_key' END,
                                            CASE WHEN public_key IS NOT NULL THEN 'public_key' END)
                     FROM cluster_secrets WHERE cluster_id = \(clusterID)),
-                   CASE WHEN EXISTS (SELECT 1 FROM cluster_tokens WHERE cluster_id = \(clusterID)) THEN 'lease token hashes' END)
+                   CASE WHEN EXISTS (SELECT 1 FROM cluster_tokens WHERE cluster_id = \(clusterID))
+                        THEN 'lease token hashes' END)
             """, as: String.self)
         if !kept.isEmpty {
             Issue.record(
@@ -465,7 +475,10 @@ final class Fleet: Sendable {
         }
         if !entries.isEmpty {
             Issue.record(
-                "FLOTILLA_SSH_DIR \(self.sshDirectory.path) still holds \(entries.sorted()) after the provision jobs ended",
+                """
+                FLOTILLA_SSH_DIR \(self.sshDirectory.path) still holds \(entries.sorted()) \
+                after the provision jobs ended
+                """,
                 sourceLocation: sourceLocation)
         }
     }
@@ -503,7 +516,7 @@ final class Background: @unchecked Sendable {
     /// Waits until the process exits and returns its status and output, or `nil` when it
     /// still runs after `timeout`.
     func finish(within timeout: Duration) async -> Fleet.Run? {
-        guard let status = await Fleet.waitForExit(self.process, timeout: timeout) else { return nil }
+        guard let status = await self.process.exit(within: timeout) else { return nil }
         let output = String(decoding: FileManager.default.contents(atPath: self.stdout.path) ?? Data(), as: UTF8.self)
         return Fleet.Run(
             status: status, output: output, stderr: self.stderrSoFar(),
@@ -517,19 +530,4 @@ func jsonObject(_ text: String) throws -> [String: Any] {
         throw QueueError(.invalidInput, "not a JSON object: \(text.prefix(200))")
     }
     return object
-}
-
-/// Awaits `condition` until it holds or `timeout` passes.
-@discardableResult
-func eventually(_ what: String, timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async throws
-    -> Bool
-{
-    let deadline = ContinuousClock.now.advanced(by: timeout)
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(100))
-    }
-    if try await condition() { return true }
-    Issue.record("timed out after \(timeout) waiting for: \(what)")
-    return false
 }

@@ -3,12 +3,13 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import Queue
+import TestSupport
 import Testing
 
 /// What operators see: `/metrics` of `worker run` and `worker janitor` (parsed whole by
 /// prometheus_client's parser), JSON logs, `client cost`, and `worker web` in headless
 /// Chromium. Real processes on the loopback stack.
-@Suite("Observability", .serialized)
+@Suite("Observability", .serialized, .timeLimit(.minutes(10)))
 struct ObservabilityTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
@@ -95,245 +96,240 @@ struct ObservabilityTests {
     }
 
     @Test(
-        "/metrics moves with a run (phases, outcomes, AWS calls, SSH, gauges) and parses whole; JSON logs tell a cluster's story; client cost counts its hours"
+        "/metrics tracks a run (phases, outcomes, AWS, SSH, gauges), parses; JSON logs tell a story; cost counts hours"
     )
     func metricsLogsAndCost() async throws {
-        let fleet = try await Fleet()
-        defer { Task { await fleet.stop() } }
-        let worker = try fleet.startInBackground(
-            ["worker", "run", "--worker-id", "w1", "--log-level", "debug", "--log-format", "json"]
-                + LifecycleTests.fastWorker)
-        let janitor = try fleet.startInBackground([
-            "worker", "janitor", "--interval-seconds", "1", "--log-level", "info",
-        ])
-        let metrics = try await Self.loggedURL(worker, "metrics")
-        let janitorMetrics = try await Self.loggedURL(janitor, "metrics")
-        #expect(metrics.hasPrefix("http://127.0.0.1:") && metrics.hasSuffix("/metrics"))
+        try await Fleet.with { fleet in
+            let worker = try fleet.startInBackground(
+                ["worker", "run", "--worker-id", "w1", "--log-level", "debug", "--log-format", "json"]
+                    + LifecycleTests.fastWorker)
+            let janitor = try fleet.startInBackground([
+                "worker", "janitor", "--interval-seconds", "1", "--log-level", "info",
+            ])
+            let metrics = try await Self.loggedURL(worker, "metrics")
+            let janitorMetrics = try await Self.loggedURL(janitor, "metrics")
+            #expect(metrics.hasPrefix("http://127.0.0.1:") && metrics.hasSuffix("/metrics"))
 
-        let before = try await Self.scrape(metrics)
-        // The fleet-wide gauges come from the janitor only (N workers would export N copies).
-        #expect(!before.contains { $0.name == "flotilla_clusters" }, "worker run exports its own metrics only")
-        let fleetBefore = try await Self.scrape(janitorMetrics)
-        #expect(Self.value(fleetBefore, "flotilla_jobs", ["kind": "provision", "state": "queued"]) == 0)
-        #expect(fleetBefore.contains { $0.name == "flotilla_clusters" && $0.labels["state"] == "ready" })
+            let before = try await Self.scrape(metrics)
+            // The fleet-wide gauges come from the janitor only (N workers would export N copies).
+            #expect(!before.contains { $0.name == "flotilla_clusters" }, "worker run exports its own metrics only")
+            let fleetBefore = try await Self.scrape(janitorMetrics)
+            #expect(Self.value(fleetBefore, "flotilla_jobs", ["kind": "provision", "state": "queued"]) == 0)
+            #expect(fleetBefore.contains { $0.name == "flotilla_clusters" && $0.labels["state"] == "ready" })
 
-        // A provision: the phase histogram, the outcome counter, AWS calls, SSH connections.
-        let keyPath = LifecycleTests.keyPath(fleet)
-        let request = try await fleet.run(["client", "request", "--nodes", "1", "--json", "--key-out", keyPath])
-        try #require(request.status == 0, "\(request.stderr)")
-        let ready = try jsonObject(request.output)
-        let id = try #require(ready["id"] as? String)
-        let token = try #require(ready["lease_token"] as? String)
-        let after = try await Self.scrape(metrics)
-        var timings: [String] = []
-        for phase in [
-            "key pair", "security group", "instances", "instances running", "ssh", "prerequisites", "bootstrap",
-            "preflight", "deploy", "postflight",
-        ] {
-            let count =
-                Self.value(after, "flotilla_provision_phase_seconds_count", ["phase": phase])
-                - Self.value(before, "flotilla_provision_phase_seconds_count", ["phase": phase])
-            #expect(count == 1, "phase \(phase) timed once, got \(count)")
-            timings.append(
-                "\(phase) \(String(format: "%.2f", Self.value(after, "flotilla_provision_phase_seconds_sum", ["phase": phase]))) s"
+            // A provision: the phase histogram, the outcome counter, AWS calls, SSH connections.
+            let keyPath = LifecycleTests.keyPath(fleet)
+            let request = try await fleet.run(["client", "request", "--nodes", "1", "--json", "--key-out", keyPath])
+            try #require(request.status == 0, "\(request.stderr)")
+            let ready = try jsonObject(request.output)
+            let id = try #require(ready["id"] as? String)
+            let token = try #require(ready["lease_token"] as? String)
+            let after = try await Self.scrape(metrics)
+            var timings: [String] = []
+            for phase in [
+                "key pair", "security group", "instances", "instances running", "ssh", "prerequisites", "bootstrap",
+                "preflight", "deploy", "postflight",
+            ] {
+                let count =
+                    Self.value(after, "flotilla_provision_phase_seconds_count", ["phase": phase])
+                    - Self.value(before, "flotilla_provision_phase_seconds_count", ["phase": phase])
+                #expect(count == 1, "phase \(phase) timed once, got \(count)")
+                let seconds = Self.value(after, "flotilla_provision_phase_seconds_sum", ["phase": phase])
+                timings.append("\(phase) \(String(format: "%.2f", seconds)) s")
+            }
+            print(
+                "measured: provisioning phases of a 1-node cluster, from /metrics: \(timings.joined(separator: ", "))")
+            #expect(Self.value(after, "flotilla_cluster_outcomes_total", ["outcome": "ready"]) == 1)
+            #expect(
+                Self.value(after, "flotilla_aws_calls_total", ["action": "RunInstances", "code": "ok"]) >= 2,
+                "bootstrap and cluster launches")
+            #expect(Self.value(after, "flotilla_ssh_connections_total") >= 2)
+            #expect(Self.value(after, "flotilla_job_claim_to_start_seconds_count", ["kind": "provision"]) >= 1)
+            // The job's success is recorded just after the cluster is marked ready, which is what
+            // the client waited for.
+            let completed = try await eventually("the provision job's completion is counted", timeout: .seconds(30)) {
+                Self.value(
+                    try await Self.scrape(metrics), "flotilla_jobs_finished_total",
+                    ["kind": "provision", "outcome": "completed"]) == 1
+            }
+            #expect(completed)
+            let fleetAfter = try await Self.scrape(janitorMetrics)
+            #expect(Self.value(fleetAfter, "flotilla_clusters", ["state": "ready"]) == 1)
+            #expect(Self.value(fleetAfter, "flotilla_jobs", ["kind": "provision", "state": "succeeded"]) == 1)
+            #expect(Self.value(fleetAfter, "flotilla_instance_hours_30d", ["owner": Fleet.clientLogin]) > 0)
+
+            // A failed install: the reason counter moves.
+            let failing = try await LifecycleTests.requestNoWait(fleet, nodes: 1)
+            _ = try await Self.failInstall(fleet, failing.id, worker: worker.process)
+            let failed = try await eventually("\(failing.id) fails", timeout: .seconds(120)) {
+                ["failed", "tearing_down", "destroyed"].contains(try await fleet.state(of: failing.id))
+            }
+            let summary = await fleet.summary(failing.id)
+            try #require(failed, "\(summary)")
+            let afterFailure = try await Self.scrape(metrics)
+            let outcomes = afterFailure.filter { $0.name == "flotilla_cluster_outcomes_total" }
+            #expect(
+                Self.value(
+                    afterFailure, "flotilla_cluster_outcomes_total", ["outcome": "failed", "reason": "install_failed"])
+                    == 1,
+                "\(outcomes.map { "\($0.labels) \($0.value)" })"
             )
+
+            // The janitor's own /metrics: the database gauges and its process's counters.
+            let janitorSamples = try await Self.scrape(janitorMetrics)
+            #expect(janitorSamples.contains { $0.name == "flotilla_key_pair_deletions_pending" })
+
+            // Release, teardown: destroyed counted; the bootstrap node is counted in the cost.
+            let trigger = Date()
+            let release = try await fleet.run(["client", "release", id, "--lease-token", token])
+            try #require(release.status == 0, "\(release.stderr)")
+            try await LifecycleTests.expectDestroyed(fleet, id, path: "release after the metrics run", since: trigger)
+            try await LifecycleTests.expectDestroyed(fleet, failing.id, path: "failed install", since: trigger)
+            let end = try await Self.scrape(metrics)
+            #expect(Self.value(end, "flotilla_cluster_outcomes_total", ["outcome": "destroyed"]) == 2)
+            #expect(Self.value(end, "flotilla_aws_calls_total", ["action": "TerminateInstances", "code": "ok"]) >= 2)
+
+            // JSON logs: every line is one object; the cluster's lines carry its id, and among
+            // them are AWS calls (aws.action) and SSH commands (ssh.host).
+            let lines = worker.stderrSoFar().split(separator: "\n")
+            var ours: [[String: Any]] = []
+            for line in lines {
+                let object = try jsonObject(String(line))
+                #expect(object["time"] is String && object["level"] is String && object["message"] is String)
+                if object["cluster.id"] as? String == id { ours.append(object) }
+            }
+            #expect(ours.contains { $0["aws.action"] as? String == "RunInstances" }, "an AWS call of \(id) in its logs")
+            #expect(ours.contains { $0["ssh.host"] is String }, "an SSH command of \(id) in its logs")
+            #expect(ours.contains { ($0["message"] as? String)?.contains("cluster ready") == true })
+            #expect(ours.contains { $0["job.id"] != nil })
+
+            // client cost: hours per owner and type, money with a price table, bad input refused.
+            let prices = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "e2e-prices-\(fleet.database).txt")
+            try Data("# USD per hour\nm4.large 0.10\n".utf8).write(to: prices)
+            defer { try? FileManager.default.removeItem(at: prices) }
+            let cost = try await fleet.run(["client", "cost", "--since", "1h", "--json", "--prices", prices.path])
+            try #require(cost.status == 0, "\(cost.stderr)")
+            let report = try jsonObject(cost.output)
+            let costLines = try #require(report["lines"] as? [[String: Any]])
+            let mine = costLines.filter { $0["owner"] as? String == Fleet.clientLogin }
+            let instances = mine.compactMap { $0["instances"] as? Int }.reduce(0, +)
+            #expect(instances == 2, "the master and the bootstrap node; the failed cluster never became ready: \(mine)")
+            let hours = mine.compactMap { $0["instance_hours"] as? Double }.reduce(0, +)
+            #expect(hours > 0 && hours < 0.5, "\(hours)")
+            let priced = mine.first { $0["instance_type"] as? String == "m4.large" }
+            let pricedHours = try #require(priced?["instance_hours"] as? Double)
+            let pricedCost = try #require(priced?["cost"] as? Double)
+            #expect(abs(pricedCost - pricedHours * 0.10) < 1e-9, "\(pricedCost) for \(pricedHours) h at 0.10")
+            let text = try await fleet.run(["client", "cost", "--since", "1h"])
+            #expect(
+                text.status == 0 && text.output.contains(Fleet.clientLogin) && text.output.contains("INSTANCE-HOURS"),
+                "\(text.output)")
+            let badSpan = try await fleet.run(["client", "cost", "--since", "soon"])
+            #expect(badSpan.status == 64 && badSpan.stderr.contains("--since"), "\(badSpan.stderr)")
+            try Data("m4.large cheap\n".utf8).write(to: prices)
+            let badPrices = try await fleet.run(["client", "cost", "--prices", prices.path])
+            #expect(badPrices.status == 1 && badPrices.stderr.contains("line 1"), "\(badPrices.stderr)")
+            let taken = try await fleet.run([
+                "worker", "run", "--metrics-address",
+                metrics.replacingOccurrences(of: "http://", with: "").replacingOccurrences(of: "/metrics", with: ""),
+                "--kinds", "noop",
+            ])
+            #expect(
+                taken.status == 1 && taken.stderr.contains("cannot serve metrics on")
+                    && taken.stderr.contains("FLOTILLA_METRICS_ADDRESS"),
+                "\(taken.stderr)")
+            let badFormat = try await fleet.run(["client", "list"], environment: ["FLOTILLA_LOG_FORMAT": "yaml"])
+            #expect(badFormat.status == 64 && badFormat.stderr.contains("FLOTILLA_LOG_FORMAT"), "\(badFormat.stderr)")
         }
-        print("measured: provisioning phases of a 1-node cluster, from /metrics: \(timings.joined(separator: ", "))")
-        #expect(Self.value(after, "flotilla_cluster_outcomes_total", ["outcome": "ready"]) == 1)
-        #expect(
-            Self.value(after, "flotilla_aws_calls_total", ["action": "RunInstances", "code": "ok"]) >= 2,
-            "bootstrap and cluster launches")
-        #expect(Self.value(after, "flotilla_ssh_connections_total") >= 2)
-        #expect(Self.value(after, "flotilla_job_claim_to_start_seconds_count", ["kind": "provision"]) >= 1)
-        // The job's success is recorded just after the cluster is marked ready, which is what
-        // the client waited for.
-        let completed = try await eventually("the provision job's completion is counted", timeout: .seconds(30)) {
-            Self.value(
-                try await Self.scrape(metrics), "flotilla_jobs_finished_total",
-                ["kind": "provision", "outcome": "completed"]) == 1
-        }
-        #expect(completed)
-        let fleetAfter = try await Self.scrape(janitorMetrics)
-        #expect(Self.value(fleetAfter, "flotilla_clusters", ["state": "ready"]) == 1)
-        #expect(Self.value(fleetAfter, "flotilla_jobs", ["kind": "provision", "state": "succeeded"]) == 1)
-        #expect(Self.value(fleetAfter, "flotilla_instance_hours_30d", ["owner": Fleet.clientLogin]) > 0)
-
-        // A failed install: the reason counter moves.
-        let failing = try await LifecycleTests.requestNoWait(fleet, nodes: 1)
-        _ = try await Self.failInstall(fleet, failing.id, worker: worker.process)
-        let failed = try await eventually("\(failing.id) fails", timeout: .seconds(120)) {
-            ["failed", "tearing_down", "destroyed"].contains(try await fleet.state(of: failing.id))
-        }
-        let summary = await fleet.summary(failing.id)
-        try #require(failed, "\(summary)")
-        let afterFailure = try await Self.scrape(metrics)
-        #expect(
-            Self.value(
-                afterFailure, "flotilla_cluster_outcomes_total", ["outcome": "failed", "reason": "install_failed"])
-                == 1,
-            "\(afterFailure.filter { $0.name == "flotilla_cluster_outcomes_total" }.map { "\($0.labels) \($0.value)" })"
-        )
-
-        // The janitor's own /metrics: the database gauges and its process's counters.
-        let janitorSamples = try await Self.scrape(janitorMetrics)
-        #expect(janitorSamples.contains { $0.name == "flotilla_key_pair_deletions_pending" })
-
-        // Release, teardown: destroyed counted; the bootstrap node is counted in the cost.
-        let trigger = Date()
-        let release = try await fleet.run(["client", "release", id, "--lease-token", token])
-        try #require(release.status == 0, "\(release.stderr)")
-        try await LifecycleTests.expectDestroyed(fleet, id, path: "release after the metrics run", since: trigger)
-        try await LifecycleTests.expectDestroyed(fleet, failing.id, path: "failed install", since: trigger)
-        let end = try await Self.scrape(metrics)
-        #expect(Self.value(end, "flotilla_cluster_outcomes_total", ["outcome": "destroyed"]) == 2)
-        #expect(Self.value(end, "flotilla_aws_calls_total", ["action": "TerminateInstances", "code": "ok"]) >= 2)
-
-        // JSON logs: every line is one object; the cluster's lines carry its id, and among
-        // them are AWS calls (aws.action) and SSH commands (ssh.host).
-        let lines = worker.stderrSoFar().split(separator: "\n")
-        var ours: [[String: Any]] = []
-        for line in lines {
-            let object = try jsonObject(String(line))
-            #expect(object["time"] is String && object["level"] is String && object["message"] is String)
-            if object["cluster.id"] as? String == id { ours.append(object) }
-        }
-        #expect(ours.contains { $0["aws.action"] as? String == "RunInstances" }, "an AWS call of \(id) in its logs")
-        #expect(ours.contains { $0["ssh.host"] is String }, "an SSH command of \(id) in its logs")
-        #expect(ours.contains { ($0["message"] as? String)?.contains("cluster ready") == true })
-        #expect(ours.contains { $0["job.id"] != nil })
-
-        // client cost: hours per owner and type, money with a price table, bad input refused.
-        let prices = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-prices-\(fleet.database).txt")
-        try Data("# USD per hour\nm4.large 0.10\n".utf8).write(to: prices)
-        defer { try? FileManager.default.removeItem(at: prices) }
-        let cost = try await fleet.run(["client", "cost", "--since", "1h", "--json", "--prices", prices.path])
-        try #require(cost.status == 0, "\(cost.stderr)")
-        let report = try jsonObject(cost.output)
-        let costLines = try #require(report["lines"] as? [[String: Any]])
-        let mine = costLines.filter { $0["owner"] as? String == Fleet.clientLogin }
-        let instances = mine.compactMap { $0["instances"] as? Int }.reduce(0, +)
-        #expect(instances == 2, "the master and the bootstrap node; the failed cluster never became ready: \(mine)")
-        let hours = mine.compactMap { $0["instance_hours"] as? Double }.reduce(0, +)
-        #expect(hours > 0 && hours < 0.5, "\(hours)")
-        let priced = mine.first { $0["instance_type"] as? String == "m4.large" }
-        let pricedHours = try #require(priced?["instance_hours"] as? Double)
-        let pricedCost = try #require(priced?["cost"] as? Double)
-        #expect(abs(pricedCost - pricedHours * 0.10) < 1e-9, "\(pricedCost) for \(pricedHours) h at 0.10")
-        let text = try await fleet.run(["client", "cost", "--since", "1h"])
-        #expect(
-            text.status == 0 && text.output.contains(Fleet.clientLogin) && text.output.contains("INSTANCE-HOURS"),
-            "\(text.output)")
-        let badSpan = try await fleet.run(["client", "cost", "--since", "soon"])
-        #expect(badSpan.status == 64 && badSpan.stderr.contains("--since"), "\(badSpan.stderr)")
-        try Data("m4.large cheap\n".utf8).write(to: prices)
-        let badPrices = try await fleet.run(["client", "cost", "--prices", prices.path])
-        #expect(badPrices.status == 1 && badPrices.stderr.contains("line 1"), "\(badPrices.stderr)")
-        let taken = try await fleet.run([
-            "worker", "run", "--metrics-address",
-            metrics.replacingOccurrences(of: "http://", with: "").replacingOccurrences(of: "/metrics", with: ""),
-            "--kinds", "noop",
-        ])
-        #expect(
-            taken.status == 1 && taken.stderr.contains("cannot serve metrics on")
-                && taken.stderr.contains("FLOTILLA_METRICS_ADDRESS"),
-            "\(taken.stderr)")
-        let badFormat = try await fleet.run(["client", "list"], environment: ["FLOTILLA_LOG_FORMAT": "yaml"])
-        #expect(badFormat.status == 64 && badFormat.stderr.contains("FLOTILLA_LOG_FORMAT"), "\(badFormat.stderr)")
     }
 
     @Test(
-        "worker web: live in headless Chromium, a cluster appears and turns ready without a reload, a failed install's log shows, no secret anywhere"
+        "worker web in headless Chromium: a cluster appears, turns ready live; a failed install's log shows; no secrets"
     )
     func webPage() async throws {
-        let fleet = try await Fleet()
-        defer { Task { await fleet.stop() } }
-        // Logins that can read secrets are refused: here the database's owner.
-        let refused = try await fleet.run(["worker", "web", "--address", "127.0.0.1:0"])
-        #expect(refused.status == 1 && refused.stderr.contains("refuses login"), "\(refused.stderr)")
+        try await Fleet.with { fleet in
+            // Logins that can read secrets are refused: here the database's owner.
+            let refused = try await fleet.run(["worker", "web", "--address", "127.0.0.1:0"])
+            #expect(refused.status == 1 && refused.stderr.contains("refuses login"), "\(refused.stderr)")
 
-        try await fleet.createLogin("e2e_operator", in: "flotilla_operator")
-        let web = try fleet.startInBackground(
-            ["worker", "web", "--address", "127.0.0.1:0", "--log-level", "info"],
-            environment: ["PGUSER": "e2e_operator"])
-        let url = try await Self.loggedURL(web, "web")
-        let worker = try fleet.startInBackground(["worker", "run", "--worker-id", "w1"] + LifecycleTests.fastWorker)
-        try fleet.start(["janitor", "--interval-seconds", "1"])
+            try await fleet.createLogin("e2e_operator", in: "flotilla_operator")
+            let web = try fleet.startInBackground(
+                ["worker", "web", "--address", "127.0.0.1:0", "--log-level", "info"],
+                environment: ["PGUSER": "e2e_operator"])
+            let url = try await Self.loggedURL(web, "web")
+            let worker = try fleet.startInBackground(
+                ["worker", "run", "--worker-id", "w1"] + LifecycleTests.fastWorker)
+            try fleet.start(["janitor", "--interval-seconds", "1"])
 
-        // The page itself: escaped, self-contained, locked down.
-        let page = try await Self.get(url)
-        #expect(page.status == 200 && page.body.contains("<h2>Clusters</h2>"))
-        let missing = try await Self.get(url + "clusters/c-0000000000")
-        #expect(missing.status == 404)
-        #expect(!page.body.contains("http://") && !page.body.contains("https://"), "nothing fetched from elsewhere")
+            // The page itself: escaped, self-contained, locked down.
+            let page = try await Self.get(url)
+            #expect(page.status == 200 && page.body.contains("<h2>Clusters</h2>"))
+            let missing = try await Self.get(url + "clusters/c-0000000000")
+            #expect(missing.status == 404)
+            #expect(!page.body.contains("http://") && !page.body.contains("https://"), "nothing fetched from elsewhere")
 
-        let artefacts = Self.root.appendingPathComponent(".build/artefacts")
-        try FileManager.default.createDirectory(at: artefacts, withIntermediateDirectories: true)
-        let screenshot = artefacts.appendingPathComponent("web-page.png")
-        let secrets = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-secrets-\(fleet.database)")
-        FileManager.default.createFile(atPath: secrets.path, contents: Data(), attributes: [.posixPermissions: 0o600])
-        defer { try? FileManager.default.removeItem(at: secrets) }
-        let browser = try BrowserSession(url: url, secrets: secrets.path, screenshot: screenshot.path)
-        defer { browser.stop() }
-        let loaded = try await browser.read()
-        try #require(loaded.hasPrefix("loaded Flotilla fleet"), "\(loaded)\n\(browser.errors())")
+            let artefacts = Self.root.appendingPathComponent(".build/artefacts")
+            try FileManager.default.createDirectory(at: artefacts, withIntermediateDirectories: true)
+            let screenshot = artefacts.appendingPathComponent("web-page.png")
+            let secrets = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-secrets-\(fleet.database)")
+            FileManager.default.createFile(
+                atPath: secrets.path, contents: Data(), attributes: [.posixPermissions: 0o600])
+            defer { try? FileManager.default.removeItem(at: secrets) }
+            let browser = try BrowserSession(url: url, secrets: secrets.path, screenshot: screenshot.path)
+            defer { browser.stop() }
+            let loaded = try await browser.read()
+            try #require(loaded.hasPrefix("loaded Flotilla fleet"), "\(loaded)\n\(browser.errors())")
 
-        // A cluster appears and turns ready while the page stays loaded.
-        let keyPath = LifecycleTests.keyPath(fleet)
-        let hostile = "<img src=x onerror=alert(1)> & \"quoted\""
-        let request = try await fleet.run([
-            "client", "request", "--nodes", "1", "--no-wait", "--json", "--label", hostile,
-        ])
-        try #require(request.status == 0, "\(request.stderr)")
-        let first = (
-            id: try #require(try jsonObject(request.output)["id"] as? String),
-            token: try #require(try jsonObject(request.output)["lease_token"] as? String)
-        )
-        let readyRow = try await browser.send("wait-row \(first.id) ready")
-        #expect(readyRow.hasPrefix("ok \(first.id) ready"), "\(readyRow)")
-        let key = try await fleet.run(["client", "key", first.id, "--lease-token", first.token, "--out", keyPath])
-        try #require(key.status == 0, "\(key.stderr)")
+            // A cluster appears and turns ready while the page stays loaded.
+            let keyPath = LifecycleTests.keyPath(fleet)
+            let hostile = "<img src=x onerror=alert(1)> & \"quoted\""
+            let request = try await fleet.run([
+                "client", "request", "--nodes", "1", "--no-wait", "--json", "--label", hostile,
+            ])
+            try #require(request.status == 0, "\(request.stderr)")
+            let first = (
+                id: try #require(try jsonObject(request.output)["id"] as? String),
+                token: try #require(try jsonObject(request.output)["lease_token"] as? String)
+            )
+            let readyRow = try await browser.send("wait-row \(first.id) ready")
+            #expect(readyRow.hasPrefix("ok \(first.id) ready"), "\(readyRow)")
+            let key = try await fleet.run(["client", "key", first.id, "--lease-token", first.token, "--out", keyPath])
+            try #require(key.status == 0, "\(key.stderr)")
 
-        // What a requester typed is shown as text, never as markup.
-        let clusterPage = try await Self.get(url + "clusters/\(first.id)")
-        #expect(clusterPage.body.contains("&lt;img src=x onerror=alert(1)&gt; &amp; &quot;quoted&quot;"))
-        #expect(!clusterPage.body.contains("<img"), "the label is escaped")
-        #expect(try await browser.send("open /clusters/\(first.id)") == "ok")
-        #expect(try await browser.send("expect-text \(hostile)") == "ok", "the browser shows the label as text")
-        #expect(try await browser.send("open /") == "ok")
+            // What a requester typed is shown as text, never as markup.
+            let clusterPage = try await Self.get(url + "clusters/\(first.id)")
+            #expect(clusterPage.body.contains("&lt;img src=x onerror=alert(1)&gt; &amp; &quot;quoted&quot;"))
+            #expect(!clusterPage.body.contains("<img"), "the label is escaped")
+            #expect(try await browser.send("open /clusters/\(first.id)") == "ok")
+            #expect(try await browser.send("expect-text \(hostile)") == "ok", "the browser shows the label as text")
+            #expect(try await browser.send("open /") == "ok")
 
-        // A failed install, and its journald log on the cluster's page.
-        let second = try await LifecycleTests.requestNoWait(fleet, nodes: 1)
-        let ip = try await Self.failInstall(fleet, second.id, worker: worker.process)
-        let failedRow = try await browser.send("wait-row \(second.id) failed,tearing_down,destroyed")
-        #expect(failedRow.hasPrefix("ok"), "\(failedRow)")
-        #expect(try await browser.send("open /clusters/\(second.id)") == "ok")
-        #expect(try await browser.send("expect-text preflight-\(ip)-journald.log") == "ok")
-        #expect(try await browser.send("expect-text injected failure: preflight on \(ip)") == "ok")
+            // A failed install, and its journald log on the cluster's page.
+            let second = try await LifecycleTests.requestNoWait(fleet, nodes: 1)
+            let ip = try await Self.failInstall(fleet, second.id, worker: worker.process)
+            let failedRow = try await browser.send("wait-row \(second.id) failed,tearing_down,destroyed")
+            #expect(failedRow.hasPrefix("ok"), "\(failedRow)")
+            #expect(try await browser.send("open /clusters/\(second.id)") == "ok")
+            #expect(try await browser.send("expect-text preflight-\(ip)-journald.log") == "ok")
+            #expect(try await browser.send("expect-text injected failure: preflight on \(ip)") == "ok")
 
-        // No key and no token in anything the browser saw.
-        let keyText = try String(contentsOfFile: keyPath, encoding: .utf8)
-        let secretLines =
-            [first.token, second.token]
-            + keyText.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("-----") }
-        try Data(secretLines.joined(separator: "\n").utf8).write(to: secrets)
-        #expect(try await browser.send("open /") == "ok")
-        let clean = try await browser.send("check-secrets")
-        #expect(clean.hasPrefix("ok"), "\(clean)")
-        #expect(try await browser.send("screenshot").hasPrefix("ok"))
-        #expect(FileManager.default.fileExists(atPath: screenshot.path))
+            // No key and no token in anything the browser saw.
+            let keyText = try String(contentsOfFile: keyPath, encoding: .utf8)
+            let secretLines =
+                [first.token, second.token]
+                + keyText.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("-----") }
+            try Data(secretLines.joined(separator: "\n").utf8).write(to: secrets)
+            #expect(try await browser.send("open /") == "ok")
+            let clean = try await browser.send("check-secrets")
+            #expect(clean.hasPrefix("ok"), "\(clean)")
+            #expect(try await browser.send("screenshot").hasPrefix("ok"))
+            #expect(FileManager.default.fileExists(atPath: screenshot.path))
 
-        try await PoolTests.cleanUp(fleet, holding: [(first.id, first.token)], path: "web page clean-up")
-        try await LifecycleTests.expectDestroyed(fleet, second.id, path: "failed install", since: Date())
-        try? FileManager.default.removeItem(atPath: keyPath)
-    }
-}
-
-/// Runs a blocking call (a pipe read that may wait minutes for the browser, a process exit)
-/// on a Dispatch thread, so it never holds one of the few threads of Swift's cooperative
-/// pool that every other test running at the same time needs to make progress.
-func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+            try await PoolTests.cleanUp(fleet, holding: [(first.id, first.token)], path: "web page clean-up")
+            try await LifecycleTests.expectDestroyed(fleet, second.id, path: "failed install", since: Date())
+            try? FileManager.default.removeItem(atPath: keyPath)
+        }
     }
 }
 

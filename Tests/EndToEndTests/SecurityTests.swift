@@ -6,7 +6,7 @@ import Testing
 /// The security boundary is PostgreSQL: logins of `flotilla_client` and `flotilla_operator`
 /// try, with plain SQL through `psql`, what they must not be able to do. Each attempt is
 /// refused with a message, and nothing changes (row counts are compared).
-@Suite("The database refuses what a client or operator login may not do", .serialized)
+@Suite("The database refuses what a client or operator login may not do", .serialized, .timeLimit(.minutes(10)))
 struct SecurityTests {
     static let otherAgent = "e2e_ci_agent_b"
     static let operatorLogin = "e2e_operator"
@@ -18,7 +18,7 @@ struct SecurityTests {
     }
 
     /// Runs `sql` through psql as `login` (ON_ERROR_STOP, no psqlrc).
-    static func psql(_ fleet: Fleet, as login: String, _ sql: String) throws -> PSQL {
+    static func psql(_ fleet: Fleet, as login: String, _ sql: String) async throws -> PSQL {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql]
@@ -26,26 +26,19 @@ struct SecurityTests {
         environment["PGUSER"] = login
         environment["PGCLIENTENCODING"] = "UTF8"
         process.environment = environment
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        let error = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return PSQL(
-            status: process.terminationStatus, output: String(decoding: output, as: UTF8.self),
-            error: String(decoding: error, as: UTF8.self))
+        let run = try await process.runToCompletion()
+        return PSQL(status: run.status, output: run.output, error: run.errors)
     }
 
     /// Rows in every table, as the owner sees them.
     static func counts(_ fleet: Fleet) async throws -> String {
         try await fleet.scalar(
             """
-            SELECT concat_ws(' ', (SELECT count(*) FROM clusters), (SELECT count(*) FROM jobs), (SELECT count(*) FROM cluster_secrets),
-                             (SELECT count(*) FROM cluster_tokens), (SELECT count(*) FROM cluster_events), (SELECT count(*) FROM policy),
-                             (SELECT count(*) FROM nodes), (SELECT string_agg(state || expires_at::text, ',') FROM clusters))
+            SELECT concat_ws(' ', (SELECT count(*) FROM clusters), (SELECT count(*) FROM jobs),
+                             (SELECT count(*) FROM cluster_secrets), (SELECT count(*) FROM cluster_tokens),
+                             (SELECT count(*) FROM cluster_events), (SELECT count(*) FROM policy),
+                             (SELECT count(*) FROM nodes),
+                             (SELECT string_agg(state || expires_at::text, ',') FROM clusters))
             """, as: String.self)
     }
 
@@ -64,10 +57,11 @@ struct SecurityTests {
     }
 
     static let validRequest =
-        #"{"masters":1,"agents":0,"publicAgents":0,"instanceType":"m4.large","adminLocation":"0.0.0.0/0","installerURL":"http://127.0.0.1/dcos_generate_config.sh","genconfFiles":[],"lifetimeSeconds":3600}"#
+        #"{"masters":1,"agents":0,"publicAgents":0,"instanceType":"m4.large","adminLocation":"0.0.0.0/0","#
+        + #""installerURL":"http://127.0.0.1/dcos_generate_config.sh","genconfFiles":[],"lifetimeSeconds":3600}"#
 
     @Test(
-        "a client login reads no table, forges no owner, reads no other cluster's key, passes no policy limit or quota, and hostile strings change nothing"
+        "client login reads no table or other's key, forges no owner, passes no limit/quota; hostile strings are inert"
     )
     func clientLogin() async throws {
         let fleet = try await Fleet()
@@ -137,17 +131,26 @@ struct SecurityTests {
             ),
             (
                 "quote and semicolon in a request id",
-                "SELECT * FROM api_request($$x'; DROP TABLE clusters; --$$ || repeat('y', 300), NULL, '\(Self.validRequest)', 60)",
+                """
+                SELECT * FROM api_request($$x'; DROP TABLE clusters; --$$ || repeat('y', 300), NULL, \
+                '\(Self.validRequest)', 60)
+                """,
                 "request id must be 1 to 200"
             ),
             (
                 "a hostile instance type",
-                "SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{instanceType}', to_jsonb($$m4.large'; DROP TABLE jobs; --$$::text)), 60)",
+                """
+                SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{instanceType}', \
+                to_jsonb($$m4.large'; DROP TABLE jobs; --$$::text)), 60)
+                """,
                 "is not an EC2 instance type"
             ),
             (
                 "a hostile admin location",
-                "SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{adminLocation}', '\"0.0.0.0/0; DROP\"'), 60)",
+                """
+                SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{adminLocation}', \
+                '"0.0.0.0/0; DROP"'), 60)
+                """,
                 "not an IPv4 CIDR"
             ),
             (
@@ -160,7 +163,10 @@ struct SecurityTests {
             ),
             (
                 "a lifetime over the policy",
-                "SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{lifetimeSeconds}', '3600000'), 60)",
+                """
+                SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{lifetimeSeconds}', \
+                '3600000'), 60)
+                """,
                 "beyond the maximum of 12h (policy max_lifetime)"
             ),
             (
@@ -175,7 +181,7 @@ struct SecurityTests {
             ),
         ]
         for (what, sql, words) in attempts {
-            let result = try Self.psql(fleet, as: agent, sql)
+            let result = try await Self.psql(fleet, as: agent, sql)
             #expect(result.status != 0, "\(what): accepted: \(result.output)")
             #expect(result.error.contains(words), "\(what): \(result.error)")
             #expect(
@@ -184,7 +190,7 @@ struct SecurityTests {
         #expect(try await Self.counts(fleet) == before, "nothing changed")
 
         // Unicode is fine where text is free: a label in any script is recorded as given.
-        let unicode = try Self.psql(
+        let unicode = try await Self.psql(
             fleet, as: agent, "SELECT id FROM api_request(NULL, 'équipe 🚀 «CI»', '\(Self.validRequest)', 60)")
         #expect(unicode.status == 0, "\(unicode.error)")
         #expect(
@@ -197,19 +203,23 @@ struct SecurityTests {
             try await client.query(
                 "UPDATE clusters SET state = 'provisioning' WHERE id = \(mine.id)", logger: Fleet.logger)
             try await client.query(
-                "UPDATE clusters SET state = 'ready', ready_at = now(), expires_at = now() + interval '2 hours' WHERE id = \(mine.id)",
+                """
+                UPDATE clusters SET state = 'ready', ready_at = now(), expires_at = now() + interval '2 hours'
+                WHERE id = \(mine.id)
+                """,
                 logger: Fleet.logger)
         }
         let expiry = try await fleet.scalar(
             "SELECT expires_at::text FROM clusters WHERE id = \(mine.id)", as: String.self)
-        let tooLong = try Self.psql(fleet, as: agent, "SELECT api_extend('\(mine.id)', '\(mine.token)', 30 * 3600)")
+        let tooLong = try await Self.psql(
+            fleet, as: agent, "SELECT api_extend('\(mine.id)', '\(mine.token)', 30 * 3600)")
         #expect(
             tooLong.status != 0 && tooLong.error.contains("maximum total lifetime of 24h (policy max_total_lifetime)"),
             "\(tooLong.error)")
         #expect(
             try await fleet.scalar("SELECT expires_at::text FROM clusters WHERE id = \(mine.id)", as: String.self)
                 == expiry)
-        let extended = try Self.psql(fleet, as: agent, "SELECT api_extend('\(mine.id)', '\(mine.token)', 3600)")
+        let extended = try await Self.psql(fleet, as: agent, "SELECT api_extend('\(mine.id)', '\(mine.token)', 3600)")
         #expect(extended.status == 0, "\(extended.error)")
 
         // The key of my own cluster, with my token: read, and the read is an event naming me.
@@ -217,12 +227,13 @@ struct SecurityTests {
             try await client.query(
                 "UPDATE cluster_secrets SET private_key = 'MY KEY' WHERE cluster_id = \(mine.id)", logger: Fleet.logger)
         }
-        let key = try Self.psql(fleet, as: agent, "SELECT api_key('\(mine.id)', '\(mine.token)')")
+        let key = try await Self.psql(fleet, as: agent, "SELECT api_key('\(mine.id)', '\(mine.token)')")
         #expect(key.status == 0 && key.output.contains("MY KEY"), "\(key.error)")
         #expect(
             try await fleet.scalar(
                 """
-                SELECT count(*)::int FROM cluster_events WHERE cluster_id = \(mine.id) AND kind = 'key-read' AND detail ->> 'by' = \(agent)
+                SELECT count(*)::int FROM cluster_events
+                WHERE cluster_id = \(mine.id) AND kind = 'key-read' AND detail ->> 'by' = \(agent)
                 """, as: Int.self) == 1)
 
         // Quotas: at most one cluster at once for this login.
@@ -234,7 +245,7 @@ struct SecurityTests {
                 """, logger: Fleet.logger)
         }
         let quotaBefore = try await Self.counts(fleet)
-        let overQuota = try Self.psql(
+        let overQuota = try await Self.psql(
             fleet, as: agent, "SELECT id FROM api_request(NULL, NULL, '\(Self.validRequest)', 60)")
         #expect(
             overQuota.status != 0 && overQuota.error.contains("the quota is 2 clusters at once (policy max_clusters)"),
@@ -255,20 +266,20 @@ struct SecurityTests {
             ("read the clusters table", "SELECT request FROM clusters", "permission denied"),
             ("write a cluster", "UPDATE clusters SET state = 'ready'", "permission denied"),
         ] {
-            let result = try Self.psql(fleet, as: Self.operatorLogin, sql)
+            let result = try await Self.psql(fleet, as: Self.operatorLogin, sql)
             #expect(result.status != 0, "\(what): accepted: \(result.output)")
             #expect(result.error.contains(words), "\(what): \(result.error)")
         }
         #expect(try await Self.counts(fleet) == before)
-        let view = try Self.psql(
+        let view = try await Self.psql(
             fleet, as: Self.operatorLogin, "SELECT count(*) FROM operator_clusters WHERE id = '\(made.id)'")
         #expect(view.status == 0 && view.output.trimmingCharacters(in: .whitespacesAndNewlines) == "1", "\(view.error)")
-        let policy = try Self.psql(
+        let policy = try await Self.psql(
             fleet, as: Self.operatorLogin, "UPDATE policy SET max_clusters = 3 WHERE owner = '*'")
         #expect(policy.status == 0, "\(policy.error)")
         #expect(try await fleet.scalar("SELECT max_clusters FROM policy WHERE owner = '*'", as: Int.self) == 3)
         let job = try await fleet.provisionJobID(of: made.id)
-        let cancel = try Self.psql(fleet, as: Self.operatorLogin, "SELECT cancel_job(\(job))")
+        let cancel = try await Self.psql(fleet, as: Self.operatorLogin, "SELECT cancel_job(\(job))")
         #expect(cancel.status == 0 && cancel.output.contains("cancelled"), "\(cancel.error)")
         #expect(try await fleet.state(of: made.id) == "failed", "an operator's cancel converges on teardown")
     }
@@ -276,10 +287,10 @@ struct SecurityTests {
 
 /// TLS to PostgreSQL for every executable: the test server speaks TLS with a certificate made
 /// for the run, and the login flotilla_tls may connect over TLS only (pg_hba.conf).
-@Suite("TLS to PostgreSQL")
+@Suite("TLS to PostgreSQL", .timeLimit(.minutes(10)))
 struct DatabaseTLSTests {
     @Test(
-        "sslmode=require and verify-full with the run's CA connect client and worker over TLS; a wrong CA or no TLS is refused clearly"
+        "sslmode require/verify-full with the run's CA: client and worker use TLS; wrong CA/no TLS is refused clearly"
     )
     func tls() async throws {
         let fleet = try await Fleet()

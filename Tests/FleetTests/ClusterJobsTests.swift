@@ -4,11 +4,12 @@ import Foundation
 import PostgresNIO
 import Queue
 import Synchronization
+import TestSupport
 import Testing
 
 /// The provision and teardown handlers with a real job processor, PostgreSQL, the emulator
 /// and the SSH nodes.
-@Suite("Cluster jobs end to end in the fleet library")
+@Suite("Cluster jobs end to end in the fleet library", .timeLimit(.minutes(10)))
 struct ClusterJobsTests {
     /// Every step the provisioner checkpoints, in order.
     static let steps = [
@@ -40,7 +41,7 @@ struct ClusterJobsTests {
     }
 
     @Test(
-        "capacity failures are shared through PostgreSQL: what one worker found full, another's clusters skip, until it expires"
+        "capacity failures are shared via PostgreSQL: what one worker found full, another's clusters skip until expiry"
     )
     func fleetCapacityRecord() async throws {
         let stack = try await FleetStack.make(sshDirectory: "/tmp/fl-" + UUID().uuidString.prefix(8).lowercased())
@@ -65,7 +66,7 @@ struct ClusterJobsTests {
     }
 
     @Test(
-        "a release in the middle of each provisioning step ends destroyed, never ready, with nothing left in EC2 or on the worker's disk"
+        "a release in any provisioning step ends destroyed, never ready, nothing left in EC2 or on the worker's disk"
     )
     func releaseDuringEveryStep() async throws {
         let sshDirectory = "/tmp/fl-" + UUID().uuidString.prefix(8).lowercased()
@@ -156,12 +157,14 @@ struct ClusterJobsTests {
                 let keys = try await ec2.describeKeyPairs(filters: [.tag("cluster", id)])
                 #expect(
                     instances.isEmpty && groups.isEmpty && keys.isEmpty,
-                    "released at \(step): \(instances.count) instances, \(groups.count) groups, \(keys.count) key pairs left"
-                )
+                    """
+                    released at \(step): \(instances.count) instances, \(groups.count) groups, \
+                    \(keys.count) key pairs left
+                    """)
                 let secrets = try await store.keyMaterial(clusterID: id)
                 #expect(secrets.privateKey == nil && secrets.publicKey == nil)
             }
-            try await eventually("no job running") { processor.inFlight == 0 }
+            try await eventually("no job running", timeout: .seconds(120)) { processor.inFlight == 0 }
             let left = (try? FileManager.default.contentsOfDirectory(atPath: sshDirectory)) ?? []
             #expect(left.isEmpty, "the worker's SSH folder still holds \(left)")
         }

@@ -73,18 +73,3 @@ struct FleetStack: Sendable {
         return try NewCluster(label: "fleet-tests", request: request)
     }
 }
-
-/// Awaits `condition` until it holds or `timeout` passes.
-@discardableResult
-func eventually(_ what: String, timeout: Duration = .seconds(120), _ condition: () async throws -> Bool) async throws
-    -> Bool
-{
-    let deadline = ContinuousClock.now.advanced(by: timeout)
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(100))
-    }
-    if try await condition() { return true }
-    Issue.record("timed out after \(timeout) waiting for: \(what)")
-    return false
-}

@@ -5,7 +5,7 @@ import Testing
 
 /// The cluster state machine and the convergence rules of migration 0003, against the real
 /// PostgreSQL: every way a provision job ends leaves the cluster on its way to destroyed.
-@Suite("Cluster lifecycle in the database")
+@Suite("Cluster lifecycle in the database", .timeLimit(.minutes(3)))
 struct ClusterLifecycleTests {
     /// A requested cluster with its provision job, as `client request` writes them.
     static func request(_ store: ClusterStore, abandonAfter: Duration = .seconds(3600)) async throws -> (
@@ -37,7 +37,8 @@ struct ClusterLifecycleTests {
         try await scalar(
             client,
             """
-            SELECT count(*)::int FROM jobs WHERE kind = 'teardown' AND payload ->> 'cluster_id' = \(id) AND state IN ('queued', 'running')
+            SELECT count(*)::int FROM jobs
+            WHERE kind = 'teardown' AND payload ->> 'cluster_id' = \(id) AND state IN ('queued', 'running')
             """)
     }
 
@@ -74,7 +75,7 @@ struct ClusterLifecycleTests {
     }
 
     @Test(
-        "checkpoints and ready need the job's lease and a provisioning cluster; a release makes them fail, never flip back to ready"
+        "checkpoints and ready need the job's lease and a provisioning cluster; released, they fail, never turn ready"
     )
     func guardedWrites() async throws {
         let db = try await TestDatabase.migrated()
@@ -127,7 +128,7 @@ struct ClusterLifecycleTests {
     }
 
     @Test(
-        "a provision job that ends failed on its last attempt, with any error, fails its cluster and queues one teardown"
+        "a provision job failing on its last attempt, with any error, fails its cluster and queues one teardown"
     )
     func lastAttemptFails() async throws {
         let db = try await TestDatabase.migrated()
@@ -174,7 +175,7 @@ struct ClusterLifecycleTests {
     }
 
     @Test(
-        "an operator's cancel through SQL: a queued provision ends at once, a running one when its worker acknowledges; both converge"
+        "an operator's SQL cancel: a queued provision ends at once, a running one when its worker acks; both converge"
     )
     func operatorCancel() async throws {
         let db = try await TestDatabase.migrated()
@@ -212,7 +213,7 @@ struct ClusterLifecycleTests {
     }
 
     @Test(
-        "a teardown waits, without spending attempts, while a provision job still runs; then runs once and erases the secrets"
+        "a teardown waits, spending no attempts, while a provision job runs; then it runs once and erases the secrets"
     )
     func teardownWaitsForProvision() async throws {
         let db = try await TestDatabase.migrated()
@@ -249,7 +250,8 @@ struct ClusterLifecycleTests {
             let erased = try await Self.scalar(
                 client,
                 """
-                SELECT private_key IS NULL AND public_key IS NULL AND NOT EXISTS (SELECT 1 FROM cluster_tokens WHERE cluster_id = \(id))
+                SELECT private_key IS NULL AND public_key IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM cluster_tokens WHERE cluster_id = \(id))
                 FROM cluster_secrets WHERE cluster_id = \(id)
                 """, as: Bool.self)
             #expect(erased)
@@ -260,7 +262,7 @@ struct ClusterLifecycleTests {
     }
 
     @Test(
-        "reconcile: a cluster whose provision job vanished is failed and torn down; a failed teardown is queued again later"
+        "reconcile: a cluster whose provision job vanished fails and is torn down; a failed teardown is requeued later"
     )
     func reconcile() async throws {
         let db = try await TestDatabase.migrated()

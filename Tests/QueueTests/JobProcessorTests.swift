@@ -3,6 +3,7 @@ import PostgresNIO
 import Queue
 import ServiceLifecycle
 import Synchronization
+import TestSupport
 import Testing
 
 /// Counts how often a handler ran each job.
@@ -12,7 +13,7 @@ final class RunLog: Sendable {
     var snapshot: [Int64: Int] { self.runs.withLock { $0 } }
 }
 
-@Suite("Job processor")
+@Suite("Job processor", .timeLimit(.minutes(3)))
 struct JobProcessorTests {
     static func processor(
         _ queue: JobQueue, _ db: TestDatabase, id: String, concurrency: Int = 4,

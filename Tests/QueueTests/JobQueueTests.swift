@@ -1,9 +1,10 @@
 import Foundation
 import PostgresNIO
 import Queue
+import TestSupport
 import Testing
 
-@Suite("Job queue")
+@Suite("Job queue", .timeLimit(.minutes(3)))
 struct JobQueueTests {
     @Test("enqueue and claim: claims up to N, in priority order, each job once")
     func claimOrder() async throws {
@@ -269,7 +270,7 @@ struct JobQueueTests {
     }
 }
 
-@Suite("Retry policy")
+@Suite("Retry policy", .timeLimit(.minutes(3)))
 struct RetryPolicyTests {
     @Test("ceilings double from the base and stop at the maximum")
     func ceilings() {

@@ -5,7 +5,7 @@ import Testing
 @testable import Queue
 
 /// The wake-up rules alone, without a connection.
-@Suite("Job wake-ups")
+@Suite("Job wake-ups", .timeLimit(.minutes(3)))
 struct JobWakeupsTests {
     final class Woken: Sendable {
         let counts = Mutex<[String: Int]>([:])
@@ -14,7 +14,7 @@ struct JobWakeupsTests {
     }
 
     @Test(
-        "a job wakes the longest-idle consumer of its kind; none idle wakes every one of the kind; a reconnect wakes all"
+        "a job wakes the longest-idle consumer of its kind; none idle wakes all of the kind; a reconnect wakes all"
     )
     func rules() async {
         let wakeups = JobWakeups(listeningTo: nil, logger: Logger(label: "test"))
@@ -64,7 +64,7 @@ struct JobWakeupsTests {
 }
 
 /// The claim gate alone: how many claims run at once, and that every one gets its turn.
-@Suite("Claim gate")
+@Suite("Claim gate", .timeLimit(.minutes(3)))
 struct ClaimGateTests {
     final class Counts: Sendable {
         let value = Mutex((running: 0, most: 0, done: 0))
@@ -112,7 +112,7 @@ struct ClaimGateTests {
     }
 
     @Test(
-        "a caller cancelled while it waits leaves at once with CancellationError; its body never runs and the turn still passes on"
+        "a caller cancelled while waiting exits at once with CancellationError; its body never runs; the turn passes on"
     )
     func cancelledWhileWaiting() async throws {
         let gate = ClaimGate(width: 1)

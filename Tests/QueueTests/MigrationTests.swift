@@ -3,7 +3,7 @@ import PostgresNIO
 import Queue
 import Testing
 
-@Suite("Migrations")
+@Suite("Migrations", .timeLimit(.minutes(3)))
 struct MigrationTests {
     /// The built `worker` executable (`./scripts/test` builds it and sets FLOTILLA_BIN_DIR).
     static func workerBinary() throws -> URL {
@@ -39,13 +39,8 @@ struct MigrationTests {
         environment["PGDATABASE"] = database.name
         environment.merge(extraEnvironment) { $1 }
         process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = try await Task.detached { try pipe.fileHandleForReading.readToEnd() ?? Data() }.value
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, output: String(decoding: output, as: UTF8.self))
+        let run = try await process.runToCompletion(mergingStandardError: true)
+        return Run(status: run.status, output: run.output)
     }
 
     @Test("three workers migrating at once end with one consistent schema")
@@ -144,7 +139,7 @@ struct MigrationTests {
     }
 }
 
-@Suite("Database settings")
+@Suite("Database settings", .timeLimit(.minutes(3)))
 struct DatabaseSettingsTests {
     @Test("DATABASE_URL wins over PG* variables; the PG* variables fill in otherwise")
     func environment() throws {

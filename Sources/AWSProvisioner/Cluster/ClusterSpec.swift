@@ -99,8 +99,8 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
         func refuse(_ message: String) -> ProvisionError { ProvisionError(.invalidSpec, message) }
         guard self.clusterID.wholeMatch(of: /[a-z][a-z0-9-]{2,39}/) != nil, !self.clusterID.hasSuffix("-") else {
             throw refuse(
-                "cluster id '\(self.clusterID.prefix(60))' is not accepted: use 3 to 40 lower-case letters, digits and '-', starting with a letter"
-            )
+                "cluster id '\(self.clusterID.prefix(60))' is not accepted: use 3 to 40 lower-case letters, digits "
+                    + "and '-', starting with a letter")
         }
         guard Self.allowedMasterCounts.contains(self.masters) else {
             throw refuse("\(self.masters) masters is not a DC/OS cluster shape: use 1, 3, 5, 7 or 9 masters")
@@ -126,8 +126,8 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
         }
         guard let ami = self.resolvedAMI else {
             throw refuse(
-                "no default image is known for \(self.region) (known: \(Self.defaultAMIs.keys.sorted().joined(separator: ", "))): give an AMI id"
-            )
+                "no default image is known for \(self.region) "
+                    + "(known: \(Self.defaultAMIs.keys.sorted().joined(separator: ", "))): give an AMI id")
         }
         guard ami.wholeMatch(of: /ami-[0-9a-f]{8,17}/) != nil else {
             throw refuse("'\(ami.prefix(40))' is not an AMI id like ami-0123456789abcdef0")
@@ -137,13 +137,13 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
         }
         guard CIDR(self.adminLocation) != nil else {
             throw refuse(
-                "admin location '\(self.adminLocation.prefix(40))' is not an IPv4 CIDR block like 203.0.113.0/24 (0.0.0.0/0 allows everyone)"
-            )
+                "admin location '\(self.adminLocation.prefix(40))' is not an IPv4 CIDR block like 203.0.113.0/24 "
+                    + "(0.0.0.0/0 allows everyone)")
         }
         if let workerCIDR = self.workerCIDR, CIDR(workerCIDR) == nil {
             throw refuse(
-                "worker CIDR '\(workerCIDR.prefix(40))' (FLOTILLA_WORKER_CIDR) is not an IPv4 CIDR block like 198.51.100.0/24"
-            )
+                "worker CIDR '\(workerCIDR.prefix(40))' (FLOTILLA_WORKER_CIDR) is not an IPv4 CIDR block "
+                    + "like 198.51.100.0/24")
         }
         guard let url = URL(string: self.installerURL), ["http", "https"].contains(url.scheme?.lowercased() ?? ""),
             url.host?.isEmpty == false
@@ -156,8 +156,8 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
                 file.path.wholeMatch(of: /[A-Za-z0-9._\/-]+/) != nil
             else {
                 throw refuse(
-                    "genconf file path '\(file.path.prefix(80))' must be relative to genconf/, without '..', using letters, digits, '.', '_', '-', '/'"
-                )
+                    "genconf file path '\(file.path.prefix(80))' must be relative to genconf/, without '..', "
+                        + "using letters, digits, '.', '_', '-', '/'")
             }
         }
         guard self.sshUser.wholeMatch(of: /[a-z_][a-z0-9_-]{0,31}/) != nil else {
@@ -187,7 +187,8 @@ public struct InstallSettings: Codable, Sendable, Hashable {
     /// `{port}` and `{ip}` are replaced.
     /// The nginx image is pinned, so a new `latest` never changes how clusters install.
     public var serveCommand: String =
-        "sudo docker rm -f flotilla-bootstrap >/dev/null 2>&1; sudo docker run -d --name flotilla-bootstrap --restart=always -p {port}:80 -v \"$PWD/genconf/serve:/usr/share/nginx/html:ro\" nginx:1.27.3-alpine"
+        "sudo docker rm -f flotilla-bootstrap >/dev/null 2>&1; sudo docker run -d --name flotilla-bootstrap "
+        + "--restart=always -p {port}:80 -v \"$PWD/genconf/serve:/usr/share/nginx/html:ro\" nginx:1.27.3-alpine"
     public var checkRunnerPath: String = "/opt/mesosphere/bin/dcos-check-runner"
     /// Where the node scripts (``NodeScripts``: ip-detect, ip-detect-public,
     /// fault-domain-detect) find the instance metadata service. The scripts themselves are
@@ -237,8 +238,11 @@ public struct InstallSettings: Codable, Sendable, Hashable {
         guard !ClusterProvisioner.adminPorts.contains(self.bootstrapPort) else {
             throw ProvisionError(
                 .invalidSpec,
-                "bootstrap port \(self.bootstrapPort) is open to admin_location (\(ClusterProvisioner.adminPorts.map(String.init).joined(separator: ", "))): the served configuration must reach the cluster's members only; pick another port"
-            )
+                """
+                bootstrap port \(self.bootstrapPort) is open to admin_location \
+                (\(ClusterProvisioner.adminPorts.map(String.init).joined(separator: ", "))): the served configuration \
+                must reach the cluster's members only; pick another port
+                """)
         }
         guard let endpoint = URL(string: self.metadataEndpoint), ["http", "https"].contains(endpoint.scheme ?? ""),
             self.metadataEndpoint.wholeMatch(of: /[A-Za-z0-9:\/.\[\]_-]+/) != nil

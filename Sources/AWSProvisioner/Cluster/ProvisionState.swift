@@ -102,7 +102,8 @@ public struct ProvisionState: Codable, Sendable, Hashable, CustomStringConvertib
 
     public var description: String {
         "ProvisionState(cluster: \(self.clusterID), step: \(self.step), key pair: \(self.keyPairName ?? "-"), "
-            + "security group: \(self.securityGroupID ?? self.securityGroupName ?? "-"), instances: \(self.instanceIDs), private key redacted)"
+            + "security group: \(self.securityGroupID ?? self.securityGroupName ?? "-"), "
+            + "instances: \(self.instanceIDs), private key redacted)"
     }
 }
 

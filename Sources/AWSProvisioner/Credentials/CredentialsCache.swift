@@ -51,11 +51,11 @@ public actor CredentialsCache {
         do {
             let fresh = try await refresh()
             guard fresh.isValid(at: configuration.now(), for: validFor) else {
+                let expiration = fresh.expiration.map { $0.formatted(.iso8601) } ?? "none"
                 throw CredentialsError(
                     .expired,
                     "the provider returned credentials that expire too soon"
-                        + " (need \(validFor) of validity, expiration \(fresh.expiration.map { $0.formatted(.iso8601) } ?? "none"))"
-                )
+                        + " (need \(validFor) of validity, expiration \(expiration))")
             }
             return fresh
         } catch {

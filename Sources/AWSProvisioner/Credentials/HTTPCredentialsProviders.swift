@@ -14,36 +14,47 @@ enum TemporaryCredentialsJSON {
         -> AWSCredentials
     {
         struct Payload: Decodable {
-            var Version: Int?
-            var Code: String?
-            var Message: String?
-            var AccessKeyId: String?
-            var SecretAccessKey: String?
-            var SessionToken: String?
-            var Token: String?
-            var Expiration: String?
+            var version: Int?
+            var code: String?
+            var message: String?
+            var accessKeyId: String?
+            var secretAccessKey: String?
+            var sessionToken: String?
+            var token: String?
+            var expiration: String?
+
+            enum CodingKeys: String, CodingKey {
+                case version = "Version"
+                case code = "Code"
+                case message = "Message"
+                case accessKeyId = "AccessKeyId"
+                case secretAccessKey = "SecretAccessKey"
+                case sessionToken = "SessionToken"
+                case token = "Token"
+                case expiration = "Expiration"
+            }
         }
         guard let payload = try? JSONDecoder().decode(Payload.self, from: data) else {
             throw CredentialsError(failure, "\(source) did not give a JSON object")
         }
-        if let version = payload.Version, version != 1 {
+        if let version = payload.version, version != 1 {
             throw CredentialsError(failure, "\(source) printed Version \(version); only 1 is supported")
         }
-        if let code = payload.Code, code != "Success" {
-            throw CredentialsError(.notFound, "\(source) answered \(code): \(payload.Message ?? "")")
+        if let code = payload.code, code != "Success" {
+            throw CredentialsError(.notFound, "\(source) answered \(code): \(payload.message ?? "")")
         }
-        guard let key = payload.AccessKeyId, !key.isEmpty, let secret = payload.SecretAccessKey, !secret.isEmpty else {
+        guard let key = payload.accessKeyId, !key.isEmpty, let secret = payload.secretAccessKey, !secret.isEmpty else {
             throw CredentialsError(failure, "\(source) output lacks AccessKeyId or SecretAccessKey")
         }
         var expiration: Date?
-        if let text = payload.Expiration {
+        if let text = payload.expiration {
             guard let date = AWSTimestamp.parse(text) else {
                 throw CredentialsError(failure, "\(source) gave an Expiration that is not ISO 8601")
             }
             expiration = date
         }
         return AWSCredentials(
-            accessKeyID: key, secretAccessKey: secret, sessionToken: payload.SessionToken ?? payload.Token,
+            accessKeyID: key, secretAccessKey: secret, sessionToken: payload.sessionToken ?? payload.token,
             expiration: expiration)
     }
 }
@@ -121,8 +132,8 @@ public struct InstanceMetadataCredentialsProvider: CredentialsProvider {
             guard let otherwise = self.otherwise else { throw error }
             throw CredentialsError(
                 .notFound,
-                "\(otherwise), and \(error.message). Off EC2, set credentials; in a container on EC2, the instance needs a metadata hop limit of 2 or more"
-            )
+                "\(otherwise), and \(error.message). Off EC2, set credentials; in a container on EC2, "
+                    + "the instance needs a metadata hop limit of 2 or more")
         }
         guard token.status == 200, let value = String(data: token.body, encoding: .utf8), !value.isEmpty else {
             throw CredentialsError(.notFound, "\(source) gave no session token (HTTP \(token.status))")
@@ -180,8 +191,8 @@ public struct ContainerCredentialsProvider: CredentialsProvider {
             guard parsed.scheme == "https" || local else {
                 throw CredentialsError(
                     .invalidConfiguration,
-                    "AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, or http to a loopback address or the container agent (169.254.170.2, 169.254.170.23, fd00:ec2::23)"
-                )
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, or http to a loopback address or the container "
+                        + "agent (169.254.170.2, 169.254.170.23, fd00:ec2::23)")
             }
             url = full
         } else {
@@ -368,8 +379,8 @@ public struct SSOCredentialsProvider: CredentialsProvider {
         guard answer.status == 200 else {
             throw CredentialsError(
                 answer.status == 401 ? .expired : .notFound,
-                "the SSO portal refused GetRoleCredentials for \(self.roleName) in \(self.accountID) (HTTP \(answer.status))\(answer.status == 401 ? ": run aws sso login" : "")"
-            )
+                "the SSO portal refused GetRoleCredentials for \(self.roleName) in \(self.accountID) "
+                    + "(HTTP \(answer.status))\(answer.status == 401 ? ": run aws sso login" : "")")
         }
         struct Answer: Decodable {
             struct Role: Decodable {

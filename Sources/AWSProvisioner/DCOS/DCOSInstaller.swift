@@ -80,7 +80,8 @@ struct DCOSInstaller: Sendable {
             mkdir -p "$HOME/\(self.workDirectory)/genconf"
             cd "$HOME/\(self.workDirectory)"
             deadline=$(( $(date +%s) + \(Int(install.downloadRetrySeconds)) ))
-            until curl -fLsS --retry 3 --retry-delay 2 --connect-timeout 10 --speed-limit 10240 --speed-time 60 -o dcos_generate_config.sh.part \(shellQuote(self.spec.installerURL)); do
+            until curl -fLsS --retry 3 --retry-delay 2 --connect-timeout 10 --speed-limit 10240 --speed-time 60 \
+            -o dcos_generate_config.sh.part \(shellQuote(self.spec.installerURL)); do
               if [ "$(date +%s)" -ge "$deadline" ]; then
                 echo "flotilla: could not download the installer for \(Int(install.downloadRetrySeconds)) s" >&2
                 exit 1
@@ -124,18 +125,20 @@ struct DCOSInstaller: Sendable {
 
     func command(for phase: Phase, node: ProvisionState.Node, bootstrap: ProvisionState.Node) -> String {
         let fetch = """
-            d=$(mktemp -d) && curl -fsS --retry 5 --retry-delay 1 --speed-limit 10240 --speed-time 60 -o "$d/dcos_install.sh" \(shellQuote(self.bootstrapURL(bootstrap) + "/dcos_install.sh"))
+            d=$(mktemp -d) && curl -fsS --retry 5 --retry-delay 1 --speed-limit 10240 --speed-time 60 \
+            -o "$d/dcos_install.sh" \(shellQuote(self.bootstrapURL(bootstrap) + "/dcos_install.sh"))
             """
         switch phase {
         case .preflight:
-            return
-                "\(fetch) && sudo bash \"$d/dcos_install.sh\" --preflight-only \(node.role.rawValue) </dev/null; rc=$?; rm -rf \"$d\"; exit $rc"
+            return "\(fetch) && sudo bash \"$d/dcos_install.sh\" --preflight-only \(node.role.rawValue) </dev/null; "
+                + "rc=$?; rm -rf \"$d\"; exit $rc"
         case .deploy:
             // Once per node: a deploy that started before a crash is not started again
             // (postflight then waits for it to finish).
             return """
                 \(fetch) || exit $?
-                if sudo bash "$d/dcos_install.sh" --preflight-only \(node.role.rawValue) </dev/null 2>&1 | grep -q \(shellQuote(Self.existingInstallation)); then
+                if sudo bash "$d/dcos_install.sh" --preflight-only \(node.role.rawValue) </dev/null 2>&1 \
+                | grep -q \(shellQuote(Self.existingInstallation)); then
                   echo "flotilla: DC/OS is already installed (or installing) on this node; not deploying again"; rc=0
                 else
                   sudo bash "$d/dcos_install.sh" \(node.role.rawValue) </dev/null; rc=$?
@@ -151,7 +154,8 @@ struct DCOSInstaller: Sendable {
                 deadline=$(( $(date +%s) + \(Int(self.spec.install.postflightTimeoutSeconds)) ))
                 until out=$(sudo \(runner) check node-poststart 2>&1) && out=$(sudo \(runner) check cluster 2>&1); do
                   if [ "$(date +%s)" -ge "$deadline" ]; then
-                    echo "flotilla: postflight checks did not pass in \(Int(self.spec.install.postflightTimeoutSeconds)) s; the last check said:" >&2
+                    echo "flotilla: postflight checks did not pass in \
+                \(Int(self.spec.install.postflightTimeoutSeconds)) s; the last check said:" >&2
                     printf '%s\\n' "$out" | tail -n 40 >&2
                     exit 1
                   fi
@@ -209,7 +213,8 @@ struct DCOSInstaller: Sendable {
         guard failed.isEmpty else {
             throw ProvisionError(
                 .installFailed,
-                "prerequisites failed on \(failed.count) of \(state.nodes.count) nodes: \(failed.joined(separator: "; "))",
+                "prerequisites failed on \(failed.count) of \(state.nodes.count) nodes: "
+                    + failed.joined(separator: "; "),
                 logs: logs)
         }
         let seconds = (ContinuousClock.now - started).secondsValue
@@ -246,15 +251,19 @@ struct DCOSInstaller: Sendable {
         guard failed.isEmpty else {
             throw ProvisionError(
                 .installFailed,
-                "\(phase.rawValue) failed on \(failed.count) of \(nodes.count) nodes: \(failed.joined(separator: "; "))",
+                "\(phase.rawValue) failed on \(failed.count) of \(nodes.count) nodes: "
+                    + failed.joined(separator: "; "),
                 logs: logs)
         }
     }
 
     /// The node's journal (`journalctl -xe`) and what the failed command printed.
     func collectLog(node: ProvisionState.Node, phase: String, result: RemoteResult) async -> String {
-        var log =
-            "# flotilla: \(phase) on \(node.privateIP) (\(node.role), \(node.instanceID)) failed: \(result.timedOut ? "timed out" : result.sshFailed ? "ssh failed" : "exit status \(result.exitStatus.map(String.init) ?? "none")")\n"
+        let outcome =
+            result.timedOut
+            ? "timed out"
+            : result.sshFailed ? "ssh failed" : "exit status \(result.exitStatus.map(String.init) ?? "none")"
+        var log = "# flotilla: \(phase) on \(node.privateIP) (\(node.role), \(node.instanceID)) failed: \(outcome)\n"
         log += "# --- command stdout ---\n\(result.stdout)\n# --- command stderr ---\n\(result.stderr)\n"
         let journal = try? await self.shell.run(
             "sudo journalctl -xe --no-pager -n 20000 2>&1 || true", on: self.target(node),

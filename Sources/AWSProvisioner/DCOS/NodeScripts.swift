@@ -18,7 +18,8 @@ public enum NodeScripts {
             body: #"""
                 token
                 fetch /latest/meta-data/local-ipv4
-                is_ipv4 "$BODY" || fail "local-ipv4 from $IMDS is not an IPv4 address: '$(printf '%s' "$BODY" | cut -c1-100)'"
+                is_ipv4 "$BODY" || \#
+                fail "local-ipv4 from $IMDS is not an IPv4 address: '$(printf '%s' "$BODY" | cut -c1-100)'"
                 printf '%s\n' "$BODY"
                 """#)
     }
@@ -36,11 +37,14 @@ public enum NodeScripts {
             body: #"""
                 token
                 if fetch /latest/meta-data/public-ipv4 404-ok; then
-                  is_ipv4 "$BODY" || fail "public-ipv4 from $IMDS is not an IPv4 address: '$(printf '%s' "$BODY" | cut -c1-100)'"
+                  is_ipv4 "$BODY" || \#
+                fail "public-ipv4 from $IMDS is not an IPv4 address: '$(printf '%s' "$BODY" | cut -c1-100)'"
                 else
-                  echo "$ME: this instance has no public IPv4 address (public-ipv4: HTTP 404); printing its private address" >&2
+                  echo "$ME: this instance has no public IPv4 address (public-ipv4: HTTP 404); \#
+                printing its private address" >&2
                   fetch /latest/meta-data/local-ipv4
-                  is_ipv4 "$BODY" || fail "local-ipv4 from $IMDS is not an IPv4 address: '$(printf '%s' "$BODY" | cut -c1-100)'"
+                  is_ipv4 "$BODY" || \#
+                fail "local-ipv4 from $IMDS is not an IPv4 address: '$(printf '%s' "$BODY" | cut -c1-100)'"
                 fi
                 printf '%s\n' "$BODY"
                 """#)
@@ -67,9 +71,12 @@ public enum NodeScripts {
                 DOC=$(printf '%s' "$BODY" | tr -d '\r\n')
                 REGION=$(field region)
                 ZONE=$(field availabilityZone)
-                case $REGION in '' | *[!a-z0-9-]*) fail "no usable \"region\" in the instance identity document from $IMDS (got '$REGION')" ;; esac
-                case $ZONE in '' | *[!a-z0-9-]*) fail "no usable \"availabilityZone\" in the instance identity document from $IMDS (got '$ZONE')" ;; esac
-                case $ZONE in "$REGION"?*) ;; *) fail "availability zone '$ZONE' is not in region '$REGION' (instance identity document from $IMDS)" ;; esac
+                case $REGION in '' | *[!a-z0-9-]*) \#
+                fail "no usable \"region\" in the instance identity document from $IMDS (got '$REGION')" ;; esac
+                case $ZONE in '' | *[!a-z0-9-]*) \#
+                fail "no usable \"availabilityZone\" in the instance identity document from $IMDS (got '$ZONE')" ;; esac
+                case $ZONE in "$REGION"?*) ;; *) fail "availability zone '$ZONE' is not in region '$REGION' \#
+                (instance identity document from $IMDS)" ;; esac
                 # Names as DC/OS's own AWS fault-domain-detect prints them: aws/REGION, aws/ZONE.
                 printf '{"fault_domain":{"region":{"name":"aws/%s"},"zone":{"name":"aws/%s"}}}\n' "$REGION" "$ZONE"
                 """#)

@@ -91,8 +91,11 @@ public struct AWSEnvironment: Sendable {
         if provider.temporaryWithoutRenewal {
             // Nothing can renew these: say so now, not when a key pair cannot be deleted.
             logger.warning(
-                "AWS credentials are temporary (a session token in the environment or the profile) and nothing can renew them: once they expire every AWS call (key-pair deletions included) fails until the worker restarts with new ones. Prefer a role, a profile with role_arn, or instance credentials"
-            )
+                """
+                AWS credentials are temporary (a session token in the environment or the profile) and nothing can \
+                renew them: once they expire every AWS call (key-pair deletions included) fails until the worker \
+                restarts with new ones. Prefer a role, a profile with role_arn, or instance credentials
+                """)
         }
         return provider
     }
@@ -146,7 +149,8 @@ public struct AWSEnvironment: Sendable {
         }
         throw CredentialsError(
             .notFound,
-            "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a web identity, profile \(profile), a container role or an instance role",
+            "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a web identity, profile \(profile), "
+                + "a container role or an instance role",
             underlying: profileError)
     }
 

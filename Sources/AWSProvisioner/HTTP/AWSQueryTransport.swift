@@ -66,8 +66,10 @@ struct AWSQueryTransport: Sendable {
             {
                 correctedSkew = true
                 errorLogger.notice(
-                    "the local clock is \(Int(skew.offset)) s off AWS's (from the answer's Date header): signing with AWS's time and retrying"
-                )
+                    """
+                    the local clock is \(Int(skew.offset)) s off AWS's (from the answer's Date header): \
+                    signing with AWS's time and retrying
+                    """)
                 attempt -= 1
                 continue
             }

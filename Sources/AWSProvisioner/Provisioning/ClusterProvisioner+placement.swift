@@ -116,18 +116,18 @@ extension ClusterProvisioner {
             }
             guard image.rootDeviceType == nil || image.rootDeviceType == "ebs" else {
                 throw refuse(
-                    "image \(imageID) has an \(image.rootDeviceType ?? "unknown") root device, which cannot be resized: use an EBS-backed image"
-                )
+                    "image \(imageID) has an \(image.rootDeviceType ?? "unknown") root device, "
+                        + "which cannot be resized: use an EBS-backed image")
             }
             guard let root = image.rootDeviceName else {
                 throw refuse(
-                    "image \(imageID) does not name its root device: use an image that does (every current EBS-backed image does)"
-                )
+                    "image \(imageID) does not name its root device: use an image that does "
+                        + "(every current EBS-backed image does)")
             }
             if let snapshot = image.rootVolumeSizeGiB, spec.rootVolumeGiB < snapshot {
                 throw refuse(
-                    "the root volume of \(spec.rootVolumeGiB) GiB is smaller than image \(imageID)'s \(snapshot) GiB snapshot: ask for at least \(snapshot) GiB"
-                )
+                    "the root volume of \(spec.rootVolumeGiB) GiB is smaller than image \(imageID)'s \(snapshot) GiB "
+                        + "snapshot: ask for at least \(snapshot) GiB")
             }
             let types =
                 [spec.bootstrapInstanceType] + spec.nodeInstanceTypes.filter { $0 != spec.bootstrapInstanceType }
@@ -143,8 +143,8 @@ extension ClusterProvisioner {
                 }
                 if let architecture = image.architecture, !supported.contains(architecture) {
                     throw refuse(
-                        "image \(imageID) is built for \(architecture) but \(type) runs \(supported.joined(separator: "/")): pick an image and types of one architecture"
-                    )
+                        "image \(imageID) is built for \(architecture) but \(type) runs "
+                            + "\(supported.joined(separator: "/")): pick an image and types of one architecture")
                 }
             }
 
@@ -158,14 +158,15 @@ extension ClusterProvisioner {
                     throw refuse("a subnet of FLOTILLA_SUBNET_ID does not exist in \(spec.region): \(error.message)")
                 }
                 guard subnets.count == spec.subnetIDs.count else {
+                    let missing = spec.subnetIDs.filter { id in !subnets.contains { $0.subnetID == id } }
                     throw refuse(
-                        "subnets \(spec.subnetIDs.filter { id in !subnets.contains { $0.subnetID == id } }.joined(separator: ", ")) do not exist in \(spec.region) (FLOTILLA_SUBNET_ID)"
+                        "subnets \(missing.joined(separator: ", ")) do not exist in \(spec.region) (FLOTILLA_SUBNET_ID)"
                     )
                 }
                 guard Set(subnets.map(\.vpcID)).count == 1 else {
                     throw refuse(
-                        "the subnets of FLOTILLA_SUBNET_ID are in \(Set(subnets.map(\.vpcID)).count) VPCs: a cluster's security group lives in one, so give subnets of one VPC"
-                    )
+                        "the subnets of FLOTILLA_SUBNET_ID are in \(Set(subnets.map(\.vpcID)).count) VPCs: a cluster's "
+                            + "security group lives in one, so give subnets of one VPC")
                 }
             } else {
                 guard
@@ -189,8 +190,8 @@ extension ClusterProvisioner {
                 subnets = subnets.filter { $0.vpcID == existing }
                 guard !subnets.isEmpty else {
                     throw refuse(
-                        "the cluster's security group is in \(existing), but none of the subnets now configured is: restore FLOTILLA_SUBNET_ID or request a new cluster"
-                    )
+                        "the cluster's security group is in \(existing), but none of the subnets now configured is: "
+                            + "restore FLOTILLA_SUBNET_ID or request a new cluster")
                 }
             }
             let vpcID = subnets[0].vpcID
@@ -223,8 +224,11 @@ extension ClusterProvisioner {
             }
             guard !options.isEmpty else {
                 throw refuse(
-                    "no zone of the subnets (\(zones.joined(separator: ", "))) offers both \(spec.nodeInstanceTypes.joined(separator: " or ")) and \(spec.bootstrapInstanceType): choose other types or subnets"
-                )
+                    """
+                    no zone of the subnets (\(zones.joined(separator: ", "))) offers both \
+                    \(spec.nodeInstanceTypes.joined(separator: " or ")) and \(spec.bootstrapInstanceType): \
+                    choose other types or subnets
+                    """)
             }
             state.placementOptions = options
             state.vpcID = vpcID

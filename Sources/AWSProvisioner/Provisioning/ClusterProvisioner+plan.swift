@@ -22,7 +22,8 @@ public struct DryRunOutcome: Sendable, CustomStringConvertible {
     public var message: String
 
     public var description: String {
-        "\(self.call): \(self.allowed ? "would succeed" : "would be REFUSED") (\(self.code)\(self.allowed || self.message.isEmpty ? "" : ": \(self.message)"))"
+        "\(self.call): \(self.allowed ? "would succeed" : "would be REFUSED") "
+            + "(\(self.code)\(self.allowed || self.message.isEmpty ? "" : ": \(self.message)"))"
     }
 }
 

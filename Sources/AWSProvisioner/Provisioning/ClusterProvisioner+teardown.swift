@@ -69,7 +69,8 @@ extension ClusterProvisioner {
             let tagged = try await self.ec2.describeInstances(filters: [
                 .tag("cluster", spec.clusterID),
                 EC2Filter(
-                    name: "instance-state-name", values: ["pending", "running", "stopping", "stopped", "shutting-down"]),
+                    name: "instance-state-name",
+                    values: ["pending", "running", "stopping", "stopped", "shutting-down"]),
             ]).map(\.instanceID)
             let recorded = state?.instanceIDs ?? []
             let live = Set(tagged).union(try await self.liveInstances(recorded))
@@ -147,8 +148,12 @@ extension ClusterProvisioner {
     public func deleteKeyPair(named name: String, margin: Duration, observer: any ProvisionObserver) async throws
         -> String
     {
-        let unrenewable =
-            "the temporary credentials this worker was given (a session token in the environment or profile) have expired or will within \(Int(margin.timeInterval)) s, and nothing can renew them: key pair \(name) stays pending deletion until the worker runs with fresh credentials (a role, a profile with role_arn, or instance credentials renew themselves)"
+        let unrenewable = """
+            the temporary credentials this worker was given (a session token in the environment or profile) have \
+            expired or will within \(Int(margin.timeInterval)) s, and nothing can renew them: key pair \(name) stays \
+            pending deletion until the worker runs with fresh credentials (a role, a profile with role_arn, or \
+            instance credentials renew themselves)
+            """
         do {
             _ = try await self.credentials.credentials(validFor: margin)
         } catch let error as CredentialsError where self.credentials.provider.temporaryWithoutRenewal {

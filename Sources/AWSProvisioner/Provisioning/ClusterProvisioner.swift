@@ -168,8 +168,8 @@ public struct ClusterProvisioner: Sendable {
             if phase == .deploy {
                 if let started = state.deployStartedOn, !started.isEmpty {
                     await observer.progress(
-                        "deploy resumes: started before on \(started.count) nodes; each node is checked before it is deployed"
-                    )
+                        "deploy resumes: started before on \(started.count) nodes; "
+                            + "each node is checked before it is deployed")
                 }
                 state.deployStartedOn = state.clusterNodes.map(\.instanceID)
             }
@@ -181,8 +181,8 @@ public struct ClusterProvisioner: Sendable {
         if let shell = shell as? OpenSSHShell {
             let stats = shell.statistics
             await observer.progress(
-                "ready: \(state.nodes.count) nodes; SSH used \(stats.connections) connections for \(stats.commands) commands"
-            )
+                "ready: \(state.nodes.count) nodes; SSH used \(stats.connections) connections "
+                    + "for \(stats.commands) commands")
         }
         return state
     }
@@ -216,8 +216,8 @@ public struct ClusterProvisioner: Sendable {
             else {
                 throw ProvisionError(
                     .conflict,
-                    "a key pair named \(name) exists in \(spec.region) with another public key; it is not Flotilla's to reuse"
-                )
+                    "a key pair named \(name) exists in \(spec.region) with another public key; "
+                        + "it is not Flotilla's to reuse")
             }
         } catch let error as EC2Error {
             throw ProvisionError(.aws, "cannot import key pair \(name): \(error)", underlying: error)
@@ -383,8 +383,8 @@ public struct ClusterProvisioner: Sendable {
                     guard existing.count == launch.count else {
                         throw ProvisionError(
                             .conflict,
-                            "found \(existing.count) \(launch.role) instances of cluster \(spec.clusterID) where \(launch.count) were requested"
-                        )
+                            "found \(existing.count) \(launch.role) instances of cluster \(spec.clusterID) "
+                                + "where \(launch.count) were requested")
                     }
                     state.launches[index].instanceIDs = existing.map(\.instanceID).sorted()
                 } else {

@@ -26,8 +26,9 @@ public struct ClusterAPI: Sendable {
         try await self.queue.mapErrors {
             let rows = try await self.client.query(
                 """
-                SELECT id, lease_token, created, from_pool FROM api_request(\(new.requestID), \(new.label), \(new.request)::jsonb,
-                                                                            \(new.abandonAfter.seconds)::float8, \(new.poolMode.rawValue))
+                SELECT id, lease_token, created, from_pool
+                FROM api_request(\(new.requestID), \(new.label), \(new.request)::jsonb,
+                                 \(new.abandonAfter.seconds)::float8, \(new.poolMode.rawValue))
                 """, logger: self.logger)
             for try await (id, token, created, pool) in rows.decode((String, String, Bool, String?).self) {
                 return RequestReceipt(id: id, leaseToken: token, created: created, pool: pool)

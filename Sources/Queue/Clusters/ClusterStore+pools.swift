@@ -32,7 +32,8 @@ extension ClusterStore {
             let rows = try await self.client.query(
                 """
                 SELECT pool_set(\(name), \(spec)::jsonb, \(region), \(min)::int, \(max)::int,
-                                make_interval(secs => \(maxWarmAge?.seconds)::float8), make_interval(secs => \(cooldown?.seconds)::float8))
+                                make_interval(secs => \(maxWarmAge?.seconds)::float8),
+                                make_interval(secs => \(cooldown?.seconds)::float8))
                 """, logger: self.logger)
             for try await hash in rows.decode(String.self) { return hash }
             throw QueueError(.database, "the pool was not recorded")
@@ -65,8 +66,9 @@ extension ClusterStore {
         try await self.mapClusterErrors {
             let rows = try await self.client.query(
                 """
-                SELECT name, paused, min_ready, max_ready, target, ready, building, handed_out, region, instance_type, node_count,
-                       extract(epoch FROM max_warm_age)::float8, extract(epoch FROM cooldown)::float8, spec_hash
+                SELECT name, paused, min_ready, max_ready, target, ready, building, handed_out, region, instance_type,
+                       node_count, extract(epoch FROM max_warm_age)::float8, extract(epoch FROM cooldown)::float8,
+                       spec_hash
                 FROM operator_pools ORDER BY name
                 """, logger: self.logger)
             var result: [Pool] = []

@@ -49,8 +49,9 @@ extension ClusterStore {
         try await self.mapClusterErrors {
             let rows = try await self.client.query(
                 """
-                SELECT region, deployment FROM cluster_start_provisioning(\(fence.jobID), \(fence.leaseToken), \(clusterID),
-                                                                         \(region), \(deployment), \(account))
+                SELECT region, deployment
+                FROM cluster_start_provisioning(\(fence.jobID), \(fence.leaseToken), \(clusterID),
+                                                \(region), \(deployment), \(account))
                 """, logger: self.logger)
             for try await (region, deployment) in rows.decode((String, String).self) { return (region, deployment) }
             throw QueueError(.conflict, "cluster \(clusterID) could not start provisioning")
@@ -65,8 +66,8 @@ extension ClusterStore {
     ) async throws {
         try await self.call(
             """
-            SELECT cluster_save_checkpoint(\(fence.jobID), \(fence.leaseToken), \(clusterID), \(checkpoint)::jsonb, \(phase),
-                                           \(subnetID), \(privateKey), \(publicKey), \(keyPairName))::text
+            SELECT cluster_save_checkpoint(\(fence.jobID), \(fence.leaseToken), \(clusterID), \(checkpoint)::jsonb,
+                                           \(phase), \(subnetID), \(privateKey), \(publicKey), \(keyPairName))::text
             """, as: String.self)
     }
 
@@ -77,15 +78,26 @@ extension ClusterStore {
         let json = String(decoding: try JSONEncoder().encode(nodes.map(NodeRow.init)), as: UTF8.self)
         try await self.call(
             """
-            SELECT cluster_mark_ready(\(fence.jobID), \(fence.leaseToken), \(clusterID), \(json)::jsonb, \(sshUser), \(sshPort)::int)
+            SELECT cluster_mark_ready(\(fence.jobID), \(fence.leaseToken), \(clusterID), \(json)::jsonb, \(sshUser),
+                                      \(sshPort)::int)
             """, as: Date.self)
     }
 
     private struct NodeRow: Encodable {
-        var instance_id: String, role: String, private_ip: String, public_ip: String?, host_key: String?,
-            instance_type: String?
+        var instanceID: String, role: String, privateIP: String, publicIP: String?, hostKey: String?,
+            instanceType: String?
+
+        enum CodingKeys: String, CodingKey {
+            case instanceID = "instance_id"
+            case role
+            case privateIP = "private_ip"
+            case publicIP = "public_ip"
+            case hostKey = "host_key"
+            case instanceType = "instance_type"
+        }
+
         init(_ node: NodeRecord) {
-            (self.instance_id, self.role, self.private_ip, self.public_ip, self.host_key, self.instance_type) =
+            (self.instanceID, self.role, self.privateIP, self.publicIP, self.hostKey, self.instanceType) =
                 (node.instanceID, node.role, node.privateIP, node.publicIP, node.hostKey, node.instanceType)
         }
     }
@@ -193,7 +205,8 @@ extension ClusterStore {
     public func scheduleKeyPairDeletion(region: String, keyPairName: String, clusterID: String?) async throws {
         try await self.client.query(
             """
-            INSERT INTO key_pair_deletions (region, key_pair_name, cluster_id) VALUES (\(region), \(keyPairName), \(clusterID))
+            INSERT INTO key_pair_deletions (region, key_pair_name, cluster_id)
+            VALUES (\(region), \(keyPairName), \(clusterID))
             ON CONFLICT (region, key_pair_name) DO NOTHING
             """, logger: self.logger)
     }
@@ -260,7 +273,8 @@ extension ClusterStore {
             INSERT INTO capacity_failures (region, zone, instance_type, code, until)
             VALUES (\(region), \(zone), \(instanceType), \(code), now() + make_interval(secs => \(seconds)))
             ON CONFLICT (region, zone, instance_type)
-            DO UPDATE SET code = EXCLUDED.code, until = greatest(capacity_failures.until, EXCLUDED.until), recorded_at = now()
+            DO UPDATE SET code = EXCLUDED.code, until = greatest(capacity_failures.until, EXCLUDED.until),
+                          recorded_at = now()
             """, logger: self.logger)
     }
 

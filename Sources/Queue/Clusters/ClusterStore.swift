@@ -28,9 +28,9 @@ public struct ClusterStore: Sendable {
     // MARK: Reading
 
     static let columns = """
-        id, request_id, owner, state, phase, masters, agents, public_agents, instance_type, request::text, checkpoint::text,
-        extract(epoch FROM lifetime)::float8, ssh_user, ssh_port, ready_at, expires_at, release_requested_at, last_error,
-        created_at, destroyed_at, region, deployment, teardown_reason, label
+        id, request_id, owner, state, phase, masters, agents, public_agents, instance_type, request::text,
+        checkpoint::text, extract(epoch FROM lifetime)::float8, ssh_user, ssh_port, ready_at, expires_at,
+        release_requested_at, last_error, created_at, destroyed_at, region, deployment, teardown_reason, label
         """
 
     static func decode(_ row: PostgresRow) throws -> ClusterRecord {
@@ -69,7 +69,8 @@ public struct ClusterStore: Sendable {
         let rows = try await self.client.query(
             """
             SELECT \(unescaped: Self.columns) FROM clusters
-            WHERE (\(owner)::text IS NULL OR owner = \(owner)) AND (\(state?.rawValue)::text IS NULL OR state = \(state?.rawValue))
+            WHERE (\(owner)::text IS NULL OR owner = \(owner))
+              AND (\(state?.rawValue)::text IS NULL OR state = \(state?.rawValue))
             ORDER BY created_at DESC LIMIT \(limit)
             """, logger: self.logger)
         var result: [ClusterRecord] = []

@@ -81,7 +81,8 @@ public struct OperatorReports: Sendable {
         } catch let error as PSQLError where error.sqlState == SQLState.insufficientPrivilege {
             throw QueueError(
                 .invalidInput,
-                "permission denied: \(error.serverInfo?[.message] ?? "this login may not read reports") (log in as a member of flotilla_operator, flotilla_worker or, for cost, flotilla_client)",
+                "permission denied: \(error.serverInfo?[.message] ?? "this login may not read reports") "
+                    + "(log in as a member of flotilla_operator, flotilla_worker or, for cost, flotilla_client)",
                 underlying: error)
         } catch let error as PSQLError {
             throw QueueError(.database, DatabaseErrorDescription.describe(error), underlying: error)

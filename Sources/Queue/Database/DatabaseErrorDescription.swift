@@ -34,8 +34,8 @@ public enum DatabaseErrorDescription {
         case .clientClosedConnection, .poolClosed:
             return "the connection to \(place) was already closed"
         case .failedToAddSSLHandler:
-            return
-                "cannot connect to \(place) over TLS: \(error.underlying.map(Self.describeTransport) ?? "the TLS setup failed")"
+            let reason = error.underlying.map(Self.describeTransport) ?? "the TLS setup failed"
+            return "cannot connect to \(place) over TLS: \(reason)"
         case .sslUnsupported:
             return "\(place) does not offer TLS, but the connection requires it (sslmode)"
         case .authMechanismRequiresPassword:
@@ -70,12 +70,12 @@ public enum DatabaseErrorDescription {
         }
         if let error = error as? ChannelError, case .connectTimeout = error { return "connection timed out" }
         if let error = error as? NIOSSLError {
-            return
-                "the TLS handshake failed (\(error)): is sslrootcert the CA that signed the server's certificate, and does it name this host?"
+            return "the TLS handshake failed (\(error)): is sslrootcert the CA that signed the server's certificate, "
+                + "and does it name this host?"
         }
         if let error = error as? BoringSSLError {
-            return
-                "the TLS handshake failed (\(error)): is sslrootcert the CA that signed the server's certificate, and does it name this host?"
+            return "the TLS handshake failed (\(error)): is sslrootcert the CA that signed the server's certificate, "
+                + "and does it name this host?"
         }
         let text = String(describing: error)
         if text.contains("connection refused") || text.contains("Connection refused") { return "connection refused" }

@@ -65,8 +65,8 @@ public struct DatabaseSettings: Sendable, Equatable {
             guard FileManager.default.isReadableFile(atPath: path) else {
                 throw QueueError(
                     .configuration,
-                    "sslmode=\(self.sslMode.rawValue) needs the CA certificate file: \(path) cannot be read (set sslrootcert or PGSSLROOTCERT)"
-                )
+                    "sslmode=\(self.sslMode.rawValue) needs the CA certificate file: \(path) cannot be read "
+                        + "(set sslrootcert or PGSSLROOTCERT)")
             }
             configuration.trustRoots = .file(path)
             configuration.certificateVerification =

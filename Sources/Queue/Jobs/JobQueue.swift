@@ -170,7 +170,8 @@ public struct JobQueue: Sendable {
                 """
                 UPDATE jobs SET lease_expires_at = now() + make_interval(secs => \(lease)),
                                 heartbeat_at = now(), updated_at = now()
-                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
+                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
+                  AND lease_expires_at > now()
                 RETURNING lease_expires_at, cancel_requested
                 """, logger: self.logger)
             return try await rows.decode((Date, Bool).self).first { _ in true }
@@ -185,7 +186,8 @@ public struct JobQueue: Sendable {
                 """
                 UPDATE jobs SET state = 'succeeded', finished_at = now(), updated_at = now(),
                                 lease_token = NULL, lease_expires_at = NULL, last_error = NULL
-                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
+                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
+                  AND lease_expires_at > now()
                 RETURNING id
                 """, logger: self.logger)
             return try await rows.decode(Int64.self).first { _ in true }
@@ -220,11 +222,13 @@ public struct JobQueue: Sendable {
                 """
                 UPDATE jobs SET
                     state = CASE WHEN cancel_requested THEN 'cancelled' WHEN \(retry) THEN 'queued' ELSE 'failed' END,
-                    run_after = CASE WHEN \(retry) AND NOT cancel_requested THEN now() + make_interval(secs => \(delay)) ELSE run_after END,
+                    run_after = CASE WHEN \(retry) AND NOT cancel_requested THEN now() + make_interval(secs => \(delay))
+                                ELSE run_after END,
                     finished_at = CASE WHEN \(retry) AND NOT cancel_requested THEN NULL ELSE now() END,
                     last_error = \(text),
                     lease_token = NULL, lease_expires_at = NULL, updated_at = now()
-                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
+                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
+                  AND lease_expires_at > now()
                 RETURNING state
                 """, logger: self.logger)
             return try await rows.decode(String.self).first { _ in true }
@@ -239,7 +243,8 @@ public struct JobQueue: Sendable {
                 """
                 UPDATE jobs SET state = 'cancelled', finished_at = now(), updated_at = now(),
                                 lease_token = NULL, lease_expires_at = NULL
-                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
+                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
+                  AND lease_expires_at > now()
                 RETURNING id
                 """, logger: self.logger)
             return try await rows.decode(Int64.self).first { _ in true }
@@ -256,7 +261,8 @@ public struct JobQueue: Sendable {
                                 finished_at = CASE WHEN cancel_requested THEN now() END,
                                 attempt = attempt - 1, run_after = now(),
                                 lease_token = NULL, lease_expires_at = NULL, updated_at = now()
-                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
+                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
+                  AND lease_expires_at > now()
                 RETURNING id
                 """, logger: self.logger)
             return try await rows.decode(Int64.self).first { _ in true }
@@ -273,7 +279,8 @@ public struct JobQueue: Sendable {
                                 finished_at = CASE WHEN cancel_requested THEN now() END,
                                 attempt = attempt - 1, run_after = now() + make_interval(secs => \(delay.seconds)),
                                 lease_token = NULL, lease_expires_at = NULL, updated_at = now()
-                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running' AND lease_expires_at > now()
+                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
+                  AND lease_expires_at > now()
                 RETURNING id
                 """, logger: self.logger)
             return try await rows.decode(Int64.self).first { _ in true }
@@ -333,8 +340,8 @@ public struct JobQueue: Sendable {
         guard let value = try await self.mapErrors(body) else {
             throw QueueError(
                 .leaseLost,
-                "cannot \(action) job \(job.id): this worker no longer holds its lease (it expired or the job was handed to another worker); nothing was changed"
-            )
+                "cannot \(action) job \(job.id): this worker no longer holds its lease (it expired or the job was "
+                    + "handed to another worker); nothing was changed")
         }
         return value
     }
@@ -348,7 +355,8 @@ public struct JobQueue: Sendable {
             case SQLState.foreignKeyViolation:
                 throw QueueError(
                     .unknownKind,
-                    "unknown job kind: the kinds this database accepts are the rows of job_kinds (noop, provision, teardown, …)",
+                    "unknown job kind: the kinds this database accepts are the rows of job_kinds "
+                        + "(noop, provision, teardown, …)",
                     underlying: error)
             case SQLState.checkViolation:
                 throw QueueError(
@@ -368,7 +376,8 @@ public struct JobQueue: Sendable {
             case SQLState.insufficientPrivilege:
                 throw QueueError(
                     .invalidInput,
-                    "permission denied: \(error.serverInfo?[.message] ?? "this login may not do that") (logins of role flotilla_client use the client API functions only)",
+                    "permission denied: \(error.serverInfo?[.message] ?? "this login may not do that") "
+                        + "(logins of role flotilla_client use the client API functions only)",
                     underlying: error)
             case SQLState.invalidTextRepresentation:
                 throw QueueError(

@@ -57,8 +57,8 @@ public struct NewJob: Sendable {
         guard Self.isWellFormedKind(self.kind.rawValue) else {
             throw QueueError(
                 .invalidInput,
-                "job kind '\(self.kind.rawValue.prefix(64))' is malformed: use 1 to 63 lower-case letters, digits, '_', '.', '-', starting with a letter"
-            )
+                "job kind '\(self.kind.rawValue.prefix(64))' is malformed: use 1 to 63 lower-case letters, digits, "
+                    + "'_', '.', '-', starting with a letter")
         }
         guard (0...Int(Int16.max)).contains(self.priority) else {
             throw QueueError(

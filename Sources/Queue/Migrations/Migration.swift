@@ -48,8 +48,8 @@ public struct Migration: Sendable, Hashable {
         for (index, migration) in migrations.enumerated() where migration.version != index + 1 {
             throw QueueError(
                 .invalidMigration,
-                "migrations must be numbered 0001, 0002, … without gaps or duplicates; found \(String(format: "%04d", migration.version))_\(migration.name).sql at position \(index + 1)"
-            )
+                "migrations must be numbered 0001, 0002, … without gaps or duplicates; found "
+                    + "\(String(format: "%04d", migration.version))_\(migration.name).sql at position \(index + 1)")
         }
         return migrations
     }

@@ -99,7 +99,8 @@ public struct Migrator: Sendable {
                     }
                     throw QueueError(
                         .invalidMigration,
-                        "migration \(String(format: "%04d", migration.version))_\(migration.name).sql failed and was rolled back: \(text)",
+                        "migration \(String(format: "%04d", migration.version))_\(migration.name).sql failed and was "
+                            + "rolled back: \(text)",
                         underlying: error)
                 }
             }
@@ -126,14 +127,17 @@ public struct Migrator: Sendable {
             guard let migration = known[version] else {
                 throw QueueError(
                     .schemaAhead,
-                    "the database has migration \(String(format: "%04d", version))_\(record.name) applied, which this build does not have; run a newer worker"
-                )
+                    "the database has migration \(String(format: "%04d", version))_\(record.name) applied, which this "
+                        + "build does not have; run a newer worker")
             }
             guard migration.checksum == record.checksum else {
                 throw QueueError(
                     .migrationChanged,
-                    "migration \(String(format: "%04d", version))_\(migration.name).sql was changed after it was applied (checksum \(record.checksum.prefix(12))… recorded, \(migration.checksum.prefix(12))… now); restore the file and put the change in a new migration"
-                )
+                    """
+                    migration \(String(format: "%04d", version))_\(migration.name).sql was changed after it was \
+                    applied (checksum \(record.checksum.prefix(12))… recorded, \(migration.checksum.prefix(12))… now); \
+                    restore the file and put the change in a new migration
+                    """)
             }
         }
     }
@@ -158,14 +162,14 @@ public struct Migrator: Sendable {
         if current < required {
             throw QueueError(
                 .schemaBehind,
-                "the database schema is at version \(current) but this worker needs \(required): run `worker migrate` first"
-            )
+                "the database schema is at version \(current) but this worker needs \(required): "
+                    + "run `worker migrate` first")
         }
         if current > required {
             throw QueueError(
                 .schemaAhead,
-                "the database schema is at version \(current), newer than this worker's \(required): deploy a newer worker"
-            )
+                "the database schema is at version \(current), newer than this worker's \(required): "
+                    + "deploy a newer worker")
         }
     }
 

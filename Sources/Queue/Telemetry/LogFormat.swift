@@ -29,7 +29,7 @@ public enum LogFormat: String, CaseIterable, Sendable {
 /// Writes each record as one line of JSON to standard error, in one `write(2)`, so the
 /// lines of several tasks never interleave:
 ///
-///     {"time":"2026-12-02T20:00:00.123Z","level":"info","logger":"flotilla.worker","message":"…","cluster.id":"c-0123456789"}
+///     {"time":"2026-12-02T20:00:00.123Z","level":"info","logger":"flotilla.worker","message":"…","cluster.id":"c-…"}
 ///
 /// Metadata keys are kept as they are (dotted, from ``MetadataKey``); a key never
 /// overwrites `time`, `level`, `logger` or `message`.

@@ -21,7 +21,8 @@ public enum FlotillaMetric {
     public static let clusterOutcomes = "flotilla_cluster_outcomes_total"
     /// Counter: AWS API calls answered, by `service`, `action` and `code` (`ok` or the error code).
     public static let awsCalls = "flotilla_aws_calls_total"
-    /// Counter: AWS calls sent again after a throttling, transient or expired-credentials answer, by `action` and `code`.
+    /// Counter: AWS calls sent again after a throttling, transient or expired-credentials answer, by `action` and
+    /// `code`.
     public static let awsRetries = "flotilla_aws_retries_total"
     /// Counter: SSH connections opened to nodes (one multiplexed master connection per node).
     public static let sshConnections = "flotilla_ssh_connections_total"

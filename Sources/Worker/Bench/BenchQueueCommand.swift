@@ -49,8 +49,11 @@ struct BenchQueueCommand: AsyncParsableCommand {
     }
 
     @Option(
-        help:
-            "throughput: drain preloaded jobs; pickup: enqueue one job at a time at --rate and time enqueue → handler start, then time a bare SELECT 1 at the same rate (the round-trip floor); continuous: enqueue at --rate while consumers drain; claim-latency: time one-job claims; hold / recover: crash recovery (see below)."
+        help: """
+            throughput: drain preloaded jobs; pickup: enqueue one job at a time at --rate and time enqueue → handler \
+            start, then time a bare SELECT 1 at the same rate (the round-trip floor); continuous: enqueue at --rate \
+            while consumers drain; claim-latency: time one-job claims; hold / recover: crash recovery (see below).
+            """
     )
     var mode: Mode = .throughput
 
@@ -61,8 +64,10 @@ struct BenchQueueCommand: AsyncParsableCommand {
     var batch: Int = 10
 
     @Option(
-        help:
-            "Commit of claims and heartbeats: async (synchronous_commit = off, as `worker run` does; a crash costs a re-claim) or durable."
+        help: """
+            Commit of claims and heartbeats: async (synchronous_commit = off, as `worker run` does; a crash costs \
+            a re-claim) or durable.
+            """
     )
     var claimCommit: ClaimCommit = .async
 
@@ -158,7 +163,7 @@ struct BenchQueueCommand: AsyncParsableCommand {
     private func consumersRunning<T: Sendable>(
         _ queue: JobQueue, settings: DatabaseSettings, logger: Logger,
         handler: @escaping JobProcessor.Handler,
-        _ body: @Sendable () async throws -> T
+        body: @Sendable () async throws -> T
     ) async throws -> T {
         // One LISTEN connection for the process, as `worker run` has; a job wakes one idle consumer.
         let wakeups = JobWakeups(settings: settings, logger: logger)
@@ -213,14 +218,15 @@ struct BenchQueueCommand: AsyncParsableCommand {
                     return $0
                 }
                 if count == total { signal.yield() }
+            },
+            body: {
+                for await _ in finished { break }
+                // The last handler returned; wait for its completion to be written.
+                while try await queue.stats().countByState[.running, default: 0] > 0 {
+                    try await Task.sleep(for: .milliseconds(5))
+                }
             }
-        ) {
-            for await _ in finished { break }
-            // The last handler returned; wait for its completion to be written.
-            while try await queue.stats().countByState[.running, default: 0] > 0 {
-                try await Task.sleep(for: .milliseconds(5))
-            }
-        }
+        )
         let seconds = (ContinuousClock.now - start).seconds
         return [
             "consumers": Double(self.consumers), "jobs": Double(total), "seconds": seconds,
@@ -270,36 +276,37 @@ struct BenchQueueCommand: AsyncParsableCommand {
                     return $0.count
                 }
                 if count == total { signal.yield() }
+            },
+            body: {
+                // Let every consumer's LISTEN connection come up before measuring.
+                try await Task.sleep(for: .seconds(1))
+                let interval = Duration.seconds(1 / self.rate)
+                var next = ContinuousClock.now
+                for _ in 0..<total {
+                    next = next.advanced(by: interval)
+                    let sent = Date().timeIntervalSince1970
+                    sentTimes.withLock { $0.append(sent) }
+                    try await queue.enqueue(NewJob(kind: .noop, payload: #"{"sent": \#(sent)}"#))
+                    let returned = Date().timeIntervalSince1970 - sent
+                    enqueues.withLock { $0.append(returned) }
+                    try await Task.sleep(until: next)
+                }
+                for await _ in finished { break }
+                // The floor under every pickup here: one bare round trip (`SELECT 1`) at the same
+                // rate, with the same idle gaps, while the consumers wait. It is one of the round
+                // trips a pickup is made of.
+                var trips: [Double] = []
+                next = ContinuousClock.now
+                for _ in 0..<total {
+                    next = next.advanced(by: interval)
+                    let sent = ContinuousClock.now
+                    _ = try await client.query("SELECT 1", logger: logger).collect()
+                    trips.append((ContinuousClock.now - sent).seconds)
+                    try await Task.sleep(until: next)
+                }
+                return trips
             }
-        ) {
-            // Let every consumer's LISTEN connection come up before measuring.
-            try await Task.sleep(for: .seconds(1))
-            let interval = Duration.seconds(1 / self.rate)
-            var next = ContinuousClock.now
-            for _ in 0..<total {
-                next = next.advanced(by: interval)
-                let sent = Date().timeIntervalSince1970
-                sentTimes.withLock { $0.append(sent) }
-                try await queue.enqueue(NewJob(kind: .noop, payload: #"{"sent": \#(sent)}"#))
-                let returned = Date().timeIntervalSince1970 - sent
-                enqueues.withLock { $0.append(returned) }
-                try await Task.sleep(until: next)
-            }
-            for await _ in finished { break }
-            // The floor under every pickup here: one bare round trip (`SELECT 1`) at the same
-            // rate, with the same idle gaps, while the consumers wait. It is one of the round
-            // trips a pickup is made of.
-            var trips: [Double] = []
-            next = ContinuousClock.now
-            for _ in 0..<total {
-                next = next.advanced(by: interval)
-                let sent = ContinuousClock.now
-                _ = try await client.query("SELECT 1", logger: logger).collect()
-                trips.append((ContinuousClock.now - sent).seconds)
-                try await Task.sleep(until: next)
-            }
-            return trips
-        }
+        )
         trips.sort()
         listener.cancel()
         _ = try? await listener.value
@@ -356,24 +363,26 @@ struct BenchQueueCommand: AsyncParsableCommand {
                     signal.yield()
                 }
                 handlerEnds.withLock { $0.append((job.id, Date().timeIntervalSince1970)) }
+            },
+            body: {
+                // Let the LISTEN connection come up before measuring.
+                try await Task.sleep(for: .seconds(1))
+                let started = ContinuousClock.now
+                startedAt.withLock { $0 = started }
+                var next = started
+                var sent = 0
+                while sent < total {
+                    let count = min(perTick, total - sent)
+                    let payload = #"{"sent": \#(Date().timeIntervalSince1970)}"#
+                    try await queue.enqueue(
+                        batch: Array(repeating: NewJob(kind: .noop, payload: payload), count: count))
+                    sent += count
+                    next = next.advanced(by: tick)
+                    if next > ContinuousClock.now { try await Task.sleep(until: next) }
+                }
+                for await _ in finished { break }
             }
-        ) {
-            // Let the LISTEN connection come up before measuring.
-            try await Task.sleep(for: .seconds(1))
-            let started = ContinuousClock.now
-            startedAt.withLock { $0 = started }
-            var next = started
-            var sent = 0
-            while sent < total {
-                let count = min(perTick, total - sent)
-                let payload = #"{"sent": \#(Date().timeIntervalSince1970)}"#
-                try await queue.enqueue(batch: Array(repeating: NewJob(kind: .noop, payload: payload), count: count))
-                sent += count
-                next = next.advanced(by: tick)
-                if next > ContinuousClock.now { try await Task.sleep(until: next) }
-            }
-            for await _ in finished { break }
-        }
+        )
         let enqueueSeconds = Double(total) / self.rate
         let seconds = (lastStart.withLock { $0 } - startedAt.withLock { $0 }).seconds
         let sorted = latencies.withLock { $0 }.sorted()
@@ -427,17 +436,22 @@ struct BenchQueueCommand: AsyncParsableCommand {
             "SELECT pool_delete(name) FROM pools WHERE name = 'bench'",
             "SELECT pool_set('bench', \(spec)::jsonb, NULL, 0, 50, NULL, NULL)",
             """
-            INSERT INTO clusters (id, owner, state, masters, agents, public_agents, instance_type, request, lifetime, pool, spec_hash,
-                                  ready_at, expires_at, healthy_until, ssh_user, ssh_port)
+            INSERT INTO clusters (id, owner, state, masters, agents, public_agents, instance_type, request, lifetime,
+                                  pool, spec_hash, ready_at, expires_at, healthy_until, ssh_user, ssh_port)
             SELECT 'c-' || substr(md5(gen_random_uuid()::text), 1, 10), 'pool:bench', 'ready', 1, 0, 0, 'm4.large',
-                   \(spec)::jsonb || '{"lifetimeSeconds": 21600}', interval '6 hours', 'bench', pool_spec_hash(\(spec)::jsonb),
+                   \(spec)::jsonb || '{"lifetimeSeconds": 21600}', interval '6 hours', 'bench',
+                   pool_spec_hash(\(spec)::jsonb),
                    now(), now() + interval '6 hours', now() + interval '1 hour', 'core', 22
             FROM generate_series(1, \(self.jobs))
             """,
-            "INSERT INTO cluster_secrets (cluster_id, private_key) SELECT id, 'bench key' FROM clusters WHERE pool = 'bench' AND handed_out_at IS NULL",
+            """
+            INSERT INTO cluster_secrets (cluster_id, private_key)
+            SELECT id, 'bench key' FROM clusters WHERE pool = 'bench' AND handed_out_at IS NULL
+            """,
             """
             INSERT INTO nodes (cluster_id, instance_id, role, private_ip, public_ip)
-            SELECT id, 'i-' || substr(id, 3), 'master', '127.0.1.9', '127.0.1.9' FROM clusters WHERE pool = 'bench' AND handed_out_at IS NULL
+            SELECT id, 'i-' || substr(id, 3), 'master', '127.0.1.9', '127.0.1.9'
+            FROM clusters WHERE pool = 'bench' AND handed_out_at IS NULL
             """,
             "ANALYZE clusters",
         ] {
@@ -519,8 +533,8 @@ struct BenchQueueCommand: AsyncParsableCommand {
             guard let job = claimed.first else {
                 throw QueueError(
                     .database,
-                    "claim-latency: the job just enqueued was not claimable (is another consumer running on this database?)"
-                )
+                    "claim-latency: the job just enqueued was not claimable "
+                        + "(is another consumer running on this database?)")
             }
             try await queue.complete(job)
             let t2 = clock.now
@@ -566,8 +580,8 @@ struct BenchQueueCommand: AsyncParsableCommand {
             logger: logger,
             handler: { job, _ in
                 Self.say(
-                    "holding \(job.id) enqueued=\(enqueued.id) lease_seconds=\(lease) heartbeat_seconds=\(heartbeat) at=\(Date().timeIntervalSince1970)"
-                )
+                    "holding \(job.id) enqueued=\(enqueued.id) lease_seconds=\(lease) heartbeat_seconds=\(heartbeat) "
+                        + "at=\(Date().timeIntervalSince1970)")
                 // A long job: runs until the process dies (or the lease is lost).
                 while !Task.isCancelled { try await Task.sleep(for: .seconds(3600)) }
             })

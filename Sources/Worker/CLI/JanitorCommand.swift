@@ -38,8 +38,10 @@ struct JanitorCommand: AsyncParsableCommand {
     var sweepIntervalSeconds: Double = 300
 
     @Option(
-        help:
-            "Seconds a failed teardown (state teardown_failed) waits before it is queued again. Env: FLOTILLA_TEARDOWN_RETRY_SECONDS."
+        help: """
+            Seconds a failed teardown (state teardown_failed) waits before it is queued again. \
+            Env: FLOTILLA_TEARDOWN_RETRY_SECONDS.
+            """
     )
     var teardownRetrySeconds: Double = environmentValue("FLOTILLA_TEARDOWN_RETRY_SECONDS", default: 600)
 
@@ -53,14 +55,18 @@ struct JanitorCommand: AsyncParsableCommand {
     var poolHealthTimeoutSeconds: Double = environmentValue("FLOTILLA_POOL_HEALTH_TIMEOUT_SECONDS", default: 20)
 
     @Option(
-        help:
-            "Seconds a passed health check lets a pool cluster be handed out; it is checked again half-way. Env: FLOTILLA_POOL_HEALTH_VALID_SECONDS."
+        help: """
+            Seconds a passed health check lets a pool cluster be handed out; it is checked again half-way. \
+            Env: FLOTILLA_POOL_HEALTH_VALID_SECONDS.
+            """
     )
     var poolHealthValidSeconds: Double = environmentValue("FLOTILLA_POOL_HEALTH_VALID_SECONDS", default: 300)
 
     @Option(
-        help:
-            "Serve Prometheus metrics on HOST:PORT at /metrics (port 0 picks a free port; none turns it off). Env: FLOTILLA_JANITOR_METRICS_ADDRESS."
+        help: """
+            Serve Prometheus metrics on HOST:PORT at /metrics (port 0 picks a free port; none turns it off). \
+            Env: FLOTILLA_JANITOR_METRICS_ADDRESS.
+            """
     )
     var metricsAddress: String =
         ProcessInfo.processInfo.environment["FLOTILLA_JANITOR_METRICS_ADDRESS"] ?? "127.0.0.1:9465"
@@ -73,8 +79,8 @@ struct JanitorCommand: AsyncParsableCommand {
             self.teardownRetrySeconds > 0, self.poolHealthTimeoutSeconds > 0, self.poolHealthValidSeconds >= 10
         else {
             throw ValidationError(
-                "grace must not be negative; intervals, retention and the health timeout must be positive; a health check must count for 10 s or more"
-            )
+                "grace must not be negative; intervals, retention and the health timeout must be positive; "
+                    + "a health check must count for 10 s or more")
         }
     }
 

@@ -17,8 +17,10 @@ struct MigrateCommand: AsyncParsableCommand {
 
     @Option(
         name: .long,
-        help:
-            "Folder with NNNN_name.sql files. Default: $FLOTILLA_MIGRATIONS_DIR, ./migrations, or the one shipped with the build."
+        help: """
+            Folder with NNNN_name.sql files. Default: $FLOTILLA_MIGRATIONS_DIR, ./migrations, or the one shipped \
+            with the build.
+            """
     )
     var dir: String?
 
@@ -39,8 +41,8 @@ struct MigrateCommand: AsyncParsableCommand {
                 print("applied \(String(format: "%04d", migration.version))_\(migration.name)")
             }
             print(
-                "schema at version \(migrations.last?.version ?? 0) (\(report.applied.count) applied now, \(report.alreadyApplied) before)"
-            )
+                "schema at version \(migrations.last?.version ?? 0) "
+                    + "(\(report.applied.count) applied now, \(report.alreadyApplied) before)")
         } catch let error as QueueError {
             fail(error.message)
         } catch {

@@ -79,14 +79,14 @@ struct PlanCommand: AsyncParsableCommand {
         let placement = plan.state.placement!
         var lines: [String] = []
         lines.append(
-            "Plan for \(spec.masters) master(s), \(spec.privateAgents) private agent(s), \(spec.publicAgents) public agent(s) and a bootstrap node in \(spec.region)"
-        )
+            "Plan for \(spec.masters) master(s), \(spec.privateAgents) private agent(s), "
+                + "\(spec.publicAgents) public agent(s) and a bootstrap node in \(spec.region)")
         lines.append(
-            "  image:           \(placement.imageID), root device \(placement.rootDeviceName), root volume \(spec.rootVolumeGiB) GiB"
-        )
+            "  image:           \(placement.imageID), root device \(placement.rootDeviceName), "
+                + "root volume \(spec.rootVolumeGiB) GiB")
         lines.append(
-            "  network:         VPC \(placement.vpcID) (\(placement.vpcCIDR ?? "-")), subnet \(placement.subnetID) in \(placement.availabilityZone)"
-        )
+            "  network:         VPC \(placement.vpcID) (\(placement.vpcCIDR ?? "-")), "
+                + "subnet \(placement.subnetID) in \(placement.availabilityZone)")
         lines.append("  instance types:  nodes \(placement.instanceType), bootstrap \(placement.bootstrapInstanceType)")
         let others = (plan.state.placementOptions ?? []).dropFirst().map {
             "\($0.availabilityZone) \($0.subnetID) \($0.instanceType)"
@@ -100,9 +100,8 @@ struct PlanCommand: AsyncParsableCommand {
                 rule.fromPort.map { from in rule.toPort.map { $0 == from ? "\(from)" : "\(from)-\($0)" } ?? "\(from)" }
                 ?? "all"
             let source = (rule.cidrRanges + rule.sourceGroupIDs).joined(separator: ", ")
-            lines.append(
-                "  \(rule.ipProtocol == "-1" ? "all" : rule.ipProtocol) \(rule.ipProtocol == "-1" || ports == "-1" ? "" : ports + " ")from \(source)"
-            )
+            let proto = rule.ipProtocol == "-1" ? "all" : rule.ipProtocol
+            lines.append("  \(proto) \(rule.ipProtocol == "-1" || ports == "-1" ? "" : ports + " ")from \(source)")
         }
         for (role, request) in plan.launches {
             lines.append("")

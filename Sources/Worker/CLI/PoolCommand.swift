@@ -82,9 +82,10 @@ struct PoolCommand: AsyncParsableCommand {
                 try await store.setPool(
                     name: name, spec: json, region: region, min: min, max: max, maxWarmAge: warm, cooldown: cooldown)
             }
+            let nodes = request.masters + request.agents + request.publicAgents
             print(
-                "pool \(name): \(request.masters + request.agents + request.publicAgents) nodes of \(request.instanceType), min \(min), max \(max) (spec \(hash.prefix(12)))"
-            )
+                "pool \(name): \(nodes) nodes of \(request.instanceType), min \(min), max \(max) "
+                    + "(spec \(hash.prefix(12)))")
         }
     }
 

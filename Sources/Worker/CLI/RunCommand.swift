@@ -25,8 +25,10 @@ struct RunCommand: AsyncParsableCommand {
     var concurrency: Int = environmentValue("FLOTILLA_CONCURRENCY", default: 4)
 
     @Option(
-        help:
-            "Seconds a claim holds without a heartbeat; a dead worker's job is rescued after about this long. Env: FLOTILLA_LEASE_SECONDS."
+        help: """
+            Seconds a claim holds without a heartbeat; a dead worker's job is rescued after about this long. \
+            Env: FLOTILLA_LEASE_SECONDS.
+            """
     )
     var leaseSeconds: Double = environmentValue("FLOTILLA_LEASE_SECONDS", default: 45)
 
@@ -40,8 +42,12 @@ struct RunCommand: AsyncParsableCommand {
     var pollOnly: Bool = ProcessInfo.processInfo.environment["FLOTILLA_POLL_ONLY"] == "1"
 
     @Option(
-        help:
-            "How claims and heartbeats commit: async (synchronous_commit = off: a database crash can lose a claim, which only costs a re-claim, as every later change is fenced on the claim's lease token) or durable (use it behind a pooler that refuses startup parameters, such as PgBouncer without ignore_startup_parameters). Completions and failures are always durable. Env: FLOTILLA_CLAIM_COMMIT."
+        help: """
+            How claims and heartbeats commit: async (synchronous_commit = off: a database crash can lose a claim, \
+            which only costs a re-claim, as every later change is fenced on the claim's lease token) or durable \
+            (use it behind a pooler that refuses startup parameters, such as PgBouncer without \
+            ignore_startup_parameters). Completions and failures are always durable. Env: FLOTILLA_CLAIM_COMMIT.
+            """
     )
     var claimCommit: ClaimCommit =
         ClaimCommit(rawValue: ProcessInfo.processInfo.environment["FLOTILLA_CLAIM_COMMIT"] ?? "async") ?? .async
@@ -49,8 +55,10 @@ struct RunCommand: AsyncParsableCommand {
     enum ClaimCommit: String, ExpressibleByArgument { case async, durable }
 
     @Option(
-        help:
-            "Seconds running jobs get to finish at shutdown before they are handed back. Env: FLOTILLA_SHUTDOWN_GRACE_SECONDS."
+        help: """
+            Seconds running jobs get to finish at shutdown before they are handed back. \
+            Env: FLOTILLA_SHUTDOWN_GRACE_SECONDS.
+            """
     )
     var shutdownGraceSeconds: Double = environmentValue("FLOTILLA_SHUTDOWN_GRACE_SECONDS", default: 30)
 
@@ -66,8 +74,10 @@ struct RunCommand: AsyncParsableCommand {
     var kinds: String = ProcessInfo.processInfo.environment["FLOTILLA_KINDS"] ?? "provision,teardown,noop"
 
     @Option(
-        help:
-            "Serve Prometheus metrics on HOST:PORT at /metrics (port 0 picks a free port; none turns it off). Env: FLOTILLA_METRICS_ADDRESS."
+        help: """
+            Serve Prometheus metrics on HOST:PORT at /metrics (port 0 picks a free port; none turns it off). \
+            Env: FLOTILLA_METRICS_ADDRESS.
+            """
     )
     var metricsAddress: String = ProcessInfo.processInfo.environment["FLOTILLA_METRICS_ADDRESS"] ?? "127.0.0.1:9464"
 
@@ -117,8 +127,8 @@ struct RunCommand: AsyncParsableCommand {
                 aws = try AWSContext.fromEnvironment(logger: logger)
             } catch {
                 fail(
-                    "cannot set up AWS for provision and teardown jobs: \(error) (or run only other kinds with --kinds noop)"
-                )
+                    "cannot set up AWS for provision and teardown jobs: \(error) "
+                        + "(or run only other kinds with --kinds noop)")
             }
         }
         if wanted.contains(.provision), let settings = aws?.settings {
@@ -127,8 +137,10 @@ struct RunCommand: AsyncParsableCommand {
         }
         if let settings = aws?.settings, settings.sshAddress == .publicIP, settings.workerCIDR == nil {
             logger.warning(
-                "FLOTILLA_WORKER_CIDR is not set: this worker reaches nodes over SSH only as far as each request's admin location allows; set it to the fleet's egress range (or use FLOTILLA_SSH_ADDRESS=private)"
-            )
+                """
+                FLOTILLA_WORKER_CIDR is not set: this worker reaches nodes over SSH only as far as each request's \
+                admin location allows; set it to the fleet's egress range (or use FLOTILLA_SSH_ADDRESS=private)
+                """)
         }
         let handlers = JobHandlers.standard(store: ClusterStore(client: client, logger: logger), aws: aws).only(wanted)
         let processor = JobProcessor(

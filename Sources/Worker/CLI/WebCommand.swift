@@ -50,8 +50,10 @@ struct WebCommand: AsyncParsableCommand {
         let address = HTTPAddress(parsing: self.address)!
         if !address.isLoopback {
             logger.warning(
-                "the page has no login of its own and \(address.host) is not a loopback address: put it behind a proxy that authenticates"
-            )
+                """
+                the page has no login of its own and \(address.host) is not a loopback address: \
+                put it behind a proxy that authenticates
+                """)
         }
         let client = PostgresClient(
             configuration: try settings.clientConfiguration(maximumConnections: 4), backgroundLogger: logger)

@@ -8,15 +8,18 @@ import Queue
 /// |---|---|---|
 /// | `AWS_REGION` (or the AWS profile) | the region clusters are built in | us-west-2 |
 /// | `FLOTILLA_AMI` | the image for every node | the known CentOS 7 image of the region |
-/// | `FLOTILLA_SUBNET_ID` | the subnets a cluster may launch into (comma-separated, one VPC, in order of preference; one is chosen per cluster, in a zone offering the types) | the default VPC's default subnets |
-/// | `FLOTILLA_INSTANCE_TYPES` | node instance types tried in order after the requested one when capacity runs out (comma-separated) | none |
+/// | `FLOTILLA_SUBNET_ID` | the subnets a cluster may launch into (see below) | the default VPC's default subnets |
+/// | `FLOTILLA_INSTANCE_TYPES` | comma-separated fallback node types, tried in order when capacity runs out | none |
 /// | `FLOTILLA_WORKER_CIDR` | the fleet's range, given SSH whatever `admin_location` says | the VPC with private SSH |
 /// | `FLOTILLA_SSH_USER` | login user on the nodes | centos |
 /// | `FLOTILLA_SSH_PORT` | SSH port on the nodes | 22 |
 /// | `FLOTILLA_SSH_ADDRESS` | `public` or `private`: the address used for SSH | public |
 /// | `FLOTILLA_INSTALL_SETTINGS` | a JSON file overriding install settings (serve command, ports, timeouts) | none |
 /// | `FLOTILLA_SSH_DIR` | where per-cluster SSH folders go (short path) | /tmp/flotilla-ssh |
-/// | `FLOTILLA_DEPLOYMENT` | the `deployment` tag of every resource; the sweep touches only its own | the database's id |
+/// | `FLOTILLA_DEPLOYMENT` | `deployment` tag of every resource; the sweep touches only its own | the database's id |
+///
+/// `FLOTILLA_SUBNET_ID` is comma-separated, all in one VPC, in order of preference; one subnet is chosen per cluster,
+/// in a zone offering the types. The fallback types of `FLOTILLA_INSTANCE_TYPES` are tried after the requested one.
 public struct ClusterSettings: Sendable {
     public var region: String
     public var ami: String?
@@ -109,8 +112,11 @@ public struct ClusterSettings: Sendable {
     public func requireImage() throws {
         guard self.ami != nil || ClusterSpec.defaultAMIs[self.region] != nil else {
             throw SettingsError(
-                "no default image is known for \(self.region) (known: \(ClusterSpec.defaultAMIs.keys.sorted().joined(separator: ", "))): set FLOTILLA_AMI to an image of that region"
-            )
+                """
+                no default image is known for \(self.region) \
+                (known: \(ClusterSpec.defaultAMIs.keys.sorted().joined(separator: ", "))): \
+                set FLOTILLA_AMI to an image of that region
+                """)
         }
     }
 

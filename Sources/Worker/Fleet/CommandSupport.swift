@@ -12,8 +12,10 @@ public struct CommonOptions: ParsableArguments, Sendable {
     public var logLevel: String = ProcessInfo.processInfo.environment["FLOTILLA_LOG_LEVEL"] ?? "info"
 
     @Option(
-        help:
-            "Log lines as text, for people, or json, one object per line with dotted keys (cluster.id, job.id, aws.action, ssh.host, …). Env: FLOTILLA_LOG_FORMAT."
+        help: """
+            Log lines as text, for people, or json, one object per line with dotted keys (cluster.id, job.id, \
+            aws.action, ssh.host, …). Env: FLOTILLA_LOG_FORMAT.
+            """
     )
     public var logFormat: LogFormat =
         ProcessInfo.processInfo.environment["FLOTILLA_LOG_FORMAT"].flatMap(LogFormat.init(rawValue:)) ?? .text

@@ -219,7 +219,8 @@ struct FleetPage: Sendable {
         html.raw("<section id=\"sweep\"><h2>Leftovers found by the last sweep</h2>")
         let rows = try await self.client.query(
             """
-            SELECT region, swept_at, instances, security_groups, key_pairs, dry_run FROM operator_sweep_reports ORDER BY region
+            SELECT region, swept_at, instances, security_groups, key_pairs, dry_run
+            FROM operator_sweep_reports ORDER BY region
             """, logger: self.logger)
         var table: [[(inout HTML) -> Void]] = []
         for try await (region, at, instances, groups, keys, dryRun) in rows.decode(

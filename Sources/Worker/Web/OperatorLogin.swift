@@ -20,14 +20,16 @@ public enum OperatorLogin {
                 if readsSecrets {
                     throw QueueError(
                         .configuration,
-                        "worker web refuses login \(login): it can read cluster secrets (keys, tokens). Log in as a member of flotilla_operator only: CREATE ROLE fleet_page LOGIN IN ROLE flotilla_operator"
-                    )
+                        """
+                        worker web refuses login \(login): it can read cluster secrets (keys, tokens). Log in as a \
+                        member of flotilla_operator only: CREATE ROLE fleet_page LOGIN IN ROLE flotilla_operator
+                        """)
                 }
                 if !isOperator {
                     throw QueueError(
                         .configuration,
-                        "worker web refuses login \(login): it is not a member of flotilla_operator (GRANT flotilla_operator TO \(login))"
-                    )
+                        "worker web refuses login \(login): it is not a member of flotilla_operator "
+                            + "(GRANT flotilla_operator TO \(login))")
                 }
             }
         } catch let error as PSQLError {

@@ -45,11 +45,14 @@ enum StaticFiles {
         th { font-weight: 600; font-size: .85rem; }
         .state { font-weight: 600; } .state.ready { color: var(--ok); }
         .state.failed, .state.teardown_failed { color: var(--bad); }
-        .state.requested, .state.provisioning, .state.tearing_down, .state.running, .state.queued { color: var(--busy); }
+        .state.requested, .state.provisioning, .state.tearing_down, .state.running, .state.queued \#
+        { color: var(--busy); }
         ul.nodes { margin: 0; padding: 0; list-style: none; font-family: ui-monospace, monospace; font-size: .85rem; }
         td:first-child { white-space: nowrap; }
         .role { opacity: .7; } .empty { opacity: .7; } .stamp { opacity: .6; font-size: .8rem; }
-        dl { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; } dt { font-weight: 600; } dd { margin: 0; }
-        pre.log { max-height: 30rem; overflow: auto; padding: .5rem; border: 1px solid var(--line); white-space: pre-wrap; }
+        dl { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; } \#
+        dt { font-weight: 600; } dd { margin: 0; }
+        pre.log { max-height: 30rem; overflow: auto; padding: .5rem; border: 1px solid var(--line); \#
+        white-space: pre-wrap; }
         """#
 }

@@ -55,9 +55,8 @@ public enum WebServer {
                         }
                         group.addTask {
                             for await change in changes {
-                                tick.yield(
-                                    "event: change\ndata: \(change.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == ":" })\n\n"
-                                )
+                                let name = change.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == ":" }
+                                tick.yield("event: change\ndata: \(name)\n\n")
                             }
                             tick.finish()
                         }
@@ -94,12 +93,10 @@ public enum WebServer {
         html.raw("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>")
         html.text(title)
         html.raw("</title><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
-        html.raw(
-            "<link rel=\"stylesheet\" href=\"/static/style.css\"><script defer src=\"/static/app.js\"></script></head><body>"
-        )
-        html.raw(
-            "<header><h1><a href=\"/\">Flotilla</a></h1><span id=\"live\" class=\"live\">static: reload to refresh</span></header>"
-        )
+        html.raw("<link rel=\"stylesheet\" href=\"/static/style.css\">")
+        html.raw("<script defer src=\"/static/app.js\"></script></head><body>")
+        html.raw("<header><h1><a href=\"/\">Flotilla</a></h1>")
+        html.raw("<span id=\"live\" class=\"live\">static: reload to refresh</span></header>")
         html.raw("<main data-fragment=\"\(HTML.escape(fragment))\">")
         html.raw(body)
         html.raw("</main></body></html>")
@@ -113,7 +110,8 @@ public enum WebServer {
         {
             var response = try await next(request, context)
             response.headers[.contentSecurityPolicy] =
-                "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+                "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+                + "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
             response.headers[.xContentTypeOptions] = "nosniff"
             response.headers[.referrerPolicy] = "no-referrer"
             return response

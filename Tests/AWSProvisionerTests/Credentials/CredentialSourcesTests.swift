@@ -10,15 +10,24 @@ import Testing
 /// (scripts/fixtures/credential-endpoints.py), and then used for a signed EC2 call to the
 /// emulator (signature checking on): instance role (IMDSv2), container role, web identity,
 /// SSO; and temporary keys in the environment, reported as not renewable.
-@Suite("Credential sources: instance role, container role, web identity, SSO")
+@Suite("Credential sources: instance role, container role, web identity, SSO", .timeLimit(.minutes(3)))
 struct CredentialSourcesTests {
     struct Secrets: Encodable {
-        var ecs_token = "ecs-" + UUID().uuidString
-        var oidc_token = "eyJhbGciOiJSUzI1NiJ9.e30." + UUID().uuidString
-        var role_arn = "arn:aws:iam::123456789012:role/flotilla-oidc"
-        var sso_token = "sso-" + UUID().uuidString
-        var sso_account = "123456789012"
-        var sso_role = "FlotillaWorker"
+        var ecsToken = "ecs-" + UUID().uuidString
+        var oidcToken = "eyJhbGciOiJSUzI1NiJ9.e30." + UUID().uuidString
+        var roleARN = "arn:aws:iam::123456789012:role/flotilla-oidc"
+        var ssoToken = "sso-" + UUID().uuidString
+        var ssoAccount = "123456789012"
+        var ssoRole = "FlotillaWorker"
+
+        enum CodingKeys: String, CodingKey {
+            case ecsToken = "ecs_token"
+            case oidcToken = "oidc_token"
+            case roleARN = "role_arn"
+            case ssoToken = "sso_token"
+            case ssoAccount = "sso_account"
+            case ssoRole = "sso_role"
+        }
     }
 
     /// A folder with the emulator's secrets, the token file and an SSO cache, as HOME.
@@ -79,7 +88,7 @@ struct CredentialSourcesTests {
 
             // ECS container role with its authorization token (from a file, as EKS Pod Identity does).
             let tokenFile = home.appendingPathComponent("ecs-token")
-            try Data(secrets.ecs_token.utf8).write(to: tokenFile)
+            try Data(secrets.ecsToken.utf8).write(to: tokenFile)
             let (ecs, fromECS) = try await Self.resolveAndCall(
                 [
                     "AWS_CONTAINER_CREDENTIALS_FULL_URI": endpoint + "/ecs/credentials",
@@ -91,10 +100,10 @@ struct CredentialSourcesTests {
 
             // Web identity (EKS service account, CI OIDC): unsigned AssumeRoleWithWebIdentity.
             let oidc = home.appendingPathComponent("oidc-token")
-            try Data(secrets.oidc_token.utf8).write(to: oidc)
+            try Data(secrets.oidcToken.utf8).write(to: oidc)
             let (web, fromWeb) = try await Self.resolveAndCall(
                 [
-                    "AWS_WEB_IDENTITY_TOKEN_FILE": oidc.path, "AWS_ROLE_ARN": secrets.role_arn,
+                    "AWS_WEB_IDENTITY_TOKEN_FILE": oidc.path, "AWS_ROLE_ARN": secrets.roleARN,
                     "AWS_ENDPOINT_URL_STS": endpoint,
                 ], home: home)
             #expect(web is WebIdentityCredentialsProvider)
@@ -105,13 +114,13 @@ struct CredentialSourcesTests {
                 SSOCredentialsProvider.cacheFileName("corp"))
             let expires = ISO8601DateFormatter().string(from: Date().addingTimeInterval(3600))
             try Data(
-                #"{"accessToken": "\#(secrets.sso_token)", "expiresAt": "\#(expires)", "region": "us-east-1"}"#.utf8
+                #"{"accessToken": "\#(secrets.ssoToken)", "expiresAt": "\#(expires)", "region": "us-east-1"}"#.utf8
             ).write(to: cache)
             let config = """
                 [default]
                 sso_session = corp
-                sso_account_id = \(secrets.sso_account)
-                sso_role_name = \(secrets.sso_role)
+                sso_account_id = \(secrets.ssoAccount)
+                sso_role_name = \(secrets.ssoRole)
                 [sso-session corp]
                 sso_region = us-east-1
                 sso_start_url = https://corp.awsapps.com/start
@@ -123,7 +132,7 @@ struct CredentialSourcesTests {
 
             // An expired SSO token says what to do, before any call.
             let stale = ISO8601DateFormatter().string(from: Date().addingTimeInterval(-60))
-            try Data(#"{"accessToken": "\#(secrets.sso_token)", "expiresAt": "\#(stale)"}"#.utf8).write(to: cache)
+            try Data(#"{"accessToken": "\#(secrets.ssoToken)", "expiresAt": "\#(stale)"}"#.utf8).write(to: cache)
             let expired = await #expect(throws: CredentialsError.self) {
                 _ = try await Self.resolveAndCall(["CONFIG": config, "AWS_ENDPOINT_URL_SSO": endpoint], home: home)
             }
@@ -136,7 +145,7 @@ struct CredentialSourcesTests {
             let refused = await #expect(throws: CredentialsError.self) {
                 _ = try await Self.resolveAndCall(
                     [
-                        "AWS_WEB_IDENTITY_TOKEN_FILE": oidc.path, "AWS_ROLE_ARN": secrets.role_arn,
+                        "AWS_WEB_IDENTITY_TOKEN_FILE": oidc.path, "AWS_ROLE_ARN": secrets.roleARN,
                         "AWS_ENDPOINT_URL_STS": endpoint,
                     ], home: home)
             }
@@ -158,7 +167,7 @@ struct CredentialSourcesTests {
     }
 
     @Test(
-        "the container endpoint takes the token over plain http only to loopback or the container agent; a named profile must exist"
+        "the container token goes over plain http only to loopback or the container agent; a named profile must exist"
     )
     func refusals() throws {
         let http = TestStack.httpClient

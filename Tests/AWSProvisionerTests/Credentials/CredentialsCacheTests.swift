@@ -4,7 +4,7 @@ import Testing
 
 /// The credentials cache with scripts/fixtures/credential-process.py, which hands out
 /// short-lived credentials and counts its invocations. Time moves with a `TestClock`.
-@Suite("Credentials cache with credential_process")
+@Suite("Credentials cache with credential_process", .timeLimit(.minutes(3)))
 struct CredentialsCacheTests {
     private func makeCache(_ fixture: CredentialProcessFixture, clock: TestClock, window: Duration = .seconds(15 * 60))
         -> CredentialsCache

@@ -3,7 +3,7 @@ import Testing
 
 @testable import AWSProvisioner
 
-@Suite("Credentials values")
+@Suite("Credentials values", .timeLimit(.minutes(3)))
 struct CredentialsTypesTests {
     @Test("description never shows the secret or the session token")
     func redaction() {
@@ -39,10 +39,10 @@ struct CredentialsTypesTests {
 
     @Test("credential_process output: Version 1 with Expiration, or without it for long-term keys")
     func processOutput() throws {
-        let temporary = try ProcessCredentialsProvider.decode(
-            Data(
-                #"{"Version":1,"AccessKeyId":"A","SecretAccessKey":"S","SessionToken":"T","Expiration":"2026-11-25T12:45:07Z"}"#
-                    .utf8))
+        let json =
+            #"{"Version":1,"AccessKeyId":"A","SecretAccessKey":"S","SessionToken":"T","#
+            + #""Expiration":"2026-11-25T12:45:07Z"}"#
+        let temporary = try ProcessCredentialsProvider.decode(Data(json.utf8))
         #expect(temporary.sessionToken == "T")
         #expect(temporary.expiration == AWSTimestamp.parse("2026-11-25T12:45:07Z"))
         let longTerm = try ProcessCredentialsProvider.decode(

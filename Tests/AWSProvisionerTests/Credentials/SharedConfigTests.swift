@@ -2,7 +2,7 @@ import AWSProvisioner
 import Foundation
 import Testing
 
-@Suite("Shared config files, profiles and AWSEnvironment")
+@Suite("Shared config files, profiles and AWSEnvironment", .timeLimit(.minutes(3)))
 struct SharedConfigTests {
     static let config = """
         # comment

@@ -4,7 +4,7 @@ import Testing
 
 /// Every EC2 action against moto_server with signature checking on. Each test works in its
 /// own region (moto keeps state per region) and names things uniquely.
-@Suite("EC2 client against moto_server")
+@Suite("EC2 client against moto_server", .timeLimit(.minutes(3)))
 struct EC2ClientTests {
     static let publicKey =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOFKKGeFGCcejkH2hvh/9PHBO/66FE1FpYgLNTKmAQGX flotilla-test"

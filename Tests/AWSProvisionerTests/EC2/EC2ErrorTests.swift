@@ -2,12 +2,13 @@ import Testing
 
 @testable import AWSProvisioner
 
-@Suite("EC2Error decoding and retry classes")
+@Suite("EC2Error decoding and retry classes", .timeLimit(.minutes(3)))
 struct EC2ErrorTests {
     @Test("EC2 error shape")
     func ec2Shape() {
         let body =
-            "<Response><Errors><Error><Code>InvalidKeyPair.Duplicate</Code><Message>exists</Message></Error></Errors><RequestID>r-1</RequestID></Response>"
+            "<Response><Errors><Error><Code>InvalidKeyPair.Duplicate</Code><Message>exists</Message></Error></Errors>"
+            + "<RequestID>r-1</RequestID></Response>"
         let error = EC2Error(httpStatus: 400, body: Array(body.utf8))
         #expect(error.code == "InvalidKeyPair.Duplicate")
         #expect(error.message == "exists")
@@ -19,7 +20,8 @@ struct EC2ErrorTests {
     @Test("auth error shape (ErrorResponse/Errors/Error)")
     func authShape() {
         let body =
-            "<?xml version=\"1.0\"?>\n<ErrorResponse><Errors><Error><Code>AuthFailure</Code><Message>no</Message><Type>Sender</Type></Error></Errors></ErrorResponse>"
+            "<?xml version=\"1.0\"?>\n<ErrorResponse><Errors><Error><Code>AuthFailure</Code><Message>no</Message>"
+            + "<Type>Sender</Type></Error></Errors></ErrorResponse>"
         let error = EC2Error(httpStatus: 401, body: Array(body.utf8))
         #expect(error.code == "AuthFailure")
         #expect(error.retryClass == .never)
@@ -28,7 +30,8 @@ struct EC2ErrorTests {
     @Test("STS error shape (ErrorResponse/Error)")
     func stsShape() {
         let body =
-            "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>ExpiredToken</Code><Message>expired</Message></Error><RequestId>abc</RequestId></ErrorResponse>"
+            "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>"
+            + "<Code>ExpiredToken</Code><Message>expired</Message></Error><RequestId>abc</RequestId></ErrorResponse>"
         let error = EC2Error(httpStatus: 400, body: Array(body.utf8))
         #expect(error.code == "ExpiredToken")
         #expect(error.requestID == "abc")

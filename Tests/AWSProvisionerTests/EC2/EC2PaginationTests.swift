@@ -4,7 +4,7 @@ import Testing
 
 /// moto never paginates (it ignores MaxResults), so the fault proxy answers both pages:
 /// the first with a `nextToken`, the second only if the client sends that token back.
-@Suite("EC2 pagination")
+@Suite("EC2 pagination", .timeLimit(.minutes(3)))
 struct EC2PaginationTests {
     static func page(instanceID: String, privateIP: String, nextToken: String?) -> String {
         """

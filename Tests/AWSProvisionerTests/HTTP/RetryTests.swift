@@ -4,7 +4,7 @@ import Testing
 
 /// Each retry rule, proved through scripts/fixtures/fault-proxy.py in front of moto_server
 /// (a proxy per test; signatures stay valid because it keeps the Host header).
-@Suite("Retries through the fault proxy")
+@Suite("Retries through the fault proxy", .timeLimit(.minutes(3)))
 struct RetryTests {
     @Test("throttling (RequestLimitExceeded, HTTP 503) is retried with backoff")
     func throttlingRetried() async throws {
@@ -82,21 +82,21 @@ struct RetryTests {
     }
 
     @Test(
-        "a clock an hour off: RequestTimeTooSkewed with AWS's Date is corrected once, later calls sign with AWS's time, and a clock put right is followed back"
+        "clock an hour off: RequestTimeTooSkewed fixed once by AWS's Date, used later; a clock put right is followed"
     )
     func clockSkewCorrected() async throws {
         let stack = try TestStack.current()
         try await FaultProxy.with(upstream: stack.endpoint) { proxy in
             let skewed = FaultProxy.Rule(
                 action: "DescribeVpcs", status: 403, code: "RequestTimeTooSkewed",
-                message: "The difference between the request time and the current time is too large.", date_offset: 3600
+                message: "The difference between the request time and the current time is too large.", dateOffset: 3600
             )
             try await proxy.add(skewed)
             let ec2 = stack.ec2(region: "us-east-1", endpoint: proxy.endpoint)
             _ = try await ec2.describeVpcs()
             _ = try await ec2.describeVpcs()
             var back = skewed
-            back.date_offset = 0
+            back.dateOffset = 0
             try await proxy.add(back)
             _ = try await ec2.describeVpcs()
             let stats = try #require(try await proxy.stats()["DescribeVpcs"])

@@ -3,7 +3,7 @@ import Foundation
 import Synchronization
 import Testing
 
-@Suite("Provisioning on the loopback cluster", .serialized)
+@Suite("Provisioning on the loopback cluster", .serialized, .timeLimit(.minutes(10)))
 struct ClusterProvisionerTests {
     /// Provisions, checks the installer's records, tears down, checks nothing remains.
     func provisionAndCheck(masters: Int, agents: Int, publicAgents: Int) async throws {
@@ -21,8 +21,8 @@ struct ClusterProvisionerTests {
         let summary = try #require(observer.progress.last)
         #expect(summary.contains("SSH used"))
         print(
-            "measured: \(masters + agents + publicAgents)-node provision + install took \(ContinuousClock.now - started); \(summary)"
-        )
+            "measured: \(masters + agents + publicAgents)-node provision + install took "
+                + "\(ContinuousClock.now - started); \(summary)")
         #expect(state.step == .ready)
         #expect(state.nodes.count == masters + agents + publicAgents + 1)
         #expect(state.nodes.allSatisfy { $0.hostKey?.hasPrefix("ssh-") == true && $0.privateIP.hasPrefix("127.0.1.") })
@@ -50,7 +50,7 @@ struct ClusterProvisionerTests {
         #expect(config.contains("bootstrap_url: http://\(state.bootstrapNode!.privateIP):8080"))
         #expect(cluster.genconfFile(clusterName: clusterName, "extra/hello.txt") == Data("hello from flotilla\n".utf8))
 
-        cluster.reap(state)
+        await cluster.reap(state)
         let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
         #expect(report.leftovers.isEmpty)
         #expect(report.terminatedInstances.count == state.nodes.count)
@@ -64,7 +64,7 @@ struct ClusterProvisionerTests {
     }
 
     @Test(
-        "a narrowed admin_location still provisions: SSH for the fleet's range, the serve port for the cluster's own group only, IMDSv2 required"
+        "narrowed admin_location: SSH for the fleet's range, serve port for the cluster's group only, IMDSv2 required"
     )
     func narrowedAdminLocation() async throws {
         let cluster = try LoopbackCluster.current()
@@ -101,7 +101,7 @@ struct ClusterProvisionerTests {
             instances.allSatisfy { $0.metadataHTTPTokens == "required" },
             "\(instances.map { $0.metadataHTTPTokens ?? "nil" })")
 
-        cluster.reap(state)
+        await cluster.reap(state)
         let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
         #expect(report.leftovers.isEmpty)
     }
@@ -113,7 +113,7 @@ struct ClusterProvisionerTests {
         // Once the instances have addresses, they become plain CentOS images.
         let observer = RecordingObserver { state, moment, step in
             if step == "instances running", moment == .after {
-                for node in state.nodes { try cluster.makePlainImage(node.privateIP) }
+                for node in state.nodes { try await cluster.makePlainImage(node.privateIP) }
             }
         }
         let provisioner = cluster.provisioner()
@@ -134,16 +134,16 @@ struct ClusterProvisionerTests {
         let nothing = again.progress.first { $0.hasPrefix("prerequisites: nothing missing") }
         #expect(nothing != nil, "\(again.progress)")
         print(
-            "measured: prerequisites on \(state.nodes.count) prepared nodes: \(nothing ?? "-") (whole resumed run \(ContinuousClock.now - started))"
-        )
+            "measured: prerequisites on \(state.nodes.count) prepared nodes: \(nothing ?? "-") "
+                + "(whole resumed run \(ContinuousClock.now - started))")
 
-        cluster.reap(state)
+        await cluster.reap(state)
         let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
         #expect(report.leftovers.isEmpty)
     }
 
     @Test(
-        "a bootstrap script sent on standard input would be swallowed by the installer, as docker run -i does; the file-based one is not"
+        "a bootstrap script on stdin would be swallowed by the installer, like docker run -i; the file-based one is not"
     )
     func stdinIsSwallowed() async throws {
         let cluster = try LoopbackCluster.current()
@@ -203,13 +203,13 @@ struct ClusterProvisionerTests {
         #expect(left.isEmpty, "shell folders left after close: \(left)")
         print("measured: the slowest of 12 shell closes took \(slowestClose)")
 
-        cluster.reap(state)
+        await cluster.reap(state)
         let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
         #expect(report.leftovers.isEmpty)
     }
 
     @Test(
-        "the production node scripts read IMDSv2 from the emulator in v2-only mode; an IMDSv1 read is refused; a service that refuses tokens fails them clearly"
+        "node scripts read IMDSv2 from the v2-only emulator; IMDSv1 is refused; a token-refusing service fails clearly"
     )
     func nodeScriptsAgainstIMDS() async throws {
         let cluster = try LoopbackCluster.current()
@@ -270,7 +270,7 @@ struct ClusterProvisionerTests {
             // Up when it answers anything over HTTP; gone when it could not start.
             let deadline = ContinuousClock.now.advanced(by: .seconds(15))
             while process.isRunning, ContinuousClock.now < deadline,
-                try runLocal(
+                try await runLocal(
                     "/usr/bin/curl",
                     ["-s", "-o", "/dev/null", "--max-time", "1", "http://127.0.0.1:\(port)/latest/meta-data/"]) != 0
             {
@@ -282,18 +282,25 @@ struct ClusterProvisionerTests {
             }
         }
         let refusingEmulator = try #require(emulator, "the refusing IMDS emulator did not start")
-        defer { refusingEmulator.terminate() }
-        let refused = try await run(NodeScripts.ipDetect(endpoint: refusing))
-        #expect(refused.exitStatus == 1, "\(refused.summary)")
-        #expect(refused.stdout.isEmpty)
-        #expect(
-            refused.stderr.contains("ip-detect: the instance metadata service refused an IMDSv2 token"),
-            "\(refused.stderr)")
-        await shell.close()
+        // Ended and awaited however the rest ends.
+        do {
+            let refused = try await run(NodeScripts.ipDetect(endpoint: refusing))
+            #expect(refused.exitStatus == 1, "\(refused.summary)")
+            #expect(refused.stdout.isEmpty)
+            #expect(
+                refused.stderr.contains("ip-detect: the instance metadata service refused an IMDSv2 token"),
+                "\(refused.stderr)")
+            await shell.close()
 
-        cluster.reap(state)
-        let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
-        #expect(report.leftovers.isEmpty)
+            await cluster.reap(state)
+            let report = try await provisioner.teardown(
+                spec, state: state, settings: .fast, observer: RecordingObserver())
+            #expect(report.leftovers.isEmpty)
+        } catch {
+            await refusingEmulator.stop()
+            throw error
+        }
+        await refusingEmulator.stop()
     }
 
     @Test("a bootstrap port among the admin ports is refused before anything is created")
@@ -336,14 +343,14 @@ struct ClusterProvisionerTests {
 
         let saved = try #require(observer.saved)
         #expect(saved.step == .bootstrapReady)
-        cluster.reap(saved)
+        await cluster.reap(saved)
         let report = try await provisioner.teardown(spec, state: saved, settings: .fast, observer: RecordingObserver())
         #expect(report.leftovers.isEmpty)
         #expect(try await cluster.liveInstances(spec).isEmpty)
     }
 
     @Test(
-        "interrupted at any checkpoint, provisioning resumes to exactly the requested instances, and teardown leaves nothing"
+        "interrupted at any checkpoint, provisioning ends with exactly the requested instances; teardown leaves nothing"
     )
     func resumeFromEveryCheckpoint() async throws {
         let cluster = try LoopbackCluster.current()
@@ -352,7 +359,7 @@ struct ClusterProvisionerTests {
         let first = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
         let provisioner = cluster.provisioner()
         let done = try await provisioner.provision(first, observer: counting)
-        cluster.reap(done)
+        await cluster.reap(done)
         try await provisioner.teardown(first, state: done, settings: .fast, observer: RecordingObserver())
         let total = counting.count
         #expect(total >= 15, "checkpoints: \(counting.labels)")
@@ -376,8 +383,8 @@ struct ClusterProvisionerTests {
                     spec, from: interrupted.saved, observer: RecordingObserver())
                 let live = try await cluster.liveInstances(spec)
                 guard live.count == 2, Set(live.map(\.instanceID)) == Set(resumed.instanceIDs) else {
-                    return
-                        "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(live.count) live instances, state has \(resumed.instanceIDs.count)"
+                    return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): "
+                        + "\(live.count) live instances, state has \(resumed.instanceIDs.count)"
                 }
                 // The real installer refuses a second install on a node: none happened.
                 for node in resumed.clusterNodes {
@@ -385,11 +392,11 @@ struct ClusterProvisionerTests {
                         $0.hasPrefix("deploy ") && $0.contains(" ok ") && $0.hasSuffix(" \(spec.resourceName)")
                     }
                     guard deploys.count == 1 else {
-                        return
-                            "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(deploys.count) installs on \(node.privateIP)"
+                        return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): "
+                            + "\(deploys.count) installs on \(node.privateIP)"
                     }
                 }
-                cluster.reap(resumed)
+                await cluster.reap(resumed)
                 try await cluster.provisioner().teardown(
                     spec, state: resumed, settings: .fast, observer: RecordingObserver())
                 let keys = try await cluster.stack.ec2().describeKeyPairs(filters: [.tag("cluster", spec.clusterID)])
@@ -401,8 +408,8 @@ struct ClusterProvisionerTests {
                 }
                 return nil
             } catch let error as ProvisionError {
-                return
-                    "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(error) \(error.logs.values.joined(separator: "\n").suffix(1500))"
+                let logs = error.logs.values.joined(separator: "\n").suffix(1500)
+                return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(error) \(logs)"
             } catch {
                 return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(error)"
             }

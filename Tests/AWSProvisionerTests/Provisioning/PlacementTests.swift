@@ -1,5 +1,6 @@
 import AWSProvisioner
 import Foundation
+import TestSupport
 import Testing
 
 /// EC2 as real accounts see it: images with their own root devices, accounts without a
@@ -7,7 +8,7 @@ import Testing
 /// consistency. The fault proxy in front of the emulator makes RunInstances as strict as
 /// EC2 (token idempotency, unknown images, unoffered types, root volumes) and injects the
 /// faults.
-@Suite("Placement: images, zones, capacity fallback, eventual consistency")
+@Suite("Placement: images, zones, capacity fallback, eventual consistency", .timeLimit(.minutes(10)))
 struct PlacementTests {
     /// Provisioning refused before anything exists: no mutation was attempted and no key
     /// pair of the cluster's name exists.
@@ -32,7 +33,7 @@ struct PlacementTests {
     }
 
     @Test(
-        "unknown image, root smaller than the snapshot, wrong architecture, no default VPC, a zone without the type: refused before anything exists"
+        "unknown image, root under snapshot, wrong architecture, no default VPC, no zone with the type: refused upfront"
     )
     func refusedBeforeSpend() async throws {
         let cluster = try LoopbackCluster.current()
@@ -68,7 +69,7 @@ struct PlacementTests {
     }
 
     @Test(
-        "a /dev/xvda image gets its own root resized: one volume per instance (counted with the AWS CLI); a /dev/sda1 mapping would have added a second"
+        "a /dev/xvda image gets its root resized: one volume per instance (AWS CLI); a /dev/sda1 mapping adds a second"
     )
     func xvdaRootResized() async throws {
         let cluster = try LoopbackCluster.current()
@@ -85,7 +86,7 @@ struct PlacementTests {
                         && volumes.first?.size == spec.rootVolumeGiB,
                     "\(node.instanceID): \(volumes)")
             }
-            cluster.reap(state)
+            await cluster.reap(state)
             try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
 
             // The stand-in is strict: the old fixed /dev/sda1 mapping leaves the 15 GiB root
@@ -106,7 +107,7 @@ struct PlacementTests {
     }
 
     @Test(
-        "capacity: fall back zone by zone, then to the next instance type; each failed launch is cleaned up; the memory skips a failed zone for the next cluster"
+        "capacity: fall back by zone, then type; failed launches are cleaned up; the next cluster skips the failed zone"
     )
     func capacityFallback() async throws {
         let cluster = try LoopbackCluster.current()
@@ -138,8 +139,8 @@ struct PlacementTests {
             let started = ContinuousClock.now
             let state = try await provisioner.provision(spec, observer: observer)
             print(
-                "measured: provisioning with 3 capacity fallbacks took \(ContinuousClock.now - started); \(observer.timings.joined(separator: "; "))"
-            )
+                "measured: provisioning with 3 capacity fallbacks took \(ContinuousClock.now - started); "
+                    + observer.timings.joined(separator: "; "))
 
             #expect(
                 state.fallbacks == [
@@ -172,14 +173,14 @@ struct PlacementTests {
                     && planOnly.saved?.placement?.instanceType == "m5.large",
                 "\(String(describing: planOnly.saved?.placement))")
 
-            cluster.reap(state)
+            await cluster.reap(state)
             try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
             #expect(try await cluster.liveInstances(spec).isEmpty)
         }
     }
 
     @Test(
-        "a fallback interrupted just before or just after its checkpoint resumes to a ready cluster in the next zone, with nothing left in the first"
+        "a fallback cut just before or after its checkpoint resumes ready in the next zone, nothing left in the first"
     )
     func fallbackResumes() async throws {
         let cluster = try LoopbackCluster.current()
@@ -201,15 +202,15 @@ struct PlacementTests {
                     let resumed = try await cluster.provisioner(endpoint: proxy.endpoint)
                         .provision(spec, from: interrupted.saved, observer: RecordingObserver())
                     let live = try await cluster.liveInstances(spec)
-                    cluster.reap(resumed)
+                    await cluster.reap(resumed)
                     try await cluster.provisioner().teardown(
                         spec, state: resumed, settings: .fast, observer: RecordingObserver())
                     guard resumed.placement?.subnetID == cluster.subnetID, live.count == 2,
                         Set(live.map(\.instanceID)) == Set(resumed.instanceIDs),
                         !live.contains(where: { $0.subnetID == cluster.subnetB })
                     else {
-                        return
-                            "stored \(stored): placement \(String(describing: resumed.placement)), live \(live.map { "\($0.instanceID) \($0.subnetID ?? "-")" })"
+                        let instances = live.map { "\($0.instanceID) \($0.subnetID ?? "-")" }
+                        return "stored \(stored): placement \(String(describing: resumed.placement)), live \(instances)"
                     }
                     return nil
                 } catch {
@@ -221,7 +222,7 @@ struct PlacementTests {
     }
 
     @Test(
-        "NotFound right after create (group, key pair, instances), a lost RunInstances answer and DependencyViolation on teardown are waited out in the step: one attempt, no duplicate"
+        "NotFound after create, a lost RunInstances answer, DependencyViolation: waited out; one attempt, no duplicate"
     )
     func eventualConsistency() async throws {
         let cluster = try LoopbackCluster.current()
@@ -258,7 +259,7 @@ struct PlacementTests {
             #expect(
                 live.count == 2 && Set(live.map(\.instanceID)) == Set(state.instanceIDs),
                 "the replayed launch made no second master")
-            cluster.reap(state)
+            await cluster.reap(state)
             let report = try await provisioner.teardown(
                 spec, state: state, settings: .fast, observer: RecordingObserver())
             #expect(report.leftovers.isEmpty)
@@ -267,7 +268,7 @@ struct PlacementTests {
     }
 
     @Test(
-        "a plan's dry run asks AWS with DryRun=true: allowed calls answer DryRunOperation, a refused permission is reported per call; nothing is created"
+        "plan dry run (DryRun=true): allowed calls get DryRunOperation, refusals are reported per call; nothing created"
     )
     func dryRunRefusals() async throws {
         let cluster = try LoopbackCluster.current()
@@ -308,7 +309,7 @@ struct PlacementTests {
     }
 
     @Test(
-        "teardown's last check lists every kind Flotilla tags (instances, volumes, network interfaces, groups, key pairs) by the cluster tag"
+        "teardown's last check lists every kind Flotilla tags (instances, volumes, ENIs, groups, key pairs) by tag"
     )
     func leftoversByTag() async throws {
         let cluster = try LoopbackCluster.current()
@@ -373,21 +374,13 @@ struct PlacementTests {
                 "aws", "--endpoint-url", cluster.stack.endpoint.absoluteString,
                 "--region", cluster.stack.region, "--output", "json",
             ] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let handle = output.fileHandleForReading
-        let data = await offPool {
-            let data = handle.readDataToEndOfFile()
-            process.waitUntilExit()
-            return data
-        }
-        guard process.terminationStatus == 0 else {
+        let run = try await process.runToCompletion()
+        let data = run.standardOutput
+        guard run.status == 0 else {
             throw FixtureError(
                 message:
-                    "aws \(arguments.prefix(2).joined(separator: " ")) failed (exit \(process.terminationStatus)): \(String(decoding: data, as: UTF8.self))"
-            )
+                    "aws \(arguments.prefix(2).joined(separator: " ")) failed (exit \(run.status)): "
+                    + String(decoding: data, as: UTF8.self))
         }
         if data.isEmpty { return [:] }
         guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {

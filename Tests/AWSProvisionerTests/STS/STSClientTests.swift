@@ -2,7 +2,7 @@ import AWSProvisioner
 import Foundation
 import Testing
 
-@Suite("STS client against moto_server")
+@Suite("STS client against moto_server", .timeLimit(.minutes(3)))
 struct STSClientTests {
     @Test("GetCallerIdentity names the IAM user")
     func callerIdentity() async throws {

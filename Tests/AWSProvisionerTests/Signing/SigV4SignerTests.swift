@@ -2,7 +2,7 @@ import AWSProvisioner
 import Foundation
 import Testing
 
-@Suite("SigV4 signer")
+@Suite("SigV4 signer", .timeLimit(.minutes(3)))
 struct SigV4SignerTests {
     @Test("the fetched AWS test suite has exactly the 34 known cases")
     func suiteIsComplete() async throws {

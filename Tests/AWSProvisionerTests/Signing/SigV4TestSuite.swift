@@ -1,5 +1,6 @@
 import AWSProvisioner
 import Foundation
+import TestSupport
 
 /// The AWS Signature Version 4 test suite from botocore's source distribution, fetched by
 /// scripts/fixtures/aws-sigv4-suite.py into a cache (not committed).
@@ -35,21 +36,11 @@ enum SigV4TestSuite {
 
     /// The suite folder, fetched on first use (once per test process), off the concurrency pool.
     static let fetch = Task<URL, any Error> {
-        let (status, path) = await offPool { () -> (Int32, String) in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", Repository.fixture("aws-sigv4-suite.py"), cacheDirectory]
-            let output = Pipe()
-            process.standardOutput = output
-            do {
-                try process.run()
-            } catch {
-                return (-1, "")
-            }
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", Repository.fixture("aws-sigv4-suite.py"), cacheDirectory]
+        let run = try await process.runToCompletion()
+        let (status, path) = (run.status, run.output)
         guard status == 0 else {
             throw FixtureError(
                 message: "fetching the SigV4 test suite failed (pip download botocore==1.43.11), status \(status)")

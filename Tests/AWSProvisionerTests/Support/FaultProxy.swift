@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import TestSupport
 
 /// scripts/fixtures/fault-proxy.py, started for one test in front of moto: forwards
 /// requests (keeping Host, so signatures stay valid) and answers chosen actions with
@@ -21,7 +22,12 @@ final class FaultProxy: Sendable {
         /// RunInstances: the launch succeeds, then its instances end terminated with this state reason.
         var terminate: String?
         /// The error answer's Date header is this many seconds from now.
-        var date_offset: Double?
+        var dateOffset: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case action, times, status, code, message, shape, body, delay, match, forward, terminate
+            case dateOffset = "date_offset"
+        }
     }
 
     struct Stats: Decodable, Sendable {
@@ -86,7 +92,7 @@ final class FaultProxy: Sendable {
         try? input.fileHandleForWriting.close()
         if process.isRunning { process.terminate() }
         let process = self.process
-        await offPool { process.waitUntilExit() }
+        _ = await process.exit(within: .seconds(30))
     }
 }
 
@@ -109,7 +115,7 @@ struct LoopbackFixture {
         // The first line is "PORT n", printed once the socket listens. Read off the
         // concurrency pool: the read blocks until the interpreter is up.
         let handle = output.fileHandleForReading
-        let text = await offPool {
+        let text = try await offPool {
             var line = Data()
             while !line.contains(UInt8(ascii: "\n")) {
                 let chunk = handle.availableData
@@ -129,15 +135,7 @@ struct LoopbackFixture {
         try? self.input.fileHandleForWriting.close()
         if self.process.isRunning { self.process.terminate() }
         let process = self.process
-        await offPool { process.waitUntilExit() }
-    }
-}
-
-/// Runs blocking work (pipe reads, waiting for a process) on its own thread, so the
-/// concurrency pool (two threads on this machine) keeps serving the other tests.
-func offPool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(returning: body()) }
+        _ = await process.exit(within: .seconds(30))
     }
 }
 

@@ -89,13 +89,22 @@ struct LoopbackCluster: Sendable {
     /// What terminating the bootstrap instance does on EC2: its HTTP server stops and its
     /// files are gone. (Every loopback node is this machine.) Call it before teardown: once
     /// the instances are terminated the emulator may give their addresses to another cluster.
-    func reap(_ state: ProvisionState?) {
+    /// The server is the one the serve command started with its pid file in the bootstrap
+    /// folder; it is ended and awaited (never found by name).
+    func reap(_ state: ProvisionState?) async {
         guard let state else { return }
-        if let bootstrap = state.bootstrapNode {
-            _ = try? runLocal("/usr/bin/pkill", ["-f", "http.server --bind \(bootstrap.privateIP) "])
-        }
         let home = FileManager.default.homeDirectoryForCurrentUser
-        try? FileManager.default.removeItem(at: home.appendingPathComponent("flotilla-bootstrap-\(state.clusterID)"))
+        let folder = home.appendingPathComponent("flotilla-bootstrap-\(state.clusterID)")
+        let pidFile = folder.appendingPathComponent("serve.pid")
+        if let text = try? String(contentsOf: pidFile, encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1
+        {
+            kill(pid, SIGTERM)
+            let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+            while kill(pid, 0) == 0, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+            if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+        }
+        try? FileManager.default.removeItem(at: folder)
     }
 
     /// Lines of the stub's per-node calls.log: `PHASE ARG OUTCOME CLUSTER`.
@@ -128,11 +137,11 @@ struct LoopbackCluster: Sendable {
 
     /// Makes the node at `ip` a plain CentOS image in the stub's node model (no Docker, no
     /// ipset/unzip/xz, no group nogroup, SELinux enforcing), as a fresh non-pre-baked AMI.
-    func makePlainImage(_ ip: String) throws {
+    func makePlainImage(_ ip: String) async throws {
         let stub = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(
                 "scripts/fixtures/dcos-stub/stub.py")
-        let status = try runLocal(
+        let status = try await runLocal(
             "/usr/bin/env", ["FLOTILLA_TEST_STUB_STATE=\(self.stubState.path)", "python3", stub.path, "plain-node", ip])
         guard status == 0 else { throw TestStack.Missing(variable: "stub.py plain-node \(ip) (exit \(status))") }
     }
@@ -164,11 +173,12 @@ final class RecordingObserver: ProvisionObserver, Sendable {
     /// Also interrupt at the first checkpoint whose step starts with this.
     let interruptOn: String?
     let storeInterrupted: Bool
-    let onCheckpoint: @Sendable (ProvisionState, CheckpointMoment, String) throws -> Void
+    let onCheckpoint: @Sendable (ProvisionState, CheckpointMoment, String) async throws -> Void
 
     init(
         interruptAt: Int? = nil, interruptOn: String? = nil, storeInterrupted: Bool = true,
-        onCheckpoint: @escaping @Sendable (ProvisionState, CheckpointMoment, String) throws -> Void = { _, _, _ in }
+        onCheckpoint: @escaping @Sendable (ProvisionState, CheckpointMoment, String) async throws -> Void = { _, _, _ in
+        }
     ) {
         self.interruptAt = interruptAt
         self.interruptOn = interruptOn
@@ -182,14 +192,13 @@ final class RecordingObserver: ProvisionObserver, Sendable {
     var mutations: Int { self.state.withLock { $0.mutations } }
 
     func checkpoint(_ checkpoint: ProvisionState, moment: CheckpointMoment, step: String) async throws {
-        try self.onCheckpoint(checkpoint, moment, step)
+        try await self.onCheckpoint(checkpoint, moment, step)
         let interrupt = self.state.withLock { state -> Bool in
             state.count += 1
             state.labels.append("\(moment) \(step)")
             let elapsed = ContinuousClock.now - self.started
-            state.timings.append(
-                "\(moment) \(step) at \(String(format: "%.2f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)) s"
-            )
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            state.timings.append("\(moment) \(step) at \(String(format: "%.2f", seconds)) s")
             let interrupt = state.count == self.interruptAt || self.interruptOn.map { step.hasPrefix($0) } == true
             if !interrupt || self.storeInterrupted { state.saved = checkpoint }
             return interrupt
@@ -210,14 +219,11 @@ final class RecordingObserver: ProvisionObserver, Sendable {
     var timings: [String] { self.state.withLock { $0.timings } }
 }
 
+/// Runs a local command to its end, off the cooperative pool; its exit status.
 @discardableResult
-func runLocal(_ executable: String, _ arguments: [String]) throws -> Int32 {
+func runLocal(_ executable: String, _ arguments: [String]) async throws -> Int32 {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    process.waitUntilExit()
-    return process.terminationStatus
+    return try await process.runToCompletion().status
 }

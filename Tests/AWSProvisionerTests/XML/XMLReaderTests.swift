@@ -2,7 +2,7 @@ import Testing
 
 @testable import AWSProvisioner
 
-@Suite("XML reader")
+@Suite("XML reader", .timeLimit(.minutes(3)))
 struct XMLReaderTests {
     @Test("same element names at several depths are read by path")
     func pathsDisambiguate() throws {

@@ -92,23 +92,6 @@ private actor TemplateHolder {
     }
 }
 
-/// Awaits `condition` until it holds or `timeout` passes; records a failure naming
-/// `what` when it never held. This is how tests wait: on a condition, with a deadline.
-@discardableResult
-func eventually(
-    _ what: String, timeout: Duration = .seconds(20), poll: Duration = .milliseconds(20),
-    _ condition: () async throws -> Bool
-) async throws -> Bool {
-    let deadline = ContinuousClock.now.advanced(by: timeout)
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: poll)
-    }
-    if try await condition() { return true }
-    Issue.record("timed out after \(timeout) waiting for: \(what)")
-    return false
-}
-
 extension PostgresClient {
     /// The single value of a one-row, one-column query.
     func scalar<T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as type: T.Type = T.self) async throws -> T {

@@ -3,7 +3,7 @@ import Foundation
 import Synchronization
 import Testing
 
-@Suite("Provisioning on the loopback cluster", .serialized, .timeLimit(.minutes(10)))
+@Suite("Provisioning on the loopback cluster", .timeLimit(.minutes(10)))
 struct ClusterProvisionerTests {
     /// Provisions, checks the installer's records, tears down, checks nothing remains.
     func provisionAndCheck(masters: Int, agents: Int, publicAgents: Int) async throws {
@@ -354,67 +354,63 @@ struct ClusterProvisionerTests {
     )
     func resumeFromEveryCheckpoint() async throws {
         let cluster = try LoopbackCluster.current()
-        // One uninterrupted run counts the checkpoints.
-        let counting = RecordingObserver()
-        let first = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
-        let provisioner = cluster.provisioner()
-        let done = try await provisioner.provision(first, observer: counting)
-        await cluster.reap(done)
-        try await provisioner.teardown(first, state: done, settings: .fast, observer: RecordingObserver())
-        let total = counting.count
-        #expect(total >= 15, "checkpoints: \(counting.labels)")
+        // Two chains, each one cluster: every run stops at the next checkpoint not yet tried,
+        // and the next run resumes from what was stored. In the first, each crash comes right
+        // after its checkpoint was stored; in the second, right after each step's side effect,
+        // with its checkpoint not stored, so the resumed run does the step again.
+        async let afterStore = self.interruptAtEveryCheckpoint(cluster, stored: true)
+        async let beforeStore = self.interruptAtEveryCheckpoint(cluster, stored: false)
+        let (stored, unstored) = try await (afterStore, beforeStore)
+        #expect(stored.count >= 15, "checkpoints: \(stored)")
+        #expect(Set(unstored) == Set(stored.filter { $0.hasPrefix("after") }), "\(unstored) against \(stored)")
+    }
 
-        // Crash right after each checkpoint was stored; and, for each "after" checkpoint,
-        // crash right after the side effect with the checkpoint not yet stored.
-        var cases: [(Int, Bool)] = (1...total).map { ($0, true) }
-        cases += counting.labels.enumerated().filter { $0.element.hasPrefix("after") }.map { ($0.offset + 1, false) }
-        let failures = await forEachLimited(cases, limit: 4) { index, stored -> String? in
-            let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
-            let interrupted = RecordingObserver(interruptAt: index, storeInterrupted: stored)
+    /// Provisions one 1-master cluster as a chain of runs, each interrupted at the first
+    /// checkpoint not interrupted at before, resumed from the last stored state, until a run
+    /// completes. Checks it ends with exactly its instances and one install per node, tears it
+    /// down, checks nothing is left, and returns the checkpoints it interrupted at, in order.
+    private func interruptAtEveryCheckpoint(_ cluster: LoopbackCluster, stored: Bool) async throws -> [String] {
+        let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        var state: ProvisionState?
+        var tried: [String] = []
+        var finished: ProvisionState?
+        // Each run gets past at least one new checkpoint; a chain longer than this loops.
+        for _ in 0..<60 {
+            let skip = Set(tried)
+            let observer = RecordingObserver(
+                storeInterrupted: stored,
+                interruptIf: { label in !skip.contains(label) && (stored || label.hasPrefix("after")) })
             do {
-                _ = try await provisioner.provision(spec, observer: interrupted)
-                return "checkpoint \(index) did not interrupt"
+                finished = try await cluster.provisioner().provision(spec, from: state, observer: observer)
+                break
             } catch is RecordingObserver.Interrupted {
-            } catch {
-                return "checkpoint \(index): \(error)"
-            }
-            do {
-                let resumed = try await cluster.provisioner().provision(
-                    spec, from: interrupted.saved, observer: RecordingObserver())
-                let live = try await cluster.liveInstances(spec)
-                guard live.count == 2, Set(live.map(\.instanceID)) == Set(resumed.instanceIDs) else {
-                    return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): "
-                        + "\(live.count) live instances, state has \(resumed.instanceIDs.count)"
-                }
-                // The real installer refuses a second install on a node: none happened.
-                for node in resumed.clusterNodes {
-                    let deploys = cluster.calls(on: node.privateIP).filter {
-                        $0.hasPrefix("deploy ") && $0.contains(" ok ") && $0.hasSuffix(" \(spec.resourceName)")
-                    }
-                    guard deploys.count == 1 else {
-                        return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): "
-                            + "\(deploys.count) installs on \(node.privateIP)"
-                    }
-                }
-                await cluster.reap(resumed)
-                try await cluster.provisioner().teardown(
-                    spec, state: resumed, settings: .fast, observer: RecordingObserver())
-                let keys = try await cluster.stack.ec2().describeKeyPairs(filters: [.tag("cluster", spec.clusterID)])
-                let groups = try await cluster.stack.ec2().describeSecurityGroups(filters: [
-                    .tag("cluster", spec.clusterID)
-                ])
-                guard try await cluster.liveInstances(spec).isEmpty, keys.isEmpty, groups.isEmpty else {
-                    return "checkpoint \(index): resources remain after teardown"
-                }
-                return nil
+                tried.append(try #require(observer.labels.last))
+                // A run interrupted before it stored anything resumes from where it began.
+                state = observer.saved ?? state
             } catch let error as ProvisionError {
                 let logs = error.logs.values.joined(separator: "\n").suffix(1500)
-                return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(error) \(logs)"
-            } catch {
-                return "checkpoint \(index) (\(counting.labels[index - 1]), stored: \(stored)): \(error)"
+                Issue.record("resumed after \(tried) (stored: \(stored)): \(error) \(logs)")
+                throw error
             }
         }
-        #expect(failures.compactMap { $0 }.isEmpty, "\(failures.compactMap { $0 })")
+        let resumed = try #require(finished, "the chain did not finish after \(tried)")
+        let context = "stored: \(stored), interrupted at \(tried)"
+        let live = try await cluster.liveInstances(spec)
+        #expect(live.count == 2, "\(context): \(live.count) live instances")
+        #expect(Set(live.map(\.instanceID)) == Set(resumed.instanceIDs), "\(context)")
+        // The real installer refuses a second install on a node: none happened.
+        for node in resumed.clusterNodes {
+            let deploys = cluster.calls(on: node.privateIP).filter {
+                $0.hasPrefix("deploy ") && $0.contains(" ok ") && $0.hasSuffix(" \(spec.resourceName)")
+            }
+            #expect(deploys.count == 1, "\(context): \(deploys.count) installs on \(node.privateIP)")
+        }
+        await cluster.reap(resumed)
+        try await cluster.provisioner().teardown(spec, state: resumed, settings: .fast, observer: RecordingObserver())
+        let keys = try await cluster.stack.ec2().describeKeyPairs(filters: [.tag("cluster", spec.clusterID)])
+        let groups = try await cluster.stack.ec2().describeSecurityGroups(filters: [.tag("cluster", spec.clusterID)])
+        #expect(try await cluster.liveInstances(spec).isEmpty && keys.isEmpty && groups.isEmpty, "\(context)")
+        return tried
     }
 
     @Test("teardown with credentials about to expire renews them first, then deletes the key pair")

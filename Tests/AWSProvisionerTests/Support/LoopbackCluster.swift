@@ -154,9 +154,10 @@ struct LoopbackCluster: Sendable {
     }
 }
 
-/// Records checkpoints; can stop provisioning at the `interruptAt`-th one, either after
-/// storing it (a crash right after the checkpoint) or without storing it (a crash right
-/// after the side effect, before its checkpoint was written).
+/// Records checkpoints; can stop provisioning at the `interruptAt`-th one, or at the first
+/// whose label (`"before STEP"`, `"after STEP"`) `interruptIf` accepts, either after storing it
+/// (a crash right after the checkpoint) or without storing it (a crash right after the side
+/// effect, before its checkpoint was written).
 final class RecordingObserver: ProvisionObserver, Sendable {
     struct Interrupted: Error {}
     private struct State {
@@ -172,16 +173,19 @@ final class RecordingObserver: ProvisionObserver, Sendable {
     let interruptAt: Int?
     /// Also interrupt at the first checkpoint whose step starts with this.
     let interruptOn: String?
+    let interruptIf: (@Sendable (String) -> Bool)?
     let storeInterrupted: Bool
     let onCheckpoint: @Sendable (ProvisionState, CheckpointMoment, String) async throws -> Void
 
     init(
         interruptAt: Int? = nil, interruptOn: String? = nil, storeInterrupted: Bool = true,
         onCheckpoint: @escaping @Sendable (ProvisionState, CheckpointMoment, String) async throws -> Void = { _, _, _ in
-        }
+        },
+        interruptIf: (@Sendable (String) -> Bool)? = nil
     ) {
         self.interruptAt = interruptAt
         self.interruptOn = interruptOn
+        self.interruptIf = interruptIf
         self.storeInterrupted = storeInterrupted
         self.onCheckpoint = onCheckpoint
     }
@@ -195,11 +199,14 @@ final class RecordingObserver: ProvisionObserver, Sendable {
         try await self.onCheckpoint(checkpoint, moment, step)
         let interrupt = self.state.withLock { state -> Bool in
             state.count += 1
-            state.labels.append("\(moment) \(step)")
+            let label = "\(moment) \(step)"
+            state.labels.append(label)
             let elapsed = ContinuousClock.now - self.started
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             state.timings.append("\(moment) \(step) at \(String(format: "%.2f", seconds)) s")
-            let interrupt = state.count == self.interruptAt || self.interruptOn.map { step.hasPrefix($0) } == true
+            let interrupt =
+                state.count == self.interruptAt || self.interruptOn.map { step.hasPrefix($0) } == true
+                || self.interruptIf?(label) == true
             if !interrupt || self.storeInterrupted { state.saved = checkpoint }
             return interrupt
         }

@@ -376,7 +376,7 @@ final class Fleet: Sendable {
     }
 
     /// The emulator, through Flotilla's own EC2 client, in the test region or `region`.
-    static let http = HTTPClient.makeForAWS(connectTimeout: .seconds(2))
+    static let http = HTTPClient.makeForAWS(connectTimeout: .seconds(2), connectionsPerHost: 64)
 
     var region: String { self.environment["AWS_REGION"]! }
 

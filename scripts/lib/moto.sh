@@ -19,7 +19,8 @@ stack_start_moto() {
   log="$STACK_DIR/moto.log"
   # Started without INITIAL_NO_AUTH_ACTION_COUNT: every call is free until the IAM
   # identities exist; /moto-api/reset-auth with 0 then turns checking on for every call.
-  moto_server -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  # moto_server itself, with EC2 tag look-ups indexed (same answers; see moto-server.py).
+  python3 "$FLOTILLA_ROOT/scripts/fixtures/moto-server.py" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
   pid=$!
   stack_on_exit "kill $pid"
   stack_wait_for "moto_server on port $port" 30 \

@@ -40,7 +40,8 @@ struct TestStack: Sendable {
     }
 
     /// One HTTP client for the whole test process (never shut down: it lives as long as the process).
-    static let httpClient = HTTPClient.makeForAWS(connectTimeout: .seconds(2))
+    /// Every suite that talks to the emulator shares it, so its pool is wider than a worker's.
+    static let httpClient = HTTPClient.makeForAWS(connectTimeout: .seconds(2), connectionsPerHost: 64)
 
     static let logger: Logger = {
         var logger = Logger(label: "flotilla.tests.aws")

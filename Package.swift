@@ -31,6 +31,13 @@ let package = Package(
     targets: [
         // Logging and metrics names every part shares (`cluster.id`, `aws.action`, …), the
         // JSON log format, and the metric names.
+        // Time: the one withTimeout, Duration in seconds, and the retry backoff that jobs and
+        // AWS calls share.
+        .target(
+            name: "Timing",
+            path: "Sources/Queue/Timing",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "Telemetry",
             dependencies: [
@@ -43,6 +50,7 @@ let package = Package(
         .target(
             name: "Queue",
             dependencies: [
+                "Timing",
                 "Telemetry",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -52,12 +60,13 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            exclude: ["Telemetry"],
+            path: "Sources/Queue/Queue",
             swiftSettings: swiftSettings
         ),
         .target(
             name: "AWSProvisioner",
             dependencies: [
+                "Timing",
                 "Telemetry",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -74,9 +83,10 @@ let package = Package(
         .target(
             name: "Fleet",
             dependencies: [
+                "Timing",
+                "Telemetry",
                 "Queue",
                 "AWSProvisioner",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -90,6 +100,7 @@ let package = Package(
         .target(
             name: "Web",
             dependencies: [
+                "Timing",
                 "Queue",
                 "Telemetry",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -105,11 +116,13 @@ let package = Package(
         .executableTarget(
             name: "Worker",
             dependencies: [
+                "Timing",
+                "Telemetry",
                 "Fleet",
                 "Web",
                 "Queue",
                 "AWSProvisioner",
-                "ClusterOptions",
+                "CommandOptions",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -122,6 +135,8 @@ let package = Package(
         .executableTarget(
             name: "QueueBench",
             dependencies: [
+                "Timing",
+                "CommandOptions",
                 "Fleet",
                 "Queue",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -134,22 +149,28 @@ let package = Package(
         .executableTarget(
             name: "Client",
             dependencies: [
+                "Timing",
+                "Telemetry",
                 "Queue",
-                "ClusterOptions",
+                "CommandOptions",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            exclude: ["Options"],
+            path: "Sources/Client/CLI",
             swiftSettings: swiftSettings
         ),
-        // The options that describe a cluster, shared by `client request|run` and `worker pool set`.
+        // What the executables' command lines share: the options that describe a cluster
+        // (`client request|run`, `worker pool set`), the logging options, and `fail()`.
         .target(
-            name: "ClusterOptions",
+            name: "CommandOptions",
             dependencies: [
+                "Timing",
+                "Telemetry",
+                .product(name: "Logging", package: "swift-log"),
                 "Queue",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            path: "Sources/Client/Options",
+            path: "Sources/Client/CommandOptions",
             swiftSettings: swiftSettings
         ),
         // What every test target shares: waiting for a condition, and child processes run
@@ -162,6 +183,7 @@ let package = Package(
         .testTarget(
             name: "QueueTests",
             dependencies: [
+                "Timing",
                 "TestSupport", "Queue", .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: swiftSettings
@@ -169,6 +191,7 @@ let package = Package(
         .testTarget(
             name: "AWSProvisionerTests",
             dependencies: [
+                "Timing",
                 "TestSupport",
                 "AWSProvisioner",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -179,6 +202,7 @@ let package = Package(
         .testTarget(
             name: "FleetTests",
             dependencies: [
+                "Timing",
                 "TestSupport",
                 "Fleet", "Queue", "AWSProvisioner",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -190,12 +214,23 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
+                "Timing",
                 "TestSupport",
                 "Queue", "AWSProvisioner",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WebTests",
+            dependencies: ["Web"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "TelemetryTests",
+            dependencies: ["Telemetry", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
     ]

@@ -18,6 +18,10 @@ final class Fleet: Sendable {
     /// This fleet's own `FLOTILLA_SSH_DIR` (a short path: SSH control sockets must stay under
     /// 108 bytes), so a test can check that its workers left no key behind.
     let sshDirectory: URL
+    /// One pool of at most 4 connections to the fleet's database for the test's own queries,
+    /// running while ``with(_:)``'s body runs (a client per query would open and close two
+    /// connections for every poll of every waiting test).
+    let client: PostgresClient
     private let processes = Mutex<[Process]>([])
     /// Folders and files the fleet made, removed when it stops.
     private let scratch = Mutex<[URL]>([])
@@ -73,6 +77,9 @@ final class Fleet: Sendable {
         ]) { $1 }
         self.environment = environment
         self.scratch.withLock { $0 += [sshDirectory, config] }
+        self.client = PostgresClient(
+            configuration: try server.with(database: String(name)).clientConfiguration(maximumConnections: 4),
+            backgroundLogger: Self.logger)
         let migrate = try await self.run(["worker", "migrate"])
         guard migrate.status == 0 else {
             Issue.record("worker migrate failed: \(migrate.output) \(migrate.stderr)")
@@ -97,7 +104,7 @@ final class Fleet: Sendable {
         var attempt = 0
         while true {
             do {
-                try await self.withClient { client in
+                try await self.withTemporaryClient { client in
                     try await client.query(
                         PostgresQuery(
                             unsafeSQL: """
@@ -232,13 +239,18 @@ final class Fleet: Sendable {
     /// ended and awaited, its folders removed) when `body` returns or throws.
     static func with(_ body: (Fleet) async throws -> Void) async throws {
         let fleet = try await Fleet()
-        do {
-            try await body(fleet)
-        } catch {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await fleet.client.run() }
+            do {
+                try await body(fleet)
+            } catch {
+                await fleet.stop()
+                group.cancelAll()
+                throw error
+            }
             await fleet.stop()
-            throw error
+            group.cancelAll()
         }
-        await fleet.stop()
     }
 
     /// A file for a process that is not the fleet's child (a command `client run` started) to
@@ -294,9 +306,17 @@ final class Fleet: Sendable {
         String(UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(8))
     }
 
+    /// Runs `body` with the fleet's own client (see ``client``).
     func withClient<T: Sendable>(_ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
+        try await body(self.client)
+    }
+
+    /// A client of its own for the set-up in `init`, before ``client`` runs.
+    private func withTemporaryClient<T: Sendable>(_ body: @Sendable (PostgresClient) async throws -> T) async throws
+        -> T
+    {
         try await DatabaseSettings.fromEnvironment().with(database: self.database)
-            .withClient(maximumConnections: 4, logger: Self.logger, body)
+            .withClient(maximumConnections: 1, logger: Self.logger, body)
     }
 
     func scalar<T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as type: T.Type = T.self) async throws -> T {

@@ -218,68 +218,71 @@ struct FleetTests {
 
     @Test("bad input is refused with a message and a non-zero exit, and nothing is written")
     func badInput() async throws {
-        let fleet = try await Fleet()
-        let rows = try await fleet.rowCount()
-        let cases: [([String], String)] = [
-            (["--nodes", "0"], "at least 1"),
-            (["--masters", "2"], "1, 3, 5, 7 or 9"),
-            (["--nodes", "10000"], "1 to 100"),
-            (["--admin-location", "10.0.0.300/8"], "CIDR"),
-            (["--admin-location", "everyone"], "CIDR"),
-            (["--lifetime", "0"], "positive"),
-            (["--lifetime", "999h"], "maximum of 12h (policy max_lifetime)"),
-            (["--installer-url", "ftp://example.invalid/dcos_generate_config.sh"], "http"),
-            (["--copy-to-installer", "no-colon"], "LOCAL:REMOTE"),
-        ]
-        for (arguments, words) in cases {
-            let run = try await fleet.run(["client", "request", "--no-wait"] + arguments)
-            #expect(run.status != 0, "\(arguments)")
-            #expect(run.stderr.contains(words), "\(arguments): \(run.stderr)")
+        try await Fleet.with { fleet in
+            let rows = try await fleet.rowCount()
+            let cases: [([String], String)] = [
+                (["--nodes", "0"], "at least 1"),
+                (["--masters", "2"], "1, 3, 5, 7 or 9"),
+                (["--nodes", "10000"], "1 to 100"),
+                (["--admin-location", "10.0.0.300/8"], "CIDR"),
+                (["--admin-location", "everyone"], "CIDR"),
+                (["--lifetime", "0"], "positive"),
+                (["--lifetime", "999h"], "maximum of 12h (policy max_lifetime)"),
+                (["--installer-url", "ftp://example.invalid/dcos_generate_config.sh"], "http"),
+                (["--copy-to-installer", "no-colon"], "LOCAL:REMOTE"),
+            ]
+            for (arguments, words) in cases {
+                let run = try await fleet.run(["client", "request", "--no-wait"] + arguments)
+                #expect(run.status != 0, "\(arguments)")
+                #expect(run.stderr.contains(words), "\(arguments): \(run.stderr)")
+            }
+            for command in [
+                ["status", "c-0000000000"], ["logs", "c-0000000000", "--out", "/tmp/x", "--lease-token", "t"],
+                ["wait", "c-0000000000"],
+                ["extend", "c-0000000000", "--by", "1h", "--lease-token", "t"],
+                ["release", "c-0000000000", "--lease-token", "t"],
+            ] {
+                let run = try await fleet.run(["client"] + command)
+                #expect(run.status != 0, "\(command)")
+                #expect(run.stderr.contains("no cluster with id c-0000000000"), "\(command): \(run.stderr)")
+            }
+            #expect(try await fleet.rowCount() == rows)
         }
-        for command in [
-            ["status", "c-0000000000"], ["logs", "c-0000000000", "--out", "/tmp/x", "--lease-token", "t"],
-            ["wait", "c-0000000000"],
-            ["extend", "c-0000000000", "--by", "1h", "--lease-token", "t"],
-            ["release", "c-0000000000", "--lease-token", "t"],
-        ] {
-            let run = try await fleet.run(["client"] + command)
-            #expect(run.status != 0, "\(command)")
-            #expect(run.stderr.contains("no cluster with id c-0000000000"), "\(command): \(run.stderr)")
-        }
-        #expect(try await fleet.rowCount() == rows)
     }
 
     @Test("operator views show clusters and jobs without secrets, to a read-only role")
     func operatorViews() async throws {
-        let fleet = try await Fleet()
-        let request = try await fleet.run(["client", "request", "--nodes", "1", "--no-wait", "--json"])
-        #expect(request.status == 0)
-        try await fleet.withClient { client in
-            let columns = try await client.query(
-                """
-                SELECT string_agg(column_name, ',') FROM information_schema.columns
-                WHERE table_name IN ('operator_clusters', 'operator_jobs', 'operator_nodes',
-                                     'operator_key_pair_deletions')
-                """, logger: Fleet.logger)
-            for try await names in columns.decode(String.self) {
-                #expect(!names.contains("private_key") && !names.contains("lease_token"))
-            }
-            let count = try await client.query(
-                "SELECT count(*)::int FROM operator_clusters WHERE state = 'requested'", logger: Fleet.logger)
-            for try await value in count.decode(Int.self) { #expect(value == 1) }
-            // The operator role reads the views and cannot read secrets.
-            try await client.withTransaction(logger: Fleet.logger) { connection in
-                try await connection.query("SET LOCAL ROLE flotilla_operator", logger: Fleet.logger)
-                let rows = try await connection.query("SELECT count(*)::int FROM operator_jobs", logger: Fleet.logger)
-                for try await value in rows.decode(Int.self) { #expect(value == 1) }
-            }
-            let refused = await #expect(throws: (any Error).self) {
+        try await Fleet.with { fleet in
+            let request = try await fleet.run(["client", "request", "--nodes", "1", "--no-wait", "--json"])
+            #expect(request.status == 0)
+            try await fleet.withClient { client in
+                let columns = try await client.query(
+                    """
+                    SELECT string_agg(column_name, ',') FROM information_schema.columns
+                    WHERE table_name IN ('operator_clusters', 'operator_jobs', 'operator_nodes',
+                                         'operator_key_pair_deletions')
+                    """, logger: Fleet.logger)
+                for try await names in columns.decode(String.self) {
+                    #expect(!names.contains("private_key") && !names.contains("lease_token"))
+                }
+                let count = try await client.query(
+                    "SELECT count(*)::int FROM operator_clusters WHERE state = 'requested'", logger: Fleet.logger)
+                for try await value in count.decode(Int.self) { #expect(value == 1) }
+                // The operator role reads the views and cannot read secrets.
                 try await client.withTransaction(logger: Fleet.logger) { connection in
                     try await connection.query("SET LOCAL ROLE flotilla_operator", logger: Fleet.logger)
-                    try await connection.query("SELECT private_key FROM cluster_secrets", logger: Fleet.logger)
+                    let rows = try await connection.query(
+                        "SELECT count(*)::int FROM operator_jobs", logger: Fleet.logger)
+                    for try await value in rows.decode(Int.self) { #expect(value == 1) }
                 }
+                let refused = await #expect(throws: (any Error).self) {
+                    try await client.withTransaction(logger: Fleet.logger) { connection in
+                        try await connection.query("SET LOCAL ROLE flotilla_operator", logger: Fleet.logger)
+                        try await connection.query("SELECT private_key FROM cluster_secrets", logger: Fleet.logger)
+                    }
+                }
+                #expect(refused != nil)
             }
-            #expect(refused != nil)
         }
     }
 }

@@ -64,224 +64,239 @@ struct SecurityTests {
         "client login reads no table or other's key, forges no owner, passes no limit/quota; hostile strings are inert"
     )
     func clientLogin() async throws {
-        let fleet = try await Fleet()
-        try await Self.makeLogins(fleet)
-        let agent = Fleet.clientLogin
-        let theirs = try await Self.request(fleet, as: Self.otherAgent)
-        let mine = try await Self.request(fleet, as: agent)
-        #expect(
-            try await fleet.scalar("SELECT owner FROM clusters WHERE id = \(mine.id)", as: String.self) == agent,
-            "the owner is the login")
-        #expect(
-            try await fleet.scalar(
-                "SELECT count(*)::int FROM cluster_tokens WHERE cluster_id = \(mine.id)", as: Int.self) == 1)
-        #expect(
-            try await fleet.scalar(
-                "SELECT count(*)::int FROM cluster_tokens WHERE token_hash = sha256(convert_to(\(mine.token), 'UTF8'))",
-                as: Int.self) == 1,
-            "only the token's hash is kept")
-        try await fleet.withClient { client in
-            try await client.query(
-                "UPDATE cluster_secrets SET private_key = 'PRIVATE KEY OF B' WHERE cluster_id = \(theirs.id)",
-                logger: Fleet.logger)
-        }
-        let theirRequestID = try await fleet.scalar(
-            "SELECT request_id FROM clusters WHERE id = \(theirs.id)", as: String.self)
-        let before = try await Self.counts(fleet)
-
-        var attempts: [(String, String, String)] = [] // (what, sql, words the refusal must contain)
-        for table in [
-            "clusters", "cluster_secrets", "cluster_tokens", "jobs", "nodes", "cluster_logs", "cluster_events",
-            "policy",
-            "key_pair_deletions", "operator_clusters", "schema_migrations", "pools", "pool_demand", "operator_pools",
-        ] {
-            attempts.append(("read \(table)", "SELECT * FROM \(table)", "permission denied"))
-        }
-        attempts += [
-            ("write a cluster", "UPDATE clusters SET owner = 'x'", "permission denied"),
-            ("forge the owner by role", "SET ROLE \(Self.otherAgent)", "permission denied"),
-            ("forge the owner by session", "SET SESSION AUTHORIZATION \(Self.otherAgent)", "permission denied"),
-            ("another's key without a token", "SELECT api_key('\(theirs.id)', NULL)", "lease token does not match"),
-            (
-                "another's key with my token", "SELECT api_key('\(theirs.id)', '\(mine.token)')",
-                "lease token does not match"
-            ),
-            (
-                "another's release with my token", "SELECT api_release('\(theirs.id)', '\(mine.token)')",
-                "lease token does not match"
-            ),
-            ("a worker function", "SELECT cluster_begin_teardown('\(theirs.id)', 'released')", "permission denied"),
-            ("cancel a job", "SELECT cancel_job(1)", "permission denied"),
-            (
-                "define a pool", "SELECT pool_set('mine', '\(Self.validRequest)', NULL, 0, 50, NULL, NULL)",
-                "permission denied"
-            ),
-            ("refill the pools", "SELECT * FROM pools_refill()", "permission denied"),
-            (
-                "pass a health check", "SELECT pool_cluster_healthy('\(theirs.id)', interval '1 hour')",
-                "permission denied"
-            ),
-            (
-                "another's heartbeat with my token", "SELECT api_heartbeat('\(theirs.id)', '\(mine.token)', 60)",
-                "lease token does not match"
-            ),
-            (
-                "a bad pool mode", "SELECT * FROM api_request(NULL, NULL, '\(Self.validRequest)', 60, 'steal')",
-                "pool mode must be auto, wait or never"
-            ),
-            (
-                "quote and semicolon in a request id",
-                """
-                SELECT * FROM api_request($$x'; DROP TABLE clusters; --$$ || repeat('y', 300), NULL, \
-                '\(Self.validRequest)', 60)
-                """,
-                "request id must be 1 to 200"
-            ),
-            (
-                "a hostile instance type",
-                """
-                SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{instanceType}', \
-                to_jsonb($$m4.large'; DROP TABLE jobs; --$$::text)), 60)
-                """,
-                "is not an EC2 instance type"
-            ),
-            (
-                "a hostile admin location",
-                """
-                SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{adminLocation}', \
-                '"0.0.0.0/0; DROP"'), 60)
-                """,
-                "not an IPv4 CIDR"
-            ),
-            (
-                "a very long label", "SELECT * FROM api_request(NULL, repeat('é', 5000), '\(Self.validRequest)', 60)",
-                "label must be at most 200"
-            ),
-            (
-                "a control character", "SELECT * FROM api_request(E'a\\tb', NULL, '\(Self.validRequest)', 60)",
-                "request id must be 1 to 200 printable"
-            ),
-            (
-                "a lifetime over the policy",
-                """
-                SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{lifetimeSeconds}', \
-                '3600000'), 60)
-                """,
-                "beyond the maximum of 12h (policy max_lifetime)"
-            ),
-            (
-                "more nodes than the policy",
-                "SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{agents}', '500'), 60)",
-                "use 1 to 100 (policy max_nodes)"
-            ),
-            (
-                "a request id of another owner",
-                "SELECT * FROM api_request('\(theirRequestID)', NULL, '\(Self.validRequest)', 60)",
-                "belongs to another owner"
-            ),
-        ]
-        for (what, sql, words) in attempts {
-            let result = try await Self.psql(fleet, as: agent, sql)
-            #expect(result.status != 0, "\(what): accepted: \(result.output)")
-            #expect(result.error.contains(words), "\(what): \(result.error)")
+        try await Fleet.with { fleet in
+            try await Self.makeLogins(fleet)
+            let agent = Fleet.clientLogin
+            let theirs = try await Self.request(fleet, as: Self.otherAgent)
+            let mine = try await Self.request(fleet, as: agent)
             #expect(
-                !result.error.contains("PRIVATE KEY") && !result.output.contains("PRIVATE KEY"), "\(what) showed a key")
-        }
-        #expect(try await Self.counts(fleet) == before, "nothing changed")
+                try await fleet.scalar("SELECT owner FROM clusters WHERE id = \(mine.id)", as: String.self) == agent,
+                "the owner is the login")
+            #expect(
+                try await fleet.scalar(
+                    "SELECT count(*)::int FROM cluster_tokens WHERE cluster_id = \(mine.id)", as: Int.self) == 1)
+            #expect(
+                try await fleet.scalar(
+                    """
+                    SELECT count(*)::int FROM cluster_tokens
+                    WHERE token_hash = sha256(convert_to(\(mine.token), 'UTF8'))
+                    """,
+                    as: Int.self) == 1,
+                "only the token's hash is kept")
+            try await fleet.withClient { client in
+                try await client.query(
+                    "UPDATE cluster_secrets SET private_key = 'PRIVATE KEY OF B' WHERE cluster_id = \(theirs.id)",
+                    logger: Fleet.logger)
+            }
+            let theirRequestID = try await fleet.scalar(
+                "SELECT request_id FROM clusters WHERE id = \(theirs.id)", as: String.self)
+            let before = try await Self.counts(fleet)
 
-        // Unicode is fine where text is free: a label in any script is recorded as given.
-        let unicode = try await Self.psql(
-            fleet, as: agent, "SELECT id FROM api_request(NULL, 'équipe 🚀 «CI»', '\(Self.validRequest)', 60)")
-        #expect(unicode.status == 0, "\(unicode.error)")
-        #expect(
-            try await fleet.scalar(
-                "SELECT count(*)::int FROM clusters WHERE label = 'équipe 🚀 «CI»' AND owner = \(agent)", as: Int.self)
-                == 1)
+            var attempts: [(String, String, String)] = [] // (what, sql, words the refusal must contain)
+            for table in [
+                "clusters", "cluster_secrets", "cluster_tokens", "jobs", "nodes", "cluster_logs", "cluster_events",
+                "policy",
+                "key_pair_deletions", "operator_clusters", "schema_migrations", "pools", "pool_demand",
+                "operator_pools",
+            ] {
+                attempts.append(("read \(table)", "SELECT * FROM \(table)", "permission denied"))
+            }
+            attempts += [
+                ("write a cluster", "UPDATE clusters SET owner = 'x'", "permission denied"),
+                ("forge the owner by role", "SET ROLE \(Self.otherAgent)", "permission denied"),
+                ("forge the owner by session", "SET SESSION AUTHORIZATION \(Self.otherAgent)", "permission denied"),
+                ("another's key without a token", "SELECT api_key('\(theirs.id)', NULL)", "lease token does not match"),
+                (
+                    "another's key with my token", "SELECT api_key('\(theirs.id)', '\(mine.token)')",
+                    "lease token does not match"
+                ),
+                (
+                    "another's release with my token", "SELECT api_release('\(theirs.id)', '\(mine.token)')",
+                    "lease token does not match"
+                ),
+                ("a worker function", "SELECT cluster_begin_teardown('\(theirs.id)', 'released')", "permission denied"),
+                ("cancel a job", "SELECT cancel_job(1)", "permission denied"),
+                (
+                    "define a pool", "SELECT pool_set('mine', '\(Self.validRequest)', NULL, 0, 50, NULL, NULL)",
+                    "permission denied"
+                ),
+                ("refill the pools", "SELECT * FROM pools_refill()", "permission denied"),
+                (
+                    "pass a health check", "SELECT pool_cluster_healthy('\(theirs.id)', interval '1 hour')",
+                    "permission denied"
+                ),
+                (
+                    "another's heartbeat with my token", "SELECT api_heartbeat('\(theirs.id)', '\(mine.token)', 60)",
+                    "lease token does not match"
+                ),
+                (
+                    "a bad pool mode", "SELECT * FROM api_request(NULL, NULL, '\(Self.validRequest)', 60, 'steal')",
+                    "pool mode must be auto, wait or never"
+                ),
+                (
+                    "quote and semicolon in a request id",
+                    """
+                    SELECT * FROM api_request($$x'; DROP TABLE clusters; --$$ || repeat('y', 300), NULL, \
+                    '\(Self.validRequest)', 60)
+                    """,
+                    "request id must be 1 to 200"
+                ),
+                (
+                    "a hostile instance type",
+                    """
+                    SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{instanceType}', \
+                    to_jsonb($$m4.large'; DROP TABLE jobs; --$$::text)), 60)
+                    """,
+                    "is not an EC2 instance type"
+                ),
+                (
+                    "a hostile admin location",
+                    """
+                    SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{adminLocation}', \
+                    '"0.0.0.0/0; DROP"'), 60)
+                    """,
+                    "not an IPv4 CIDR"
+                ),
+                (
+                    "a very long label",
+                    "SELECT * FROM api_request(NULL, repeat('é', 5000), '\(Self.validRequest)', 60)",
+                    "label must be at most 200"
+                ),
+                (
+                    "a control character", "SELECT * FROM api_request(E'a\\tb', NULL, '\(Self.validRequest)', 60)",
+                    "request id must be 1 to 200 printable"
+                ),
+                (
+                    "a lifetime over the policy",
+                    """
+                    SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{lifetimeSeconds}', \
+                    '3600000'), 60)
+                    """,
+                    "beyond the maximum of 12h (policy max_lifetime)"
+                ),
+                (
+                    "more nodes than the policy",
+                    "SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{agents}', '500'), 60)",
+                    "use 1 to 100 (policy max_nodes)"
+                ),
+                (
+                    "a request id of another owner",
+                    "SELECT * FROM api_request('\(theirRequestID)', NULL, '\(Self.validRequest)', 60)",
+                    "belongs to another owner"
+                ),
+            ]
+            for (what, sql, words) in attempts {
+                let result = try await Self.psql(fleet, as: agent, sql)
+                #expect(result.status != 0, "\(what): accepted: \(result.output)")
+                #expect(result.error.contains(words), "\(what): \(result.error)")
+                #expect(
+                    !result.error.contains("PRIVATE KEY") && !result.output.contains("PRIVATE KEY"),
+                    "\(what) showed a key")
+            }
+            #expect(try await Self.counts(fleet) == before, "nothing changed")
 
-        // Extending past the policy's whole lifetime: refused, the expiry unchanged.
-        try await fleet.withClient { client in
-            try await client.query(
-                "UPDATE clusters SET state = 'provisioning' WHERE id = \(mine.id)", logger: Fleet.logger)
-            try await client.query(
-                """
-                UPDATE clusters SET state = 'ready', ready_at = now(), expires_at = now() + interval '2 hours'
-                WHERE id = \(mine.id)
-                """,
-                logger: Fleet.logger)
-        }
-        let expiry = try await fleet.scalar(
-            "SELECT expires_at::text FROM clusters WHERE id = \(mine.id)", as: String.self)
-        let tooLong = try await Self.psql(
-            fleet, as: agent, "SELECT api_extend('\(mine.id)', '\(mine.token)', 30 * 3600)")
-        #expect(
-            tooLong.status != 0 && tooLong.error.contains("maximum total lifetime of 24h (policy max_total_lifetime)"),
-            "\(tooLong.error)")
-        #expect(
-            try await fleet.scalar("SELECT expires_at::text FROM clusters WHERE id = \(mine.id)", as: String.self)
-                == expiry)
-        let extended = try await Self.psql(fleet, as: agent, "SELECT api_extend('\(mine.id)', '\(mine.token)', 3600)")
-        #expect(extended.status == 0, "\(extended.error)")
+            // Unicode is fine where text is free: a label in any script is recorded as given.
+            let unicode = try await Self.psql(
+                fleet, as: agent, "SELECT id FROM api_request(NULL, 'équipe 🚀 «CI»', '\(Self.validRequest)', 60)")
+            #expect(unicode.status == 0, "\(unicode.error)")
+            #expect(
+                try await fleet.scalar(
+                    "SELECT count(*)::int FROM clusters WHERE label = 'équipe 🚀 «CI»' AND owner = \(agent)",
+                    as: Int.self)
+                    == 1)
 
-        // The key of my own cluster, with my token: read, and the read is an event naming me.
-        try await fleet.withClient { client in
-            try await client.query(
-                "UPDATE cluster_secrets SET private_key = 'MY KEY' WHERE cluster_id = \(mine.id)", logger: Fleet.logger)
-        }
-        let key = try await Self.psql(fleet, as: agent, "SELECT api_key('\(mine.id)', '\(mine.token)')")
-        #expect(key.status == 0 && key.output.contains("MY KEY"), "\(key.error)")
-        #expect(
-            try await fleet.scalar(
-                """
-                SELECT count(*)::int FROM cluster_events
-                WHERE cluster_id = \(mine.id) AND kind = 'key-read' AND detail ->> 'by' = \(agent)
-                """, as: Int.self) == 1)
+            // Extending past the policy's whole lifetime: refused, the expiry unchanged.
+            try await fleet.withClient { client in
+                try await client.query(
+                    "UPDATE clusters SET state = 'provisioning' WHERE id = \(mine.id)", logger: Fleet.logger)
+                try await client.query(
+                    """
+                    UPDATE clusters SET state = 'ready', ready_at = now(), expires_at = now() + interval '2 hours'
+                    WHERE id = \(mine.id)
+                    """,
+                    logger: Fleet.logger)
+            }
+            let expiry = try await fleet.scalar(
+                "SELECT expires_at::text FROM clusters WHERE id = \(mine.id)", as: String.self)
+            let tooLong = try await Self.psql(
+                fleet, as: agent, "SELECT api_extend('\(mine.id)', '\(mine.token)', 30 * 3600)")
+            #expect(
+                tooLong.status != 0
+                    && tooLong.error.contains("maximum total lifetime of 24h (policy max_total_lifetime)"),
+                "\(tooLong.error)")
+            #expect(
+                try await fleet.scalar("SELECT expires_at::text FROM clusters WHERE id = \(mine.id)", as: String.self)
+                    == expiry)
+            let extended = try await Self.psql(
+                fleet, as: agent, "SELECT api_extend('\(mine.id)', '\(mine.token)', 3600)")
+            #expect(extended.status == 0, "\(extended.error)")
 
-        // Quotas: at most one cluster at once for this login.
-        try await fleet.withClient { client in
-            try await client.query(
-                """
-                INSERT INTO policy (owner, max_lifetime, max_total_lifetime, max_nodes, max_clusters, max_total_nodes)
-                VALUES (\(agent), interval '12 hours', interval '24 hours', 100, 2, 60)
-                """, logger: Fleet.logger)
+            // The key of my own cluster, with my token: read, and the read is an event naming me.
+            try await fleet.withClient { client in
+                try await client.query(
+                    "UPDATE cluster_secrets SET private_key = 'MY KEY' WHERE cluster_id = \(mine.id)",
+                    logger: Fleet.logger)
+            }
+            let key = try await Self.psql(fleet, as: agent, "SELECT api_key('\(mine.id)', '\(mine.token)')")
+            #expect(key.status == 0 && key.output.contains("MY KEY"), "\(key.error)")
+            #expect(
+                try await fleet.scalar(
+                    """
+                    SELECT count(*)::int FROM cluster_events
+                    WHERE cluster_id = \(mine.id) AND kind = 'key-read' AND detail ->> 'by' = \(agent)
+                    """, as: Int.self) == 1)
+
+            // Quotas: at most one cluster at once for this login.
+            try await fleet.withClient { client in
+                try await client.query(
+                    """
+                    INSERT INTO policy (owner, max_lifetime, max_total_lifetime, max_nodes, max_clusters,
+                                        max_total_nodes)
+                    VALUES (\(agent), interval '12 hours', interval '24 hours', 100, 2, 60)
+                    """, logger: Fleet.logger)
+            }
+            let quotaBefore = try await Self.counts(fleet)
+            let overQuota = try await Self.psql(
+                fleet, as: agent, "SELECT id FROM api_request(NULL, NULL, '\(Self.validRequest)', 60)")
+            #expect(
+                overQuota.status != 0
+                    && overQuota.error.contains("the quota is 2 clusters at once (policy max_clusters)"),
+                "\(overQuota.error)")
+            #expect(try await Self.counts(fleet) == quotaBefore)
         }
-        let quotaBefore = try await Self.counts(fleet)
-        let overQuota = try await Self.psql(
-            fleet, as: agent, "SELECT id FROM api_request(NULL, NULL, '\(Self.validRequest)', 60)")
-        #expect(
-            overQuota.status != 0 && overQuota.error.contains("the quota is 2 clusters at once (policy max_clusters)"),
-            "\(overQuota.error)")
-        #expect(try await Self.counts(fleet) == quotaBefore)
     }
 
     @Test("an operator login reads the views and writes the policy, and reads no secret")
     func operatorLogin() async throws {
-        let fleet = try await Fleet()
-        try await Self.makeLogins(fleet)
-        let made = try await Self.request(fleet, as: Fleet.clientLogin)
-        let before = try await Self.counts(fleet)
-        for (what, sql, words) in [
-            ("read the secrets", "SELECT * FROM cluster_secrets", "permission denied"),
-            ("read the token hashes", "SELECT * FROM cluster_tokens", "permission denied"),
-            ("read a key", "SELECT api_key('\(made.id)', '\(made.token)')", "permission denied"),
-            ("read the clusters table", "SELECT request FROM clusters", "permission denied"),
-            ("write a cluster", "UPDATE clusters SET state = 'ready'", "permission denied"),
-        ] {
-            let result = try await Self.psql(fleet, as: Self.operatorLogin, sql)
-            #expect(result.status != 0, "\(what): accepted: \(result.output)")
-            #expect(result.error.contains(words), "\(what): \(result.error)")
+        try await Fleet.with { fleet in
+            try await Self.makeLogins(fleet)
+            let made = try await Self.request(fleet, as: Fleet.clientLogin)
+            let before = try await Self.counts(fleet)
+            for (what, sql, words) in [
+                ("read the secrets", "SELECT * FROM cluster_secrets", "permission denied"),
+                ("read the token hashes", "SELECT * FROM cluster_tokens", "permission denied"),
+                ("read a key", "SELECT api_key('\(made.id)', '\(made.token)')", "permission denied"),
+                ("read the clusters table", "SELECT request FROM clusters", "permission denied"),
+                ("write a cluster", "UPDATE clusters SET state = 'ready'", "permission denied"),
+            ] {
+                let result = try await Self.psql(fleet, as: Self.operatorLogin, sql)
+                #expect(result.status != 0, "\(what): accepted: \(result.output)")
+                #expect(result.error.contains(words), "\(what): \(result.error)")
+            }
+            #expect(try await Self.counts(fleet) == before)
+            let view = try await Self.psql(
+                fleet, as: Self.operatorLogin, "SELECT count(*) FROM operator_clusters WHERE id = '\(made.id)'")
+            #expect(
+                view.status == 0 && view.output.trimmingCharacters(in: .whitespacesAndNewlines) == "1", "\(view.error)")
+            let policy = try await Self.psql(
+                fleet, as: Self.operatorLogin, "UPDATE policy SET max_clusters = 3 WHERE owner = '*'")
+            #expect(policy.status == 0, "\(policy.error)")
+            #expect(try await fleet.scalar("SELECT max_clusters FROM policy WHERE owner = '*'", as: Int.self) == 3)
+            let job = try await fleet.provisionJobID(of: made.id)
+            let cancel = try await Self.psql(fleet, as: Self.operatorLogin, "SELECT cancel_job(\(job))")
+            #expect(cancel.status == 0 && cancel.output.contains("cancelled"), "\(cancel.error)")
+            #expect(try await fleet.state(of: made.id) == "failed", "an operator's cancel converges on teardown")
         }
-        #expect(try await Self.counts(fleet) == before)
-        let view = try await Self.psql(
-            fleet, as: Self.operatorLogin, "SELECT count(*) FROM operator_clusters WHERE id = '\(made.id)'")
-        #expect(view.status == 0 && view.output.trimmingCharacters(in: .whitespacesAndNewlines) == "1", "\(view.error)")
-        let policy = try await Self.psql(
-            fleet, as: Self.operatorLogin, "UPDATE policy SET max_clusters = 3 WHERE owner = '*'")
-        #expect(policy.status == 0, "\(policy.error)")
-        #expect(try await fleet.scalar("SELECT max_clusters FROM policy WHERE owner = '*'", as: Int.self) == 3)
-        let job = try await fleet.provisionJobID(of: made.id)
-        let cancel = try await Self.psql(fleet, as: Self.operatorLogin, "SELECT cancel_job(\(job))")
-        #expect(cancel.status == 0 && cancel.output.contains("cancelled"), "\(cancel.error)")
-        #expect(try await fleet.state(of: made.id) == "failed", "an operator's cancel converges on teardown")
     }
 }
 
@@ -293,59 +308,65 @@ struct DatabaseTLSTests {
         "sslmode require/verify-full with the run's CA: client and worker use TLS; wrong CA/no TLS is refused clearly"
     )
     func tls() async throws {
-        let fleet = try await Fleet()
-        let environment = ProcessInfo.processInfo.environment
-        let ca = try #require(environment["FLOTILLA_TEST_PG_CA"], "run through ./scripts/test")
-        let otherCA = try #require(environment["FLOTILLA_TEST_PG_OTHER_CA"])
-        try await fleet.createLogin("flotilla_tls", in: "flotilla_client")
-        try await fleet.createLogin("flotilla_tls", in: "flotilla_worker") // also a worker, for `worker migrate` below
-        let host = fleet.environment["PGHOST"]!
-        let port = fleet.environment["PGPORT"]!
-        func url(_ host: String, _ query: String) -> String {
-            "postgres://flotilla_tls@\(host):\(port)/\(fleet.database)?\(query)"
-        }
+        try await Fleet.with { fleet in
+            let environment = ProcessInfo.processInfo.environment
+            let ca = try #require(environment["FLOTILLA_TEST_PG_CA"], "run through ./scripts/test")
+            let otherCA = try #require(environment["FLOTILLA_TEST_PG_OTHER_CA"])
+            try await fleet.createLogin("flotilla_tls", in: "flotilla_client")
+            // Also a worker, for `worker migrate` below.
+            try await fleet.createLogin("flotilla_tls", in: "flotilla_worker")
+            let host = fleet.environment["PGHOST"]!
+            let port = fleet.environment["PGPORT"]!
+            func url(_ host: String, _ query: String) -> String {
+                "postgres://flotilla_tls@\(host):\(port)/\(fleet.database)?\(query)"
+            }
 
-        for (what, address) in [
-            ("verify-full by address", url(host, "sslmode=verify-full&sslrootcert=\(ca)")),
-            ("verify-full by name", url("localhost", "sslmode=verify-full&sslrootcert=\(ca)")),
-            ("verify-ca", url(host, "sslmode=verify-ca&sslrootcert=\(ca)")),
-            ("require", url(host, "sslmode=require")),
-        ] {
-            let list = try await fleet.run(["client", "list", "--json"], environment: ["DATABASE_URL": address])
-            #expect(list.status == 0, "client, \(what): \(list.stderr)")
-        }
-        // The worker binary too: as the owner (the only login that migrates), verified, and a
-        // wrong CA refused; as a fleet login over TLS, a readable refusal to migrate.
-        let owner = try DatabaseSettings.fromEnvironment().username
-        let ownerURL = { (query: String) in "postgres://\(owner)@\(host):\(port)/\(fleet.database)?\(query)" }
-        let migrate = try await fleet.run(
-            ["worker", "migrate"], environment: ["DATABASE_URL": ownerURL("sslmode=verify-full&sslrootcert=\(ca)")])
-        #expect(migrate.status == 0, "worker migrate over TLS: \(migrate.stderr)")
-        let migrateWrongCA = try await fleet.run(
-            ["worker", "migrate"], environment: ["DATABASE_URL": ownerURL("sslmode=verify-full&sslrootcert=\(otherCA)")]
-        )
-        #expect(
-            migrateWrongCA.status != 0 && migrateWrongCA.stderr.contains("TLS handshake failed"),
-            "\(migrateWrongCA.stderr)")
-        let fleetMigrate = try await fleet.run(
-            ["worker", "migrate"], environment: ["DATABASE_URL": url(host, "sslmode=verify-full&sslrootcert=\(ca)")])
-        #expect(fleetMigrate.status != 0 && fleetMigrate.stderr.contains("permission denied"), "\(fleetMigrate.stderr)")
+            for (what, address) in [
+                ("verify-full by address", url(host, "sslmode=verify-full&sslrootcert=\(ca)")),
+                ("verify-full by name", url("localhost", "sslmode=verify-full&sslrootcert=\(ca)")),
+                ("verify-ca", url(host, "sslmode=verify-ca&sslrootcert=\(ca)")),
+                ("require", url(host, "sslmode=require")),
+            ] {
+                let list = try await fleet.run(["client", "list", "--json"], environment: ["DATABASE_URL": address])
+                #expect(list.status == 0, "client, \(what): \(list.stderr)")
+            }
+            // The worker binary too: as the owner (the only login that migrates), verified, and a
+            // wrong CA refused; as a fleet login over TLS, a readable refusal to migrate.
+            let owner = try DatabaseSettings.fromEnvironment().username
+            let ownerURL = { (query: String) in "postgres://\(owner)@\(host):\(port)/\(fleet.database)?\(query)" }
+            let migrate = try await fleet.run(
+                ["worker", "migrate"], environment: ["DATABASE_URL": ownerURL("sslmode=verify-full&sslrootcert=\(ca)")])
+            #expect(migrate.status == 0, "worker migrate over TLS: \(migrate.stderr)")
+            let migrateWrongCA = try await fleet.run(
+                ["worker", "migrate"],
+                environment: ["DATABASE_URL": ownerURL("sslmode=verify-full&sslrootcert=\(otherCA)")]
+            )
+            #expect(
+                migrateWrongCA.status != 0 && migrateWrongCA.stderr.contains("TLS handshake failed"),
+                "\(migrateWrongCA.stderr)")
+            let fleetMigrate = try await fleet.run(
+                ["worker", "migrate"], environment: ["DATABASE_URL": url(host, "sslmode=verify-full&sslrootcert=\(ca)")]
+            )
+            #expect(
+                fleetMigrate.status != 0 && fleetMigrate.stderr.contains("permission denied"), "\(fleetMigrate.stderr)")
 
-        let plain = try await fleet.run(
-            ["client", "list"], environment: ["DATABASE_URL": url(host, "sslmode=disable")])
-        #expect(plain.status != 0)
-        #expect(plain.stderr.contains("pg_hba.conf rejects connection"), "\(plain.stderr)")
-        let wrongCA = try await fleet.run(
-            ["client", "list"], environment: ["DATABASE_URL": url(host, "sslmode=verify-full&sslrootcert=\(otherCA)")])
-        #expect(wrongCA.status != 0)
-        #expect(wrongCA.stderr.contains("TLS handshake failed"), "\(wrongCA.stderr)")
-        let noCA = try await fleet.run(
-            ["client", "list"],
-            environment: ["DATABASE_URL": url(host, "sslmode=verify-full&sslrootcert=/nonexistent/ca.crt")])
-        #expect(noCA.status != 0)
-        #expect(noCA.stderr.contains("/nonexistent/ca.crt cannot be read"), "\(noCA.stderr)")
-        let badMode = try await fleet.run(
-            ["client", "list"], environment: ["DATABASE_URL": url(host, "sslmode=sometimes")])
-        #expect(badMode.status != 0 && badMode.stderr.contains("sslmode must be one of"), "\(badMode.stderr)")
+            let plain = try await fleet.run(
+                ["client", "list"], environment: ["DATABASE_URL": url(host, "sslmode=disable")])
+            #expect(plain.status != 0)
+            #expect(plain.stderr.contains("pg_hba.conf rejects connection"), "\(plain.stderr)")
+            let wrongCA = try await fleet.run(
+                ["client", "list"],
+                environment: ["DATABASE_URL": url(host, "sslmode=verify-full&sslrootcert=\(otherCA)")])
+            #expect(wrongCA.status != 0)
+            #expect(wrongCA.stderr.contains("TLS handshake failed"), "\(wrongCA.stderr)")
+            let noCA = try await fleet.run(
+                ["client", "list"],
+                environment: ["DATABASE_URL": url(host, "sslmode=verify-full&sslrootcert=/nonexistent/ca.crt")])
+            #expect(noCA.status != 0)
+            #expect(noCA.stderr.contains("/nonexistent/ca.crt cannot be read"), "\(noCA.stderr)")
+            let badMode = try await fleet.run(
+                ["client", "list"], environment: ["DATABASE_URL": url(host, "sslmode=sometimes")])
+            #expect(badMode.status != 0 && badMode.stderr.contains("sslmode must be one of"), "\(badMode.stderr)")
+        }
     }
 }

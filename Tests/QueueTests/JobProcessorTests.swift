@@ -5,6 +5,7 @@ import ServiceLifecycle
 import Synchronization
 import TestSupport
 import Testing
+import Timing
 
 /// Counts how often a handler ran each job.
 final class RunLog: Sendable {

@@ -3,6 +3,7 @@ import PostgresNIO
 import Queue
 import TestSupport
 import Testing
+import Timing
 
 @Suite("Job queue", .timeLimit(.minutes(3)))
 struct JobQueueTests {

@@ -167,7 +167,8 @@ _stack_pg_tls() {
 }
 
 # Start PostgreSQL in $STACK_DIR/pg on a free loopback port. Exports DATABASE_URL and
-# the PG* variables that libpq, psql and the Flotilla binaries read.
+# the PG* variables that libpq, psql and the Flotilla binaries read. max_connections is
+# STACK_PG_MAX_CONNECTIONS (default 200, what the benchmarks run with).
 stack_start_postgres() {
   local bin port data run_as=()
   bin=$(_pg_bin) || { stack_log "PostgreSQL server binaries not found"; return 1; }
@@ -183,7 +184,7 @@ stack_start_postgres() {
     || { cat "$STACK_DIR/initdb.log" >&2; return 1; }
   _stack_pg_tls "$data" || return 1
   "${run_as[@]}" "$bin/pg_ctl" -D "$data/data" -l "$data/server.log" -w -t 30 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $data -c max_connections=200 -c shared_buffers=256MB -c fsync=on -c ssl=on -c ssl_cert_file=$data/tls/server.crt -c ssl_key_file=$data/tls/server.key" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $data -c max_connections=${STACK_PG_MAX_CONNECTIONS:-200} -c shared_buffers=256MB -c fsync=on -c ssl=on -c ssl_cert_file=$data/tls/server.crt -c ssl_key_file=$data/tls/server.key" \
     start >/dev/null
   stack_on_exit "${run_as[*]} $bin/pg_ctl -D $data/data -m immediate stop"
   export PGHOST=127.0.0.1 PGPORT=$port PGUSER=flotilla PGDATABASE=postgres

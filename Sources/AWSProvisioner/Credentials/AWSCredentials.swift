@@ -1,4 +1,5 @@
 import Foundation
+import Timing
 
 /// An AWS access key, its secret, and for temporary credentials a session token and the
 /// moment they stop working.
@@ -22,7 +23,7 @@ public struct AWSCredentials: Sendable, Hashable, CustomStringConvertible, Custo
     /// Whether the credentials are still usable at `date` for at least `margin`.
     public func isValid(at date: Date, for margin: Duration = .zero) -> Bool {
         guard let expiration else { return true }
-        return expiration.timeIntervalSince(date) > margin.timeInterval
+        return expiration.timeIntervalSince(date) > margin.seconds
     }
 
     public var description: String {
@@ -33,12 +34,4 @@ public struct AWSCredentials: Sendable, Hashable, CustomStringConvertible, Custo
     }
 
     public var debugDescription: String { description }
-}
-
-extension Duration {
-    /// The duration in seconds as a `TimeInterval`.
-    var timeInterval: TimeInterval {
-        let (seconds, attoseconds) = components
-        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
-    }
 }

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import Timing
 
 /// The credentials JSON of `credential_process` (`SessionToken`, `Version` 1), the instance
 /// metadata service and the container endpoint (`Token`, `Code`):
@@ -69,7 +70,7 @@ func credentialsRequest(
     for (name, value) in headers { request.headers.add(name: name, value: value) }
     if let body { request.body = .bytes(ByteBuffer(string: body)) }
     do {
-        let response = try await client.execute(request, timeout: .nanoseconds(Int64(timeout.timeInterval * 1e9)))
+        let response = try await client.execute(request, timeout: .nanoseconds(Int64(timeout.seconds * 1e9)))
         let bytes = try await response.body.collect(upTo: 1 << 20)
         return (Int(response.status.code), Data(bytes.readableBytesView))
     } catch let error as CredentialsError {

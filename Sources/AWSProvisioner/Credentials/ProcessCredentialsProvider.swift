@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Timing
 
 /// Credentials from an external command, the shared config's `credential_process`: the
 /// command line is run by `/bin/sh -c`, and must print JSON like
@@ -48,9 +49,12 @@ public struct ProcessCredentialsProvider: CredentialsProvider {
         async let errorData = Self.readToEnd(errors.fileHandleForReading)
         let status: Int32
         do {
-            status = try await withThrowingTaskGroup(of: Int32?.self) { group in
-                group.addTask {
+            // Past the timeout the command is terminated, and its exit is still awaited.
+            let finished = try await withTimeout(timeout) {
+                await withTaskCancellationHandler {
                     await withCheckedContinuation { continuation in
+                        // Cancelled before it started: never start it (onCancel already ran).
+                        guard !Task.isCancelled else { return continuation.resume(returning: Int32.min) }
                         process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
                         do {
                             try process.run()
@@ -59,19 +63,14 @@ public struct ProcessCredentialsProvider: CredentialsProvider {
                             continuation.resume(returning: Int32.min)
                         }
                     }
+                } onCancel: {
+                    if process.isRunning { process.terminate() }
                 }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return nil
-                }
-                let first = try await group.next()!
-                group.cancelAll()
-                guard let first else {
-                    process.terminate()
-                    throw CredentialsError(.processFailed, "credential_process did not finish within \(timeout)")
-                }
-                return first
             }
+            guard let finished else {
+                throw CredentialsError(.processFailed, "credential_process did not finish within \(timeout)")
+            }
+            status = finished
         } catch {
             try? output.fileHandleForWriting.close()
             try? errors.fileHandleForWriting.close()

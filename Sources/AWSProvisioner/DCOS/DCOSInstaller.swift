@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Timing
 
 /// Drives the DC/OS "advanced" installer over a ``RemoteShell``: the bootstrap node
 /// (download, genconf, serve), then preflight, deploy and postflight on every cluster
@@ -217,7 +218,7 @@ struct DCOSInstaller: Sendable {
                     + failed.joined(separator: "; "),
                 logs: logs)
         }
-        let seconds = (ContinuousClock.now - started).secondsValue
+        let seconds = (ContinuousClock.now - started).seconds
         await self.observer.progress(
             changed.isEmpty
                 ? "prerequisites: nothing missing on \(state.nodes.count) nodes (\(String(format: "%.2f", seconds)) s)"

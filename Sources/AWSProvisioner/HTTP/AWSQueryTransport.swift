@@ -5,6 +5,7 @@ import NIOCore
 import NIOFoundationCompat
 import Synchronization
 import Telemetry
+import Timing
 
 /// Sends one AWS Query API call (`Action=…&Version=…` form POST), signed with SigV4, and
 /// applies the retry rules:
@@ -82,7 +83,7 @@ struct AWSQueryTransport: Sendable {
                 attempt -= 1 // the retry after a refresh does not use up a backoff attempt
             case let retryClass
             where retryClass.isRetriedWithBackoff && attempt < configuration.retryPolicy.maximumAttempts:
-                let delay = configuration.retryPolicy.delay(beforeRetry: attempt)
+                let delay = configuration.retryPolicy.delay(afterAttempt: attempt)
                 errorLogger.info(
                     "retrying after \(retryClass) failure",
                     metadata: [MetadataKey.awsAttempt: "\(attempt)", "aws.delay": "\(delay)"])
@@ -131,25 +132,17 @@ struct AWSQueryTransport: Sendable {
         let preparedRequest = request
         let (status, bytes, date): (Int, [UInt8], String?)
         do {
-            (status, bytes, date) = try await withThrowingTaskGroup(of: (Int, [UInt8], String?)?.self) { group in
-                group.addTask {
-                    let response = try await httpClient.execute(
-                        preparedRequest, timeout: .nanoseconds(Int64(timeout.timeInterval * 1e9)))
-                    var buffer = try await response.body.collect(upTo: 64 << 20)
-                    return (
-                        Int(response.status.code), buffer.readBytes(length: buffer.readableBytes) ?? [],
-                        response.headers.first(name: "Date")
-                    )
-                }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return nil
-                }
-                let first = try await group.next()!
-                group.cancelAll()
-                guard let first else { throw TimeoutMarker() }
-                return first
+            let answer = try await withTimeout(timeout) {
+                let response = try await httpClient.execute(
+                    preparedRequest, timeout: .nanoseconds(Int64(timeout.seconds * 1e9)))
+                var buffer = try await response.body.collect(upTo: 64 << 20)
+                return (
+                    Int(response.status.code), buffer.readBytes(length: buffer.readableBytes) ?? [],
+                    response.headers.first(name: "Date")
+                )
             }
+            guard let answer else { throw TimeoutMarker() }
+            (status, bytes, date) = answer
         } catch is TimeoutMarker {
             throw EC2Error(code: EC2Error.Code.requestTimeout, message: "\(action) did not complete within \(timeout)")
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {

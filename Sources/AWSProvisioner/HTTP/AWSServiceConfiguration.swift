@@ -1,4 +1,5 @@
 import Foundation
+import Timing
 
 /// Where and how to reach one AWS Query service (EC2 or STS): region, endpoint, retries
 /// and timeouts. Built by hand or by `AWSEnvironment`.
@@ -17,7 +18,7 @@ public struct AWSServiceConfiguration: Sendable {
     public init(
         region: String,
         endpoint: URL,
-        retryPolicy: RetryPolicy = .default,
+        retryPolicy: RetryPolicy = .aws,
         requestTimeout: Duration = .seconds(30),
         minimumCredentialValidity: Duration = .seconds(60)
     ) {

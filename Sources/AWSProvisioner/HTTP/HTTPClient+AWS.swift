@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import NIOCore
+import Timing
 
 extension HTTPClient {
     /// An HTTP client for the AWS clients with a connect timeout. The caller owns it and
@@ -12,7 +13,7 @@ extension HTTPClient {
     /// above AsyncHTTPClient's default of 8; connections open only as requests need them.
     public static func makeForAWS(connectTimeout: Duration = .seconds(5), connectionsPerHost: Int = 32) -> HTTPClient {
         var configuration = HTTPClient.Configuration()
-        configuration.timeout.connect = .nanoseconds(Int64(connectTimeout.timeInterval * 1e9))
+        configuration.timeout.connect = .nanoseconds(Int64(connectTimeout.seconds * 1e9))
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = connectionsPerHost
         configuration.redirectConfiguration = .disallow
         configuration.decompression = .disabled

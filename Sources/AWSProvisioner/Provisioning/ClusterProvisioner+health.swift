@@ -1,4 +1,5 @@
 import Foundation
+import Timing
 
 extension ClusterProvisioner {
     /// A quick check of a ready cluster before it is handed out: every node answers over
@@ -14,7 +15,7 @@ extension ClusterProvisioner {
         }
         let installer = DCOSInstaller(spec: spec, shell: shell, observer: SilentObserver(), logger: self.logger)
         let runner = shellQuote(spec.install.checkRunnerPath)
-        let seconds = max(1, Int(timeout.secondsValue))
+        let seconds = max(1, Int(timeout.seconds))
         let results = await forEachConcurrently(state.nodes, limit: max(1, spec.install.parallelism)) {
             node -> RemoteResult in
             if let key = node.hostKey { try await shell.pinHostKey(key, for: installer.target(node)) }

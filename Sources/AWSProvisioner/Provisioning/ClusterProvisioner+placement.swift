@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import Timing
 
 /// Where capacity recently ran out: (zone, instance type) → the error code, per region. A
 /// placement that failed is skipped by the other clusters that share the record until it
@@ -265,7 +266,7 @@ extension ClusterProvisioner {
                     return "\(type) failed here"
                 }
                 return remembered["\(option.availabilityZone) \(type)"]
-                    .map { "\(type) \($0) in the last \(Int(self.capacity.lifetime.secondsValue)) s" }
+                    .map { "\(type) \($0) in the last \(Int(self.capacity.lifetime.seconds)) s" }
             }
             if let reason = ruledOut.first {
                 skipped.append("\(option.availabilityZone): \(reason)")

@@ -1,4 +1,5 @@
 import Foundation
+import Timing
 
 extension ClusterProvisioner {
     /// What a teardown did, and anything tagged with the cluster that is still there.
@@ -36,21 +37,46 @@ extension ClusterProvisioner {
     /// nothing tagged with the cluster remains. Works from a partial checkpoint: what the
     /// checkpoint lacks is found by the cluster's tag and names.
     ///
-    /// Throws ``ProvisionError`` with code `leftovers` when something remains.
+    /// The fleet passes `bookkeeping`, which records each phase, and the key pair's deletion
+    /// before it is attempted: a deletion that fails then stays pending for the janitor to
+    /// retry (renew, then delete) instead of failing the teardown. Without it a failed
+    /// deletion throws.
+    ///
+    /// Throws ``ProvisionError`` with code `leftovers` when something else remains.
     @discardableResult
     public func teardown(
         _ spec: ClusterSpec, state: ProvisionState?, settings: TeardownSettings = TeardownSettings(),
-        observer: any ProvisionObserver
+        observer: any ProvisionObserver, bookkeeping: (any TeardownBookkeeping)? = nil
     ) async throws -> TeardownReport {
         var report = TeardownReport()
+        try await bookkeeping?.phase("terminating instances")
         report.terminatedInstances = try await self.terminateInstances(
             spec, state: state, settings: settings, observer: observer)
+        try await bookkeeping?.phase("deleting security group")
         report.deletedSecurityGroup = try await self.deleteSecurityGroup(
             spec, state: state, settings: settings, observer: observer)
-        report.deletedKeyPair = try await self.deleteKeyPair(
-            named: state?.keyPairName ?? spec.resourceName,
-            margin: settings.credentialMargin, observer: observer)
-        report.leftovers = try await self.leftovers(spec, state: state)
+        let keyName = state?.keyPairName ?? spec.resourceName
+        var keyPairPending = false
+        if let bookkeeping {
+            try await bookkeeping.keyPairDeletionScheduled(keyName)
+            try await bookkeeping.phase("deleting key pair")
+            do {
+                report.deletedKeyPair = try await self.deleteKeyPair(
+                    named: keyName, margin: settings.credentialMargin, observer: observer)
+                try await bookkeeping.keyPairDeleted(keyName)
+            } catch {
+                // The deletion stays pending; the bookkeeping rethrows what must end the
+                // teardown here instead (the fleet: a lost lease).
+                try await bookkeeping.keyPairDeletionFailed(keyName, error: error)
+                keyPairPending = true
+            }
+        } else {
+            report.deletedKeyPair = try await self.deleteKeyPair(
+                named: keyName, margin: settings.credentialMargin, observer: observer)
+        }
+        report.leftovers = try await self.leftovers(spec, state: state).filter {
+            !(keyPairPending && $0.hasPrefix("key pair "))
+        }
         guard report.leftovers.isEmpty else {
             throw ProvisionError(
                 .leftovers,
@@ -150,7 +176,7 @@ extension ClusterProvisioner {
     {
         let unrenewable = """
             the temporary credentials this worker was given (a session token in the environment or profile) have \
-            expired or will within \(Int(margin.timeInterval)) s, and nothing can renew them: key pair \(name) stays \
+            expired or will within \(Int(margin.seconds)) s, and nothing can renew them: key pair \(name) stays \
             pending deletion until the worker runs with fresh credentials (a role, a profile with role_arn, or \
             instance credentials renew themselves)
             """
@@ -204,4 +230,16 @@ extension ClusterProvisioner {
             throw ProvisionError(.aws, "cannot check what remains of \(spec.clusterID): \(error)", underlying: error)
         }
     }
+}
+
+/// What the fleet records while ``ClusterProvisioner/teardown(_:state:settings:observer:bookkeeping:)``
+/// runs: each phase, and the key pair's deletion (scheduled before the call, then done or
+/// failed), so that a deletion AWS has not confirmed stays visible and is retried.
+public protocol TeardownBookkeeping: Sendable {
+    func phase(_ name: String) async throws
+    func keyPairDeletionScheduled(_ keyPairName: String) async throws
+    func keyPairDeleted(_ keyPairName: String) async throws
+    /// Records the failure and returns, leaving the deletion pending, or throws to end the
+    /// teardown.
+    func keyPairDeletionFailed(_ keyPairName: String, error: any Error) async throws
 }

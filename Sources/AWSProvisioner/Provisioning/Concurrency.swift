@@ -1,4 +1,5 @@
 import Foundation
+import Timing
 
 /// Runs `body` for every element with at most `limit` running at once, and returns each
 /// element's result in input order. One element's failure does not stop the others.
@@ -44,19 +45,11 @@ func poll<Value: Sendable>(
     }
     throw ProvisionError(
         .timeout,
-        "gave up after \(Int(timeout.secondsValue)) s waiting for \(what)\(last.isEmpty ? "" : " (last seen: \(last))")"
+        "gave up after \(Int(timeout.seconds)) s waiting for \(what)\(last.isEmpty ? "" : " (last seen: \(last))")"
     )
 }
 
 /// Single-quotes `value` for a POSIX shell.
 func shellQuote(_ value: String) -> String {
     "'" + value.replacingOccurrences(of: "'", with: "'\\''") + "'"
-}
-
-extension Duration {
-    /// The duration in seconds, as a `Double`.
-    var secondsValue: Double {
-        let (seconds, attoseconds) = self.components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
 }

@@ -3,6 +3,7 @@ import Logging
 import Subprocess
 import Synchronization
 import Telemetry
+import Timing
 
 #if canImport(System)
     import System
@@ -82,8 +83,8 @@ public final class OpenSSHShell: RemoteShell {
             "-o", "GlobalKnownHostsFile=/dev/null",
             "-o", "HashKnownHosts=no",
             "-o", "StrictHostKeyChecking=\(strict)",
-            "-o", "ConnectTimeout=\(Int(self.configuration.connectTimeout.secondsValue.rounded(.up)))",
-            "-o", "ServerAliveInterval=\(Int(self.configuration.keepAliveInterval.secondsValue.rounded(.up)))",
+            "-o", "ConnectTimeout=\(Int(self.configuration.connectTimeout.seconds.rounded(.up)))",
+            "-o", "ServerAliveInterval=\(Int(self.configuration.keepAliveInterval.seconds.rounded(.up)))",
             "-o", "ServerAliveCountMax=4",
             "-o", "ControlMaster=auto",
             "-o", "ControlPath=\(self.controlPath(for: target))",
@@ -221,32 +222,23 @@ public final class OpenSSHShell: RemoteShell {
         let executable = Executable.path(FilePath(self.configuration.sshPath))
         let limit = self.configuration.outputLimit
         let inputBytes = Array(input ?? Data())
-        return try await withThrowingTaskGroup(of: RemoteResult?.self) { group in
-            group.addTask {
-                let result = try await Subprocess.run(
-                    executable, arguments: Arguments(arguments),
-                    input: .array(inputBytes),
-                    output: .string(limit: limit), error: .string(limit: limit))
-                let status: Int32?
-                switch result.terminationStatus {
-                case .exited(let code): status = code
-                default: status = nil
-                }
-                return RemoteResult(
-                    exitStatus: status == 255 ? nil : status,
-                    stdout: result.standardOutput ?? "", stderr: result.standardError ?? "",
-                    sshFailed: status == 255)
+        let answer = try await withTimeout(timeout) {
+            let result = try await Subprocess.run(
+                executable, arguments: Arguments(arguments),
+                input: .array(inputBytes),
+                output: .string(limit: limit), error: .string(limit: limit))
+            let status: Int32?
+            switch result.terminationStatus {
+            case .exited(let code): status = code
+            default: status = nil
             }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            let first = try await group.next() ?? nil
-            group.cancelAll()
-            return first
-                ?? RemoteResult(
-                    exitStatus: nil, stdout: "", stderr: "no answer within \(timeout)", sshFailed: false, timedOut: true
-                )
+            return RemoteResult(
+                exitStatus: status == 255 ? nil : status,
+                stdout: result.standardOutput ?? "", stderr: result.standardError ?? "",
+                sshFailed: status == 255)
         }
+        return answer
+            ?? RemoteResult(
+                exitStatus: nil, stdout: "", stderr: "no answer within \(timeout)", sshFailed: false, timedOut: true)
     }
 }

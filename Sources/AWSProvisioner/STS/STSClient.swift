@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import Timing
 
 /// The AWS Security Token Service Query API (`Version=2011-06-15`): `AssumeRole` and
 /// `GetCallerIdentity`.
@@ -34,7 +35,7 @@ public struct STSClient: Sendable {
         async throws -> AssumedRole
     {
         var parameters = [("RoleArn", roleARN), ("RoleSessionName", sessionName)]
-        if let duration { parameters.append(("DurationSeconds", String(Int(duration.timeInterval)))) }
+        if let duration { parameters.append(("DurationSeconds", String(Int(duration.seconds)))) }
         if let externalID { parameters.append(("ExternalId", externalID)) }
         let root = try await transport.send(action: "AssumeRole", parameters: parameters)
         guard let result = root.child("AssumeRoleResult"),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandOptions
 import Fleet
 import Foundation
 import PostgresNIO

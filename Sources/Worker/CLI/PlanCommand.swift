@@ -1,6 +1,6 @@
 import AWSProvisioner
 import ArgumentParser
-import ClusterOptions
+import CommandOptions
 import Fleet
 import Foundation
 import Logging

@@ -1,11 +1,13 @@
 import AWSProvisioner
 import ArgumentParser
+import CommandOptions
 import Fleet
 import Foundation
 import Logging
 import PostgresNIO
 import Queue
 import ServiceLifecycle
+import Telemetry
 import Web
 
 struct RunCommand: AsyncParsableCommand {

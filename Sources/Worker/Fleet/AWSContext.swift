@@ -11,21 +11,21 @@ import Synchronization
 /// A cluster lives in the region recorded in its row. A worker builds and tears down in
 /// that region, whatever its own `AWS_REGION` says: ``ec2(region:)`` signs for the region
 /// and, unless an endpoint was configured explicitly, talks to that region's endpoint.
-public struct AWSContext: Sendable {
-    public let httpClient: HTTPClient
-    public let credentials: CredentialsCache
-    public let environment: AWSEnvironment
-    public let settings: ClusterSettings
+package struct AWSContext: Sendable {
+    package let httpClient: HTTPClient
+    package let credentials: CredentialsCache
+    package let environment: AWSEnvironment
+    package let settings: ClusterSettings
     let logger: Logger
     private let account = AccountCache()
 
     /// The worker's own region: new clusters are built here.
-    public var region: String { self.environment.region }
+    package var region: String { self.environment.region }
 
     /// The EC2 client of the worker's own region.
-    public var ec2: EC2Client { self.ec2(region: self.region) }
+    package var ec2: EC2Client { self.ec2(region: self.region) }
 
-    public static func fromEnvironment(
+    package static func fromEnvironment(
         _ environment: [String: String] = ProcessInfo.processInfo.environment,
         logger: Logger
     ) throws -> AWSContext {
@@ -47,7 +47,7 @@ public struct AWSContext: Sendable {
     }
 
     /// An EC2 client for `region`.
-    public func ec2(region: String, logger: Logger? = nil) -> EC2Client {
+    package func ec2(region: String, logger: Logger? = nil) -> EC2Client {
         EC2Client(
             configuration: Self.configuration(
                 self.environment.ec2Configuration, service: "ec2", from: self.region, to: region),
@@ -56,7 +56,9 @@ public struct AWSContext: Sendable {
 
     /// A provisioner working in `region`.
     /// - Parameter capacity: where capacity failures are shared (the fleet's, for provisioning).
-    public func provisioner(region: String, logger: Logger? = nil, capacity: any CapacityRecord = CapacityMemory.shared)
+    package func provisioner(
+        region: String, logger: Logger? = nil, capacity: any CapacityRecord = CapacityMemory.shared
+    )
         -> ClusterProvisioner
     {
         ClusterProvisioner(
@@ -89,7 +91,7 @@ public struct AWSContext: Sendable {
         return configuration
     }
 
-    public func shutdown() async {
+    package func shutdown() async {
         try? await self.httpClient.shutdown()
     }
 }

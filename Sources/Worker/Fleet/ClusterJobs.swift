@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Queue
 import Synchronization
+import Telemetry
 
 /// The payload of provision and teardown jobs.
 struct ClusterJobPayload: Codable {
@@ -19,7 +20,7 @@ struct ClusterJobPayload: Codable {
 /// does. A job that ends failed or cancelled, for any reason, marks the cluster failed and
 /// queues its teardown in the same transaction (migration 0003), so a handler that throws
 /// anything, a worker that dies, and an operator's cancel all converge.
-public struct ClusterJobs: Sendable {
+package struct ClusterJobs: Sendable {
     let store: ClusterStore
     let aws: AWSContext
     /// Called after each checkpoint is stored, before provisioning goes on (tests use it to
@@ -27,7 +28,7 @@ public struct ClusterJobs: Sendable {
     let afterCheckpoint:
         @Sendable (_ clusterID: String, _ step: String, _ moment: CheckpointMoment) async throws -> Void
 
-    public init(
+    package init(
         store: ClusterStore, aws: AWSContext,
         afterCheckpoint: @escaping @Sendable (String, String, CheckpointMoment) async throws -> Void = { _, _, _ in }
     ) {
@@ -84,7 +85,7 @@ public struct ClusterJobs: Sendable {
         return state
     }
 
-    public func provision(_ job: ClaimedJob, _ context: JobContext) async throws {
+    package func provision(_ job: ClaimedJob, _ context: JobContext) async throws {
         let payload = try job.decodePayload(ClusterJobPayload.self)
         do {
             try await LogContext.with([MetadataKey.clusterID: "\(payload.clusterID)"]) {
@@ -173,7 +174,7 @@ public struct ClusterJobs: Sendable {
         }
     }
 
-    public func teardown(_ job: ClaimedJob, _ context: JobContext) async throws {
+    package func teardown(_ job: ClaimedJob, _ context: JobContext) async throws {
         let payload = try job.decodePayload(ClusterJobPayload.self)
         do {
             try await LogContext.with([MetadataKey.clusterID: "\(payload.clusterID)"]) {
@@ -218,29 +219,9 @@ public struct ClusterJobs: Sendable {
         }
         let provisioner = self.aws.provisioner(region: spec.region, logger: logger)
         let observer = StoreObserver(jobs: self, context: context, clusterID: cluster.id, subnetID: nil)
-        try await self.store.teardownProgress(clusterID: cluster.id, fence: fence, phase: "terminating instances")
-        _ = try await provisioner.terminateInstances(spec, state: state, observer: observer)
-        try await self.store.teardownProgress(clusterID: cluster.id, fence: fence, phase: "deleting security group")
-        _ = try await provisioner.deleteSecurityGroup(spec, state: state, observer: observer)
-
-        // Renew, then delete: the row stays until AWS confirms, and the janitor retries it.
-        let keyName = state?.keyPairName ?? spec.resourceName
-        try await self.store.scheduleKeyPairDeletion(region: spec.region, keyPairName: keyName, clusterID: cluster.id)
-        try await self.store.teardownProgress(clusterID: cluster.id, fence: fence, phase: "deleting key pair")
-        do {
-            _ = try await provisioner.deleteKeyPair(named: keyName, margin: .seconds(600), observer: observer)
-            try await self.store.keyPairDeleted(region: spec.region, keyPairName: keyName)
-        } catch let error as QueueError where error.code == .leaseLost {
-            throw error
-        } catch {
-            try await self.store.keyPairDeletionFailed(
-                region: spec.region, keyPairName: keyName, error: "\(error)", retryAfter: .seconds(30))
-            logger.warning("key pair delete failed; the janitor will retry it", metadata: ["error": "\(error)"])
-        }
-        let leftovers = try await provisioner.leftovers(spec, state: state).filter { !$0.hasPrefix("key pair ") }
-        guard leftovers.isEmpty else {
-            throw ProvisionError(.leftovers, "teardown of \(cluster.id) left: \(leftovers.joined(separator: ", "))")
-        }
+        let bookkeeping = TeardownRecord(
+            store: self.store, fence: fence, clusterID: cluster.id, region: spec.region, logger: logger)
+        try await provisioner.teardown(spec, state: state, observer: observer, bookkeeping: bookkeeping)
         try await self.store.markDestroyed(clusterID: cluster.id, fence: fence)
         FlotillaMetric.increment(FlotillaMetric.clusterOutcomes, [("outcome", "destroyed"), ("reason", "none")])
         logger.info("cluster destroyed")
@@ -248,7 +229,7 @@ public struct ClusterJobs: Sendable {
 
     /// The pool's health check of a ready cluster: SSH on every node and the nodes' own
     /// post-start checks, bounded by `timeout`. Returns the problems, empty when healthy.
-    public func healthCheck(clusterID: String, timeout: Duration, logger: Logger) async throws -> [String] {
+    package func healthCheck(clusterID: String, timeout: Duration, logger: Logger) async throws -> [String] {
         guard let cluster = try await self.store.cluster(id: clusterID) else {
             return ["cluster \(clusterID) does not exist"]
         }
@@ -295,5 +276,36 @@ final class PhaseClock: Sendable {
                 FlotillaMetric.provisionPhase, [("phase", step)],
                 seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
         }
+    }
+}
+
+/// A teardown's bookkeeping in the database: each phase on the cluster row (fenced by the
+/// job's lease), and the key pair's deletion scheduled before it is attempted, so that one AWS
+/// did not confirm stays pending for the janitor (renew, then delete).
+struct TeardownRecord: TeardownBookkeeping {
+    let store: ClusterStore
+    let fence: JobFence
+    let clusterID: String
+    let region: String
+    let logger: Logger
+
+    func phase(_ name: String) async throws {
+        try await self.store.teardownProgress(clusterID: self.clusterID, fence: self.fence, phase: name)
+    }
+
+    func keyPairDeletionScheduled(_ keyPairName: String) async throws {
+        try await self.store.scheduleKeyPairDeletion(
+            region: self.region, keyPairName: keyPairName, clusterID: self.clusterID)
+    }
+
+    func keyPairDeleted(_ keyPairName: String) async throws {
+        try await self.store.keyPairDeleted(region: self.region, keyPairName: keyPairName)
+    }
+
+    func keyPairDeletionFailed(_ keyPairName: String, error: any Error) async throws {
+        if let error = error as? QueueError, error.code == .leaseLost { throw error }
+        try await self.store.keyPairDeletionFailed(
+            region: self.region, keyPairName: keyPairName, error: "\(error)", retryAfter: .seconds(30))
+        self.logger.warning("key pair delete failed; the janitor will retry it", metadata: ["error": "\(error)"])
     }
 }

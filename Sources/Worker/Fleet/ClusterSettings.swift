@@ -20,26 +20,26 @@ import Queue
 ///
 /// `FLOTILLA_SUBNET_ID` is comma-separated, all in one VPC, in order of preference; one subnet is chosen per cluster,
 /// in a zone offering the types. The fallback types of `FLOTILLA_INSTANCE_TYPES` are tried after the requested one.
-public struct ClusterSettings: Sendable {
-    public var region: String
-    public var ami: String?
-    public var subnetIDs: [String] = []
-    public var fallbackInstanceTypes: [String] = []
+package struct ClusterSettings: Sendable {
+    package var region: String
+    package var ami: String?
+    package var subnetIDs: [String] = []
+    package var fallbackInstanceTypes: [String] = []
     /// The fleet's address range, given SSH by a rule of its own (FLOTILLA_WORKER_CIDR).
-    public var workerCIDR: String?
-    public var sshUser = "centos"
-    public var sshPort = 22
-    public var sshAddress = ClusterSpec.SSHAddressMode.publicIP
-    public var install = InstallSettings()
-    public var sshDirectory = URL(fileURLWithPath: "/tmp/flotilla-ssh")
+    package var workerCIDR: String?
+    package var sshUser = "centos"
+    package var sshPort = 22
+    package var sshAddress = ClusterSpec.SSHAddressMode.publicIP
+    package var install = InstallSettings()
+    package var sshDirectory = URL(fileURLWithPath: "/tmp/flotilla-ssh")
     /// `nil`: the database's own deployment id (table `deployment`).
-    public var deployment: String?
+    package var deployment: String?
 
-    public init(region: String) {
+    package init(region: String) {
         self.region = region
     }
 
-    public static func fromEnvironment(
+    package static func fromEnvironment(
         region: String, _ environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> ClusterSettings {
         var settings = ClusterSettings(region: region)
@@ -109,7 +109,7 @@ public struct ClusterSettings: Sendable {
 
     /// Refuses a region where no image is known and none is configured: clusters there
     /// would fail only when a worker got to them.
-    public func requireImage() throws {
+    package func requireImage() throws {
         guard self.ami != nil || ClusterSpec.defaultAMIs[self.region] != nil else {
             throw SettingsError(
                 """
@@ -122,7 +122,7 @@ public struct ClusterSettings: Sendable {
 
     /// The provisioner spec for a stored cluster request, in the cluster's recorded region
     /// (this worker's for a cluster not provisioned yet).
-    public func spec(for cluster: ClusterRecord) throws -> ClusterSpec {
+    package func spec(for cluster: ClusterRecord) throws -> ClusterSpec {
         let request = try JSONDecoder().decode(ClusterRequest.self, from: Data(cluster.request.utf8))
         var spec = self.spec(id: cluster.id, request: request, owner: cluster.owner)
         spec.region = cluster.region ?? self.region
@@ -136,7 +136,7 @@ public struct ClusterSettings: Sendable {
     }
 
     /// The provisioner spec for a request, in this worker's region.
-    public func spec(id: String, request: ClusterRequest, owner: String) -> ClusterSpec {
+    package func spec(id: String, request: ClusterRequest, owner: String) -> ClusterSpec {
         var spec = ClusterSpec(clusterID: id, installerURL: request.installerURL)
         spec.masters = request.masters
         spec.privateAgents = request.agents
@@ -162,7 +162,7 @@ public struct ClusterSettings: Sendable {
     }
 }
 
-public struct SettingsError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+package struct SettingsError: Error, CustomStringConvertible {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }

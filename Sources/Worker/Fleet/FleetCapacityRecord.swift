@@ -6,19 +6,19 @@ import Queue
 /// The fleet's capacity record, in PostgreSQL (`capacity_failures`): a zone and type one
 /// worker found full is skipped by every worker's clusters until it expires. When the
 /// database cannot be reached the process's own memory still answers (and remembers).
-public struct FleetCapacityRecord: CapacityRecord {
+package struct FleetCapacityRecord: CapacityRecord {
     let store: ClusterStore
     let local: CapacityMemory
     let logger: Logger
-    public var lifetime: Duration { self.local.lifetime }
+    package var lifetime: Duration { self.local.lifetime }
 
-    public init(store: ClusterStore, local: CapacityMemory = .shared, logger: Logger) {
+    package init(store: ClusterStore, local: CapacityMemory = .shared, logger: Logger) {
         self.store = store
         self.local = local
         self.logger = logger
     }
 
-    public func remember(region: String, zone: String, instanceType: String, code: String) async {
+    package func remember(region: String, zone: String, instanceType: String, code: String) async {
         await self.local.remember(region: region, zone: zone, instanceType: instanceType, code: code)
         do {
             try await self.store.rememberCapacityFailure(
@@ -34,7 +34,7 @@ public struct FleetCapacityRecord: CapacityRecord {
         }
     }
 
-    public func failures(region: String) async -> [String: String] {
+    package func failures(region: String) async -> [String: String] {
         var known = await self.local.failures(region: region)
         do {
             known.merge(try await self.store.capacityFailures(region: region)) { mine, _ in mine }

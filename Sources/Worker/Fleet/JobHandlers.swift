@@ -1,16 +1,16 @@
 import Queue
 
 /// The handlers a worker runs, by job kind. The processor claims only these kinds.
-public struct JobHandlers: Sendable {
-    public var byKind: [JobKind: JobProcessor.Handler]
+package struct JobHandlers: Sendable {
+    package var byKind: [JobKind: JobProcessor.Handler]
 
-    public init(byKind: [JobKind: JobProcessor.Handler]) {
+    package init(byKind: [JobKind: JobProcessor.Handler]) {
         self.byKind = byKind
     }
 
-    public var kinds: [JobKind] { self.byKind.keys.sorted { $0.rawValue < $1.rawValue } }
+    package var kinds: [JobKind] { self.byKind.keys.sorted { $0.rawValue < $1.rawValue } }
 
-    public func handle(_ job: ClaimedJob, _ context: JobContext) async throws {
+    package func handle(_ job: ClaimedJob, _ context: JobContext) async throws {
         guard let handler = self.byKind[job.kind] else {
             throw PermanentJobFailure("this worker has no handler for job kind \(job.kind)")
         }
@@ -18,7 +18,7 @@ public struct JobHandlers: Sendable {
     }
 
     /// The handlers Flotilla ships: noop always; provision and teardown with AWS.
-    public static func standard(store: ClusterStore, aws: AWSContext?) -> JobHandlers {
+    package static func standard(store: ClusterStore, aws: AWSContext?) -> JobHandlers {
         var byKind: [JobKind: JobProcessor.Handler] = [
             .noop: { _, context in context.logger.debug("noop job ran") }
         ]
@@ -30,7 +30,7 @@ public struct JobHandlers: Sendable {
         return JobHandlers(byKind: byKind)
     }
 
-    public func only(_ kinds: Set<JobKind>) -> JobHandlers {
+    package func only(_ kinds: Set<JobKind>) -> JobHandlers {
         JobHandlers(byKind: self.byKind.filter { kinds.contains($0.key) })
     }
 }

@@ -9,21 +9,21 @@ import Synchronization
 /// fanned out in memory to every open page: each subscriber gets a stream that holds at
 /// most one pending change, so a burst of notifications becomes one refresh. It reconnects
 /// with a backoff when the connection drops; on shutdown every stream ends.
-public final class ChangeFeed: Service, Sendable {
+package final class ChangeFeed: Service, Sendable {
     let settings: DatabaseSettings
     let logger: Logger
     private let subscribers = Mutex<(next: Int, all: [Int: AsyncStream<String>.Continuation], closed: Bool)>(
         (0, [:], false))
 
-    public static let channels = ["flotilla_clusters", "flotilla_jobs"]
+    package static let channels = ["flotilla_clusters", "flotilla_jobs"]
 
-    public init(settings: DatabaseSettings, logger: Logger) {
+    package init(settings: DatabaseSettings, logger: Logger) {
         self.settings = settings
         self.logger = logger
     }
 
     /// A stream of change hints (the notification's payload); it ends when the feed stops.
-    public func subscribe() -> AsyncStream<String> {
+    package func subscribe() -> AsyncStream<String> {
         let (stream, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(1))
         let id: Int? = self.subscribers.withLock { state in
             guard !state.closed else { return nil }
@@ -41,7 +41,7 @@ public final class ChangeFeed: Service, Sendable {
         return stream
     }
 
-    public var subscriberCount: Int { self.subscribers.withLock { $0.all.count } }
+    package var subscriberCount: Int { self.subscribers.withLock { $0.all.count } }
 
     func publish(_ payload: String) {
         for continuation in self.subscribers.withLock({ Array($0.all.values) }) {
@@ -49,7 +49,7 @@ public final class ChangeFeed: Service, Sendable {
         }
     }
 
-    public func run() async throws {
+    package func run() async throws {
         await cancelWhenGracefulShutdown {
             var delay = Duration.milliseconds(250)
             while !Task.isCancelled {

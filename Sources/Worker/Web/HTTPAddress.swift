@@ -1,15 +1,15 @@
 /// A `HOST:PORT` to serve on, as `--metrics-address` and `--address` take it.
-public struct HTTPAddress: Sendable, Hashable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
+package struct HTTPAddress: Sendable, Hashable, CustomStringConvertible {
+    package var host: String
+    package var port: Int
 
-    public init(host: String, port: Int) {
+    package init(host: String, port: Int) {
         self.host = host
         self.port = port
     }
 
     /// Parses `127.0.0.1:9464`, `[::1]:9464` or `:9464` (loopback); port 0 takes any free port.
-    public init?(parsing text: String) {
+    package init?(parsing text: String) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
             (0...65535).contains(port)
         else {
@@ -27,11 +27,11 @@ public struct HTTPAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Whether the host is a loopback address (127.0.0.0/8, ::1 or localhost).
-    public var isLoopback: Bool {
+    package var isLoopback: Bool {
         self.host == "localhost" || self.host == "::1" || self.host.hasPrefix("127.")
     }
 
-    public var description: String {
+    package var description: String {
         self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
     }
 }

@@ -9,8 +9,8 @@ import Telemetry
 /// The process's Prometheus registry: what this process recorded through swift-metrics
 /// (jobs, phases, AWS calls, SSH), plus, when it has `reports` (the janitor), the fleet-wide
 /// gauges read from the database on each scrape (``OperatorReports/gauges()``).
-public final class MetricsExporter: Sendable {
-    public let registry: PrometheusCollectorRegistry
+package final class MetricsExporter: Sendable {
+    package let registry: PrometheusCollectorRegistry
     let reports: OperatorReports?
     let logger: Logger
     /// The database gauges set on the last scrape, so one that disappeared reads 0.
@@ -23,7 +23,7 @@ public final class MetricsExporter: Sendable {
     }
 
     /// Bootstraps swift-metrics with this registry (once per process) and returns the exporter.
-    public static func bootstrap(reports: OperatorReports?, logger: Logger) -> MetricsExporter {
+    package static func bootstrap(reports: OperatorReports?, logger: Logger) -> MetricsExporter {
         let exporter = MetricsExporter(reports: reports, logger: logger)
         var factory = PrometheusMetricsFactory(registry: exporter.registry)
         factory.durationHistogramBuckets = [
@@ -47,7 +47,7 @@ public final class MetricsExporter: Sendable {
 
     /// The text exposition: database gauges refreshed first; if the database cannot be
     /// read, the process's own metrics are still served and the error counter moves.
-    public func scrape() async -> [UInt8] {
+    package func scrape() async -> [UInt8] {
         do {
             if let reports = self.reports { self.update(try await reports.gauges()) }
         } catch {

@@ -9,11 +9,11 @@ import Telemetry
 
 /// `GET /metrics` in the Prometheus text format (and `GET /healthz`), for `worker run` and
 /// `worker janitor`.
-public enum MetricsServer {
-    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+package enum MetricsServer {
+    package static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
     /// The HTTP service; it logs the address it listens on (useful with port 0) at info.
-    public static func service(address: HTTPAddress, exporter: MetricsExporter, logger: Logger) -> some Service {
+    package static func service(address: HTTPAddress, exporter: MetricsExporter, logger: Logger) -> some Service {
         let router = Router()
         router.get("metrics") { _, _ -> Response in
             let bytes = await exporter.scrape()
@@ -51,7 +51,7 @@ extension MetricsServer {
     /// With `fleetGauges`, each scrape also reads the fleet-wide gauges from the database
     /// (jobs, clusters, pools, key pairs, sweeps, instance-hours). The janitor exports them and
     /// `worker run` does not, so N workers do not export N copies of the same numbers.
-    public static func fromOption(
+    package static func fromOption(
         _ option: String, environment: String, client: PostgresClient, fleetGauges: Bool,
         logger: Logger
     ) throws -> (any Service)? {
@@ -71,20 +71,20 @@ extension MetricsServer {
 
 /// An HTTP service whose failure to start (address in use, no such address) ends the
 /// process with a message naming the option, not a bare socket error.
-public struct Served<Inner: Service>: Service {
+package struct Served<Inner: Service>: Service {
     let name: String
     let address: HTTPAddress
     let advice: String
     let inner: Inner
 
-    public init(name: String, address: HTTPAddress, advice: String, inner: Inner) {
+    package init(name: String, address: HTTPAddress, advice: String, inner: Inner) {
         self.name = name
         self.address = address
         self.advice = advice
         self.inner = inner
     }
 
-    public func run() async throws {
+    package func run() async throws {
         do {
             try await self.inner.run()
         } catch is CancellationError {

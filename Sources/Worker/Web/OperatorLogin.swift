@@ -5,8 +5,8 @@ import Queue
 /// `worker web` serves only as an operator: a member of flotilla_operator that can read
 /// neither the key nor the token tables. A login that could read a secret (the owner, a
 /// superuser, a worker) is refused, so nothing the page serves can ever hold one.
-public enum OperatorLogin {
-    public static func require(_ client: PostgresClient, logger: Logger) async throws {
+package enum OperatorLogin {
+    package static func require(_ client: PostgresClient, logger: Logger) async throws {
         do {
             let rows = try await client.query(
                 """

@@ -13,10 +13,10 @@ import Telemetry
 /// ``ChangeFeed`` → server-sent events → the page fetches its fragment again. Works without
 /// JavaScript (reload to refresh) and fetches nothing from elsewhere: the page's script and
 /// style are its own, and the Content-Security-Policy allows nothing else.
-public enum WebServer {
+package enum WebServer {
     /// `refresh`: how often an open page reloads its fragment even without a notification
     /// (job starts and ends, events and sweeps send none), which also keeps the stream alive.
-    public static func service(
+    package static func service(
         address: HTTPAddress, client: PostgresClient, feed: ChangeFeed,
         refresh: Duration = .seconds(5), logger: Logger
     ) -> some Service {

@@ -1,4 +1,5 @@
 import Testing
+import Timing
 
 @testable import AWSProvisioner
 
@@ -71,13 +72,15 @@ struct EC2ErrorTests {
 
     @Test("backoff: capped exponential bound, full jitter below it")
     func backoff() {
-        let policy = RetryPolicy(maximumAttempts: 5, baseDelay: .milliseconds(100), maximumDelay: .seconds(1))
-        #expect(policy.delayCap(beforeRetry: 1) == .milliseconds(100))
-        #expect(policy.delayCap(beforeRetry: 3) == .milliseconds(400))
-        #expect(policy.delayCap(beforeRetry: 10) == .seconds(1))
-        for retry in 1...8 {
-            let delay = policy.delay(beforeRetry: retry)
-            #expect(delay >= .zero && delay <= policy.delayCap(beforeRetry: retry))
+        let policy = RetryPolicy.aws
+        #expect(policy.maximumAttempts == 5)
+        #expect(policy.ceiling(afterAttempt: 1) == .milliseconds(200))
+        #expect(policy.ceiling(afterAttempt: 3) == .milliseconds(800))
+        #expect(policy.ceiling(afterAttempt: 10) == .seconds(20))
+        for attempt in 1...8 {
+            let delay = policy.delay(afterAttempt: attempt)
+            #expect(delay >= .zero && delay <= policy.ceiling(afterAttempt: attempt))
         }
+        #expect(policy.delay(afterAttempt: 2, random: 1) == .zero, "full jitter reaches zero")
     }
 }

@@ -2,6 +2,7 @@ import AWSProvisioner
 import AsyncHTTPClient
 import Foundation
 import Logging
+import Timing
 
 /// The local stack that `./scripts/test` starts (see scripts/lib/moto.sh): moto_server with
 /// signature checking on and an IAM user allowed ec2:*, sts:*, iam:*.
@@ -62,7 +63,7 @@ struct TestStack: Sendable {
             region: region ?? self.region,
             endpoint: endpoint ?? self.endpoint,
             retryPolicy: RetryPolicy(
-                maximumAttempts: maximumAttempts, baseDelay: .milliseconds(5), maximumDelay: .milliseconds(40)),
+                base: .milliseconds(5), maximum: .milliseconds(40), jitter: 1, maximumAttempts: maximumAttempts),
             requestTimeout: requestTimeout)
     }
 

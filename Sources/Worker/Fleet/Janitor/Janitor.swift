@@ -19,20 +19,20 @@ import ServiceLifecycle
 /// - ``SweepPass``: EC2 resources of this deployment whose cluster is destroyed or unknown;
 /// - ``PoolPass``: warm pools refilled to their target, their clusters health-checked.
 /// Lease rescue and retention run in `QueueMaintenance` beside it.
-public struct Janitor: Service {
-    public struct Configuration: Sendable {
-        public var interval: Duration = .seconds(5)
-        public var sweepInterval: Duration = .seconds(300)
-        public var sweepGrace: Duration = .seconds(3600)
-        public var dryRun = false
-        public var credentialMargin: Duration = .seconds(600)
+package struct Janitor: Service {
+    package struct Configuration: Sendable {
+        package var interval: Duration = .seconds(5)
+        package var sweepInterval: Duration = .seconds(300)
+        package var sweepGrace: Duration = .seconds(3600)
+        package var dryRun = false
+        package var credentialMargin: Duration = .seconds(600)
         /// How long a teardown_failed cluster waits before its teardown is queued again.
-        public var teardownRetryAfter: Duration = .seconds(600)
+        package var teardownRetryAfter: Duration = .seconds(600)
         /// A pool cluster's health check: its bound per node, and how long a pass counts.
-        public var poolHealthTimeout: Duration = .seconds(20)
-        public var poolHealthValidFor: Duration = .seconds(300)
+        package var poolHealthTimeout: Duration = .seconds(20)
+        package var poolHealthValidFor: Duration = .seconds(300)
 
-        public init(
+        package init(
             interval: Duration = .seconds(5), sweepInterval: Duration = .seconds(300),
             sweepGrace: Duration = .seconds(3600),
             dryRun: Bool = false, credentialMargin: Duration = .seconds(600),
@@ -58,7 +58,7 @@ public struct Janitor: Service {
     let configuration: Configuration
     let logger: Logger
 
-    public init(
+    package init(
         settings: DatabaseSettings, store: ClusterStore, aws: AWSContext, configuration: Configuration, logger: Logger
     ) {
         self.settings = settings
@@ -68,7 +68,7 @@ public struct Janitor: Service {
         self.logger = logger
     }
 
-    public func run() async throws {
+    package func run() async throws {
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {

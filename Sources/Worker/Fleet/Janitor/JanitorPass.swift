@@ -3,6 +3,7 @@ import Logging
 import Queue
 import ServiceLifecycle
 import Synchronization
+import Telemetry
 
 /// One of the janitor's passes: `pass()` runs, then again after the delay it returns (or
 /// sooner when its ``WakeSignal`` fires), until the group shuts down. A pass that fails is

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Queue
+import Telemetry
 
 /// Keeps every warm pool at its target and checks its clusters before anyone takes them.
 ///

@@ -2,6 +2,7 @@ import AWSProvisioner
 import Foundation
 import Logging
 import Queue
+import Telemetry
 
 /// Sweeps EC2 for resources of this deployment (`managed-by=flotilla` and
 /// `deployment=<ours>`) whose cluster is destroyed, or unknown and older than the grace

@@ -2,14 +2,15 @@ import ArgumentParser
 import Foundation
 import Logging
 import Queue
+import Telemetry
 
 /// Options every subcommand shares.
-public struct CommonOptions: ParsableArguments, Sendable {
-    public init() {}
+package struct CommonOptions: ParsableArguments, Sendable {
+    package init() {}
 
     @Option(
         name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical. Env: FLOTILLA_LOG_LEVEL.")
-    public var logLevel: String = ProcessInfo.processInfo.environment["FLOTILLA_LOG_LEVEL"] ?? "info"
+    package var logLevel: String = ProcessInfo.processInfo.environment["FLOTILLA_LOG_LEVEL"] ?? "info"
 
     @Option(
         help: """
@@ -17,10 +18,10 @@ public struct CommonOptions: ParsableArguments, Sendable {
             aws.action, ssh.host, …). Env: FLOTILLA_LOG_FORMAT.
             """
     )
-    public var logFormat: LogFormat =
+    package var logFormat: LogFormat =
         ProcessInfo.processInfo.environment["FLOTILLA_LOG_FORMAT"].flatMap(LogFormat.init(rawValue:)) ?? .text
 
-    public func validate() throws {
+    package func validate() throws {
         try LogFormat.validateEnvironment()
         guard Logger.Level(rawValue: self.logLevel) != nil else {
             throw ValidationError("--log-level must be one of: trace, debug, info, notice, warning, error, critical")
@@ -28,19 +29,20 @@ public struct CommonOptions: ParsableArguments, Sendable {
     }
 
     /// Bootstraps logging once and returns the executable's root logger.
-    public func makeLogger(label: String = "flotilla.worker") -> Logger {
+    package func makeLogger(label: String = "flotilla.worker") -> Logger {
         LogFormat.bootstrap(self.logFormat, level: Logger.Level(rawValue: self.logLevel) ?? .info)
         return Logger(label: label)
     }
 }
 
 /// Reads a numeric setting from the environment, for option defaults.
-public func environmentValue<T: LosslessStringConvertible>(_ name: String, default value: T) -> T {
+package func environmentValue<T: LosslessStringConvertible>(_ name: String, default value: T) -> T {
     ProcessInfo.processInfo.environment[name].flatMap(T.init) ?? value
 }
 
-/// Prints a refusal for a person and exits non-zero.
-public func fail(_ message: String, code: Int32 = 1) -> Never {
+/// Prints a refusal for a person (`PROGRAM: message` on standard error) and exits with
+/// `code`. Only the executables call it; the libraries throw.
+package func fail(_ message: String, code: Int32 = 1) -> Never {
     let program = URL(fileURLWithPath: CommandLine.arguments.first ?? "worker").lastPathComponent
     FileHandle.standardError.write(Data("\(program): \(message)\n".utf8))
     exit(code)
@@ -48,7 +50,7 @@ public func fail(_ message: String, code: Int32 = 1) -> Never {
 
 extension LogFormat: ExpressibleByArgument {
     /// A `FLOTILLA_LOG_FORMAT` that names no format is refused, not ignored.
-    static func validateEnvironment() throws {
+    package static func validateEnvironment() throws {
         if let raw = ProcessInfo.processInfo.environment["FLOTILLA_LOG_FORMAT"], LogFormat(rawValue: raw) == nil {
             throw ValidationError("FLOTILLA_LOG_FORMAT must be text or json, not \(raw)")
         }

@@ -11,6 +11,10 @@ public struct JobFence: Sendable {
     }
 }
 
+/// The fleet's writes to a cluster. Every change of `clusters.state` passes trigger
+/// `clusters_guard_transition` (a transition the state machine does not allow fails with SQLSTATE
+/// FLT01, see the diagram in README.md) and fires `clusters_notify_change` (`NOTIFY
+/// flotilla_clusters` with the id, which wakes waiting clients and the janitor).
 extension ClusterStore {
     /// The secrets a worker needs to resume: the private key and the key pair name.
     public func keyMaterial(clusterID: String) async throws -> (

@@ -1,4 +1,5 @@
 import Foundation
+import PostgresNIO
 
 /// Where a cluster is in its life.
 public struct ClusterState: Hashable, Sendable, CustomStringConvertible {
@@ -140,5 +141,31 @@ extension NewCluster {
             requestID: requestID, label: label,
             request: String(decoding: try JSONEncoder().encode(request), as: UTF8.self),
             abandonAfter: abandonAfter, poolMode: poolMode)
+    }
+}
+
+extension ClusterRecord {
+    /// The one decoding of a cluster row: the columns `api_clusters` returns, in its order (id,
+    /// request_id, owner, label, state, phase, masters, agents, public_agents, instance_type,
+    /// request, lifetime in seconds, ssh_user, ssh_port, ready_at, expires_at,
+    /// release_requested_at, last_error, created_at, destroyed_at, region, deployment,
+    /// teardown_reason), and the checkpoint as a 24th column where the fleet reads it
+    /// (``ClusterStore``); clients never see a checkpoint.
+    static func decode(_ row: PostgresRow) throws -> ClusterRecord {
+        let cells = row.makeRandomAccess()
+        func column<T: PostgresDecodable>(_ index: Int, _ type: T.Type) throws -> T { try cells[index].decode(T.self) }
+        return ClusterRecord(
+            id: try column(0, String.self), requestID: try column(1, String?.self), owner: try column(2, String.self),
+            state: ClusterState(rawValue: try column(4, String.self)) ?? .failed, phase: try column(5, String?.self),
+            masters: try column(6, Int.self), agents: try column(7, Int.self), publicAgents: try column(8, Int.self),
+            instanceType: try column(9, String.self), request: try column(10, String.self),
+            checkpoint: cells.count > 23 ? try column(23, String?.self) : nil,
+            lifetime: .milliseconds(Int64(try column(11, Double.self) * 1000)), sshUser: try column(12, String?.self),
+            sshPort: try column(13, Int?.self), readyAt: try column(14, Date?.self),
+            expiresAt: try column(15, Date?.self), releaseRequestedAt: try column(16, Date?.self),
+            lastError: try column(17, String?.self), createdAt: try column(18, Date.self),
+            destroyedAt: try column(19, Date?.self), region: try column(20, String?.self),
+            deployment: try column(21, String?.self), teardownReason: try column(22, String?.self),
+            label: try column(3, String?.self))
     }
 }

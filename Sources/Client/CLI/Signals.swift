@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Queue
 import Synchronization
+import Timing
 
 /// The signal ``untilSignalled(_:)`` received last (0: none), for a child to be given the same.
 let lastSignal = Atomic<Int32>(0)
@@ -78,16 +79,8 @@ struct DeadlinePassed: Error, CustomStringConvertible {
 
 /// `body`, or ``DeadlinePassed`` once `limit` has passed.
 func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else { throw DeadlinePassed(limit: limit) }
-        return value
-    }
+    guard let value = try await withTimeout(limit, body) else { throw DeadlinePassed(limit: limit) }
+    return value
 }
 
 /// The exit status and the words for an error a command gives up on: 128 + the signal's

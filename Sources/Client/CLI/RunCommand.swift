@@ -1,5 +1,5 @@
 import ArgumentParser
-import ClusterOptions
+import CommandOptions
 import Foundation
 import Queue
 import Synchronization

@@ -2,6 +2,8 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
+import Telemetry
+import Timing
 
 /// Claims jobs and runs them, as a swift-service-lifecycle `Service`.
 ///
@@ -151,19 +153,10 @@ public final class JobProcessor: Service, Sendable {
                             ])
                         let grace = self.configuration.shutdownGracePeriod
                         jobs.addTask {
-                            try await withThrowingTaskGroup(of: Bool.self) { race in
-                                race.addTask {
-                                    for await _ in drained { return true }
-                                    return true
-                                }
-                                race.addTask {
-                                    try await Task.sleep(for: grace)
-                                    return false
-                                }
-                                let finished = try await race.next() ?? true
-                                race.cancelAll()
-                                if !finished { throw GracePeriodOver() }
+                            let drainedInTime = try await withTimeout(grace) {
+                                for await _ in drained { break }
                             }
+                            if drainedInTime == nil { throw GracePeriodOver() }
                         }
                     }
                 }

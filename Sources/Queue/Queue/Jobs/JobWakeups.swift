@@ -1,5 +1,6 @@
 import Logging
 import Synchronization
+import Timing
 
 /// Tells job processors that jobs arrived: one `LISTEN` connection for every processor that
 /// shares this object, and one idle processor woken per job, not all of them.
@@ -77,12 +78,7 @@ public final class JobWakeups: Sendable {
         }
         guard let listener else { return }
         listener.cancel()
-        await withTaskGroup(of: Void.self) { race in
-            race.addTask { await listener.value }
-            race.addTask { try? await Task.sleep(for: Self.closeWait) }
-            await race.next()
-            race.cancelAll()
-        }
+        _ = try? await withTimeout(Self.closeWait) { await listener.value }
     }
 
     static let closeWait: Duration = .seconds(5)

@@ -27,38 +27,20 @@ public struct ClusterStore: Sendable {
 
     // MARK: Reading
 
+    /// The columns of ``ClusterRecord/decode(_:)``, in its order: what `api_clusters` returns,
+    /// then the checkpoint, which only the fleet reads.
     static let columns = """
-        id, request_id, owner, state, phase, masters, agents, public_agents, instance_type, request::text,
-        checkpoint::text, extract(epoch FROM lifetime)::float8, ssh_user, ssh_port, ready_at, expires_at,
-        release_requested_at, last_error, created_at, destroyed_at, region, deployment, teardown_reason, label
+        id, request_id, owner, label, state, phase, masters, agents, public_agents, instance_type, request::text,
+        extract(epoch FROM lifetime)::float8, ssh_user, ssh_port, ready_at, expires_at, release_requested_at,
+        last_error, created_at, destroyed_at, region, deployment, teardown_reason, checkpoint::text
         """
-
-    static func decode(_ row: PostgresRow) throws -> ClusterRecord {
-        let (id, requestID, owner, state, phase, masters, agents, publicAgents, instanceType, request) =
-            try row.decode((String, String?, String, String, String?, Int, Int, Int, String, String).self)
-        let random = row.makeRandomAccess()
-        func column<T: PostgresDecodable>(_ index: Int, _ type: T.Type) throws -> T { try random[index].decode(T.self) }
-        return ClusterRecord(
-            id: id, requestID: requestID, owner: owner, state: ClusterState(rawValue: state) ?? .failed, phase: phase,
-            masters: masters, agents: agents, publicAgents: publicAgents, instanceType: instanceType, request: request,
-            checkpoint: try column(10, String?.self),
-            lifetime: .milliseconds(Int64(try column(11, Double.self) * 1000)),
-            sshUser: try column(12, String?.self), sshPort: try column(13, Int?.self),
-            readyAt: try column(14, Date?.self),
-            expiresAt: try column(15, Date?.self), releaseRequestedAt: try column(16, Date?.self),
-            lastError: try column(17, String?.self), createdAt: try column(18, Date.self),
-            destroyedAt: try column(19, Date?.self),
-            region: try column(20, String?.self), deployment: try column(21, String?.self),
-            teardownReason: try column(22, String?.self),
-            label: try column(23, String?.self))
-    }
 
     public func cluster(id: String) async throws -> ClusterRecord? {
         let rows = try await self.queue.mapErrors {
             try await self.client.query(
                 "SELECT \(unescaped: Self.columns) FROM clusters WHERE id = \(id)", logger: self.logger)
         }
-        for try await row in rows { return try Self.decode(row) }
+        for try await row in rows { return try ClusterRecord.decode(row) }
         return nil
     }
 
@@ -74,7 +56,7 @@ public struct ClusterStore: Sendable {
             ORDER BY created_at DESC LIMIT \(limit)
             """, logger: self.logger)
         var result: [ClusterRecord] = []
-        for try await row in rows { result.append(try Self.decode(row)) }
+        for try await row in rows { result.append(try ClusterRecord.decode(row)) }
         return result
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import Timing
 
 /// The PostgreSQL job queue: enqueue, claim, heartbeat, complete, fail, cancel, hand back.
 ///
@@ -71,6 +72,9 @@ public struct JobQueue: Sendable {
     }
 
     /// Enqueues one job. Bad input is refused before anything is written.
+    ///
+    /// Trigger `jobs_notify_insert` sends `NOTIFY flotilla_jobs` (the kind) in the same
+    /// transaction when the job is runnable now (schema/current.sql).
     @discardableResult
     public func enqueue(_ job: NewJob) async throws -> Enqueued {
         try job.validate()
@@ -212,6 +216,11 @@ public struct JobQueue: Sendable {
     /// again after the retry policy's backoff; otherwise it ends `failed` (or `cancelled`
     /// when a cancel was requested meanwhile: a cancelled job never runs again). Either way
     /// `error` is kept as the job's last error. Returns the state the job is now in.
+    ///
+    /// Behind it, trigger `jobs_cluster_outcome`: a provision job that ends `failed` or
+    /// `cancelled` fails its cluster (if still requested or provisioning), records the event and
+    /// queues the teardown; a teardown job that ends `failed` moves its cluster to
+    /// `teardown_failed`. A retry fires `jobs_notify_requeue` (schema/current.sql).
     @discardableResult
     public func fail(_ job: ClaimedJob, error message: String, retryable: Bool = true) async throws -> JobState {
         let delay = self.configuration.retry.delay(afterAttempt: job.attempt).seconds
@@ -236,7 +245,8 @@ public struct JobQueue: Sendable {
         return JobState(rawValue: state) ?? .failed
     }
 
-    /// Ends a running job whose cancellation the worker has seen.
+    /// Ends a running job whose cancellation the worker has seen. Trigger
+    /// `jobs_cluster_outcome` acts on the job's cluster, as for ``fail(_:error:retryable:)``.
     public func acknowledgeCancel(_ job: ClaimedJob) async throws {
         try await self.fenced(job, "acknowledge cancel") {
             let rows = try await self.client.query(
@@ -252,7 +262,8 @@ public struct JobQueue: Sendable {
     }
 
     /// Hands a job back without burning its attempt: a worker shutting down gives the
-    /// jobs it could not finish to the next worker, runnable at once.
+    /// jobs it could not finish to the next worker, runnable at once (trigger
+    /// `jobs_notify_requeue` wakes the workers).
     public func release(_ job: ClaimedJob) async throws {
         try await self.fenced(job, "release") {
             let rows = try await self.client.query(
@@ -290,7 +301,9 @@ public struct JobQueue: Sendable {
     // MARK: Cancel and inspect
 
     /// Cancels a job: a queued job at once; a running job is flagged and its worker
-    /// learns of it at its next heartbeat. Returns the job's state after the call.
+    /// learns of it at its next heartbeat. Returns the job's state after the call. A queued
+    /// provision job cancelled here fires `jobs_cluster_outcome` at once (its cluster fails and
+    /// its teardown is queued).
     /// A finished job is left as it is.
     @discardableResult
     public func cancel(id: Int64) async throws -> JobState {

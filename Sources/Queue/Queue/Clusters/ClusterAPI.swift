@@ -103,27 +103,9 @@ public struct ClusterAPI: Sendable {
                 SELECT * FROM api_clusters(\(id), \(owner), \(state?.rawValue), \(limit)::int)
                 """, logger: self.logger)
             var result: [ClusterRecord] = []
-            for try await row in rows { result.append(try Self.decode(row)) }
+            for try await row in rows { result.append(try ClusterRecord.decode(row)) }
             return result
         }
-    }
-
-    static func decode(_ row: PostgresRow) throws -> ClusterRecord {
-        let cells = row.makeRandomAccess()
-        func column<T: PostgresDecodable>(_ index: Int, _ type: T.Type) throws -> T { try cells[index].decode(T.self) }
-        return ClusterRecord(
-            id: try column(0, String.self), requestID: try column(1, String?.self), owner: try column(2, String.self),
-            state: ClusterState(rawValue: try column(4, String.self)) ?? .failed, phase: try column(5, String?.self),
-            masters: try column(6, Int.self), agents: try column(7, Int.self), publicAgents: try column(8, Int.self),
-            instanceType: try column(9, String.self), request: try column(10, String.self), checkpoint: nil,
-            lifetime: .milliseconds(Int64(try column(11, Double.self) * 1000)), sshUser: try column(12, String?.self),
-            sshPort: try column(13, Int?.self), readyAt: try column(14, Date?.self),
-            expiresAt: try column(15, Date?.self),
-            releaseRequestedAt: try column(16, Date?.self), lastError: try column(17, String?.self),
-            createdAt: try column(18, Date.self), destroyedAt: try column(19, Date?.self),
-            region: try column(20, String?.self),
-            deployment: try column(21, String?.self), teardownReason: try column(22, String?.self),
-            label: try column(3, String?.self))
     }
 
     public func nodes(clusterID: String) async throws -> [NodeRecord] {

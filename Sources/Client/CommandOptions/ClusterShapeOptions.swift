@@ -4,25 +4,26 @@ import Queue
 
 /// What a cluster is made of, as options: `client request`, `client run` and `worker pool
 /// set` take the same ones, so a request and a pool built from the same words match.
-public struct ClusterShapeOptions: ParsableArguments {
-    @Option(help: "Cluster nodes (masters + agents + public agents), split as described below.") public var nodes: Int =
-        3
-    @Option(help: "Masters: 1, 3, 5, 7 or 9.") public var masters: Int?
-    @Option(help: "Private agents.") public var agents: Int?
-    @Option(help: "Public agents.") public var publicAgents: Int?
-    @Option(help: "EC2 instance type of the nodes.") public var instanceType: String = "m4.large"
-    @Option(help: "CIDR block allowed to reach the cluster's public ports.") public var adminLocation: String =
+package struct ClusterShapeOptions: ParsableArguments {
+    @Option(help: "Cluster nodes (masters + agents + public agents), split as described below.") package var nodes:
+        Int =
+            3
+    @Option(help: "Masters: 1, 3, 5, 7 or 9.") package var masters: Int?
+    @Option(help: "Private agents.") package var agents: Int?
+    @Option(help: "Public agents.") package var publicAgents: Int?
+    @Option(help: "EC2 instance type of the nodes.") package var instanceType: String = "m4.large"
+    @Option(help: "CIDR block allowed to reach the cluster's public ports.") package var adminLocation: String =
         "0.0.0.0/0"
-    @Option(help: "URL of dcos_generate_config.sh. Default: $FLOTILLA_INSTALLER_URL.") public var installerURL: String?
-    @Option(help: "A YAML file merged over the generated config.yaml (top-level keys replace).") public var dcosConfig:
+    @Option(help: "URL of dcos_generate_config.sh. Default: $FLOTILLA_INSTALLER_URL.") package var installerURL: String?
+    @Option(help: "A YAML file merged over the generated config.yaml (top-level keys replace).") package var dcosConfig:
         String?
     @Option(help: "LOCAL:REMOTE — copy a local file into the installer's genconf/REMOTE. Repeatable.") public
         var copyToInstaller: [String] = []
 
-    public init() {}
+    package init() {}
 
     /// The split text every command's help repeats.
-    public static let splitHelp = """
+    package static let splitHelp = """
         Default split for --nodes N: 1 master up to 6 nodes, 3 masters up to 20, 5 beyond;
         1 public agent from 3 nodes on; the rest private agents (3 → 1/1/1, 10 → 3/6/1).
         --masters, --agents and --public-agents override it.
@@ -30,7 +31,7 @@ public struct ClusterShapeOptions: ParsableArguments {
 
     /// The request these options describe, with `lifetimeSeconds`; reads the local files.
     /// Throws a `ValidationError` (exit 64) and writes nothing when they are not usable.
-    public func request(lifetimeSeconds: Double) throws -> ClusterRequest {
+    package func request(lifetimeSeconds: Double) throws -> ClusterRequest {
         guard self.masters != nil || self.agents != nil || self.publicAgents != nil || self.nodes >= 1 else {
             throw ValidationError("--nodes must be at least 1")
         }

@@ -1,7 +1,9 @@
 import ArgumentParser
+import CommandOptions
 import Foundation
 import Logging
 import Queue
+import Telemetry
 
 @main
 struct ClientCommand: AsyncParsableCommand {
@@ -40,20 +42,6 @@ struct ClientOptions: ParsableArguments {
         LogFormat.bootstrap(self.logFormat, level: .error)
         return Logger(label: "flotilla.client")
     }
-}
-
-extension LogFormat: ExpressibleByArgument {
-    /// A `FLOTILLA_LOG_FORMAT` that names no format is refused, not ignored.
-    static func validateEnvironment() throws {
-        if let raw = ProcessInfo.processInfo.environment["FLOTILLA_LOG_FORMAT"], LogFormat(rawValue: raw) == nil {
-            throw ValidationError("FLOTILLA_LOG_FORMAT must be text or json, not \(raw)")
-        }
-    }
-}
-
-func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("client: \(message)\n".utf8))
-    exit(1)
 }
 
 func printJSON(_ object: Any) {

@@ -1,0 +1,8 @@
+extension Duration {
+    /// The duration in seconds, as a `Double` (a Foundation `TimeInterval` too).
+    public var seconds: Double {
+        let (seconds, attoseconds) = self.components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+
+}

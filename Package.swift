@@ -233,5 +233,10 @@ let package = Package(
             dependencies: ["Telemetry", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "TimingTests",
+            dependencies: ["Timing"],
+            swiftSettings: swiftSettings
+        ),
     ]
 )

@@ -2938,7 +2938,7 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.pool_demand TO flotilla_worker
 -- Name: TABLE schema_migrations; Type: ACL; Schema: public; Owner: -
 --
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.schema_migrations TO flotilla_worker;
+GRANT SELECT ON TABLE public.schema_migrations TO flotilla_worker;
 GRANT SELECT ON TABLE public.schema_migrations TO flotilla_operator;
 
 

@@ -266,6 +266,26 @@ struct SecurityTests {
         }
     }
 
+    @Test("a worker login reads the migration history but cannot rewrite it; only worker migrate (the owner) does")
+    func migrationHistory() async throws {
+        try await Fleet.with { fleet in
+            let applied = try await Self.psql(fleet, as: Fleet.workerLogin, "SELECT count(*) FROM schema_migrations")
+            #expect(applied.status == 0, "\(applied.error)")
+            #expect(Int(applied.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 >= 9, "\(applied.output)")
+            for sql in [
+                "DELETE FROM schema_migrations WHERE version = 9",
+                "UPDATE schema_migrations SET checksum = 'x'",
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES (99, 'x', 'x')",
+                "TRUNCATE schema_migrations",
+            ] {
+                let result = try await Self.psql(fleet, as: Fleet.workerLogin, sql)
+                #expect(result.status != 0 && result.error.contains("permission denied"), "\(sql): \(result.error)")
+            }
+            let after = try await Self.psql(fleet, as: Fleet.workerLogin, "SELECT count(*) FROM schema_migrations")
+            #expect(after.output == applied.output)
+        }
+    }
+
     @Test("an operator login reads the views and writes the policy, and reads no secret")
     func operatorLogin() async throws {
         try await Fleet.with { fleet in

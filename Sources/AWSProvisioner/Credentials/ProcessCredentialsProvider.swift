@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import Timing
 
 /// Credentials from an external command, the shared config's `credential_process`: the
@@ -49,7 +50,8 @@ public struct ProcessCredentialsProvider: CredentialsProvider {
         async let errorData = Self.readToEnd(errors.fileHandleForReading)
         let status: Int32
         do {
-            // Past the timeout the command is terminated, and its exit is still awaited.
+            // Past the timeout the command is killed, and its exit is still awaited.
+            let started = Mutex(false)
             let finished = try await withTimeout(timeout) {
                 await withTaskCancellationHandler {
                     await withCheckedContinuation { continuation in
@@ -58,13 +60,16 @@ public struct ProcessCredentialsProvider: CredentialsProvider {
                         process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
                         do {
                             try process.run()
+                            started.withLock { $0 = true }
+                            // Cancelled while it started, after onCancel looked.
+                            if Task.isCancelled { kill(process.processIdentifier, SIGKILL) }
                         } catch {
                             process.terminationHandler = nil
                             continuation.resume(returning: Int32.min)
                         }
                     }
                 } onCancel: {
-                    if process.isRunning { process.terminate() }
+                    if started.withLock({ $0 }) { kill(process.processIdentifier, SIGKILL) }
                 }
             }
             guard let finished else {

@@ -162,4 +162,21 @@ struct CredentialsCacheTests {
             #expect(sentLast == 2)
         }
     }
+
+    @Test("a credential_process that outlives its timeout is refused with the limit, and is ended and awaited")
+    func processTimeout() async throws {
+        let pidFile = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("flotilla-credproc-pid"))
+        defer { try? FileManager.default.removeItem(at: pidFile) }
+        let provider = ProcessCredentialsProvider(
+            command: "echo $$ > '\(pidFile.path)'; exec sleep 60", timeout: .milliseconds(500))
+        let started = ContinuousClock.now
+        let error = await #expect(throws: CredentialsError.self) {
+            try await provider.resolveCredentials(logger: TestStack.logger)
+        }
+        #expect(error?.message.contains("did not finish within") == true, "\(String(describing: error))")
+        #expect(ContinuousClock.now - started < .seconds(30))
+        let pid = try #require(
+            Int32(try String(contentsOf: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(kill(pid, 0) != 0, "the command (pid \(pid)) still runs")
+    }
 }

@@ -78,6 +78,106 @@ struct PoolTests {
         return (id, try #require(object["lease_token"] as? String), pool, seconds)
     }
 
+    @Test(
+        "a pool of 2 fills, serves ready clusters at once, refills after 2 claims; a spec change replaces its clusters"
+    )
+    func refillAndReplace() async throws {
+        try await Fleet.with { fleet in
+            try fleet.start(["run", "--worker-id", "w1", "--concurrency", "4"] + Self.fastWorker)
+            try fleet.start(Self.janitor)
+
+            let set = try await fleet.run([
+                "worker", "pool", "set", "small", "--nodes", "1", "--min", "2", "--max", "2",
+            ])
+            try #require(set.status == 0, "\(set.stderr)")
+            let filling = ContinuousClock.now
+            try await Self.waitForPool(fleet, "small", ready: 2)
+            let fillSeconds = (ContinuousClock.now - filling).seconds
+            print(
+                "measured: an empty pool of 2 one-node clusters filled and health-checked in "
+                    + "\(String(format: "%.1f", fillSeconds)) s")
+            // The ready ones: a cluster that failed its health check on the way (torn down, then
+            // built again) is in the pool's rows too, but is not a spare.
+            let spares = try await Self.strings(
+                fleet,
+                "SELECT id FROM clusters WHERE pool = 'small' AND handed_out_at IS NULL AND state = 'ready' ORDER BY id"
+            )
+
+            // Two claims: each answered from the pool, with a cluster that was ready before it asked.
+            let first = try await Self.request(fleet)
+            let second = try await Self.request(fleet)
+            #expect(first.pool == "small" && second.pool == "small")
+            #expect(
+                Set([first.id, second.id]) == Set(spares),
+                "the pool's clusters were handed out: \(first.id), \(second.id) vs \(spares)")
+            print(
+                """
+                measured: client request answered from the warm pool in \(String(format: "%.2f", first.seconds)) s \
+                and \(String(format: "%.2f", second.seconds)) s (process start to exit)
+                """)
+            for claim in [first, second] {
+                let owner = try await fleet.scalar("SELECT owner FROM clusters WHERE id = \(claim.id)", as: String.self)
+                #expect(owner == Fleet.clientLogin, "a handed-out cluster belongs to the login that took it")
+                // The lifetime starts at hand-out: 2 h from now, not from when it became ready.
+                let left = try await fleet.scalar(
+                    "SELECT extract(epoch FROM expires_at - now())::float8 FROM clusters WHERE id = \(claim.id)",
+                    as: Double.self)
+                #expect(left > 7100 && left <= 7200, "expires in \(left) s")
+                let events = try await fleet.events(of: claim.id)
+                #expect(events.contains("handed-out") && events.contains("key-read"), "\(events)")
+            }
+
+            // The pool refills to its target, with new clusters.
+            let refill = ContinuousClock.now
+            try await Self.waitForPool(fleet, "small", ready: 2)
+            let refillSeconds = (ContinuousClock.now - refill).seconds
+            let refilled = try await Self.strings(
+                fleet, "SELECT id FROM clusters WHERE pool = 'small' AND handed_out_at IS NULL AND state = 'ready'")
+            #expect(Set(refilled).isDisjoint(with: [first.id, second.id]))
+            let cold = try await Self.request(fleet, ["--pool", "never"])
+            #expect(cold.pool == nil)
+            print(
+                """
+                measured: pool of 2 back at target \(String(format: "%.1f", refillSeconds)) s after two claims; \
+                a cold 1-node request → ready took \(String(format: "%.1f", cold.seconds)) s in the same run
+                """)
+
+            // A spec change: the unclaimed clusters of the old spec are torn down, new ones built.
+            let change = try await fleet.run([
+                "worker", "pool", "set", "small", "--nodes", "1", "--instance-type", "m5.large", "--min", "2", "--max",
+                "2",
+            ])
+            try #require(change.status == 0, "\(change.stderr)")
+            let trigger = Date()
+            for id in refilled {
+                try await LifecycleTests.expectDestroyed(
+                    fleet, id, path: "pool spec changed: old spare \(id)", since: trigger)
+                let reason = try await fleet.scalar(
+                    "SELECT coalesce(teardown_reason, '') FROM clusters WHERE id = \(id)", as: String.self)
+                #expect(reason == "pool-replaced")
+            }
+            try await Self.waitForPool(fleet, "small", ready: 2)
+            let types = try await fleet.scalar(
+                """
+                SELECT string_agg(DISTINCT instance_type, ',') FROM clusters
+                WHERE pool = 'small' AND handed_out_at IS NULL AND state = 'ready'
+                """, as: String.self)
+            #expect(types == "m5.large")
+            // A request of the new spec is served by the pool.
+            let newSpec = try await Self.request(fleet, ["--instance-type", "m5.large"])
+            #expect(newSpec.pool == "small")
+            let list = try await fleet.run(["worker", "pool", "list", "--json"])
+            #expect(list.status == 0 && list.output.contains("\"target\" : 2"), "\(list.output)")
+
+            try await Self.cleanUp(
+                fleet,
+                holding: [
+                    (first.id, first.token), (second.id, second.token), (cold.id, cold.token),
+                    (newSpec.id, newSpec.token),
+                ], path: "pool test clean-up")
+        }
+    }
+
     @Test("8 concurrent claims against a pool of 4: 4 get pool clusters and 4 get new ones, all distinct")
     func concurrentClaims() async throws {
         try await Fleet.with { fleet in
@@ -343,111 +443,6 @@ struct PoolTests {
                 try await fleet.scalar("SELECT owner FROM clusters WHERE id = \(spare)", as: String.self)
                     == Fleet.clientLogin)
             try await Self.cleanUp(fleet, holding: [(spare, token), (autoID, autoToken)], path: "pool wait clean-up")
-        }
-    }
-}
-
-/// The longest pool test on its own, so that it runs beside the other pool and `client run`
-/// tests instead of before or after them: it fills a pool, hands out, refills and replaces.
-@Suite("Warm pool refill and spec change", .timeLimit(.minutes(10)))
-struct PoolRefillTests {
-    @Test(
-        "a pool of 2 fills, serves ready clusters at once, refills after 2 claims; a spec change replaces its clusters"
-    )
-    func refillAndReplace() async throws {
-        try await Fleet.with { fleet in
-            try fleet.start(["run", "--worker-id", "w1", "--concurrency", "4"] + PoolTests.fastWorker)
-            try fleet.start(PoolTests.janitor)
-
-            let set = try await fleet.run([
-                "worker", "pool", "set", "small", "--nodes", "1", "--min", "2", "--max", "2",
-            ])
-            try #require(set.status == 0, "\(set.stderr)")
-            let filling = ContinuousClock.now
-            try await PoolTests.waitForPool(fleet, "small", ready: 2)
-            let fillSeconds = (ContinuousClock.now - filling).seconds
-            print(
-                "measured: an empty pool of 2 one-node clusters filled and health-checked in "
-                    + "\(String(format: "%.1f", fillSeconds)) s")
-            // The ready ones: a cluster that failed its health check on the way (torn down, then
-            // built again) is in the pool's rows too, but is not a spare.
-            let spares = try await PoolTests.strings(
-                fleet,
-                "SELECT id FROM clusters WHERE pool = 'small' AND handed_out_at IS NULL AND state = 'ready' ORDER BY id"
-            )
-
-            // Two claims: each answered from the pool, with a cluster that was ready before it asked.
-            let first = try await PoolTests.request(fleet)
-            let second = try await PoolTests.request(fleet)
-            #expect(first.pool == "small" && second.pool == "small")
-            #expect(
-                Set([first.id, second.id]) == Set(spares),
-                "the pool's clusters were handed out: \(first.id), \(second.id) vs \(spares)")
-            print(
-                """
-                measured: client request answered from the warm pool in \(String(format: "%.2f", first.seconds)) s \
-                and \(String(format: "%.2f", second.seconds)) s (process start to exit)
-                """)
-            for claim in [first, second] {
-                let owner = try await fleet.scalar("SELECT owner FROM clusters WHERE id = \(claim.id)", as: String.self)
-                #expect(owner == Fleet.clientLogin, "a handed-out cluster belongs to the login that took it")
-                // The lifetime starts at hand-out: 2 h from now, not from when it became ready.
-                let left = try await fleet.scalar(
-                    "SELECT extract(epoch FROM expires_at - now())::float8 FROM clusters WHERE id = \(claim.id)",
-                    as: Double.self)
-                #expect(left > 7100 && left <= 7200, "expires in \(left) s")
-                let events = try await fleet.events(of: claim.id)
-                #expect(events.contains("handed-out") && events.contains("key-read"), "\(events)")
-            }
-
-            // The pool refills to its target, with new clusters.
-            let refill = ContinuousClock.now
-            try await PoolTests.waitForPool(fleet, "small", ready: 2)
-            let refillSeconds = (ContinuousClock.now - refill).seconds
-            let refilled = try await PoolTests.strings(
-                fleet, "SELECT id FROM clusters WHERE pool = 'small' AND handed_out_at IS NULL AND state = 'ready'")
-            #expect(Set(refilled).isDisjoint(with: [first.id, second.id]))
-            let cold = try await PoolTests.request(fleet, ["--pool", "never"])
-            #expect(cold.pool == nil)
-            print(
-                """
-                measured: pool of 2 back at target \(String(format: "%.1f", refillSeconds)) s after two claims; \
-                a cold 1-node request → ready took \(String(format: "%.1f", cold.seconds)) s in the same run
-                """)
-
-            // A spec change: the unclaimed clusters of the old spec are torn down, new ones built.
-            let change = try await fleet.run([
-                "worker", "pool", "set", "small", "--nodes", "1", "--instance-type", "m5.large", "--min", "2", "--max",
-                "2",
-            ])
-            try #require(change.status == 0, "\(change.stderr)")
-            let trigger = Date()
-            for id in refilled {
-                try await LifecycleTests.expectDestroyed(
-                    fleet, id, path: "pool spec changed: old spare \(id)", since: trigger)
-                let reason = try await fleet.scalar(
-                    "SELECT coalesce(teardown_reason, '') FROM clusters WHERE id = \(id)", as: String.self)
-                #expect(reason == "pool-replaced")
-            }
-            try await PoolTests.waitForPool(fleet, "small", ready: 2)
-            let types = try await fleet.scalar(
-                """
-                SELECT string_agg(DISTINCT instance_type, ',') FROM clusters
-                WHERE pool = 'small' AND handed_out_at IS NULL AND state = 'ready'
-                """, as: String.self)
-            #expect(types == "m5.large")
-            // A request of the new spec is served by the pool.
-            let newSpec = try await PoolTests.request(fleet, ["--instance-type", "m5.large"])
-            #expect(newSpec.pool == "small")
-            let list = try await fleet.run(["worker", "pool", "list", "--json"])
-            #expect(list.status == 0 && list.output.contains("\"target\" : 2"), "\(list.output)")
-
-            try await PoolTests.cleanUp(
-                fleet,
-                holding: [
-                    (first.id, first.token), (second.id, second.token), (cold.id, cold.token),
-                    (newSpec.id, newSpec.token),
-                ], path: "pool test clean-up")
         }
     }
 }

@@ -6,6 +6,7 @@ import Logging
 import PostgresNIO
 import Queue
 import Synchronization
+import Timing
 
 @main
 struct BenchQueueCommand: AsyncParsableCommand {
@@ -587,12 +588,7 @@ struct BenchQueueCommand: AsyncParsableCommand {
                 while !Task.isCancelled { try await Task.sleep(for: .seconds(3600)) }
             })
         let timeout = self.timeoutSeconds
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await processor.run() }
-            group.addTask { try await Task.sleep(for: .seconds(timeout)) }
-            _ = try await group.next()
-            group.cancelAll()
-        }
+        _ = try await withTimeout(.seconds(timeout)) { try await processor.run() }
         throw QueueError(.database, "hold: still alive after \(timeout) s; the holder is meant to be killed")
     }
 
@@ -619,39 +615,32 @@ struct BenchQueueCommand: AsyncParsableCommand {
             queue: queue, configuration: .init(rescueInterval: .seconds(self.rescueSeconds)),
             logger: logger)
         let timeout = self.timeoutSeconds
-        let started = Date().timeIntervalSince1970
-        let result: Got? = try await withThrowingTaskGroup(of: Got?.self) { group in
-            group.addTask {
-                try await processor.run()
-                return nil
-            }
-            group.addTask {
-                try await maintenance.run()
-                return nil
-            }
-            group.addTask {
-                try await Task.sleep(for: .seconds(timeout))
-                return nil
-            }
-            group.addTask {
-                for await first in got { return first }
-                return nil
-            }
-            Self.say("ready")
-            var first: Got?
-            while let next = try await group.next() {
-                if let next {
-                    first = next
-                    break
+        // The services never return on their own: the first claimed job ends the group, the
+        // timeout cancels it.
+        let claimed = try await withTimeout(.seconds(timeout)) { () async throws -> Got? in
+            try await withThrowingTaskGroup(of: Got?.self) { group -> Got? in
+                group.addTask {
+                    try await processor.run()
+                    return nil
                 }
-                if Task.isCancelled { break }
-                // The timeout fired (the services never return on their own).
-                if Date().timeIntervalSince1970 - started >= timeout { break }
+                group.addTask {
+                    try await maintenance.run()
+                    return nil
+                }
+                group.addTask {
+                    for await first in got { return first }
+                    return nil
+                }
+                Self.say("ready")
+                defer { group.cancelAll() }
+                while let next = try await group.next() {
+                    if let next { return next }
+                }
+                return nil
             }
-            group.cancelAll()
-            signal.finish()
-            return first
         }
+        signal.finish()
+        let result = claimed ?? nil
         guard let result else {
             throw QueueError(.database, "recover: no job was claimed within \(timeout) s")
         }

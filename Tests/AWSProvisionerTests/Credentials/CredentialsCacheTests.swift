@@ -142,7 +142,7 @@ struct CredentialsCacheTests {
             let ec2 = stack.ec2(region: "ap-northeast-2", endpoint: proxy.endpoint, credentials: cache)
             _ = try await ec2.describeVpcs()
             #expect(try fixture.invocations == 1)
-            let sentBefore = try await proxy.seen("DescribeVpcs")
+            let sentBefore = try await proxy.attempts("DescribeVpcs")
             #expect(sentBefore == 1)
 
             // Ten minutes later the cached credentials have expired, and the process only
@@ -151,14 +151,14 @@ struct CredentialsCacheTests {
             let error = await #expect(throws: CredentialsError.self) { _ = try await ec2.describeVpcs() }
             #expect(error?.code == .expired)
             #expect(try fixture.invocations == 2)
-            let sentAfter = try await proxy.seen("DescribeVpcs")
+            let sentAfter = try await proxy.attempts("DescribeVpcs")
             #expect(sentAfter == 1)
 
             // Once the process hands out fresh credentials again, calls go through.
             try fixture.setLifetime(3600)
             _ = try await ec2.describeVpcs()
             #expect(try fixture.invocations == 3)
-            let sentLast = try await proxy.seen("DescribeVpcs")
+            let sentLast = try await proxy.attempts("DescribeVpcs")
             #expect(sentLast == 2)
         }
     }

@@ -198,7 +198,7 @@ struct EC2ClientTests {
             let error = await #expect(throws: EC2Error.self) { _ = try await ec2.describeVpcs() }
             #expect(error?.code == "AuthFailure")
             #expect(error?.httpStatus == 401)
-            let seen = try await proxy.seen("DescribeVpcs")
+            let seen = try await proxy.attempts("DescribeVpcs")
             #expect(seen == 1)
             // No secret in what the error says.
             #expect(!String(describing: error).contains("not-the-secret"))

@@ -42,7 +42,7 @@ struct EC2PaginationTests {
             #expect(instances.map(\.instanceID) == ["i-0first", "i-0second"])
             #expect(instances.map(\.privateIPAddress) == ["127.0.1.4", "127.0.1.5"])
             let stats = try #require(try await proxy.stats()["DescribeInstances"])
-            #expect(stats.seen == 2)
+            #expect(stats.attempts == 2)
             #expect(stats.faulted == 2)
         }
     }

@@ -14,7 +14,7 @@ struct RetryTests {
             let vpcs = try await stack.ec2(region: "us-east-1", endpoint: proxy.endpoint).describeVpcs()
             #expect(!vpcs.isEmpty)
             let stats = try #require(try await proxy.stats()["DescribeVpcs"])
-            #expect(stats.seen == 3)
+            #expect(stats.attempts == 3)
             #expect(stats.faulted == 2)
         }
     }
@@ -27,7 +27,7 @@ struct RetryTests {
                 .init(action: "GetCallerIdentity", times: 1, status: 400, code: "Throttling", shape: "sts"))
             let identity = try await stack.sts(endpoint: proxy.endpoint).getCallerIdentity()
             #expect(identity.arn.hasSuffix("user/flotilla-test"))
-            let seen = try await proxy.seen("GetCallerIdentity")
+            let seen = try await proxy.attempts("GetCallerIdentity")
             #expect(seen == 2)
         }
     }
@@ -43,7 +43,7 @@ struct RetryTests {
             #expect(error?.httpStatus == 503)
             #expect(error?.requestID == "fault-proxy-request")
             #expect(error?.retryClass == .throttling)
-            let seen = try await proxy.seen("DescribeVpcs")
+            let seen = try await proxy.attempts("DescribeVpcs")
             #expect(seen == 3)
         }
     }
@@ -59,8 +59,8 @@ struct RetryTests {
                     body: "<html><body>502 Bad Gateway</body></html>"))
             let subnets = try await stack.ec2(region: "us-east-1", endpoint: proxy.endpoint).describeSubnets()
             #expect(!subnets.isEmpty)
-            let seen = try await proxy.seen("DescribeSubnets")
-            #expect(seen == 3)
+            let stats = try #require(try await proxy.stats()["DescribeSubnets"])
+            #expect(stats.attempts == 3 && stats.faulted == 2, "\(stats)")
         }
     }
 
@@ -76,7 +76,7 @@ struct RetryTests {
             #expect(error?.code == EC2Error.Code.unrecognizedErrorResponse)
             #expect(error?.httpStatus == 400)
             #expect(error?.message.contains("plain text") == true)
-            let seen = try await proxy.seen("DescribeVpcs")
+            let seen = try await proxy.attempts("DescribeVpcs")
             #expect(seen == 1)
         }
     }
@@ -137,7 +137,7 @@ struct RetryTests {
             #expect(error?.httpStatus == 500)
             #expect(error?.retryClass == .capacity)
             #expect(error?.message.contains("m5.xlarge") == true)
-            let seen = try await proxy.seen("RunInstances")
+            let seen = try await proxy.attempts("RunInstances")
             #expect(seen == 1)
         }
     }
@@ -155,7 +155,7 @@ struct RetryTests {
             let vpcs = try await ec2.describeVpcs()
             #expect(!vpcs.isEmpty)
             #expect(provider.calls == 2)
-            let seen = try await proxy.seen("DescribeVpcs")
+            let seen = try await proxy.attempts("DescribeVpcs")
             #expect(seen == 2)
         }
     }
@@ -170,7 +170,7 @@ struct RetryTests {
             let error = await #expect(throws: EC2Error.self) { _ = try await ec2.describeVpcs() }
             #expect(error?.code == "RequestExpired")
             #expect(provider.calls == 2)
-            let seen = try await proxy.seen("DescribeVpcs")
+            let seen = try await proxy.attempts("DescribeVpcs")
             #expect(seen == 2)
         }
     }
@@ -187,7 +187,7 @@ struct RetryTests {
             let error = await #expect(throws: EC2Error.self) { _ = try await ec2.describeInstances() }
             #expect(error?.code == code)
             #expect(provider.calls == 1)
-            let seen = try await proxy.seen("DescribeInstances")
+            let seen = try await proxy.attempts("DescribeInstances")
             #expect(seen == 1)
         }
     }
@@ -205,7 +205,7 @@ struct RetryTests {
             let error = await #expect(throws: EC2Error.self) { try await ec2.deleteSecurityGroup(groupID: groupID) }
             #expect(error?.code == "DependencyViolation")
             #expect(error?.retryClass == .never)
-            let seen = try await proxy.seen("DeleteSecurityGroup")
+            let seen = try await proxy.attempts("DeleteSecurityGroup")
             #expect(seen == 1)
             // Later, once the instances are gone, the delete goes through.
             try await ec2.deleteSecurityGroup(groupID: groupID)
@@ -224,7 +224,7 @@ struct RetryTests {
             let error = await #expect(throws: EC2Error.self) { _ = try await ec2.describeVpcs() }
             #expect(error?.code == EC2Error.Code.requestTimeout)
             #expect(error?.retryClass == .transient)
-            let seen = try await proxy.seen("DescribeVpcs")
+            let seen = try await proxy.attempts("DescribeVpcs")
             #expect(seen == 2)
         }
     }

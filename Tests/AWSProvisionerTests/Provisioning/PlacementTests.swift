@@ -60,7 +60,7 @@ struct PlacementTests {
                 "no default VPC", "set FLOTILLA_SUBNET_ID")
             print("measured: an account without a default VPC is refused in \(took)")
             let stats = try await proxy.stats()
-            #expect(stats["DescribeVpcs"]?.seen == 1 && stats["DescribeSubnets"] == nil, "\(stats.mapValues(\.seen))")
+            #expect(stats["DescribeVpcs"]?.attempts == 1 && stats["DescribeSubnets"] == nil, "\(stats.mapValues(\.attempts))")
         }
 
         var zoneD = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
@@ -299,7 +299,7 @@ struct PlacementTests {
                 },
                 "\(outcomes)")
             let stats = try await proxy.stats()
-            #expect(stats["RunInstances"]?.faulted == 3 && stats["ImportKeyPair"]?.seen == 1)
+            #expect(stats["RunInstances"]?.faulted == 3 && stats["ImportKeyPair"]?.attempts == 1)
             #expect(try await cluster.liveInstances(spec).isEmpty)
             #expect(
                 try await cluster.stack.ec2().describeKeyPairs(filters: [

@@ -31,10 +31,23 @@ final class FaultProxy: Sendable {
     }
 
     struct Stats: Decodable, Sendable {
+        /// Every request for the action that reached the proxy.
         var seen: Int
         var faulted: Int
+        /// Forwarded requests the emulator itself failed (a 5xx, or no answer): under a loaded
+        /// run moto can fail one now and then, and the client rightly retries it.
+        var upstreamFailed: Int
         /// The X-Amz-Date of the last requests.
         var dates: [String]
+
+        /// The client's attempts, less the ones the emulator failed on its own: what a retry
+        /// rule under test decides.
+        var attempts: Int { seen - upstreamFailed }
+
+        enum CodingKeys: String, CodingKey {
+            case seen, faulted, dates
+            case upstreamFailed = "upstream_failed"
+        }
     }
 
     let endpoint: URL
@@ -83,9 +96,9 @@ final class FaultProxy: Sendable {
         return try JSONDecoder().decode([String: Stats].self, from: Data(body.readableBytesView))
     }
 
-    /// How many requests for `action` reached the proxy.
-    func seen(_ action: String) async throws -> Int {
-        try await stats()[action]?.seen ?? 0
+    /// How many attempts the client made for `action` (see `Stats.attempts`).
+    func attempts(_ action: String) async throws -> Int {
+        try await stats()[action]?.attempts ?? 0
     }
 
     func stop() async {

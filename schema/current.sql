@@ -263,11 +263,11 @@ CREATE FUNCTION public.api_jobs() RETURNS TABLE(id bigint, kind text, cluster_id
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
-    (SELECT j.id, j.kind, j.payload ->> 'cluster_id', j.state, j.attempt, j.lease_owner,
+    (SELECT j.id, j.kind, j.cluster_id, j.state, j.attempt, j.lease_owner,
             extract(epoch FROM now() - j.heartbeat_at)::float8, j.last_error
      FROM jobs j WHERE j.state = 'running' ORDER BY j.started_at LIMIT 50)
     UNION ALL
-    (SELECT j.id, j.kind, j.payload ->> 'cluster_id', j.state, j.attempt, j.lease_owner, NULL, j.last_error
+    (SELECT j.id, j.kind, j.cluster_id, j.state, j.attempt, j.lease_owner, NULL, j.last_error
      FROM jobs j WHERE j.state = 'failed' ORDER BY j.finished_at DESC LIMIT 50)
 $$;
 
@@ -463,8 +463,8 @@ BEGIN
             now() + make_interval(secs => p_abandon_after_seconds));
     INSERT INTO cluster_secrets (cluster_id) VALUES (new_id);
     INSERT INTO cluster_tokens (cluster_id, token_hash) VALUES (new_id, sha256(convert_to(token, 'UTF8')));
-    INSERT INTO jobs (kind, payload, max_attempts, idempotency_key, priority)
-    VALUES ('provision', jsonb_build_object('cluster_id', new_id), 5, 'provision:' || new_id, 5);
+    INSERT INTO jobs (kind, cluster_id, payload, max_attempts, idempotency_key, priority)
+    VALUES ('provision', new_id, jsonb_build_object('cluster_id', new_id), 5, 'provision:' || new_id, 5);
     INSERT INTO cluster_events (cluster_id, kind, detail) VALUES (new_id, 'requested', jsonb_build_object('owner', who));
     PERFORM api_check_quota(who, rules, nodes);
     RETURN QUERY SELECT new_id, token, true, NULL::text;
@@ -500,6 +500,7 @@ DECLARE
     lifetime float8;
     file jsonb;
     admin text;
+    problem text;
 BEGIN
     IF rules.owner IS NULL THEN
         PERFORM api_refuse('no policy applies (the policy table has no row for this owner and no default row ''*'')');
@@ -541,7 +542,11 @@ BEGIN
     IF admin !~ '^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$' OR NOT api_is_ipv4_cidr(admin) THEN
         PERFORM api_bad(format('admin location ''%s'' is not an IPv4 CIDR block like 203.0.113.0/24 (0.0.0.0/0 allows everyone)', left(admin, 40)));
     END IF;
-    IF coalesce(p ->> 'installerURL', '') !~* '^https?://[^/\s:]+' OR length(p ->> 'installerURL') > 2000 THEN
+    -- The provisioner's ClusterSpec.validate applies the same rule (a test keeps them equal):
+    -- a scheme, a host name or [IPv6] literal, an optional port, then printable ASCII only.
+    -- No user:password@ (it would be logged) and no spaces (curl would split the word).
+    IF coalesce(p ->> 'installerURL', '') !~* '^https?://([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#][!-~]*)?$'
+       OR length(p ->> 'installerURL') > 2000 THEN
         PERFORM api_bad('installer URL must be an http:// or https:// URL of dcos_generate_config.sh');
     END IF;
     IF lifetime <= 0 THEN
@@ -553,6 +558,14 @@ BEGIN
     END IF;
     IF p ? 'genconfFiles' AND jsonb_typeof(p -> 'genconfFiles') <> 'array' THEN
         PERFORM api_bad('genconfFiles must be a list');
+    END IF;
+    IF p ? 'dcosConfig' AND jsonb_typeof(p -> 'dcosConfig') NOT IN ('string', 'null') THEN
+        PERFORM api_bad('dcosConfig must be the text of a YAML file');
+    END IF;
+    problem := api_yaml_mapping_problem(p ->> 'dcosConfig');
+    IF problem IS NOT NULL THEN
+        PERFORM api_bad('the DC/OS config (--dcos-config) must be a YAML mapping of config.yaml keys, '
+                        || 'one "key: value" per top-level line: ' || problem);
     END IF;
     FOR file IN SELECT * FROM jsonb_array_elements(coalesce(p -> 'genconfFiles', '[]'))
     LOOP
@@ -576,7 +589,7 @@ CREATE FUNCTION public.api_wait_info(p_id text) RETURNS TABLE(job_state text, ah
 DECLARE
     j jobs;
 BEGIN
-    SELECT * INTO j FROM jobs WHERE kind = 'provision' AND payload ->> 'cluster_id' = p_id ORDER BY id DESC LIMIT 1;
+    SELECT * INTO j FROM jobs WHERE kind = 'provision' AND jobs.cluster_id = p_id ORDER BY id DESC LIMIT 1;
     job_state := j.state;
     ahead := 0;
     IF j.state = 'queued' THEN
@@ -591,6 +604,54 @@ BEGIN
     RETURN NEXT;
 END;
 $$;
+
+
+--
+-- Name: api_yaml_mapping_problem(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.api_yaml_mapping_problem(p_text text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    AS $_$
+DECLARE
+    line text;
+    number int := 0;
+    keys int := 0;
+    content int := 0;
+BEGIN
+    IF p_text IS NULL THEN
+        RETURN NULL;
+    END IF;
+    FOREACH line IN ARRAY string_to_array(replace(p_text, E'\r\n', E'\n'), E'\n') LOOP
+        number := number + 1;
+        CONTINUE WHEN line ~ '^[ \t]*(#.*)?$';
+        content := content + 1;
+        IF line ~ '^ *\t' THEN
+            RETURN format('line %s is indented with a tab, which YAML does not allow', number);
+        ELSIF line ~ '^---[ \t]*(#.*)?$' AND content = 1 THEN
+            CONTINUE;
+        ELSIF line ~ '^(---|\.\.\.)([ \t]|$)' THEN
+            RETURN format('line %s starts or ends a YAML document: give one mapping', number);
+        ELSIF line ~ '^ ' THEN
+            IF keys = 0 THEN
+                RETURN format('line %s is indented, but no top-level key comes before it', number);
+            END IF;
+        ELSIF line ~ '^-([ \t]|$)' THEN
+            IF keys = 0 THEN
+                RETURN 'it is a YAML list, not a mapping';
+            END IF;
+        ELSIF line ~ '^([A-Za-z0-9_][A-Za-z0-9_.-]*|"[^"]*"|''[^'']*'')[ \t]*:([ \t]|$)' THEN
+            keys := keys + 1;
+        ELSE
+            RETURN format('line %s is not a top-level "key: value" line', number);
+        END IF;
+    END LOOP;
+    IF content > 0 AND keys = 0 THEN
+        RETURN 'it has no top-level key';
+    END IF;
+    RETURN NULL;
+END;
+$_$;
 
 
 --
@@ -628,7 +689,7 @@ CREATE FUNCTION public.cluster_begin_teardown(p_cluster text, p_reason text) RET
 DECLARE
     current text;
 BEGIN
-    PERFORM 1 FROM jobs WHERE kind = 'provision' AND payload ->> 'cluster_id' = p_cluster
+    PERFORM 1 FROM jobs WHERE kind = 'provision' AND jobs.cluster_id = p_cluster
                           AND state IN ('queued', 'running') FOR UPDATE;
     SELECT state INTO current FROM clusters WHERE id = p_cluster FOR UPDATE;
     IF NOT FOUND THEN
@@ -647,7 +708,7 @@ BEGIN
         cancel_requested = true,
         last_error = coalesce(last_error, 'cancelled: the cluster is being torn down (' || p_reason || ')'),
         updated_at = now()
-    WHERE kind = 'provision' AND payload ->> 'cluster_id' = p_cluster AND state IN ('queued', 'running');
+    WHERE kind = 'provision' AND jobs.cluster_id = p_cluster AND state IN ('queued', 'running');
     INSERT INTO cluster_events (cluster_id, kind, detail)
     VALUES (p_cluster, 'teardown-' || p_reason, jsonb_build_object('from', current));
     PERFORM cluster_queue_teardown(p_cluster);
@@ -668,9 +729,9 @@ DECLARE
 BEGIN
     PERFORM cluster_require_lease(p_job, p_token, p_cluster);
     -- Job rows before the cluster row, as everywhere else (no deadlock with a job ending).
-    PERFORM 1 FROM jobs WHERE kind = 'provision' AND payload ->> 'cluster_id' = p_cluster
+    PERFORM 1 FROM jobs WHERE kind = 'provision' AND jobs.cluster_id = p_cluster
                           AND state IN ('queued', 'running') FOR UPDATE;
-    IF EXISTS (SELECT 1 FROM jobs WHERE kind = 'provision' AND payload ->> 'cluster_id' = p_cluster AND state = 'running') THEN
+    IF EXISTS (SELECT 1 FROM jobs WHERE kind = 'provision' AND jobs.cluster_id = p_cluster AND state = 'running') THEN
         RETURN 'wait';
     END IF;
     SELECT state INTO current FROM clusters WHERE id = p_cluster FOR UPDATE;
@@ -823,12 +884,12 @@ BEGIN
         RAISE EXCEPTION 'no cluster with id %', p_cluster USING ERRCODE = 'FLT04';
     END IF;
     SELECT id INTO job_id FROM jobs
-    WHERE kind = 'teardown' AND payload ->> 'cluster_id' = p_cluster AND state IN ('queued', 'running');
+    WHERE kind = 'teardown' AND jobs.cluster_id = p_cluster AND state IN ('queued', 'running');
     IF FOUND THEN
         RETURN job_id;
     END IF;
-    INSERT INTO jobs (kind, payload, max_attempts, priority)
-    VALUES ('teardown', jsonb_build_object('cluster_id', p_cluster), 20, 10)
+    INSERT INTO jobs (kind, cluster_id, payload, max_attempts, priority)
+    VALUES ('teardown', p_cluster, jsonb_build_object('cluster_id', p_cluster), 20, 10)
     RETURNING id INTO job_id;
     RETURN job_id;
 END;
@@ -879,7 +940,7 @@ CREATE FUNCTION public.cluster_require_lease(p_job bigint, p_token uuid, p_clust
 BEGIN
     PERFORM 1 FROM jobs
     WHERE id = p_job AND lease_token = p_token AND state = 'running' AND lease_expires_at > now()
-      AND payload ->> 'cluster_id' = p_cluster
+      AND jobs.cluster_id = p_cluster
     FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'job % no longer holds its lease on cluster %', p_job, p_cluster USING ERRCODE = 'FLT02';
@@ -1082,7 +1143,7 @@ BEGIN
         SELECT c.id, c.state FROM clusters c
         WHERE c.state IN ('requested', 'provisioning', 'failed', 'tearing_down', 'teardown_failed')
           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind IN ('provision', 'teardown')
-                                                 AND j.payload ->> 'cluster_id' = c.id AND j.state IN ('queued', 'running'))
+                                                 AND j.cluster_id = c.id AND j.state IN ('queued', 'running'))
           AND (c.state <> 'teardown_failed' OR c.updated_at <= now() - retry_after)
         ORDER BY c.id
         FOR UPDATE OF c SKIP LOCKED
@@ -1181,7 +1242,7 @@ CREATE FUNCTION public.jobs_cluster_outcome() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 DECLARE
-    cluster text := NEW.payload ->> 'cluster_id';
+    cluster text := NEW.cluster_id;
     reason text;
 BEGIN
     IF cluster IS NULL OR NOT EXISTS (SELECT 1 FROM clusters WHERE id = cluster) THEN
@@ -1461,8 +1522,8 @@ BEGIN
                         p.max_warm_age, p.name, p.spec_hash, p.region);
                 INSERT INTO cluster_secrets (cluster_id) VALUES (new_id);
                 -- Below a person's request (5), above nothing: a waiting CI job goes first.
-                INSERT INTO jobs (kind, payload, max_attempts, idempotency_key, priority)
-                VALUES ('provision', jsonb_build_object('cluster_id', new_id), 5, 'provision:' || new_id, 1);
+                INSERT INTO jobs (kind, cluster_id, payload, max_attempts, idempotency_key, priority)
+                VALUES ('provision', new_id, jsonb_build_object('cluster_id', new_id), 5, 'provision:' || new_id, 1);
                 INSERT INTO cluster_events (cluster_id, kind, detail)
                 VALUES (new_id, 'requested', jsonb_build_object('owner', 'pool:' || p.name, 'pool', p.name, 'target', want));
                 pool := p.name; action := 'refill'; cluster_id := new_id; RETURN NEXT;
@@ -1639,6 +1700,7 @@ CREATE TABLE public.jobs (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     started_at timestamp with time zone,
     finished_at timestamp with time zone,
+    cluster_id text,
     CONSTRAINT jobs_attempt_check CHECK ((attempt >= 0)),
     CONSTRAINT jobs_check CHECK (((state = 'running'::text) = (lease_token IS NOT NULL))),
     CONSTRAINT jobs_check1 CHECK (((state = ANY (ARRAY['succeeded'::text, 'failed'::text, 'cancelled'::text])) = (finished_at IS NOT NULL))),
@@ -1759,7 +1821,7 @@ CREATE VIEW public.operator_clusters AS
 CREATE VIEW public.operator_jobs AS
  SELECT j.id,
     j.kind,
-    (j.payload ->> 'cluster_id'::text) AS cluster_id,
+    j.cluster_id,
     j.state,
     j.attempt,
     j.max_attempts,
@@ -2125,7 +2187,7 @@ CREATE INDEX jobs_claim_idx ON public.jobs USING btree (priority DESC, run_after
 -- Name: jobs_cluster_idx; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX jobs_cluster_idx ON public.jobs USING btree (((payload ->> 'cluster_id'::text)), kind) WHERE (kind = ANY (ARRAY['provision'::text, 'teardown'::text]));
+CREATE INDEX jobs_cluster_idx ON public.jobs USING btree (cluster_id, kind) WHERE (cluster_id IS NOT NULL);
 
 
 --
@@ -2235,6 +2297,14 @@ ALTER TABLE ONLY public.cluster_secrets
 
 ALTER TABLE ONLY public.cluster_tokens
     ADD CONSTRAINT cluster_tokens_cluster_id_fkey FOREIGN KEY (cluster_id) REFERENCES public.clusters(id) ON DELETE CASCADE;
+
+
+--
+-- Name: jobs jobs_cluster_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.jobs
+    ADD CONSTRAINT jobs_cluster_id_fkey FOREIGN KEY (cluster_id) REFERENCES public.clusters(id);
 
 
 --
@@ -2464,6 +2534,13 @@ GRANT ALL ON FUNCTION public.api_validate_request(p jsonb, p_owner text) TO flot
 REVOKE ALL ON FUNCTION public.api_wait_info(p_id text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.api_wait_info(p_id text) TO flotilla_worker;
 GRANT ALL ON FUNCTION public.api_wait_info(p_id text) TO flotilla_client;
+
+
+--
+-- Name: FUNCTION api_yaml_mapping_problem(p_text text); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.api_yaml_mapping_problem(p_text text) FROM PUBLIC;
 
 
 --

@@ -363,7 +363,7 @@ final class Fleet: Sendable {
     func provisionJobID(of clusterID: String) async throws -> Int {
         try await self.scalar(
             """
-            SELECT id FROM jobs WHERE kind = 'provision' AND payload ->> 'cluster_id' = \(clusterID) ORDER BY id LIMIT 1
+            SELECT id FROM jobs WHERE kind = 'provision' AND cluster_id = \(clusterID) ORDER BY id LIMIT 1
             """, as: Int.self)
     }
 
@@ -386,7 +386,7 @@ final class Fleet: Sendable {
                                                                      || '/' || max_attempts
                                                                      || coalesce(' error: ' || last_error, ''),
                                                                      '; ' ORDER BY id)
-                                                   FROM jobs WHERE payload ->> 'cluster_id' = \(clusterID)), 'none')
+                                                   FROM jobs WHERE cluster_id = \(clusterID)), 'none')
                        || ' | events: ' || coalesce((SELECT string_agg(kind, ',' ORDER BY at) FROM cluster_events
                                                      WHERE cluster_id = \(clusterID)), 'none')
                 """, as: String.self)

@@ -220,8 +220,16 @@ struct FleetTests {
     func badInput() async throws {
         try await Fleet.with { fleet in
             let rows = try await fleet.rowCount()
+            // Checked by the server alone (migration 0011); the client shows its message.
+            let listYAML = FileManager.default.temporaryDirectory.appendingPathComponent("list-\(UUID()).yaml")
+            try "- dns_search: example.com\n- check_time: false\n".write(
+                to: listYAML, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(at: listYAML) }
             let cases: [([String], String)] = [
                 (["--nodes", "0"], "at least 1"),
+                (["--nodes", "-3"], "at least 1"),
+                (["--dcos-config", listYAML.path], "must be a YAML mapping of config.yaml keys"),
+                (["--installer-url", "https://user:secret@example.invalid/dcos_generate_config.sh"], "http"),
                 (["--masters", "2"], "1, 3, 5, 7 or 9"),
                 (["--nodes", "10000"], "1 to 100"),
                 (["--admin-location", "10.0.0.300/8"], "CIDR"),
@@ -235,6 +243,7 @@ struct FleetTests {
                 let run = try await fleet.run(["client", "request", "--no-wait"] + arguments)
                 #expect(run.status != 0, "\(arguments)")
                 #expect(run.stderr.contains(words), "\(arguments): \(run.stderr)")
+                #expect(!run.stderr.contains("secret"), "a refusal repeats no password: \(run.stderr)")
             }
             for command in [
                 ["status", "c-0000000000"], ["logs", "c-0000000000", "--out", "/tmp/x", "--lease-token", "t"],

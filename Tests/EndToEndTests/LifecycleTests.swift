@@ -350,7 +350,7 @@ struct LifecycleTests {
             let tearer = try await fleet.scalar(
                 """
                 SELECT coalesce(lease_owner, '') FROM jobs
-                WHERE kind = 'teardown' AND payload ->> 'cluster_id' = \(id) ORDER BY id DESC LIMIT 1
+                WHERE kind = 'teardown' AND cluster_id = \(id) ORDER BY id DESC LIMIT 1
                 """, as: String.self)
             #expect(tearer == "abroad")
             #expect(

@@ -38,7 +38,7 @@ struct ClusterLifecycleTests {
             client,
             """
             SELECT count(*)::int FROM jobs
-            WHERE kind = 'teardown' AND payload ->> 'cluster_id' = \(id) AND state IN ('queued', 'running')
+            WHERE kind = 'teardown' AND cluster_id = \(id) AND state IN ('queued', 'running')
             """)
     }
 
@@ -184,7 +184,7 @@ struct ClusterLifecycleTests {
             let queue = JobQueue(client: client, logger: TestDatabase.logger)
             let (queuedID, _) = try await Self.request(store)
             let queuedJob = try await Self.scalar(
-                client, "SELECT id FROM jobs WHERE payload ->> 'cluster_id' = \(queuedID)", as: Int64.self)
+                client, "SELECT id FROM jobs WHERE cluster_id = \(queuedID)", as: Int64.self)
             #expect(try await Self.scalar(client, "SELECT cancel_job(\(queuedJob))", as: String.self) == "cancelled")
             #expect(try await Self.state(client, queuedID) == "failed")
             #expect(try await Self.activeTeardowns(client, queuedID) == 1)
@@ -271,7 +271,7 @@ struct ClusterLifecycleTests {
             let queue = JobQueue(client: client, logger: TestDatabase.logger)
             let (id, _) = try await Self.request(store)
             try await client.query(
-                "DELETE FROM jobs WHERE payload ->> 'cluster_id' = \(id)", logger: TestDatabase.logger)
+                "DELETE FROM jobs WHERE cluster_id = \(id)", logger: TestDatabase.logger)
             let first = try await store.reconcile(retryAfter: .seconds(3600))
             #expect(first.map(\.clusterID) == [id])
             #expect(try await Self.state(client, id) == "failed")
@@ -316,7 +316,7 @@ struct ClusterLifecycleTests {
             #expect(
                 try await Self.scalar(
                     client,
-                    "SELECT state FROM jobs WHERE kind = 'provision' AND payload ->> 'cluster_id' = \(forgotten)",
+                    "SELECT state FROM jobs WHERE kind = 'provision' AND cluster_id = \(forgotten)",
                     as: String.self) == "cancelled")
             #expect(try await Self.state(client, collected) == "requested")
             #expect(try await Self.state(client, fresh) == "requested")

@@ -128,6 +128,55 @@ struct MigrationTests {
         #expect(files.last?.version == SchemaVersion.required)
     }
 
+    @Test("0010 moves a job's cluster into a column of its own; no function, view, trigger or index reads a payload")
+    func jobsClusterColumn() async throws {
+        let db = try await TestDatabase.empty()
+        let migrations = try Migration.load(from: TestDatabase.migrationsDirectory)
+        try await db.withClient(maximumConnections: 1) { client in
+            let migrator = Migrator(client: client, logger: TestDatabase.logger)
+            _ = try await migrator.migrate(migrations.filter { $0.version < 10 })
+            // A cluster with its provision job, and a job of another kind, as 0009 left them.
+            try await client.query(
+                """
+                INSERT INTO clusters (id, owner, masters, agents, public_agents, instance_type, request, lifetime)
+                VALUES ('c-00000b0010', 'ci', 1, 0, 0, 'm5.xlarge', '{}', '2 hours')
+                """, logger: TestDatabase.logger)
+            try await client.query(
+                """
+                INSERT INTO jobs (kind, payload) VALUES ('provision', '{"cluster_id": "c-00000b0010"}'),
+                                                        ('noop', '{"note": "no cluster"}')
+                """, logger: TestDatabase.logger)
+            _ = try await migrator.migrate(migrations)
+            let filled = try await client.scalar(
+                """
+                SELECT string_agg(kind || '=' || coalesce(cluster_id, 'null'), ',' ORDER BY id) FROM jobs
+                """, as: String.self)
+            #expect(filled == "provision=c-00000b0010,noop=null")
+            // The generic queue's SQL leaves the payload to the job's handler.
+            let readers = try await client.scalar(
+                """
+                SELECT coalesce(string_agg(name, ', ' ORDER BY name), '') FROM (
+                    SELECT p.proname AS name FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                    WHERE n.nspname = 'public' AND p.prosrc ~ 'payload\\s*->>'
+                    UNION ALL
+                    SELECT viewname FROM pg_views WHERE schemaname = 'public' AND definition ~ 'payload\\s*->>'
+                    UNION ALL
+                    SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND indexdef ~ 'payload\\s*->>'
+                    UNION ALL
+                    SELECT tgname FROM pg_trigger WHERE NOT tgisinternal
+                      AND pg_get_triggerdef(oid) ~ 'payload\\s*->>'
+                ) readers
+                """, as: String.self)
+            #expect(readers == "", "these still read a job's payload: \(readers)")
+            // A job can only name a cluster that exists.
+            await #expect(throws: PSQLError.self) {
+                try await client.query(
+                    "INSERT INTO jobs (kind, cluster_id) VALUES ('teardown', 'c-ffffffffff')",
+                    logger: TestDatabase.logger)
+            }
+        }
+    }
+
     @Test("a misnamed migration file is refused")
     func misnamedFile() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")

@@ -145,9 +145,7 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
                 "worker CIDR '\(workerCIDR.prefix(40))' (FLOTILLA_WORKER_CIDR) is not an IPv4 CIDR block "
                     + "like 198.51.100.0/24")
         }
-        guard let url = URL(string: self.installerURL), ["http", "https"].contains(url.scheme?.lowercased() ?? ""),
-            url.host?.isEmpty == false
-        else {
+        guard Self.isAcceptedInstallerURL(self.installerURL) else {
             throw refuse("installer URL must be an http:// or https:// URL of dcos_generate_config.sh")
         }
         for file in self.genconfFiles {
@@ -171,6 +169,16 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
             throw refuse("at most 16 subnets and 8 fallback instance types may be given")
         }
         try self.install.validate()
+    }
+
+    /// The server's rule (api_validate_request, migration 0011), which refuses a request before
+    /// it is recorded; this library applies it again for callers that do not go through the
+    /// server (`worker plan`). A scheme, a host name or [IPv6] literal, an optional port, then
+    /// printable ASCII only: no spaces, no user:password@. Tests run one table of cases
+    /// through both.
+    public static func isAcceptedInstallerURL(_ text: String) -> Bool {
+        text.count <= 2000
+            && text.wholeMatch(of: /(?i)https?:\/\/([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([\/?#][!-~]*)?/) != nil
     }
 
     /// The name of the key pair and security group.

@@ -26,12 +26,30 @@ enum DCOSConfig {
             ("ip_detect_public_filename", "ip_detect_public_filename: genconf/ip-detect-public"),
             ("fault_domain_detect_filename", "fault_domain_detect_filename: genconf/fault-domain-detect"),
         ]
-        guard let overrides, !overrides.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+        guard let overrides = overrides.map(withoutDocumentStart),
+            !overrides.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+        else {
             return generated.map(\.text).joined(separator: "\n") + "\n"
         }
         let overridden = topLevelKeys(of: overrides)
         generated.removeAll { overridden.contains($0.key) }
         return generated.map(\.text).joined(separator: "\n") + "\n" + overrides.trimmingCharacters(in: .newlines) + "\n"
+    }
+
+    /// The overrides without a leading `---` line, which the server accepts (a YAML file often
+    /// starts with one) and which, appended after the generated keys, would start a second
+    /// document. The server refuses any later `---` or `...` (api_yaml_mapping_problem).
+    static func withoutDocumentStart(_ yaml: String) -> String {
+        var lines = yaml.split(separator: "\n", omittingEmptySubsequences: false)
+        guard
+            let first = lines.firstIndex(where: {
+                let trimmed = $0.trimmingCharacters(in: .whitespaces)
+                return !trimmed.isEmpty && !trimmed.hasPrefix("#")
+            }),
+            lines[first].wholeMatch(of: /---[ \t]*(#.*)?\r?/) != nil
+        else { return yaml }
+        lines.remove(at: first)
+        return lines.joined(separator: "\n")
     }
 
     /// The keys of a YAML mapping's top level: lines that start at column 0 with `key:`.

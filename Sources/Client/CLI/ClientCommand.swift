@@ -44,6 +44,11 @@ struct ClientOptions: ParsableArguments {
     }
 }
 
+/// A command's one answer: `object` as JSON with `--json`, else `text`.
+func printAnswer(json: Bool, _ object: @autoclosure () -> Any, text: @autoclosure () -> String) {
+    if json { printJSON(object()) } else { print(text()) }
+}
+
 func printJSON(_ object: Any) {
     let data =
         (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data("{}".utf8)

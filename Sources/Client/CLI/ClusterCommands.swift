@@ -139,11 +139,9 @@ struct ExtendCommand: AsyncParsableCommand {
         )
         try await withStore(self.options) { store, _ in
             let expires = try await store.extend(clusterID: id, leaseToken: token, by: amount)
-            if json {
-                printJSON(["id": id, "expires_at": ClusterOutput.iso(expires)])
-            } else {
-                print("cluster \(id) now expires at \(ClusterOutput.iso(expires))")
-            }
+            printAnswer(
+                json: json, ["id": id, "expires_at": ClusterOutput.iso(expires)],
+                text: "cluster \(id) now expires at \(ClusterOutput.iso(expires))")
         }
     }
 }
@@ -160,11 +158,8 @@ struct ReleaseCommand: AsyncParsableCommand {
         let (id, token, json) = (self.id, try self.lease.token(), self.options.json)
         try await withStore(self.options) { store, _ in
             try await store.release(clusterID: id, leaseToken: token)
-            if json {
-                printJSON(["id": id, "released": true])
-            } else {
-                print("cluster \(id) released; the janitor tears it down now")
-            }
+            printAnswer(
+                json: json, ["id": id, "released": true], text: "cluster \(id) released; the janitor tears it down now")
         }
     }
 }
@@ -183,7 +178,7 @@ struct KeyCommand: AsyncParsableCommand {
         try await withStore(self.options) { store, _ in
             let key = try await store.privateKey(clusterID: id, leaseToken: token)
             try writeKey(key, to: out)
-            if json { printJSON(["id": id, "key_path": out]) } else { print("wrote the key of \(id) to \(out)") }
+            printAnswer(json: json, ["id": id, "key_path": out], text: "wrote the key of \(id) to \(out)")
         }
     }
 }
@@ -205,14 +200,10 @@ struct LogsCommand: AsyncParsableCommand {
             for log in logs {
                 try Data(log.contents.utf8).write(to: URL(fileURLWithPath: out).appendingPathComponent(log.name))
             }
-            if json {
-                printJSON(["id": id, "files": logs.map(\.name)])
-            } else {
-                print(
-                    logs.isEmpty
-                        ? "cluster \(id) has no install logs" : logs.map { "\(out)/\($0.name)" }.joined(separator: "\n")
-                )
-            }
+            printAnswer(
+                json: json, ["id": id, "files": logs.map(\.name)],
+                text: logs.isEmpty
+                    ? "cluster \(id) has no install logs" : logs.map { "\(out)/\($0.name)" }.joined(separator: "\n"))
         }
     }
 }
@@ -237,11 +228,8 @@ struct WaitCommand: AsyncParsableCommand {
             _ = try await requireCluster(store, id)
             let cluster = try await waitForCluster(id, store: store, settings: settings, timeout: timeout)
             let nodes = try await store.nodes(clusterID: id)
-            if json {
-                printJSON(ClusterOutput.json(cluster, nodes: nodes))
-            } else {
-                print(ClusterOutput.text(cluster, nodes: nodes))
-            }
+            printAnswer(
+                json: json, ClusterOutput.json(cluster, nodes: nodes), text: ClusterOutput.text(cluster, nodes: nodes))
             return cluster.state == .ready
         }
         if !ok { throw ExitCode(1) }

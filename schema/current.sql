@@ -140,6 +140,10 @@ BEGIN
     IF c.state <> 'ready' THEN
         RAISE EXCEPTION 'cluster % is %, not ready: only a ready cluster can be extended', p_id, c.state USING ERRCODE = 'FLT03';
     END IF;
+    IF c.expires_at <= now() THEN
+        RAISE EXCEPTION 'cluster % expired at %: its teardown is due, so it can no longer be extended', p_id,
+                        to_char(c.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') USING ERRCODE = 'FLT03';
+    END IF;
     IF c.expires_at + make_interval(secs => p_seconds) - greatest(c.ready_at, c.handed_out_at) > rules.max_total_lifetime THEN
         PERFORM api_refuse(format('extending by %s would pass the maximum total lifetime of %s (policy max_total_lifetime)',
                                   api_format_interval(make_interval(secs => p_seconds)), api_format_interval(rules.max_total_lifetime)));
@@ -203,6 +207,9 @@ CREATE FUNCTION public.api_holder(p_cluster text, p_token text) RETURNS text
 DECLARE
     current text;
 BEGIN
+    -- For the rest of the caller's transaction (2. above).
+    PERFORM set_config('idle_in_transaction_session_timeout', '15s', true);
+    PERFORM set_config('lock_timeout', '5s', true);
     IF p_cluster IS NULL OR p_cluster !~ '^c-[0-9a-f]{10}$' THEN
         PERFORM api_bad(format('''%s'' is not a cluster id (cluster ids look like c-0123456789; see `client list`)', left(coalesce(p_cluster, ''), 40)));
     END IF;
@@ -1174,25 +1181,44 @@ $$;
 
 CREATE FUNCTION public.clusters_start_due_teardowns() RETURNS TABLE(cluster_id text, reason text)
     LANGUAGE plpgsql
+    SET lock_timeout TO '2s'
     AS $$
+#variable_conflict use_column
 DECLARE
-    r record;
+    candidate text;
+    why text;
 BEGIN
-    FOR r IN
-        SELECT c.id, CASE WHEN c.state = 'ready' AND c.expires_at <= now() THEN 'expired'
-                          WHEN c.holder_heartbeat_at + c.holder_timeout <= now() THEN 'holder-lost'
-                          ELSE 'abandoned' END AS why
-        FROM clusters c
+    FOR candidate IN
+        SELECT c.id FROM clusters c
         WHERE (c.state = 'ready' AND c.expires_at <= now())
            OR (c.state IN ('requested', 'provisioning', 'ready') AND c.collected_at IS NULL AND c.abandon_at <= now())
            OR (c.state IN ('requested', 'provisioning', 'ready') AND c.holder_heartbeat_at + c.holder_timeout <= now())
         ORDER BY c.id
     LOOP
-        IF cluster_begin_teardown(r.id, r.why) = 'tearing_down' THEN
-            cluster_id := r.id;
-            reason := r.why;
-            RETURN NEXT;
-        END IF;
+        BEGIN
+            SELECT CASE WHEN c.state = 'ready' AND c.expires_at <= now() THEN 'expired'
+                        WHEN c.holder_heartbeat_at + c.holder_timeout <= now() THEN 'holder-lost'
+                        ELSE 'abandoned' END
+            INTO why
+            FROM clusters c
+            WHERE c.id = candidate
+              AND ((c.state = 'ready' AND c.expires_at <= now())
+                   OR (c.state IN ('requested', 'provisioning', 'ready') AND c.collected_at IS NULL
+                       AND c.abandon_at <= now())
+                   OR (c.state IN ('requested', 'provisioning', 'ready')
+                       AND c.holder_heartbeat_at + c.holder_timeout <= now()))
+            FOR UPDATE SKIP LOCKED;
+            -- Locked by another session, or no longer due (extended, released, heartbeat).
+            CONTINUE WHEN NOT FOUND;
+            IF cluster_begin_teardown(candidate, why) = 'tearing_down' THEN
+                cluster_id := candidate;
+                reason := why;
+                RETURN NEXT;
+            END IF;
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            -- Its provision job's row is busy: the next pass takes this cluster.
+            NULL;
+        END;
     END LOOP;
 END;
 $$;

@@ -111,7 +111,7 @@ struct FleetTests {
             try fleet.start(["run"] + Self.fastWorker)
             try fleet.start(["janitor", "--interval-seconds", "30"])
             let request = try await fleet.run(["client", "request", "--nodes", "1", "--lifetime", "8s", "--json"])
-            #expect(request.status == 0, "\(request.stderr)")
+            #expect(request.status == 0, "\(request.stderr)\n\(request.output)\n\(fleet.workerLogs())")
             let object = try jsonObject(request.output)
             let id = try #require(object["id"] as? String)
             let token = try #require(object["lease_token"] as? String)

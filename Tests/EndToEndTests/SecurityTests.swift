@@ -1,6 +1,7 @@
 import Foundation
 import PostgresNIO
 import Queue
+import TestSupport
 import Testing
 
 /// The security boundary is PostgreSQL: logins of `flotilla_client` and `flotilla_operator`
@@ -19,9 +20,15 @@ struct SecurityTests {
 
     /// Runs `sql` through psql as `login` (ON_ERROR_STOP, no psqlrc).
     static func psql(_ fleet: Fleet, as login: String, _ sql: String) async throws -> PSQL {
+        try await Self.psql(fleet, as: login, [sql])
+    }
+
+    /// Runs each command in turn in one psql session as `login`, as several `-c` do.
+    static func psql(_ fleet: Fleet, as login: String, _ commands: [String]) async throws -> PSQL {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql]
+        process.arguments =
+            ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"] + commands.flatMap { ["-c", $0] }
         var environment = fleet.environment
         environment["PGUSER"] = login
         environment["PGCLIENTENCODING"] = "UTF8"
@@ -230,6 +237,16 @@ struct SecurityTests {
             let extended = try await Self.psql(
                 fleet, as: agent, "SELECT api_extend('\(mine.id)', '\(mine.token)', 3600)")
             #expect(extended.status == 0, "\(extended.error)")
+            // Past its expiry (the janitor's pass not yet come): its teardown is due, no extend.
+            try await fleet.execute(
+                "UPDATE clusters SET expires_at = now() - interval '1 second' WHERE id = \(mine.id)")
+            let lapsed = try await fleet.scalar(
+                "SELECT expires_at::text FROM clusters WHERE id = \(mine.id)", as: String.self)
+            let late = try await Self.psql(fleet, as: agent, "SELECT api_extend('\(mine.id)', '\(mine.token)', 3600)")
+            #expect(late.status != 0 && late.error.contains("so it can no longer be extended"), "\(late.error)")
+            #expect(
+                try await fleet.scalar("SELECT expires_at::text FROM clusters WHERE id = \(mine.id)", as: String.self)
+                    == lapsed)
 
             // The key of my own cluster, with my token: read, and the read is an event naming me.
             try await fleet.withClient { client in
@@ -263,6 +280,94 @@ struct SecurityTests {
                     && overQuota.error.contains("the quota is 2 clusters at once (policy max_clusters)"),
                 "\(overQuota.error)")
             #expect(try await Self.counts(fleet) == quotaBefore)
+        }
+    }
+
+    @Test(
+        "a client's open transaction holding its cluster's row stalls nobody: other owners' expiry and reaper on time"
+    )
+    func openTransactionStallsNobody() async throws {
+        try await Fleet.with { fleet in
+            try await Self.makeLogins(fleet)
+            // Three clusters; the first in the lifetime pass's order is the one whose row is held.
+            var clusters: [(id: String, token: String)] = []
+            for _ in 0..<3 { clusters.append(try await Self.request(fleet, as: Fleet.clientLogin)) }
+            clusters.sort { $0.id < $1.id }
+            let (held, expiring, reaped) = (clusters[0], clusters[1], clusters[2])
+            let ids = clusters.map(\.id)
+            try await fleet.withClient { client in
+                for id in ids {
+                    try await client.query(
+                        "UPDATE clusters SET state = 'provisioning' WHERE id = \(id)", logger: Fleet.logger)
+                    try await client.query(
+                        """
+                        UPDATE clusters SET state = 'ready', ready_at = now(), expires_at = now() + interval '1 hour'
+                        WHERE id = \(id)
+                        """, logger: Fleet.logger)
+                }
+                // The held one is due first (its row cannot be written once it is held).
+                try await client.query(
+                    "UPDATE clusters SET expires_at = now() + interval '1 second' WHERE id = \(held.id)",
+                    logger: Fleet.logger)
+                // Another owner's: one expires, one's holder (a `client run`) stops beating.
+                try await client.query(
+                    "UPDATE clusters SET owner = \(Self.otherAgent) WHERE id IN (\(expiring.id), \(reaped.id))",
+                    logger: Fleet.logger)
+            }
+            // The held cluster's owner, as psycopg2 does by default: a transaction left open
+            // after a call that locks the row.
+            async let holder = Self.psql(
+                fleet, as: Fleet.clientLogin,
+                [
+                    "BEGIN", "SELECT api_heartbeat('\(held.id)', '\(held.token)', 3600)", "\\! sleep 25",
+                    "SELECT 'still in the transaction'",
+                ])
+            try await eventually("the holder's transaction sits idle") {
+                try await fleet.scalar(
+                    """
+                    SELECT count(*)::int FROM pg_stat_activity
+                    WHERE usename = \(Fleet.clientLogin) AND state = 'idle in transaction'
+                    """, as: Int.self) == 1
+            }
+            // The other two fall due after it, while the janitor runs.
+            try await fleet.withClient { client in
+                try await client.query(
+                    """
+                    UPDATE clusters SET expires_at = now() + interval '3 seconds'
+                    WHERE id IN (\(expiring.id))
+                    """, logger: Fleet.logger)
+                try await client.query(
+                    """
+                    UPDATE clusters SET holder_heartbeat_at = now(), holder_timeout = interval '3 seconds'
+                    WHERE id = \(reaped.id)
+                    """, logger: Fleet.logger)
+            }
+            try fleet.start(["janitor", "--interval-seconds", "1"])
+            try await eventually("the other owner's clusters torn down", timeout: .seconds(30)) {
+                let states = [try await fleet.state(of: expiring.id), try await fleet.state(of: reaped.id)]
+                return states == ["tearing_down", "tearing_down"]
+            }
+            // Late by at most one janitor interval (1 s), with room for a loaded machine.
+            let lateness = try await fleet.scalar(
+                """
+                SELECT string_agg(e.kind || ' ' || round(extract(epoch FROM e.at - CASE e.kind
+                           WHEN 'teardown-expired' THEN c.expires_at
+                           ELSE c.holder_heartbeat_at + c.holder_timeout END)::numeric, 2), ', ' ORDER BY e.kind)
+                FROM cluster_events e JOIN clusters c ON c.id = e.cluster_id
+                WHERE e.cluster_id IN (\(expiring.id), \(reaped.id)) AND e.kind LIKE 'teardown-%'
+                """, as: String.self)
+            let seconds = lateness.split(separator: ",").compactMap { Double($0.split(separator: " ").last ?? "") }
+            #expect(seconds.count == 2 && seconds.allSatisfy { $0 < 2.5 }, "teardown after due: \(lateness)")
+            print("measured: with another owner's row held, teardowns started after due: \(lateness)")
+            #expect(try await fleet.state(of: held.id) == "ready", "the held row was skipped, not waited for")
+
+            // The server closes the idle transaction (15 s); the held cluster then goes too.
+            let run = try await holder
+            #expect(run.status != 0, "\(run.output)")
+            #expect(run.error.contains("idle-in-transaction timeout"), "\(run.error)")
+            try await eventually("the held cluster torn down once its row is free", timeout: .seconds(30)) {
+                try await fleet.state(of: held.id) == "tearing_down"
+            }
         }
     }
 

@@ -11,9 +11,7 @@ extension EC2Client {
         var parameters = EC2QueryParameters()
         parameters.add("KeyName", name)
         parameters.add("PublicKeyMaterial", Data(publicKey.utf8).base64EncodedString())
-        if !tags.isEmpty {
-            parameters.addTagSpecifications([EC2TagSpecification(resourceType: "key-pair", tags: tags)])
-        }
+        parameters.addTagSpecification(for: "key-pair", tags)
         if dryRun { parameters.add("DryRun", true) }
         let root = try await send("ImportKeyPair", parameters)
         var keyPair = EC2KeyPair(xml: root)

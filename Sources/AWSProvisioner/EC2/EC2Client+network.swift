@@ -3,12 +3,8 @@ extension EC2Client {
     public func createVpc(cidrBlock: String, tags: [EC2Tag] = []) async throws -> EC2Vpc {
         var parameters = EC2QueryParameters()
         parameters.add("CidrBlock", cidrBlock)
-        if !tags.isEmpty { parameters.addTagSpecifications([EC2TagSpecification(resourceType: "vpc", tags: tags)]) }
-        let root = try await send("CreateVpc", parameters)
-        guard let vpc = root.child("vpc") else {
-            throw EC2Error(code: EC2Error.Code.invalidResponse, message: "CreateVpc answer lacks vpc")
-        }
-        return EC2Vpc(xml: vpc)
+        parameters.addTagSpecification(for: "vpc", tags)
+        return EC2Vpc(xml: try await send("CreateVpc", parameters).required("vpc", answering: "CreateVpc"))
     }
 
     /// Creates a subnet in `vpcID`.
@@ -19,12 +15,8 @@ extension EC2Client {
         parameters.add("VpcId", vpcID)
         parameters.add("CidrBlock", cidrBlock)
         parameters.add("AvailabilityZone", availabilityZone)
-        if !tags.isEmpty { parameters.addTagSpecifications([EC2TagSpecification(resourceType: "subnet", tags: tags)]) }
-        let root = try await send("CreateSubnet", parameters)
-        guard let subnet = root.child("subnet") else {
-            throw EC2Error(code: EC2Error.Code.invalidResponse, message: "CreateSubnet answer lacks subnet")
-        }
-        return EC2Subnet(xml: subnet)
+        parameters.addTagSpecification(for: "subnet", tags)
+        return EC2Subnet(xml: try await send("CreateSubnet", parameters).required("subnet", answering: "CreateSubnet"))
     }
 
     /// VPCs by id and/or filter.

@@ -8,9 +8,7 @@ extension EC2Client {
         parameters.add("GroupName", name)
         parameters.add("GroupDescription", description)
         parameters.add("VpcId", vpcID)
-        if !tags.isEmpty {
-            parameters.addTagSpecifications([EC2TagSpecification(resourceType: "security-group", tags: tags)])
-        }
+        parameters.addTagSpecification(for: "security-group", tags)
         if dryRun { parameters.add("DryRun", true) }
         let root = try await send("CreateSecurityGroup", parameters)
         guard let groupID = root.string("groupId") else {

@@ -46,3 +46,13 @@ public struct EC2Client: Sendable {
         return results
     }
 }
+
+extension XMLNode {
+    /// The direct child `name`, which every well-formed answer to `action` has.
+    func required(_ name: String, answering action: String) throws -> XMLNode {
+        guard let child = self.child(name) else {
+            throw EC2Error(code: EC2Error.Code.invalidResponse, message: "\(action) answer lacks \(name)")
+        }
+        return child
+    }
+}

@@ -35,6 +35,11 @@ struct EC2QueryParameters {
         }
     }
 
+    /// Tags for the one resource a create call makes (nothing when `tags` is empty).
+    mutating func addTagSpecification(for resourceType: String, _ tags: [EC2Tag]) {
+        if !tags.isEmpty { self.addTagSpecifications([EC2TagSpecification(resourceType: resourceType, tags: tags)]) }
+    }
+
     mutating func addTagSpecifications(_ specifications: [EC2TagSpecification]) {
         for (index, specification) in specifications.enumerated() {
             items.append(("TagSpecification.\(index + 1).ResourceType", specification.resourceType))

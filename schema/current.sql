@@ -69,7 +69,8 @@ DECLARE
     active_clusters int;
     active_nodes int;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('flotilla-owner:' || p_owner, 0));
+    -- One turn at a time per owner, under every isolation level (2. above).
+    INSERT INTO owner_turns (owner) VALUES (p_owner) ON CONFLICT (owner) DO UPDATE SET at = now();
     SELECT count(*), coalesce(sum(masters + agents + public_agents), 0) INTO active_clusters, active_nodes
     FROM clusters WHERE owner = p_owner AND state <> 'destroyed';
     IF active_clusters > p_rules.max_clusters THEN
@@ -406,12 +407,10 @@ BEGIN
     PERFORM api_validate_request(p_request, who);
     IF p_request_id IS NOT NULL THEN
         -- One request id at a time: concurrent retries of the same id wait for each other.
-        PERFORM pg_advisory_xact_lock(hashtextextended('flotilla-request:' || p_request_id, 0));
-        SELECT c.id, c.owner, c.state, c.pool INTO existing FROM clusters c WHERE c.request_id = p_request_id;
+        PERFORM pg_advisory_xact_lock(hashtextextended('flotilla-request:' || who || ':' || p_request_id, 0));
+        SELECT c.id, c.owner, c.state, c.pool INTO existing FROM clusters c
+        WHERE c.owner = who AND c.request_id = p_request_id;
         IF FOUND THEN
-            IF existing.owner <> who THEN
-                PERFORM api_bad(format('request id %s belongs to another owner', p_request_id));
-            END IF;
             IF existing.state IN ('failed', 'tearing_down', 'teardown_failed', 'destroyed') THEN
                 RAISE EXCEPTION 'request id % was used for cluster %, which is %: use a new request id', p_request_id, existing.id, existing.state
                     USING ERRCODE = 'FLT03';
@@ -1980,6 +1979,16 @@ CREATE VIEW public.operator_sweep_reports AS
 
 
 --
+-- Name: owner_turns; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.owner_turns (
+    owner text NOT NULL,
+    at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
 -- Name: pool_demand; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -2051,19 +2060,19 @@ ALTER TABLE ONLY public.cluster_tokens
 
 
 --
+-- Name: clusters clusters_owner_request_id_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.clusters
+    ADD CONSTRAINT clusters_owner_request_id_key UNIQUE (owner, request_id);
+
+
+--
 -- Name: clusters clusters_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
 ALTER TABLE ONLY public.clusters
     ADD CONSTRAINT clusters_pkey PRIMARY KEY (id);
-
-
---
--- Name: clusters clusters_request_id_key; Type: CONSTRAINT; Schema: public; Owner: -
---
-
-ALTER TABLE ONLY public.clusters
-    ADD CONSTRAINT clusters_request_id_key UNIQUE (request_id);
 
 
 --
@@ -2104,6 +2113,14 @@ ALTER TABLE ONLY public.key_pair_deletions
 
 ALTER TABLE ONLY public.nodes
     ADD CONSTRAINT nodes_pkey PRIMARY KEY (cluster_id, instance_id);
+
+
+--
+-- Name: owner_turns owner_turns_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.owner_turns
+    ADD CONSTRAINT owner_turns_pkey PRIMARY KEY (owner);
 
 
 --

@@ -95,15 +95,13 @@ struct SecurityTests {
                     "UPDATE cluster_secrets SET private_key = 'PRIVATE KEY OF B' WHERE cluster_id = \(theirs.id)",
                     logger: Fleet.logger)
             }
-            let theirRequestID = try await fleet.scalar(
-                "SELECT request_id FROM clusters WHERE id = \(theirs.id)", as: String.self)
             let before = try await Self.counts(fleet)
 
             var attempts: [(String, String, String)] = [] // (what, sql, words the refusal must contain)
             for table in [
                 "clusters", "cluster_secrets", "cluster_tokens", "jobs", "nodes", "cluster_logs", "cluster_events",
                 "policy",
-                "key_pair_deletions", "operator_clusters", "schema_migrations", "pools", "pool_demand",
+                "key_pair_deletions", "operator_clusters", "schema_migrations", "pools", "pool_demand", "owner_turns",
                 "operator_pools",
             ] {
                 attempts.append(("read \(table)", "SELECT * FROM \(table)", "permission denied"))
@@ -185,11 +183,6 @@ struct SecurityTests {
                     "more nodes than the policy",
                     "SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{agents}', '500'), 60)",
                     "use 1 to 100 (policy max_nodes)"
-                ),
-                (
-                    "a request id of another owner",
-                    "SELECT * FROM api_request('\(theirRequestID)', NULL, '\(Self.validRequest)', 60)",
-                    "belongs to another owner"
                 ),
             ]
             for (what, sql, words) in attempts {
@@ -368,6 +361,56 @@ struct SecurityTests {
             try await eventually("the held cluster torn down once its row is free", timeout: .seconds(30)) {
                 try await fleet.state(of: held.id) == "tearing_down"
             }
+        }
+    }
+
+    @Test("request ids are per owner; the quota holds in REPEATABLE READ (a snapshot that missed a request is refused)")
+    func ownerBoundary() async throws {
+        try await Fleet.with { fleet in
+            try await Self.makeLogins(fleet)
+            let agent = Fleet.clientLogin
+            func request(_ id: String?) -> String {
+                "SELECT id FROM api_request(\(id.map { "'\($0)'" } ?? "NULL"), NULL, '\(Self.validRequest)', 60)"
+            }
+            // Two CI systems with the same job number: each gets its own cluster, and its retry finds it.
+            let mine = try await Self.psql(fleet, as: agent, request("job-42"))
+            let theirs = try await Self.psql(fleet, as: Self.otherAgent, request("job-42"))
+            let theirRetry = try await Self.psql(fleet, as: Self.otherAgent, request("job-42"))
+            #expect(mine.status == 0 && theirs.status == 0 && theirRetry.status == 0, "\(mine.error) \(theirs.error)")
+            #expect(
+                mine.output != theirs.output && theirs.output == theirRetry.output, "\(mine.output) \(theirs.output)")
+
+            // Two clusters at once for this login; it holds one.
+            try await fleet.execute(
+                """
+                INSERT INTO policy (owner, max_lifetime, max_total_lifetime, max_nodes, max_clusters, max_total_nodes)
+                VALUES (\(agent), interval '12 hours', interval '24 hours', 100, 2, 60)
+                """)
+            // A session of the login takes its snapshot, another takes the second cluster, then
+            // the first asks for a third: it must not count under its old snapshot.
+            let go = FileManager.default.temporaryDirectory.appendingPathComponent("go-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: go) }
+            async let snapshot = Self.psql(
+                fleet, as: agent,
+                [
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ", "SELECT count(*) FROM api_clusters(NULL, NULL, NULL, 10)",
+                    "\\! while [ ! -e '\(go.path)' ]; do sleep 0.1; done", request(nil), "COMMIT",
+                ])
+            try await eventually("the repeatable-read session holds its snapshot") {
+                try await fleet.scalar(
+                    """
+                    SELECT count(*)::int FROM pg_stat_activity
+                    WHERE usename = \(agent) AND state = 'idle in transaction'
+                    """, as: Int.self) == 1
+            }
+            let second = try await Self.psql(fleet, as: agent, request(nil))
+            #expect(second.status == 0, "\(second.error)")
+            _ = FileManager.default.createFile(atPath: go.path, contents: Data())
+            let third = try await snapshot
+            #expect(third.status != 0, "a third cluster past the quota of 2: \(third.output)")
+            #expect(third.error.contains("could not serialize access"), "\(third.error)")
+            #expect(
+                try await fleet.scalar("SELECT count(*)::int FROM clusters WHERE owner = \(agent)", as: Int.self) == 2)
         }
     }
 

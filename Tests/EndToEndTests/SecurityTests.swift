@@ -494,6 +494,8 @@ struct DatabaseTLSTests {
                 ("verify-full by name", url("localhost", "sslmode=verify-full&sslrootcert=\(ca)")),
                 ("verify-ca", url(host, "sslmode=verify-ca&sslrootcert=\(ca)")),
                 ("require", url(host, "sslmode=require")),
+                // No sslmode: the client's default is libpq's, prefer; this login may not connect without TLS.
+                ("no sslmode (prefer)", "postgres://flotilla_tls@\(host):\(port)/\(fleet.database)"),
             ] {
                 let list = try await fleet.run(["client", "list", "--json"], environment: ["DATABASE_URL": address])
                 #expect(list.status == 0, "client, \(what): \(list.stderr)")

@@ -206,6 +206,26 @@ struct DatabaseSettingsTests {
         #expect(pg == DatabaseSettings(host: "127.0.0.1", port: 5433, username: "bob", password: nil, database: "jobs"))
     }
 
+    @Test("the fleet's pools run with a statement timeout and a lock timeout; a client's pool without")
+    func fleetSessionLimits() async throws {
+        let db = try await TestDatabase.migrated()
+        func limits(_ configuration: PostgresClient.Configuration) async throws -> String {
+            let client = PostgresClient(configuration: configuration, backgroundLogger: TestDatabase.logger)
+            return try await withThrowingTaskGroup(of: String?.self) { group in
+                group.addTask {
+                    await client.run()
+                    return nil
+                }
+                defer { group.cancelAll() }
+                return try await client.scalar(
+                    "SELECT current_setting('statement_timeout') || ' ' || current_setting('lock_timeout')")
+            }
+        }
+        #expect(try await limits(db.settings.fleetClientConfiguration(maximumConnections: 1)) == "1min 10s")
+        #expect(try await limits(db.settings.leaseClientConfiguration(maximumConnections: 1)) == "1min 10s")
+        #expect(try await limits(db.settings.clientConfiguration(maximumConnections: 1)) == "0 0")
+    }
+
     @Test("a bad URL or port is refused without repeating the password")
     func refused() {
         let error = #expect(throws: QueueError.self) { try DatabaseSettings(url: "mysql://u:hunter2@h/db") }

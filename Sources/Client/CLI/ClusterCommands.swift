@@ -25,7 +25,7 @@ func withStore<T: Sendable>(
 ) async throws -> T {
     let logger = options.makeLogger()
     do {
-        let settings = try DatabaseSettings.fromEnvironment()
+        let settings = try DatabaseSettings.fromEnvironment(defaultSSLMode: .prefer)
         return try await settings.withClient(maximumConnections: 2, logger: logger) { client in
             try await body(ClusterAPI(client: client, logger: logger), settings)
         }

@@ -19,7 +19,7 @@ struct JobsCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = self.options.makeLogger()
         do {
-            let settings = try DatabaseSettings.fromEnvironment()
+            let settings = try DatabaseSettings.fromEnvironment(defaultSSLMode: .prefer)
             // Through the client API (api_job_counts, api_jobs): a client login reads no table.
             let (countByState, oldestRunnableAge, running, failed) = try await settings.withClient(
                 maximumConnections: 1, logger: logger

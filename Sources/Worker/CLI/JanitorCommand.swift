@@ -92,7 +92,7 @@ struct JanitorCommand: AsyncParsableCommand {
         let aws: AWSContext
         do { aws = try AWSContext.fromEnvironment(logger: logger) } catch { fail("cannot set up AWS: \(error)") }
         let client = PostgresClient(
-            configuration: try settings.clientConfiguration(maximumConnections: 4), backgroundLogger: logger)
+            configuration: try settings.fleetClientConfiguration(maximumConnections: 4), backgroundLogger: logger)
         let queue = JobQueue(client: client, logger: logger)
         let janitor = Janitor(
             settings: settings, store: ClusterStore(client: client, logger: logger), aws: aws,

@@ -109,7 +109,7 @@ struct RunCommand: AsyncParsableCommand {
         do { settings = try DatabaseSettings.fromEnvironment() } catch let error as QueueError { fail(error.message) }
 
         let client = PostgresClient(
-            configuration: try settings.clientConfiguration(maximumConnections: self.concurrency + 4),
+            configuration: try settings.fleetClientConfiguration(maximumConnections: self.concurrency + 4),
             backgroundLogger: logger)
         // Claims and heartbeats on connections of their own, committed without waiting for the disk.
         let leaseClient =

@@ -57,7 +57,7 @@ struct WebCommand: AsyncParsableCommand {
                 """)
         }
         let client = PostgresClient(
-            configuration: try settings.clientConfiguration(maximumConnections: 4), backgroundLogger: logger)
+            configuration: try settings.fleetClientConfiguration(maximumConnections: 4), backgroundLogger: logger)
         let feed = ChangeFeed(settings: settings, logger: logger)
         let web = Served(
             name: "the web page", address: address,

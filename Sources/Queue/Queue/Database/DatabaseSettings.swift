@@ -89,11 +89,17 @@ public struct DatabaseSettings: Sendable, Equatable {
     }
 
     /// Settings from the environment: `DATABASE_URL` first, then the `PG*` variables.
-    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws
-        -> DatabaseSettings
-    {
+    /// - Parameter defaultSSLMode: the `sslmode` when neither the URL nor `PGSSLMODE` names
+    ///   one. The `client` passes libpq's own default, `prefer`, so a CI agent's key travels
+    ///   over TLS whenever the server offers it.
+    public static func fromEnvironment(
+        _ environment: [String: String] = ProcessInfo.processInfo.environment, defaultSSLMode: SSLMode = .disable
+    ) throws -> DatabaseSettings {
         if let url = environment["DATABASE_URL"], !url.isEmpty {
-            return try DatabaseSettings(url: url)
+            var settings = try DatabaseSettings(url: url)
+            let named = URLComponents(string: url)?.queryItems?.contains { $0.name == "sslmode" } ?? false
+            if !named { settings.sslMode = defaultSSLMode }
+            return settings
         }
         var settings = DatabaseSettings()
         if let host = environment["PGHOST"], !host.isEmpty { settings.host = host }
@@ -108,7 +114,11 @@ public struct DatabaseSettings: Sendable, Equatable {
             ?? environment["USER"] ?? "postgres"
         settings.password = environment["PGPASSWORD"]
         settings.database = environment["PGDATABASE"].flatMap { $0.isEmpty ? nil : $0 }
-        if let mode = environment["PGSSLMODE"], !mode.isEmpty { settings.sslMode = try Self.parseSSLMode(mode) }
+        if let mode = environment["PGSSLMODE"], !mode.isEmpty {
+            settings.sslMode = try Self.parseSSLMode(mode)
+        } else {
+            settings.sslMode = defaultSSLMode
+        }
         settings.sslRootCertificate = environment["PGSSLROOTCERT"].flatMap { $0.isEmpty ? nil : $0 }
         return settings
     }
@@ -159,10 +169,25 @@ public struct DatabaseSettings: Sendable, Equatable {
         return configuration
     }
 
-    /// A pool for ``JobQueue/leaseClient``: claims and heartbeats, committed with
-    /// `synchronous_commit = off` (set at connection start, so no statement is added).
-    public func leaseClientConfiguration(maximumConnections: Int) throws -> PostgresClient.Configuration {
+    /// The session limits of the fleet's own pools (`worker run`, `worker janitor`, `worker
+    /// web`), set at connection start: no statement runs longer than a minute, and none waits
+    /// more than 10 s for a lock. A row a tenant holds in a transaction it left open then
+    /// costs a worker one failed step, retried, never a stuck one.
+    public static let fleetSessionLimits = [("statement_timeout", "60s"), ("lock_timeout", "10s")]
+
+    /// A pool for the fleet: ``clientConfiguration(maximumConnections:)`` with
+    /// ``fleetSessionLimits``.
+    public func fleetClientConfiguration(maximumConnections: Int) throws -> PostgresClient.Configuration {
         var configuration = try self.clientConfiguration(maximumConnections: maximumConnections)
+        configuration.options.additionalStartupParameters += Self.fleetSessionLimits
+        return configuration
+    }
+
+    /// A pool for ``JobQueue/leaseClient``: claims and heartbeats, committed with
+    /// `synchronous_commit = off` (set at connection start, so no statement is added), with
+    /// the fleet's session limits.
+    public func leaseClientConfiguration(maximumConnections: Int) throws -> PostgresClient.Configuration {
+        var configuration = try self.fleetClientConfiguration(maximumConnections: maximumConnections)
         configuration.options.additionalStartupParameters.append(("synchronous_commit", "off"))
         return configuration
     }

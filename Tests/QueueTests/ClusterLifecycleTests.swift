@@ -1,6 +1,8 @@
 import Foundation
 import PostgresNIO
 import Queue
+import Synchronization
+import TestSupport
 import Testing
 
 /// The cluster state machine and the convergence rules of migration 0003, against the real
@@ -44,6 +46,60 @@ struct ClusterLifecycleTests {
 
     static func claimProvision(_ queue: JobQueue) async throws -> ClaimedJob {
         try #require(try await queue.claim(kinds: [.provision], limit: 1, owner: "w").first)
+    }
+
+    @Test(
+        "an extend that returned is never followed by the expiry it prevented: the pass skips the row and decides again"
+    )
+    func extendRacingExpiry() async throws {
+        let db = try await TestDatabase.migrated()
+        try await db.withClient { client in
+            let store = ClusterStore(client: client, logger: TestDatabase.logger)
+            let (id, token) = try await Self.request(store)
+            try await client.query(
+                "UPDATE clusters SET state = 'provisioning' WHERE id = \(id)", logger: TestDatabase.logger)
+            try await client.query(
+                """
+                UPDATE clusters SET state = 'ready', ready_at = now(), expires_at = now() + interval '1 second'
+                WHERE id = \(id)
+                """, logger: TestDatabase.logger)
+            try await client.withConnection { extender in
+                // The extend has run (the row is locked, its answer on the way) but not committed...
+                try await extender.query("BEGIN", logger: TestDatabase.logger)
+                for try await _ in try await extender.query(
+                    "SELECT api_extend(\(id), \(token), 3600)", logger: TestDatabase.logger)
+                {}
+                // ...when the old expiry passes and the lifetime pass comes.
+                try await eventually("the old expiry passed") {
+                    try await Self.scalar(
+                        client, "SELECT clock_timestamp() > expires_at FROM clusters WHERE id = \(id)")
+                }
+                let finished = Mutex(false)
+                let pass = Task {
+                    defer { finished.withLock { $0 = true } }
+                    return try await store.startDueTeardowns()
+                }
+                // It skips the row (SKIP LOCKED), or waits for it; the extend commits either way.
+                try await eventually("the pass skipped the row or waits for it") {
+                    if finished.withLock({ $0 }) { return true }
+                    let waiting: Int = try await Self.scalar(
+                        client,
+                        """
+                        SELECT count(*)::int FROM pg_stat_activity
+                        WHERE datname = current_database() AND wait_event_type = 'Lock'
+                        """)
+                    return waiting > 0
+                }
+                try await extender.query("COMMIT", logger: TestDatabase.logger)
+                let started = try await pass.value
+                #expect(started.isEmpty, "the pass tore down a cluster whose extend had returned: \(started)")
+            }
+            #expect(try await store.startDueTeardowns().isEmpty, "no longer due")
+            #expect(try await Self.state(client, id) == "ready")
+            let left: Double = try await Self.scalar(
+                client, "SELECT extract(epoch FROM expires_at - now())::float8 FROM clusters WHERE id = \(id)")
+            #expect(left > 3000, "the extended expiry stands: \(left) s left")
+        }
     }
 
     @Test("transitions outside the state machine are refused by the database, whoever writes them")

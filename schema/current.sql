@@ -2584,6 +2584,7 @@ GRANT ALL ON FUNCTION public.api_wait_info(p_id text) TO flotilla_client;
 --
 
 REVOKE ALL ON FUNCTION public.api_yaml_mapping_problem(p_text text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.api_yaml_mapping_problem(p_text text) TO flotilla_worker;
 
 
 --

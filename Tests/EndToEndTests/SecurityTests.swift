@@ -431,6 +431,21 @@ struct SecurityTests {
             }
             let after = try await Self.psql(fleet, as: Fleet.workerLogin, "SELECT count(*) FROM schema_migrations")
             #expect(after.output == applied.output)
+
+            // What the fleet login runs reaches every function it needs, those added since too:
+            // a pool with a DC/OS config (the YAML check, added in 0011), refilled, then deleted.
+            let spec = Self.validRequest.replacingOccurrences(
+                of: "\"genconfFiles\"", with: "\"dcosConfig\":\"dns_search: example.com\\n\",\"genconfFiles\"")
+            let pool = try await Self.psql(
+                fleet, as: Fleet.workerLogin,
+                [
+                    "SELECT pool_set('fleet-login', '\(spec)', NULL, 1, 1, NULL, NULL)",
+                    "SELECT count(*) FROM pools_refill()", "SELECT pool_delete('fleet-login')",
+                ])
+            #expect(pool.status == 0, "\(pool.error)")
+            #expect(
+                pool.output.split(separator: "\n").last == "1", "one pool cluster built, then torn down: \(pool.output)"
+            )
         }
     }
 

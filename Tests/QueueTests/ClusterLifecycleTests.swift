@@ -102,6 +102,69 @@ struct ClusterLifecycleTests {
         }
     }
 
+    @Test("a pool cluster handed out while its pool is deleted stays with the one it was handed to")
+    func handOutRacingPoolDelete() async throws {
+        let db = try await TestDatabase.migrated()
+        try await db.withClient { client in
+            let spec =
+                #"{"masters":1,"agents":0,"publicAgents":0,"instanceType":"m4.large","adminLocation":"0.0.0.0/0","#
+                + #""installerURL":"http://127.0.0.1/dcos_generate_config.sh","genconfFiles":[]}"#
+            let request = String(spec.dropLast()) + #","lifetimeSeconds":3600}"#
+            for try await _ in try await client.query(
+                "SELECT pool_set('race', \(spec)::jsonb, NULL, 1, 1, NULL, NULL)", logger: TestDatabase.logger)
+            {}
+            for try await _ in try await client.query("SELECT * FROM pools_refill()", logger: TestDatabase.logger) {}
+            let id: String = try await Self.scalar(client, "SELECT id FROM clusters WHERE pool = 'race'")
+            // Built and health-checked: a spare ready to hand out (its provision job long gone).
+            try await client.query("DELETE FROM jobs WHERE cluster_id = \(id)", logger: TestDatabase.logger)
+            try await client.query(
+                "UPDATE clusters SET state = 'provisioning' WHERE id = \(id)", logger: TestDatabase.logger)
+            try await client.query(
+                """
+                UPDATE clusters SET state = 'ready', ready_at = now(), expires_at = now() + interval '1 hour',
+                                    healthy_until = now() + interval '1 hour'
+                WHERE id = \(id)
+                """, logger: TestDatabase.logger)
+            try await client.withConnection { agent in
+                // A CI job's request takes the spare; its answer is on the way, uncommitted...
+                try await agent.query("BEGIN", logger: TestDatabase.logger)
+                var taken: [String] = []
+                for try await (cluster, pool) in try await agent.query(
+                    "SELECT id, from_pool FROM api_request(NULL, NULL, \(request)::jsonb, 60)",
+                    logger: TestDatabase.logger
+                ).decode((String, String?).self) { taken.append("\(cluster) \(pool ?? "-")") }
+                #expect(taken == ["\(id) race"])
+                // ...when an operator deletes the pool. The hand-out's demand row (a foreign key
+                // to the pool) already holds the pool's row, which pool_delete locks first: the
+                // deletion waits for the hand-out and then sees the cluster taken.
+                let finished = Mutex(false)
+                let deletion = Task {
+                    defer { finished.withLock { $0 = true } }
+                    let rows = try await client.query("SELECT pool_delete('race')", logger: TestDatabase.logger)
+                    for try await count in rows.decode(Int.self) { return count }
+                    return -1
+                }
+                try await eventually("the deletion waits for the row or is done") {
+                    if finished.withLock({ $0 }) { return true }
+                    let waiting: Int = try await Self.scalar(
+                        client,
+                        """
+                        SELECT count(*)::int FROM pg_stat_activity
+                        WHERE datname = current_database() AND wait_event_type = 'Lock'
+                        """)
+                    return waiting > 0
+                }
+                try await agent.query("COMMIT", logger: TestDatabase.logger)
+                let tornDown = try await deletion.value
+                #expect(tornDown == 0, "the pool's deletion tore down the cluster just handed out")
+            }
+            #expect(try await Self.state(client, id) == "ready")
+            let handedOut: Bool = try await Self.scalar(
+                client, "SELECT handed_out_at IS NOT NULL FROM clusters WHERE id = \(id)")
+            #expect(handedOut)
+        }
+    }
+
     @Test("transitions outside the state machine are refused by the database, whoever writes them")
     func transitionsRefused() async throws {
         let db = try await TestDatabase.migrated()

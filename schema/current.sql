@@ -99,7 +99,7 @@ CREATE FUNCTION public.api_clusters(p_id text, p_owner text, p_state text, p_lim
            c.release_requested_at, c.last_error, c.created_at, c.destroyed_at, c.region, c.deployment, c.teardown_reason
     FROM clusters c
     WHERE (p_id IS NULL OR c.id = p_id) AND (p_owner IS NULL OR c.owner = p_owner)
-      AND (p_state IS NULL OR c.state = p_state)
+      AND (p_state IS NULL OR c.state = p_state) AND api_sees(c.owner)
     ORDER BY c.created_at DESC
     LIMIT least(greatest(coalesce(p_limit, 200), 1), 1000)
 $$;
@@ -115,6 +115,7 @@ CREATE FUNCTION public.api_events(p_id text, p_after bigint) RETURNS TABLE(id bi
     AS $$
     SELECT e.id, e.at, e.kind, e.detail::text FROM cluster_events e
     WHERE e.cluster_id = p_id AND e.id > coalesce(p_after, 0)
+      AND EXISTS (SELECT 1 FROM clusters c WHERE c.id = p_id AND api_sees(c.owner))
     ORDER BY e.id LIMIT 1000
 $$;
 
@@ -273,10 +274,12 @@ CREATE FUNCTION public.api_jobs() RETURNS TABLE(id bigint, kind text, cluster_id
     AS $$
     (SELECT j.id, j.kind, j.cluster_id, j.state, j.attempt, j.lease_owner,
             extract(epoch FROM now() - j.heartbeat_at)::float8, j.last_error
-     FROM jobs j WHERE j.state = 'running' ORDER BY j.started_at LIMIT 50)
+     FROM jobs j LEFT JOIN clusters c ON c.id = j.cluster_id
+     WHERE j.state = 'running' AND api_sees(coalesce(c.owner, '')) ORDER BY j.started_at LIMIT 50)
     UNION ALL
     (SELECT j.id, j.kind, j.cluster_id, j.state, j.attempt, j.lease_owner, NULL, j.last_error
-     FROM jobs j WHERE j.state = 'failed' ORDER BY j.finished_at DESC LIMIT 50)
+     FROM jobs j LEFT JOIN clusters c ON c.id = j.cluster_id
+     WHERE j.state = 'failed' AND api_sees(coalesce(c.owner, '')) ORDER BY j.finished_at DESC LIMIT 50)
 $$;
 
 
@@ -339,7 +342,7 @@ CREATE FUNCTION public.api_nodes(p_id text) RETURNS TABLE(role text, instance_id
     SET search_path TO 'public', 'pg_temp'
     AS $$
     SELECT n.role, n.instance_id, n.private_ip, n.public_ip, n.host_key FROM nodes n
-    WHERE n.cluster_id = p_id
+    WHERE n.cluster_id = p_id AND EXISTS (SELECT 1 FROM clusters c WHERE c.id = p_id AND api_sees(c.owner))
     ORDER BY array_position(ARRAY['bootstrap', 'master', 'slave', 'slave_public'], n.role), n.private_ip
 $$;
 
@@ -479,6 +482,19 @@ $$;
 
 
 --
+-- Name: api_sees(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.api_sees(p_owner text) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT p_owner = session_user
+        OR pg_has_role(session_user, 'flotilla_worker', 'MEMBER')
+        OR pg_has_role(session_user, 'flotilla_operator', 'MEMBER')
+$$;
+
+
+--
 -- Name: api_token_ok(text, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -595,6 +611,9 @@ CREATE FUNCTION public.api_wait_info(p_id text) RETURNS TABLE(job_state text, ah
 DECLARE
     j jobs;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM clusters c WHERE c.id = p_id AND api_sees(c.owner)) THEN
+        RETURN;
+    END IF;
     SELECT * INTO j FROM jobs WHERE kind = 'provision' AND jobs.cluster_id = p_id ORDER BY id DESC LIMIT 1;
     job_state := j.state;
     ahead := 0;
@@ -1253,7 +1272,7 @@ CREATE FUNCTION public.cost_report(p_since interval) RETURNS TABLE(owner text, i
     FROM clipped s
     JOIN clusters c ON c.id = s.id
     JOIN nodes n ON n.cluster_id = s.id
-    WHERE s.to_at > s.from_at
+    WHERE s.to_at > s.from_at AND api_sees(s.owner)
     GROUP BY 1, 2
     ORDER BY 1, 2;
 $$;
@@ -2552,6 +2571,14 @@ GRANT ALL ON FUNCTION public.api_release(p_id text, p_token text) TO flotilla_cl
 REVOKE ALL ON FUNCTION public.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text) TO flotilla_worker;
 GRANT ALL ON FUNCTION public.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text) TO flotilla_client;
+
+
+--
+-- Name: FUNCTION api_sees(p_owner text); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.api_sees(p_owner text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.api_sees(p_owner text) TO flotilla_worker;
 
 
 --

@@ -195,6 +195,23 @@ struct SecurityTests {
             }
             #expect(try await Self.counts(fleet) == before, "nothing changed")
 
+            // Another owner's cluster is not there for this login: not listed, no events, no
+            // wait estimate, no costs; its own are.
+            let others = try await Self.psql(
+                fleet, as: agent,
+                [
+                    "SELECT count(*) FROM api_clusters(NULL, NULL, NULL, 1000) WHERE owner <> current_user",
+                    "SELECT count(*) FROM api_clusters('\(theirs.id)', NULL, NULL, 10)",
+                    "SELECT count(*) FROM api_events('\(theirs.id)', 0)",
+                    "SELECT count(*) FROM api_wait_info('\(theirs.id)')",
+                    "SELECT count(*) FROM cost_report(interval '30 days') WHERE owner <> current_user",
+                    "SELECT count(*) > 0 FROM api_events('\(mine.id)', 0)",
+                ])
+            #expect(others.status == 0, "\(others.error)")
+            #expect(others.output.split(separator: "\n") == ["0", "0", "0", "0", "0", "t"], "\(others.output)")
+            let status = try await fleet.run(["client", "status", theirs.id], environment: ["PGUSER": agent])
+            #expect(status.status != 0 && status.stderr.contains("no cluster with id"), "\(status.stderr)")
+
             // Unicode is fine where text is free: a label in any script is recorded as given.
             let unicode = try await Self.psql(
                 fleet, as: agent, "SELECT id FROM api_request(NULL, 'équipe 🚀 «CI»', '\(Self.validRequest)', 60)")

@@ -80,7 +80,8 @@ struct ListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list", abstract: "List clusters, newest first.",
         discussion: "Examples:\n  client list --mine\n  client list --state ready --json")
-    @Flag(help: "Only clusters whose owner is you: the database login this client uses.") var mine = false
+    @Flag(help: "Only clusters whose owner is you (a client login sees only its own anyway; for fleet logins).")
+    var mine = false
     @Option(help: "Only clusters in this state: requested, provisioning, ready, failed, tearing_down, destroyed.")
     var state: String?
     @OptionGroup var options: ClientOptions

@@ -6,9 +6,11 @@
 --    lines at column 0, anything nested indented under them. A list, a scalar, a flow
 --    mapping ({a: 1}), tabs for indentation or a second document used to be recorded and then
 --    broke the install on the bootstrap node, minutes and dollars later. A leading "---" is
---    allowed (the worker drops it before merging). The rule is a strict subset of YAML: what it
---    accepts, PyYAML (which the DC/OS installer uses) reads as a mapping. Messages give the
---    line number and never the line, which may hold a secret.
+--    allowed (the worker drops it before merging). It checks the structure the merge depends
+--    on, with every line break YAML knows: the top-level keys, and under each only what its
+--    value leaves open (a nested block or a list after "key:", text after "key: |"). The
+--    values themselves are left to the installer. Messages give the line number and never the
+--    line, which may hold a secret.
 -- 2. The installer URL rule is the one the provisioner applies (it used to accept spaces
 --    after the host, and user:password@, which the worker then refused).
 
@@ -18,12 +20,23 @@ DECLARE
     number int := 0;
     keys int := 0;
     content int := 0;
+    -- What the last top-level key's value leaves open for the lines under it: 'block' (no
+    -- value yet, or only an anchor or tag: a nested mapping or a list follows), 'scalar'
+    -- (| or >: indented text follows), 'none' (the value is on the key's line).
+    opened text := 'none';
+    value text;
 BEGIN
     IF p_text IS NULL THEN
         RETURN NULL;
     END IF;
-    FOREACH line IN ARRAY string_to_array(replace(p_text, E'\r\n', E'\n'), E'\n') LOOP
+    -- Every line break YAML knows: CR LF, CR, NEL, LS, PS.
+    FOREACH line IN ARRAY string_to_array(regexp_replace(p_text, '\r\n?|[\u0085\u2028\u2029]', E'\n', 'g'), E'\n') LOOP
         number := number + 1;
+        -- Blank, comment-only, and (inside a block scalar) any text: YAML reads it as content.
+        IF opened = 'scalar' AND line ~ '^ ' THEN
+            content := content + 1;
+            CONTINUE;
+        END IF;
         CONTINUE WHEN line ~ '^[ \t]*(#.*)?$';
         content := content + 1;
         IF line ~ '^ *\t' THEN
@@ -35,13 +48,21 @@ BEGIN
         ELSIF line ~ '^ ' THEN
             IF keys = 0 THEN
                 RETURN format('line %s is indented, but no top-level key comes before it', number);
+            ELSIF opened = 'none' THEN
+                RETURN format('line %s is indented under a key whose value is already on its line', number);
             END IF;
         ELSIF line ~ '^-([ \t]|$)' THEN
             IF keys = 0 THEN
                 RETURN 'it is a YAML list, not a mapping';
+            ELSIF opened <> 'block' THEN
+                RETURN format('line %s is a list item under a key whose value is already given', number);
             END IF;
         ELSIF line ~ '^([A-Za-z0-9_][A-Za-z0-9_.-]*|"[^"]*"|''[^'']*'')[ \t]*:([ \t]|$)' THEN
             keys := keys + 1;
+            value := btrim(regexp_replace(line, '^([A-Za-z0-9_][A-Za-z0-9_.-]*|"[^"]*"|''[^'']*'')[ \t]*:', ''), E' \t');
+            opened := CASE WHEN value ~ '^([&!][^ \t]*[ \t]*)*(#.*)?$' THEN 'block'
+                           WHEN value ~ '^([&!][^ \t]*[ \t]+)*[|>][-+0-9]*[ \t]*(#.*)?$' THEN 'scalar'
+                           ELSE 'none' END;
         ELSE
             RETURN format('line %s is not a top-level "key: value" line', number);
         END IF;

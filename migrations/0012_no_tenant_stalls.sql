@@ -15,8 +15,11 @@
 --    heartbeat, key, logs, release) is closed by the server once it sits idle for 15 s, and
 --    waits at most 5 s for a lock. Set for the rest of that transaction only, from inside the
 --    function, so it holds for every login however it was made (role settings do not pass
---    through IN ROLE) and costs a well-behaved client nothing.
--- 3. An extend of a cluster whose expiry has passed is refused: its teardown is due.
+--    through IN ROLE) and costs a well-behaved client nothing. A call in a transaction that
+--    began more than 15 s earlier is refused (a loop of calls is never idle).
+-- 3. An extend of a cluster whose expiry has passed (by the clock, not the transaction's
+--    start) is refused: its teardown is due. It locks the row FOR NO KEY UPDATE, so events
+--    recorded meanwhile (a foreign key to the row) do not wait for it.
 
 CREATE OR REPLACE FUNCTION clusters_start_due_teardowns() RETURNS TABLE (cluster_id text, reason text)
 LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
@@ -33,6 +36,9 @@ BEGIN
         ORDER BY c.id
     LOOP
         BEGIN
+            -- In the order every function locks: the provision job, then the cluster.
+            PERFORM 1 FROM jobs WHERE kind = 'provision' AND jobs.cluster_id = candidate
+                                  AND state IN ('queued', 'running') FOR UPDATE;
             SELECT CASE WHEN c.state = 'ready' AND c.expires_at <= now() THEN 'expired'
                         WHEN c.holder_heartbeat_at + c.holder_timeout <= now() THEN 'holder-lost'
                         ELSE 'abandoned' END
@@ -44,7 +50,7 @@ BEGIN
                        AND c.abandon_at <= now())
                    OR (c.state IN ('requested', 'provisioning', 'ready')
                        AND c.holder_heartbeat_at + c.holder_timeout <= now()))
-            FOR UPDATE SKIP LOCKED;
+            FOR NO KEY UPDATE SKIP LOCKED;
             -- Locked by another session, or no longer due (extended, released, heartbeat).
             CONTINUE WHEN NOT FOUND;
             IF cluster_begin_teardown(candidate, why) = 'tearing_down' THEN
@@ -64,9 +70,14 @@ CREATE OR REPLACE FUNCTION api_holder(p_cluster text, p_token text) RETURNS text
 DECLARE
     current text;
 BEGIN
-    -- For the rest of the caller's transaction (2. above).
+    -- For the rest of the caller's transaction (2. above). A transaction kept busy (calls in
+    -- a loop) is not idle: one older than 15 s is refused here instead.
     PERFORM set_config('idle_in_transaction_session_timeout', '15s', true);
     PERFORM set_config('lock_timeout', '5s', true);
+    IF clock_timestamp() - now() > interval '15 seconds' THEN
+        RAISE EXCEPTION 'this transaction began % s ago: call the client API in short transactions (autocommit), so no cluster stays locked',
+                        round(extract(epoch FROM clock_timestamp() - now())) USING ERRCODE = 'FLT05';
+    END IF;
     IF p_cluster IS NULL OR p_cluster !~ '^c-[0-9a-f]{10}$' THEN
         PERFORM api_bad(format('''%s'' is not a cluster id (cluster ids look like c-0123456789; see `client list`)', left(coalesce(p_cluster, ''), 40)));
     END IF;
@@ -95,12 +106,13 @@ BEGIN
     IF p_seconds IS NULL OR p_seconds <= 0 OR p_seconds > 366 * 86400 THEN
         PERFORM api_bad('an extension must be positive, like 30m or 1h');
     END IF;
-    SELECT * INTO c FROM clusters WHERE id = p_id FOR UPDATE;
+    -- NO KEY: a foreign-key check (an event being recorded) does not wait for it.
+    SELECT * INTO c FROM clusters WHERE id = p_id FOR NO KEY UPDATE;
     rules := policy_for(c.owner);
     IF c.state <> 'ready' THEN
         RAISE EXCEPTION 'cluster % is %, not ready: only a ready cluster can be extended', p_id, c.state USING ERRCODE = 'FLT03';
     END IF;
-    IF c.expires_at <= now() THEN
+    IF c.expires_at <= clock_timestamp() THEN
         RAISE EXCEPTION 'cluster % expired at %: its teardown is due, so it can no longer be extended', p_id,
                         to_char(c.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') USING ERRCODE = 'FLT03';
     END IF;

@@ -137,12 +137,13 @@ BEGIN
     IF p_seconds IS NULL OR p_seconds <= 0 OR p_seconds > 366 * 86400 THEN
         PERFORM api_bad('an extension must be positive, like 30m or 1h');
     END IF;
-    SELECT * INTO c FROM clusters WHERE id = p_id FOR UPDATE;
+    -- NO KEY: a foreign-key check (an event being recorded) does not wait for it.
+    SELECT * INTO c FROM clusters WHERE id = p_id FOR NO KEY UPDATE;
     rules := policy_for(c.owner);
     IF c.state <> 'ready' THEN
         RAISE EXCEPTION 'cluster % is %, not ready: only a ready cluster can be extended', p_id, c.state USING ERRCODE = 'FLT03';
     END IF;
-    IF c.expires_at <= now() THEN
+    IF c.expires_at <= clock_timestamp() THEN
         RAISE EXCEPTION 'cluster % expired at %: its teardown is due, so it can no longer be extended', p_id,
                         to_char(c.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') USING ERRCODE = 'FLT03';
     END IF;
@@ -209,9 +210,14 @@ CREATE FUNCTION public.api_holder(p_cluster text, p_token text) RETURNS text
 DECLARE
     current text;
 BEGIN
-    -- For the rest of the caller's transaction (2. above).
+    -- For the rest of the caller's transaction (2. above). A transaction kept busy (calls in
+    -- a loop) is not idle: one older than 15 s is refused here instead.
     PERFORM set_config('idle_in_transaction_session_timeout', '15s', true);
     PERFORM set_config('lock_timeout', '5s', true);
+    IF clock_timestamp() - now() > interval '15 seconds' THEN
+        RAISE EXCEPTION 'this transaction began % s ago: call the client API in short transactions (autocommit), so no cluster stays locked',
+                        round(extract(epoch FROM clock_timestamp() - now())) USING ERRCODE = 'FLT05';
+    END IF;
     IF p_cluster IS NULL OR p_cluster !~ '^c-[0-9a-f]{10}$' THEN
         PERFORM api_bad(format('''%s'' is not a cluster id (cluster ids look like c-0123456789; see `client list`)', left(coalesce(p_cluster, ''), 40)));
     END IF;
@@ -643,12 +649,23 @@ DECLARE
     number int := 0;
     keys int := 0;
     content int := 0;
+    -- What the last top-level key's value leaves open for the lines under it: 'block' (no
+    -- value yet, or only an anchor or tag: a nested mapping or a list follows), 'scalar'
+    -- (| or >: indented text follows), 'none' (the value is on the key's line).
+    opened text := 'none';
+    value text;
 BEGIN
     IF p_text IS NULL THEN
         RETURN NULL;
     END IF;
-    FOREACH line IN ARRAY string_to_array(replace(p_text, E'\r\n', E'\n'), E'\n') LOOP
+    -- Every line break YAML knows: CR LF, CR, NEL, LS, PS.
+    FOREACH line IN ARRAY string_to_array(regexp_replace(p_text, '\r\n?|[\u0085\u2028\u2029]', E'\n', 'g'), E'\n') LOOP
         number := number + 1;
+        -- Blank, comment-only, and (inside a block scalar) any text: YAML reads it as content.
+        IF opened = 'scalar' AND line ~ '^ ' THEN
+            content := content + 1;
+            CONTINUE;
+        END IF;
         CONTINUE WHEN line ~ '^[ \t]*(#.*)?$';
         content := content + 1;
         IF line ~ '^ *\t' THEN
@@ -660,13 +677,21 @@ BEGIN
         ELSIF line ~ '^ ' THEN
             IF keys = 0 THEN
                 RETURN format('line %s is indented, but no top-level key comes before it', number);
+            ELSIF opened = 'none' THEN
+                RETURN format('line %s is indented under a key whose value is already on its line', number);
             END IF;
         ELSIF line ~ '^-([ \t]|$)' THEN
             IF keys = 0 THEN
                 RETURN 'it is a YAML list, not a mapping';
+            ELSIF opened <> 'block' THEN
+                RETURN format('line %s is a list item under a key whose value is already given', number);
             END IF;
         ELSIF line ~ '^([A-Za-z0-9_][A-Za-z0-9_.-]*|"[^"]*"|''[^'']*'')[ \t]*:([ \t]|$)' THEN
             keys := keys + 1;
+            value := btrim(regexp_replace(line, '^([A-Za-z0-9_][A-Za-z0-9_.-]*|"[^"]*"|''[^'']*'')[ \t]*:', ''), E' \t');
+            opened := CASE WHEN value ~ '^([&!][^ \t]*[ \t]*)*(#.*)?$' THEN 'block'
+                           WHEN value ~ '^([&!][^ \t]*[ \t]+)*[|>][-+0-9]*[ \t]*(#.*)?$' THEN 'scalar'
+                           ELSE 'none' END;
         ELSE
             RETURN format('line %s is not a top-level "key: value" line', number);
         END IF;
@@ -1214,6 +1239,9 @@ BEGIN
         ORDER BY c.id
     LOOP
         BEGIN
+            -- In the order every function locks: the provision job, then the cluster.
+            PERFORM 1 FROM jobs WHERE kind = 'provision' AND jobs.cluster_id = candidate
+                                  AND state IN ('queued', 'running') FOR UPDATE;
             SELECT CASE WHEN c.state = 'ready' AND c.expires_at <= now() THEN 'expired'
                         WHEN c.holder_heartbeat_at + c.holder_timeout <= now() THEN 'holder-lost'
                         ELSE 'abandoned' END
@@ -1225,7 +1253,7 @@ BEGIN
                        AND c.abandon_at <= now())
                    OR (c.state IN ('requested', 'provisioning', 'ready')
                        AND c.holder_heartbeat_at + c.holder_timeout <= now()))
-            FOR UPDATE SKIP LOCKED;
+            FOR NO KEY UPDATE SKIP LOCKED;
             -- Locked by another session, or no longer due (extended, released, heartbeat).
             CONTINUE WHEN NOT FOUND;
             IF cluster_begin_teardown(candidate, why) = 'tearing_down' THEN

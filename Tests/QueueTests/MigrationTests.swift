@@ -204,6 +204,18 @@ struct DatabaseSettingsTests {
             "PGHOST": "127.0.0.1", "PGPORT": "5433", "PGUSER": "bob", "PGDATABASE": "jobs",
         ])
         #expect(pg == DatabaseSettings(host: "127.0.0.1", port: 5433, username: "bob", password: nil, database: "jobs"))
+        // sslmode as libpq picks it: the URL's, else PGSSLMODE, else the caller's default.
+        let plainURL = "postgres://alice@db.internal/flotilla"
+        #expect(try DatabaseSettings.fromEnvironment(["DATABASE_URL": plainURL]).sslMode == .disable)
+        #expect(
+            try DatabaseSettings.fromEnvironment(["DATABASE_URL": plainURL], defaultSSLMode: .prefer).sslMode == .prefer
+        )
+        #expect(
+            try DatabaseSettings.fromEnvironment(
+                ["DATABASE_URL": plainURL, "PGSSLMODE": "require"], defaultSSLMode: .prefer
+            ).sslMode == .require)
+        #expect(
+            try DatabaseSettings.fromEnvironment(["PGHOST": "db.internal"], defaultSSLMode: .prefer).sslMode == .prefer)
     }
 
     @Test("the fleet's pools run with a statement timeout and a lock timeout; a client's pool without")

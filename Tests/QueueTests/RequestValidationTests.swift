@@ -41,6 +41,7 @@ struct RequestValidationTests {
             "# the team's settings\nsecurity: permissive\nmesos_container_log_sink: journald\n"
                 + "\"quoted key\": 1\n'single': 2\nnested:\n  deeper:\n    - a\n  other: |\n    text block\n",
             "telemetry_enabled: 'false'\r\noauth_enabled: false\r\n",
+            "ip_detect_contents: |\n  #!/bin/sh\n  \techo 10.0.0.1\n\nanchored: &defaults\n  x: 1\n",
         ]
         let refused: [(String, String)] = [
             ("- a\n- b\n", "it is a YAML list, not a mapping"),
@@ -52,9 +53,14 @@ struct RequestValidationTests {
             ("a: 1\n...\n", "line 2 starts or ends a YAML document"),
             ("a: 1\nsecret_password hunter2\n", "line 2 is not a top-level"),
             ("# comment\n---\n---\na: 1\n", "line 3 starts or ends a YAML document"),
+            ("a: 1\n- x\n", "line 2 is a list item under a key whose value is already given"),
+            ("a: 1\n  b: 2\n", "line 2 is indented under a key whose value is already on its line"),
+            ("# x\r- a\r- b\r", "it is a YAML list, not a mapping"),
+            ("a: 1\u{2028}---\u{2028}b: 2", "line 2 starts or ends a YAML document"),
+            ("text: |\n  ok\nafter: 1\n  stray: 2\n", "line 4 is indented under a key whose value"),
         ]
         let db = try await TestDatabase.migrated()
-        try await db.withClient(maximumConnections: 1) { client in
+        try await db.withClient { client in
             for yaml in accepted {
                 let refusal = try await Self.refusal(client, ["dcosConfig": yaml])
                 #expect(refusal == nil, "\(yaml.debugDescription): \(refusal ?? "")")
@@ -73,7 +79,7 @@ struct RequestValidationTests {
     @Test("an installer URL is http(s), a host, a port, printable ASCII: no spaces, no user:password@")
     func installerURL() async throws {
         let db = try await TestDatabase.migrated()
-        try await db.withClient(maximumConnections: 1) { client in
+        try await db.withClient { client in
             for url in InstallerURLCases.accepted {
                 let refusal = try await Self.refusal(client, ["installerURL": url])
                 #expect(refusal == nil, "\(url): \(refusal ?? "")")

@@ -26,7 +26,7 @@ enum DCOSConfig {
             ("ip_detect_public_filename", "ip_detect_public_filename: genconf/ip-detect-public"),
             ("fault_domain_detect_filename", "fault_domain_detect_filename: genconf/fault-domain-detect"),
         ]
-        guard let overrides = overrides.map(withoutDocumentStart),
+        guard let overrides = overrides.map({ withoutDocumentStart(withNewlines($0)) }),
             !overrides.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
         else {
             return generated.map(\.text).joined(separator: "\n") + "\n"
@@ -34,6 +34,17 @@ enum DCOSConfig {
         let overridden = topLevelKeys(of: overrides)
         generated.removeAll { overridden.contains($0.key) }
         return generated.map(\.text).joined(separator: "\n") + "\n" + overrides.trimmingCharacters(in: .newlines) + "\n"
+    }
+
+    /// The text with every line break YAML knows (CR LF, CR, NEL, LS, PS) as LF, as the
+    /// server reads it (api_yaml_mapping_problem). Swift's String treats CR LF as one
+    /// Character, so a split on "\n" alone would see a CR LF file as a single line.
+    static func withNewlines(_ text: String) -> String {
+        var result = text.replacingOccurrences(of: "\r\n", with: "\n")
+        for lineBreak in ["\r", "\u{85}", "\u{2028}", "\u{2029}"] {
+            result = result.replacingOccurrences(of: lineBreak, with: "\n")
+        }
+        return result
     }
 
     /// The overrides without a leading `---` line, which the server accepts (a YAML file often
@@ -46,7 +57,7 @@ enum DCOSConfig {
                 let trimmed = $0.trimmingCharacters(in: .whitespaces)
                 return !trimmed.isEmpty && !trimmed.hasPrefix("#")
             }),
-            lines[first].wholeMatch(of: /---[ \t]*(#.*)?\r?/) != nil
+            lines[first].wholeMatch(of: /---[ \t]*(#.*)?/) != nil
         else { return yaml }
         lines.remove(at: first)
         return lines.joined(separator: "\n")

@@ -97,8 +97,13 @@ public struct DatabaseSettings: Sendable, Equatable {
     ) throws -> DatabaseSettings {
         if let url = environment["DATABASE_URL"], !url.isEmpty {
             var settings = try DatabaseSettings(url: url)
+            // As libpq: the URL's sslmode, else PGSSLMODE, else the default.
             let named = URLComponents(string: url)?.queryItems?.contains { $0.name == "sslmode" } ?? false
-            if !named { settings.sslMode = defaultSSLMode }
+            if !named {
+                settings.sslMode =
+                    try environment["PGSSLMODE"].flatMap { $0.isEmpty ? nil : $0 }
+                    .map(Self.parseSSLMode) ?? defaultSSLMode
+            }
             return settings
         }
         var settings = DatabaseSettings()

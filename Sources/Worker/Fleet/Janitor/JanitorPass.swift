@@ -75,10 +75,10 @@ struct LifetimePass: JanitorPass {
         }
         // Woken again at the next deadline (an expiry a NOTIFY announced is honoured at once).
         // A deadline already past after this pass is a cluster the pass had to skip (its row
-        // held by another session): looked at again in a second, not in a tight loop.
+        // held by another session): looked at again in a quarter second, not in a tight loop.
         guard let next = try await self.store.nextExpiry() else { return self.interval }
         let wait = next.timeIntervalSinceNow
-        let until = wait > 0 ? Duration.milliseconds(Int64(wait * 1000) + 5) : .seconds(1)
+        let until = wait > 0 ? Duration.milliseconds(Int64(wait * 1000) + 5) : .milliseconds(250)
         return min(until, self.interval)
     }
 }

@@ -6,6 +6,8 @@
 -- costs; another owner's cluster is "no cluster with id" to it. The fleet and operators (and
 -- the owner) see everything, as before; operators read the operator_* views anyway. Queue
 -- depth (api_job_counts) and the median time to ready stay fleet-wide: they name no one.
+-- The token-checked functions (api_holder) answer "no cluster with id" for another owner's
+-- cluster too, not "the lease token does not match", which told that the id exists.
 
 -- Called from the SECURITY DEFINER functions below, which fix the search_path; no SET clause
 -- here, so the planner can inline it into their queries.
@@ -121,4 +123,35 @@ CREATE OR REPLACE FUNCTION cost_report(p_since interval) RETURNS TABLE(owner tex
     WHERE s.to_at > s.from_at AND api_sees(s.owner)
     GROUP BY 1, 2
     ORDER BY 1, 2;
+$$;
+
+CREATE OR REPLACE FUNCTION api_holder(p_cluster text, p_token text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    current text;
+    holder text;
+BEGIN
+    -- For the rest of the caller's transaction (0012, 2.). A transaction kept busy (calls in
+    -- a loop) is not idle: one older than 15 s is refused here instead.
+    PERFORM set_config('idle_in_transaction_session_timeout', '15s', true);
+    PERFORM set_config('lock_timeout', '5s', true);
+    IF clock_timestamp() - now() > interval '15 seconds' THEN
+        RAISE EXCEPTION 'this transaction began % s ago: call the client API in short transactions (autocommit), so no cluster stays locked',
+                        round(extract(epoch FROM clock_timestamp() - now())) USING ERRCODE = 'FLT05';
+    END IF;
+    IF p_cluster IS NULL OR p_cluster !~ '^c-[0-9a-f]{10}$' THEN
+        PERFORM api_bad(format('''%s'' is not a cluster id (cluster ids look like c-0123456789; see `client list`)', left(coalesce(p_cluster, ''), 40)));
+    END IF;
+    SELECT state, owner INTO current, holder FROM clusters WHERE id = p_cluster;
+    -- Another owner's cluster does not exist for a client: no answer may tell otherwise.
+    IF current IS NULL OR NOT api_sees(holder) THEN
+        RAISE EXCEPTION 'no cluster with id % (see `client list`)', p_cluster USING ERRCODE = 'FLT04';
+    END IF;
+    IF current = 'destroyed' THEN
+        RAISE EXCEPTION 'cluster % is destroyed; its key and token were erased', p_cluster USING ERRCODE = 'FLT03';
+    END IF;
+    IF NOT api_token_ok(p_cluster, p_token) THEN
+        RAISE EXCEPTION 'the lease token does not match cluster %; nothing was changed', p_cluster USING ERRCODE = '22023';
+    END IF;
+    RETURN current;
+END;
 $$;

@@ -209,8 +209,9 @@ CREATE FUNCTION public.api_holder(p_cluster text, p_token text) RETURNS text
     AS $_$
 DECLARE
     current text;
+    holder text;
 BEGIN
-    -- For the rest of the caller's transaction (2. above). A transaction kept busy (calls in
+    -- For the rest of the caller's transaction (0012, 2.). A transaction kept busy (calls in
     -- a loop) is not idle: one older than 15 s is refused here instead.
     PERFORM set_config('idle_in_transaction_session_timeout', '15s', true);
     PERFORM set_config('lock_timeout', '5s', true);
@@ -221,8 +222,9 @@ BEGIN
     IF p_cluster IS NULL OR p_cluster !~ '^c-[0-9a-f]{10}$' THEN
         PERFORM api_bad(format('''%s'' is not a cluster id (cluster ids look like c-0123456789; see `client list`)', left(coalesce(p_cluster, ''), 40)));
     END IF;
-    SELECT state INTO current FROM clusters WHERE id = p_cluster;
-    IF current IS NULL THEN
+    SELECT state, owner INTO current, holder FROM clusters WHERE id = p_cluster;
+    -- Another owner's cluster does not exist for a client: no answer may tell otherwise.
+    IF current IS NULL OR NOT api_sees(holder) THEN
         RAISE EXCEPTION 'no cluster with id % (see `client list`)', p_cluster USING ERRCODE = 'FLT04';
     END IF;
     IF current = 'destroyed' THEN

@@ -110,14 +110,17 @@ struct SecurityTests {
                 ("write a cluster", "UPDATE clusters SET owner = 'x'", "permission denied"),
                 ("forge the owner by role", "SET ROLE \(Self.otherAgent)", "permission denied"),
                 ("forge the owner by session", "SET SESSION AUTHORIZATION \(Self.otherAgent)", "permission denied"),
-                ("another's key without a token", "SELECT api_key('\(theirs.id)', NULL)", "lease token does not match"),
+                (
+                    "another's key without a token", "SELECT api_key('\(theirs.id)', NULL)",
+                    "no cluster with id \(theirs.id)"
+                ),
                 (
                     "another's key with my token", "SELECT api_key('\(theirs.id)', '\(mine.token)')",
-                    "lease token does not match"
+                    "no cluster with id \(theirs.id)"
                 ),
                 (
                     "another's release with my token", "SELECT api_release('\(theirs.id)', '\(mine.token)')",
-                    "lease token does not match"
+                    "no cluster with id \(theirs.id)"
                 ),
                 ("a worker function", "SELECT cluster_begin_teardown('\(theirs.id)', 'released')", "permission denied"),
                 ("cancel a job", "SELECT cancel_job(1)", "permission denied"),
@@ -132,7 +135,7 @@ struct SecurityTests {
                 ),
                 (
                     "another's heartbeat with my token", "SELECT api_heartbeat('\(theirs.id)', '\(mine.token)', 60)",
-                    "lease token does not match"
+                    "no cluster with id \(theirs.id)"
                 ),
                 (
                     "a bad pool mode", "SELECT * FROM api_request(NULL, NULL, '\(Self.validRequest)', 60, 'steal')",

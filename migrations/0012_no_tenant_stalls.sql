@@ -21,6 +21,21 @@
 --    start) is refused: its teardown is due. It locks the row FOR NO KEY UPDATE, so events
 --    recorded meanwhile (a foreign key to the row) do not wait for it.
 
+-- Why a cluster's teardown is due now, or NULL: the one statement of the rule. The pass's scan
+-- below spells the same conditions out so that the partial indexes on expires_at, abandon_at
+-- and holder_heartbeat_at serve it; the decision itself is this function's.
+CREATE FUNCTION cluster_due_reason(c clusters) RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN c.state = 'ready' AND c.expires_at <= now() THEN 'expired'
+        WHEN c.state IN ('requested', 'provisioning', 'ready') AND c.holder_heartbeat_at + c.holder_timeout <= now()
+            THEN 'holder-lost'
+        WHEN c.state IN ('requested', 'provisioning', 'ready') AND c.collected_at IS NULL AND c.abandon_at <= now()
+            THEN 'abandoned'
+    END
+$$;
+REVOKE EXECUTE ON FUNCTION cluster_due_reason(clusters) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cluster_due_reason(clusters) TO flotilla_worker;
+
 CREATE OR REPLACE FUNCTION clusters_start_due_teardowns() RETURNS TABLE (cluster_id text, reason text)
 LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
 #variable_conflict use_column
@@ -39,17 +54,8 @@ BEGIN
             -- In the order every function locks: the provision job, then the cluster.
             PERFORM 1 FROM jobs WHERE kind = 'provision' AND jobs.cluster_id = candidate
                                   AND state IN ('queued', 'running') FOR UPDATE;
-            SELECT CASE WHEN c.state = 'ready' AND c.expires_at <= now() THEN 'expired'
-                        WHEN c.holder_heartbeat_at + c.holder_timeout <= now() THEN 'holder-lost'
-                        ELSE 'abandoned' END
-            INTO why
-            FROM clusters c
-            WHERE c.id = candidate
-              AND ((c.state = 'ready' AND c.expires_at <= now())
-                   OR (c.state IN ('requested', 'provisioning', 'ready') AND c.collected_at IS NULL
-                       AND c.abandon_at <= now())
-                   OR (c.state IN ('requested', 'provisioning', 'ready')
-                       AND c.holder_heartbeat_at + c.holder_timeout <= now()))
+            SELECT cluster_due_reason(c) INTO why FROM clusters c
+            WHERE c.id = candidate AND cluster_due_reason(c) IS NOT NULL
             FOR NO KEY UPDATE SKIP LOCKED;
             -- Locked by another session, or no longer due (extended, released, heartbeat).
             CONTINUE WHEN NOT FOUND;

@@ -860,6 +860,23 @@ CREATE TABLE public.clusters (
 
 
 --
+-- Name: cluster_due_reason(public.clusters); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.cluster_due_reason(c public.clusters) RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT CASE
+        WHEN c.state = 'ready' AND c.expires_at <= now() THEN 'expired'
+        WHEN c.state IN ('requested', 'provisioning', 'ready') AND c.holder_heartbeat_at + c.holder_timeout <= now()
+            THEN 'holder-lost'
+        WHEN c.state IN ('requested', 'provisioning', 'ready') AND c.collected_at IS NULL AND c.abandon_at <= now()
+            THEN 'abandoned'
+    END
+$$;
+
+
+--
 -- Name: cluster_is_spare(public.clusters); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1244,17 +1261,8 @@ BEGIN
             -- In the order every function locks: the provision job, then the cluster.
             PERFORM 1 FROM jobs WHERE kind = 'provision' AND jobs.cluster_id = candidate
                                   AND state IN ('queued', 'running') FOR UPDATE;
-            SELECT CASE WHEN c.state = 'ready' AND c.expires_at <= now() THEN 'expired'
-                        WHEN c.holder_heartbeat_at + c.holder_timeout <= now() THEN 'holder-lost'
-                        ELSE 'abandoned' END
-            INTO why
-            FROM clusters c
-            WHERE c.id = candidate
-              AND ((c.state = 'ready' AND c.expires_at <= now())
-                   OR (c.state IN ('requested', 'provisioning', 'ready') AND c.collected_at IS NULL
-                       AND c.abandon_at <= now())
-                   OR (c.state IN ('requested', 'provisioning', 'ready')
-                       AND c.holder_heartbeat_at + c.holder_timeout <= now()))
+            SELECT cluster_due_reason(c) INTO why FROM clusters c
+            WHERE c.id = candidate AND cluster_due_reason(c) IS NOT NULL
             FOR NO KEY UPDATE SKIP LOCKED;
             -- Locked by another session, or no longer due (extended, released, heartbeat).
             CONTINUE WHEN NOT FOUND;
@@ -2674,6 +2682,14 @@ GRANT ALL ON FUNCTION public.cluster_begin_teardown_job(p_job bigint, p_token uu
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.clusters TO flotilla_worker;
+
+
+--
+-- Name: FUNCTION cluster_due_reason(c public.clusters); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.cluster_due_reason(c public.clusters) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.cluster_due_reason(c public.clusters) TO flotilla_worker;
 
 
 --

@@ -480,8 +480,9 @@ BEGIN
             now() + make_interval(secs => p_abandon_after_seconds));
     INSERT INTO cluster_secrets (cluster_id) VALUES (new_id);
     INSERT INTO cluster_tokens (cluster_id, token_hash) VALUES (new_id, sha256(convert_to(token, 'UTF8')));
-    INSERT INTO jobs (kind, cluster_id, payload, max_attempts, idempotency_key, priority)
-    VALUES ('provision', new_id, jsonb_build_object('cluster_id', new_id), 5, 'provision:' || new_id, 5);
+    INSERT INTO jobs (kind, cluster_id, payload, max_attempts, idempotency_key, priority, run_after)
+    VALUES ('provision', new_id, jsonb_build_object('cluster_id', new_id), 5, 'provision:' || new_id, 5,
+            provision_turn(who));
     INSERT INTO cluster_events (cluster_id, kind, detail) VALUES (new_id, 'requested', jsonb_build_object('owner', who));
     PERFORM api_check_quota(who, rules, nodes);
     RETURN QUERY SELECT new_id, token, true, NULL::text;
@@ -1642,6 +1643,36 @@ BEGIN
                                NEW.region, NEW.region));
     END IF;
     RETURN NEW;
+END;
+$$;
+
+
+--
+-- Name: provision_turn(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.provision_turn(p_owner text) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    own_last timestamptz;
+    head timestamptz;
+    serving int;
+BEGIN
+    SELECT max(j.run_after) INTO own_last
+    FROM clusters c JOIN jobs j ON j.cluster_id = c.id AND j.kind = 'provision'
+    WHERE c.owner = p_owner AND c.state = 'requested' AND j.state = 'queued' AND j.priority = 5;
+    IF own_last IS NOT NULL THEN
+        RETURN least(own_last + interval '1 microsecond', now());
+    END IF;
+    SELECT j.run_after INTO head FROM jobs j
+    WHERE j.state = 'queued' AND j.priority = 5 AND j.kind = 'provision' AND j.run_after <= now()
+    ORDER BY j.priority DESC, j.run_after, j.id LIMIT 1;
+    IF head IS NULL THEN
+        RETURN now();
+    END IF;
+    SELECT count(*) INTO serving FROM clusters c WHERE c.owner = p_owner AND c.state = 'provisioning';
+    RETURN least(head + make_interval(secs => (serving - 1) / 1e6), now());
 END;
 $$;
 
@@ -2948,6 +2979,13 @@ GRANT ALL ON FUNCTION public.pools_refill() TO flotilla_worker;
 --
 
 REVOKE ALL ON FUNCTION public.pools_require_build_region() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION provision_turn(p_owner text); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.provision_turn(p_owner text) FROM PUBLIC;
 
 
 --

@@ -26,7 +26,10 @@ func withStore<T: Sendable>(
     let logger = options.makeLogger()
     do {
         let settings = try DatabaseSettings.fromEnvironment(defaultSSLMode: .prefer)
-        return try await settings.withClient(maximumConnections: 2, logger: logger) { client in
+        // Connections close when idle (agentIdleTimeout): a waiting agent holds none between looks.
+        return try await settings.withClient(
+            maximumConnections: 2, idleTimeout: agentIdleTimeout, logger: logger
+        ) { client in
             try await body(ClusterAPI(client: client, logger: logger), settings)
         }
     } catch let error as QueueError {
@@ -225,9 +228,9 @@ struct WaitCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (id, json, timeout) = (self.id, self.options.json, ClusterRequest.parseDuration(self.timeout)!)
-        let ok = try await withStore(self.options) { store, settings in
+        let ok = try await withStore(self.options) { store, _ in
             _ = try await requireCluster(store, id)
-            let cluster = try await waitForCluster(id, store: store, settings: settings, timeout: timeout)
+            let cluster = try await waitForCluster(id, store: store, timeout: timeout)
             let nodes = try await store.nodes(clusterID: id)
             printAnswer(
                 json: json, ClusterOutput.json(cluster, nodes: nodes), text: ClusterOutput.text(cluster, nodes: nodes))
@@ -237,73 +240,68 @@ struct WaitCommand: AsyncParsableCommand {
     }
 }
 
-/// Waits for the cluster to become ready or fail, waking on its NOTIFYs (and polling),
-/// showing the phase and elapsed time: one updating line on a terminal, plain lines otherwise.
-func waitForCluster(_ id: String, store: ClusterAPI, settings: DatabaseSettings, timeout: Duration) async throws
-    -> ClusterRecord
-{
+/// Waits for the cluster to become ready or fail, showing the phase and elapsed time: one
+/// updating line on a terminal, plain lines otherwise.
+///
+/// Each look is one short connection (the client's pool closes a connection idle for
+/// ``agentIdleTimeout``), so an agent that is only waiting holds no connection between looks,
+/// and a cluster change wakes nobody. How often it looks follows what it waits for
+/// (``nextLook(after:state:ahead:)``): a request still queued behind others cannot be ready
+/// soon, a cluster being built can.
+func waitForCluster(_ id: String, store: ClusterAPI, timeout: Duration) async throws -> ClusterRecord {
     let start = ContinuousClock.now
     let terminal = isatty(STDERR_FILENO) == 1
-    // A cluster from a warm pool is ready at once: no LISTEN connection for it.
-    if let cluster = try await store.cluster(id: id), cluster.state == .ready || cluster.state.isFinal {
-        FileHandle.standardError.write(
-            Data("\(id): \(cluster.state)\(cluster.phase.map { " — \($0)" } ?? "") (0s)\n".utf8))
-        return cluster
+    var lastLine = ""
+    var interval = Duration.zero
+    while true {
+        guard let cluster = try await store.cluster(id: id) else {
+            throw QueueError(.notFound, "cluster \(id) vanished")
+        }
+        let elapsed = ClusterRequest.format(seconds: (ContinuousClock.now - start).seconds)
+        var line = "\(id): \(cluster.state)\(cluster.phase.map { " — \($0)" } ?? "") (\(elapsed))"
+        var ahead: Int?
+        if cluster.state == .requested || cluster.state == .provisioning,
+            let info = try? await store.waitInfo(clusterID: id)
+        {
+            line += waitEstimate(info, age: Date().timeIntervalSince(cluster.createdAt))
+            ahead = info.jobState == "queued" ? info.ahead : nil
+        }
+        if terminal {
+            FileHandle.standardError.write(Data("\r\u{1B}[2K\(line)".utf8))
+        } else if line.split(separator: "(").first != lastLine.split(separator: "(").first {
+            FileHandle.standardError.write(Data("\(line)\n".utf8))
+        }
+        lastLine = line
+        if cluster.state == .ready || cluster.state.isFinal {
+            if terminal && interval != .zero { FileHandle.standardError.write(Data("\n".utf8)) }
+            return cluster
+        }
+        if ContinuousClock.now - start > timeout {
+            if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+            throw QueueError(
+                .invalidInput,
+                "timed out after \(ClusterRequest.format(seconds: timeout.seconds)) waiting for \(id) "
+                    + "to be ready; it is \(cluster.state) (\(cluster.phase ?? "-"))")
+        }
+        interval = nextLook(after: interval, state: cluster.state, ahead: ahead)
+        // A little jitter, so that agents that started together do not look together.
+        try await Task.sleep(for: interval * Double.random(in: 0.5...1.5))
     }
-    let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-    let logger = Logger(label: "flotilla.client.wait")
-    return try await withThrowingTaskGroup(of: ClusterRecord?.self) { group in
-        group.addTask {
-            // LISTEN is a hint; the poll below is the floor.
-            await ClusterStore.watch(id, settings: settings, logger: logger) { wake.yield() }
-            return nil
-        }
-        group.addTask {
-            while !Task.isCancelled {
-                try await Task.sleep(for: .seconds(2))
-                wake.yield()
-            }
-            return nil
-        }
-        group.addTask {
-            var lastLine = ""
-            wake.yield()
-            for await _ in wakeups {
-                guard let cluster = try await store.cluster(id: id) else {
-                    throw QueueError(.notFound, "cluster \(id) vanished")
-                }
-                let elapsed = ClusterRequest.format(seconds: (ContinuousClock.now - start).seconds)
-                var line = "\(id): \(cluster.state)\(cluster.phase.map { " — \($0)" } ?? "") (\(elapsed))"
-                if cluster.state == .requested || cluster.state == .provisioning,
-                    let info = try? await store.waitInfo(clusterID: id)
-                {
-                    line += waitEstimate(info, age: Date().timeIntervalSince(cluster.createdAt))
-                }
-                if terminal {
-                    FileHandle.standardError.write(Data("\r\u{1B}[2K\(line)".utf8))
-                } else if line.split(separator: "(").first != lastLine.split(separator: "(").first {
-                    FileHandle.standardError.write(Data("\(line)\n".utf8))
-                }
-                lastLine = line
-                if cluster.state == .ready || cluster.state.isFinal {
-                    if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
-                    return cluster
-                }
-                if ContinuousClock.now - start > timeout {
-                    throw QueueError(
-                        .invalidInput,
-                        "timed out after \(ClusterRequest.format(seconds: timeout.seconds)) waiting for \(id) "
-                            + "to be ready; it is \(cluster.state) (\(cluster.phase ?? "-"))")
-                }
-            }
-            return nil
-        }
-        defer { group.cancelAll() }
-        while let result = try await group.next() {
-            if let cluster = result { return cluster }
-        }
-        throw CancellationError()
-    }
+}
+
+/// How long a client's pooled connection stays open unused: long enough to serve one look's
+/// two queries, short enough that it is closed between looks.
+let agentIdleTimeout = Duration.milliseconds(50)
+
+/// The pause before the next look. A cluster being built, or next in line, is looked at
+/// every 2 s; a request with others ahead of it backs off from 1 s to 10 s (it has to be
+/// claimed and built before it can be ready). The cost to the server is then about one
+/// short connection per 10 s for each queued agent, and one per 2 s for each cluster being
+/// built (bounded by the fleet's worker slots, not by the number of agents).
+func nextLook(after previous: Duration, state: ClusterState, ahead: Int?) -> Duration {
+    if state == .provisioning || ahead == 0 { return .seconds(2) }
+    if previous == .zero { return .seconds(1) }
+    return min(previous * 2, .seconds(10))
 }
 
 func writeKey(_ key: String, to path: String) throws {

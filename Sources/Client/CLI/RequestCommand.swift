@@ -87,7 +87,7 @@ struct RequestCommand: AsyncParsableCommand {
             requestID: self.requestID ?? "auto-" + UUID().uuidString.lowercased(), label: self.label,
             request: json, abandonAfter: timeout + .seconds(15), poolMode: self.pool.mode)
         let (noWait, asJSON, keyOut, keep) = (self.noWait, self.options.json, self.keyOut, self.keepOnFailure)
-        let status = try await withStore(self.options) { store, settings -> Int32 in
+        let status = try await withStore(self.options) { store, _ -> Int32 in
             // What this invocation is responsible for, once the request is recorded.
             let made = Responsibility()
             do {
@@ -111,7 +111,7 @@ struct RequestCommand: AsyncParsableCommand {
                         return 0
                     }
                     return try await Self.waitAndCollect(
-                        id: id, token: token, store: store, settings: settings, timeout: timeout,
+                        id: id, token: token, store: store, timeout: timeout,
                         keyOut: keyOut, asJSON: asJSON) ? 0 : 1
                 }
             } catch {
@@ -153,10 +153,10 @@ struct RequestCommand: AsyncParsableCommand {
 
     /// Waits for the cluster, writes its key and prints it. Returns whether it is ready.
     static func waitAndCollect(
-        id: String, token: String, store: ClusterAPI, settings: DatabaseSettings, timeout: Duration,
+        id: String, token: String, store: ClusterAPI, timeout: Duration,
         keyOut: String?, asJSON: Bool
     ) async throws -> Bool {
-        let cluster = try await waitForCluster(id, store: store, settings: settings, timeout: timeout)
+        let cluster = try await waitForCluster(id, store: store, timeout: timeout)
         let nodes = try await store.nodes(clusterID: id)
         var keyPath: String?
         if cluster.state == .ready {

@@ -87,7 +87,7 @@ struct RunCommand: AsyncParsableCommand {
             request: String(decoding: try JSONEncoder().encode(request), as: UTF8.self),
             abandonAfter: timeout + .seconds(15), poolMode: self.pool.mode)
         let (command, keyOut) = (self.command, self.keyOut)
-        let status = try await withStore(self.options) { store, settings -> Int32 in
+        let status = try await withStore(self.options) { store, _ -> Int32 in
             let made = Responsibility()
             let keyFolder = keyOut == nil ? try makePrivateFolder() : nil
             defer { if let keyFolder { try? FileManager.default.removeItem(atPath: keyFolder) } }
@@ -106,7 +106,7 @@ struct RunCommand: AsyncParsableCommand {
                             return nil
                         }
                         defer { group.cancelAll() }
-                        let cluster = try await waitForCluster(id, store: store, settings: settings, timeout: timeout)
+                        let cluster = try await waitForCluster(id, store: store, timeout: timeout)
                         guard cluster.state == .ready else {
                             let reason = cluster.lastError.map { ": \($0)" } ?? ""
                             throw QueueError(

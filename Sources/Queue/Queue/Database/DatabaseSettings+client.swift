@@ -4,9 +4,12 @@ import PostgresNIO
 extension DatabaseSettings {
     /// Runs `body` with a running `PostgresClient`, then shuts the client down. For
     /// short-lived commands (`worker migrate`, `client …`); long-lived processes put the
-    /// client in their `ServiceGroup` instead.
+    /// client in their `ServiceGroup` instead. With `idleTimeout`, a connection left unused
+    /// that long is closed (and no keep-alive query runs): a command that mostly waits holds
+    /// no connection between its queries.
     public func withClient<T: Sendable>(
         maximumConnections: Int = 4,
+        idleTimeout: Duration? = nil,
         logger: Logger,
         _ body: @Sendable (PostgresClient) async throws -> T
     ) async throws -> T {
@@ -16,9 +19,12 @@ extension DatabaseSettings {
         poolLogger.logLevel = max(logger.logLevel, .error)
         // The pool retries a refused connection for ever; a person wants to hear at once.
         try await self.checkReachable(logger: logger)
-        let client = PostgresClient(
-            configuration: try self.clientConfiguration(maximumConnections: maximumConnections),
-            backgroundLogger: poolLogger)
+        var configuration = try self.clientConfiguration(maximumConnections: maximumConnections)
+        if let idleTimeout {
+            configuration.options.connectionIdleTimeout = idleTimeout
+            configuration.options.keepAliveBehavior = nil
+        }
+        let client = PostgresClient(configuration: configuration, backgroundLogger: poolLogger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 await client.run()

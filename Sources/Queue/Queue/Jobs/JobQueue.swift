@@ -407,8 +407,10 @@ public struct JobQueue: Sendable {
 /// The claim: one statement. The inner `SELECT … FOR UPDATE SKIP LOCKED` walks
 /// `jobs_claim_idx` (runnable rows only, in claim order) and skips rows another claimer
 /// holds; the outer `UPDATE` starts the lease with a fresh token and counts the attempt.
+/// The wait it reports runs from when the job became runnable: `run_after`, or `created_at`
+/// for a provision job whose fair turn (migration 0016) put `run_after` before its creation.
 struct ClaimStatement: PostgresPreparedStatement {
-    static let name = "flotilla_claim_v2"
+    static let name = "flotilla_claim_v3"
     static let sql = """
         WITH next AS (
             SELECT id FROM jobs
@@ -430,7 +432,7 @@ struct ClaimStatement: PostgresPreparedStatement {
         WHERE jobs.id = next.id
         RETURNING jobs.id, jobs.kind, jobs.payload::text, jobs.attempt, jobs.max_attempts,
                   jobs.lease_token, jobs.lease_expires_at, jobs.created_at,
-                  extract(epoch FROM now() - jobs.run_after)::float8
+                  extract(epoch FROM now() - greatest(jobs.run_after, jobs.created_at))::float8
         """
     typealias Row = (Int64, String, String, Int, Int, UUID, Date, Date, Double)
 

@@ -1,0 +1,131 @@
+import Foundation
+import PostgresNIO
+import Queue
+import TestSupport
+import Testing
+import Timing
+
+/// One fleet, many teams: the provision queue serves owners in turn, and agents that only
+/// wait cost the server no connection of their own.
+@Suite("A shared service: fair turns, and waiting agents that hold no connection", .timeLimit(.minutes(10)))
+struct SharedServiceTests {
+    /// The owners of the queued provision jobs, in the order a worker claims them.
+    static func claimOrder(_ fleet: Fleet) async throws -> [String] {
+        let owners = try await fleet.scalar(
+            """
+            SELECT coalesce(string_agg(c.owner, ' ' ORDER BY j.priority DESC, j.run_after, j.id), '')
+            FROM jobs j JOIN clusters c ON c.id = j.cluster_id
+            WHERE j.kind = 'provision' AND j.state = 'queued'
+            """, as: String.self)
+        return owners.split(separator: " ").map(String.init)
+    }
+
+    @Test("two owners: one with 50 queued requests, one with 1; the single request starts next")
+    func fairTurns() async throws {
+        try await Fleet.with { fleet in
+            try await SecurityTests.makeLogins(fleet)
+            let (heavy, light) = (Fleet.clientLogin, SecurityTests.otherAgent)
+            try await fleet.execute(
+                """
+                INSERT INTO policy (owner, max_lifetime, max_total_lifetime, max_nodes, max_clusters, max_total_nodes)
+                VALUES (\(heavy), interval '12 hours', interval '24 hours', 100, 60, 100)
+                """)
+            // One team queues 50 requests (one transaction: the worst case, all at one now()).
+            let fifty = try await SecurityTests.psql(
+                fleet, as: heavy,
+                "SELECT count(*) FROM generate_series(1, 50) AS n, "
+                    + "LATERAL api_request(NULL, 'batch ' || n, '\(SecurityTests.validRequest)', 600)")
+            #expect(fifty.status == 0 && fifty.output.contains("50"), "\(fifty.error)")
+            // Then another team asks for one, through the client.
+            let single = try await SecurityTests.request(fleet, as: light)
+            let order = try await Self.claimOrder(fleet)
+            #expect(order.count == 51 && order.first == light, "claim order: \(order.prefix(5))")
+            let ahead = try await SecurityTests.psql(
+                fleet, as: light, "SELECT ahead FROM api_wait_info('\(single.id)')")
+            #expect(
+                ahead.output.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(ahead.output) \(ahead.error)")
+
+            // A real worker, one job at a time: the single request is the first it starts.
+            let worker = try fleet.start(["run", "--concurrency", "1", "--kinds", "provision,teardown"])
+            let firstTwo = """
+                SELECT coalesce(string_agg(c.id, ' ' ORDER BY j.started_at), '')
+                FROM jobs j JOIN clusters c ON c.id = j.cluster_id
+                WHERE j.kind = 'provision' AND j.started_at IS NOT NULL
+                """
+            try await eventually("two provision jobs started", timeout: .seconds(120)) {
+                try await fleet.scalar(PostgresQuery(unsafeSQL: firstTwo), as: String.self)
+                    .split(separator: " ").count >= 2
+            }
+            let started = try await fleet.scalar(PostgresQuery(unsafeSQL: firstTwo), as: String.self)
+                .split(separator: " ").map(String.init)
+            let heavyFirst = try await fleet.scalar(
+                """
+                SELECT c.id FROM clusters c JOIN jobs j ON j.cluster_id = c.id AND j.kind = 'provision'
+                WHERE c.owner = \(heavy) ORDER BY j.id LIMIT 1
+                """, as: String.self)
+            #expect(Array(started.prefix(2)) == [single.id, heavyFirst], "started: \(started)\n\(fleet.workerLogs())")
+
+            // Everything released; a second worker helps tear it all down, and nothing is left.
+            try fleet.start(["run", "--concurrency", "8", "--kinds", "teardown"])
+            try await fleet.execute(
+                """
+                SELECT cluster_begin_teardown(id, 'released') FROM clusters
+                WHERE state IN ('requested', 'provisioning', 'ready')
+                """)
+            try await eventually("every cluster destroyed", timeout: .seconds(240)) {
+                try await fleet.scalar("SELECT count(*) FROM clusters WHERE state <> 'destroyed'", as: Int.self) == 0
+            }
+            for id in started { try await fleet.expectNothingLeft(id) }
+            await fleet.stopProcess(worker)
+        }
+    }
+
+    @Test("30 agents waiting for one cluster hold no connection between looks, and each sees it ready within seconds")
+    func waitingAgentsHoldNoConnection() async throws {
+        try await Fleet.with { fleet in
+            // Next in line, with no worker: the agents look at their quickest (every 2 s).
+            let cluster = try await SecurityTests.request(fleet, as: Fleet.clientLogin)
+            let agents = try (0..<30).map { _ in
+                try fleet.startInBackground(["client", "wait", cluster.id, "--timeout", "5m"])
+            }
+            try await eventually("every agent looked once", timeout: .seconds(60)) {
+                agents.allSatisfy { $0.stderrSoFar().contains("\(cluster.id): requested") }
+            }
+            // The agents' connections, sampled for 6 s (each used to hold 3: two pooled and a LISTEN).
+            var samples: [Int] = []
+            let until = ContinuousClock.now + .seconds(6)
+            while ContinuousClock.now < until {
+                samples.append(
+                    try await fleet.scalar(
+                        "SELECT count(*)::int FROM pg_stat_activity WHERE usename = \(Fleet.clientLogin)", as: Int.self)
+                )
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let peak = samples.max() ?? 0
+            let mean = Double(samples.reduce(0, +)) / Double(max(samples.count, 1))
+            print(
+                "measured: 30 waiting agents held at most \(peak) connections "
+                    + "(mean \(mean) over \(samples.count) samples)"
+            )
+            #expect(peak < 15, "30 waiting agents held \(peak) connections at once")
+            let stillWaiting = agents.filter(\.isRunning).count
+            #expect(stillWaiting == 30)
+
+            // Ready: every agent notices within a few looks, and exits 0.
+            try await fleet.execute("UPDATE clusters SET state = 'provisioning' WHERE id = \(cluster.id)")
+            try await fleet.execute(
+                """
+                UPDATE clusters SET state = 'ready', ready_at = now(), expires_at = now() + interval '1 hour'
+                WHERE id = \(cluster.id)
+                """)
+            let ready = ContinuousClock.now
+            var noticed: [Double] = []
+            for agent in agents {
+                let run = await agent.finish(within: .seconds(30))
+                #expect(run?.status == 0, "\(run?.stderr ?? "still waiting 30 s after ready")")
+                noticed.append((ContinuousClock.now - ready).seconds)
+            }
+            print("measured: the last of 30 agents exited \(noticed.max() ?? 0) s after ready")
+        }
+    }
+}

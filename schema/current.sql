@@ -49,9 +49,11 @@ CREATE TABLE public.policy (
     max_nodes integer NOT NULL,
     max_clusters integer NOT NULL,
     max_total_nodes integer NOT NULL,
+    max_provision_time interval DEFAULT '02:00:00'::interval NOT NULL,
     CONSTRAINT policy_max_clusters_check CHECK ((max_clusters >= 0)),
     CONSTRAINT policy_max_lifetime_check CHECK ((max_lifetime > '00:00:00'::interval)),
     CONSTRAINT policy_max_nodes_check CHECK (((max_nodes >= 1) AND (max_nodes <= 100))),
+    CONSTRAINT policy_max_provision_time_check CHECK (((max_provision_time > '00:00:00'::interval) AND (max_provision_time <= '7 days'::interval))),
     CONSTRAINT policy_max_total_lifetime_check CHECK ((max_total_lifetime > '00:00:00'::interval)),
     CONSTRAINT policy_max_total_nodes_check CHECK ((max_total_nodes >= 0)),
     CONSTRAINT policy_owner_check CHECK (((length(owner) >= 1) AND (length(owner) <= 200)))
@@ -846,6 +848,7 @@ CREATE TABLE public.clusters (
     holder_timeout interval,
     expiry_tagged_at timestamp with time zone,
     expiry_tag_failed_at timestamp with time zone,
+    provision_deadline timestamp with time zone,
     CONSTRAINT clusters_agents_check CHECK ((agents >= 0)),
     CONSTRAINT clusters_holder_timeout_check CHECK (((holder_timeout >= '00:00:02'::interval) AND (holder_timeout <= '01:00:00'::interval))),
     CONSTRAINT clusters_id_check CHECK ((id ~ '^c-[0-9a-f]{10}$'::text)),
@@ -873,6 +876,9 @@ CREATE FUNCTION public.cluster_due_reason(c public.clusters) RETURNS text
             THEN 'holder-lost'
         WHEN c.state IN ('requested', 'provisioning', 'ready') AND c.collected_at IS NULL AND c.abandon_at <= now()
             THEN 'abandoned'
+        WHEN c.state IN ('requested', 'provisioning') AND c.region IS NOT NULL AND NOT region_live(c.region)
+            THEN 'no-worker'
+        WHEN c.state IN ('requested', 'provisioning') AND c.provision_deadline <= now() THEN 'provision-deadline'
     END
 $$;
 
@@ -1181,7 +1187,11 @@ CREATE FUNCTION public.clusters_next_deadline() RETURNS timestamp with time zone
         (SELECT min(holder_heartbeat_at + holder_timeout) FROM clusters
          WHERE holder_heartbeat_at IS NOT NULL AND state IN ('requested', 'provisioning', 'ready')),
         (SELECT min(w) FROM clusters c, LATERAL (VALUES (c.expires_at - interval '30 minutes'), (c.expires_at - interval '10 minutes')) v(w)
-         WHERE c.state = 'ready' AND NOT cluster_is_spare(c) AND w > now()))
+         WHERE c.state = 'ready' AND NOT cluster_is_spare(c) AND w > now()),
+        (SELECT min(provision_deadline) FROM clusters WHERE state IN ('requested', 'provisioning')),
+        (SELECT min(b.live_until) FROM build_regions b
+         WHERE b.live_until > now()
+           AND EXISTS (SELECT 1 FROM clusters c WHERE c.region = b.region AND c.state IN ('requested', 'provisioning'))))
 $$;
 
 
@@ -1239,6 +1249,21 @@ $$;
 
 
 --
+-- Name: clusters_set_provision_deadline(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.clusters_set_provision_deadline() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    NEW.provision_deadline := coalesce(NEW.provision_deadline, now() + (policy_for(NEW.owner)).max_provision_time);
+    RETURN NEW;
+END;
+$$;
+
+
+--
 -- Name: clusters_start_due_teardowns(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1250,23 +1275,47 @@ CREATE FUNCTION public.clusters_start_due_teardowns() RETURNS TABLE(cluster_id t
 DECLARE
     candidate text;
     why text;
+    c clusters;
+    message text;
 BEGIN
+    -- One branch per rule, each served by its partial index (the last two by the small
+    -- clusters_provision_deadline_idx: requested and provisioning clusters only).
     FOR candidate IN
-        SELECT c.id FROM clusters c
-        WHERE (c.state = 'ready' AND c.expires_at <= now())
-           OR (c.state IN ('requested', 'provisioning', 'ready') AND c.collected_at IS NULL AND c.abandon_at <= now())
-           OR (c.state IN ('requested', 'provisioning', 'ready') AND c.holder_heartbeat_at + c.holder_timeout <= now())
-        ORDER BY c.id
+        SELECT x.id FROM clusters x WHERE x.state = 'ready' AND x.expires_at <= now()
+        UNION
+        SELECT x.id FROM clusters x
+        WHERE x.state IN ('requested', 'provisioning', 'ready') AND x.collected_at IS NULL AND x.abandon_at <= now()
+        UNION
+        SELECT x.id FROM clusters x
+        WHERE x.state IN ('requested', 'provisioning', 'ready') AND x.holder_heartbeat_at + x.holder_timeout <= now()
+        UNION
+        SELECT x.id FROM clusters x WHERE x.state IN ('requested', 'provisioning') AND x.provision_deadline <= now()
+        UNION
+        SELECT x.id FROM clusters x
+        WHERE x.state IN ('requested', 'provisioning') AND x.region IS NOT NULL AND NOT region_live(x.region)
+        ORDER BY 1
     LOOP
         BEGIN
             -- In the order every function locks: the provision job, then the cluster.
             PERFORM 1 FROM jobs WHERE kind = 'provision' AND jobs.cluster_id = candidate
                                   AND state IN ('queued', 'running') FOR UPDATE;
-            SELECT cluster_due_reason(c) INTO why FROM clusters c
-            WHERE c.id = candidate AND cluster_due_reason(c) IS NOT NULL
+            SELECT * INTO c FROM clusters x WHERE x.id = candidate AND cluster_due_reason(x) IS NOT NULL
             FOR NO KEY UPDATE SKIP LOCKED;
-            -- Locked by another session, or no longer due (extended, released, heartbeat).
+            -- Locked by another session, or no longer due (extended, released, heartbeat, built).
             CONTINUE WHEN NOT FOUND;
+            why := cluster_due_reason(c);
+            IF why IN ('no-worker', 'provision-deadline') THEN
+                message := CASE why
+                    WHEN 'no-worker' THEN format('no live worker in region %s (the last one beat %s)', c.region,
+                        coalesce((SELECT to_char(b.live_until, 'YYYY-MM-DD HH24:MI:SS TZ') || ' at the latest'
+                                  FROM build_regions b WHERE b.region = c.region), 'never'))
+                    ELSE format('not ready by its provisioning deadline, %s after the request (policy max_provision_time)',
+                                date_trunc('second', c.provision_deadline - c.created_at))
+                END;
+                UPDATE clusters SET state = 'failed', last_error = message WHERE id = candidate;
+                INSERT INTO cluster_events (cluster_id, kind, detail)
+                VALUES (candidate, 'failed', jsonb_build_object('error', message, 'reason', why));
+            END IF;
             IF cluster_begin_teardown(candidate, why) = 'tearing_down' THEN
                 cluster_id := candidate;
                 reason := why;
@@ -1678,13 +1727,38 @@ $$;
 
 
 --
+-- Name: region_live(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.region_live(p_region text) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT EXISTS (SELECT 1 FROM build_regions WHERE region = p_region AND live_until > now())
+$$;
+
+
+--
+-- Name: worker_beat(text, text, interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.worker_beat(p_region text, p_image text, p_grace interval) RETURNS void
+    LANGUAGE sql
+    AS $$
+    INSERT INTO build_regions (region, image, live_until) VALUES (p_region, p_image, now() + p_grace)
+    ON CONFLICT (region) DO UPDATE SET image = EXCLUDED.image, seen_at = now(),
+                                       live_until = greatest(build_regions.live_until, EXCLUDED.live_until)
+$$;
+
+
+--
 -- Name: build_regions; Type: TABLE; Schema: public; Owner: -
 --
 
 CREATE TABLE public.build_regions (
     region text NOT NULL,
     image text NOT NULL,
-    seen_at timestamp with time zone DEFAULT now() NOT NULL
+    seen_at timestamp with time zone DEFAULT now() NOT NULL,
+    live_until timestamp with time zone
 );
 
 
@@ -2301,6 +2375,13 @@ CREATE INDEX clusters_pool_idx ON public.clusters USING btree (pool, spec_hash, 
 
 
 --
+-- Name: clusters_provision_deadline_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX clusters_provision_deadline_idx ON public.clusters USING btree (provision_deadline) WHERE (state = ANY (ARRAY['requested'::text, 'provisioning'::text]));
+
+
+--
 -- Name: clusters_unsettled_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -2368,6 +2449,13 @@ CREATE TRIGGER clusters_guard_transition BEFORE UPDATE OF state ON public.cluste
 --
 
 CREATE TRIGGER clusters_notify_change AFTER INSERT OR UPDATE OF state, phase, expires_at, release_requested_at ON public.clusters FOR EACH ROW EXECUTE FUNCTION public.clusters_notify();
+
+
+--
+-- Name: clusters clusters_provision_deadline; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER clusters_provision_deadline BEFORE INSERT ON public.clusters FOR EACH ROW EXECUTE FUNCTION public.clusters_set_provision_deadline();
 
 
 --
@@ -2860,6 +2948,13 @@ GRANT ALL ON FUNCTION public.clusters_reconcile(retry_after interval) TO flotill
 
 
 --
+-- Name: FUNCTION clusters_set_provision_deadline(); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.clusters_set_provision_deadline() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION clusters_start_due_teardowns(); Type: ACL; Schema: public; Owner: -
 --
 
@@ -2986,6 +3081,23 @@ REVOKE ALL ON FUNCTION public.pools_require_build_region() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION public.provision_turn(p_owner text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION region_live(p_region text); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.region_live(p_region text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.region_live(p_region text) TO flotilla_worker;
+GRANT ALL ON FUNCTION public.region_live(p_region text) TO flotilla_operator;
+
+
+--
+-- Name: FUNCTION worker_beat(p_region text, p_image text, p_grace interval); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.worker_beat(p_region text, p_image text, p_grace interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.worker_beat(p_region text, p_image text, p_grace interval) TO flotilla_worker;
 
 
 --

@@ -128,4 +128,35 @@ struct SharedServiceTests {
             print("measured: the last of 30 agents exited \(noticed.max() ?? 0) s after ready")
         }
     }
+
+    @Test("a cluster queued for a region whose workers are gone is failed and torn down; a live worker keeps its own")
+    func regionWithoutWorker() async throws {
+        try await Fleet.with { fleet in
+            let (gone, here) = ("eu-north-1", fleet.region)
+            let worker = try fleet.start(["run", "--region-grace-seconds", "3", "--kinds", "provision,teardown"])
+            try await eventually("the worker beats for its region", timeout: .seconds(60)) {
+                try await fleet.scalar("SELECT region_live(\(here))", as: Bool.self)
+            }
+            // A cluster recorded in a region whose last worker beat once and left.
+            let cluster = try await SecurityTests.request(fleet, as: Fleet.clientLogin)
+            try await fleet.execute("SELECT worker_beat(\(gone), 'ami-12345678', interval '2 seconds')")
+            try await fleet.execute("UPDATE clusters SET region = \(gone) WHERE id = \(cluster.id)")
+            try fleet.start(["janitor", "--interval-seconds", "1"])
+            try await eventually("the cluster destroyed", timeout: .seconds(120)) {
+                try await fleet.state(of: cluster.id) == "destroyed"
+            }
+            let events = try await fleet.events(of: cluster.id)
+            #expect(events.contains("failed") && events.contains("teardown-no-worker"), "\(events)")
+            let error = try await fleet.scalar(
+                "SELECT last_error FROM clusters WHERE id = \(cluster.id)", as: String.self)
+            #expect(error.contains("no live worker in region \(gone)"), "\(error)")
+            try await fleet.expectNothingLeft(cluster.id, region: gone)
+            // Its own region stayed live while it ran (it beats every 0.75 s), and lapses once it stopped.
+            #expect(try await fleet.scalar("SELECT region_live(\(here))", as: Bool.self))
+            await fleet.stopProcess(worker)
+            try await eventually("the stopped worker's region lapses", timeout: .seconds(30)) {
+                try await !fleet.scalar("SELECT region_live(\(here))", as: Bool.self)
+            }
+        }
+    }
 }

@@ -443,4 +443,73 @@ struct ClusterLifecycleTests {
             #expect(next.timeIntervalSinceNow > 3000)
         }
     }
+
+    @Test(
+        "a cluster not ready by its provisioning deadline, or in a region with no live worker, is failed and torn down"
+    )
+    func unsettled() async throws {
+        let db = try await TestDatabase.migrated()
+        try await db.withClient { client in
+            let store = ClusterStore(client: client, logger: TestDatabase.logger)
+            func run(_ sql: PostgresQuery) async throws { try await client.query(sql, logger: TestDatabase.logger) }
+            // Every new cluster has a deadline from the policy (2 hours by default).
+            let (late, _) = try await Self.request(store, abandonAfter: .seconds(3600))
+            let deadline = try await Self.scalar(
+                client,
+                "SELECT extract(epoch FROM provision_deadline - created_at)::int FROM clusters WHERE id = \(late)",
+                as: Int.self)
+            #expect(deadline == 7200)
+            // Collected (a heartbeat set collected_at), so only the provisioning deadline can end it.
+            try await run(
+                """
+                UPDATE clusters SET collected_at = now(), provision_deadline = now() - interval '1 second'
+                WHERE id = \(late)
+                """
+            )
+            // A region whose worker stopped beating, one whose worker beats, and one building on time.
+            let (orphan, _) = try await Self.request(store, abandonAfter: .seconds(3600))
+            let (served, _) = try await Self.request(store, abandonAfter: .seconds(3600))
+            let (onTime, _) = try await Self.request(store, abandonAfter: .seconds(3600))
+            try await run("SELECT worker_beat('eu-north-1', 'ami-1', interval '1 hour')")
+            try await run("SELECT worker_beat('ap-south-2', 'ami-2', interval '1 hour')")
+            try await run(
+                "UPDATE build_regions SET live_until = now() - interval '1 second' WHERE region = 'ap-south-2'")
+            try await run("UPDATE clusters SET region = 'ap-south-2' WHERE id = \(orphan)")
+            try await run("UPDATE clusters SET region = 'eu-north-1', state = 'provisioning' WHERE id = \(served)")
+            let next = try #require(try await store.nextExpiry())
+            #expect(next.timeIntervalSinceNow < 1, "the passed deadlines are next: \(next)")
+
+            let started = try await store.startDueTeardowns()
+            #expect(
+                Set(started.map { "\($0.clusterID) \($0.reason)" })
+                    == ["\(late) provision-deadline", "\(orphan) no-worker"])
+            for id in [late, orphan] {
+                #expect(try await Self.state(client, id) == "tearing_down")
+                #expect(try await Self.activeTeardowns(client, id) == 1)
+                #expect(
+                    try await Self.scalar(
+                        client, "SELECT state FROM jobs WHERE kind = 'provision' AND cluster_id = \(id)",
+                        as: String.self)
+                        == "cancelled")
+            }
+            let errors = try await Self.scalar(
+                client,
+                """
+                SELECT string_agg(last_error, ' | ' ORDER BY id = \(late) DESC) FROM clusters
+                WHERE id IN (\(late), \(orphan))
+                """, as: String.self)
+            #expect(errors.contains("not ready by its provisioning deadline"), "\(errors)")
+            #expect(errors.contains("no live worker in region ap-south-2"), "\(errors)")
+            #expect(
+                try await Self.scalar(
+                    client,
+                    """
+                    SELECT count(*)::int FROM cluster_events
+                    WHERE kind = 'failed' AND cluster_id IN (\(late), \(orphan))
+                    """,
+                    as: Int.self) == 2)
+            #expect(try await Self.state(client, served) == "provisioning")
+            #expect(try await Self.state(client, onTime) == "requested")
+        }
+    }
 }

@@ -67,6 +67,15 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Days finished jobs are kept. Env: FLOTILLA_RETENTION_DAYS.")
     var retentionDays: Double = environmentValue("FLOTILLA_RETENTION_DAYS", default: 7)
 
+    @Option(
+        help: """
+            A worker that builds says so every quarter of this; when every worker of its region \
+            is gone this long, the janitor fails the region's unfinished clusters and they are \
+            torn down. Env: FLOTILLA_REGION_GRACE_SECONDS.
+            """
+    )
+    var regionGraceSeconds: Double = environmentValue("FLOTILLA_REGION_GRACE_SECONDS", default: 300)
+
     @Option(help: "This worker's name in the jobs table. Default: host-pid. Env: FLOTILLA_WORKER_ID.")
     var workerID: String =
         ProcessInfo.processInfo.environment["FLOTILLA_WORKER_ID"]
@@ -97,6 +106,9 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("--shutdown-grace-seconds must not be negative")
         }
         guard self.retentionDays > 0 else { throw ValidationError("--retention-days must be positive") }
+        guard (2...86400).contains(self.regionGraceSeconds) else {
+            throw ValidationError("--region-grace-seconds must be from 2 to 86400")
+        }
         if let raw = ProcessInfo.processInfo.environment["FLOTILLA_CLAIM_COMMIT"], ClaimCommit(rawValue: raw) == nil {
             throw ValidationError("FLOTILLA_CLAIM_COMMIT must be async or durable, not \(raw)")
         }
@@ -167,15 +179,17 @@ struct RunCommand: AsyncParsableCommand {
             wanted.contains(.provision)
             ? aws.flatMap { aws in (aws.settings.ami ?? ClusterSpec.defaultAMIs[aws.region]).map { (aws.region, $0) } }
             : nil
-        let registrationLogger = logger
+        let beat = buildRegion.map {
+            RegionBeat(
+                store: ClusterStore(client: client, logger: logger), region: $0.region, image: $0.image,
+                grace: .seconds(self.regionGraceSeconds), logger: logger)
+        }
         let worker = SchemaCheckedServices(
-            client: client, settings: settings, services: (metrics.map { [$0] } ?? []) + [processor, maintenance],
+            client: client, settings: settings,
+            services: (metrics.map { [$0] } ?? []) + [processor, maintenance] + (beat.map { [$0] } ?? []),
             logger: logger
-        ) { client in
-            if let buildRegion {
-                try await ClusterStore(client: client, logger: registrationLogger)
-                    .registerBuildRegion(buildRegion.region, image: buildRegion.image)
-            }
+        ) { _ in
+            try await beat?.beat()
         }
         let group = ServiceGroup(
             configuration: .init(

@@ -112,6 +112,10 @@ package struct ClusterJobs: Sendable {
         return "other"
     }
 
+    static func otherRegion(_ id: String, _ region: String, _ mine: String) -> JobSnooze {
+        JobSnooze(for: .seconds(30), "cluster \(id) lives in \(region); this worker builds in \(mine)")
+    }
+
     private func provision(_ payload: ClusterJobPayload, _ job: ClaimedJob, _ context: JobContext) async throws {
         var logger = context.logger
         logger[metadataKey: MetadataKey.clusterID] = "\(payload.clusterID)"
@@ -122,18 +126,23 @@ package struct ClusterJobs: Sendable {
             logger.info("cluster is \(cluster.state); nothing to provision")
             return
         }
+        // Images and subnets belong to a region: only a worker of the cluster's own region
+        // can build it (one of that region's workers will take the job). Asked before the
+        // cluster is marked provisioning, so a worker that will not build it never does that.
+        // The snoozes end with the cluster: at its provisioning deadline, or when its region
+        // has had no live worker for the workers' grace (migration 0017).
+        if let region = cluster.region, region != self.aws.region {
+            throw Self.otherRegion(cluster.id, region, self.aws.region)
+        }
         let fence = JobFence(job)
         let deployment = try await self.deployment()
         let recorded = try await self.store.startProvisioning(
             clusterID: cluster.id, fence: fence, region: self.aws.region,
             deployment: deployment, account: await self.aws.accountID())
         (cluster.region, cluster.deployment) = (recorded.region, recorded.deployment)
-        // Images and subnets belong to a region: only a worker of the cluster's own region
-        // can go on building it (one of the other region's workers will take the job).
+        // Another region's worker recorded it first.
         guard recorded.region == self.aws.region else {
-            throw JobSnooze(
-                for: .seconds(30),
-                "cluster \(cluster.id) lives in \(recorded.region); this worker builds in \(self.aws.region)")
+            throw Self.otherRegion(cluster.id, recorded.region, self.aws.region)
         }
         let spec: ClusterSpec
         do {

@@ -256,14 +256,12 @@ extension ClusterStore {
             """, logger: self.logger)
     }
 
-    /// Registers that this fleet builds in `region` with `image` (`worker run` at start), so
-    /// pools may be pinned to the region.
-    public func registerBuildRegion(_ region: String, image: String) async throws {
+    /// Registers that this fleet builds in `region` with `image`, live for `liveFor` from now
+    /// (`worker run` at start, then ``RegionBeat``): pools may be pinned to the region, and
+    /// its clusters are not failed for want of a worker.
+    public func registerBuildRegion(_ region: String, image: String, liveFor: Duration) async throws {
         try await self.client.query(
-            """
-            INSERT INTO build_regions (region, image) VALUES (\(region), \(image))
-            ON CONFLICT (region) DO UPDATE SET image = EXCLUDED.image, seen_at = now()
-            """, logger: self.logger)
+            "SELECT worker_beat(\(region), \(image), make_interval(secs => \(liveFor.seconds)))", logger: self.logger)
     }
 
     /// Records that `zone` of `region` had no capacity for `instanceType`, until `lifetime`

@@ -807,6 +807,30 @@ $$;
 
 
 --
+-- Name: cluster_costs(timestamp with time zone, text[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.cluster_costs(p_from timestamp with time zone, p_ids text[]) RETURNS TABLE(owner text, instance_type text, cluster_id text, hours double precision)
+    LANGUAGE sql STABLE
+    AS $$
+    WITH spans AS (
+        SELECT c.id, CASE WHEN c.handed_out_at IS NOT NULL THEN 'pool:' || c.pool ELSE c.owner END AS owner,
+               c.ready_at AS from_at, coalesce(least(c.handed_out_at, c.destroyed_at), now()) AS to_at
+        FROM clusters c WHERE c.id = ANY (p_ids)
+        UNION ALL
+        SELECT c.id, c.owner, greatest(c.handed_out_at, c.ready_at), coalesce(c.destroyed_at, now())
+        FROM clusters c WHERE c.id = ANY (p_ids) AND c.handed_out_at IS NOT NULL
+    )
+    SELECT s.owner,
+           coalesce(n.instance_type, CASE WHEN n.role = 'bootstrap' THEN 'unrecorded' ELSE c.instance_type END),
+           s.id,
+           extract(epoch FROM s.to_at - greatest(s.from_at, p_from)) / 3600
+    FROM spans s JOIN clusters c ON c.id = s.id JOIN nodes n ON n.cluster_id = s.id
+    WHERE s.to_at > greatest(s.from_at, p_from)
+$$;
+
+
+--
 -- Name: clusters; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1338,29 +1362,24 @@ CREATE FUNCTION public.cost_report(p_since interval) RETURNS TABLE(owner text, i
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
-    WITH spans AS (
-        SELECT c.id,
-               CASE WHEN c.handed_out_at IS NOT NULL THEN 'pool:' || c.pool ELSE c.owner END AS owner,
-               c.ready_at AS from_at,
-               coalesce(least(c.handed_out_at, c.destroyed_at), now()) AS to_at  -- least() skips NULLs
-        FROM clusters c
-        WHERE c.ready_at IS NOT NULL AND coalesce(c.destroyed_at, now()) > now() - p_since
-        UNION ALL
-        SELECT c.id, c.owner, greatest(c.handed_out_at, c.ready_at), coalesce(c.destroyed_at, now())
-        FROM clusters c
-        WHERE c.ready_at IS NOT NULL AND c.handed_out_at IS NOT NULL AND coalesce(c.destroyed_at, now()) > now() - p_since
-    ), clipped AS (
-        SELECT id, owner, greatest(from_at, now() - p_since) AS from_at, to_at FROM spans
+    WITH costly AS (
+        -- Ever ready, and running or destroyed within the window (clusters_cost_idx).
+        SELECT array_agg(c.id) AS ids FROM clusters c
+        WHERE c.ready_at IS NOT NULL AND (c.destroyed_at IS NULL OR c.destroyed_at > now() - p_since)
+    ), live AS (
+        SELECT k.owner, k.instance_type, count(DISTINCT k.cluster_id)::int AS clusters, count(*)::int AS nodes,
+               sum(k.hours)::float8 AS hours
+        FROM costly, cluster_costs(now() - p_since, costly.ids) k
+        GROUP BY 1, 2
+    ), pruned AS (
+        SELECT h.owner, h.instance_type, sum(h.clusters)::int AS clusters, sum(h.nodes)::int AS nodes,
+               sum(h.instance_hours)::float8 AS hours
+        FROM cost_history h WHERE h.day >= (now() - p_since)::date
+        GROUP BY 1, 2
     )
-    SELECT s.owner,
-           coalesce(n.instance_type, CASE WHEN n.role = 'bootstrap' THEN 'unrecorded' ELSE c.instance_type END),
-           count(DISTINCT s.id)::int,
-           count(*)::int,
-           sum(extract(epoch FROM s.to_at - s.from_at) / 3600)::float8
-    FROM clipped s
-    JOIN clusters c ON c.id = s.id
-    JOIN nodes n ON n.cluster_id = s.id
-    WHERE s.to_at > s.from_at AND api_sees(s.owner)
+    SELECT x.owner, x.instance_type, sum(x.clusters)::int, sum(x.nodes)::int, sum(x.hours)::float8
+    FROM (SELECT * FROM live UNION ALL SELECT * FROM pruned) x
+    WHERE api_sees(x.owner)
     GROUP BY 1, 2
     ORDER BY 1, 2;
 $$;
@@ -1429,14 +1448,16 @@ CREATE FUNCTION public.metrics_snapshot() RETURNS TABLE(metric text, labels text
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
-    -- One scan of each table per scrape; every (kind, state) is listed, at 0 when empty.
     SELECT 'flotilla_jobs', ARRAY['kind', k.kind, 'state', s.state], coalesce(n.count, 0)::float8
-    FROM job_kinds k CROSS JOIN unnest(ARRAY['queued', 'running', 'succeeded', 'failed', 'cancelled']) AS s(state)
-    LEFT JOIN (SELECT kind, state, count(*) FROM jobs GROUP BY kind, state) n ON n.kind = k.kind AND n.state = s.state
+    FROM job_kinds k CROSS JOIN unnest(ARRAY['queued', 'running']) AS s(state)
+    LEFT JOIN (SELECT kind, 'queued' AS state, count(*) FROM jobs WHERE state = 'queued' GROUP BY kind
+               UNION ALL
+               SELECT kind, 'running', count(*) FROM jobs WHERE state = 'running' GROUP BY kind) n
+           ON n.kind = k.kind AND n.state = s.state
     UNION ALL
     SELECT 'flotilla_clusters', ARRAY['state', s.state], coalesce(n.count, 0)::float8
-    FROM unnest(ARRAY['requested', 'provisioning', 'ready', 'failed', 'tearing_down', 'teardown_failed', 'destroyed']) AS s(state)
-    LEFT JOIN (SELECT state, count(*) FROM clusters GROUP BY state) n ON n.state = s.state
+    FROM unnest(ARRAY['requested', 'provisioning', 'ready', 'failed', 'tearing_down', 'teardown_failed']) AS s(state)
+    LEFT JOIN (SELECT state, count(*) FROM clusters WHERE state <> 'destroyed' GROUP BY state) n ON n.state = s.state
     UNION ALL
     SELECT 'flotilla_pool_clusters', ARRAY['pool', p.name, 'status', x.status], x.n::float8
     FROM operator_pools p
@@ -1727,6 +1748,47 @@ $$;
 
 
 --
+-- Name: prune_history(interval, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.prune_history(p_keep interval, p_batch integer) RETURNS TABLE(clusters integer, jobs integer)
+    LANGUAGE plpgsql
+    SET lock_timeout TO '2s'
+    AS $$
+DECLARE
+    old text[];
+    gone_jobs int;
+    gone_clusters int;
+BEGIN
+    IF p_keep IS NULL OR p_keep < interval '1 day' THEN
+        RAISE EXCEPTION 'history is kept at least a day (asked: %)', p_keep USING ERRCODE = '22023';
+    END IF;
+    SELECT array_agg(id) INTO old FROM (
+        SELECT c.id FROM clusters c WHERE c.state = 'destroyed' AND c.destroyed_at < now() - p_keep
+        ORDER BY c.destroyed_at LIMIT p_batch FOR UPDATE SKIP LOCKED) x;
+    IF old IS NULL THEN
+        clusters := 0; jobs := 0; RETURN NEXT; RETURN;
+    END IF;
+    INSERT INTO cost_history AS h (owner, instance_type, day, clusters, nodes, instance_hours)
+    SELECT k.owner, k.instance_type, c.destroyed_at::date, count(DISTINCT k.cluster_id), count(*), sum(k.hours)
+    FROM cluster_costs('-infinity', old) k JOIN clusters c ON c.id = k.cluster_id
+    GROUP BY 1, 2, 3
+    ON CONFLICT (owner, instance_type, day) DO UPDATE
+        SET clusters = h.clusters + EXCLUDED.clusters, nodes = h.nodes + EXCLUDED.nodes,
+            instance_hours = h.instance_hours + EXCLUDED.instance_hours;
+    DELETE FROM jobs j WHERE j.cluster_id = ANY (old);
+    GET DIAGNOSTICS gone_jobs = ROW_COUNT;
+    DELETE FROM key_pair_deletions d WHERE d.cluster_id = ANY (old) AND d.deleted_at IS NOT NULL;
+    DELETE FROM clusters c WHERE c.id = ANY (old);
+    GET DIAGNOSTICS gone_clusters = ROW_COUNT;
+    clusters := gone_clusters;
+    jobs := gone_jobs;
+    RETURN NEXT;
+END;
+$$;
+
+
+--
 -- Name: region_live(text); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1837,6 +1899,20 @@ CREATE TABLE public.cluster_tokens (
     token_hash bytea NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT cluster_tokens_token_hash_check CHECK ((length(token_hash) = 32))
+);
+
+
+--
+-- Name: cost_history; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.cost_history (
+    owner text NOT NULL,
+    instance_type text NOT NULL,
+    day date NOT NULL,
+    clusters integer NOT NULL,
+    nodes integer NOT NULL,
+    instance_hours double precision NOT NULL
 );
 
 
@@ -2238,6 +2314,14 @@ ALTER TABLE ONLY public.clusters
 
 
 --
+-- Name: cost_history cost_history_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.cost_history
+    ADD CONSTRAINT cost_history_pkey PRIMARY KEY (owner, instance_type, day);
+
+
+--
 -- Name: deployment deployment_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2340,6 +2424,20 @@ CREATE INDEX clusters_abandon_idx ON public.clusters USING btree (abandon_at) WH
 
 
 --
+-- Name: clusters_cost_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX clusters_cost_idx ON public.clusters USING btree (destroyed_at) WHERE (ready_at IS NOT NULL);
+
+
+--
+-- Name: clusters_destroyed_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX clusters_destroyed_idx ON public.clusters USING btree (destroyed_at) WHERE (state = 'destroyed'::text);
+
+
+--
 -- Name: clusters_expiry_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -2365,6 +2463,13 @@ CREATE INDEX clusters_owner_active_idx ON public.clusters USING btree (owner) WH
 --
 
 CREATE INDEX clusters_owner_idx ON public.clusters USING btree (owner, created_at DESC);
+
+
+--
+-- Name: clusters_pool_claimed_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX clusters_pool_claimed_idx ON public.clusters USING btree (pool) WHERE ((handed_out_at IS NOT NULL) AND (state <> 'destroyed'::text));
 
 
 --
@@ -2421,6 +2526,13 @@ CREATE UNIQUE INDEX jobs_idempotency_key_idx ON public.jobs USING btree (idempot
 --
 
 CREATE INDEX jobs_running_idx ON public.jobs USING btree (id) WHERE (state = 'running'::text);
+
+
+--
+-- Name: key_pair_deletions_cluster_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX key_pair_deletions_cluster_idx ON public.key_pair_deletions USING btree (cluster_id) WHERE (cluster_id IS NOT NULL);
 
 
 --
@@ -2797,6 +2909,14 @@ GRANT ALL ON FUNCTION public.cluster_begin_teardown_job(p_job bigint, p_token uu
 
 
 --
+-- Name: FUNCTION cluster_costs(p_from timestamp with time zone, p_ids text[]); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.cluster_costs(p_from timestamp with time zone, p_ids text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.cluster_costs(p_from timestamp with time zone, p_ids text[]) TO flotilla_worker;
+
+
+--
 -- Name: TABLE clusters; Type: ACL; Schema: public; Owner: -
 --
 
@@ -3084,6 +3204,14 @@ REVOKE ALL ON FUNCTION public.provision_turn(p_owner text) FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION prune_history(p_keep interval, p_batch integer); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.prune_history(p_keep interval, p_batch integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.prune_history(p_keep interval, p_batch integer) TO flotilla_worker;
+
+
+--
 -- Name: FUNCTION region_live(p_region text); Type: ACL; Schema: public; Owner: -
 --
 
@@ -3149,6 +3277,14 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.cluster_secrets TO flotilla_wo
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.cluster_tokens TO flotilla_worker;
+
+
+--
+-- Name: TABLE cost_history; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.cost_history TO flotilla_operator;
+GRANT SELECT,INSERT,UPDATE ON TABLE public.cost_history TO flotilla_worker;
 
 
 --

@@ -49,8 +49,12 @@ struct JanitorCommand: AsyncParsableCommand {
     @Option(help: "Longest sleep between passes. Env: FLOTILLA_JANITOR_INTERVAL_SECONDS.")
     var intervalSeconds: Double = environmentValue("FLOTILLA_JANITOR_INTERVAL_SECONDS", default: 5)
 
-    @Option(help: "Days finished jobs are kept. Env: FLOTILLA_RETENTION_DAYS.")
-    var retentionDays: Double = environmentValue("FLOTILLA_RETENTION_DAYS", default: 7)
+    @Option(
+        help: """
+            Days finished jobs, and destroyed clusters with their events and logs, are kept (at least 1; \
+            the cost of pruned clusters stays in cost_history). Env: FLOTILLA_RETENTION_DAYS.
+            """)
+    var retentionDays: Double = environmentValue("FLOTILLA_RETENTION_DAYS", default: 30)
 
     @Option(help: "Seconds a pool cluster's health check may take per node. Env: FLOTILLA_POOL_HEALTH_TIMEOUT_SECONDS.")
     var poolHealthTimeoutSeconds: Double = environmentValue("FLOTILLA_POOL_HEALTH_TIMEOUT_SECONDS", default: 20)
@@ -76,12 +80,12 @@ struct JanitorCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard self.sweepGraceSeconds >= 0, self.sweepIntervalSeconds > 0, self.intervalSeconds > 0,
-            self.retentionDays > 0,
+            self.retentionDays >= 1,
             self.teardownRetrySeconds > 0, self.poolHealthTimeoutSeconds > 0, self.poolHealthValidSeconds >= 10
         else {
             throw ValidationError(
-                "grace must not be negative; intervals, retention and the health timeout must be positive; "
-                    + "a health check must count for 10 s or more")
+                "grace must not be negative; intervals and the health timeout must be positive; "
+                    + "retention at least 1 day; a health check must count for 10 s or more")
         }
     }
 
@@ -101,7 +105,8 @@ struct JanitorCommand: AsyncParsableCommand {
                 sweepGrace: .seconds(self.sweepGraceSeconds), dryRun: self.dryRun,
                 teardownRetryAfter: .seconds(self.teardownRetrySeconds),
                 poolHealthTimeout: .seconds(self.poolHealthTimeoutSeconds),
-                poolHealthValidFor: .seconds(self.poolHealthValidSeconds)),
+                poolHealthValidFor: .seconds(self.poolHealthValidSeconds),
+                retention: .seconds(self.retentionDays * 86400)),
             logger: logger)
         let maintenance = QueueMaintenance(
             queue: queue,

@@ -65,7 +65,7 @@ struct RunCommand: AsyncParsableCommand {
     var shutdownGraceSeconds: Double = environmentValue("FLOTILLA_SHUTDOWN_GRACE_SECONDS", default: 30)
 
     @Option(help: "Days finished jobs are kept. Env: FLOTILLA_RETENTION_DAYS.")
-    var retentionDays: Double = environmentValue("FLOTILLA_RETENTION_DAYS", default: 7)
+    var retentionDays: Double = environmentValue("FLOTILLA_RETENTION_DAYS", default: 30)
 
     @Option(
         help: """

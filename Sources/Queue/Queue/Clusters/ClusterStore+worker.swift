@@ -256,6 +256,16 @@ extension ClusterStore {
             """, logger: self.logger)
     }
 
+    /// Deletes up to `batch` destroyed clusters older than `olderThan` (at least a day) with
+    /// their jobs, events, logs and nodes, after adding their cost to `cost_history`.
+    public func pruneHistory(olderThan: Duration, batch: Int) async throws -> (clusters: Int, jobs: Int) {
+        let rows = try await self.client.query(
+            "SELECT clusters, jobs FROM prune_history(make_interval(secs => \(olderThan.seconds)), \(batch)::int)",
+            logger: self.logger)
+        for try await (clusters, jobs) in rows.decode((Int, Int).self) { return (clusters, jobs) }
+        return (0, 0)
+    }
+
     /// Registers that this fleet builds in `region` with `image`, live for `liveFor` from now
     /// (`worker run` at start, then ``RegionBeat``): pools may be pinned to the region, and
     /// its clusters are not failed for want of a worker.

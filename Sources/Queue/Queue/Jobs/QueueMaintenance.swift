@@ -9,11 +9,11 @@ public struct QueueMaintenance: Service {
         public var rescueInterval: Duration = .seconds(2)
         public var pruneInterval: Duration = .seconds(600)
         /// How long finished jobs are kept.
-        public var retention: Duration = .seconds(7 * 24 * 3600)
+        public var retention: Duration = .seconds(30 * 24 * 3600)
 
         public init(
             rescueInterval: Duration = .seconds(2), pruneInterval: Duration = .seconds(600),
-            retention: Duration = .seconds(7 * 24 * 3600)
+            retention: Duration = .seconds(30 * 24 * 3600)
         ) {
             self.rescueInterval = rescueInterval
             self.pruneInterval = pruneInterval

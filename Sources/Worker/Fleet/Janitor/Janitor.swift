@@ -18,7 +18,8 @@ import ServiceLifecycle
 /// - ``ReconcilePass``: every unsettled cluster that no job moves gets its teardown queued;
 /// - ``SweepPass``: EC2 resources of this deployment whose cluster is destroyed or unknown;
 /// - ``PoolPass``: warm pools refilled to their target, their clusters health-checked.
-/// Lease rescue and retention run in `QueueMaintenance` beside it.
+/// - ``RetentionPass``: destroyed clusters past the retention pruned, their cost kept.
+/// Lease rescue and the pruning of finished jobs run in `QueueMaintenance` beside it.
 package struct Janitor: Service {
     package struct Configuration: Sendable {
         package var interval: Duration = .seconds(5)
@@ -31,14 +32,18 @@ package struct Janitor: Service {
         /// A pool cluster's health check: its bound per node, and how long a pass counts.
         package var poolHealthTimeout: Duration = .seconds(20)
         package var poolHealthValidFor: Duration = .seconds(300)
+        /// How long destroyed clusters (with their events, logs and jobs) are kept.
+        package var retention: Duration = .seconds(30 * 86400)
 
         package init(
             interval: Duration = .seconds(5), sweepInterval: Duration = .seconds(300),
             sweepGrace: Duration = .seconds(3600),
             dryRun: Bool = false, credentialMargin: Duration = .seconds(600),
             teardownRetryAfter: Duration = .seconds(600),
-            poolHealthTimeout: Duration = .seconds(20), poolHealthValidFor: Duration = .seconds(300)
+            poolHealthTimeout: Duration = .seconds(20), poolHealthValidFor: Duration = .seconds(300),
+            retention: Duration = .seconds(30 * 86400)
         ) {
+            self.retention = retention
             self.poolHealthTimeout = poolHealthTimeout
             self.poolHealthValidFor = poolHealthValidFor
             self.interval = interval
@@ -101,6 +106,7 @@ package struct Janitor: Service {
             SweepPass(
                 store: self.store, aws: self.aws, deployment: deployment!, interval: self.configuration.sweepInterval,
                 grace: self.configuration.sweepGrace, dryRun: self.configuration.dryRun, logger: self.logger),
+            RetentionPass(store: self.store, retention: self.configuration.retention, logger: self.logger),
             PoolPass(
                 store: self.store, jobs: ClusterJobs(store: self.store, aws: self.aws), wake: poolWake,
                 interval: self.configuration.interval, healthTimeout: self.configuration.poolHealthTimeout,

@@ -100,3 +100,27 @@ struct ReconcilePass: JanitorPass {
         return self.interval
     }
 }
+
+/// Destroyed clusters older than `retention` go, with their jobs, events, logs and nodes, a
+/// batch at a time; their cost is kept per owner (`prune_history`, migration 0018).
+struct RetentionPass: JanitorPass {
+    let store: ClusterStore
+    let retention: Duration
+    let logger: Logger
+    var name: String { "retention" }
+
+    func pass() async throws -> Duration {
+        var total = (clusters: 0, jobs: 0)
+        while true {
+            let pruned = try await self.store.pruneHistory(olderThan: self.retention, batch: 500)
+            total = (total.clusters + pruned.clusters, total.jobs + pruned.jobs)
+            if pruned.clusters < 500 { break }
+        }
+        if total.clusters > 0 {
+            self.logger.info(
+                "pruned destroyed clusters past retention",
+                metadata: ["clusters": "\(total.clusters)", "jobs": "\(total.jobs)"])
+        }
+        return .seconds(3600)
+    }
+}

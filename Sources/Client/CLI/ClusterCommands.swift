@@ -28,7 +28,7 @@ func withStore<T: Sendable>(
         let settings = try DatabaseSettings.fromEnvironment(defaultSSLMode: .prefer)
         // Connections close when idle (agentIdleTimeout): a waiting agent holds none between looks.
         return try await settings.withClient(
-            maximumConnections: 2, idleTimeout: agentIdleTimeout, logger: logger
+            maximumConnections: 2, idleTimeout: agentIdleTimeout, connectPatience: .seconds(120), logger: logger
         ) { client in
             try await body(ClusterAPI(client: client, logger: logger), settings)
         }

@@ -72,7 +72,8 @@ struct SharedServiceTests {
                 """, as: String.self)
             #expect(Array(started.prefix(2)) == [single.id, heavyFirst], "claimed: \(started)\n\(fleet.workerLogs())")
             #expect(
-                try await fleet.scalar("SELECT count(*)::int FROM clusters WHERE state = 'requested'", as: Int.self) == 51,
+                try await fleet.scalar("SELECT count(*)::int FROM clusters WHERE state = 'requested'", as: Int.self)
+                    == 51,
                 "a worker of another region marks nothing provisioning")
         }
     }

@@ -7,16 +7,19 @@
 --
 -- - an owner with requests already queued gets the place just behind its own last one,
 --   one microsecond later (so owners' queued requests interleave, round by round);
--- - an owner with nothing queued goes in front of the line, one microsecond per cluster it
---   already has provisioning behind the head of the line (an owner being served waits
---   for those that are not);
+-- - an owner with nothing queued goes in front of the first queued request of the owners
+--   with more than one request outstanding, one microsecond per cluster it already has
+--   provisioning behind it (an owner being served waits for those that are not). Owners
+--   who come this way with nothing being built all get the same place, and keep the order
+--   they came in (ties go by id);
 -- - with nothing queued at all, the place is now.
 --
 -- A place is never later than now(), so a request is runnable at once. The claim's "waited"
 -- figure counts from created_at when run_after is earlier. Pool refills keep their lower
 -- priority (1); teardowns stay first (10). A retried or snoozed job goes to the back, as
--- before. The owner's queued requests are found through clusters_owner_active_idx (the
--- quota bounds them) and the head of the line through jobs_claim_idx.
+-- before, and does not drag its owner's new requests there. The owner's queued requests are
+-- found through clusters_owner_active_idx (the quota bounds them) and the line through
+-- jobs_claim_idx.
 
 CREATE FUNCTION provision_turn(p_owner text) RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -24,14 +27,21 @@ DECLARE
     head timestamptz;
     serving int;
 BEGIN
+    -- Behind the owner's own last queued request (a snoozed or retried one, due later, aside).
     SELECT max(j.run_after) INTO own_last
     FROM clusters c JOIN jobs j ON j.cluster_id = c.id AND j.kind = 'provision'
-    WHERE c.owner = p_owner AND c.state = 'requested' AND j.state = 'queued' AND j.priority = 5;
+    WHERE c.owner = p_owner AND c.state = 'requested' AND j.state = 'queued' AND j.priority = 5
+      AND j.run_after <= now();
     IF own_last IS NOT NULL THEN
         RETURN least(own_last + interval '1 microsecond', now());
     END IF;
-    SELECT j.run_after INTO head FROM jobs j
+    -- The head of the line of owners with more than one request outstanding. Owners with a
+    -- single request are passed over, so those who come with nothing queued keep their
+    -- order among themselves: each goes to the same place, and ties go by id.
+    SELECT j.run_after INTO head
+    FROM jobs j JOIN clusters c ON c.id = j.cluster_id
     WHERE j.state = 'queued' AND j.priority = 5 AND j.kind = 'provision' AND j.run_after <= now()
+      AND (SELECT count(*) FROM clusters o WHERE o.owner = c.owner AND o.state IN ('requested', 'provisioning')) > 1
     ORDER BY j.priority DESC, j.run_after, j.id LIMIT 1;
     IF head IS NULL THEN
         RETURN now();

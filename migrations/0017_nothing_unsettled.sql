@@ -32,7 +32,8 @@ CREATE INDEX clusters_provision_deadline_idx ON clusters (provision_deadline)
 CREATE FUNCTION clusters_set_provision_deadline() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
-    NEW.provision_deadline := coalesce(NEW.provision_deadline, now() + (policy_for(NEW.owner)).max_provision_time);
+    NEW.provision_deadline := coalesce(NEW.provision_deadline,
+                                       now() + coalesce((policy_for(NEW.owner)).max_provision_time, interval '2 hours'));
     RETURN NEW;
 END;
 $$;

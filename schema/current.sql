@@ -50,6 +50,7 @@ CREATE TABLE public.policy (
     max_clusters integer NOT NULL,
     max_total_nodes integer NOT NULL,
     max_provision_time interval DEFAULT '02:00:00'::interval NOT NULL,
+    allow_cleartext_keys boolean DEFAULT false NOT NULL,
     CONSTRAINT policy_max_clusters_check CHECK ((max_clusters >= 0)),
     CONSTRAINT policy_max_lifetime_check CHECK ((max_lifetime > '00:00:00'::interval)),
     CONSTRAINT policy_max_nodes_check CHECK (((max_nodes >= 1) AND (max_nodes <= 100))),
@@ -93,7 +94,7 @@ $$;
 
 CREATE FUNCTION public.api_clusters(p_id text, p_owner text, p_state text, p_limit integer) RETURNS TABLE(id text, request_id text, owner text, label text, state text, phase text, masters integer, agents integer, public_agents integer, instance_type text, request text, lifetime_seconds double precision, ssh_user text, ssh_port integer, ready_at timestamp with time zone, expires_at timestamp with time zone, release_requested_at timestamp with time zone, last_error text, created_at timestamp with time zone, destroyed_at timestamp with time zone, region text, deployment text, teardown_reason text)
     LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
     SELECT c.id, CASE WHEN c.owner = session_user THEN c.request_id END, c.owner, c.label, c.state, c.phase, c.masters, c.agents, c.public_agents, c.instance_type,
            CASE WHEN c.owner = session_user THEN c.request::text ELSE '{}' END,
@@ -113,7 +114,7 @@ $$;
 
 CREATE FUNCTION public.api_events(p_id text, p_after bigint) RETURNS TABLE(id bigint, at timestamp with time zone, kind text, detail text)
     LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
     SELECT e.id, e.at, e.kind, e.detail::text FROM cluster_events e
     WHERE e.cluster_id = p_id AND e.id > coalesce(p_after, 0)
@@ -128,7 +129,7 @@ $$;
 
 CREATE FUNCTION public.api_extend(p_id text, p_token text, p_seconds double precision) RETURNS timestamp with time zone
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     current text := api_holder(p_id, p_token);
@@ -182,7 +183,7 @@ $$;
 
 CREATE FUNCTION public.api_heartbeat(p_id text, p_token text, p_timeout_seconds double precision) RETURNS timestamp with time zone
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     current text := api_holder(p_id, p_token);
@@ -266,7 +267,7 @@ $$;
 
 CREATE FUNCTION public.api_job_counts() RETURNS TABLE(state text, jobs integer, oldest_runnable_seconds double precision)
     LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
     SELECT j.state, count(*)::int,
            CASE WHEN j.state = 'queued' THEN extract(epoch FROM now() - min(j.run_after) FILTER (WHERE j.run_after <= now()))::float8 END
@@ -280,7 +281,7 @@ $$;
 
 CREATE FUNCTION public.api_jobs() RETURNS TABLE(id bigint, kind text, cluster_id text, state text, attempt integer, worker text, heartbeat_age_seconds double precision, last_error text)
     LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
     (SELECT j.id, j.kind, j.cluster_id, j.state, j.attempt, j.lease_owner,
             extract(epoch FROM now() - j.heartbeat_at)::float8, j.last_error
@@ -299,12 +300,24 @@ $$;
 
 CREATE FUNCTION public.api_key(p_id text, p_token text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     key text;
+    is_private boolean;
 BEGIN
     PERFORM api_holder(p_id, p_token);
+    is_private := session_private_enough();
+    IF is_private IS NOT TRUE AND NOT coalesce((policy_for(session_user)).allow_cleartext_keys, false) THEN
+        IF is_private IS NULL THEN
+            PERFORM api_refuse(format('cannot tell whether the connection from %s is encrypted, so the private key of %s '
+                                      || 'is not sent: the database owner needs pg_read_all_stats (or allow_cleartext_keys '
+                                      || 'in your policy)', host(inet_client_addr()), p_id));
+        END IF;
+        PERFORM api_refuse(format('the private key of %s is not sent in cleartext to %s: connect with sslmode=require '
+                                  || '(or verify-full), or ask an operator to set allow_cleartext_keys in your policy',
+                                  p_id, host(inet_client_addr())));
+    END IF;
     SELECT private_key INTO key FROM cluster_secrets WHERE cluster_id = p_id;
     IF key IS NULL THEN
         RAISE EXCEPTION 'cluster % has no key yet (it is created when provisioning starts)', p_id USING ERRCODE = 'FLT04';
@@ -322,7 +335,7 @@ $$;
 
 CREATE FUNCTION public.api_logs(p_id text, p_token text) RETURNS TABLE(name text, contents text)
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
 BEGIN
@@ -349,7 +362,7 @@ $$;
 
 CREATE FUNCTION public.api_nodes(p_id text) RETURNS TABLE(role text, instance_id text, private_ip text, public_ip text, host_key text)
     LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
     SELECT n.role, n.instance_id, n.private_ip, n.public_ip, n.host_key FROM nodes n
     WHERE n.cluster_id = p_id AND EXISTS (SELECT 1 FROM clusters c WHERE c.id = p_id AND api_sees(c.owner))
@@ -376,7 +389,7 @@ $$;
 
 CREATE FUNCTION public.api_release(p_id text, p_token text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 BEGIN
     PERFORM api_holder(p_id, p_token);
@@ -391,7 +404,7 @@ $$;
 
 CREATE FUNCTION public.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text DEFAULT 'auto'::text) RETURNS TABLE(id text, lease_token text, created boolean, from_pool text)
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -616,7 +629,7 @@ $_$;
 
 CREATE FUNCTION public.api_wait_info(p_id text) RETURNS TABLE(job_state text, ahead integer, median_seconds double precision, sample integer)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -715,7 +728,7 @@ $_$;
 
 CREATE FUNCTION public.cancel_job(p_job bigint) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     result text;
@@ -1278,10 +1291,11 @@ $$;
 
 CREATE FUNCTION public.clusters_set_provision_deadline() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 BEGIN
-    NEW.provision_deadline := coalesce(NEW.provision_deadline, now() + (policy_for(NEW.owner)).max_provision_time);
+    NEW.provision_deadline := coalesce(NEW.provision_deadline,
+                                       now() + coalesce((policy_for(NEW.owner)).max_provision_time, interval '2 hours'));
     RETURN NEW;
 END;
 $$;
@@ -1360,7 +1374,7 @@ $$;
 
 CREATE FUNCTION public.cost_report(p_since interval) RETURNS TABLE(owner text, instance_type text, clusters integer, nodes integer, instance_hours double precision)
     LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
     WITH costly AS (
         -- Ever ready, and running or destroyed within the window (clusters_cost_idx).
@@ -1446,7 +1460,7 @@ $$;
 
 CREATE FUNCTION public.metrics_snapshot() RETURNS TABLE(metric text, labels text[], value double precision)
     LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
     SELECT 'flotilla_jobs', ARRAY['kind', k.kind, 'state', s.state], coalesce(n.count, 0)::float8
     FROM job_kinds k CROSS JOIN unnest(ARRAY['queued', 'running']) AS s(state)
@@ -1729,14 +1743,21 @@ DECLARE
     head timestamptz;
     serving int;
 BEGIN
+    -- Behind the owner's own last queued request (a snoozed or retried one, due later, aside).
     SELECT max(j.run_after) INTO own_last
     FROM clusters c JOIN jobs j ON j.cluster_id = c.id AND j.kind = 'provision'
-    WHERE c.owner = p_owner AND c.state = 'requested' AND j.state = 'queued' AND j.priority = 5;
+    WHERE c.owner = p_owner AND c.state = 'requested' AND j.state = 'queued' AND j.priority = 5
+      AND j.run_after <= now();
     IF own_last IS NOT NULL THEN
         RETURN least(own_last + interval '1 microsecond', now());
     END IF;
-    SELECT j.run_after INTO head FROM jobs j
+    -- The head of the line of owners with more than one request outstanding. Owners with a
+    -- single request are passed over, so those who come with nothing queued keep their
+    -- order among themselves: each goes to the same place, and ties go by id.
+    SELECT j.run_after INTO head
+    FROM jobs j JOIN clusters c ON c.id = j.cluster_id
     WHERE j.state = 'queued' AND j.priority = 5 AND j.kind = 'provision' AND j.run_after <= now()
+      AND (SELECT count(*) FROM clusters o WHERE o.owner = c.owner AND o.state IN ('requested', 'provisioning')) > 1
     ORDER BY j.priority DESC, j.run_after, j.id LIMIT 1;
     IF head IS NULL THEN
         RETURN now();
@@ -1796,6 +1817,21 @@ CREATE FUNCTION public.region_live(p_region text) RETURNS boolean
     LANGUAGE sql STABLE
     AS $$
     SELECT EXISTS (SELECT 1 FROM build_regions WHERE region = p_region AND live_until > now())
+$$;
+
+
+--
+-- Name: session_private_enough(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.session_private_enough() RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT CASE
+        WHEN inet_client_addr() IS NULL OR inet_client_addr() <<= inet '127.0.0.0/8' OR inet_client_addr() = inet '::1'
+            THEN true
+        ELSE (SELECT s.ssl FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid())
+    END
 $$;
 
 
@@ -3218,6 +3254,13 @@ GRANT ALL ON FUNCTION public.prune_history(p_keep interval, p_batch integer) TO 
 REVOKE ALL ON FUNCTION public.region_live(p_region text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.region_live(p_region text) TO flotilla_worker;
 GRANT ALL ON FUNCTION public.region_live(p_region text) TO flotilla_operator;
+
+
+--
+-- Name: FUNCTION session_private_enough(); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.session_private_enough() FROM PUBLIC;
 
 
 --

@@ -489,6 +489,104 @@ struct SecurityTests {
         }
     }
 
+    @Test("a function planted in public is refused; worker migrate refuses while others may create there")
+    func publicSchema() async throws {
+        try await Fleet.with { fleet in
+            let before = try await Self.counts(fleet)
+            let planted = try await Self.psql(
+                fleet, as: Fleet.clientLogin,
+                "CREATE FUNCTION public.api_sees(p text) RETURNS boolean LANGUAGE sql AS 'SELECT true'")
+            #expect(
+                planted.status != 0 && planted.error.contains("permission denied for schema public"), "\(planted.error)"
+            )
+            // A database upgraded from PostgreSQL 14 or older: everyone may create in public.
+            try await fleet.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+            let refused = try await fleet.run(["worker", "migrate"])
+            #expect(
+                refused.status != 0 && refused.stderr.contains("REVOKE CREATE ON SCHEMA public FROM PUBLIC"),
+                "\(refused.stderr)")
+            try await fleet.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+            let migrated = try await fleet.run(["worker", "migrate"])
+            #expect(migrated.status == 0, "\(migrated.stderr)")
+            #expect(try await Self.counts(fleet) == before)
+            let loose = try await fleet.scalar(
+                """
+                SELECT coalesce(string_agg(p.proname, ', '), '') FROM pg_proc p
+                JOIN pg_namespace n ON n.oid = p.pronamespace
+                WHERE n.nspname = 'public' AND p.prosecdef
+                  AND NOT coalesce('search_path=pg_catalog, public, pg_temp' = ANY (p.proconfig), false)
+                """, as: String.self)
+            #expect(loose.isEmpty, "SECURITY DEFINER functions without pg_catalog first: \(loose)")
+        }
+    }
+
+    @Test("api_key over cleartext from a test host in a network namespace is refused; over TLS, or allowed, sent")
+    func cleartextKey() async throws {
+        try await Fleet.with { fleet in
+            let environment = ProcessInfo.processInfo.environment
+            let namespace = try #require(environment["FLOTILLA_TEST_NETNS"], "./scripts/test makes the test host")
+            let host = try #require(environment["FLOTILLA_TEST_NETNS_HOST"])
+            let mine = try await Self.request(fleet, as: Fleet.clientLogin)
+            try await fleet.execute(
+                "UPDATE cluster_secrets SET private_key = 'THE PRIVATE KEY' WHERE cluster_id = \(mine.id)")
+            /// `SELECT api_key(…)` through psql run inside the test host's namespace.
+            func key(sslmode: String) async throws -> PSQL {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                process.arguments = [
+                    "ip", "netns", "exec", namespace, "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                    "-c", "SELECT api_key('\(mine.id)', '\(mine.token)')",
+                ]
+                var environment = fleet.environment
+                environment["PGUSER"] = Fleet.clientLogin
+                environment["PGHOST"] = host
+                environment["PGSSLMODE"] = sslmode
+                process.environment = environment
+                let run = try await process.runToCompletion()
+                return PSQL(status: run.status, output: run.output, error: run.errors)
+            }
+            let before = try await Self.counts(fleet)
+            let cleartext = try await key(sslmode: "disable")
+            #expect(cleartext.status != 0, "\(cleartext.output)")
+            #expect(cleartext.error.contains("is not sent in cleartext"), "\(cleartext.error)")
+            #expect(!cleartext.output.contains("THE PRIVATE KEY") && !cleartext.error.contains("THE PRIVATE KEY"))
+            #expect(try await Self.counts(fleet) == before, "a refused read records nothing")
+            let encrypted = try await key(sslmode: "require")
+            #expect(encrypted.status == 0 && encrypted.output.contains("THE PRIVATE KEY"), "\(encrypted.error)")
+            try await fleet.execute(
+                """
+                INSERT INTO policy (owner, max_lifetime, max_total_lifetime, max_nodes, max_clusters, max_total_nodes,
+                                    allow_cleartext_keys)
+                VALUES (\(Fleet.clientLogin), interval '12 hours', interval '24 hours', 100, 10, 60, true)
+                """)
+            let allowed = try await key(sslmode: "disable")
+            #expect(allowed.status == 0 && allowed.output.contains("THE PRIVATE KEY"), "\(allowed.error)")
+        }
+    }
+
+    @Test("client request prints the lease token only with --json; otherwise the path of a 0600 file holding it")
+    func tokenOnlyWhereAsked() async throws {
+        try await Fleet.with { fleet in
+            let folder = try fleet.makeScratchDirectory()
+            let tokenPath = folder.appendingPathComponent("lease.token").path
+            let run = try await fleet.run(["client", "request", "--nodes", "1", "--no-wait", "--token-out", tokenPath])
+            #expect(run.status == 0, "\(run.stderr)")
+            let token = try String(contentsOfFile: tokenPath, encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(token.count >= 32)
+            #expect(!run.output.contains(token) && !run.stderr.contains(token), "\(run.output)")
+            #expect(run.output.contains("lease token  in \(tokenPath)"), "\(run.output)")
+            let mode = try FileManager.default.attributesOfItem(atPath: tokenPath)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+            // The file holds the working token: the cluster is released with it.
+            let id = try #require(
+                run.output.split(separator: "\n").first { $0.hasPrefix("cluster ") }?.split(separator: " ").last)
+            let release = try await fleet.run(
+                ["client", "release", String(id)], environment: ["FLOTILLA_LEASE_TOKEN": token])
+            #expect(release.status == 0, "\(release.stderr)")
+        }
+    }
+
     @Test("an operator login reads the views and writes the policy, and reads no secret")
     func operatorLogin() async throws {
         try await Fleet.with { fleet in

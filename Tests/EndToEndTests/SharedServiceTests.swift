@@ -20,7 +20,8 @@ struct SharedServiceTests {
         return owners.split(separator: " ").map(String.init)
     }
 
-    @Test("two owners: one with 50 queued requests, one with 1; the single request starts next")
+    @Test(
+        "two owners: one with 50 queued requests, one with 1; the single request starts next (a third keeps its place)")
     func fairTurns() async throws {
         try await Fleet.with { fleet in
             try await SecurityTests.makeLogins(fleet)
@@ -36,10 +37,13 @@ struct SharedServiceTests {
                 "SELECT count(*) FROM generate_series(1, 50) AS n, "
                     + "LATERAL api_request(NULL, 'batch ' || n, '\(SecurityTests.validRequest)', 600)")
             #expect(fifty.status == 0 && fifty.output.contains("50"), "\(fifty.error)")
-            // Then another team asks for one, through the client.
+            // Then another team asks for one, through the client, and after it a third team.
             let single = try await SecurityTests.request(fleet, as: light)
+            let third = "e2e_ci_agent_c"
+            try await fleet.createLogin(third, in: "flotilla_client")
+            let another = try await SecurityTests.request(fleet, as: third)
             let order = try await Self.claimOrder(fleet)
-            #expect(order.count == 51 && order.first == light, "claim order: \(order.prefix(5))")
+            #expect(order.count == 52 && order.prefix(3) == [light, third, heavy], "claim order: \(order.prefix(5))")
             let ahead = try await SecurityTests.psql(
                 fleet, as: light, "SELECT ahead FROM api_wait_info('\(single.id)')")
             #expect(
@@ -57,9 +61,9 @@ struct SharedServiceTests {
                 FROM jobs j JOIN clusters c ON c.id = j.cluster_id
                 WHERE j.kind = 'provision' AND j.started_at IS NOT NULL
                 """
-            try await eventually("two provision jobs claimed", timeout: .seconds(120)) {
+            try await eventually("three provision jobs claimed", timeout: .seconds(120)) {
                 try await fleet.scalar(PostgresQuery(unsafeSQL: claimed), as: String.self)
-                    .split(separator: " ").count >= 2
+                    .split(separator: " ").count >= 3
             }
             // Stopped at once: a claim handed back is claimed again 30 s later (a new start time).
             await fleet.stopProcess(worker, signal: SIGKILL)
@@ -70,10 +74,12 @@ struct SharedServiceTests {
                 SELECT c.id FROM clusters c JOIN jobs j ON j.cluster_id = c.id AND j.kind = 'provision'
                 WHERE c.owner = \(heavy) ORDER BY j.id LIMIT 1
                 """, as: String.self)
-            #expect(Array(started.prefix(2)) == [single.id, heavyFirst], "claimed: \(started)\n\(fleet.workerLogs())")
+            #expect(
+                Array(started.prefix(3)) == [single.id, another.id, heavyFirst],
+                "claimed: \(started)\n\(fleet.workerLogs())")
             #expect(
                 try await fleet.scalar("SELECT count(*)::int FROM clusters WHERE state = 'requested'", as: Int.self)
-                    == 51,
+                    == 52,
                 "a worker of another region marks nothing provisioning")
         }
     }

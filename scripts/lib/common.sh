@@ -117,6 +117,9 @@ PY
 # The Debian and PyPI packages the local stack needs.
 stack_install() {
   stack_apt postgresql openssh-server openssh-client libssl-dev libpq-dev curl sudo python3-pip openssl
+  # A test host in a network namespace of its own (ip netns, veth) reaches PostgreSQL from a
+  # non-loopback address.
+  stack_apt iproute2
   # The web page's test drives headless Chromium through its driver (both from Debian).
   stack_apt chromium chromium-driver
   # scripts/schema renders the cluster state diagram with Graphviz's dot.
@@ -166,7 +169,28 @@ _stack_pg_tls() {
   export FLOTILLA_TEST_PG_CA="$tls/ca.crt" FLOTILLA_TEST_PG_OTHER_CA="$tls/other-ca.crt"
 }
 
-# Start PostgreSQL in $STACK_DIR/pg on a free loopback port. Exports DATABASE_URL and
+# A test host: network namespace flotilla-PID with a veth pair, 10.231.N.1 on this side and
+# 10.231.N.2 inside, so that a process run with `ip netns exec` reaches this machine from an
+# address that is not loopback, and nothing else. Exports FLOTILLA_TEST_NETNS (the name),
+# FLOTILLA_TEST_NETNS_HOST (this side's address) and FLOTILLA_TEST_NETNS_CLIENT. Removed at exit.
+stack_make_netns() {
+  local ns="flotilla-$$" n=$(( $$ % 250 + 1 )) sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo ip netns add "$ns" || { stack_log "cannot make network namespace $ns"; return 1; }
+  stack_on_exit "$sudo ip netns del $ns"
+  $sudo ip link add "flt$$h" type veth peer name "flt$$n"
+  $sudo ip link set "flt$$n" netns "$ns"
+  $sudo ip addr add "10.231.$n.1/30" dev "flt$$h"
+  $sudo ip link set "flt$$h" up
+  $sudo ip netns exec "$ns" ip addr add "10.231.$n.2/30" dev "flt$$n"
+  $sudo ip netns exec "$ns" ip link set "flt$$n" up
+  $sudo ip netns exec "$ns" ip link set lo up
+  export FLOTILLA_TEST_NETNS="$ns" FLOTILLA_TEST_NETNS_HOST="10.231.$n.1" FLOTILLA_TEST_NETNS_CLIENT="10.231.$n.2"
+  stack_log "test host: network namespace $ns at $FLOTILLA_TEST_NETNS_CLIENT, this side $FLOTILLA_TEST_NETNS_HOST"
+}
+
+# Start PostgreSQL in $STACK_DIR/pg on a free loopback port (and on FLOTILLA_TEST_NETNS_HOST,
+# for the test host only, when stack_make_netns ran). Exports DATABASE_URL and
 # the PG* variables that libpq, psql and the Flotilla binaries read. max_connections is
 # STACK_PG_MAX_CONNECTIONS (default 200, what the benchmarks run with).
 stack_start_postgres() {
@@ -183,8 +207,13 @@ stack_start_postgres() {
   "${run_as[@]}" "$bin/initdb" -D "$data/data" -A trust -U flotilla -E UTF8 >"$STACK_DIR/initdb.log" 2>&1 \
     || { cat "$STACK_DIR/initdb.log" >&2; return 1; }
   _stack_pg_tls "$data" || return 1
+  local listen=127.0.0.1
+  if [ -n "${FLOTILLA_TEST_NETNS_HOST:-}" ]; then
+    listen="127.0.0.1,$FLOTILLA_TEST_NETNS_HOST"
+    printf 'host all all %s/32 trust\n' "$FLOTILLA_TEST_NETNS_CLIENT" >>"$data/data/pg_hba.conf"
+  fi
   "${run_as[@]}" "$bin/pg_ctl" -D "$data/data" -l "$data/server.log" -w -t 30 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $data -c max_connections=${STACK_PG_MAX_CONNECTIONS:-200} -c shared_buffers=256MB -c fsync=on -c ssl=on -c ssl_cert_file=$data/tls/server.crt -c ssl_key_file=$data/tls/server.key" \
+    -o "-c listen_addresses=$listen -p $port -k $data -c max_connections=${STACK_PG_MAX_CONNECTIONS:-200} -c shared_buffers=256MB -c fsync=on -c ssl=on -c ssl_cert_file=$data/tls/server.crt -c ssl_key_file=$data/tls/server.key" \
     start >/dev/null
   stack_on_exit "${run_as[*]} $bin/pg_ctl -D $data/data -m immediate stop"
   export PGHOST=127.0.0.1 PGPORT=$port PGUSER=flotilla PGDATABASE=postgres

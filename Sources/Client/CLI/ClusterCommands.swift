@@ -273,7 +273,7 @@ func waitForCluster(_ id: String, store: ClusterAPI, timeout: Duration) async th
         }
         lastLine = line
         if cluster.state == .ready || cluster.state.isFinal {
-            if terminal && interval != .zero { FileHandle.standardError.write(Data("\n".utf8)) }
+            if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
             return cluster
         }
         if ContinuousClock.now - start > timeout {
@@ -293,25 +293,32 @@ func waitForCluster(_ id: String, store: ClusterAPI, timeout: Duration) async th
 /// two queries, short enough that it is closed between looks.
 let agentIdleTimeout = Duration.milliseconds(50)
 
-/// The pause before the next look. A cluster being built, or next in line, is looked at
-/// every 2 s; a request with others ahead of it backs off from 1 s to 10 s (it has to be
-/// claimed and built before it can be ready). The cost to the server is then about one
-/// short connection per 10 s for each queued agent, and one per 2 s for each cluster being
-/// built (bounded by the fleet's worker slots, not by the number of agents).
+/// The pause before the next look. A cluster being built is looked at every 2 s. A request
+/// still queued cannot be ready before it is claimed and built, so it is looked at every
+/// `ahead` / 4 seconds, from 2 s (next in line) to 30 s (120 or more ahead). One whose place
+/// is unknown backs off from 1 s to 10 s. The cost to the server is then about one short
+/// connection per look: a few per second for hundreds of queued agents, plus one every 2 s
+/// per cluster being built (bounded by the fleet's worker slots, not by the agents).
 func nextLook(after previous: Duration, state: ClusterState, ahead: Int?) -> Duration {
-    if state == .provisioning || ahead == 0 { return .seconds(2) }
+    if state == .provisioning { return .seconds(2) }
+    if let ahead { return .seconds(min(30, max(2, Double(ahead) / 4))) }
     if previous == .zero { return .seconds(1) }
     return min(previous * 2, .seconds(10))
 }
 
 func writeKey(_ key: String, to path: String) throws {
+    try writeSecret(key, to: path, what: "the key")
+}
+
+/// Writes `text` to a new file at `path` that only this user can read (mode 0600).
+func writeSecret(_ text: String, to path: String, what: String) throws {
     let url = URL(fileURLWithPath: path)
     try? FileManager.default.removeItem(at: url)
     guard
         FileManager.default.createFile(
-            atPath: url.path, contents: Data(key.utf8), attributes: [.posixPermissions: 0o600])
+            atPath: url.path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
     else {
-        throw QueueError(.invalidInput, "cannot write the key to \(path)")
+        throw QueueError(.invalidInput, "cannot write \(what) to \(path)")
     }
 }
 

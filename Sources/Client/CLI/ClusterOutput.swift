@@ -33,14 +33,17 @@ enum ClusterOutput {
         return object
     }
 
-    static func text(_ cluster: ClusterRecord, nodes: [NodeRecord], leaseToken: String? = nil, keyPath: String? = nil)
+    /// `tokenPath`: where the lease token was written. Text never shows the token itself.
+    static func text(_ cluster: ClusterRecord, nodes: [NodeRecord], tokenPath: String? = nil, keyPath: String? = nil)
         -> String
     {
         var lines = [
             "cluster      \(cluster.id)", "state        \(cluster.state)\(cluster.phase.map { " (\($0))" } ?? "")",
             "owner        \(cluster.owner)",
         ]
-        if let leaseToken { lines.append("lease token  \(leaseToken)") }
+        if let tokenPath {
+            lines.append("lease token  in \(tokenPath) (export FLOTILLA_LEASE_TOKEN=\"$(cat '\(tokenPath)')\")")
+        }
         if let expires = cluster.expiresAt, cluster.state == .ready {
             let left = ClusterRequest.format(seconds: max(0, expires.timeIntervalSinceNow))
             lines.append("expires      \(iso(expires)) (in \(left))")

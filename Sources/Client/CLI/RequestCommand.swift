@@ -8,9 +8,12 @@ struct RequestCommand: AsyncParsableCommand {
         commandName: "request",
         abstract: "Ask for a DC/OS cluster and wait until it is ready.",
         discussion: """
-            Prints the cluster id, the lease token (keep it: extend, release and key need it),
-            the nodes, the SSH user, the key file and the expiry. While waiting it shows the
-            phase the cluster is in on standard error.
+            Prints the cluster id, the nodes, the SSH user, the key file and the expiry. While
+            waiting it shows the phase the cluster is in on standard error.
+
+            The lease token is a bearer capability: whoever holds it may read the cluster's key,
+            extend it and release it. It is printed only with --json; otherwise it is written to
+            --token-out (default ./<cluster id>.token, mode 0600) and only that path is printed.
 
             \(ClusterShapeOptions.splitHelp)
 
@@ -41,6 +44,11 @@ struct RequestCommand: AsyncParsableCommand {
     @Option(help: "Free text shown with the cluster (the owner is always the database login).") var label: String?
     @Option(help: "A retried request with the same id returns the same cluster.") var requestID: String?
     @Option(help: "Where to write the SSH private key (mode 0600). Default: ./<cluster id>.key") var keyOut: String?
+    @Option(
+        help: """
+            Where to write the lease token (mode 0600). Default: ./<cluster id>.token without --json; \
+            with --json only when given (the JSON holds it).
+            """) var tokenOut: String?
     @Flag(help: "Return once the request is recorded; do not wait.") var noWait = false
     @Option(
         help: """
@@ -74,6 +82,11 @@ struct RequestCommand: AsyncParsableCommand {
             try checkWritable(
                 self.keyOut ?? FileManager.default.currentDirectoryPath + "/c-0000000000.key", option: "--key-out")
         }
+        if self.tokenOut != nil || !self.options.json {
+            try checkWritable(
+                self.tokenOut ?? FileManager.default.currentDirectoryPath + "/c-0000000000.token", option: "--token-out"
+            )
+        }
         return request
     }
 
@@ -87,6 +100,7 @@ struct RequestCommand: AsyncParsableCommand {
             requestID: self.requestID ?? "auto-" + UUID().uuidString.lowercased(), label: self.label,
             request: json, abandonAfter: timeout + .seconds(15), poolMode: self.pool.mode)
         let (noWait, asJSON, keyOut, keep) = (self.noWait, self.options.json, self.keyOut, self.keepOnFailure)
+        let tokenOut = self.tokenOut
         let status = try await withStore(self.options) { store, _ -> Int32 in
             // What this invocation is responsible for, once the request is recorded.
             let made = Responsibility()
@@ -103,16 +117,12 @@ struct RequestCommand: AsyncParsableCommand {
                     }
                     if noWait {
                         let cluster = try await requireCluster(store, id)
-                        if asJSON {
-                            printJSON(ClusterOutput.json(cluster, nodes: [], leaseToken: token))
-                        } else {
-                            print(ClusterOutput.text(cluster, nodes: [], leaseToken: token))
-                        }
+                        Self.show(cluster, nodes: [], token: token, tokenOut: tokenOut, asJSON: asJSON)
                         return 0
                     }
                     return try await Self.waitAndCollect(
                         id: id, token: token, store: store, timeout: timeout,
-                        keyOut: keyOut, asJSON: asJSON) ? 0 : 1
+                        keyOut: keyOut, tokenOut: tokenOut, asJSON: asJSON) ? 0 : 1
                 }
             } catch {
                 let (status, why) = givingUp(error)
@@ -132,11 +142,7 @@ struct RequestCommand: AsyncParsableCommand {
                     // What was kept is printed as a success would be, token included: its
                     // holder needs it to release the cluster later.
                     if let cluster = try? await store.cluster(id: id) {
-                        if asJSON {
-                            printJSON(ClusterOutput.json(cluster, nodes: [], leaseToken: token))
-                        } else {
-                            print(ClusterOutput.text(cluster, nodes: [], leaseToken: token))
-                        }
+                        Self.show(cluster, nodes: [], token: token, tokenOut: tokenOut, asJSON: asJSON)
                     }
                     let kept =
                         "client: \(why); cluster \(id) is kept (--keep-on-failure): "
@@ -154,7 +160,7 @@ struct RequestCommand: AsyncParsableCommand {
     /// Waits for the cluster, writes its key and prints it. Returns whether it is ready.
     static func waitAndCollect(
         id: String, token: String, store: ClusterAPI, timeout: Duration,
-        keyOut: String?, asJSON: Bool
+        keyOut: String?, tokenOut: String?, asJSON: Bool
     ) async throws -> Bool {
         let cluster = try await waitForCluster(id, store: store, timeout: timeout)
         let nodes = try await store.nodes(clusterID: id)
@@ -164,10 +170,8 @@ struct RequestCommand: AsyncParsableCommand {
             try writeKey(try await store.privateKey(clusterID: id, leaseToken: token), to: path)
             keyPath = path
         }
-        if asJSON {
-            printJSON(ClusterOutput.json(cluster, nodes: nodes, leaseToken: token, keyPath: keyPath))
-        } else {
-            print(ClusterOutput.text(cluster, nodes: nodes, leaseToken: token, keyPath: keyPath))
+        Self.show(cluster, nodes: nodes, token: token, tokenOut: tokenOut, keyPath: keyPath, asJSON: asJSON)
+        if !asJSON {
             if let keyPath, let user = cluster.sshUser, let node = nodes.first(where: { $0.role == "master" }) {
                 let port = cluster.sshPort.map { $0 == 22 ? "" : "-p \($0) " } ?? ""
                 print("\nssh -i \(keyPath) \(port)\(user)@\(node.publicIP ?? node.privateIP)")
@@ -177,6 +181,38 @@ struct RequestCommand: AsyncParsableCommand {
             }
         }
         return cluster.state == .ready
+    }
+
+    /// Prints the cluster: with `asJSON` as JSON, lease token included; as text with only
+    /// the path of the file the token was written to (`tokenOut`, default ./<id>.token, mode
+    /// 0600), since the token is a bearer capability. With `asJSON`, the token is written to
+    /// `tokenOut` too when it is given. A file that cannot be written (its folder was checked
+    /// before the request) costs a warning, never the cluster: asking again with the same
+    /// request id gives a new token.
+    static func show(
+        _ cluster: ClusterRecord, nodes: [NodeRecord], token: String, tokenOut: String?, keyPath: String? = nil,
+        asJSON: Bool
+    ) {
+        var tokenPath = tokenOut ?? (asJSON ? nil : FileManager.default.currentDirectoryPath + "/\(cluster.id).token")
+        if let path = tokenPath {
+            do {
+                try writeSecret(token + "\n", to: path, what: "the lease token")
+            } catch {
+                tokenPath = nil
+                let again = cluster.requestID.map { " --request-id '\($0)'" } ?? ""
+                FileHandle.standardError.write(
+                    Data(
+                        ("client: \(error); for a new token of \(cluster.id), run the same request again with"
+                            + "\(again) --json\n").utf8))
+            }
+        }
+        if asJSON {
+            var object = ClusterOutput.json(cluster, nodes: nodes, leaseToken: token, keyPath: keyPath)
+            object["token_path"] = tokenPath
+            printJSON(object)
+        } else {
+            print(ClusterOutput.text(cluster, nodes: nodes, tokenPath: tokenPath, keyPath: keyPath))
+        }
     }
 }
 

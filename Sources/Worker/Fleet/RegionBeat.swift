@@ -26,7 +26,8 @@ public struct RegionBeat: Service {
     public func run() async throws {
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                try? await Task.sleep(for: self.grace / 4)
+                // Stopping ends the wait, and no beat follows: the region's grace runs from the last.
+                do { try await Task.sleep(for: self.grace / 4) } catch { return }
                 do {
                     try await self.beat()
                 } catch is CancellationError {

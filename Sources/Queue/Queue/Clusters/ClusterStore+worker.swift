@@ -339,10 +339,16 @@ extension ClusterStore {
             """, logger: self.logger)
     }
 
-    /// `home` and every region a cluster was recorded in, for the sweep.
+    /// `home`, every region a cluster was recorded in, every region a worker built in, and
+    /// every region swept before, for the sweep (a region whose clusters were all pruned by
+    /// the retention is still swept).
     public func knownRegions(including home: String) async throws -> [String] {
         let rows = try await self.client.query(
-            "SELECT DISTINCT region FROM clusters WHERE region IS NOT NULL", logger: self.logger)
+            """
+            SELECT region FROM clusters WHERE region IS NOT NULL
+            UNION SELECT region FROM build_regions WHERE live_until IS NOT NULL
+            UNION SELECT region FROM sweep_reports
+            """, logger: self.logger)
         var regions: Set<String> = [home]
         for try await region in rows.decode(String.self) { regions.insert(region) }
         return regions.sorted()

@@ -43,6 +43,33 @@ public struct Migrator: Sendable {
         }
     }
 
+    /// Refuses to migrate while any role but the owner (and superusers) may create objects in
+    /// schema public: the default of PostgreSQL 14 and older, kept by a database upgraded from
+    /// one. A login could plant a function or an operator there that a SECURITY DEFINER
+    /// function then resolves, and runs as the owner.
+    static func requireOwnedPublicSchema(on connection: PostgresConnection, logger: Logger) async throws {
+        let rows = try await connection.query(
+            """
+            SELECT coalesce(string_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END,
+                                       ', '), '')
+            FROM pg_namespace n
+            CROSS JOIN LATERAL aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+            LEFT JOIN pg_roles r ON r.oid = a.grantee
+            WHERE n.nspname = 'public' AND a.privilege_type = 'CREATE' AND a.grantee <> n.nspowner
+              AND a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
+              AND NOT coalesce(r.rolsuper, false)
+            """, logger: logger)
+        var writers = ""
+        for try await value in rows.decode(String.self) { writers = value }
+        guard writers.isEmpty else {
+            throw QueueError(
+                .invalidInput,
+                "schema public lets \(writers) create objects, where a login could plant a function that Flotilla's "
+                    + "SECURITY DEFINER functions would run as the owner (PostgreSQL 14 and older allow it by "
+                    + "default): run REVOKE CREATE ON SCHEMA public FROM \(writers); then migrate again")
+        }
+    }
+
     private func migrateLocked(_ migrations: [Migration], on connection: PostgresConnection) async throws -> Report {
         try await connection.query(
             """
@@ -64,6 +91,7 @@ public struct Migrator: Sendable {
 
         let applied = try await Self.appliedVersions(on: connection, logger: self.logger)
         try Self.verify(applied: applied, against: migrations)
+        try await Self.requireOwnedPublicSchema(on: connection, logger: self.logger)
 
         var report = Report(applied: [], alreadyApplied: applied.count)
         for migration in migrations where applied[migration.version] == nil {
@@ -189,5 +217,5 @@ public struct Migrator: Sendable {
 /// The schema version this build of Flotilla was written against: the number of the last
 /// file in `migrations/`. A test keeps the two in step.
 public enum SchemaVersion {
-    public static let required = 18
+    public static let required = 19
 }

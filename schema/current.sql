@@ -22,77 +22,17 @@ SET client_min_messages = warning;
 SET row_security = off;
 
 --
--- Name: api_bad(text); Type: FUNCTION; Schema: public; Owner: -
+-- Name: flotilla_api; Type: SCHEMA; Schema: -; Owner: -
 --
 
-CREATE FUNCTION public.api_bad(p_message text) RETURNS void
-    LANGUAGE plpgsql
-    AS $$
-BEGIN
-    RAISE EXCEPTION '%', p_message USING ERRCODE = '22023';
-END;
-$$;
-
-
-SET default_tablespace = '';
-
-SET default_table_access_method = heap;
-
---
--- Name: policy; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public.policy (
-    owner text NOT NULL,
-    max_lifetime interval NOT NULL,
-    max_total_lifetime interval NOT NULL,
-    max_nodes integer NOT NULL,
-    max_clusters integer NOT NULL,
-    max_total_nodes integer NOT NULL,
-    max_provision_time interval DEFAULT '02:00:00'::interval NOT NULL,
-    allow_cleartext_keys boolean DEFAULT false NOT NULL,
-    CONSTRAINT policy_max_clusters_check CHECK ((max_clusters >= 0)),
-    CONSTRAINT policy_max_lifetime_check CHECK ((max_lifetime > '00:00:00'::interval)),
-    CONSTRAINT policy_max_nodes_check CHECK (((max_nodes >= 1) AND (max_nodes <= 100))),
-    CONSTRAINT policy_max_provision_time_check CHECK (((max_provision_time > '00:00:00'::interval) AND (max_provision_time <= '7 days'::interval))),
-    CONSTRAINT policy_max_total_lifetime_check CHECK ((max_total_lifetime > '00:00:00'::interval)),
-    CONSTRAINT policy_max_total_nodes_check CHECK ((max_total_nodes >= 0)),
-    CONSTRAINT policy_owner_check CHECK (((length(owner) >= 1) AND (length(owner) <= 200)))
-);
+CREATE SCHEMA flotilla_api;
 
 
 --
--- Name: api_check_quota(text, public.policy, integer); Type: FUNCTION; Schema: public; Owner: -
+-- Name: api_clusters(text, text, text, integer); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
-CREATE FUNCTION public.api_check_quota(p_owner text, p_rules public.policy, p_nodes integer) RETURNS void
-    LANGUAGE plpgsql
-    AS $$
-DECLARE
-    active_clusters int;
-    active_nodes int;
-BEGIN
-    -- One turn at a time per owner, under every isolation level (2. above).
-    INSERT INTO owner_turns (owner) VALUES (p_owner) ON CONFLICT (owner) DO UPDATE SET at = now();
-    SELECT count(*), coalesce(sum(masters + agents + public_agents), 0) INTO active_clusters, active_nodes
-    FROM clusters WHERE owner = p_owner AND state <> 'destroyed';
-    IF active_clusters > p_rules.max_clusters THEN
-        PERFORM api_refuse(format('%s already holds %s clusters: the quota is %s clusters at once (policy max_clusters)',
-                                  p_owner, active_clusters - 1, p_rules.max_clusters));
-    END IF;
-    IF active_nodes > p_rules.max_total_nodes THEN
-        PERFORM api_refuse(format('%s holds %s nodes and asks for %s more: the quota is %s nodes at once (policy max_total_nodes)',
-                                  p_owner, active_nodes - p_nodes, p_nodes, p_rules.max_total_nodes));
-    END IF;
-END;
-$$;
-
-
---
--- Name: api_clusters(text, text, text, integer); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.api_clusters(p_id text, p_owner text, p_state text, p_limit integer) RETURNS TABLE(id text, request_id text, owner text, label text, state text, phase text, masters integer, agents integer, public_agents integer, instance_type text, request text, lifetime_seconds double precision, ssh_user text, ssh_port integer, ready_at timestamp with time zone, expires_at timestamp with time zone, release_requested_at timestamp with time zone, last_error text, created_at timestamp with time zone, destroyed_at timestamp with time zone, region text, deployment text, teardown_reason text)
+CREATE FUNCTION flotilla_api.api_clusters(p_id text, p_owner text, p_state text, p_limit integer) RETURNS TABLE(id text, request_id text, owner text, label text, state text, phase text, masters integer, agents integer, public_agents integer, instance_type text, request text, lifetime_seconds double precision, ssh_user text, ssh_port integer, ready_at timestamp with time zone, expires_at timestamp with time zone, release_requested_at timestamp with time zone, last_error text, created_at timestamp with time zone, destroyed_at timestamp with time zone, region text, deployment text, teardown_reason text)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -109,10 +49,10 @@ $$;
 
 
 --
--- Name: api_events(text, bigint); Type: FUNCTION; Schema: public; Owner: -
+-- Name: api_events(text, bigint); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
-CREATE FUNCTION public.api_events(p_id text, p_after bigint) RETURNS TABLE(id bigint, at timestamp with time zone, kind text, detail text)
+CREATE FUNCTION flotilla_api.api_events(p_id text, p_after bigint) RETURNS TABLE(id bigint, at timestamp with time zone, kind text, detail text)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -124,10 +64,10 @@ $$;
 
 
 --
--- Name: api_extend(text, text, double precision); Type: FUNCTION; Schema: public; Owner: -
+-- Name: api_extend(text, text, double precision); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
-CREATE FUNCTION public.api_extend(p_id text, p_token text, p_seconds double precision) RETURNS timestamp with time zone
+CREATE FUNCTION flotilla_api.api_extend(p_id text, p_token text, p_seconds double precision) RETURNS timestamp with time zone
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -165,23 +105,10 @@ $$;
 
 
 --
--- Name: api_format_interval(interval); Type: FUNCTION; Schema: public; Owner: -
+-- Name: api_heartbeat(text, text, double precision); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
-CREATE FUNCTION public.api_format_interval(p interval) RETURNS text
-    LANGUAGE sql IMMUTABLE
-    AS $$
-    SELECT CASE WHEN extract(epoch FROM p) >= 3600 AND extract(epoch FROM p)::bigint % 3600 = 0
-                THEN (extract(epoch FROM p)::bigint / 3600) || 'h'
-                ELSE (extract(epoch FROM p)::bigint / 60) || 'm' END
-$$;
-
-
---
--- Name: api_heartbeat(text, text, double precision); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.api_heartbeat(p_id text, p_token text, p_timeout_seconds double precision) RETURNS timestamp with time zone
+CREATE FUNCTION flotilla_api.api_heartbeat(p_id text, p_token text, p_timeout_seconds double precision) RETURNS timestamp with time zone
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -204,68 +131,10 @@ $$;
 
 
 --
--- Name: api_holder(text, text); Type: FUNCTION; Schema: public; Owner: -
+-- Name: api_job_counts(); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
-CREATE FUNCTION public.api_holder(p_cluster text, p_token text) RETURNS text
-    LANGUAGE plpgsql
-    AS $_$
-DECLARE
-    current text;
-    holder text;
-BEGIN
-    -- For the rest of the caller's transaction (0012, 2.). A transaction kept busy (calls in
-    -- a loop) is not idle: one older than 15 s is refused here instead.
-    PERFORM set_config('idle_in_transaction_session_timeout', '15s', true);
-    PERFORM set_config('lock_timeout', '5s', true);
-    IF clock_timestamp() - now() > interval '15 seconds' THEN
-        RAISE EXCEPTION 'this transaction began % s ago: call the client API in short transactions (autocommit), so no cluster stays locked',
-                        round(extract(epoch FROM clock_timestamp() - now())) USING ERRCODE = 'FLT05';
-    END IF;
-    IF p_cluster IS NULL OR p_cluster !~ '^c-[0-9a-f]{10}$' THEN
-        PERFORM api_bad(format('''%s'' is not a cluster id (cluster ids look like c-0123456789; see `client list`)', left(coalesce(p_cluster, ''), 40)));
-    END IF;
-    SELECT state, owner INTO current, holder FROM clusters WHERE id = p_cluster;
-    -- Another owner's cluster does not exist for a client: no answer may tell otherwise.
-    IF current IS NULL OR NOT api_sees(holder) THEN
-        RAISE EXCEPTION 'no cluster with id % (see `client list`)', p_cluster USING ERRCODE = 'FLT04';
-    END IF;
-    IF current = 'destroyed' THEN
-        RAISE EXCEPTION 'cluster % is destroyed; its key and token were erased', p_cluster USING ERRCODE = 'FLT03';
-    END IF;
-    IF NOT api_token_ok(p_cluster, p_token) THEN
-        RAISE EXCEPTION 'the lease token does not match cluster %; nothing was changed', p_cluster USING ERRCODE = '22023';
-    END IF;
-    RETURN current;
-END;
-$_$;
-
-
---
--- Name: api_is_ipv4_cidr(text); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.api_is_ipv4_cidr(p text) RETURNS boolean
-    LANGUAGE plpgsql IMMUTABLE
-    AS $$
-BEGIN
-    RETURN family(p::cidr) = 4 AND masklen(p::cidr) <= 32;
-EXCEPTION WHEN others THEN
-    -- Host bits set ('10.1.2.3/8') are not a cidr value but are a CIDR block people write.
-    BEGIN
-        RETURN family(p::inet) = 4;
-    EXCEPTION WHEN others THEN
-        RETURN false;
-    END;
-END;
-$$;
-
-
---
--- Name: api_job_counts(); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.api_job_counts() RETURNS TABLE(state text, jobs integer, oldest_runnable_seconds double precision)
+CREATE FUNCTION flotilla_api.api_job_counts() RETURNS TABLE(state text, jobs integer, oldest_runnable_seconds double precision)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -276,10 +145,10 @@ $$;
 
 
 --
--- Name: api_jobs(); Type: FUNCTION; Schema: public; Owner: -
+-- Name: api_jobs(); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
-CREATE FUNCTION public.api_jobs() RETURNS TABLE(id bigint, kind text, cluster_id text, state text, attempt integer, worker text, heartbeat_age_seconds double precision, last_error text)
+CREATE FUNCTION flotilla_api.api_jobs() RETURNS TABLE(id bigint, kind text, cluster_id text, state text, attempt integer, worker text, heartbeat_age_seconds double precision, last_error text)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -295,10 +164,10 @@ $$;
 
 
 --
--- Name: api_key(text, text); Type: FUNCTION; Schema: public; Owner: -
+-- Name: api_key(text, text); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
-CREATE FUNCTION public.api_key(p_id text, p_token text) RETURNS text
+CREATE FUNCTION flotilla_api.api_key(p_id text, p_token text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -330,10 +199,10 @@ $$;
 
 
 --
--- Name: api_logs(text, text); Type: FUNCTION; Schema: public; Owner: -
+-- Name: api_logs(text, text); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
-CREATE FUNCTION public.api_logs(p_id text, p_token text) RETURNS TABLE(name text, contents text)
+CREATE FUNCTION flotilla_api.api_logs(p_id text, p_token text) RETURNS TABLE(name text, contents text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -346,21 +215,10 @@ $$;
 
 
 --
--- Name: api_new_token(); Type: FUNCTION; Schema: public; Owner: -
+-- Name: api_nodes(text); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
-CREATE FUNCTION public.api_new_token() RETURNS text
-    LANGUAGE sql
-    AS $$
-    SELECT replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '')
-$$;
-
-
---
--- Name: api_nodes(text); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.api_nodes(p_id text) RETURNS TABLE(role text, instance_id text, private_ip text, public_ip text, host_key text)
+CREATE FUNCTION flotilla_api.api_nodes(p_id text) RETURNS TABLE(role text, instance_id text, private_ip text, public_ip text, host_key text)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -371,23 +229,10 @@ $$;
 
 
 --
--- Name: api_refuse(text); Type: FUNCTION; Schema: public; Owner: -
+-- Name: api_release(text, text); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
-CREATE FUNCTION public.api_refuse(p_message text) RETURNS void
-    LANGUAGE plpgsql
-    AS $$
-BEGIN
-    RAISE EXCEPTION '%', p_message USING ERRCODE = 'FLT05';
-END;
-$$;
-
-
---
--- Name: api_release(text, text); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.api_release(p_id text, p_token text) RETURNS text
+CREATE FUNCTION flotilla_api.api_release(p_id text, p_token text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -399,10 +244,10 @@ $$;
 
 
 --
--- Name: api_request(text, text, jsonb, double precision, text); Type: FUNCTION; Schema: public; Owner: -
+-- Name: api_request(text, text, jsonb, double precision, text); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
-CREATE FUNCTION public.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text DEFAULT 'auto'::text) RETURNS TABLE(id text, lease_token text, created boolean, from_pool text)
+CREATE FUNCTION flotilla_api.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text DEFAULT 'auto'::text) RETURNS TABLE(id text, lease_token text, created boolean, from_pool text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -501,6 +346,200 @@ BEGIN
     INSERT INTO cluster_events (cluster_id, kind, detail) VALUES (new_id, 'requested', jsonb_build_object('owner', who));
     PERFORM api_check_quota(who, rules, nodes);
     RETURN QUERY SELECT new_id, token, true, NULL::text;
+END;
+$$;
+
+
+--
+-- Name: api_wait_info(text); Type: FUNCTION; Schema: flotilla_api; Owner: -
+--
+
+CREATE FUNCTION flotilla_api.api_wait_info(p_id text) RETURNS TABLE(job_state text, ahead integer, median_seconds double precision, sample integer)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    j jobs;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM clusters c WHERE c.id = p_id AND api_sees(c.owner)) THEN
+        RETURN;
+    END IF;
+    SELECT * INTO j FROM jobs WHERE kind = 'provision' AND jobs.cluster_id = p_id ORDER BY id DESC LIMIT 1;
+    job_state := j.state;
+    ahead := 0;
+    IF j.state = 'queued' THEN
+        SELECT count(*)::int INTO ahead FROM jobs q
+        WHERE q.state = 'queued' AND q.kind = 'provision' AND q.run_after <= now()
+          AND (q.priority > j.priority OR (q.priority = j.priority AND (q.run_after, q.id) < (j.run_after, j.id)));
+    END IF;
+    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s)::float8, count(*)::int INTO median_seconds, sample
+    FROM (SELECT extract(epoch FROM c.ready_at - c.created_at) AS s FROM clusters c
+          WHERE c.ready_at IS NOT NULL AND c.ready_at > now() - interval '7 days'
+          ORDER BY c.ready_at DESC LIMIT 20) recent;
+    RETURN NEXT;
+END;
+$$;
+
+
+--
+-- Name: api_bad(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.api_bad(p_message text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RAISE EXCEPTION '%', p_message USING ERRCODE = '22023';
+END;
+$$;
+
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: policy; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.policy (
+    owner text NOT NULL,
+    max_lifetime interval NOT NULL,
+    max_total_lifetime interval NOT NULL,
+    max_nodes integer NOT NULL,
+    max_clusters integer NOT NULL,
+    max_total_nodes integer NOT NULL,
+    max_provision_time interval DEFAULT '02:00:00'::interval NOT NULL,
+    allow_cleartext_keys boolean DEFAULT false NOT NULL,
+    CONSTRAINT policy_max_clusters_check CHECK ((max_clusters >= 0)),
+    CONSTRAINT policy_max_lifetime_check CHECK ((max_lifetime > '00:00:00'::interval)),
+    CONSTRAINT policy_max_nodes_check CHECK (((max_nodes >= 1) AND (max_nodes <= 100))),
+    CONSTRAINT policy_max_provision_time_check CHECK (((max_provision_time > '00:00:00'::interval) AND (max_provision_time <= '7 days'::interval))),
+    CONSTRAINT policy_max_total_lifetime_check CHECK ((max_total_lifetime > '00:00:00'::interval)),
+    CONSTRAINT policy_max_total_nodes_check CHECK ((max_total_nodes >= 0)),
+    CONSTRAINT policy_owner_check CHECK (((length(owner) >= 1) AND (length(owner) <= 200)))
+);
+
+
+--
+-- Name: api_check_quota(text, public.policy, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.api_check_quota(p_owner text, p_rules public.policy, p_nodes integer) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    active_clusters int;
+    active_nodes int;
+BEGIN
+    -- One turn at a time per owner, under every isolation level (2. above).
+    INSERT INTO owner_turns (owner) VALUES (p_owner) ON CONFLICT (owner) DO UPDATE SET at = now();
+    SELECT count(*), coalesce(sum(masters + agents + public_agents), 0) INTO active_clusters, active_nodes
+    FROM clusters WHERE owner = p_owner AND state <> 'destroyed';
+    IF active_clusters > p_rules.max_clusters THEN
+        PERFORM api_refuse(format('%s already holds %s clusters: the quota is %s clusters at once (policy max_clusters)',
+                                  p_owner, active_clusters - 1, p_rules.max_clusters));
+    END IF;
+    IF active_nodes > p_rules.max_total_nodes THEN
+        PERFORM api_refuse(format('%s holds %s nodes and asks for %s more: the quota is %s nodes at once (policy max_total_nodes)',
+                                  p_owner, active_nodes - p_nodes, p_nodes, p_rules.max_total_nodes));
+    END IF;
+END;
+$$;
+
+
+--
+-- Name: api_format_interval(interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.api_format_interval(p interval) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT CASE WHEN extract(epoch FROM p) >= 3600 AND extract(epoch FROM p)::bigint % 3600 = 0
+                THEN (extract(epoch FROM p)::bigint / 3600) || 'h'
+                ELSE (extract(epoch FROM p)::bigint / 60) || 'm' END
+$$;
+
+
+--
+-- Name: api_holder(text, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.api_holder(p_cluster text, p_token text) RETURNS text
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+    current text;
+    holder text;
+BEGIN
+    -- For the rest of the caller's transaction (0012, 2.). A transaction kept busy (calls in
+    -- a loop) is not idle: one older than 15 s is refused here instead.
+    PERFORM set_config('idle_in_transaction_session_timeout', '15s', true);
+    PERFORM set_config('lock_timeout', '5s', true);
+    IF clock_timestamp() - now() > interval '15 seconds' THEN
+        RAISE EXCEPTION 'this transaction began % s ago: call the client API in short transactions (autocommit), so no cluster stays locked',
+                        round(extract(epoch FROM clock_timestamp() - now())) USING ERRCODE = 'FLT05';
+    END IF;
+    IF p_cluster IS NULL OR p_cluster !~ '^c-[0-9a-f]{10}$' THEN
+        PERFORM api_bad(format('''%s'' is not a cluster id (cluster ids look like c-0123456789; see `client list`)', left(coalesce(p_cluster, ''), 40)));
+    END IF;
+    SELECT state, owner INTO current, holder FROM clusters WHERE id = p_cluster;
+    -- Another owner's cluster does not exist for a client: no answer may tell otherwise.
+    IF current IS NULL OR NOT api_sees(holder) THEN
+        RAISE EXCEPTION 'no cluster with id % (see `client list`)', p_cluster USING ERRCODE = 'FLT04';
+    END IF;
+    IF current = 'destroyed' THEN
+        RAISE EXCEPTION 'cluster % is destroyed; its key and token were erased', p_cluster USING ERRCODE = 'FLT03';
+    END IF;
+    IF NOT api_token_ok(p_cluster, p_token) THEN
+        RAISE EXCEPTION 'the lease token does not match cluster %; nothing was changed', p_cluster USING ERRCODE = '22023';
+    END IF;
+    RETURN current;
+END;
+$_$;
+
+
+--
+-- Name: api_is_ipv4_cidr(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.api_is_ipv4_cidr(p text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+BEGIN
+    RETURN family(p::cidr) = 4 AND masklen(p::cidr) <= 32;
+EXCEPTION WHEN others THEN
+    -- Host bits set ('10.1.2.3/8') are not a cidr value but are a CIDR block people write.
+    BEGIN
+        RETURN family(p::inet) = 4;
+    EXCEPTION WHEN others THEN
+        RETURN false;
+    END;
+END;
+$$;
+
+
+--
+-- Name: api_new_token(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.api_new_token() RETURNS text
+    LANGUAGE sql
+    AS $$
+    SELECT replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '')
+$$;
+
+
+--
+-- Name: api_refuse(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.api_refuse(p_message text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RAISE EXCEPTION '%', p_message USING ERRCODE = 'FLT05';
 END;
 $$;
 
@@ -621,38 +660,6 @@ BEGIN
     END LOOP;
 END;
 $_$;
-
-
---
--- Name: api_wait_info(text); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.api_wait_info(p_id text) RETURNS TABLE(job_state text, ahead integer, median_seconds double precision, sample integer)
-    LANGUAGE plpgsql STABLE SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
-#variable_conflict use_column
-DECLARE
-    j jobs;
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM clusters c WHERE c.id = p_id AND api_sees(c.owner)) THEN
-        RETURN;
-    END IF;
-    SELECT * INTO j FROM jobs WHERE kind = 'provision' AND jobs.cluster_id = p_id ORDER BY id DESC LIMIT 1;
-    job_state := j.state;
-    ahead := 0;
-    IF j.state = 'queued' THEN
-        SELECT count(*)::int INTO ahead FROM jobs q
-        WHERE q.state = 'queued' AND q.kind = 'provision' AND q.run_after <= now()
-          AND (q.priority > j.priority OR (q.priority = j.priority AND (q.run_after, q.id) < (j.run_after, j.id)));
-    END IF;
-    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s)::float8, count(*)::int INTO median_seconds, sample
-    FROM (SELECT extract(epoch FROM c.ready_at - c.created_at) AS s FROM clusters c
-          WHERE c.ready_at IS NOT NULL AND c.ready_at > now() - interval '7 days'
-          ORDER BY c.ready_at DESC LIMIT 20) recent;
-    RETURN NEXT;
-END;
-$$;
 
 
 --
@@ -2707,12 +2714,129 @@ ALTER TABLE ONLY public.pool_demand
 
 
 --
+-- Name: SCHEMA flotilla_api; Type: ACL; Schema: -; Owner: -
+--
+
+GRANT USAGE ON SCHEMA flotilla_api TO flotilla_client;
+GRANT USAGE ON SCHEMA flotilla_api TO flotilla_worker;
+GRANT USAGE ON SCHEMA flotilla_api TO flotilla_operator;
+
+
+--
 -- Name: SCHEMA public; Type: ACL; Schema: -; Owner: -
 --
 
 GRANT USAGE ON SCHEMA public TO flotilla_worker;
 GRANT USAGE ON SCHEMA public TO flotilla_client;
 GRANT USAGE ON SCHEMA public TO flotilla_operator;
+
+
+--
+-- Name: FUNCTION api_clusters(p_id text, p_owner text, p_state text, p_limit integer); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_clusters(p_id text, p_owner text, p_state text, p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_clusters(p_id text, p_owner text, p_state text, p_limit integer) TO flotilla_worker;
+GRANT ALL ON FUNCTION flotilla_api.api_clusters(p_id text, p_owner text, p_state text, p_limit integer) TO flotilla_client;
+
+
+--
+-- Name: FUNCTION api_events(p_id text, p_after bigint); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_events(p_id text, p_after bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_events(p_id text, p_after bigint) TO flotilla_worker;
+GRANT ALL ON FUNCTION flotilla_api.api_events(p_id text, p_after bigint) TO flotilla_client;
+
+
+--
+-- Name: FUNCTION api_extend(p_id text, p_token text, p_seconds double precision); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_extend(p_id text, p_token text, p_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_extend(p_id text, p_token text, p_seconds double precision) TO flotilla_worker;
+GRANT ALL ON FUNCTION flotilla_api.api_extend(p_id text, p_token text, p_seconds double precision) TO flotilla_client;
+
+
+--
+-- Name: FUNCTION api_heartbeat(p_id text, p_token text, p_timeout_seconds double precision); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_heartbeat(p_id text, p_token text, p_timeout_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_heartbeat(p_id text, p_token text, p_timeout_seconds double precision) TO flotilla_worker;
+GRANT ALL ON FUNCTION flotilla_api.api_heartbeat(p_id text, p_token text, p_timeout_seconds double precision) TO flotilla_client;
+
+
+--
+-- Name: FUNCTION api_job_counts(); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_job_counts() FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_job_counts() TO flotilla_worker;
+GRANT ALL ON FUNCTION flotilla_api.api_job_counts() TO flotilla_client;
+
+
+--
+-- Name: FUNCTION api_jobs(); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_jobs() FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_jobs() TO flotilla_worker;
+GRANT ALL ON FUNCTION flotilla_api.api_jobs() TO flotilla_client;
+
+
+--
+-- Name: FUNCTION api_key(p_id text, p_token text); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_key(p_id text, p_token text) FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_key(p_id text, p_token text) TO flotilla_worker;
+GRANT ALL ON FUNCTION flotilla_api.api_key(p_id text, p_token text) TO flotilla_client;
+
+
+--
+-- Name: FUNCTION api_logs(p_id text, p_token text); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_logs(p_id text, p_token text) FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_logs(p_id text, p_token text) TO flotilla_worker;
+GRANT ALL ON FUNCTION flotilla_api.api_logs(p_id text, p_token text) TO flotilla_client;
+
+
+--
+-- Name: FUNCTION api_nodes(p_id text); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_nodes(p_id text) FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_nodes(p_id text) TO flotilla_worker;
+GRANT ALL ON FUNCTION flotilla_api.api_nodes(p_id text) TO flotilla_client;
+
+
+--
+-- Name: FUNCTION api_release(p_id text, p_token text); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_release(p_id text, p_token text) FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_release(p_id text, p_token text) TO flotilla_worker;
+GRANT ALL ON FUNCTION flotilla_api.api_release(p_id text, p_token text) TO flotilla_client;
+
+
+--
+-- Name: FUNCTION api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text) FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text) TO flotilla_worker;
+GRANT ALL ON FUNCTION flotilla_api.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text) TO flotilla_client;
+
+
+--
+-- Name: FUNCTION api_wait_info(p_id text); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_wait_info(p_id text) FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_wait_info(p_id text) TO flotilla_worker;
+GRANT ALL ON FUNCTION flotilla_api.api_wait_info(p_id text) TO flotilla_client;
 
 
 --
@@ -2740,47 +2864,11 @@ GRANT ALL ON FUNCTION public.api_check_quota(p_owner text, p_rules public.policy
 
 
 --
--- Name: FUNCTION api_clusters(p_id text, p_owner text, p_state text, p_limit integer); Type: ACL; Schema: public; Owner: -
---
-
-REVOKE ALL ON FUNCTION public.api_clusters(p_id text, p_owner text, p_state text, p_limit integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.api_clusters(p_id text, p_owner text, p_state text, p_limit integer) TO flotilla_worker;
-GRANT ALL ON FUNCTION public.api_clusters(p_id text, p_owner text, p_state text, p_limit integer) TO flotilla_client;
-
-
---
--- Name: FUNCTION api_events(p_id text, p_after bigint); Type: ACL; Schema: public; Owner: -
---
-
-REVOKE ALL ON FUNCTION public.api_events(p_id text, p_after bigint) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.api_events(p_id text, p_after bigint) TO flotilla_worker;
-GRANT ALL ON FUNCTION public.api_events(p_id text, p_after bigint) TO flotilla_client;
-
-
---
--- Name: FUNCTION api_extend(p_id text, p_token text, p_seconds double precision); Type: ACL; Schema: public; Owner: -
---
-
-REVOKE ALL ON FUNCTION public.api_extend(p_id text, p_token text, p_seconds double precision) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.api_extend(p_id text, p_token text, p_seconds double precision) TO flotilla_worker;
-GRANT ALL ON FUNCTION public.api_extend(p_id text, p_token text, p_seconds double precision) TO flotilla_client;
-
-
---
 -- Name: FUNCTION api_format_interval(p interval); Type: ACL; Schema: public; Owner: -
 --
 
 REVOKE ALL ON FUNCTION public.api_format_interval(p interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.api_format_interval(p interval) TO flotilla_worker;
-
-
---
--- Name: FUNCTION api_heartbeat(p_id text, p_token text, p_timeout_seconds double precision); Type: ACL; Schema: public; Owner: -
---
-
-REVOKE ALL ON FUNCTION public.api_heartbeat(p_id text, p_token text, p_timeout_seconds double precision) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.api_heartbeat(p_id text, p_token text, p_timeout_seconds double precision) TO flotilla_worker;
-GRANT ALL ON FUNCTION public.api_heartbeat(p_id text, p_token text, p_timeout_seconds double precision) TO flotilla_client;
 
 
 --
@@ -2800,42 +2888,6 @@ GRANT ALL ON FUNCTION public.api_is_ipv4_cidr(p text) TO flotilla_worker;
 
 
 --
--- Name: FUNCTION api_job_counts(); Type: ACL; Schema: public; Owner: -
---
-
-REVOKE ALL ON FUNCTION public.api_job_counts() FROM PUBLIC;
-GRANT ALL ON FUNCTION public.api_job_counts() TO flotilla_worker;
-GRANT ALL ON FUNCTION public.api_job_counts() TO flotilla_client;
-
-
---
--- Name: FUNCTION api_jobs(); Type: ACL; Schema: public; Owner: -
---
-
-REVOKE ALL ON FUNCTION public.api_jobs() FROM PUBLIC;
-GRANT ALL ON FUNCTION public.api_jobs() TO flotilla_worker;
-GRANT ALL ON FUNCTION public.api_jobs() TO flotilla_client;
-
-
---
--- Name: FUNCTION api_key(p_id text, p_token text); Type: ACL; Schema: public; Owner: -
---
-
-REVOKE ALL ON FUNCTION public.api_key(p_id text, p_token text) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.api_key(p_id text, p_token text) TO flotilla_worker;
-GRANT ALL ON FUNCTION public.api_key(p_id text, p_token text) TO flotilla_client;
-
-
---
--- Name: FUNCTION api_logs(p_id text, p_token text); Type: ACL; Schema: public; Owner: -
---
-
-REVOKE ALL ON FUNCTION public.api_logs(p_id text, p_token text) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.api_logs(p_id text, p_token text) TO flotilla_worker;
-GRANT ALL ON FUNCTION public.api_logs(p_id text, p_token text) TO flotilla_client;
-
-
---
 -- Name: FUNCTION api_new_token(); Type: ACL; Schema: public; Owner: -
 --
 
@@ -2844,38 +2896,11 @@ GRANT ALL ON FUNCTION public.api_new_token() TO flotilla_worker;
 
 
 --
--- Name: FUNCTION api_nodes(p_id text); Type: ACL; Schema: public; Owner: -
---
-
-REVOKE ALL ON FUNCTION public.api_nodes(p_id text) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.api_nodes(p_id text) TO flotilla_worker;
-GRANT ALL ON FUNCTION public.api_nodes(p_id text) TO flotilla_client;
-
-
---
 -- Name: FUNCTION api_refuse(p_message text); Type: ACL; Schema: public; Owner: -
 --
 
 REVOKE ALL ON FUNCTION public.api_refuse(p_message text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.api_refuse(p_message text) TO flotilla_worker;
-
-
---
--- Name: FUNCTION api_release(p_id text, p_token text); Type: ACL; Schema: public; Owner: -
---
-
-REVOKE ALL ON FUNCTION public.api_release(p_id text, p_token text) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.api_release(p_id text, p_token text) TO flotilla_worker;
-GRANT ALL ON FUNCTION public.api_release(p_id text, p_token text) TO flotilla_client;
-
-
---
--- Name: FUNCTION api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text); Type: ACL; Schema: public; Owner: -
---
-
-REVOKE ALL ON FUNCTION public.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text) TO flotilla_worker;
-GRANT ALL ON FUNCTION public.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text) TO flotilla_client;
 
 
 --
@@ -2900,15 +2925,6 @@ GRANT ALL ON FUNCTION public.api_token_ok(p_cluster text, p_token text) TO floti
 
 REVOKE ALL ON FUNCTION public.api_validate_request(p jsonb, p_owner text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.api_validate_request(p jsonb, p_owner text) TO flotilla_worker;
-
-
---
--- Name: FUNCTION api_wait_info(p_id text); Type: ACL; Schema: public; Owner: -
---
-
-REVOKE ALL ON FUNCTION public.api_wait_info(p_id text) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.api_wait_info(p_id text) TO flotilla_worker;
-GRANT ALL ON FUNCTION public.api_wait_info(p_id text) TO flotilla_client;
 
 
 --

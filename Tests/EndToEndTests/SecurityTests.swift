@@ -111,15 +111,16 @@ struct SecurityTests {
                 ("forge the owner by role", "SET ROLE \(Self.otherAgent)", "permission denied"),
                 ("forge the owner by session", "SET SESSION AUTHORIZATION \(Self.otherAgent)", "permission denied"),
                 (
-                    "another's key without a token", "SELECT api_key('\(theirs.id)', NULL)",
+                    "another's key without a token", "SELECT flotilla_api.api_key('\(theirs.id)', NULL)",
                     "no cluster with id \(theirs.id)"
                 ),
                 (
-                    "another's key with my token", "SELECT api_key('\(theirs.id)', '\(mine.token)')",
+                    "another's key with my token", "SELECT flotilla_api.api_key('\(theirs.id)', '\(mine.token)')",
                     "no cluster with id \(theirs.id)"
                 ),
                 (
-                    "another's release with my token", "SELECT api_release('\(theirs.id)', '\(mine.token)')",
+                    "another's release with my token",
+                    "SELECT flotilla_api.api_release('\(theirs.id)', '\(mine.token)')",
                     "no cluster with id \(theirs.id)"
                 ),
                 ("a worker function", "SELECT cluster_begin_teardown('\(theirs.id)', 'released')", "permission denied"),
@@ -134,17 +135,19 @@ struct SecurityTests {
                     "permission denied"
                 ),
                 (
-                    "another's heartbeat with my token", "SELECT api_heartbeat('\(theirs.id)', '\(mine.token)', 60)",
+                    "another's heartbeat with my token",
+                    "SELECT flotilla_api.api_heartbeat('\(theirs.id)', '\(mine.token)', 60)",
                     "no cluster with id \(theirs.id)"
                 ),
                 (
-                    "a bad pool mode", "SELECT * FROM api_request(NULL, NULL, '\(Self.validRequest)', 60, 'steal')",
+                    "a bad pool mode",
+                    "SELECT * FROM flotilla_api.api_request(NULL, NULL, '\(Self.validRequest)', 60, 'steal')",
                     "pool mode must be auto, wait or never"
                 ),
                 (
                     "quote and semicolon in a request id",
                     """
-                    SELECT * FROM api_request($$x'; DROP TABLE clusters; --$$ || repeat('y', 300), NULL, \
+                    SELECT * FROM flotilla_api.api_request($$x'; DROP TABLE clusters; --$$ || repeat('y', 300), NULL, \
                     '\(Self.validRequest)', 60)
                     """,
                     "request id must be 1 to 200"
@@ -152,7 +155,8 @@ struct SecurityTests {
                 (
                     "a hostile instance type",
                     """
-                    SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{instanceType}', \
+                    SELECT * FROM flotilla_api.api_request(NULL, NULL, \
+                    jsonb_set('\(Self.validRequest)', '{instanceType}', \
                     to_jsonb($$m4.large'; DROP TABLE jobs; --$$::text)), 60)
                     """,
                     "is not an EC2 instance type"
@@ -160,31 +164,35 @@ struct SecurityTests {
                 (
                     "a hostile admin location",
                     """
-                    SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{adminLocation}', \
-                    '"0.0.0.0/0; DROP"'), 60)
+                    SELECT * FROM flotilla_api.api_request(NULL, NULL, \
+                    jsonb_set('\(Self.validRequest)', '{adminLocation}', '"0.0.0.0/0; DROP"'), 60)
                     """,
                     "not an IPv4 CIDR"
                 ),
                 (
                     "a very long label",
-                    "SELECT * FROM api_request(NULL, repeat('é', 5000), '\(Self.validRequest)', 60)",
+                    "SELECT * FROM flotilla_api.api_request(NULL, repeat('é', 5000), '\(Self.validRequest)', 60)",
                     "label must be at most 200"
                 ),
                 (
-                    "a control character", "SELECT * FROM api_request(E'a\\tb', NULL, '\(Self.validRequest)', 60)",
+                    "a control character",
+                    "SELECT * FROM flotilla_api.api_request(E'a\\tb', NULL, '\(Self.validRequest)', 60)",
                     "request id must be 1 to 200 printable"
                 ),
                 (
                     "a lifetime over the policy",
                     """
-                    SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{lifetimeSeconds}', \
-                    '3600000'), 60)
+                    SELECT * FROM flotilla_api.api_request(NULL, NULL, \
+                    jsonb_set('\(Self.validRequest)', '{lifetimeSeconds}', '3600000'), 60)
                     """,
                     "beyond the maximum of 12h (policy max_lifetime)"
                 ),
                 (
                     "more nodes than the policy",
-                    "SELECT * FROM api_request(NULL, NULL, jsonb_set('\(Self.validRequest)', '{agents}', '500'), 60)",
+                    """
+                    SELECT * FROM flotilla_api.api_request(NULL, NULL, \
+                    jsonb_set('\(Self.validRequest)', '{agents}', '500'), 60)
+                    """,
                     "use 1 to 100 (policy max_nodes)"
                 ),
             ]
@@ -214,13 +222,14 @@ struct SecurityTests {
             let others = try await Self.psql(
                 fleet, as: agent,
                 [
-                    "SELECT count(*) FROM api_clusters(NULL, NULL, NULL, 1000) WHERE owner <> current_user",
-                    "SELECT count(*) FROM api_clusters('\(theirs.id)', NULL, NULL, 10)",
-                    "SELECT count(*) FROM api_nodes('\(theirs.id)')",
-                    "SELECT count(*) FROM api_events('\(theirs.id)', 0)",
-                    "SELECT count(*) FROM api_wait_info('\(theirs.id)')",
+                    "SELECT count(*) FROM flotilla_api.api_clusters(NULL, NULL, NULL, 1000) "
+                        + "WHERE owner <> current_user",
+                    "SELECT count(*) FROM flotilla_api.api_clusters('\(theirs.id)', NULL, NULL, 10)",
+                    "SELECT count(*) FROM flotilla_api.api_nodes('\(theirs.id)')",
+                    "SELECT count(*) FROM flotilla_api.api_events('\(theirs.id)', 0)",
+                    "SELECT count(*) FROM flotilla_api.api_wait_info('\(theirs.id)')",
                     "SELECT count(*) FROM cost_report(interval '30 days') WHERE owner <> current_user",
-                    "SELECT count(*) > 0 FROM api_events('\(mine.id)', 0)",
+                    "SELECT count(*) > 0 FROM flotilla_api.api_events('\(mine.id)', 0)",
                 ])
             #expect(others.status == 0, "\(others.error)")
             #expect(others.output.split(separator: "\n") == ["0", "0", "0", "0", "0", "0", "t"], "\(others.output)")
@@ -234,7 +243,8 @@ struct SecurityTests {
 
             // Unicode is fine where text is free: a label in any script is recorded as given.
             let unicode = try await Self.psql(
-                fleet, as: agent, "SELECT id FROM api_request(NULL, 'équipe 🚀 «CI»', '\(Self.validRequest)', 60)")
+                fleet, as: agent,
+                "SELECT id FROM flotilla_api.api_request(NULL, 'équipe 🚀 «CI»', '\(Self.validRequest)', 60)")
             #expect(unicode.status == 0, "\(unicode.error)")
             #expect(
                 try await fleet.scalar(
@@ -256,7 +266,7 @@ struct SecurityTests {
             let expiry = try await fleet.scalar(
                 "SELECT expires_at::text FROM clusters WHERE id = \(mine.id)", as: String.self)
             let tooLong = try await Self.psql(
-                fleet, as: agent, "SELECT api_extend('\(mine.id)', '\(mine.token)', 30 * 3600)")
+                fleet, as: agent, "SELECT flotilla_api.api_extend('\(mine.id)', '\(mine.token)', 30 * 3600)")
             #expect(
                 tooLong.status != 0
                     && tooLong.error.contains("maximum total lifetime of 24h (policy max_total_lifetime)"),
@@ -265,14 +275,15 @@ struct SecurityTests {
                 try await fleet.scalar("SELECT expires_at::text FROM clusters WHERE id = \(mine.id)", as: String.self)
                     == expiry)
             let extended = try await Self.psql(
-                fleet, as: agent, "SELECT api_extend('\(mine.id)', '\(mine.token)', 3600)")
+                fleet, as: agent, "SELECT flotilla_api.api_extend('\(mine.id)', '\(mine.token)', 3600)")
             #expect(extended.status == 0, "\(extended.error)")
             // Past its expiry (the janitor's pass not yet come): its teardown is due, no extend.
             try await fleet.execute(
                 "UPDATE clusters SET expires_at = now() - interval '1 second' WHERE id = \(mine.id)")
             let lapsed = try await fleet.scalar(
                 "SELECT expires_at::text FROM clusters WHERE id = \(mine.id)", as: String.self)
-            let late = try await Self.psql(fleet, as: agent, "SELECT api_extend('\(mine.id)', '\(mine.token)', 3600)")
+            let late = try await Self.psql(
+                fleet, as: agent, "SELECT flotilla_api.api_extend('\(mine.id)', '\(mine.token)', 3600)")
             #expect(late.status != 0 && late.error.contains("so it can no longer be extended"), "\(late.error)")
             #expect(
                 try await fleet.scalar("SELECT expires_at::text FROM clusters WHERE id = \(mine.id)", as: String.self)
@@ -284,7 +295,8 @@ struct SecurityTests {
                     "UPDATE cluster_secrets SET private_key = 'MY KEY' WHERE cluster_id = \(mine.id)",
                     logger: Fleet.logger)
             }
-            let key = try await Self.psql(fleet, as: agent, "SELECT api_key('\(mine.id)', '\(mine.token)')")
+            let key = try await Self.psql(
+                fleet, as: agent, "SELECT flotilla_api.api_key('\(mine.id)', '\(mine.token)')")
             #expect(key.status == 0 && key.output.contains("MY KEY"), "\(key.error)")
             #expect(
                 try await fleet.scalar(
@@ -304,7 +316,7 @@ struct SecurityTests {
             }
             let quotaBefore = try await Self.counts(fleet)
             let overQuota = try await Self.psql(
-                fleet, as: agent, "SELECT id FROM api_request(NULL, NULL, '\(Self.validRequest)', 60)")
+                fleet, as: agent, "SELECT id FROM flotilla_api.api_request(NULL, NULL, '\(Self.validRequest)', 60)")
             #expect(
                 overQuota.status != 0
                     && overQuota.error.contains("the quota is 2 clusters at once (policy max_clusters)"),
@@ -349,7 +361,7 @@ struct SecurityTests {
             async let holder = Self.psql(
                 fleet, as: Fleet.clientLogin,
                 [
-                    "BEGIN", "SELECT api_heartbeat('\(held.id)', '\(held.token)', 3600)", "\\! sleep 25",
+                    "BEGIN", "SELECT flotilla_api.api_heartbeat('\(held.id)', '\(held.token)', 3600)", "\\! sleep 25",
                     "SELECT 'still in the transaction'",
                 ])
             try await eventually("the holder's transaction sits idle") {
@@ -408,7 +420,8 @@ struct SecurityTests {
             try await Self.makeLogins(fleet)
             let agent = Fleet.clientLogin
             func request(_ id: String?) -> String {
-                "SELECT id FROM api_request(\(id.map { "'\($0)'" } ?? "NULL"), NULL, '\(Self.validRequest)', 60)"
+                "SELECT id FROM flotilla_api.api_request(\(id.map { "'\($0)'" } ?? "NULL"), NULL, "
+                    + "'\(Self.validRequest)', 60)"
             }
             // Two CI systems with the same job number: each gets its own cluster, and its retry finds it.
             let mine = try await Self.psql(fleet, as: agent, request("job-42"))
@@ -431,7 +444,8 @@ struct SecurityTests {
             async let snapshot = Self.psql(
                 fleet, as: agent,
                 [
-                    "BEGIN ISOLATION LEVEL REPEATABLE READ", "SELECT count(*) FROM api_clusters(NULL, NULL, NULL, 10)",
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ",
+                    "SELECT count(*) FROM flotilla_api.api_clusters(NULL, NULL, NULL, 10)",
                     // Bounded: a test that failed before making the file does not wait for ever.
                     "\\! for i in $(seq 600); do [ -e '\(go.path)' ] && break; sleep 0.1; done", request(nil),
                     "COMMIT",
@@ -499,6 +513,16 @@ struct SecurityTests {
             #expect(
                 planted.status != 0 && planted.error.contains("permission denied for schema public"), "\(planted.error)"
             )
+            // The client API's own schema takes nothing either, and its functions are called by
+            // their qualified names (no search_path picks them).
+            let beside = try await Self.psql(
+                fleet, as: Fleet.clientLogin,
+                "CREATE FUNCTION flotilla_api.api_sees(p text) RETURNS boolean LANGUAGE sql AS 'SELECT true'")
+            #expect(
+                beside.status != 0 && beside.error.contains("permission denied for schema flotilla_api"),
+                "\(beside.error)")
+            let unqualified = try await Self.psql(fleet, as: Fleet.clientLogin, "SELECT * FROM api_job_counts()")
+            #expect(unqualified.status != 0 && unqualified.error.contains("does not exist"), "\(unqualified.error)")
             // A database upgraded from PostgreSQL 14 or older: everyone may create in public.
             try await fleet.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
             let refused = try await fleet.run(["worker", "migrate"])
@@ -513,7 +537,7 @@ struct SecurityTests {
                 """
                 SELECT coalesce(string_agg(p.proname, ', '), '') FROM pg_proc p
                 JOIN pg_namespace n ON n.oid = p.pronamespace
-                WHERE n.nspname = 'public' AND p.prosecdef
+                WHERE n.nspname IN ('public', 'flotilla_api') AND p.prosecdef
                   AND NOT coalesce('search_path=pg_catalog, public, pg_temp' = ANY (p.proconfig), false)
                 """, as: String.self)
             #expect(loose.isEmpty, "SECURITY DEFINER functions without pg_catalog first: \(loose)")
@@ -529,13 +553,13 @@ struct SecurityTests {
             let mine = try await Self.request(fleet, as: Fleet.clientLogin)
             try await fleet.execute(
                 "UPDATE cluster_secrets SET private_key = 'THE PRIVATE KEY' WHERE cluster_id = \(mine.id)")
-            /// `SELECT api_key(…)` through psql run inside the test host's namespace.
+            /// `SELECT flotilla_api.api_key(…)` through psql run inside the test host's namespace.
             func key(sslmode: String) async throws -> PSQL {
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
                 process.arguments = [
                     "ip", "netns", "exec", namespace, "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                    "-c", "SELECT api_key('\(mine.id)', '\(mine.token)')",
+                    "-c", "SELECT flotilla_api.api_key('\(mine.id)', '\(mine.token)')",
                 ]
                 var environment = fleet.environment
                 environment["PGUSER"] = Fleet.clientLogin
@@ -596,7 +620,7 @@ struct SecurityTests {
             for (what, sql, words) in [
                 ("read the secrets", "SELECT * FROM cluster_secrets", "permission denied"),
                 ("read the token hashes", "SELECT * FROM cluster_tokens", "permission denied"),
-                ("read a key", "SELECT api_key('\(made.id)', '\(made.token)')", "permission denied"),
+                ("read a key", "SELECT flotilla_api.api_key('\(made.id)', '\(made.token)')", "permission denied"),
                 ("read the clusters table", "SELECT request FROM clusters", "permission denied"),
                 ("write a cluster", "UPDATE clusters SET state = 'ready'", "permission denied"),
             ] {

@@ -35,7 +35,7 @@ struct SharedServiceTests {
             let fifty = try await SecurityTests.psql(
                 fleet, as: heavy,
                 "SELECT count(*) FROM generate_series(1, 50) AS n, "
-                    + "LATERAL api_request(NULL, 'batch ' || n, '\(SecurityTests.validRequest)', 600)")
+                    + "LATERAL flotilla_api.api_request(NULL, 'batch ' || n, '\(SecurityTests.validRequest)', 600)")
             #expect(fifty.status == 0 && fifty.output.contains("50"), "\(fifty.error)")
             // Then another team asks for one, through the client, and after it a third team.
             let single = try await SecurityTests.request(fleet, as: light)
@@ -45,7 +45,7 @@ struct SharedServiceTests {
             let order = try await Self.claimOrder(fleet)
             #expect(order.count == 52 && order.prefix(3) == [light, third, heavy], "claim order: \(order.prefix(5))")
             let ahead = try await SecurityTests.psql(
-                fleet, as: light, "SELECT ahead FROM api_wait_info('\(single.id)')")
+                fleet, as: light, "SELECT ahead FROM flotilla_api.api_wait_info('\(single.id)')")
             #expect(
                 ahead.output.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(ahead.output) \(ahead.error)")
 

@@ -67,7 +67,7 @@ struct ClusterLifecycleTests {
                 // The extend has run (the row is locked, its answer on the way) but not committed...
                 try await extender.query("BEGIN", logger: TestDatabase.logger)
                 for try await _ in try await extender.query(
-                    "SELECT api_extend(\(id), \(token), 3600)", logger: TestDatabase.logger)
+                    "SELECT flotilla_api.api_extend(\(id), \(token), 3600)", logger: TestDatabase.logger)
                 {}
                 // ...when the old expiry passes and the lifetime pass comes.
                 try await eventually("the old expiry passed") {
@@ -130,7 +130,7 @@ struct ClusterLifecycleTests {
                 try await agent.query("BEGIN", logger: TestDatabase.logger)
                 var taken: [String] = []
                 for try await (cluster, pool) in try await agent.query(
-                    "SELECT id, from_pool FROM api_request(NULL, NULL, \(request)::jsonb, 60)",
+                    "SELECT id, from_pool FROM flotilla_api.api_request(NULL, NULL, \(request)::jsonb, 60)",
                     logger: TestDatabase.logger
                 ).decode((String, String?).self) { taken.append("\(cluster) \(pool ?? "-")") }
                 #expect(taken == ["\(id) race"])

@@ -27,7 +27,7 @@ public struct ClusterAPI: Sendable {
             let rows = try await self.client.query(
                 """
                 SELECT id, lease_token, created, from_pool
-                FROM api_request(\(new.requestID), \(new.label), \(new.request)::jsonb,
+                FROM flotilla_api.api_request(\(new.requestID), \(new.label), \(new.request)::jsonb,
                                  \(new.abandonAfter.seconds)::float8, \(new.poolMode.rawValue))
                 """, logger: self.logger)
             for try await (id, token, created, pool) in rows.decode((String, String, Bool, String?).self) {
@@ -48,7 +48,8 @@ public struct ClusterAPI: Sendable {
 
     public func waitInfo(clusterID: String) async throws -> WaitInfo {
         try await self.queue.mapErrors {
-            let rows = try await self.client.query("SELECT * FROM api_wait_info(\(clusterID))", logger: self.logger)
+            let rows = try await self.client.query(
+                "SELECT * FROM flotilla_api.api_wait_info(\(clusterID))", logger: self.logger)
             for try await (state, ahead, median, sample) in rows.decode((String?, Int, Double?, Int).self) {
                 return WaitInfo(jobState: state, ahead: ahead, medianSeconds: median, sample: sample)
             }
@@ -69,7 +70,7 @@ public struct ClusterAPI: Sendable {
     public func events(clusterID: String, after: Int64? = nil) async throws -> [Event] {
         try await self.queue.mapErrors {
             let rows = try await self.client.query(
-                "SELECT * FROM api_events(\(clusterID), \(after))", logger: self.logger)
+                "SELECT * FROM flotilla_api.api_events(\(clusterID), \(after))", logger: self.logger)
             return try await rows.decode((Int64, Date, String, String).self).collect().map {
                 Event(id: $0.0, at: $0.1, kind: $0.2, detail: $0.3)
             }
@@ -82,7 +83,7 @@ public struct ClusterAPI: Sendable {
     public func heartbeat(clusterID: String, leaseToken: String, timeout: Duration) async throws -> Date? {
         try await self.queue.mapErrors {
             let rows = try await self.client.query(
-                "SELECT api_heartbeat(\(clusterID), \(leaseToken), \(timeout.seconds)::float8)",
+                "SELECT flotilla_api.api_heartbeat(\(clusterID), \(leaseToken), \(timeout.seconds)::float8)",
                 logger: self.logger)
             for try await value in rows.decode(Date?.self) { return value }
             return nil
@@ -100,7 +101,7 @@ public struct ClusterAPI: Sendable {
         try await self.queue.mapErrors {
             let rows = try await self.client.query(
                 """
-                SELECT * FROM api_clusters(\(id), \(owner), \(state?.rawValue), \(limit)::int)
+                SELECT * FROM flotilla_api.api_clusters(\(id), \(owner), \(state?.rawValue), \(limit)::int)
                 """, logger: self.logger)
             var result: [ClusterRecord] = []
             for try await row in rows { result.append(try ClusterRecord.decode(row)) }
@@ -110,7 +111,8 @@ public struct ClusterAPI: Sendable {
 
     public func nodes(clusterID: String) async throws -> [NodeRecord] {
         try await self.queue.mapErrors {
-            let rows = try await self.client.query("SELECT * FROM api_nodes(\(clusterID))", logger: self.logger)
+            let rows = try await self.client.query(
+                "SELECT * FROM flotilla_api.api_nodes(\(clusterID))", logger: self.logger)
             var result: [NodeRecord] = []
             for try await (role, instance, privateIP, publicIP, hostKey) in rows.decode(
                 (String, String, String, String?, String?).self)
@@ -125,19 +127,20 @@ public struct ClusterAPI: Sendable {
 
     /// The cluster's SSH private key, for the lease holder; the read is recorded.
     public func privateKey(clusterID: String, leaseToken: String) async throws -> String {
-        try await self.scalar("SELECT api_key(\(clusterID), \(leaseToken))", as: String.self)
+        try await self.scalar("SELECT flotilla_api.api_key(\(clusterID), \(leaseToken))", as: String.self)
     }
 
     /// Moves a ready cluster's expiry by `amount`, within the policy. Returns the new expiry.
     public func extend(clusterID: String, leaseToken: String, by amount: Duration) async throws -> Date {
         try await self.scalar(
-            "SELECT api_extend(\(clusterID), \(leaseToken), \(amount.seconds)::float8)", as: Date.self)
+            "SELECT flotilla_api.api_extend(\(clusterID), \(leaseToken), \(amount.seconds)::float8)", as: Date.self)
     }
 
     /// Tears the cluster down now. Returns the state it is in afterwards.
     @discardableResult
     public func release(clusterID: String, leaseToken: String) async throws -> ClusterState {
-        let state = try await self.scalar("SELECT api_release(\(clusterID), \(leaseToken))", as: String.self)
+        let state = try await self.scalar(
+            "SELECT flotilla_api.api_release(\(clusterID), \(leaseToken))", as: String.self)
         return ClusterState(rawValue: state) ?? .tearingDown
     }
 
@@ -145,7 +148,7 @@ public struct ClusterAPI: Sendable {
     public func logs(clusterID: String, leaseToken: String) async throws -> [(name: String, contents: String)] {
         try await self.queue.mapErrors {
             let rows = try await self.client.query(
-                "SELECT name, contents FROM api_logs(\(clusterID), \(leaseToken))", logger: self.logger)
+                "SELECT name, contents FROM flotilla_api.api_logs(\(clusterID), \(leaseToken))", logger: self.logger)
             return try await rows.decode((String, String).self).collect().map { (name: $0.0, contents: $0.1) }
         }
     }
@@ -159,14 +162,14 @@ public struct ClusterAPI: Sendable {
             var counts: [JobState: Int] = [:]
             var oldest: Duration?
             let summary = try await self.client.query(
-                "SELECT state, jobs, oldest_runnable_seconds FROM api_job_counts()", logger: self.logger)
+                "SELECT state, jobs, oldest_runnable_seconds FROM flotilla_api.api_job_counts()", logger: self.logger)
             for try await (state, count, age) in summary.decode((String, Int, Double?).self) {
                 if let state = JobState(rawValue: state) { counts[state] = count }
                 if let age { oldest = .milliseconds(Int64(age * 1000)) }
             }
             var running: [JobQueue.JobSummary] = []
             var failed: [JobQueue.JobSummary] = []
-            let rows = try await self.client.query("SELECT * FROM api_jobs()", logger: self.logger)
+            let rows = try await self.client.query("SELECT * FROM flotilla_api.api_jobs()", logger: self.logger)
             for try await (id, kind, cluster, state, attempt, worker, heartbeat, error)
                 in rows.decode((Int64, String, String?, String, Int, String?, Double?, String?).self)
             {

@@ -263,6 +263,13 @@ DECLARE
     taken text;
     wanted_lifetime interval;
 BEGIN
+    -- A cluster whose key could not be sent to this session is not built in vain (api_key).
+    IF session_private_enough() IS NOT TRUE AND NOT coalesce(rules.allow_cleartext_keys, false) THEN
+        PERFORM api_refuse(format('this connection from %s is not encrypted, so the private key of a cluster could '
+                                  || 'not be sent to it: connect with sslmode=require (or verify-full), or ask an '
+                                  || 'operator to set allow_cleartext_keys in your policy; nothing was recorded',
+                                  host(inet_client_addr())));
+    END IF;
     IF p_request_id IS NOT NULL AND (length(p_request_id) NOT BETWEEN 1 AND 200 OR p_request_id ~ '[[:cntrl:]]') THEN
         PERFORM api_bad('a request id must be 1 to 200 printable characters');
     END IF;

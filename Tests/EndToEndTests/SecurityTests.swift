@@ -553,21 +553,26 @@ struct SecurityTests {
             let mine = try await Self.request(fleet, as: Fleet.clientLogin)
             try await fleet.execute(
                 "UPDATE cluster_secrets SET private_key = 'THE PRIVATE KEY' WHERE cluster_id = \(mine.id)")
-            /// `SELECT flotilla_api.api_key(…)` through psql run inside the test host's namespace.
-            func key(sslmode: String) async throws -> PSQL {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                process.arguments = [
-                    "ip", "netns", "exec", namespace, "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                    "-c", "SELECT flotilla_api.api_key('\(mine.id)', '\(mine.token)')",
-                ]
+            /// `sql` through psql run inside the test host's namespace (as root: `ip netns exec`).
+            func remote(_ sql: String, sslmode: String) async throws -> PSQL {
                 var environment = fleet.environment
                 environment["PGUSER"] = Fleet.clientLogin
                 environment["PGHOST"] = host
                 environment["PGSSLMODE"] = sslmode
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                process.arguments =
+                    (getuid() == 0 ? [] : ["sudo", "-n", "--preserve-env=PGUSER,PGHOST,PGPORT,PGDATABASE,PGSSLMODE"])
+                    + [
+                        "ip", "netns", "exec", namespace, "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c",
+                        sql,
+                    ]
                 process.environment = environment
                 let run = try await process.runToCompletion()
                 return PSQL(status: run.status, output: run.output, error: run.errors)
+            }
+            func key(sslmode: String) async throws -> PSQL {
+                try await remote("SELECT flotilla_api.api_key('\(mine.id)', '\(mine.token)')", sslmode: sslmode)
             }
             let before = try await Self.counts(fleet)
             let cleartext = try await key(sslmode: "disable")
@@ -575,6 +580,11 @@ struct SecurityTests {
             #expect(cleartext.error.contains("is not sent in cleartext"), "\(cleartext.error)")
             #expect(!cleartext.output.contains("THE PRIVATE KEY") && !cleartext.error.contains("THE PRIVATE KEY"))
             #expect(try await Self.counts(fleet) == before, "a refused read records nothing")
+            // Nor is a cluster built for such a session: the request is refused before anything.
+            let request = try await remote(
+                "SELECT id FROM flotilla_api.api_request(NULL, NULL, '\(Self.validRequest)', 60)", sslmode: "disable")
+            #expect(request.status != 0 && request.error.contains("is not encrypted"), "\(request.error)")
+            #expect(try await Self.counts(fleet) == before, "a refused request records nothing")
             let encrypted = try await key(sslmode: "require")
             #expect(encrypted.status == 0 && encrypted.output.contains("THE PRIVATE KEY"), "\(encrypted.error)")
             try await fleet.execute(

@@ -175,9 +175,10 @@ _stack_pg_tls() {
 # FLOTILLA_TEST_NETNS_HOST (this side's address) and FLOTILLA_TEST_NETNS_CLIENT. Removed at exit.
 stack_make_netns() {
   local ns="flotilla-$$" n=$(( $$ % 250 + 1 )) sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo ip netns add "$ns" || { stack_log "cannot make network namespace $ns"; return 1; }
+  [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
+  $sudo ip netns add "$ns" || { stack_log "cannot make network namespace $ns (ip netns needs root)"; return 1; }
   stack_on_exit "$sudo ip netns del $ns"
+  stack_on_exit "$sudo ip link del flt$$h"
   $sudo ip link add "flt$$h" type veth peer name "flt$$n"
   $sudo ip link set "flt$$n" netns "$ns"
   $sudo ip addr add "10.231.$n.1/30" dev "flt$$h"

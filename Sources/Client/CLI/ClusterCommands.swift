@@ -284,8 +284,10 @@ func waitForCluster(_ id: String, store: ClusterAPI, timeout: Duration) async th
                     + "to be ready; it is \(cluster.state) (\(cluster.phase ?? "-"))")
         }
         interval = nextLook(after: interval, state: cluster.state, ahead: ahead)
-        // A little jitter, so that agents that started together do not look together.
-        try await Task.sleep(for: interval * Double.random(in: 0.5...1.5))
+        // A little jitter, so that agents that started together do not look together; never
+        // past the timeout.
+        let left = timeout - (ContinuousClock.now - start)
+        try await Task.sleep(for: max(.milliseconds(100), min(interval * Double.random(in: 0.5...1.5), left)))
     }
 }
 
@@ -310,15 +312,23 @@ func writeKey(_ key: String, to path: String) throws {
     try writeSecret(key, to: path, what: "the key")
 }
 
-/// Writes `text` to a new file at `path` that only this user can read (mode 0600).
+/// Writes `text` to a new file at `path` that only this user can read: created with mode
+/// 0600 (never readable by others, not even for a moment), refusing to follow a link.
 func writeSecret(_ text: String, to path: String, what: String) throws {
-    let url = URL(fileURLWithPath: path)
-    try? FileManager.default.removeItem(at: url)
-    guard
-        FileManager.default.createFile(
-            atPath: url.path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
-    else {
-        throw QueueError(.invalidInput, "cannot write \(what) to \(path)")
+    try? FileManager.default.removeItem(atPath: path)
+    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+    guard fd >= 0 else {
+        throw QueueError(.invalidInput, "cannot write \(what) to \(path): \(String(cString: strerror(errno)))")
+    }
+    defer { close(fd) }
+    let bytes = Array(text.utf8)
+    var written = 0
+    while written < bytes.count {
+        let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else {
+            throw QueueError(.invalidInput, "cannot write \(what) to \(path): \(String(cString: strerror(errno)))")
+        }
+        written += n
     }
 }
 

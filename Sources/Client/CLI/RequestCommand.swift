@@ -109,6 +109,9 @@ struct RequestCommand: AsyncParsableCommand {
                     let receipt = try await store.request(new)
                     let (id, token) = (receipt.id, receipt.leaseToken)
                     made.set(id, token)
+                    // Saved at once, so a wait cut short (a crash, a lost database) loses no token.
+                    let tokenPath = Self.saveToken(
+                        token, of: id, to: tokenOut, asJSON: asJSON, requestID: new.requestID)
                     if !receipt.created {
                         FileHandle.standardError.write(Data("request id already used: returning cluster \(id)\n".utf8))
                     }
@@ -117,12 +120,12 @@ struct RequestCommand: AsyncParsableCommand {
                     }
                     if noWait {
                         let cluster = try await requireCluster(store, id)
-                        Self.show(cluster, nodes: [], token: token, tokenOut: tokenOut, asJSON: asJSON)
+                        Self.show(cluster, nodes: [], token: token, tokenPath: tokenPath, asJSON: asJSON)
                         return 0
                     }
                     return try await Self.waitAndCollect(
                         id: id, token: token, store: store, timeout: timeout,
-                        keyOut: keyOut, tokenOut: tokenOut, asJSON: asJSON) ? 0 : 1
+                        keyOut: keyOut, tokenPath: tokenPath, asJSON: asJSON) ? 0 : 1
                 }
             } catch {
                 let (status, why) = givingUp(error)
@@ -139,10 +142,15 @@ struct RequestCommand: AsyncParsableCommand {
                     return status
                 }
                 if keep {
-                    // What was kept is printed as a success would be, token included: its
-                    // holder needs it to release the cluster later.
+                    // What was kept is printed as a success would be, token included (or its
+                    // file): its holder needs it to release the cluster later.
+                    let tokenPath = Self.saveToken(
+                        token, of: id, to: tokenOut, asJSON: asJSON, requestID: new.requestID)
                     if let cluster = try? await store.cluster(id: id) {
-                        Self.show(cluster, nodes: [], token: token, tokenOut: tokenOut, asJSON: asJSON)
+                        Self.show(cluster, nodes: [], token: token, tokenPath: tokenPath, asJSON: asJSON)
+                    } else if !asJSON, let tokenPath {
+                        FileHandle.standardError.write(
+                            Data("client: the lease token of \(id) is in \(tokenPath)\n".utf8))
                     }
                     let kept =
                         "client: \(why); cluster \(id) is kept (--keep-on-failure): "
@@ -160,7 +168,7 @@ struct RequestCommand: AsyncParsableCommand {
     /// Waits for the cluster, writes its key and prints it. Returns whether it is ready.
     static func waitAndCollect(
         id: String, token: String, store: ClusterAPI, timeout: Duration,
-        keyOut: String?, tokenOut: String?, asJSON: Bool
+        keyOut: String?, tokenPath: String?, asJSON: Bool
     ) async throws -> Bool {
         let cluster = try await waitForCluster(id, store: store, timeout: timeout)
         let nodes = try await store.nodes(clusterID: id)
@@ -170,7 +178,7 @@ struct RequestCommand: AsyncParsableCommand {
             try writeKey(try await store.privateKey(clusterID: id, leaseToken: token), to: path)
             keyPath = path
         }
-        Self.show(cluster, nodes: nodes, token: token, tokenOut: tokenOut, keyPath: keyPath, asJSON: asJSON)
+        Self.show(cluster, nodes: nodes, token: token, tokenPath: tokenPath, keyPath: keyPath, asJSON: asJSON)
         if !asJSON {
             if let keyPath, let user = cluster.sshUser, let node = nodes.first(where: { $0.role == "master" }) {
                 let port = cluster.sshPort.map { $0 == 22 ? "" : "-p \($0) " } ?? ""
@@ -183,29 +191,35 @@ struct RequestCommand: AsyncParsableCommand {
         return cluster.state == .ready
     }
 
+    /// Writes the lease token where it goes: `tokenOut`, or without `asJSON` ./<id>.token (mode
+    /// 0600; the token is a bearer capability, so text output shows only this path). Returns the
+    /// path, or nil when none was asked or it could not be written: that costs a warning, never
+    /// the cluster, since asking again with the same request id gives a new token.
+    static func saveToken(_ token: String, of id: String, to tokenOut: String?, asJSON: Bool, requestID: String?)
+        -> String?
+    {
+        guard let path = tokenOut ?? (asJSON ? nil : FileManager.default.currentDirectoryPath + "/\(id).token") else {
+            return nil
+        }
+        do {
+            try writeSecret(token + "\n", to: path, what: "the lease token")
+            return path
+        } catch {
+            let again = requestID.map { " --request-id '\($0)'" } ?? ""
+            FileHandle.standardError.write(
+                Data(
+                    ("client: \(error); for a new token of \(id), run the same request again with\(again) --json\n")
+                        .utf8))
+            return nil
+        }
+    }
+
     /// Prints the cluster: with `asJSON` as JSON, lease token included; as text with only
-    /// the path of the file the token was written to (`tokenOut`, default ./<id>.token, mode
-    /// 0600), since the token is a bearer capability. With `asJSON`, the token is written to
-    /// `tokenOut` too when it is given. A file that cannot be written (its folder was checked
-    /// before the request) costs a warning, never the cluster: asking again with the same
-    /// request id gives a new token.
+    /// the path of the file that holds the token (``saveToken(_:of:to:asJSON:requestID:)``).
     static func show(
-        _ cluster: ClusterRecord, nodes: [NodeRecord], token: String, tokenOut: String?, keyPath: String? = nil,
+        _ cluster: ClusterRecord, nodes: [NodeRecord], token: String, tokenPath: String?, keyPath: String? = nil,
         asJSON: Bool
     ) {
-        var tokenPath = tokenOut ?? (asJSON ? nil : FileManager.default.currentDirectoryPath + "/\(cluster.id).token")
-        if let path = tokenPath {
-            do {
-                try writeSecret(token + "\n", to: path, what: "the lease token")
-            } catch {
-                tokenPath = nil
-                let again = cluster.requestID.map { " --request-id '\($0)'" } ?? ""
-                FileHandle.standardError.write(
-                    Data(
-                        ("client: \(error); for a new token of \(cluster.id), run the same request again with"
-                            + "\(again) --json\n").utf8))
-            }
-        }
         if asJSON {
             var object = ClusterOutput.json(cluster, nodes: nodes, leaseToken: token, keyPath: keyPath)
             object["token_path"] = tokenPath

@@ -56,7 +56,7 @@ public struct Migrator: Sendable {
             CROSS JOIN LATERAL aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
             LEFT JOIN pg_roles r ON r.oid = a.grantee
             WHERE n.nspname = 'public' AND a.privilege_type = 'CREATE' AND a.grantee <> n.nspowner
-              AND a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
+              AND (a.grantee = 0 OR NOT pg_has_role(current_user, a.grantee, 'MEMBER'))
               AND NOT coalesce(r.rolsuper, false)
             """, logger: logger)
         var writers = ""
@@ -66,7 +66,9 @@ public struct Migrator: Sendable {
                 .invalidInput,
                 "schema public lets \(writers) create objects, where a login could plant a function that Flotilla's "
                     + "SECURITY DEFINER functions would run as the owner (PostgreSQL 14 and older allow it by "
-                    + "default): run REVOKE CREATE ON SCHEMA public FROM \(writers); then migrate again")
+                    + "default): run REVOKE CREATE ON SCHEMA public FROM \(writers); then migrate again (if this "
+                    + "login could create there only through them, first make it the schema's owner: "
+                    + "ALTER SCHEMA public OWNER TO it)")
         }
     }
 

@@ -38,18 +38,19 @@ trap _stack_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A port free on 127.0.0.1 and on the loopback node addresses (127.0.1.x), where servers of an
-# earlier stack may still listen.
+# A port free on 127.0.0.1 and on the loopback node addresses (127.0.1.x, or
+# FLOTILLA_TEST_NODE_SUBNET's), where servers of an earlier stack may still listen.
 stack_free_port() {
   python3 -c '
-import socket
+import ipaddress, socket, sys
+nodes = list(ipaddress.ip_network(sys.argv[1]).hosts())[3:]
 for _ in range(100):
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     others = []
     try:
-        for host in ("127.0.1.4", "127.0.1.129", "127.0.1.254"):
+        for host in (str(nodes[0]), str(nodes[len(nodes) // 2]), str(nodes[-1])):
             s = socket.socket()
             others.append(s)
             s.bind((host, port))
@@ -63,7 +64,7 @@ for _ in range(100):
     break
 else:
     raise SystemExit("no free port found")
-'
+' "${FLOTILLA_TEST_NODE_SUBNET:-127.0.1.0/24}"
 }
 
 stack_wait_for() {

@@ -38,7 +38,11 @@ print(json.dumps({
 }))
 PY
   # What terminating an instance would stop: bootstrap servers on node addresses.
-  stack_on_exit "pkill -f 'http.server --bind 127\\.0\\.1\\.'; rm -rf \"\$HOME\"/flotilla-bootstrap-*"
+  local nodes
+  nodes=$(python3 -c 'import ipaddress, sys
+print("|".join(sorted({str(a).rsplit(".", 1)[0].replace(".", "\\.") + "\\." for a in ipaddress.ip_network(sys.argv[1])})))' \
+    "${FLOTILLA_TEST_NODE_SUBNET:-127.0.1.0/24}")
+  stack_on_exit "pkill -f 'http.server --bind ($nodes)'; rm -rf \"\$HOME\"/flotilla-bootstrap-*"
 }
 
 stack_loopback_env() {

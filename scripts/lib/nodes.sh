@@ -3,7 +3,10 @@
 #
 #   stack_start_nodes       OpenSSH on port $FLOTILLA_TEST_SSH_PORT of every address
 #                           127.0.1.4 ... 127.0.1.254 (the private IPs the emulator hands out
-#                           in subnet 127.0.1.0/24). A connection to 127.0.1.N is a connection
+#                           in subnet 127.0.1.0/24; FLOTILLA_TEST_NODE_SUBNET, read by
+#                           scripts/fixtures/loopback-network.py too, names a larger one for
+#                           runs that launch more than 251 instances, such as
+#                           127.0.8.0/22). A connection to 127.0.1.N is a connection
 #                           to "the instance with private IP 127.0.1.N": sshd accepts exactly
 #                           the public key of that instance's key pair, looked up in the
 #                           emulator, as EC2's key injection would. Every session gets
@@ -31,10 +34,20 @@
 # Both need root (or passwordless sudo): sshd runs as root, the key lookup must be a
 # root-owned command in a root-owned path, and the provisioner runs the installer with sudo.
 
-_NODES_FIRST=4
-_NODES_LAST=254
-# sshd accepts at most 16 listen sockets (MAX_LISTEN_SOCKS), so the 251 node addresses are
-# split over several sshd processes sharing one configuration, host key and log.
+# The addresses the emulator hands out in the nodes' subnet: the fourth host on (EC2 and the
+# emulator keep the first three), up to the last before the broadcast address.
+_nodes_addresses() {
+  python3 - "${FLOTILLA_TEST_NODE_SUBNET:-127.0.1.0/24}" <<'PY'
+import ipaddress, sys
+net = ipaddress.ip_network(sys.argv[1])
+if not net.subnet_of(ipaddress.ip_network("127.0.0.0/16")) or not 16 <= net.prefixlen <= 28 \
+        or net.overlaps(ipaddress.ip_network("127.0.3.0/24")) or net.overlaps(ipaddress.ip_network("127.0.0.0/24")):
+    sys.exit(f"FLOTILLA_TEST_NODE_SUBNET {net}: want a /16-/28 inside 127.0.0.0/16, clear of 127.0.0.0/24 and 127.0.3.0/24")
+print(*list(net.hosts())[3:])
+PY
+}
+# sshd accepts at most 16 listen sockets (MAX_LISTEN_SOCKS), so the node addresses (251 in a
+# /24) are split over several sshd processes sharing one configuration, host key and log.
 _NODES_PER_SSHD=16
 # sshd runs an AuthorizedKeysCommand only from a path whose every directory is root-owned and
 # not group- or world-writable: /tmp and most checkouts fail that, so the command is installed.
@@ -110,10 +123,9 @@ _nodes_install_keys_command() {
 
 # Succeeds when every node address listens on PORT (read from /proc/net/tcp).
 _nodes_all_listening() {
-  python3 - "$1" "$_NODES_FIRST" "$_NODES_LAST" <<'PY'
+  python3 - "$1" "${_NODES_ADDRS[@]}" <<'PY'
 import socket, struct, sys
-port, first, last = (int(a) for a in sys.argv[1:])
-want = {f"127.0.1.{i}" for i in range(first, last + 1)}
+port, want = int(sys.argv[1]), set(sys.argv[2:])
 with open("/proc/net/tcp") as f:
     for line in f.readlines()[1:]:
         local, state = line.split()[1], line.split()[3]
@@ -133,8 +145,10 @@ PY
 }
 
 stack_start_nodes() {
-  local dir="$STACK_DIR/nodes" sshd user command cfg log port attempt lo hi i pids
+  local dir="$STACK_DIR/nodes" sshd user command cfg log port attempt lo i pids addr first last
   stack_apt openssh-server openssh-client sudo curl
+  read -r -a _NODES_ADDRS < <(_nodes_addresses) && (( ${#_NODES_ADDRS[@]} )) || return 1
+  first=${_NODES_ADDRS[0]} last=${_NODES_ADDRS[-1]}
   sshd=$(command -v sshd || echo /usr/sbin/sshd)
   user=${FLOTILLA_TEST_SSH_USER:-$(id -un)}
   export FLOTILLA_TEST_SSH_USER=$user
@@ -155,7 +169,7 @@ stack_start_nodes() {
   local shims="$STACK_DIR/dcos-stub/state/shims"
   cat >"$cfg" <<EOF
 # sshd for the Flotilla loopback test cluster (scripts/lib/nodes.sh). The listen addresses
-# come on the command line: 127.0.1.$_NODES_FIRST ... 127.0.1.$_NODES_LAST, split over several sshd processes.
+# come on the command line: $first ... $last, split over several sshd processes.
 HostKey $dir/ssh_host_ed25519_key
 PidFile none
 LogLevel VERBOSE
@@ -184,23 +198,22 @@ EOF
   fi
   # The key lookup needs the address the client connected to, and OpenSSH before 9.4 has no
   # %C token for AuthorizedKeysCommand: one Match block per node address passes it instead.
-  for (( i=_NODES_FIRST; i<=_NODES_LAST; i++ )); do
-    printf 'Match LocalAddress 127.0.1.%d\n  AuthorizedKeysCommand %s --config %s %%u 127.0.1.%d\n' \
-      "$i" "$command" "$dir/aws.json" "$i"
+  for addr in "${_NODES_ADDRS[@]}"; do
+    printf 'Match LocalAddress %s\n  AuthorizedKeysCommand %s --config %s %%u %s\n' \
+      "$addr" "$command" "$dir/aws.json" "$addr"
   done >>"$cfg"
   $_nodes_sudo "$sshd" -t -f "$cfg" || { stack_log "sshd rejects $cfg"; return 1; }
 
   for attempt in 1 2 3; do
     port=${FLOTILLA_TEST_SSH_PORT:-$(stack_free_port)}
     pids=()
-    for (( lo=_NODES_FIRST; lo<=_NODES_LAST; lo+=_NODES_PER_SSHD )); do
-      hi=$(( lo + _NODES_PER_SSHD - 1 )); (( hi <= _NODES_LAST )) || hi=$_NODES_LAST
+    for (( lo=0; lo<${#_NODES_ADDRS[@]}; lo+=_NODES_PER_SSHD )); do
       local listen=()
-      for (( i=lo; i<=hi; i++ )); do listen+=(-o "ListenAddress=127.0.1.$i:$port"); done
+      for addr in "${_NODES_ADDRS[@]:lo:_NODES_PER_SSHD}"; do listen+=(-o "ListenAddress=$addr:$port"); done
       $_nodes_sudo "$sshd" -D -f "$cfg" -E "$log" "${listen[@]}" &
       pids+=($!)
     done
-    if stack_wait_for "sshd on 127.0.1.$_NODES_FIRST-$_NODES_LAST port $port" 10 _nodes_all_listening "$port"; then
+    if stack_wait_for "sshd on $first-$last port $port" 30 _nodes_all_listening "$port"; then
       break
     fi
     $_nodes_sudo kill "${pids[@]}" 2>/dev/null || true
@@ -211,12 +224,12 @@ EOF
     fi
   done
   stack_on_exit "$_nodes_sudo kill ${pids[*]}"
-  _nodes_banner "127.0.1.$_NODES_FIRST" "$port" && _nodes_banner "127.0.1.$_NODES_LAST" "$port" \
+  _nodes_banner "$first" "$port" && _nodes_banner "$last" "$port" \
     || { stack_log "sshd listens but does not answer on port $port"; return 1; }
   export FLOTILLA_TEST_SSH_PORT=$port
   export FLOTILLA_TEST_SSH_HOST_KEY="$dir/ssh_host_ed25519_key.pub"
   export FLOTILLA_TEST_SSH_LOG=$log
-  stack_log "SSH nodes on 127.0.1.$_NODES_FIRST-$_NODES_LAST port $port as $user (${#pids[@]} sshd, log $log)"
+  stack_log "SSH nodes on $first-$last port $port as $user (${#pids[@]} sshd, log $log)"
 }
 
 stack_start_installer() {

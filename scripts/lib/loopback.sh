@@ -20,16 +20,13 @@ stack_loopback_settings() {
     "$FLOTILLA_TEST_AWS_ENDPOINT" "$FLOTILLA_TEST_AWS_REGION")
   eval "$network"
   export FLOTILLA_TEST_INSTALL_SETTINGS="$STACK_DIR/install-settings.json"
-  # The production node scripts (ip-detect, …) run as they are; only the metadata service's
-  # address is the emulator's (stack_start_imds).
+  # The production node scripts (ip-detect, …) and the production serve command (nginx through
+  # the node's Docker, which the node model runs as an HTTP server on the node's address) run as
+  # they are; only the metadata service's address is the emulator's (stack_start_imds).
   python3 - "$FLOTILLA_TEST_CHECK_RUNNER" "$FLOTILLA_TEST_IMDS_ENDPOINT" >"$FLOTILLA_TEST_INSTALL_SETTINGS" <<'PY'
 import json, sys
 print(json.dumps({
     "bootstrapPort": 8080,
-    # A server left on this address by an earlier cluster (the emulator reuses addresses of
-    # terminated instances) is stopped first. start-stop-daemon detaches cleanly from the SSH
-    # session (setsid nohup … & did not).
-    "serveCommand": "pkill -f 'http.server --bind {ip} {port}' || true; while pgrep -f 'http.server --bind {ip} {port}' >/dev/null; do sleep 0.1; done; rm -f \"$PWD/serve.pid\"; start-stop-daemon --start --background --make-pidfile --pidfile \"$PWD/serve.pid\" --chdir \"$PWD/genconf/serve\" --startas /usr/bin/env -- python3 -m http.server --bind {ip} {port}",
     "checkRunnerPath": sys.argv[1],
     "metadataEndpoint": sys.argv[2],
     "parallelism": 10, "commandTimeoutSeconds": 120, "downloadRetrySeconds": 30,
@@ -42,7 +39,7 @@ PY
   nodes=$(python3 -c 'import ipaddress, sys
 print("|".join(sorted({str(a).rsplit(".", 1)[0].replace(".", "\\.") + "\\." for a in ipaddress.ip_network(sys.argv[1])})))' \
     "${FLOTILLA_TEST_NODE_SUBNET:-127.0.1.0/24}")
-  stack_on_exit "pkill -f 'http.server --bind ($nodes)'; rm -rf \"\$HOME\"/flotilla-bootstrap-*"
+  stack_on_exit "pkill -f 'http.server --bind ($nodes)'; rm -rf \"\$HOME\"/flotilla-bootstrap-* \"\$HOME\"/flotilla-steps"
 }
 
 stack_loopback_env() {

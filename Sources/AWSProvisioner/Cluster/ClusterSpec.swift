@@ -193,9 +193,11 @@ public struct InstallSettings: Codable, Sendable, Hashable {
     public var bootstrapPort: Int = 8081
     /// Starts serving `genconf/serve` (the working directory is the installer folder).
     /// `{port}` and `{ip}` are replaced.
-    /// The nginx image is pinned, so a new `latest` never changes how clusters install.
+    /// The nginx image is pinned, so a new `latest` never changes how clusters install. It runs
+    /// under `set -e`: Docker before 20.10 (every version DC/OS 2.x was qualified on) exits 1 for
+    /// `rm -f` of a container that does not exist, hence `|| true`.
     public var serveCommand: String =
-        "sudo docker rm -f flotilla-bootstrap >/dev/null 2>&1; sudo docker run -d --name flotilla-bootstrap "
+        "sudo docker rm -f flotilla-bootstrap >/dev/null 2>&1 || true; sudo docker run -d --name flotilla-bootstrap "
         + "--restart=always -p {port}:80 -v \"$PWD/genconf/serve:/usr/share/nginx/html:ro\" nginx:1.27.3-alpine"
     public var checkRunnerPath: String = "/opt/mesosphere/bin/dcos-check-runner"
     /// Where the node scripts (``NodeScripts``: ip-detect, ip-detect-public,

@@ -38,10 +38,10 @@ public struct ProvisionState: Codable, Sendable, Hashable, CustomStringConvertib
     public var createdTag: String?
     public var launches: [Launch] = []
     public var nodes: [Node] = []
-    /// The nodes (instance ids) whose deploy was started: recorded before the first
-    /// `dcos_install.sh ROLE` runs, so a resumed provisioning knows an installation may be
-    /// under way there (and checks the node before deploying: the installer refuses twice).
-    public var deployStartedOn: [String]?
+    /// How many times the install (prerequisites onward) was started for this cluster. The
+    /// steps a run starts on the nodes carry its number (``RemoteStep``), so a resumed run
+    /// can say whose step it waits for or collects.
+    public var installRuns: Int?
 
     public init(clusterID: String) { self.clusterID = clusterID }
 

@@ -14,6 +14,9 @@ struct DCOSInstaller: Sendable {
     let shell: any RemoteShell
     let observer: any ProvisionObserver
     let logger: Logger
+    /// This install run's number (``ProvisionState/installRuns``): the steps it starts on
+    /// the nodes carry it.
+    var run: Int = 1
 
     func target(_ node: ProvisionState.Node) -> SSHTarget {
         let host = self.spec.sshAddress == .publicIP ? (node.publicIP ?? node.privateIP) : node.privateIP
@@ -24,8 +27,6 @@ struct DCOSInstaller: Sendable {
     func logName(_ phase: String, _ node: ProvisionState.Node) -> String {
         "\(phase)-\(node.publicIP ?? node.privateIP)-journald.log"
     }
-
-    var commandTimeout: Duration { .seconds(self.spec.install.commandTimeoutSeconds) }
 
     /// The bootstrap node's working folder, one per cluster.
     var workDirectory: String { "flotilla-bootstrap-\(self.spec.clusterID)" }
@@ -45,15 +46,13 @@ struct DCOSInstaller: Sendable {
             resolvers: [resolver], overrides: self.spec.dcosConfigOverrides)
     }
 
-    /// One script, copied to the node as a file and run with its standard input closed:
+    /// The genconf step, a script run on the bootstrap node with its standard input closed:
     /// download the installer (retried for `downloadRetrySeconds`; a download that stalls
-    /// below 10 kB/s for a minute is aborted and retried), write genconf, run `--genconf`,
-    /// serve `genconf/serve/` and check that `dcos_install.sh` is served (the step fails
-    /// when it is not). Never `bash -s`: the real `dcos_generate_config.sh` ends in
-    /// `docker run -i`, which would swallow every line after it from standard input.
-    func bootstrapScript(_ state: ProvisionState) -> String {
+    /// below 10 kB/s for a minute is aborted and retried), write genconf and run `--genconf`.
+    /// Never `bash -s`: the real `dcos_generate_config.sh` ends in `docker run -i`, which
+    /// would swallow every line after it from standard input.
+    func genconfScript(_ state: ProvisionState) -> String {
         let install = self.spec.install
-        let bootstrap = state.bootstrapNode!
         var files: [(String, Data, Bool)] = [
             ("genconf/config.yaml", Data(self.configYAML(state).utf8), false),
             ("genconf/ip-detect", Data(NodeScripts.ipDetect(endpoint: install.metadataEndpoint).utf8), true),
@@ -72,10 +71,6 @@ struct DCOSInstaller: Sendable {
                 + "printf '%s' \(shellQuote(contents.base64EncodedString())) | base64 -d > \(shellQuote(path))\n"
                 + (executable ? "chmod 755 \(shellQuote(path))\n" : "")
         }.joined()
-        let serve = install.serveCommand
-            .replacingOccurrences(of: "{port}", with: String(install.bootstrapPort))
-            .replacingOccurrences(of: "{ip}", with: bootstrap.privateIP)
-        let served = self.bootstrapURL(bootstrap) + "/dcos_install.sh"
         return """
             set -eu
             mkdir -p "$HOME/\(self.workDirectory)/genconf"
@@ -92,6 +87,21 @@ struct DCOSInstaller: Sendable {
             mv dcos_generate_config.sh.part dcos_generate_config.sh
             \(writes)
             sudo bash dcos_generate_config.sh --genconf
+            """
+    }
+
+    /// The serve step on the bootstrap node: start serving `genconf/serve/` (the serve
+    /// command) and check that `dcos_install.sh` is served (the step fails when it is not).
+    func serveScript(_ state: ProvisionState) -> String {
+        let install = self.spec.install
+        let bootstrap = state.bootstrapNode!
+        let serve = install.serveCommand
+            .replacingOccurrences(of: "{port}", with: String(install.bootstrapPort))
+            .replacingOccurrences(of: "{ip}", with: bootstrap.privateIP)
+        let served = self.bootstrapURL(bootstrap) + "/dcos_install.sh"
+        return """
+            set -eu
+            cd "$HOME/\(self.workDirectory)"
             \(serve)
             tries=0
             until curl -fsS -o /dev/null \(shellQuote(served)); do
@@ -102,27 +112,41 @@ struct DCOSInstaller: Sendable {
             """
     }
 
+    /// Genconf, then serve, on the bootstrap node: each a detached step (``RemoteStep``).
     func bootstrap(_ state: ProvisionState) async throws {
         guard let bootstrap = state.bootstrapNode else {
             throw ProvisionError(.conflict, "cluster \(state.clusterID) has no bootstrap node recorded")
         }
-        try await self.observer.beforeMutation("bootstrap node setup")
-        await self.observer.progress("bootstrap: downloading the installer and generating the configuration")
-        let result = try await self.runScript(
-            self.bootstrapScript(state), named: "bootstrap", on: bootstrap, asRoot: false)
-        guard result.succeeded else {
-            let log = await self.collectLog(node: bootstrap, phase: "bootstrap", result: result)
-            throw ProvisionError(
-                .installFailed, "the bootstrap node \(bootstrap.privateIP) failed: \(result.summary)",
-                logs: [self.logName("bootstrap", bootstrap): log])
+        for (name, script, message) in [
+            (
+                RemoteStep.Name.genconf, self.genconfScript(state),
+                "downloading the installer and generating the configuration"
+            ),
+            (.serve, self.serveScript(state), "serving the configuration to the nodes"),
+        ] {
+            try await self.observer.beforeMutation("bootstrap node \(name.rawValue)")
+            await self.observer.progress("bootstrap: \(message)")
+            let result = try await self.steps.run(self.step(name, on: bootstrap), script: script)
+            guard result.succeeded else {
+                let log = await self.collectLog(node: bootstrap, phase: name.rawValue, result: result)
+                throw ProvisionError(
+                    .installFailed,
+                    "the bootstrap node \(bootstrap.privateIP) failed at \(name.rawValue): \(result.summary)",
+                    logs: [self.logName("bootstrap", bootstrap): log])
+            }
         }
     }
 
-    /// What the installer prints when a node already holds an installation, finished or
-    /// still running (`check_preexisting_dcos` in dcos_install.sh); it refuses to install
-    /// again. Its own preflight is the judge: it knows what counts (the dcos.target unit,
-    /// a non-empty /opt/mesosphere), where a check of our own would drift from it.
-    static let existingInstallation = "Found an existing DC/OS installation"
+    /// The runner of this install's detached steps.
+    var steps: RemoteStepRunner {
+        RemoteStepRunner(shell: self.shell, target: { self.target($0) }, observer: self.observer)
+    }
+
+    func step(_ name: RemoteStep.Name, on node: ProvisionState.Node, asRoot: Bool = false) -> RemoteStep {
+        RemoteStep(
+            name: name, clusterID: self.spec.clusterID, node: node, run: self.run, asRoot: asRoot,
+            timeoutSeconds: Int(self.spec.install.commandTimeoutSeconds))
+    }
 
     func command(for phase: Phase, node: ProvisionState.Node, bootstrap: ProvisionState.Node) -> String {
         let fetch = """
@@ -134,18 +158,11 @@ struct DCOSInstaller: Sendable {
             return "\(fetch) && sudo bash \"$d/dcos_install.sh\" --preflight-only \(node.role.rawValue) </dev/null; "
                 + "rc=$?; rm -rf \"$d\"; exit $rc"
         case .deploy:
-            // Once per node: a deploy that started before a crash is not started again
-            // (postflight then waits for it to finish).
-            return """
-                \(fetch) || exit $?
-                if sudo bash "$d/dcos_install.sh" --preflight-only \(node.role.rawValue) </dev/null 2>&1 \
-                | grep -q \(shellQuote(Self.existingInstallation)); then
-                  echo "flotilla: DC/OS is already installed (or installing) on this node; not deploying again"; rc=0
-                else
-                  sudo bash "$d/dcos_install.sh" \(node.role.rawValue) </dev/null; rc=$?
-                fi
-                rm -rf "$d"; exit $rc
-                """
+            // Once per node: it runs as a detached step, which a resumed worker waits for or
+            // collects, and never starts twice (the installer refuses a node that holds any
+            // part of an install).
+            return "\(fetch) && sudo bash \"$d/dcos_install.sh\" \(node.role.rawValue) </dev/null; "
+                + "rc=$?; rm -rf \"$d\"; exit $rc"
         case .postflight:
             // Its own deadline, shorter than the SSH command's, so the step ends with what
             // was still failing rather than a bare timeout.
@@ -166,35 +183,14 @@ struct DCOSInstaller: Sendable {
         }
     }
 
-    /// `command` bounded on the node itself: when the limit passes, the node kills it (and
-    /// what it started), so a command the worker gave up on does not keep running there.
-    func bounded(_ command: String) -> String {
-        "timeout --kill-after=10 \(Int(self.spec.install.commandTimeoutSeconds)) bash -c \(shellQuote(command))"
-    }
-
-    /// The worker's own limit: a little longer than the node's, so the node's kill wins.
-    var sshTimeout: Duration { self.commandTimeout + .seconds(20) }
-
-    /// Copies `script` to the node as a file and runs it there with standard input closed
-    /// (as root, keeping PATH, when `asRoot`), bounded by the command limit.
-    func runScript(_ script: String, named name: String, on node: ProvisionState.Node, asRoot: Bool) async throws
-        -> RemoteResult
-    {
-        let runner = asRoot ? #"sudo env PATH="$PATH" bash"# : "bash"
-        let command =
-            #"f=$(mktemp /tmp/flotilla-"# + name + #".XXXXXX) && cat > "$f" && { "#
-            + self.bounded("\(runner) \"$0\" </dev/null") + #" "$f"; rc=$?; rm -f "$f"; exit $rc; }"#
-        return try await self.shell.run(
-            command, on: self.target(node), input: Data(script.utf8), timeout: self.sshTimeout)
-    }
-
     /// The prerequisites step on every node, the bootstrap node included: detects what DC/OS
     /// needs and installs only what is missing (``NodePreparation``).
     func prepareNodes(_ state: ProvisionState) async throws {
         try await self.observer.beforeMutation("prerequisites on \(state.nodes.count) nodes")
         let started = ContinuousClock.now
+        let steps = self.steps
         let results = await forEachConcurrently(state.nodes, limit: self.spec.install.parallelism) { node in
-            try await self.runScript(NodePreparation.script, named: "prereqs", on: node, asRoot: true)
+            try await steps.run(self.step(.prerequisites, on: node, asRoot: true), script: NodePreparation.script)
         }
         let outcomes = try await self.requireSuccess(
             "prerequisites", on: state.nodes, results, logName: { "prerequisites-\($0.publicIP ?? $0.privateIP).log" })
@@ -219,10 +215,11 @@ struct DCOSInstaller: Sendable {
         let nodes = state.clusterNodes
         try await self.observer.beforeMutation("\(phase.rawValue) on \(nodes.count) nodes")
         await self.observer.progress("\(phase.rawValue): \(nodes.count) nodes")
+        let steps = self.steps
+        let name = RemoteStep.Name(rawValue: phase.rawValue)!
         let results = await forEachConcurrently(nodes, limit: self.spec.install.parallelism) { node in
-            try await self.shell.run(
-                self.bounded(self.command(for: phase, node: node, bootstrap: bootstrap)),
-                on: self.target(node), input: nil, timeout: self.sshTimeout)
+            try await steps.run(
+                self.step(name, on: node), script: self.command(for: phase, node: node, bootstrap: bootstrap))
         }
         _ = try await self.requireSuccess(
             phase.rawValue, on: nodes, results, logName: { self.logName(phase.rawValue, $0) })
@@ -252,10 +249,7 @@ struct DCOSInstaller: Sendable {
 
     /// The node's journal (`journalctl -xe`) and what the failed command printed.
     func collectLog(node: ProvisionState.Node, phase: String, result: RemoteResult) async -> String {
-        let outcome =
-            result.timedOut
-            ? "timed out"
-            : result.sshFailed ? "ssh failed" : "exit status \(result.exitStatus.map(String.init) ?? "none")"
+        let outcome = result.summary.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
         var log = "# flotilla: \(phase) on \(node.privateIP) (\(node.role), \(node.instanceID)) failed: \(outcome)\n"
         log += "# --- command stdout ---\n\(result.stdout)\n# --- command stderr ---\n\(result.stderr)\n"
         let journal = try? await self.shell.run(

@@ -141,7 +141,9 @@ public struct ClusterProvisioner: Sendable {
         observer: any ProvisionObserver, logger: Logger
     ) async throws -> ProvisionState {
         var state = start
-        let installer = DCOSInstaller(spec: spec, shell: shell, observer: observer, logger: logger)
+        state.installRuns = (state.installRuns ?? 0) + 1
+        let installer = DCOSInstaller(
+            spec: spec, shell: shell, observer: observer, logger: logger, run: state.installRuns!)
         if state.step < .sshReady {
             try await self.waitForSSH(spec, &state, shell, observer)
         } else {
@@ -165,14 +167,6 @@ public struct ClusterProvisioner: Sendable {
             (DCOSInstaller.Phase.preflight, ProvisionStep.preflightPassed),
             (.deploy, .deployed), (.postflight, .ready),
         ] where state.step < done {
-            if phase == .deploy {
-                if let started = state.deployStartedOn, !started.isEmpty {
-                    await observer.progress(
-                        "deploy resumes: started before on \(started.count) nodes; "
-                            + "each node is checked before it is deployed")
-                }
-                state.deployStartedOn = state.clusterNodes.map(\.instanceID)
-            }
             try await observer.checkpoint(state, moment: .before, step: phase.rawValue)
             try await installer.run(phase, on: state)
             state.step = done

@@ -24,13 +24,20 @@ public struct RemoteResult: Sendable, Hashable {
     public var stderr: String
     public var sshFailed: Bool
     public var timedOut: Bool
+    /// A detached step that began and never ended (its node rebooted, or its processes were
+    /// killed); `stderr` says which.
+    public var cutShort: Bool
 
-    public init(exitStatus: Int32?, stdout: String, stderr: String, sshFailed: Bool, timedOut: Bool = false) {
+    public init(
+        exitStatus: Int32?, stdout: String, stderr: String, sshFailed: Bool, timedOut: Bool = false,
+        cutShort: Bool = false
+    ) {
         self.exitStatus = exitStatus
         self.stdout = stdout
         self.stderr = stderr
         self.sshFailed = sshFailed
         self.timedOut = timedOut
+        self.cutShort = cutShort
     }
 
     /// A command's result, or an SSH failure when running it threw.
@@ -49,7 +56,10 @@ public struct RemoteResult: Sendable, Hashable {
         let tail = self.stderr.split(separator: "\n").suffix(5).joined(separator: "\n")
         let what =
             self.timedOut
-            ? "timed out" : self.sshFailed ? "ssh failed" : "exit status \(self.exitStatus.map(String.init) ?? "none")"
+            ? "timed out"
+            : self.sshFailed
+                ? "ssh failed"
+                : self.cutShort ? "cut short" : "exit status \(self.exitStatus.map(String.init) ?? "none")"
         return tail.isEmpty ? what : "\(what): \(tail)"
     }
 }

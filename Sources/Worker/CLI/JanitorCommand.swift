@@ -121,15 +121,19 @@ struct JanitorCommand: AsyncParsableCommand {
         let services = SchemaCheckedServices(
             client: client, settings: settings, services: (metrics.map { [$0] } ?? []) + [janitor, maintenance],
             logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [
-                    .init(service: client),
-                    .init(
-                        service: services, successTerminationBehavior: .gracefullyShutdownGroup,
-                        failureTerminationBehavior: .gracefullyShutdownGroup),
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var configuration = ServiceGroupConfiguration(
+            services: [
+                .init(service: client),
+                .init(
+                    service: services, successTerminationBehavior: .gracefullyShutdownGroup,
+                    failureTerminationBehavior: .gracefullyShutdownGroup),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // A pass in flight gets 5 s; a janitor still waiting on an unreachable database after
+        // 8 s exits anyway (within `docker stop`'s 10 s).
+        configuration.maximumGracefulShutdownDuration = .seconds(5)
+        ShutdownDeadline(deadline: .seconds(8), logger: logger).watch()
+        let group = ServiceGroup(configuration: configuration)
         do {
             try await group.run()
         } catch let error as QueueError {

@@ -58,11 +58,12 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(
         help: """
-            Seconds running jobs get to finish at shutdown before they are handed back. \
-            Env: FLOTILLA_SHUTDOWN_GRACE_SECONDS.
+            Seconds running jobs get to finish at shutdown before they are handed back. Their \
+            remote steps go on on the nodes, and the worker that takes the job next adopts them, \
+            so a short grace loses nothing. Env: FLOTILLA_SHUTDOWN_GRACE_SECONDS.
             """
     )
-    var shutdownGraceSeconds: Double = environmentValue("FLOTILLA_SHUTDOWN_GRACE_SECONDS", default: 30)
+    var shutdownGraceSeconds: Double = environmentValue("FLOTILLA_SHUTDOWN_GRACE_SECONDS", default: 5)
 
     @Option(help: "Days finished jobs are kept. Env: FLOTILLA_RETENTION_DAYS.")
     var retentionDays: Double = environmentValue("FLOTILLA_RETENTION_DAYS", default: 30)
@@ -191,15 +192,20 @@ struct RunCommand: AsyncParsableCommand {
         ) { _ in
             try await beat?.beat()
         }
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: client)] + (leaseClient.map { [.init(service: $0)] } ?? []) + [
-                    .init(
-                        service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
-                        failureTerminationBehavior: .gracefullyShutdownGroup)
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
+        var configuration = ServiceGroupConfiguration(
+            services: [.init(service: client)] + (leaseClient.map { [.init(service: $0)] } ?? []) + [
+                .init(
+                    service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
+                    failureTerminationBehavior: .gracefullyShutdownGroup)
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        // Jobs get the grace period, handing them back a little more; then everything is
+        // cancelled, and a process still waiting on an unreachable database or node exits anyway.
+        let grace = Duration.seconds(self.shutdownGraceSeconds)
+        configuration.maximumGracefulShutdownDuration = grace + .seconds(1)
+        ShutdownDeadline(deadline: grace + .seconds(3), logger: logger).watch()
+        let group = ServiceGroup(configuration: configuration)
         logger.info("worker starting", metadata: ["concurrency": "\(self.concurrency)", "kinds": "\(handlers.kinds)"])
         do {
             try await group.run()

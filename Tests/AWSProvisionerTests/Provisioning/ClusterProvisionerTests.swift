@@ -1,6 +1,7 @@
 import AWSProvisioner
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 
 @Suite("Provisioning on the loopback cluster", .timeLimit(.minutes(10)))
@@ -108,6 +109,40 @@ struct ClusterProvisionerTests {
         #expect(report.leftovers.isEmpty)
     }
 
+    @Test("the production serve command runs on a bootstrap node whose Docker predates 20.10")
+    func serveOnOldDocker() async throws {
+        let cluster = try LoopbackCluster.current()
+        let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        #expect(spec.install.serveCommand == InstallSettings().serveCommand, "loopback runs the production command")
+        let observer = RecordingObserver { state, moment, step in
+            if step == "instances running", moment == .after, let bootstrap = state.bootstrapNode {
+                try await cluster.setDockerVersion(bootstrap.privateIP, "19.03.15")
+            }
+        }
+        let state = try await cluster.provisioner().provision(spec, observer: observer)
+        #expect(state.step == .ready)
+        let bootstrap = try #require(state.bootstrapNode)
+        #expect(
+            cluster.calls(on: bootstrap.privateIP).contains { $0.hasPrefix("prereqs docker-run:nginx:") },
+            "the bootstrap served through its Docker")
+        // That Docker is as strict as 19.03: `rm -f` of a container that is not there fails.
+        let folder = URL(fileURLWithPath: "/tmp/fl-\(UUID().uuidString.prefix(8).lowercased())")
+        let shell = try OpenSSHShell(privateKeyPEM: try #require(state.privateKeyPEM), directory: folder)
+        let target = SSHTarget(host: bootstrap.privateIP, port: spec.sshPort, user: spec.sshUser)
+        try await shell.pinHostKey(try #require(bootstrap.hostKey), for: target)
+        let missing = try await shell.run(
+            "sudo docker version --format '{{.Server.Version}}'; sudo docker rm -f flotilla-nothing-here", on: target,
+            input: nil, timeout: .seconds(30))
+        await shell.close()
+        #expect(missing.stdout.contains("19.03.15"), "\(missing)")
+        #expect(missing.exitStatus == 1 && missing.stderr.contains("No such container"), "\(missing)")
+
+        await cluster.reap(state)
+        let report = try await cluster.provisioner().teardown(
+            spec, state: state, settings: .fast, observer: RecordingObserver())
+        #expect(report.leftovers.isEmpty)
+    }
+
     @Test("plain-image nodes get their prerequisites installed, then install; on prepared nodes the step only detects")
     func plainImageNodes() async throws {
         let cluster = try LoopbackCluster.current()
@@ -131,7 +166,10 @@ struct ClusterProvisionerTests {
         let started = ContinuousClock.now
         var rerun = state
         rerun.step = .sshReady
-        rerun.deployStartedOn = nil
+        // The nodes remember every step that ran (a resumed run collects them): forget them.
+        try? FileManager.default.removeItem(
+            at: FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(
+                "flotilla-steps/\(spec.clusterID)"))
         _ = try? await provisioner.provision(spec, from: rerun, observer: again)
         let nothing = again.progress.first { $0.hasPrefix("prerequisites: nothing missing") }
         #expect(nothing != nil, "\(again.progress)")
@@ -349,6 +387,63 @@ struct ClusterProvisionerTests {
         let report = try await provisioner.teardown(spec, state: saved, settings: .fast, observer: RecordingObserver())
         #expect(report.leftovers.isEmpty)
         #expect(try await cluster.liveInstances(spec).isEmpty)
+    }
+
+    @Test("a deploy cut short on its node (its processes killed) is named as such at once, and never taken for done")
+    func deployCutShort() async throws {
+        let cluster = try LoopbackCluster.current()
+        let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        try cluster.holds.add("deploy", spec.resourceName)
+        defer { try? cluster.holds.remove("deploy", spec.resourceName) }
+        // The worker dies (its task is cancelled) while the deploy is held in its middle.
+        let observer = RecordingObserver()
+        let provisioning = Task { try await cluster.provisioner().provision(spec, observer: observer) }
+        let held = Mutex<ProvisionState?>(nil)
+        // Under the whole suite's load a provisioning takes minutes to reach deploy.
+        try await eventually("deploy held", timeout: .seconds(400)) {
+            guard let state = observer.saved, let master = state.clusterNodes.first,
+                cluster.calls(on: master.privateIP).contains(where: { $0.hasPrefix("hold deploy waiting") })
+            else { return false }
+            held.withLock { $0 = state }
+            return true
+        }
+        let saved = try #require(held.withLock { $0 })
+        provisioning.cancel()
+        _ = await provisioning.result
+        // Then the node loses the deploy: its supervisor and everything it started are killed,
+        // as a reboot would (the installer's model keeps the half-done install).
+        let master = try #require(saved.clusterNodes.first)
+        let folder = "flotilla-steps/\(spec.clusterID)/\(master.instanceID)/deploy"
+        func tool(_ tool: String, _ arguments: [String]) async throws -> ChildOutput {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: tool)
+            process.arguments = arguments
+            return try await process.runToCompletion()
+        }
+        let supervisor = try await tool("/usr/bin/pgrep", ["-f", "flotilla-step [^ ]*/\(folder)$"])
+        let sid = try #require(
+            Int32(supervisor.output.trimmingCharacters(in: .whitespacesAndNewlines)), "no supervisor")
+        #expect(try await tool("/usr/bin/pkill", ["-KILL", "-s", String(sid)]).status == 0)
+        try cluster.holds.remove("deploy", spec.resourceName)
+
+        let resumed = RecordingObserver()
+        let error = await #expect(throws: ProvisionError.self) {
+            try await cluster.provisioner().provision(spec, from: saved, observer: resumed)
+        }
+        #expect(error?.code == .installFailed)
+        #expect(
+            error?.message.contains("deploy on \(master.privateIP) was cut short") == true,
+            "\(String(describing: error))")
+        #expect(error?.message.contains("cannot resume") == true)
+        #expect(resumed.saved.map { $0.step < .deployed } ?? true, "never past deploy")
+        let deploys = cluster.calls(on: master.privateIP).filter { $0.hasPrefix("deploy ") }
+        #expect(deploys.isEmpty, "no deploy finished and none was started again: \(deploys)")
+
+        let state = resumed.saved ?? saved
+        await cluster.reap(state)
+        let report = try await cluster.provisioner().teardown(
+            spec, state: state, settings: .fast, observer: RecordingObserver())
+        #expect(report.leftovers.isEmpty)
     }
 
     @Test(

@@ -1,6 +1,7 @@
 import AWSProvisioner
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 
 /// The loopback test cluster that `./scripts/test` starts (scripts/lib/nodes.sh): an
@@ -86,25 +87,36 @@ struct LoopbackCluster: Sendable {
             makeShell: ClusterProvisioner.openSSHShells(baseDirectory: URL(fileURLWithPath: "/tmp/flotilla-ssh")))
     }
 
-    /// What terminating the bootstrap instance does on EC2: its HTTP server stops and its
-    /// files are gone. (Every loopback node is this machine.) Call it before teardown: once
-    /// the instances are terminated the emulator may give their addresses to another cluster.
-    /// The server is the one the serve command started with its pid file in the bootstrap
-    /// folder; it is ended and awaited (never found by name).
+    /// What terminating the bootstrap instance does on EC2: its containers (the serve
+    /// command's nginx, modelled by an HTTP server) stop and its files are gone. (Every
+    /// loopback node is this machine.) Call it before teardown: once the instances are
+    /// terminated the emulator may give their addresses to another cluster. The servers are
+    /// the ones the node model records; each is ended and awaited (never found by name).
     func reap(_ state: ProvisionState?) async {
         guard let state else { return }
         let home = FileManager.default.homeDirectoryForCurrentUser
-        let folder = home.appendingPathComponent("flotilla-bootstrap-\(state.clusterID)")
-        let pidFile = folder.appendingPathComponent("serve.pid")
-        if let text = try? String(contentsOf: pidFile, encoding: .utf8),
-            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1
-        {
-            kill(pid, SIGTERM)
-            let deadline = ContinuousClock.now.advanced(by: .seconds(10))
-            while kill(pid, 0) == 0, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
-            if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+        for node in state.nodes {
+            let model = self.stubState.appendingPathComponent("nodes/\(node.privateIP)/system.json")
+            guard let data = try? Data(contentsOf: model),
+                let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                let docker = object["docker"] as? [String: Any],
+                let containers = docker["containers"] as? [String: [String: Any]]
+            else { continue }
+            for pid in containers.values.compactMap({ ($0["pid"] as? NSNumber)?.int32Value }) where pid > 1 {
+                guard
+                    let command = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8),
+                    command.contains("http.server")
+                else { continue }
+                kill(pid, SIGTERM)
+                let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+                while kill(pid, 0) == 0, ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+                if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+            }
         }
-        try? FileManager.default.removeItem(at: folder)
+        try? FileManager.default.removeItem(at: home.appendingPathComponent("flotilla-bootstrap-\(state.clusterID)"))
+        try? FileManager.default.removeItem(at: home.appendingPathComponent("flotilla-steps/\(state.clusterID)"))
     }
 
     /// Lines of the stub's per-node calls.log: `PHASE ARG OUTCOME CLUSTER`.
@@ -124,6 +136,9 @@ struct LoopbackCluster: Sendable {
         try handle.write(contentsOf: Data("\(phase) \(ip) 1\n".utf8))
     }
 
+    /// The stub's hold file: stops a step in its middle on a node or a cluster.
+    var holds: StubHolds { StubHolds(stubState: self.stubState) }
+
     /// The config.yaml the bootstrap node's genconf received.
     func genconfConfig(clusterName: String) -> String? {
         try? String(
@@ -138,12 +153,23 @@ struct LoopbackCluster: Sendable {
     /// Makes the node at `ip` a plain CentOS image in the stub's node model (no Docker, no
     /// ipset/unzip/xz, no group nogroup, SELinux enforcing), as a fresh non-pre-baked AMI.
     func makePlainImage(_ ip: String) async throws {
+        try await self.stub(["plain-node", ip])
+    }
+
+    /// Makes the Docker of the node at `ip` that version in the stub's node model (its package's).
+    func setDockerVersion(_ ip: String, _ version: String) async throws {
+        try await self.stub(["docker-version", ip, version])
+    }
+
+    private func stub(_ arguments: [String]) async throws {
         let stub = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(
                 "scripts/fixtures/dcos-stub/stub.py")
         let status = try await runLocal(
-            "/usr/bin/env", ["FLOTILLA_TEST_STUB_STATE=\(self.stubState.path)", "python3", stub.path, "plain-node", ip])
-        guard status == 0 else { throw TestStack.Missing(variable: "stub.py plain-node \(ip) (exit \(status))") }
+            "/usr/bin/env", ["FLOTILLA_TEST_STUB_STATE=\(self.stubState.path)", "python3", stub.path] + arguments)
+        guard status == 0 else {
+            throw TestStack.Missing(variable: "stub.py \(arguments.joined(separator: " ")) (exit \(status))")
+        }
     }
 
     /// Live (not terminated) instances tagged with the cluster.

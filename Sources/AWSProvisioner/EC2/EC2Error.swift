@@ -16,6 +16,8 @@ public struct EC2Error: Error, Sendable, CustomStringConvertible {
     public var underlying: (any Error & Sendable)?
     /// The answer's `Date` header: AWS's clock, to correct a skewed local one.
     public var serverDate: Date?
+    /// The API call that failed (`RunInstances`), set by the transport.
+    public var action: String?
 
     public init(
         code: String, message: String, requestID: String? = nil, httpStatus: Int? = nil,
@@ -56,6 +58,23 @@ public struct EC2Error: Error, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Whether waiting and asking again can change the answer: throttling, capacity,
+    /// transient failures, expired credentials, and the `NotFound` codes EC2 answers for a
+    /// resource created moments before (its API is eventually consistent). Anything else (no
+    /// permission, a malformed or impossible parameter, an unknown image or subnet, a
+    /// Marketplace image without a subscription) stays as it is: retrying only delays the
+    /// failure, and the attempt fails at once.
+    public var canHeal: Bool {
+        self.retryClass != .never || Self.eventuallyConsistentCodes.contains(self.code)
+    }
+
+    /// `NotFound` answers for resources Flotilla itself creates: right after creation, EC2 may
+    /// not know them yet (AWS documents retrying these with backoff).
+    static let eventuallyConsistentCodes: Set<String> = [
+        "InvalidInstanceID.NotFound", "InvalidGroup.NotFound", "InvalidGroupId.NotFound",
+        "InvalidKeyPair.NotFound", "InvalidVolume.NotFound", "InvalidNetworkInterfaceID.NotFound",
+    ]
+
     static let throttlingCodes: Set<String> = [
         "RequestLimitExceeded", "Throttling", "ThrottlingException", "ThrottledException",
         "RequestThrottled", "RequestThrottledException", "TooManyRequestsException",
@@ -82,7 +101,7 @@ public struct EC2Error: Error, Sendable, CustomStringConvertible {
     ]
 
     public var description: String {
-        var text = "EC2Error(\(code)"
+        var text = "EC2Error(" + (action.map { "\($0): " } ?? "") + code
         if let httpStatus { text += ", HTTP \(httpStatus)" }
         if let requestID { text += ", request \(requestID)" }
         text += "): \(message)"

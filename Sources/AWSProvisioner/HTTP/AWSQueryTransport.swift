@@ -51,7 +51,8 @@ struct AWSQueryTransport: Sendable {
                     FlotillaMetric.awsCalls, [("service", self.service), ("action", action), ("code", "ok")])
                 logger.debug("AWS call answered", metadata: attempt > 1 ? [MetadataKey.awsAttempt: "\(attempt)"] : nil)
                 return answer
-            } catch let failure as EC2Error {
+            } catch var failure as EC2Error {
+                failure.action = action
                 error = failure
             }
             FlotillaMetric.increment(

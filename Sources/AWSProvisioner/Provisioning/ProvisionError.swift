@@ -42,9 +42,11 @@ public struct ProvisionError: Error, CustomStringConvertible, Sendable {
     }
 
     /// `true` when running the same step again may succeed (timeouts, SSH and AWS hiccups);
-    /// `false` for a refused spec, a failed install or a conflict.
+    /// `false` for a refused spec, a failed install, a conflict, and an AWS refusal that
+    /// retrying cannot change (``EC2Error/canHeal``).
     public var isRetryable: Bool {
-        [.timeout, .ssh, .aws].contains(self.code)
+        if self.code == .aws, let refusal = self.underlying as? EC2Error { return refusal.canHeal }
+        return [.timeout, .ssh, .aws].contains(self.code)
     }
 
     public var description: String { self.message }

@@ -179,6 +179,10 @@ package struct ClusterJobs: Sendable {
                 }
                 if !error.isRetryable { throw PermanentJobFailure(error.message, reason: error.code.label) }
             }
+            if let refusal = error as? EC2Error, !refusal.canHeal {
+                // Retrying cannot change it: fail the attempt at once, naming the call and the code.
+                throw PermanentJobFailure("AWS refused \(refusal)", reason: "aws")
+            }
             throw error
         }
     }

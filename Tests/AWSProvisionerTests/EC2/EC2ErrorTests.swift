@@ -70,6 +70,27 @@ struct EC2ErrorTests {
         #expect(EC2Error(code: code, message: "", httpStatus: status).retryClass == expected)
     }
 
+    @Test(
+        "what can heal: throttling, capacity, transient, expiry and eventual consistency; refusals do not",
+        arguments: [
+            ("RequestLimitExceeded", 503, true), ("InsufficientInstanceCapacity", 500, true),
+            ("InternalError", 500, true), ("ExpiredToken", 400, true),
+            ("InvalidInstanceID.NotFound", 400, true), ("InvalidGroup.NotFound", 400, true),
+            ("InvalidKeyPair.NotFound", 400, true),
+            ("UnauthorizedOperation", 403, false), ("AuthFailure", 401, false), ("OptInRequired", 401, false),
+            ("InvalidParameterValue", 400, false), ("InvalidParameterCombination", 400, false),
+            ("InvalidAMIID.NotFound", 400, false), ("InvalidAMIID.Malformed", 400, false),
+            ("InvalidSubnetID.NotFound", 400, false),
+        ])
+    func healing(code: String, status: Int, heals: Bool) {
+        var error = EC2Error(code: code, message: "m", httpStatus: status)
+        #expect(error.canHeal == heals)
+        error.action = "RunInstances"
+        #expect(error.description.hasPrefix("EC2Error(RunInstances: \(code), HTTP \(status)"))
+        let wrapped = ProvisionError(.aws, "cannot launch: \(error)", underlying: error)
+        #expect(wrapped.isRetryable == heals)
+    }
+
     @Test("backoff: capped exponential bound, full jitter below it")
     func backoff() {
         let policy = RetryPolicy.aws

@@ -132,7 +132,7 @@ struct ClusterProvisionerTests {
         try await shell.pinHostKey(try #require(bootstrap.hostKey), for: target)
         let missing = try await shell.run(
             "sudo docker version --format '{{.Server.Version}}'; sudo docker rm -f flotilla-nothing-here", on: target,
-            input: nil, timeout: .seconds(30))
+            input: nil, timeout: .seconds(180))
         await shell.close()
         #expect(missing.stdout.contains("19.03.15"), "\(missing)")
         #expect(missing.exitStatus == 1 && missing.stderr.contains("No such container"), "\(missing)")

@@ -269,6 +269,33 @@ struct PlacementTests {
         }
     }
 
+    @Test("a refusal retrying cannot change fails the attempt at once, naming the call and the code")
+    func refusalFailsAtOnce() async throws {
+        let cluster = try LoopbackCluster.current()
+        try await FaultProxy.with(upstream: cluster.stack.endpoint) { proxy in
+            try await proxy.add(
+                .init(
+                    action: "RunInstances", times: 1, status: 403, code: "UnauthorizedOperation",
+                    message: "You are not authorized to perform this operation."))
+            let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+            let provisioner = cluster.provisioner(endpoint: proxy.endpoint)
+            let observer = RecordingObserver()
+            let error = await #expect(throws: ProvisionError.self) {
+                try await provisioner.provision(spec, observer: observer)
+            }
+            #expect(error?.isRetryable == false, "a job would not try again: \(String(describing: error))")
+            #expect(
+                error?.message.contains("RunInstances: UnauthorizedOperation") == true, "\(String(describing: error))")
+            let stats = try await proxy.stats()
+            #expect(stats["RunInstances"]?.attempts == 1, "the transport did not retry it either: \(stats)")
+            if let saved = observer.saved {
+                let report = try await provisioner.teardown(
+                    spec, state: saved, settings: .fast, observer: RecordingObserver())
+                #expect(report.leftovers.isEmpty)
+            }
+        }
+    }
+
     @Test(
         "plan dry run (DryRun=true): allowed calls get DryRunOperation, refusals are reported per call; nothing created"
     )

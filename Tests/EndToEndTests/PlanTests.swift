@@ -26,7 +26,9 @@ struct PlanTests {
                 "subnet \(subnet) in us-west-2a", "root device /dev/sda1", "RunInstances (bootstrap):",
                 "RunInstances (master):",
                 "RunInstances (slave):", "RunInstances (slave_public):", "BlockDeviceMapping.1.DeviceName=/dev/sda1",
-                "MetadataOptions.HttpTokens=required", "tcp 22 from", "--- ip-detect ", "--- fault-domain-detect ",
+                "MetadataOptions.HttpTokens=optional",
+                "HttpTokens optional (the image does not declare ImdsSupport v2.0",
+                "tcp 22 from", "--- ip-detect ", "--- fault-domain-detect ",
                 "every call would be allowed",
             ] {
                 #expect(text.contains(expected), "'\(expected)' in:\n\(text)")

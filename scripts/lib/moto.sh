@@ -8,6 +8,8 @@
 #                        FLOTILLA_TEST_AWS_SECRET_ACCESS_KEY  its secret
 #                        FLOTILLA_TEST_AWS_REGION             us-west-2
 #                        FLOTILLA_TEST_AWS_ROLE_ARN           a role the user may assume
+#                        FLOTILLA_TEST_IMAGE_CATALOGUE        JSON tests write: imdsSupport and
+#                                                             enaSupport per image (moto-server.py)
 #
 # Never call /moto-api/reset on this server: it would delete the IAM user the tests sign with.
 
@@ -20,6 +22,7 @@ stack_start_moto() {
   # Started without INITIAL_NO_AUTH_ACTION_COUNT: every call is free until the IAM
   # identities exist; /moto-api/reset-auth with 0 then turns checking on for every call.
   # moto_server itself, with EC2 tag look-ups indexed (same answers; see moto-server.py).
+  export FLOTILLA_TEST_IMAGE_CATALOGUE="$STACK_DIR/image-catalogue.json"
   python3 "$FLOTILLA_ROOT/scripts/fixtures/moto-server.py" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
   pid=$!
   stack_on_exit "kill $pid"

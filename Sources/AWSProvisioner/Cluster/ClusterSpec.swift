@@ -63,6 +63,16 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
         }
     }
 
+    /// Whether instances must use IMDSv2 tokens (`HttpTokens`): `nil` follows the image
+    /// (`required` when it declares `ImdsSupport: v2.0`, else `optional`, because an image whose
+    /// cloud-init predates 19.4 reads the SSH key only without a token and would get none);
+    /// `.required` always requires them (FLOTILLA_METADATA_TOKENS=required).
+    public var metadataTokens: MetadataTokens?
+
+    public enum MetadataTokens: String, Codable, Sendable, Hashable {
+        case required
+    }
+
     public enum SSHAddressMode: String, Codable, Sendable, Hashable {
         case publicIP = "public"
         case privateIP = "private"

@@ -70,6 +70,10 @@ public struct ProvisionState: Codable, Sendable, Hashable, CustomStringConvertib
         /// The type of the cluster's nodes (the bootstrap node has its own).
         public var instanceType: String
         public var bootstrapInstanceType: String
+        /// `HttpTokens` for its instances, decided by the plan (``ClusterSpec/metadataTokens``):
+        /// `required` or `optional`; `nil` in checkpoints from before it was recorded, which
+        /// launched with `required` (so a replay sends the same).
+        public var metadataTokens: String?
         /// 0 for the first placement, one more with each fallback: part of every
         /// `ClientToken`, so a launch elsewhere is never mistaken for a replay.
         public var attempt: Int = 0

@@ -13,6 +13,20 @@ public struct EC2Image: Sendable, Hashable {
     public var rootDeviceType: String?
     public var name: String?
     public var blockDevices: [BlockDevice]
+    /// `v2.0` when instances of this image must use IMDSv2 (EC2 then defaults `HttpTokens` to
+    /// `required` for them); `nil` when the image does not say.
+    public var imdsSupport: String?
+    /// Whether the image has the ENA driver, which Nitro instance types need; `nil` when the
+    /// answer does not say.
+    public var enaSupport: Bool?
+    /// Marketplace or DevPay product codes: such an image launches only for a subscribed account.
+    public var productCodes: [ProductCode]
+
+    public struct ProductCode: Sendable, Hashable {
+        public var id: String
+        /// `marketplace` or `devpay`.
+        public var type: String
+    }
 
     public struct BlockDevice: Sendable, Hashable {
         public var deviceName: String
@@ -36,6 +50,11 @@ public struct EC2Image: Sendable, Hashable {
             BlockDevice(
                 deviceName: $0.string("deviceName") ?? "", snapshotID: $0.string("ebs/snapshotId"),
                 volumeSizeGiB: $0.int("ebs/volumeSize"))
+        }
+        imdsSupport = xml.string("imdsSupport")
+        enaSupport = xml.string("enaSupport").map { $0 == "true" }
+        productCodes = xml.items("productCodes").map {
+            ProductCode(id: $0.string("productCode") ?? "", type: $0.string("type") ?? "")
         }
     }
 }

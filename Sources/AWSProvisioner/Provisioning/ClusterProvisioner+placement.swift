@@ -132,6 +132,13 @@ extension ClusterProvisioner {
             }
             let types =
                 [spec.bootstrapInstanceType] + spec.nodeInstanceTypes.filter { $0 != spec.bootstrapInstanceType }
+            if image.enaSupport == false, let type = types.first(where: Self.requiresENA) {
+                throw refuse(
+                    "instance type \(type) needs the ENA driver (a Nitro type), and image \(imageID) does not declare "
+                        + "ENA support: EC2 would refuse the launch (InvalidParameterCombination); use an ENA image "
+                        + "or an older type")
+            }
+            let tokens = Self.metadataTokens(spec, image)
             let architectures: [String: [String]]
             do {
                 architectures = try await self.ec2.supportedArchitectures(of: types)
@@ -220,7 +227,7 @@ extension ClusterProvisioner {
                             imageID: imageID, rootDeviceName: root, vpcID: vpcID, vpcCIDR: vpcCIDR,
                             subnetID: subnet.subnetID,
                             availabilityZone: zone, instanceType: type,
-                            bootstrapInstanceType: spec.bootstrapInstanceType))
+                            bootstrapInstanceType: spec.bootstrapInstanceType, metadataTokens: tokens))
                 }
             }
             guard !options.isEmpty else {
@@ -242,8 +249,28 @@ extension ClusterProvisioner {
         }
         if state.createdTag == nil { state.createdTag = ISO8601DateFormatter().string(from: Date()) }
         await observer.progress(
-            "placement: \(state.placement!) (image \(imageID), root \(state.placement!.rootDeviceName))")
+            "placement: \(state.placement!) (image \(imageID), root \(state.placement!.rootDeviceName), "
+                + "HttpTokens \(state.placement!.metadataTokens ?? "required"))")
         try await observer.checkpoint(state, moment: .after, step: "plan")
+    }
+
+    /// `HttpTokens` for a cluster's instances: `required` when the operator asks for it or the
+    /// image declares `ImdsSupport: v2.0`; otherwise `optional`. An image whose cloud-init
+    /// predates 19.4 (CentOS 7.6 to 7.8 ship 18.2 and 18.5) asks the metadata service for the
+    /// SSH key without a token: with tokens required it gets 401s, gives up after 120 s and
+    /// boots without a key, so SSH never opens.
+    static func metadataTokens(_ spec: ClusterSpec, _ image: EC2Image) -> String {
+        spec.metadataTokens == .required || image.imdsSupport == "v2.0" ? "required" : "optional"
+    }
+
+    /// Instance types built on the Nitro system, which launch only from an image with the
+    /// ENA driver: the 5th generation of general purpose, compute and memory types and later,
+    /// t3/t4g, and the Nitro families of other lines.
+    public static func requiresENA(_ type: String) -> Bool {
+        let family = type.split(separator: ".").first.map(String.init) ?? type
+        let nitro = /(m|c|r)[5-9][a-z]*|t3a?|t4g|x2[a-z]*|z1d|i3en|i4[a-z]*|g[4-6][a-z]*|p3dn|p[45][a-z]*/
+        let others = /inf[12]|trn1|a1|d3[a-z]*/
+        return family.wholeMatch(of: nitro) != nil || family.wholeMatch(of: others) != nil
     }
 
     /// The first placement after `current` (in ``ProvisionState/placementOptions`` order)

@@ -304,13 +304,13 @@ public struct ClusterProvisioner: Sendable {
     }
 
     /// The `RunInstances` of one launch: the placement's image, type and subnet, the root
-    /// volume on the image's own root device, the tags recorded with the intent on the
-    /// instances, their volumes and network interfaces.
+    /// volume on the image's own root device, the placement's `HttpTokens`, the tags recorded
+    /// with the intent on the instances, their volumes and network interfaces.
     static func runRequest(
         _ spec: ClusterSpec, _ state: ProvisionState, _ launch: ProvisionState.Launch,
         _ placement: ProvisionState.Placement
     ) -> EC2RunInstancesRequest {
-        EC2RunInstancesRequest(
+        var request = EC2RunInstancesRequest(
             imageID: placement.imageID, instanceType: launch.instanceType ?? placement.instanceType(for: launch.role),
             count: launch.count,
             clientToken: launch.clientToken, keyName: state.keyPairName,
@@ -323,6 +323,8 @@ public struct ClusterProvisioner: Sendable {
                     resourceType: $0,
                     tags: launch.tags ?? Self.tags(for: spec, role: launch.role, created: state.createdTag))
             })
+        request.metadataTokensRequired = placement.metadataTokens != "optional"
+        return request
     }
 
     /// The live instances of one launch: by its `launch` tag (the token), or for launches

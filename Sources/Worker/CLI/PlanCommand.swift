@@ -84,6 +84,15 @@ struct PlanCommand: AsyncParsableCommand {
         lines.append(
             "  image:           \(placement.imageID), root device \(placement.rootDeviceName), "
                 + "root volume \(spec.rootVolumeGiB) GiB")
+        let tokens = placement.metadataTokens ?? "required"
+        let why =
+            spec.metadataTokens == .required
+            ? "FLOTILLA_METADATA_TOKENS=required"
+            : tokens == "required"
+                ? "the image declares ImdsSupport v2.0"
+                : "the image does not declare ImdsSupport v2.0: a cloud-init before 19.4 reads the SSH key "
+                    + "only without a token; FLOTILLA_METADATA_TOKENS=required forces tokens"
+        lines.append("  metadata:        HttpTokens \(tokens) (\(why))")
         lines.append(
             "  network:         VPC \(placement.vpcID) (\(placement.vpcCIDR ?? "-")), "
                 + "subnet \(placement.subnetID) in \(placement.availabilityZone)")

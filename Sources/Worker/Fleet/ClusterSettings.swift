@@ -14,6 +14,7 @@ import Queue
 /// | `FLOTILLA_SSH_USER` | login user on the nodes | centos |
 /// | `FLOTILLA_SSH_PORT` | SSH port on the nodes | 22 |
 /// | `FLOTILLA_SSH_ADDRESS` | `public` or `private`: the address used for SSH | public |
+/// | `FLOTILLA_METADATA_TOKENS` | `image` (tokens if the image has ImdsSupport v2.0) or `required` | image |
 /// | `FLOTILLA_INSTALL_SETTINGS` | a JSON file overriding install settings (serve command, ports, timeouts) | none |
 /// | `FLOTILLA_SSH_DIR` | where per-cluster SSH folders go (short path) | /tmp/flotilla-ssh |
 /// | `FLOTILLA_DEPLOYMENT` | `deployment` tag of every resource; the sweep touches only its own | the database's id |
@@ -30,6 +31,7 @@ package struct ClusterSettings: Sendable {
     package var sshUser = "centos"
     package var sshPort = 22
     package var sshAddress = ClusterSpec.SSHAddressMode.publicIP
+    package var metadataTokens: ClusterSpec.MetadataTokens?
     package var install = InstallSettings()
     package var sshDirectory = URL(fileURLWithPath: "/tmp/flotilla-ssh")
     /// `nil`: the database's own deployment id (table `deployment`).
@@ -85,6 +87,13 @@ package struct ClusterSettings: Sendable {
                 throw SettingsError("FLOTILLA_SSH_ADDRESS must be public or private")
             }
             settings.sshAddress = parsed
+        }
+        if let tokens = value("FLOTILLA_METADATA_TOKENS") {
+            switch tokens {
+            case "image": settings.metadataTokens = nil
+            case "required": settings.metadataTokens = .required
+            default: throw SettingsError("FLOTILLA_METADATA_TOKENS must be image or required")
+            }
         }
         if let path = value("FLOTILLA_INSTALL_SETTINGS") {
             guard let data = FileManager.default.contents(atPath: path) else {
@@ -156,6 +165,7 @@ package struct ClusterSettings: Sendable {
         spec.sshUser = self.sshUser
         spec.sshPort = self.sshPort
         spec.sshAddress = self.sshAddress
+        spec.metadataTokens = self.metadataTokens
         spec.owner = owner
         spec.install = self.install
         return spec

@@ -269,6 +269,39 @@ struct PlacementTests {
         }
     }
 
+    @Test("HttpTokens follows the image's ImdsSupport, or the operator; an image without ENA refuses Nitro types")
+    func metadataTokensAndENA() async throws {
+        let cluster = try LoopbackCluster.current()
+        // Images no other test launches (Ubuntu 16.04 and 14.04 in the emulator's catalogue).
+        try cluster.describeImage("ami-785db401", imdsSupport: "v2.0")
+        try cluster.describeImage("ami-1e749f67", enaSupport: false)
+        var spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        let provisioner = cluster.provisioner()
+        func tokens(_ plan: ClusterPlan) -> [String] {
+            plan.launches.flatMap {
+                $0.request.queryParameters.filter { $0.0 == "MetadataOptions.HttpTokens" }.map(\.1)
+            }
+        }
+        let plain = try await provisioner.plan(spec)
+        #expect(plain.state.placement?.metadataTokens == "optional")
+        #expect(tokens(plain) == ["optional", "optional"], "the image declares no ImdsSupport")
+        spec.metadataTokens = .required
+        #expect(tokens(try await provisioner.plan(spec)) == ["required", "required"], "the operator asks for tokens")
+        spec.metadataTokens = nil
+        spec.ami = "ami-785db401"
+        #expect(tokens(try await provisioner.plan(spec)) == ["required", "required"], "ImdsSupport v2.0")
+
+        spec.ami = "ami-1e749f67"
+        spec.instanceType = "m5.xlarge"
+        let refused = await #expect(throws: ProvisionError.self) { try await provisioner.plan(spec) }
+        #expect(refused?.code == .invalidSpec)
+        #expect(refused?.message.contains("m5.xlarge needs the ENA driver") == true, "\(String(describing: refused))")
+        spec.instanceType = "m4.large"
+        #expect(tokens(try await provisioner.plan(spec)) == ["optional", "optional"], "m4 needs no ENA")
+        #expect(ClusterProvisioner.requiresENA("c5n.18xlarge") && ClusterProvisioner.requiresENA("t3a.micro"))
+        #expect(!ClusterProvisioner.requiresENA("m4.16xlarge") && !ClusterProvisioner.requiresENA("t2.large"))
+    }
+
     @Test("a refusal retrying cannot change fails the attempt at once, naming the call and the code")
     func refusalFailsAtOnce() async throws {
         let cluster = try LoopbackCluster.current()

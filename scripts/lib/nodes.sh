@@ -9,7 +9,9 @@
 #                           127.0.8.0/22). A connection to 127.0.1.N is a connection
 #                           to "the instance with private IP 127.0.1.N": sshd accepts exactly
 #                           the public key of that instance's key pair, looked up in the
-#                           emulator, as EC2's key injection would. Every session gets
+#                           emulator, as EC2's key injection would, and none when the image's
+#                           cloud-init could not have read it (HttpTokens=required and a
+#                           cloud-init before 19.4: scripts/fixtures/node-ec2.py). Every session gets
 #                           PATH=$STACK_DIR/dcos-stub/state/shims:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 #                           (sshd_config SetEnv): the OS shims stack_start_installer writes
 #                           (rpm, yum, systemctl, docker, ...; scripts/fixtures/dcos-stub/README.md)
@@ -87,6 +89,7 @@ json.dump({
     "user": env.get("FLOTILLA_TEST_SSH_USER") or pwd.getpwuid(os.getuid()).pw_name,
     "log": os.path.join(sys.argv[1], "authorized-keys.log"),
     "cache_dir": os.path.join(sys.argv[1], "authorized-keys.cache"),
+    "image_catalogue": env.get("FLOTILLA_TEST_IMAGE_CATALOGUE", ""),
 }, sys.stdout, indent=1)
 PY
   $_nodes_sudo chown root:root "$tmp" && $_nodes_sudo mv -f "$tmp" "$dir/aws.json"

@@ -87,7 +87,7 @@ struct PlanCommand: AsyncParsableCommand {
         let tokens = placement.metadataTokens ?? "required"
         let why =
             spec.metadataTokens == .required
-            ? "FLOTILLA_METADATA_TOKENS=required"
+            ? "FLOTILLA_METADATA_TOKENS=required: an image whose cloud-init predates 19.4 gets no SSH key"
             : tokens == "required"
                 ? "the image declares ImdsSupport v2.0"
                 : "the image does not declare ImdsSupport v2.0: a cloud-init before 19.4 reads the SSH key "

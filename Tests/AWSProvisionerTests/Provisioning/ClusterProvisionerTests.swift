@@ -112,6 +112,46 @@ struct ClusterProvisionerTests {
         #expect(report.leftovers.isEmpty)
     }
 
+    @Test(
+        "tokens required on an image whose cloud-init predates 19.4: no SSH key, as on EC2; with 19.4 and v2.0, ready")
+    func tokensAndCloudInit() async throws {
+        let cluster = try LoopbackCluster.current()
+        // The loopback image declares no ImdsSupport and has cloud-init 18.5 (the key lookup's
+        // default). The operator forces tokens anyway: the node never gets its key.
+        var spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        spec.metadataTokens = .required
+        spec.install.sshTimeoutSeconds = 15
+        let observer = RecordingObserver()
+        let error = await #expect(throws: ProvisionError.self) {
+            try await cluster.provisioner().provision(spec, observer: observer)
+        }
+        #expect(error?.code == .ssh || error?.code == .timeout, "\(String(describing: error))")
+        #expect(error?.message.contains("SSH") == true, "\(String(describing: error))")
+        let stackDirectory = try #require(ProcessInfo.processInfo.environment["STACK_DIR"])
+        let lookups =
+            (try? String(contentsOfFile: stackDirectory + "/nodes/authorized-keys.log", encoding: .utf8)) ?? ""
+        let saved = try #require(observer.saved)
+        let bootstrap = try #require(saved.nodes.first { $0.role == .bootstrap })
+        #expect(
+            lookups.contains("\(bootstrap.instanceID): no key: image \(cluster.image) has cloud-init 18.5"),
+            "the key lookup says why")
+        let report = try await cluster.provisioner().teardown(
+            spec, state: saved, settings: .fast, observer: RecordingObserver())
+        #expect(report.leftovers.isEmpty)
+
+        // An image that declares ImdsSupport v2.0, with a cloud-init that asks for tokens: the
+        // plan requires them, and the node reads its key with one.
+        try cluster.describeImage("ami-35e92e4c", imdsSupport: "v2.0", cloudInit: "19.4")
+        var modern = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        modern.ami = "ami-35e92e4c"
+        let state = try await cluster.provisioner().provision(modern, observer: RecordingObserver())
+        #expect(state.step == .ready && state.placement?.metadataTokens == "required")
+        await cluster.reap(state)
+        let modernReport = try await cluster.provisioner().teardown(
+            modern, state: state, settings: .fast, observer: RecordingObserver())
+        #expect(modernReport.leftovers.isEmpty)
+    }
+
     @Test("the production serve command runs on a bootstrap node whose Docker predates 20.10")
     func serveOnOldDocker() async throws {
         let cluster = try LoopbackCluster.current()

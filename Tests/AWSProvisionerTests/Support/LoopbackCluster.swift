@@ -137,8 +137,11 @@ struct LoopbackCluster: Sendable {
     }
 
     /// What the emulator says of `image` beyond moto's own answer (scripts/fixtures/moto-server.py):
-    /// its `imdsSupport` and `enaSupport`. Use an image no other test launches.
-    func describeImage(_ image: String, imdsSupport: String? = nil, enaSupport: Bool? = nil) throws {
+    /// its `imdsSupport` and `enaSupport`, and the cloud-init the loopback nodes' key lookup
+    /// takes it to have (default 18.5). Use an image no other test names.
+    func describeImage(
+        _ image: String, imdsSupport: String? = nil, enaSupport: Bool? = nil, cloudInit: String? = nil
+    ) throws {
         guard let path = ProcessInfo.processInfo.environment["FLOTILLA_TEST_IMAGE_CATALOGUE"] else {
             throw TestStack.Missing(variable: "FLOTILLA_TEST_IMAGE_CATALOGUE")
         }
@@ -149,6 +152,7 @@ struct LoopbackCluster: Sendable {
             var entry: [String: Any] = [:]
             if let imdsSupport { entry["imds_support"] = imdsSupport }
             if let enaSupport { entry["ena_support"] = enaSupport }
+            if let cloudInit { entry["cloud_init"] = cloudInit }
             catalogue[image] = entry
             let temporary = file.appendingPathExtension(UUID().uuidString)
             try JSONSerialization.data(withJSONObject: catalogue).write(to: temporary)

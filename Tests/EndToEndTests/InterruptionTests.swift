@@ -9,6 +9,12 @@ import Testing
 struct InterruptionTests {
     static let fastWorker = FleetTests.fastWorker
 
+    /// The stub's hold file (STATE/hold) of the fleet's stack.
+    static func holds(_ fleet: Fleet) throws -> StubHolds {
+        let state = try #require(fleet.environment["FLOTILLA_TEST_STUB_STATE"], "run through ./scripts/test")
+        return StubHolds(stubState: URL(fileURLWithPath: state))
+    }
+
     /// The stub's per-node calls of one cluster: `IP PHASE ARG OUTCOME CLUSTER` lines.
     static func calls(_ fleet: Fleet, cluster name: String) throws -> [String] {
         let state = try #require(fleet.environment["FLOTILLA_TEST_STUB_STATE"])
@@ -19,8 +25,7 @@ struct InterruptionTests {
     @Test("a worker SIGKILLed in the middle of every remote step: the clusters end ready, one install per node")
     func killedInsideEveryStep() async throws {
         try await Fleet.with { fleet in
-            let state = try #require(fleet.environment["FLOTILLA_TEST_STUB_STATE"], "run through ./scripts/test")
-            let holds = StubHolds(stubState: URL(fileURLWithPath: state))
+            let holds = try Self.holds(fleet)
             // Two clusters, each cut in three of the six steps, in three rounds: the kills of a
             // round fall in one step of each. (A SIGKILLed worker's job counts an attempt when its
             // lease runs out; a job has 5, so one cluster cut six times would fail for that alone.)
@@ -107,8 +112,7 @@ struct InterruptionTests {
     @Test("a rolling restart: every worker SIGTERMed and replaced while 6 clusters stand in 6 phases; all 6 end ready")
     func rollingRestart() async throws {
         try await Fleet.with { fleet in
-            let state = try #require(fleet.environment["FLOTILLA_TEST_STUB_STATE"], "run through ./scripts/test")
-            let holds = StubHolds(stubState: URL(fileURLWithPath: state))
+            let holds = try Self.holds(fleet)
             let phases = ["prereqs", "genconf", "serve", "preflight", "deploy", "postflight"]
             var clusters: [(id: String, token: String, phase: String)] = []
             defer { for cluster in clusters { try? holds.remove(cluster.phase, "flotilla-\(cluster.id)") } }
@@ -167,8 +171,7 @@ struct InterruptionTests {
     @Test("told to stop while its database does not answer, a worker exits within its grace period (5 s + 3 s)")
     func stopsWithoutItsDatabase() async throws {
         try await Fleet.with { fleet in
-            let state = try #require(fleet.environment["FLOTILLA_TEST_STUB_STATE"], "run through ./scripts/test")
-            let holds = StubHolds(stubState: URL(fileURLWithPath: state))
+            let holds = try Self.holds(fleet)
             let request = try await fleet.run(["client", "request", "--nodes", "1", "--no-wait", "--json"])
             try #require(request.status == 0, "\(request.stderr)")
             let id = try #require(try jsonObject(request.output)["id"] as? String)

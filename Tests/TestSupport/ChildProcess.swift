@@ -71,3 +71,19 @@ extension Process {
         }
     }
 }
+
+/// Ends a detached remote step the way a reboot or the OOM killer would: every process of the
+/// session its supervisor leads (`flotilla-step FOLDER`, see RemoteStep.swift), at once, with
+/// SIGKILL. `folder` is the step's folder, or its path's tail. Returns whether one was found.
+/// (The supervisor may stay a zombie where PID 1 does not reap: its lock is what tells.)
+package func killStepSession(folder: String) async throws -> Bool {
+    func run(_ tool: String, _ arguments: [String]) async throws -> ChildOutput {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = arguments
+        return try await process.runToCompletion()
+    }
+    let found = try await run("/usr/bin/pgrep", ["-f", "flotilla-step [^ ]*\(folder)$"])
+    guard let session = Int32(found.output.trimmingCharacters(in: .whitespacesAndNewlines)) else { return false }
+    return try await run("/usr/bin/pkill", ["-KILL", "-s", String(session)]).status == 0
+}

@@ -8,6 +8,15 @@ import Timing
 struct DCOSInstaller: Sendable {
     enum Phase: String, Sendable {
         case preflight, deploy, postflight
+
+        /// The detached step each phase runs as on every node.
+        var step: RemoteStep.Name {
+            switch self {
+            case .preflight: .preflight
+            case .deploy: .deploy
+            case .postflight: .postflight
+            }
+        }
     }
 
     let spec: ClusterSpec
@@ -216,10 +225,9 @@ struct DCOSInstaller: Sendable {
         try await self.observer.beforeMutation("\(phase.rawValue) on \(nodes.count) nodes")
         await self.observer.progress("\(phase.rawValue): \(nodes.count) nodes")
         let steps = self.steps
-        let name = RemoteStep.Name(rawValue: phase.rawValue)!
         let results = await forEachConcurrently(nodes, limit: self.spec.install.parallelism) { node in
             try await steps.run(
-                self.step(name, on: node), script: self.command(for: phase, node: node, bootstrap: bootstrap))
+                self.step(phase.step, on: node), script: self.command(for: phase, node: node, bootstrap: bootstrap))
         }
         _ = try await self.requireSuccess(
             phase.rawValue, on: nodes, results, logName: { self.logName(phase.rawValue, $0) })

@@ -263,12 +263,13 @@ struct ClusterProvisionerTests {
                 directory: URL(fileURLWithPath: "/tmp/flotilla-ssh/close-\(round)-\(UUID().uuidString.prefix(6))"))
             try await closing.pinHostKey(try #require(bootstrap.hostKey), for: target)
             if round.isMultiple(of: 2) {
-                let quick = try await closing.run("true", on: target, input: nil, timeout: .seconds(30))
+                // A first connection under the whole suite's load has taken over 30 s.
+                let quick = try await closing.run("true", on: target, input: nil, timeout: .seconds(120))
                 #expect(quick.exitStatus == 0, "\(quick.summary)")
             } else {
                 let long = Task { try await closing.run("sleep 30", on: target, input: nil, timeout: .seconds(60)) }
                 let socket = closing.directory.appendingPathComponent("cm-\(target.host)-\(target.port)").path
-                let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+                let deadline = ContinuousClock.now.advanced(by: .seconds(120))
                 while !FileManager.default.fileExists(atPath: socket), ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(5))
                 }
@@ -457,16 +458,7 @@ struct ClusterProvisionerTests {
         // as a reboot would (the installer's model keeps the half-done install).
         let master = try #require(saved.clusterNodes.first)
         let folder = "flotilla-steps/\(spec.clusterID)/\(master.instanceID)/deploy"
-        func tool(_ tool: String, _ arguments: [String]) async throws -> ChildOutput {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: tool)
-            process.arguments = arguments
-            return try await process.runToCompletion()
-        }
-        let supervisor = try await tool("/usr/bin/pgrep", ["-f", "flotilla-step [^ ]*/\(folder)$"])
-        let sid = try #require(
-            Int32(supervisor.output.trimmingCharacters(in: .whitespacesAndNewlines)), "no supervisor")
-        #expect(try await tool("/usr/bin/pkill", ["-KILL", "-s", String(sid)]).status == 0)
+        #expect(try await killStepSession(folder: "/" + folder), "no supervisor found for \(folder)")
         try cluster.holds.remove("deploy", spec.resourceName)
 
         let resumed = RecordingObserver()

@@ -132,16 +132,7 @@ struct RemoteStepTests {
             _ = await first.result
             // The supervisor's session, as a reboot or the OOM killer would end it.
             let stepFolder = self.folder.appendingPathComponent(name.rawValue).path
-            let pgrep = Process()
-            pgrep.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
-            pgrep.arguments = ["-f", "flotilla-step \(stepFolder)$"]
-            let sid = try #require(
-                Int32(try await pgrep.runToCompletion().output.trimmingCharacters(in: .whitespacesAndNewlines)))
-            let pkill = Process()
-            pkill.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
-            pkill.arguments = ["-KILL", "-s", String(sid)]
-            // (This sandbox's PID 1 may not reap it: the lock, released at its exit, is the sign.)
-            #expect(try await pkill.runToCompletion().status == 0)
+            #expect(try await killStepSession(folder: stepFolder))
 
             let result = try await self.runner().run(self.step(name, run: 2), script: "echo again")
             if name == .deploy {

@@ -5,7 +5,7 @@ import Testing
 /// Issue 25: remote work outlives the worker. The stub installer stops a step in its middle
 /// while `STATE/hold` lists it (scripts/fixtures/dcos-stub/README.md); the worker that started
 /// the step is then SIGKILLed, another takes the job, and the step goes on.
-@Suite("Installs survive the fleet: workers cut inside remote steps", .serialized, .timeLimit(.minutes(10)))
+@Suite("Installs survive the fleet: workers cut inside remote steps", .serialized, .timeLimit(.minutes(20)))
 struct InterruptionTests {
     static let fastWorker = FleetTests.fastWorker
 

@@ -52,11 +52,22 @@ struct InterruptionTests {
             for round in 0..<rounds.count {
                 for cluster in clusters {
                     let phase = cluster.phases[round]
-                    try await eventually("\(cluster.id) held in \(phase)", timeout: .seconds(400)) {
-                        try Self.calls(fleet, cluster: "flotilla-\(cluster.id)").contains {
+                    let held = try await eventually("\(cluster.id) held in \(phase)", timeout: .seconds(400)) {
+                        let state = try await fleet.state(of: cluster.id)
+                        guard state != "failed" else { return true }
+                        return try Self.calls(fleet, cluster: "flotilla-\(cluster.id)").contains {
                             $0.contains(" hold \(phase) waiting ")
                         }
                     }
+                    let state = try await fleet.state(of: cluster.id)
+                    let calls = try Self.calls(fleet, cluster: "flotilla-\(cluster.id)")
+                    try #require(
+                        held && state != "failed",
+                        """
+                        \(cluster.id) (\(state)) never reached \(phase) in round \(round)
+                        calls: \(calls.joined(separator: "\n"))
+                        \(fleet.workerLogs(last: 20_000))
+                        """)
                 }
                 await fleet.stopProcess(worker, signal: SIGKILL, timeout: .seconds(10))
                 // The steps go on while no worker is there, and the next worker finds them.

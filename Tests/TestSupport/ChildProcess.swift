@@ -85,5 +85,9 @@ package func killStepSession(folder: String) async throws -> Bool {
     }
     let found = try await run("/usr/bin/pgrep", ["-f", "flotilla-step [^ ]*\(folder)$"])
     guard let session = Int32(found.output.trimmingCharacters(in: .whitespacesAndNewlines)) else { return false }
-    return try await run("/usr/bin/pkill", ["-KILL", "-s", String(session)]).status == 0
+    // The supervisor first: killed after its script, it could still write the script's status
+    // (137) in between, and the step would read as finished rather than cut short.
+    guard kill(session, SIGKILL) == 0 else { return false }
+    _ = try await run("/usr/bin/pkill", ["-KILL", "-s", String(session)])
+    return true
 }

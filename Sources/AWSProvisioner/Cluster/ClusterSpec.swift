@@ -210,6 +210,10 @@ public struct InstallSettings: Codable, Sendable, Hashable {
         "sudo docker rm -f flotilla-bootstrap >/dev/null 2>&1 || true; sudo docker run -d --name flotilla-bootstrap "
         + "--restart=always -p {port}:80 -v \"$PWD/genconf/serve:/usr/share/nginx/html:ro\" nginx:1.27.3-alpine"
     public var checkRunnerPath: String = "/opt/mesosphere/bin/dcos-check-runner"
+    /// The Docker the prerequisites install on a node that has none (`docker-ce` from Docker's
+    /// own repository): 19.03, the last series DC/OS 2.x was qualified on (18.06 to 19.03). A
+    /// node that already runs a Docker daemon keeps it.
+    public var dockerVersion: String = "19.03.15"
     /// Where the node scripts (``NodeScripts``: ip-detect, ip-detect-public,
     /// fault-domain-detect) find the instance metadata service. The scripts themselves are
     /// not a setting: tests run the production ones and change only this address.
@@ -240,6 +244,7 @@ public struct InstallSettings: Codable, Sendable, Hashable {
         self.bootstrapPort = try value(.bootstrapPort, defaults.bootstrapPort)
         self.serveCommand = try value(.serveCommand, defaults.serveCommand)
         self.checkRunnerPath = try value(.checkRunnerPath, defaults.checkRunnerPath)
+        self.dockerVersion = try value(.dockerVersion, defaults.dockerVersion)
         self.metadataEndpoint = try value(.metadataEndpoint, defaults.metadataEndpoint)
         self.parallelism = try value(.parallelism, defaults.parallelism)
         self.commandTimeoutSeconds = try value(.commandTimeoutSeconds, defaults.commandTimeoutSeconds)
@@ -268,6 +273,11 @@ public struct InstallSettings: Codable, Sendable, Hashable {
             self.metadataEndpoint.wholeMatch(of: /[A-Za-z0-9:\/.\[\]_-]+/) != nil
         else {
             throw ProvisionError(.invalidSpec, "the metadata endpoint must be an http URL like http://169.254.169.254")
+        }
+        guard self.dockerVersion.wholeMatch(of: /[0-9]{1,2}\.[0-9]{2}\.[0-9]{1,2}(\.ce)?/) != nil else {
+            throw ProvisionError(
+                .invalidSpec,
+                "the Docker version '\(self.dockerVersion.prefix(40))' is not a docker-ce version like 19.03.15")
         }
         guard (1...100).contains(self.parallelism) else {
             throw ProvisionError(.invalidSpec, "install parallelism must be from 1 to 100")

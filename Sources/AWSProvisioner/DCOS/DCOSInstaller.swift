@@ -199,7 +199,9 @@ struct DCOSInstaller: Sendable {
         let started = ContinuousClock.now
         let steps = self.steps
         let results = await forEachConcurrently(state.nodes, limit: self.spec.install.parallelism) { node in
-            try await steps.run(self.step(.prerequisites, on: node, asRoot: true), script: NodePreparation.script)
+            try await steps.run(
+                self.step(.prerequisites, on: node, asRoot: true),
+                script: NodePreparation.script(dockerVersion: self.spec.install.dockerVersion))
         }
         let outcomes = try await self.requireSuccess(
             "prerequisites", on: state.nodes, results, logName: { "prerequisites-\($0.publicIP ?? $0.privateIP).log" })

@@ -4,12 +4,19 @@
 /// pre-baked image passes through in well under a second. Idempotent: a retry after a crash
 /// runs it again safely. CentOS/RHEL/Rocky family (yum or dnf, rpm).
 ///
+/// Docker is found by its daemon's unit, whichever package brought it (docker-ce, the
+/// distribution's docker, a pre-baked build); a node without one gets `docker-ce` at the pinned
+/// version, with its client at the same version (yum would otherwise pull the newest client).
+///
 /// It runs as root with its standard input closed (`sudo env PATH="$PATH" bash FILE
 /// </dev/null`); every change it makes is printed, so the per-node log says what a node
 /// lacked.
 enum NodePreparation {
-    static let script = #"""
-        #!/bin/bash
+    static func script(dockerVersion: String) -> String {
+        "docker_version=\(shellQuote(dockerVersion))\n" + Self.body
+    }
+
+    private static let body = #"""
         set -o nounset -o pipefail
         say() { echo "flotilla-prereqs: $*"; }
         fail() { echo "flotilla-prereqs: $*" >&2; exit 1; }
@@ -45,20 +52,29 @@ enum NodePreparation {
           changed=1
         fi
 
-        # Docker, on overlay storage.
-        if ! rpm -q docker-ce >/dev/null 2>&1 && ! rpm -q docker >/dev/null 2>&1; then
-          say "installing docker-ce"
+        # Docker, on overlay storage. Its daemon's unit says whether a Docker is there.
+        if ! systemctl cat docker.service >/dev/null 2>&1; then
+          say "installing docker-ce $docker_version"
           modprobe overlay || fail "the overlay kernel module is not available"
           rpm -q yum-utils >/dev/null 2>&1 || "$pm" install -y yum-utils || fail "could not install yum-utils"
           yum-config-manager --add-repo https://download.docker.com/linux/centos/docker-ce.repo \
             || fail "could not add the Docker repository"
-          "$pm" install -y docker-ce || fail "could not install docker-ce"
+          case "$docker_version" in
+            17.*|18.06.*) packages=("docker-ce-$docker_version") ;;  # no separate client before 18.09
+            *) packages=("docker-ce-$docker_version" "docker-ce-cli-$docker_version" containerd.io) ;;
+          esac
+          "$pm" install -y "${packages[@]}" || fail "could not install docker-ce $docker_version"
           changed=1
         fi
         if ! systemctl is-active docker >/dev/null 2>&1; then
           say "starting docker"
           systemctl enable --now docker || fail "could not start docker"
           changed=1
+        fi
+        running=$(docker version --format '{{.Server.Version}}' 2>/dev/null) \
+          || fail "docker is installed but its daemon does not answer"
+        if [ "$changed" = 0 ] && [ "$running" != "$docker_version" ]; then
+          echo "flotilla-prereqs: keeping the image's docker $running (a node without Docker gets $docker_version)"
         fi
         driver=$(docker info --format '{{.Driver}}' 2>/dev/null) || fail "docker is installed but does not answer"
         case "$driver" in

@@ -87,7 +87,11 @@ struct RemoteStep: Sendable {
     /// its own session) inherits the lock (descriptor 9)
     /// from the starting command, so there is no moment when the step runs unlocked; the
     /// script itself does not get it (a server it starts must not hold the step open).
-    func startCommand() -> String {
+    ///
+    /// The script must arrive whole (`scriptBytes` of it): when the connection is cut while it
+    /// is sent, sshd closes the command's input and the shell would otherwise go on with the
+    /// part that came. A short script is thrown away and nothing starts (the status says none).
+    func startCommand(scriptBytes: Int) -> String {
         let runner = self.asRoot ? #"sudo env PATH="$PATH" bash"# : "bash"
         let supervise =
             #"d=$1; : > "$d/began"; timeout --kill-after=10 \#(self.timeoutSeconds) \#(runner) "$d/script" "#
@@ -98,7 +102,13 @@ struct RemoteStep: Sendable {
             if ! flock -n 9; then cat >/dev/null; echo "flotilla-step running $(run)"; exit 0; fi
             s=$(report)
             if [ "$s" != "flotilla-step none" ]; then cat >/dev/null; echo "$s"; exit 0; fi
-            cat > "$d/script" && echo \(self.run) > "$d/run" && cat /proc/sys/kernel/random/boot_id > "$d/boot" \
+            cat > "$d/script.new" || { echo "flotilla-step: cannot write $d" >&2; exit 97; }
+            if [ "$(wc -c < "$d/script.new")" -ne \(scriptBytes) ]; then
+              rm -f "$d/script.new"; echo "flotilla-step none"
+              echo "flotilla-step: the script arrived cut short (the connection was cut); nothing started" >&2; exit 0
+            fi
+            mv -f "$d/script.new" "$d/script" && echo \(self.run) > "$d/run" \
+              && cat /proc/sys/kernel/random/boot_id > "$d/boot" \
               || { echo "flotilla-step: cannot write $d" >&2; exit 97; }
             setsid bash -c \(shellQuote(supervise)) flotilla-step "$d" </dev/null >/dev/null 2>&1 &
             echo "flotilla-step started"
@@ -123,8 +133,9 @@ struct RemoteStep: Sendable {
             """
     }
 
-    /// Moves a run that was cut short aside (kept as `<step>.lost-<time>` for people), so the
-    /// step can start again; only while nobody holds its lock.
+    /// Moves a run that was cut short, or that failed in an earlier install run, aside (kept as
+    /// `<step>.lost-<time>` for people), so the step can start again; only while nobody holds
+    /// its lock.
     func discardCommand() -> String {
         self.prelude
             + """
@@ -185,14 +196,16 @@ struct RemoteStepRunner: Sendable {
         var lastSSHFailure: RemoteResult?
         // Ask to start first (the node says what it already has); then wait, in slices.
         var starting = true
+        let input = Data(script.utf8)
         while ContinuousClock.now < deadline {
             let remaining = Int((deadline - ContinuousClock.now).seconds.rounded(.up))
             let slice = min(self.waitSlice, max(1, remaining))
-            let command = starting ? step.startCommand() : step.waitCommand(seconds: slice)
+            let command =
+                starting ? step.startCommand(scriptBytes: input.count) : step.waitCommand(seconds: slice)
             let result: RemoteResult
             do {
                 result = try await self.shell.run(
-                    command, on: target, input: starting ? Data(script.utf8) : nil, timeout: .seconds(slice + 30))
+                    command, on: target, input: starting ? input : nil, timeout: .seconds(slice + 30))
             } catch let error as CancellationError {
                 throw error
             } catch {
@@ -223,12 +236,25 @@ struct RemoteStepRunner: Sendable {
             case .started:
                 starting = false
             case .none:
-                // Only a wait says this: the folder is gone (the node was rebuilt). Start afresh.
+                // A wait: the folder is gone (the node was rebuilt). A start: the script did not
+                // arrive whole. Either way, start afresh.
+                if starting { try await Task.sleep(for: self.reconnectPause) }
                 starting = true
             case .running(let run):
                 if starting {
                     await self.observer.progress(
                         "\(what): already running (started by install run \(run)); waiting for it")
+                    starting = false
+                }
+            case .finished(let code, let run)
+            where starting && code != 0 && run < step.run && step.restartable && !restarted:
+                // An earlier install run's failure, which that run reported (or its worker died
+                // first): this run tries the step again, once, rather than failing on its record.
+                await self.observer.progress(
+                    "\(what) failed in install run \(run) (exit status \(code)); starting it again")
+                if try await self.discard(step, on: target) {
+                    restarted = true
+                } else {
                     starting = false
                 }
             case .finished(let code, let run):
@@ -254,9 +280,7 @@ struct RemoteStepRunner: Sendable {
                         cutShort: true)
                 }
                 await self.observer.progress("\(what) was cut short (\(why)); starting it again")
-                let discard = try await self.shell.run(
-                    step.discardCommand(), on: target, input: nil, timeout: .seconds(30))
-                if discard.succeeded {
+                if try await self.discard(step, on: target) {
                     restarted = true
                     starting = true
                 } else {
@@ -268,5 +292,11 @@ struct RemoteStepRunner: Sendable {
             ?? RemoteResult(
                 exitStatus: nil, stdout: "", stderr: "\(what) did not end within \(step.timeoutSeconds + 30) s",
                 sshFailed: false, timedOut: true)
+    }
+
+    /// Moves the step's last run aside so it can start again; false when the node did not (it
+    /// is running again, or the command failed: the caller asks the node again).
+    private func discard(_ step: RemoteStep, on target: SSHTarget) async throws -> Bool {
+        try await self.shell.run(step.discardCommand(), on: target, input: nil, timeout: .seconds(30)).succeeded
     }
 }

@@ -94,6 +94,31 @@ extension ClusterProvisioner {
 
     // MARK: Planning
 
+    /// A Marketplace image launches only for an account that accepted its terms; EC2 says so
+    /// (`OptInRequired`) only at launch. A dry-run launch asks first, so nothing is spent on a
+    /// cluster that could never start. Images without product codes cost no call; a probe
+    /// refused for another reason decides nothing.
+    func requireSubscription(to image: EC2Image, launching type: String) async throws {
+        guard let product = image.productCodes.first(where: { $0.type == "marketplace" }) else { return }
+        var probe = EC2RunInstancesRequest(
+            imageID: image.imageID, instanceType: type, count: 1, clientToken: "flotilla-plan-\(UUID().uuidString)")
+        probe.dryRun = true
+        do {
+            _ = try await self.ec2.runInstances(probe)
+        } catch let error as EC2Error where error.code == "OptInRequired" {
+            throw ProvisionError(
+                .invalidSpec,
+                "image \(image.imageID) is AWS Marketplace product \(product.id), and this account has not "
+                    + "accepted its terms (OptInRequired): subscribe at "
+                    + "https://aws.amazon.com/marketplace/pp?sku=\(product.id), or use another image")
+        } catch is EC2Error {
+            // DryRunOperation: subscribed. Any other refusal (a policy that grants launches only
+            // with the cluster's tags, subnet and group, which a probe has not) cannot tell; the
+            // launch itself will.
+            return
+        }
+    }
+
     /// Checks the image and chooses the network before anything is created: the image
     /// exists, is available, runs on the instance types' CPUs, has an EBS root no larger
     /// than the requested size; the subnets (given, or the default VPC's) are in one VPC;
@@ -138,6 +163,7 @@ extension ClusterProvisioner {
                         + "ENA support: EC2 would refuse the launch (InvalidParameterCombination); use an ENA image "
                         + "or an older type")
             }
+            try await self.requireSubscription(to: image, launching: spec.bootstrapInstanceType)
             let tokens = Self.metadataTokens(spec, image)
             let architectures: [String: [String]]
             do {

@@ -227,15 +227,17 @@ public final class OpenSSHShell: RemoteShell {
                 executable, arguments: Arguments(arguments),
                 input: .array(inputBytes),
                 output: .string(limit: limit), error: .string(limit: limit))
-            let status: Int32?
             switch result.terminationStatus {
-            case .exited(let code): status = code
-            default: status = nil
+            case .exited(let code):
+                return RemoteResult(
+                    exitStatus: code == 255 ? nil : code,
+                    stdout: result.standardOutput ?? "", stderr: result.standardError ?? "", sshFailed: code == 255)
+            case .signaled(let signal):
+                // The client itself was killed: what the command did on the node is unknown.
+                return RemoteResult(
+                    exitStatus: nil, stdout: result.standardOutput ?? "",
+                    stderr: (result.standardError ?? "") + "ssh was ended by signal \(signal)", sshFailed: true)
             }
-            return RemoteResult(
-                exitStatus: status == 255 ? nil : status,
-                stdout: result.standardOutput ?? "", stderr: result.standardError ?? "",
-                sshFailed: status == 255)
         }
         return answer
             ?? RemoteResult(

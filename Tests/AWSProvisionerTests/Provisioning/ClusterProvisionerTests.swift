@@ -202,6 +202,12 @@ struct ClusterProvisionerTests {
         let installed = observer.progress.first { $0.hasPrefix("prerequisites installed") }
         #expect(installed?.contains("docker") == true, "\(observer.progress)")
         #expect(installed?.contains("nogroup") == true, "\(observer.progress)")
+        // Docker at the pinned version, its client too (yum alone would pull the newest client).
+        for node in state.nodes {
+            let packages = try cluster.packages(of: node.privateIP)
+            #expect(packages["docker-ce"] == "19.03.15-3.el7", "\(node.privateIP): \(packages)")
+            #expect(packages["docker-ce-cli"] == "19.03.15-3.el7", "\(node.privateIP): \(packages)")
+        }
         print("measured: \(installed ?? "no prerequisites step")")
 
         // Again on the same, now prepared, nodes: detection only.
@@ -433,13 +439,11 @@ struct ClusterProvisionerTests {
         #expect(try await cluster.liveInstances(spec).isEmpty)
     }
 
-    @Test("a deploy cut short on its node (its processes killed) is named as such at once, and never taken for done")
-    func deployCutShort() async throws {
-        let cluster = try LoopbackCluster.current()
-        let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
-        try cluster.holds.add("deploy", spec.resourceName)
-        defer { try? cluster.holds.remove("deploy", spec.resourceName) }
-        // The worker dies (its task is cancelled) while the deploy is held in its middle.
+    /// Starts provisioning `spec`, whose deploy the caller holds (STATE/hold), and waits until the
+    /// master's deploy stands in its middle. Returns the run, its observer and the state stored.
+    private func provisionUntilDeployHeld(_ cluster: LoopbackCluster, _ spec: ClusterSpec) async throws -> (
+        Task<ProvisionState, any Error>, RecordingObserver, ProvisionState
+    ) {
         let observer = RecordingObserver()
         let provisioning = Task { try await cluster.provisioner().provision(spec, observer: observer) }
         let held = Mutex<ProvisionState?>(nil)
@@ -451,7 +455,17 @@ struct ClusterProvisionerTests {
             held.withLock { $0 = state }
             return true
         }
-        let saved = try #require(held.withLock { $0 })
+        return (provisioning, observer, try #require(held.withLock { $0 }))
+    }
+
+    @Test("a deploy cut short on its node (its processes killed) is named as such at once, and never taken for done")
+    func deployCutShort() async throws {
+        let cluster = try LoopbackCluster.current()
+        let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        try cluster.holds.add("deploy", spec.resourceName)
+        defer { try? cluster.holds.remove("deploy", spec.resourceName) }
+        // The worker dies (its task is cancelled) while the deploy is held in its middle.
+        let (provisioning, _, saved) = try await self.provisionUntilDeployHeld(cluster, spec)
         provisioning.cancel()
         _ = await provisioning.result
         // Then the node loses the deploy: its supervisor and everything it started are killed,
@@ -475,6 +489,36 @@ struct ClusterProvisionerTests {
         #expect(deploys.isEmpty, "no deploy finished and none was started again: \(deploys)")
 
         let state = resumed.saved ?? saved
+        await cluster.reap(state)
+        let report = try await cluster.provisioner().teardown(
+            spec, state: state, settings: .fast, observer: RecordingObserver())
+        #expect(report.leftovers.isEmpty)
+    }
+
+    @Test("an SSH connection cut in the middle of deploy: the worker reconnects, the step goes on, one install")
+    func connectionCutMidStep() async throws {
+        let cluster = try LoopbackCluster.current()
+        let spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        try cluster.holds.add("deploy", spec.resourceName)
+        defer { try? cluster.holds.remove("deploy", spec.resourceName) }
+        let (provisioning, observer, held) = try await self.provisionUntilDeployHeld(cluster, spec)
+        let master = try #require(held.clusterNodes.first).privateIP
+        // The worker's connection to the node dies under the running command, as when the
+        // network path drops: the multiplexing master that carries it ends, and the client
+        // waiting on the step through it is left with a broken connection (ssh exits 255).
+        let pattern = "/cm-" + master.replacingOccurrences(of: ".", with: "\\.") + "-[0-9]+ \\[mux\\]"
+        #expect(try await runLocal("/usr/bin/pkill", ["-KILL", "-f", pattern]) == 0, "no connection to \(master)")
+        try await eventually("the runner noticed", timeout: .seconds(120)) {
+            observer.progress.contains { $0.contains("deploy on \(master): the connection failed") }
+        }
+        try cluster.holds.remove("deploy", spec.resourceName)
+
+        let state = try await provisioning.value
+        #expect(state.step == .ready)
+        #expect(observer.progress.contains { $0 == "deploy on \(master): reconnected" }, "\(observer.progress)")
+        let deploys = cluster.calls(on: master).filter { $0.hasPrefix("deploy ") }
+        #expect(deploys.count == 1 && deploys.allSatisfy { $0.contains(" ok ") }, "one install: \(deploys)")
+
         await cluster.reap(state)
         let report = try await cluster.provisioner().teardown(
             spec, state: state, settings: .fast, observer: RecordingObserver())

@@ -302,6 +302,39 @@ struct PlacementTests {
         #expect(!ClusterProvisioner.requiresENA("m4.16xlarge") && !ClusterProvisioner.requiresENA("t2.large"))
     }
 
+    @Test("a Marketplace image this account has not subscribed to is refused before anything is created")
+    func marketplaceNotSubscribed() async throws {
+        let cluster = try LoopbackCluster.current()
+        // An image no other test launches (a Deep Learning AMI in the emulator's catalogue).
+        let image = "ami-999844e0"
+        let product = "aw0evgkw8e5c1q413zgy5pjce"
+        try cluster.describeImage(image, marketplace: (product, false))
+        var spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        spec.ami = image
+        let provisioner = cluster.provisioner()
+        let refused = await #expect(throws: ProvisionError.self) { try await provisioner.plan(spec) }
+        #expect(refused?.code == .invalidSpec)
+        #expect(
+            refused?.message.contains("Marketplace product \(product)") == true
+                && refused?.message.contains("OptInRequired") == true
+                && refused?.message.contains("marketplace/pp?sku=\(product)") == true,
+            "\(String(describing: refused))")
+
+        // A worker's run stops at the same point: not retried, and nothing was created.
+        let observer = RecordingObserver()
+        let failed = await #expect(throws: ProvisionError.self) {
+            try await provisioner.provision(spec, observer: observer)
+        }
+        #expect(failed?.isRetryable == false && failed?.code == .invalidSpec, "\(String(describing: failed))")
+        #expect(observer.mutations == 0, "nothing was created")
+        #expect(observer.saved?.keyPairName == nil && observer.saved?.launches.isEmpty != false)
+
+        // Once subscribed, the same image plans (the dry-run launch says DryRunOperation).
+        try cluster.describeImage(image, marketplace: (product, true))
+        let plan = try await provisioner.plan(spec)
+        #expect(plan.launches.allSatisfy { $0.request.imageID == image })
+    }
+
     @Test("a refusal retrying cannot change fails the attempt at once, naming the call and the code")
     func refusalFailsAtOnce() async throws {
         let cluster = try LoopbackCluster.current()

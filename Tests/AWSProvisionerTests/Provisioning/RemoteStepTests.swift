@@ -148,6 +148,55 @@ struct RemoteStepTests {
         }
     }
 
+    @Test("a script cut short on its way (the connection dropped while it was sent) never starts")
+    func scriptCutOnItsWay() async throws {
+        defer { try? FileManager.default.removeItem(at: self.home) }
+        let step = self.step(.prerequisites)
+        let script = "echo whole; echo done >> \"$HOME/ran\"\n"
+        let shell = LocalShell(home: self.home)
+        let target = SSHTarget(host: self.node.privateIP, user: "nobody")
+        // What sshd hands the command when the worker is killed halfway through sending it.
+        let part = Data(script.utf8.prefix(12))
+        let cut = try await shell.run(
+            step.startCommand(scriptBytes: script.utf8.count), on: target, input: part, timeout: .seconds(30))
+        #expect(RemoteStep.status(from: cut.stdout) == RemoteStep.Status.none, "\(cut)")
+        #expect(cut.stderr.contains("the script arrived cut short"), "\(cut)")
+        let folder = self.folder.appendingPathComponent("prerequisites").path
+        #expect(!FileManager.default.fileExists(atPath: folder + "/script"))
+        #expect(!FileManager.default.fileExists(atPath: folder + "/began"))
+        #expect(!FileManager.default.fileExists(atPath: self.home.appendingPathComponent("ran").path))
+
+        // The next start, with the whole script, runs it once.
+        let result = try await self.runner().run(step, script: script)
+        #expect(result.exitStatus == 0 && result.stdout == "whole\n", "\(result)")
+        let ran = try String(contentsOf: self.home.appendingPathComponent("ran"), encoding: .utf8)
+        #expect(ran == "done\n")
+    }
+
+    @Test("a step that failed in an earlier install run runs again in the next; a failed deploy is only collected")
+    func earlierFailureRunsAgain() async throws {
+        defer { try? FileManager.default.removeItem(at: self.home) }
+        for name in [RemoteStep.Name.preflight, .deploy] {
+            let failed = try await self.runner().run(self.step(name), script: "echo first; exit 4")
+            #expect(failed.exitStatus == 4)
+            // The same run asking again collects its own failure.
+            let same = try await self.runner().run(self.step(name), script: "echo again")
+            #expect(same.exitStatus == 4 && same.stdout == "first\n", "\(same)")
+
+            let progress = Progress()
+            let next = try await self.runner(progress).run(self.step(name, run: 2), script: "echo again")
+            if name == .deploy {
+                #expect(next.exitStatus == 4 && next.stdout == "first\n", "\(next)")
+            } else {
+                #expect(next.exitStatus == 0 && next.stdout == "again\n", "\(next)")
+                #expect(
+                    progress.lines.withLock {
+                        $0.contains { $0.contains("failed in install run 1 (exit status 4); starting it again") }
+                    })
+            }
+        }
+    }
+
     @Test("status lines parse; anything else is not a status")
     func parsesStatus() {
         #expect(RemoteStep.status(from: "flotilla-step started\n") == .started)

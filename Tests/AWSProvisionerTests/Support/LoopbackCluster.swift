@@ -140,7 +140,8 @@ struct LoopbackCluster: Sendable {
     /// its `imdsSupport` and `enaSupport`, and the cloud-init the loopback nodes' key lookup
     /// takes it to have (default 18.5). Use an image no other test names.
     func describeImage(
-        _ image: String, imdsSupport: String? = nil, enaSupport: Bool? = nil, cloudInit: String? = nil
+        _ image: String, imdsSupport: String? = nil, enaSupport: Bool? = nil, cloudInit: String? = nil,
+        marketplace: (productCode: String, subscribed: Bool)? = nil
     ) throws {
         guard let path = ProcessInfo.processInfo.environment["FLOTILLA_TEST_IMAGE_CATALOGUE"] else {
             throw TestStack.Missing(variable: "FLOTILLA_TEST_IMAGE_CATALOGUE")
@@ -153,6 +154,9 @@ struct LoopbackCluster: Sendable {
             if let imdsSupport { entry["imds_support"] = imdsSupport }
             if let enaSupport { entry["ena_support"] = enaSupport }
             if let cloudInit { entry["cloud_init"] = cloudInit }
+            if let marketplace {
+                entry["marketplace"] = ["product_code": marketplace.productCode, "subscribed": marketplace.subscribed]
+            }
             catalogue[image] = entry
             let temporary = file.appendingPathExtension(UUID().uuidString)
             try JSONSerialization.data(withJSONObject: catalogue).write(to: temporary)
@@ -185,6 +189,13 @@ struct LoopbackCluster: Sendable {
     /// Makes the Docker of the node at `ip` that version in the stub's node model (its package's).
     func setDockerVersion(_ ip: String, _ version: String) async throws {
         try await self.stub(["docker-version", ip, version])
+    }
+
+    /// The packages the stub's node model of the node at `ip` holds (name → version).
+    func packages(of ip: String) throws -> [String: String] {
+        let file = self.stubState.appendingPathComponent("nodes/\(ip)/system.json")
+        let model = try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any]
+        return model?["packages"] as? [String: String] ?? [:]
     }
 
     private func stub(_ arguments: [String]) async throws {

@@ -528,6 +528,11 @@ final class Background: @unchecked Sendable {
         _ = kill(self.pid, signal)
     }
 
+    /// What the process wrote to standard output so far.
+    func stdoutSoFar() -> String {
+        String(decoding: FileManager.default.contents(atPath: self.stdout.path) ?? Data(), as: UTF8.self)
+    }
+
     /// What the process wrote to standard error so far.
     func stderrSoFar() -> String {
         String(decoding: FileManager.default.contents(atPath: self.stderr.path) ?? Data(), as: UTF8.self)

@@ -40,3 +40,18 @@ extension EC2Client {
         return root.items("instancesSet").map(EC2InstanceStateChange.init(xml:))
     }
 }
+
+extension EC2Client {
+    /// What the instance wrote to its serial console (the last 64 KB, decoded), empty while it
+    /// has written nothing yet. cloud-init prints there which SSH keys it authorized, or that it
+    /// found none (``CloudInitConsole``).
+    public func consoleOutput(instanceID: String) async throws -> String {
+        var parameters = EC2QueryParameters()
+        parameters.add("InstanceId", instanceID)
+        let root = try await send("GetConsoleOutput", parameters)
+        guard let encoded = root.string("output"),
+            let data = Data(base64Encoded: encoded, options: .ignoreUnknownCharacters)
+        else { return "" }
+        return String(decoding: data, as: UTF8.self)
+    }
+}

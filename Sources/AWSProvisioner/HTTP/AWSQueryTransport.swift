@@ -158,6 +158,7 @@ struct AWSQueryTransport: Sendable {
                 code: EC2Error.Code.transport, message: "\(action) failed to reach \(hostHeader)", underlying: error)
         }
 
+        AWSResponseRecorder.current?.record(action: action, parameters: parameters, status: status, body: bytes)
         guard (200..<300).contains(status) else {
             var error = EC2Error(httpStatus: status, body: bytes)
             error.serverDate = date.flatMap(ClockSkew.parseHTTPDate)

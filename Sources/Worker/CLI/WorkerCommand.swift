@@ -22,6 +22,7 @@ struct WorkerCommand: AsyncParsableCommand {
             """,
         subcommands: [
             MigrateCommand.self, RunCommand.self, JanitorCommand.self, PoolCommand.self, PlanCommand.self,
+            CanaryCommand.self,
             WebCommand.self, EnqueueCommand.self,
         ]
     )

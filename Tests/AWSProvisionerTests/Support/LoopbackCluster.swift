@@ -136,35 +136,14 @@ struct LoopbackCluster: Sendable {
         try handle.write(contentsOf: Data("\(phase) \(ip) 1\n".utf8))
     }
 
-    /// What the emulator says of `image` beyond moto's own answer (scripts/fixtures/moto-server.py):
-    /// its `imdsSupport` and `enaSupport`, and the cloud-init the loopback nodes' key lookup
-    /// takes it to have (default 18.5). Use an image no other test names.
+    /// What the emulator says of `image` beyond moto's own answer (``ImageCatalogue``).
     func describeImage(
         _ image: String, imdsSupport: String? = nil, enaSupport: Bool? = nil, cloudInit: String? = nil,
         marketplace: (productCode: String, subscribed: Bool)? = nil
     ) throws {
-        guard let path = ProcessInfo.processInfo.environment["FLOTILLA_TEST_IMAGE_CATALOGUE"] else {
-            throw TestStack.Missing(variable: "FLOTILLA_TEST_IMAGE_CATALOGUE")
-        }
-        try Self.catalogueLock.withLock { _ in
-            let file = URL(fileURLWithPath: path)
-            var catalogue =
-                (try? JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any]) ?? [:]
-            var entry: [String: Any] = [:]
-            if let imdsSupport { entry["imds_support"] = imdsSupport }
-            if let enaSupport { entry["ena_support"] = enaSupport }
-            if let cloudInit { entry["cloud_init"] = cloudInit }
-            if let marketplace {
-                entry["marketplace"] = ["product_code": marketplace.productCode, "subscribed": marketplace.subscribed]
-            }
-            catalogue[image] = entry
-            let temporary = file.appendingPathExtension(UUID().uuidString)
-            try JSONSerialization.data(withJSONObject: catalogue).write(to: temporary)
-            guard rename(temporary.path, file.path) == 0 else { throw POSIXError(.EIO) }
-        }
+        try ImageCatalogue.describe(
+            image, imdsSupport: imdsSupport, enaSupport: enaSupport, cloudInit: cloudInit, marketplace: marketplace)
     }
-
-    private static let catalogueLock = Mutex(())
 
     /// The stub's hold file: stops a step in its middle on a node or a cluster.
     var holds: StubHolds { StubHolds(stubState: self.stubState) }

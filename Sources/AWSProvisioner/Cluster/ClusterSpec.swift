@@ -214,6 +214,10 @@ public struct InstallSettings: Codable, Sendable, Hashable {
     /// own repository): 19.03, the last series DC/OS 2.x was qualified on (18.06 to 19.03). A
     /// node that already runs a Docker daemon keeps it.
     public var dockerVersion: String = "19.03.15"
+    /// The time source the prerequisites give chronyd (first, preferred): the Amazon Time Sync
+    /// Service, which every VPC reaches without internet access. DC/OS refuses to start on a
+    /// node whose clock is not synchronised.
+    public var timeServer: String = "169.254.169.123"
     /// Where the node scripts (``NodeScripts``: ip-detect, ip-detect-public,
     /// fault-domain-detect) find the instance metadata service. The scripts themselves are
     /// not a setting: tests run the production ones and change only this address.
@@ -245,6 +249,7 @@ public struct InstallSettings: Codable, Sendable, Hashable {
         self.serveCommand = try value(.serveCommand, defaults.serveCommand)
         self.checkRunnerPath = try value(.checkRunnerPath, defaults.checkRunnerPath)
         self.dockerVersion = try value(.dockerVersion, defaults.dockerVersion)
+        self.timeServer = try value(.timeServer, defaults.timeServer)
         self.metadataEndpoint = try value(.metadataEndpoint, defaults.metadataEndpoint)
         self.parallelism = try value(.parallelism, defaults.parallelism)
         self.commandTimeoutSeconds = try value(.commandTimeoutSeconds, defaults.commandTimeoutSeconds)
@@ -278,6 +283,10 @@ public struct InstallSettings: Codable, Sendable, Hashable {
             throw ProvisionError(
                 .invalidSpec,
                 "the Docker version '\(self.dockerVersion.prefix(40))' is not a docker-ce version like 19.03.15")
+        }
+        guard self.timeServer.wholeMatch(of: /[A-Za-z0-9][A-Za-z0-9.-]{0,252}/) != nil else {
+            throw ProvisionError(
+                .invalidSpec, "the time server '\(self.timeServer.prefix(40))' is not a host name or IPv4 address")
         }
         guard (1...100).contains(self.parallelism) else {
             throw ProvisionError(.invalidSpec, "install parallelism must be from 1 to 100")

@@ -201,7 +201,8 @@ struct DCOSInstaller: Sendable {
         let results = await forEachConcurrently(state.nodes, limit: self.spec.install.parallelism) { node in
             try await steps.run(
                 self.step(.prerequisites, on: node, asRoot: true),
-                script: NodePreparation.script(dockerVersion: self.spec.install.dockerVersion))
+                script: NodePreparation.script(
+                    dockerVersion: self.spec.install.dockerVersion, timeServer: self.spec.install.timeServer))
         }
         let outcomes = try await self.requireSuccess(
             "prerequisites", on: state.nodes, results, logName: { "prerequisites-\($0.publicIP ?? $0.privateIP).log" })

@@ -1,6 +1,6 @@
 /// The prerequisites step for images that are not pre-baked: what DC/OS's `check_all`
 /// requires (Docker running on overlay storage, ipset, unzip, xz, curl, tar, group
-/// `nogroup`, SELinux not enforcing), detected first and installed only when missing, so a
+/// `nogroup`, SELinux not enforcing) and a synchronised clock (chronyd with a time server), detected first and installed only when missing, so a
 /// pre-baked image passes through in well under a second. Idempotent: a retry after a crash
 /// runs it again safely. CentOS/RHEL/Rocky family (yum or dnf, rpm).
 ///
@@ -12,8 +12,8 @@
 /// </dev/null`); every change it makes is printed, so the per-node log says what a node
 /// lacked.
 enum NodePreparation {
-    static func script(dockerVersion: String) -> String {
-        "docker_version=\(shellQuote(dockerVersion))\n" + Self.body
+    static func script(dockerVersion: String, timeServer: String) -> String {
+        "docker_version=\(shellQuote(dockerVersion))\ntime_server=\(shellQuote(timeServer))\n" + Self.body
     }
 
     private static let body = #"""
@@ -87,6 +87,28 @@ enum NodePreparation {
             changed=1
             ;;
         esac
+
+        # The clock: DC/OS will not start on a node whose clock is not synchronised. chronyd,
+        # with the time server first (by default the Amazon Time Sync Service, which a VPC reaches
+        # without internet access; the image's own servers stay as fallbacks).
+        if ! rpm -q chrony >/dev/null 2>&1; then
+          say "installing chrony"
+          "$pm" install -y chrony || fail "could not install chrony"
+          changed=1
+        fi
+        pattern="^server ${time_server//./\\.} "
+        if [ -z "$(sed -n "/$pattern/p" /etc/chrony.conf)" ]; then
+          say "pointing chronyd at $time_server"
+          sed -i "1i server $time_server prefer iburst minpoll 4 maxpoll 4" /etc/chrony.conf \
+            || fail "could not add $time_server to /etc/chrony.conf"
+          systemctl restart chronyd || fail "could not restart chronyd"
+          changed=1
+        fi
+        if ! systemctl is-active chronyd >/dev/null 2>&1; then
+          say "starting chronyd"
+          systemctl enable --now chronyd || fail "could not start chronyd"
+          changed=1
+        fi
 
         if [ "$changed" = 0 ]; then say "nothing missing"; else say "done"; fi
         """#

@@ -202,6 +202,8 @@ struct ClusterProvisionerTests {
         let installed = observer.progress.first { $0.hasPrefix("prerequisites installed") }
         #expect(installed?.contains("docker") == true, "\(observer.progress)")
         #expect(installed?.contains("nogroup") == true, "\(observer.progress)")
+        // The clock: chronyd gets the Amazon Time Sync Service (postflight checks the clock).
+        #expect(installed?.contains("pointing chronyd at 169.254.169.123") == true, "\(observer.progress)")
         // Docker at the pinned version, its client too (yum alone would pull the newest client).
         for node in state.nodes {
             let packages = try cluster.packages(of: node.privateIP)
@@ -228,6 +230,34 @@ struct ClusterProvisionerTests {
 
         await cluster.reap(state)
         let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
+        #expect(report.leftovers.isEmpty)
+    }
+
+    @Test("a master whose clock never synchronises fails postflight in DC/OS's own words, naming the node")
+    func clockNotSynchronised() async throws {
+        let cluster = try LoopbackCluster.current()
+        var spec = cluster.spec(masters: 1, agents: 0, publicAgents: 0)
+        spec.install.postflightTimeoutSeconds = 3
+        // After the prerequisites, the master's chronyd loses the time server it could reach (a
+        // plain CentOS image keeps only its pool servers, which a private subnet cannot reach).
+        let observer = RecordingObserver { state, moment, step in
+            if step == "prerequisites", moment == .after, let master = state.clusterNodes.first {
+                try await cluster.setTimeServers(master.privateIP, ["0.centos.pool.ntp.org"])
+            }
+        }
+        let error = await #expect(throws: ProvisionError.self) {
+            try await cluster.provisioner().provision(spec, observer: observer)
+        }
+        let master = try #require(observer.saved?.clusterNodes.first)
+        #expect(error?.code == .installFailed)
+        #expect(error?.message.contains("postflight failed on 1 of 1 nodes: \(master.privateIP)") == true)
+        let log = error?.logs.values.joined() ?? ""
+        #expect(log.contains("Clock is out of sync / in unsync state"), "\(String(describing: error))")
+
+        let state = try #require(observer.saved)
+        await cluster.reap(state)
+        let report = try await cluster.provisioner().teardown(
+            spec, state: state, settings: .fast, observer: RecordingObserver())
         #expect(report.leftovers.isEmpty)
     }
 

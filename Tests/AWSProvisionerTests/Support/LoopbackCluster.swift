@@ -170,6 +170,11 @@ struct LoopbackCluster: Sendable {
         try await self.stub(["docker-version", ip, version])
     }
 
+    /// Sets the `server` lines of the node's /etc/chrony.conf in the stub's node model.
+    func setTimeServers(_ ip: String, _ hosts: [String]) async throws {
+        try await self.stub(["chrony-servers", ip] + hosts)
+    }
+
     /// The packages the stub's node model of the node at `ip` holds (name → version).
     func packages(of ip: String) throws -> [String: String] {
         let file = self.stubState.appendingPathComponent("nodes/\(ip)/system.json")

@@ -1,7 +1,8 @@
 /// The prerequisites step for images that are not pre-baked: what DC/OS's `check_all`
 /// requires (Docker running on overlay storage, ipset, unzip, xz, curl, tar, group
-/// `nogroup`, SELinux not enforcing) and a synchronised clock (chronyd with a time server), detected first and installed only when missing, so a
-/// pre-baked image passes through in well under a second. Idempotent: a retry after a crash
+/// `nogroup`, SELinux not enforcing) and a synchronised clock (chronyd with a time server),
+/// detected first and installed only when missing, so a pre-baked image passes through in
+/// well under a second. Idempotent: a retry after a crash
 /// runs it again safely. CentOS/RHEL/Rocky family (yum or dnf, rpm).
 ///
 /// Docker is found by its daemon's unit, whichever package brought it (docker-ce, the

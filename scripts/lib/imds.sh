@@ -48,6 +48,7 @@ stack_start_imds() {
     --aws-conf "$STACK_DIR/nodes/aws.json" >"$dir/emulator.out" 2>&1 &
   pid=$!
   stack_on_exit "$_imds_sudo kill $pid"
+  stack_prioritise "$pid"  # as the EC2 emulator (moto.sh): it stands for a service of AWS
   # Any HTTP answer will do (401 without a token): the server is up.
   stack_wait_for "the IMDS emulator on port $port" 10 curl -s --noproxy '*' -o /dev/null "$endpoint/latest/meta-data/" \
     || { cat "$dir/emulator.out" >&2; return 1; }

@@ -197,6 +197,32 @@ struct RemoteStepTests {
         }
     }
 
+    @Test("a deploy whose node rebooted under it is named as cut short by a reboot, at once")
+    func rebootedNode() async throws {
+        defer { try? FileManager.default.removeItem(at: self.home) }
+        let script = "echo started >> \"$HOME/deploy-starts\"; sleep 60"
+        let first = Task { try await self.runner().run(self.step(.deploy), script: script) }
+        let starts = self.home.appendingPathComponent("deploy-starts")
+        try await eventually("deploy started") { FileManager.default.fileExists(atPath: starts.path) }
+        first.cancel()
+        _ = await first.result
+        // A reboot ends every process and gives the kernel a new boot id: the step's record says
+        // it began under another boot, and nothing holds its lock.
+        let folder = self.folder.appendingPathComponent("deploy")
+        #expect(try await killStepSession(folder: folder.path))
+        try Data("00000000-0000-4000-8000-000000000000\n".utf8).write(to: folder.appendingPathComponent("boot"))
+
+        let started = ContinuousClock.now
+        let result = try await self.runner().run(self.step(.deploy, run: 2), script: "echo again")
+        #expect(ContinuousClock.now - started < .seconds(30), "named at once, not after the step's time")
+        #expect(result.cutShort && !result.succeeded, "\(result)")
+        #expect(
+            result.stderr.contains("deploy on 127.0.1.9 was cut short: the node rebooted while it ran"), "\(result)")
+        #expect(result.stderr.contains("cannot resume"))
+        let again = try String(contentsOf: starts, encoding: .utf8)
+        #expect(again == "started\n", "never started a second time")
+    }
+
     @Test("status lines parse; anything else is not a status")
     func parsesStatus() {
         #expect(RemoteStep.status(from: "flotilla-step started\n") == .started)

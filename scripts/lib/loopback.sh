@@ -31,7 +31,7 @@ print(json.dumps({
     "metadataEndpoint": sys.argv[2],
     "parallelism": 10, "commandTimeoutSeconds": 120, "downloadRetrySeconds": 30,
     "postflightTimeoutSeconds": 120, "postflightIntervalSeconds": 0.2,
-    "instanceTimeoutSeconds": 120, "sshTimeoutSeconds": 120, "pollIntervalSeconds": 0.2,
+    "instanceTimeoutSeconds": 120, "sshTimeoutSeconds": 300, "pollIntervalSeconds": 0.2,
 }))
 PY
   # What terminating an instance would stop: bootstrap servers on node addresses.

@@ -25,9 +25,10 @@ enum NodePreparation {
         command -v dnf >/dev/null 2>&1 && pm=dnf
         changed=0
 
-        # Packages check_all looks for. rpm decides, not PATH: a tool may exist elsewhere.
+        # Packages check_all looks for, and chrony (the clock, below). rpm decides, not PATH: a tool
+        # may exist elsewhere.
         missing=()
-        for package in curl tar xz unzip ipset; do
+        for package in curl tar xz unzip ipset chrony; do
           rpm -q "$package" >/dev/null 2>&1 || missing+=("$package")
         done
         if [ ${#missing[@]} -gt 0 ]; then
@@ -92,11 +93,7 @@ enum NodePreparation {
         # The clock: DC/OS will not start on a node whose clock is not synchronised. chronyd,
         # with the time server first (by default the Amazon Time Sync Service, which a VPC reaches
         # without internet access; the image's own servers stay as fallbacks).
-        if ! rpm -q chrony >/dev/null 2>&1; then
-          say "installing chrony"
-          "$pm" install -y chrony || fail "could not install chrony"
-          changed=1
-        fi
+        # (chrony itself came with the packages above.)
         pattern="^server ${time_server//./\\.} "
         if [ -z "$(sed -n "/$pattern/p" /etc/chrony.conf)" ]; then
           say "pointing chronyd at $time_server"

@@ -487,9 +487,10 @@ struct LifecycleTests {
     static func waitForInstances(_ fleet: Fleet, _ id: String, count: Int, freezing worker: Process? = nil) async throws
     {
         // The checkpoint after every launch ("instances done") is a cheap read, polled every
-        // 100 ms: on the loopback cluster the install that follows takes only seconds.
+        // 100 ms: on the loopback cluster the install that follows takes only seconds. The launches
+        // themselves took more than 90 s in a full run's load.
         let checkpointed = try await eventually(
-            "the launches of \(id) (\(count) instances) checkpointed", timeout: .seconds(90)
+            "the launches of \(id) (\(count) instances) checkpointed", timeout: .seconds(300)
         ) {
             try await fleet.scalar(
                 """

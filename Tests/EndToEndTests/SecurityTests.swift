@@ -389,8 +389,8 @@ struct SecurityTests {
                 let states = [try await fleet.state(of: expiring.id), try await fleet.state(of: reaped.id)]
                 return states == ["tearing_down", "tearing_down"]
             }
-            // Late by at most one janitor interval (1 s), with room for a loaded machine (a pass
-            // that waited for the held row would be about 10 s late).
+            // Late by one janitor interval (1 s) on a quiet machine; a full run's load made it 4.7 s.
+            // A pass that waited for the held row would be about 10 s late, so 7 s still tells.
             let lateness = try await fleet.scalar(
                 """
                 SELECT string_agg(e.kind || ' ' || round(extract(epoch FROM e.at - CASE e.kind
@@ -400,7 +400,7 @@ struct SecurityTests {
                 WHERE e.cluster_id IN (\(expiring.id), \(reaped.id)) AND e.kind LIKE 'teardown-%'
                 """, as: String.self)
             let seconds = lateness.split(separator: ",").compactMap { Double($0.split(separator: " ").last ?? "") }
-            #expect(seconds.count == 2 && seconds.allSatisfy { $0 < 3.5 }, "teardown after due: \(lateness)")
+            #expect(seconds.count == 2 && seconds.allSatisfy { $0 < 7 }, "teardown after due: \(lateness)")
             print("measured: with another owner's row held, teardowns started after due: \(lateness)")
             #expect(try await fleet.state(of: held.id) == "ready", "the held row was skipped, not waited for")
 

@@ -168,7 +168,10 @@ stack_start_nodes() {
   cfg="$dir/sshd_config"
   log="$dir/sshd.log"
   # The nodes' operating system is modelled: the shim folder (written by stack_start_installer)
-  # comes first on every session's PATH, then the usual system folders.
+  # comes first on every session's PATH, then the usual system folders. A node is not the
+  # machine the tests run on, so its login shell must not read this machine's ~/.bashrc (bash
+  # reads it for every SSH command unless SHLVL says it is a nested shell): here that file runs
+  # `pyenv init`, dozens of processes and a lock per command, and puts pyenv before the shims.
   local shims="$STACK_DIR/dcos-stub/state/shims"
   cat >"$cfg" <<EOF
 # sshd for the Flotilla loopback test cluster (scripts/lib/nodes.sh). The listen addresses
@@ -193,7 +196,7 @@ X11Forwarding no
 PrintMotd no
 PrintLastLog no
 Subsystem sftp internal-sftp
-SetEnv PATH=$shims:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+SetEnv PATH=$shims:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin SHLVL=1
 EOF
   # OpenSSH 9.8+ penalises sources that fail to authenticate; every test connects from 127.0.0.1.
   if $_nodes_sudo "$sshd" -t -f "$cfg" -o PerSourcePenalties=no 2>/dev/null; then

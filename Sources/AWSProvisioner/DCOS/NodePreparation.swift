@@ -26,10 +26,13 @@ enum NodePreparation {
         changed=0
 
         # Packages check_all looks for, and chrony (the clock, below). rpm decides, not PATH: a tool
-        # may exist elsewhere.
+        # may exist elsewhere. One query for all (each rpm call opens the package database): it
+        # prints the name of each installed one on a line of its own.
+        wanted=(curl tar xz unzip ipset chrony)
+        installed=$'\n'$(rpm -q --queryformat '%{NAME}\n' "${wanted[@]}" 2>/dev/null)$'\n'
         missing=()
-        for package in curl tar xz unzip ipset chrony; do
-          rpm -q "$package" >/dev/null 2>&1 || missing+=("$package")
+        for package in "${wanted[@]}"; do
+          [[ $installed == *$'\n'"$package"$'\n'* ]] || missing+=("$package")
         done
         if [ ${#missing[@]} -gt 0 ]; then
           say "installing ${missing[*]}"

@@ -93,6 +93,9 @@ public final class JobWakeups: Sendable {
         }
     }
 
+    /// How many registered processors are idle now (free slots, last claim came back short).
+    public var idleCount: Int { self.state.withLock { $0.idle.count } }
+
     /// The processor is claiming or has no free slot.
     public func busy(_ registration: Registration) {
         self.state.withLock { state in state.idle.removeAll { $0 == registration } }

@@ -77,10 +77,13 @@ struct RunCommand: AsyncParsableCommand {
     )
     var regionGraceSeconds: Double = environmentValue("FLOTILLA_REGION_GRACE_SECONDS", default: 300)
 
-    @Option(help: "This worker's name in the jobs table. Default: host-pid. Env: FLOTILLA_WORKER_ID.")
+    /// Host and pid alone repeat across containers that share the host's network (its host
+    /// name) and start the worker as the same pid, so a random part tells replicas apart.
+    @Option(help: "This worker's name in the jobs table. Default: host-pid-random. Env: FLOTILLA_WORKER_ID.")
     var workerID: String =
         ProcessInfo.processInfo.environment["FLOTILLA_WORKER_ID"]
-        ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-"
+        + String(UUID().uuidString.prefix(4)).lowercased()
 
     @Option(help: "Job kinds to run, comma-separated. Env: FLOTILLA_KINDS.")
     var kinds: String = ProcessInfo.processInfo.environment["FLOTILLA_KINDS"] ?? "provision,teardown,noop"

@@ -92,14 +92,25 @@ struct CanaryTests {
         }
     }
 
-    @Test("Ctrl-C in the middle of deploy: exit 130, and the canary still tears down everything it made")
+    @Test(
+        "Ctrl-C mid-deploy: exit 130, the canary tears down all it made; a second Ctrl-C or a SIGTERM does not stop it"
+    )
     func interruptedTearsDown() async throws {
         try await Fleet.with { fleet in
             let holds = StubHolds(
                 stubState: URL(fileURLWithPath: try #require(fleet.environment["FLOTILLA_TEST_STUB_STATE"])))
             let out = Self.folder()
             defer { try? FileManager.default.removeItem(at: out) }
-            let canary = try fleet.startInBackground(["worker", "canary", "--out", out.path])
+            // The fault proxy slows the teardown's first TerminateInstances (throttled after 4 s,
+            // then retried), so the second signal lands while the teardown runs.
+            let proxy = try await FaultProxy(
+                rules: """
+                    [{"action": "TerminateInstances", "times": 1, "status": 503, "code": "RequestLimitExceeded",
+                      "message": "Request limit exceeded.", "delay": 4}]
+                    """)
+            defer { proxy.stop() }
+            let canary = try fleet.startInBackground(
+                ["worker", "canary", "--out", out.path], environment: ["AWS_ENDPOINT_URL": proxy.endpoint])
             var id = ""
             try await eventually("the canary named its cluster") {
                 id = Self.clusterID(canary.stdoutSoFar()) ?? ""
@@ -114,9 +125,16 @@ struct CanaryTests {
                         encoding: .utf8))?.contains("hold deploy waiting flotilla-\(id)") == true
             }
             canary.send(SIGINT)
+            try await eventually("the teardown terminating the instances", timeout: .seconds(60)) {
+                canary.stdoutSoFar().contains("terminating ")
+            }
+            canary.send(SIGINT)
+            canary.send(SIGTERM)
             let run = try #require(await canary.finish(within: .seconds(300)), "the canary did not end")
             #expect(run.status == 130, "\(run.output)\n\(run.stderr)")
             #expect(run.output.contains("interrupted; tearing down what was made"), "\(run.output)")
+            #expect(run.output.contains("interrupted again: the teardown goes on"), "\(run.output)")
+            #expect(run.output.contains("terminated again: the teardown goes on"), "\(run.output)")
             #expect(run.output.contains("nothing tagged \(id) is left"), "\(run.output)")
             #expect(try await fleet.remaining(id).isEmpty)
         }

@@ -402,3 +402,30 @@ final class BrowserSession: FixtureProcess, @unchecked Sendable {
         try? FileManager.default.removeItem(at: self.errorFile)
     }
 }
+
+/// `scripts/fixtures/fault-proxy.py` in front of the emulator, with `rules` (the proxy's JSON
+/// rule list) in place. Point a binary's `AWS_ENDPOINT_URL` at ``endpoint``; ``stop()`` ends it.
+final class FaultProxy: Sendable {
+    let fixture: FixtureProcess
+    let endpoint: String
+
+    init(rules: String) async throws {
+        let errors = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "flotilla-fault-proxy-\(UUID().uuidString.prefix(8)).err")
+        let upstream = try #require(ProcessInfo.processInfo.environment["FLOTILLA_TEST_AWS_ENDPOINT"])
+        self.fixture = try FixtureProcess(script: "fault-proxy.py", arguments: [upstream], errorFile: errors)
+        let ready = try await self.fixture.read()
+        let port = try #require(ready.hasPrefix("PORT ") ? Int(ready.dropFirst(5)) : nil, "\(ready)")
+        self.endpoint = "http://127.0.0.1:\(port)"
+        var request = HTTPClientRequest(url: "\(self.endpoint)/__fault__/rules")
+        request.method = .POST
+        request.body = .bytes(ByteBuffer(string: rules))
+        let answer = try await Fleet.http.execute(request, timeout: .seconds(10))
+        try #require(answer.status == .ok, "the fault proxy refused the rules: \(self.fixture.errors())")
+    }
+
+    func stop() {
+        try? self.fixture.input.fileHandleForWriting.close()
+        try? FileManager.default.removeItem(at: self.fixture.errorFile)
+    }
+}

@@ -1,6 +1,4 @@
-import AsyncHTTPClient
 import Foundation
-import NIOCore
 import Testing
 
 /// A capacity fallback through `worker run`: the fault proxy in front of the emulator answers
@@ -15,38 +13,23 @@ struct PlacementEndToEndTests {
             let environment = ProcessInfo.processInfo.environment
             let zoneB = try #require(environment["FLOTILLA_TEST_SUBNET_B_ID"])
             let zoneA = try #require(environment["FLOTILLA_TEST_SUBNET_ID"])
-            let errors = FileManager.default.temporaryDirectory.appendingPathComponent(
-                "e2e-proxy-\(fleet.database).err")
-            let proxy = try FixtureProcess(
-                script: "fault-proxy.py", arguments: [try #require(environment["FLOTILLA_TEST_AWS_ENDPOINT"])],
-                errorFile: errors)
-            defer {
-                try? proxy.input.fileHandleForWriting.close()
-                try? FileManager.default.removeItem(at: errors)
-            }
-            let ready = try await proxy.read()
-            let port = try #require(ready.hasPrefix("PORT ") ? Int(ready.dropFirst(5)) : nil, "\(ready)")
-            var rules = HTTPClientRequest(url: "http://127.0.0.1:\(port)/__fault__/rules")
-            rules.method = .POST
-            rules.body = .bytes(
-                ByteBuffer(
-                    string: """
-                        [{"action": "RunInstances", "times": 20, "status": 500, "code": "InsufficientInstanceCapacity",
-                          "message": "We currently do not have sufficient m4.xlarge capacity in the Availability Zone \
-                        you requested (us-west-2b).",
-                          "match": "SubnetId=\(zoneB)"}]
-                        """))
-            let answer = try await Fleet.http.execute(rules, timeout: .seconds(10))
-            try #require(answer.status == .ok)
+            let proxy = try await FaultProxy(
+                rules: """
+                    [{"action": "RunInstances", "times": 20, "status": 500, "code": "InsufficientInstanceCapacity",
+                      "message": "We currently do not have sufficient m4.xlarge capacity in the Availability Zone \
+                    you requested (us-west-2b).",
+                      "match": "SubnetId=\(zoneB)"}]
+                    """)
+            defer { proxy.stop() }
 
             try fleet.start(
                 ["run", "--worker-id", "w1"] + LifecycleTests.fastWorker,
                 environment: [
-                    "AWS_ENDPOINT_URL": "http://127.0.0.1:\(port)", "FLOTILLA_SUBNET_ID": "\(zoneB),\(zoneA)",
+                    "AWS_ENDPOINT_URL": proxy.endpoint, "FLOTILLA_SUBNET_ID": "\(zoneB),\(zoneA)",
                 ])
             try fleet.start(["janitor", "--interval-seconds", "1"])
             let request = try await fleet.run(["client", "request", "--nodes", "1", "--json"])
-            try #require(request.status == 0, "\(request.stderr) \(proxy.errors())")
+            try #require(request.status == 0, "\(request.stderr) \(proxy.fixture.errors())")
             let object = try jsonObject(request.output)
             let id = try #require(object["id"] as? String)
             let token = try #require(object["lease_token"] as? String)

@@ -28,7 +28,8 @@ struct CanaryCommand: AsyncParsableCommand {
             It prints the time of each phase, and writes to --out every AWS answer
             (credentials and key material removed: usable as test fixtures), each console
             output, and the install logs of a failure. Ctrl-C or SIGTERM stops it, and it
-            still tears down what it made.
+            still tears down what it made; once the teardown runs, a second Ctrl-C or SIGTERM
+            is reported and does not stop it (nothing sweeps up after a canary).
 
               worker canary --installer-url https://example.com/dcos/2.2.5/dcos_generate_config.sh
 
@@ -128,7 +129,7 @@ struct Canary: Sendable {
         let observer = CanaryObserver(canary: self)
         var status: Int32 = 0
         do {
-            let state = try await untilSignalled { try await self.provision(observer) }
+            let state = try await untilSignalled(secondEndsProcess: false) { try await self.provision(observer) }
             // A fast install can end before a console was read: read what is left once.
             try await self.watchConsoles(observer, once: true)
             self.say(
@@ -151,22 +152,31 @@ struct Canary: Sendable {
         }
         phases += observer.phases()
 
-        // 4. The teardown, whatever happened.
+        // 4. The teardown, whatever happened. Nothing sweeps up after a canary, so a second
+        // Ctrl-C (or a SIGTERM) does not cut it short: it is reported and the teardown goes on.
         let teardownStart = ContinuousClock.now
-        do {
-            let report = try await self.provisioner.teardown(
-                self.spec, state: observer.latest, observer: observer)
-            phases.append(("teardown", ContinuousClock.now - teardownStart))
+        let cluster = self.spec.clusterID
+        let note: @Sendable (Int32) -> Void = { number in
             self.say(
-                "torn down: \(report.terminatedInstances.count) instances, security group "
-                    + "\(report.deletedSecurityGroup ?? "none"); nothing tagged \(self.spec.clusterID) is left"
-            )
-        } catch let error as ProvisionError where error.code == .leftovers {
-            self.say("LEFT BEHIND: \(error.message)")
-            status = 3
-        } catch {
-            self.say("teardown failed: \(error); look for resources tagged cluster=\(self.spec.clusterID)")
-            status = 3
+                "\(number == SIGINT ? "interrupted" : "terminated") again: the teardown goes on (SIGKILL would leave "
+                    + "what is tagged cluster=\(cluster))")
+        }
+        await shieldedFromSignals(note: note) {
+            do {
+                let report = try await self.provisioner.teardown(
+                    self.spec, state: observer.latest, observer: observer)
+                phases.append(("teardown", ContinuousClock.now - teardownStart))
+                self.say(
+                    "torn down: \(report.terminatedInstances.count) instances, security group "
+                        + "\(report.deletedSecurityGroup ?? "none"); nothing tagged \(cluster) is left"
+                )
+            } catch let error as ProvisionError where error.code == .leftovers {
+                self.say("LEFT BEHIND: \(error.message)")
+                status = 3
+            } catch {
+                self.say("teardown failed: \(error); look for resources tagged cluster=\(cluster)")
+                status = 3
+            }
         }
         Self.write("Phases:")
         for (name, took) in phases + [("total", ContinuousClock.now - self.started)] {

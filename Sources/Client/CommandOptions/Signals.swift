@@ -37,14 +37,9 @@ private final class SignalMonitor: @unchecked Sendable {
         if let handler = self.handler.withLock({ $0 }) { handler(number) }
     }
 
-    /// Puts `handler` in place; returns the one it replaces.
-    @discardableResult
-    func handle(_ handler: Handler?) -> Handler? {
-        self.handler.withLock { current in
-            let previous = current
-            current = handler
-            return previous
-        }
+    /// Puts `handler` in place of the one before (nil: the signals are ignored).
+    func handle(_ handler: Handler?) {
+        self.handler.withLock { $0 = handler }
     }
 }
 

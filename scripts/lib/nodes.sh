@@ -244,6 +244,9 @@ stack_start_installer() {
   py=$(python3 -c 'import sys, yaml; print(sys.executable)')
   [ -f "$STACK_DIR/nodes/aws.json" ] || stack_nodes_write_aws_conf || return 1
   mkdir -p "$dir/state/nodes" "$dir/state/genconf" "$dir/www"
+  # A deploy writes what DC/OS's /opt/mesosphere holds for agents' tools (environment.export,
+  # the integration-test folder); every loopback node is this machine, so they share it.
+  [ -e /opt/mesosphere ] || stack_on_exit "$_nodes_sudo rm -rf /opt/mesosphere"
   : >"$dir/state/fail"
   "$py" "$FLOTILLA_ROOT/scripts/fixtures/dcos-stub/stub.py" render-installer \
     --out "$dir/www/dcos_generate_config.sh" --state "$dir/state" --aws-conf "$STACK_DIR/nodes/aws.json"

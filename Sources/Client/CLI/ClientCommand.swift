@@ -19,7 +19,7 @@ struct ClientCommand: AsyncParsableCommand {
         subcommands: [
             RequestCommand.self, RunCommand.self, StatusCommand.self, ListCommand.self, WaitCommand.self,
             ExtendCommand.self, ReleaseCommand.self, KeyCommand.self, LogsCommand.self, JobsCommand.self,
-            CostCommand.self,
+            CostCommand.self, ExecCommand.self, SendFileCommand.self, DownloadFileCommand.self, SyncCommand.self,
         ]
     )
 }

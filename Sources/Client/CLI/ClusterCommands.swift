@@ -189,17 +189,56 @@ struct KeyCommand: AsyncParsableCommand {
 
 struct LogsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "logs", abstract: "Write a cluster's install logs (<phase>-<ip>-journald.log) into a folder.",
-        discussion: "Example:\n  client logs c-0123456789 --out ./logs --lease-token $TOKEN")
+        commandName: "logs", abstract: "Write a cluster's logs into a folder: the stored install logs, or everything.",
+        discussion: """
+            --out DIR writes the install logs the worker stored
+            (<phase>-<ip>-journald.log for the nodes of a failed phase), also after the
+            cluster is gone.
+
+            --collect DIR gathers, from the nodes themselves, whatever the cluster's
+            state while it has nodes: every node's journal (<node>-<ip>-journal.log,
+            read with journalctl as root), a DC/OS diagnostics bundle made on master_0
+            through its diagnostics service (diagnostics-<id>.zip; none when DC/OS is
+            not running there), and the stored install logs (install/). Exit status 1
+            when a node's journal could not be read.
+
+            Examples:
+              client logs c-0123456789 --out ./logs --lease-token $TOKEN
+              client logs c-0123456789 --collect ./evidence
+            """)
     @Argument(help: "The cluster id.") var id: String
-    @Option(help: "The folder to write into (created if missing).") var out: String
+    @Option(help: "Write the stored install logs into this folder (created if missing).") var out: String?
+    @Option(help: "Gather journals, a diagnostics bundle and the install logs into this folder.") var collect: String?
+    @Option(help: "How long to wait for the diagnostics bundle.") var bundleTimeout: String = "10m"
+    @OptionGroup var access: NodeAccessOptions
     @OptionGroup var lease: LeaseOptions
     @OptionGroup var options: ClientOptions
 
+    func validate() throws {
+        guard (self.out == nil) != (self.collect == nil) else {
+            throw ValidationError("give one of --out DIR (stored install logs) or --collect DIR (from the nodes)")
+        }
+        guard let limit = ClusterRequest.parseDuration(self.bundleTimeout), limit > .zero else {
+            throw ValidationError("--bundle-timeout must be a duration like 10m")
+        }
+        try checkFolder(self.out ?? self.collect!, option: self.out == nil ? "--collect" : "--out")
+    }
+
     func run() async throws {
-        let (id, out, json, token) = (self.id, self.out, self.options.json, try self.lease.token())
-        try await withStore(self.options) { store, _ in
+        let (id, json, token, mode) = (self.id, self.options.json, try self.lease.token(), self.access.mode)
+        let (out, collect, limit) = (self.out, self.collect, ClusterRequest.parseDuration(self.bundleTimeout)!)
+        let complete = try await withStore(self.options) { store, _ -> Bool in
             let logs = try await store.logs(clusterID: id, leaseToken: token)
+            if let collect {
+                let access = try await NodeAccess.open(store: store, id: id, token: token, mode: mode)
+                let report = try await LogCollector(access: access, folder: collect, bundleTimeout: limit).collect(
+                    installLogs: logs)
+                var object: [String: Any] = ["id": id, "files": report.files, "missing_journals": report.failures]
+                object["bundle_problem"] = report.bundleProblem
+                printAnswer(json: json, object, text: report.text)
+                return report.failures.isEmpty
+            }
+            let out = out!
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             for log in logs {
                 try Data(log.contents.utf8).write(to: URL(fileURLWithPath: out).appendingPathComponent(log.name))
@@ -208,7 +247,24 @@ struct LogsCommand: AsyncParsableCommand {
                 json: json, ["id": id, "files": logs.map(\.name)],
                 text: logs.isEmpty
                     ? "cluster \(id) has no install logs" : logs.map { "\(out)/\($0.name)" }.joined(separator: "\n"))
+            return true
         }
+        if !complete { throw ExitCode(1) }
+    }
+}
+
+/// Refuses, before anything is recorded, a folder that cannot be made or written.
+func checkFolder(_ path: String, option: String) throws {
+    var isFolder: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) {
+        guard isFolder.boolValue else { throw ValidationError("\(option) \(path) is a file; give a folder") }
+        guard access(path, W_OK | X_OK) == 0 else { throw ValidationError("\(option) \(path) is not writable") }
+        return
+    }
+    var parent = URL(fileURLWithPath: path).deletingLastPathComponent()
+    while !FileManager.default.fileExists(atPath: parent.path) { parent = parent.deletingLastPathComponent() }
+    guard access(parent.path, W_OK | X_OK) == 0 else {
+        throw ValidationError("\(option) \(path): cannot make it (\(parent.path) is not writable)")
     }
 }
 

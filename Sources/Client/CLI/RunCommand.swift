@@ -38,6 +38,8 @@ struct RunCommand: AsyncParsableCommand {
               client run --nodes 3 -- ./integration-tests.sh
               client run --nodes 1 --lifetime 1h -- sh -c 'ssh -i "$FLOTILLA_SSH_KEY" \
             "$FLOTILLA_SSH_USER@$FLOTILLA_MASTER" true'
+              client run --nodes 3 --collect-logs-on-failure ./evidence -- \
+                sh -c 'client sync "$FLOTILLA_CLUSTER_ID" ~/dcos && client exec --test-env -- pytest -x'
 
             Exit codes: COMMAND's status; 1 when no cluster could be had; 64 bad usage; 127 COMMAND
             not found; 130 interrupted (SIGINT); 143 terminated (SIGTERM).
@@ -57,7 +59,14 @@ struct RunCommand: AsyncParsableCommand {
     @Option(
         help: "Where to write the SSH private key (mode 0600). Default: a private temporary file, removed afterwards.")
     var keyOut: String?
+    @Option(
+        help: """
+            When COMMAND exits non-zero, gather every node's journal, a DC/OS diagnostics bundle and the install \
+            logs into this folder before the cluster is released (as `client logs --collect`).
+            """)
+    var collectLogsOnFailure: String?
     @Argument(parsing: .postTerminator, help: "The command to run, after --.") var command: [String] = []
+    @OptionGroup var access: NodeAccessOptions
     @OptionGroup var options: ClientOptions
 
     func validate() throws {
@@ -73,6 +82,7 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("--timeout must be a duration like 45m")
         }
         if let keyOut { try checkWritable(keyOut, option: "--key-out") }
+        if let folder = self.collectLogsOnFailure { try checkFolder(folder, option: "--collect-logs-on-failure") }
     }
 
     func run() async throws {
@@ -87,9 +97,10 @@ struct RunCommand: AsyncParsableCommand {
             request: String(decoding: try JSONEncoder().encode(request), as: UTF8.self),
             abandonAfter: timeout + .seconds(15), poolMode: self.pool.mode)
         let (command, keyOut) = (self.command, self.keyOut)
+        let (collectFolder, mode) = (self.collectLogsOnFailure, self.access.mode)
         let status = try await withStore(self.options) { store, _ -> Int32 in
             let made = Responsibility()
-            let keyFolder = keyOut == nil ? try makePrivateFolder() : nil
+            let keyFolder = keyOut == nil ? try makePrivateFolder(prefix: "flotilla-run") : nil
             defer { if let keyFolder { try? FileManager.default.removeItem(atPath: keyFolder) } }
             let status: Int32
             do {
@@ -122,7 +133,21 @@ struct RunCommand: AsyncParsableCommand {
                         say("cluster \(id) ready after \(waited); running \(command.joined(separator: " "))")
                         let environment = clusterEnvironment(
                             cluster, nodes: nodes, token: receipt.leaseToken, keyPath: keyPath)
-                        return try await runChild(command, environment: environment)
+                        let status = try await runChild(command, environment: environment)
+                        if status != 0, let collectFolder {
+                            say("the command exited with status \(status); collecting logs into \(collectFolder)")
+                            do {
+                                let key = try String(contentsOfFile: keyPath, encoding: .utf8)
+                                let access = try NodeAccess(cluster: cluster, records: nodes, key: key, mode: mode)
+                                let logs = try await store.logs(clusterID: id, leaseToken: receipt.leaseToken)
+                                let report = try await LogCollector(access: access, folder: collectFolder).collect(
+                                    installLogs: logs)
+                                say(report.text.split(separator: "\n").joined(separator: "\nclient run: "))
+                            } catch {
+                                say("could not collect the logs: \(givingUp(error).why)")
+                            }
+                        }
+                        return status
                     }
                 }
             } catch {
@@ -145,16 +170,6 @@ struct RunCommand: AsyncParsableCommand {
 
 private func say(_ message: String) {
     FileHandle.standardError.write(Data("client run: \(message)\n".utf8))
-}
-
-/// A folder only this user can read, for the key.
-private func makePrivateFolder() throws -> String {
-    var template = Array(
-        FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-run.XXXXXX").path.utf8CString)
-    guard let made = mkdtemp(&template) else {
-        throw QueueError(.invalidInput, "cannot create a private temporary folder for the key")
-    }
-    return String(cString: made)
 }
 
 /// The environment COMMAND runs in: this one plus the cluster's addresses, key and user.
@@ -213,101 +228,5 @@ func keepAlive(id: String, token: String, store: ClusterAPI, timeout: Duration, 
             failing = true
         }
         try? await Task.sleep(for: every)
-    }
-}
-
-/// Runs `command` (found through PATH) with the terminal's standard streams (and no other
-/// descriptor of this process) and returns its exit status (128 + the signal for a signal, 127 when it is not
-/// found). SIGINT and SIGTERM are set back to their defaults in the child (this process ignores them to handle them).
-/// Cancelled, it gives the child the signal this client received (SIGTERM if none), SIGKILL
-/// after 10 s, and still waits for it to end.
-func runChild(_ command: [String], environment: [String: String]) async throws -> Int32 {
-    var attributes = posix_spawnattr_t()
-    posix_spawnattr_init(&attributes)
-    defer { posix_spawnattr_destroy(&attributes) }
-    var defaults = sigset_t()
-    sigemptyset(&defaults)
-    for number in [SIGINT, SIGTERM, SIGPIPE, SIGQUIT, SIGHUP] { sigaddset(&defaults, number) }
-    posix_spawnattr_setsigdefault(&attributes, &defaults)
-    var mask = sigset_t()
-    sigemptyset(&mask)
-    posix_spawnattr_setsigmask(&attributes, &mask)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-
-    // COMMAND gets the standard streams and nothing else of this process: no database
-    // socket, and no descriptor a parent watches to learn that this client ended (a command
-    // left running would keep it open).
-    var files = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&files)
-    defer { posix_spawn_file_actions_destroy(&files) }
-    closeInheritedDescriptors(&files)
-
-    let argv = command.map { strdup($0) } + [nil]
-    let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-    defer { for pointer in argv + envp { free(pointer) } }
-    var pid: pid_t = 0
-    // PATH for the lookup is this process's own, as a shell's would be.
-    let spawned = posix_spawnp(&pid, command[0], &files, &attributes, argv, envp)
-    guard spawned == 0 else {
-        FileHandle.standardError.write(
-            Data("client run: cannot run \(command[0]): \(String(cString: strerror(spawned)))\n".utf8))
-        return spawned == ENOENT ? 127 : 126
-    }
-    let exit = ChildExit()
-    let child = pid
-    Thread.detachNewThread {
-        var status: Int32 = 0
-        while waitpid(child, &status, 0) == -1 && errno == EINTR {}
-        let signal = status & 0x7f
-        exit.finish(signal == 0 ? (status >> 8) & 0xff : 128 + signal)
-    }
-    return await withTaskCancellationHandler {
-        await exit.wait()
-    } onCancel: {
-        let number = lastSignal.load(ordering: .relaxed)
-        kill(child, number == 0 ? SIGTERM : number)
-        DispatchQueue.global().asyncAfter(deadline: .now() + 10) {
-            if !exit.isFinished { kill(child, SIGKILL) }
-        }
-    }
-}
-
-/// Adds "close every descriptor from 3 on" to `files`: glibc's closefrom action where it has
-/// one (2.34+; Swift's Glibc module does not import it), else a close for each open one.
-private func closeInheritedDescriptors(_ files: inout posix_spawn_file_actions_t) {
-    typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-    if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") {
-        _ = unsafeBitCast(symbol, to: CloseFrom.self)(&files, 3)
-        return
-    }
-    for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
-        if let fd = Int32(name), fd > 2 { posix_spawn_file_actions_addclose(&files, fd) }
-    }
-}
-
-/// A child's exit status, awaited without regard to cancellation (a child is always reaped).
-final class ChildExit: Sendable {
-    private let state = Mutex<(status: Int32?, waiter: CheckedContinuation<Int32, Never>?)>((nil, nil))
-
-    func finish(_ status: Int32) {
-        let waiter = self.state.withLock { state -> CheckedContinuation<Int32, Never>? in
-            state.status = status
-            defer { state.waiter = nil }
-            return state.waiter
-        }
-        waiter?.resume(returning: status)
-    }
-
-    var isFinished: Bool { self.state.withLock { $0.status != nil } }
-
-    func wait() async -> Int32 {
-        await withCheckedContinuation { continuation in
-            let done = self.state.withLock { state -> Int32? in
-                if let status = state.status { return status }
-                state.waiter = continuation
-                return nil
-            }
-            if let done { continuation.resume(returning: done) }
-        }
     }
 }

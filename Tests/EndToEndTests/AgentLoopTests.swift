@@ -1,0 +1,244 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// What a CI agent does once it holds a cluster, through real `client` processes and OpenSSH
+/// to the loopback nodes: commands (in the DC/OS test environment too), files both ways, a
+/// checkout's tests synced to the masters, and the evidence gathered when something failed.
+@Suite("The agent's loop: commands, files and logs on the nodes", .serialized, .timeLimit(.minutes(10)))
+struct AgentLoopTests {
+    static let fastWorker = ["--lease-seconds", "4", "--heartbeat-seconds", "1", "--poll-seconds", "0.5"]
+
+    /// A ready cluster of 1 master, 1 agent and 1 public agent: (id, token, the nodes' private IPs by role).
+    static func readyCluster(_ fleet: Fleet) async throws -> (id: String, token: String, ips: [String: [String]]) {
+        let request = try await fleet.run(["client", "request", "--nodes", "3", "--json"])
+        try #require(request.status == 0, "\(request.stderr)\n\(fleet.workerLogs())")
+        let object = try jsonObject(request.output)
+        let id = try #require(object["id"] as? String)
+        let token = try #require(object["lease_token"] as? String)
+        var ips: [String: [String]] = [:]
+        for node in object["nodes"] as? [[String: Any]] ?? [] {
+            ips[node["role"] as? String ?? "", default: []].append(node["private_ip"] as? String ?? "")
+        }
+        return (id, token, ips)
+    }
+
+    /// Writes `files` (relative path → (contents, mode)) under `root`.
+    static func write(_ files: [String: (String, Int)], under root: URL) throws {
+        for (path, (contents, mode)) in files {
+            let url = root.appendingPathComponent(path)
+            try FileManager.default.createDirectory(
+                at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(contents.utf8).write(to: url)
+            try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: url.path)
+        }
+    }
+
+    /// Every regular file under `root`: relative path → (contents, mode).
+    static func tree(_ root: URL) -> [String: String] {
+        var result: [String: String] = [:]
+        let enumerator = FileManager.default.enumerator(atPath: root.path)
+        while let path = enumerator?.nextObject() as? String {
+            let full = root.appendingPathComponent(path).path
+            let attributes = try? FileManager.default.attributesOfItem(atPath: full)
+            let mode = (attributes?[.posixPermissions] as? Int).map { String($0, radix: 8) } ?? "?"
+            if attributes?[.type] as? FileAttributeType == .typeDirectory {
+                result[path + "/"] = mode
+            } else {
+                let contents = String(decoding: FileManager.default.contents(atPath: full) ?? Data(), as: UTF8.self)
+                result[path] = "\(mode) \(contents)"
+            }
+        }
+        return result
+    }
+
+    @Test(
+        """
+        exec (the test environment, a failing status, an unknown node, Ctrl-C), send-file and download-file of a \
+        folder with its modes, sync of a checkout, and logs --collect on a ready cluster
+        """)
+    func agentLoop() async throws {
+        try await Fleet.with { fleet in
+            try fleet.start(["run"] + Self.fastWorker)
+            let (id, token, ips) = try await Self.readyCluster(fleet)
+            let lease = ["--lease-token", token]
+            let scratch = try fleet.makeScratchDirectory(suffix: "-agent")
+
+            // sync: a checkout's integration tests reach the masters' test folder.
+            let checkout = scratch.appendingPathComponent("dcos")
+            let testScript = """
+                import os, sys
+                def test_hosts():
+                    assert os.environ["MASTER_HOSTS"] == os.environ["EXPECT_MASTERS"], os.environ["MASTER_HOSTS"]
+                    assert os.environ["SLAVE_HOSTS"] == os.environ["EXPECT_AGENTS"], os.environ["SLAVE_HOSTS"]
+                    assert os.environ["PUBLIC_SLAVE_HOSTS"] == os.environ["EXPECT_PUBLIC"]
+                    assert os.environ["DCOS_STUB_ENVIRONMENT"] == "sourced", "environment.export was not sourced"
+                    assert os.getcwd() == "/opt/mesosphere/active/dcos-integration-test", os.getcwd()
+                def test_meant_to_fail():
+                    assert os.environ.get("MAKE_IT_PASS") == "1", "failing on purpose"
+                failed = 0
+                for name, test in sorted(globals().items()):
+                    if name.startswith("test_"):
+                        try:
+                            test()
+                            print(name, "PASSED")
+                        except AssertionError as error:
+                            failed += 1
+                            print(name, "FAILED:", error)
+                sys.exit(1 if failed else 0)
+                """
+            try Self.write(
+                [
+                    "packages/dcos-integration-test/extra/test_flotilla_env.py": (testScript, 0o644),
+                    "packages/dcos-integration-test/extra/__pycache__/stale.pyc": ("x", 0o644),
+                ], under: checkout)
+            let sync = try await fleet.run(["client", "sync", id, checkout.path] + lease)
+            #expect(sync.status == 0, "\(sync.output)\n\(sync.stderr)")
+            #expect(sync.output.contains("master_0"), "\(sync.output)")
+            let noCheckout = try await fleet.run(["client", "sync", id, scratch.path] + lease)
+            #expect(noCheckout.status == 64 && noCheckout.stderr.contains("packages/dcos-integration-test/extra"))
+
+            // exec --test-env: the script reads the environment; its failing status comes back.
+            let expect = [
+                "--env", "EXPECT_MASTERS=\(ips["master", default: []].joined(separator: ","))",
+                "--env", "EXPECT_AGENTS=\(ips["slave", default: []].joined(separator: ","))",
+                "--env", "EXPECT_PUBLIC=\(ips["slave_public", default: []].joined(separator: ","))",
+            ]
+            let failing = try await fleet.run(
+                ["client", "exec", id, "--test-env"] + expect + lease + ["--", "python3", "test_flotilla_env.py"])
+            #expect(failing.status == 1, "\(failing.output)\n\(failing.stderr)")
+            #expect(failing.output.contains("test_hosts PASSED"), "\(failing.output)")
+            #expect(failing.output.contains("test_meant_to_fail FAILED: failing on purpose"), "\(failing.output)")
+            let passing = try await fleet.run(
+                ["client", "exec", id, "--test-env", "--env", "MAKE_IT_PASS=1"] + expect + lease
+                    + ["--", "python3", "test_flotilla_env.py"])
+            #expect(passing.status == 0, "\(passing.output)\n\(passing.stderr)")
+
+            // An exit status, arguments kept as words, and a node by name.
+            let status = try await fleet.run(
+                ["client", "exec", id, "--node", "agent_0"] + lease + [
+                    "--", "sh", "-c", "echo \"$0 $1\"; exit 7", "a b", "c",
+                ])
+            #expect(status.status == 7 && status.output == "a b c\n", "\(status.output)\n\(status.stderr)")
+            let unknown = try await fleet.run(["client", "exec", id, "--node", "agent_9"] + lease + ["--", "true"])
+            #expect(
+                unknown.status == 1 && unknown.stderr.contains("master_0, agent_0, public_agent_0"), "\(unknown.stderr)"
+            )
+
+            // Ctrl-C reaches the command on the node, and its status is the client's.
+            let marker = scratch.appendingPathComponent("interrupted").path
+            let long = try fleet.startInBackground(
+                ["client", "exec", id] + lease + [
+                    "--", "sh", "-c",
+                    "trap 'echo got-INT > \(marker); exit 130' INT; echo started; while :; do sleep 0.1; done",
+                ])
+            let started = try await eventually("the remote command started", timeout: .seconds(30)) {
+                long.stdoutSoFar().contains("started")
+            }
+            try #require(started, "\(long.stderrSoFar())")
+            long.send(SIGINT)
+            let interrupted = await long.finish(within: .seconds(30))
+            #expect(interrupted?.status == 130, "\(String(describing: interrupted))")
+            #expect((try? String(contentsOfFile: marker, encoding: .utf8)) == "got-INT\n")
+
+            // send-file and download-file round-trip a folder with its modes.
+            let local = scratch.appendingPathComponent("payload")
+            try Self.write(
+                [
+                    "run.sh": ("#!/bin/sh\necho hi\n", 0o755), "secret.txt": ("s3cret\n", 0o600),
+                    "nested/deeper/data.json": ("{\"a\": 1}\n", 0o640),
+                ], under: local)
+            let remote = scratch.appendingPathComponent("on-the-node/payload-copy").path
+            let send = try await fleet.run(
+                ["client", "send-file", id, local.path, remote, "--node", "public_agent_0"] + lease)
+            #expect(send.status == 0, "\(send.output)\n\(send.stderr)")
+            let back = scratch.appendingPathComponent("back")
+            let download = try await fleet.run(
+                ["client", "download-file", id, remote, back.path, "--node", "public_agent_0"] + lease)
+            #expect(download.status == 0, "\(download.output)\n\(download.stderr)")
+            #expect(Self.tree(back) == Self.tree(local), "\(Self.tree(back)) vs \(Self.tree(local))")
+            #expect(
+                Self.tree(local)["run.sh"]?.hasPrefix("755 ") == true
+                    && Self.tree(local)["secret.txt"]?.hasPrefix("600 ") == true)
+            let missing = try await fleet.run(
+                [
+                    "client", "download-file", id, "/nonexistent/\(UUID().uuidString)",
+                    scratch.appendingPathComponent("none").path,
+                ]
+                    + lease)
+            #expect(
+                missing.status == 1 && missing.stderr.contains("no such file or folder on master_0"),
+                "\(missing.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: scratch.appendingPathComponent("none").path))
+
+            // logs --collect: every node's journal and a diagnostics bundle from master_0.
+            let evidence = scratch.appendingPathComponent("evidence")
+            let collect = try await fleet.run(["client", "logs", id, "--collect", evidence.path, "--json"] + lease)
+            #expect(collect.status == 0, "\(collect.output)\n\(collect.stderr)")
+            try Self.expectEvidence(in: evidence, ips: ips)
+        }
+    }
+
+    /// A journal per node (bootstrap too) that shows its deploy, and a bundle listing every node.
+    static func expectEvidence(in folder: URL, ips: [String: [String]]) throws {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        for (role, name) in [("master", "master_0"), ("slave", "agent_0"), ("slave_public", "public_agent_0")] {
+            for ip in ips[role, default: []] {
+                let path = folder.appendingPathComponent("\(name)-\(ip)-journal.log").path
+                let journal = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+                #expect(journal.contains("dcos-setup") && journal.contains("deploy \(role)"), "\(path): \(journal)")
+            }
+        }
+        #expect(files.contains { $0.hasPrefix("bootstrap-") && $0.hasSuffix("-journal.log") }, "\(files)")
+        let bundle = try #require(files.first { $0.hasPrefix("diagnostics-") && $0.hasSuffix(".zip") }, "\(files)")
+        let listing = Process()
+        listing.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        listing.arguments = [
+            "python3", "-c", "import sys, zipfile; print('\\n'.join(zipfile.ZipFile(sys.argv[1]).namelist()))",
+            folder.appendingPathComponent(bundle).path,
+        ]
+        let pipe = Pipe()
+        listing.standardOutput = pipe
+        try listing.run()
+        let names = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        listing.waitUntilExit()
+        #expect(names.contains("summaryReport.txt"), "\(names)")
+        for (role, folderRole) in [("master", "master"), ("slave", "agent"), ("slave_public", "agent_public")] {
+            for ip in ips[role, default: []] {
+                #expect(names.contains("\(ip)_\(folderRole)/dcos-journal.log"), "\(names)")
+            }
+        }
+    }
+
+    @Test(
+        """
+        client run --collect-logs-on-failure: a failing command leaves every journal and a bundle, then the \
+        cluster is destroyed
+        """
+    )
+    func collectOnFailure() async throws {
+        try await Fleet.with { fleet in
+            try fleet.start(["run"] + Self.fastWorker)
+            try fleet.start(["janitor", "--interval-seconds", "1"])
+            let folder = try fleet.makeScratchDirectory(suffix: "-evidence").appendingPathComponent("logs")
+            let run = try await fleet.run(
+                ["client", "run", "--nodes", "3", "--collect-logs-on-failure", folder.path, "--", "sh", "-c", "exit 7"])
+            #expect(run.status == 7, "\(run.stderr)")
+            let id = try await fleet.scalar("SELECT id FROM clusters", as: String.self)
+            let ips = try await fleet.withClient { client in
+                var ips: [String: [String]] = [:]
+                let rows = try await client.query(
+                    "SELECT role, private_ip FROM nodes WHERE cluster_id = \(id)", logger: Fleet.logger)
+                for try await (role, ip) in rows.decode((String, String).self) { ips[role, default: []].append(ip) }
+                return ips
+            }
+            try Self.expectEvidence(in: folder, ips: ips)
+            let destroyed = try await eventually("\(id) destroyed after the release", timeout: .seconds(120)) {
+                try await fleet.state(of: id) == "destroyed"
+            }
+            let summary = await fleet.summary(id)
+            #expect(destroyed, "\(summary)")
+            try await fleet.expectNothingLeft(id)
+        }
+    }
+}

@@ -229,6 +229,45 @@ $$;
 
 
 --
+-- Name: api_pool_explain(jsonb); Type: FUNCTION; Schema: flotilla_api; Owner: -
+--
+
+CREATE FUNCTION flotilla_api.api_pool_explain(p_request jsonb) RETURNS TABLE(pool text, differing text[], ready integer)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    SELECT p.name, pool_spec_difference(p_request, p.spec),
+           (SELECT count(*)::int FROM clusters c
+            WHERE c.pool = p.name AND c.spec_hash = p.spec_hash AND c.handed_out_at IS NULL AND c.state = 'ready')
+    FROM pools p
+    WHERE jsonb_typeof(p_request) = 'object'
+    ORDER BY cardinality(pool_spec_difference(p_request, p.spec)), p.name
+    LIMIT 5
+$$;
+
+
+--
+-- Name: api_pools(); Type: FUNCTION; Schema: flotilla_api; Owner: -
+--
+
+CREATE FUNCTION flotilla_api.api_pools() RETURNS TABLE(name text, masters integer, agents integer, public_agents integer, instance_type text, region text, ready integer, building integer, target integer, min_ready integer, max_ready integer)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    SELECT p.name, (p.spec ->> 'masters')::int, (p.spec ->> 'agents')::int, (p.spec ->> 'publicAgents')::int,
+           p.spec ->> 'instanceType', p.region,
+           count(c.id) FILTER (WHERE c.state = 'ready')::int,
+           count(c.id) FILTER (WHERE c.state IN ('requested', 'provisioning'))::int,
+           p.target, p.min_ready, p.max_ready
+    FROM pools p
+    LEFT JOIN clusters c ON c.pool = p.name AND c.spec_hash = p.spec_hash AND c.handed_out_at IS NULL
+                        AND c.state IN ('requested', 'provisioning', 'ready')
+    GROUP BY p.name
+    ORDER BY p.name
+$$;
+
+
+--
 -- Name: api_release(text, text); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
@@ -244,10 +283,10 @@ $$;
 
 
 --
--- Name: api_request(text, text, jsonb, double precision, text); Type: FUNCTION; Schema: flotilla_api; Owner: -
+-- Name: api_request(text, text, jsonb, double precision, text, text); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
-CREATE FUNCTION flotilla_api.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text DEFAULT 'auto'::text) RETURNS TABLE(id text, lease_token text, created boolean, from_pool text)
+CREATE FUNCTION flotilla_api.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text DEFAULT 'auto'::text, p_pool_name text DEFAULT NULL::text) RETURNS TABLE(id text, lease_token text, created boolean, from_pool text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -262,6 +301,7 @@ DECLARE
     matched pools;
     taken text;
     wanted_lifetime interval;
+    mode text := p_pool_mode;
 BEGIN
     -- A cluster whose key could not be sent to this session is not built in vain (api_key).
     IF session_private_enough() IS NOT TRUE AND NOT coalesce(rules.allow_cleartext_keys, false) THEN
@@ -279,8 +319,25 @@ BEGIN
     IF p_abandon_after_seconds IS NULL OR p_abandon_after_seconds <= 0 OR p_abandon_after_seconds > 7 * 86400 THEN
         PERFORM api_bad('the wait deadline must be positive and at most 7 days');
     END IF;
-    IF p_pool_mode IS NULL OR p_pool_mode NOT IN ('auto', 'wait', 'never') THEN
+    IF mode IS NULL OR mode NOT IN ('auto', 'wait', 'never') THEN
         PERFORM api_bad('the pool mode must be auto, wait or never');
+    END IF;
+    IF p_pool_name IS NOT NULL THEN
+        IF mode = 'never' THEN
+            PERFORM api_bad('a pool name and the pool mode never contradict each other: give one of them');
+        END IF;
+        IF jsonb_typeof(p_request) IS DISTINCT FROM 'object' THEN
+            PERFORM api_bad('the request must be a JSON object');
+        END IF;
+        SELECT * INTO matched FROM pools WHERE name = p_pool_name;
+        IF NOT FOUND THEN
+            PERFORM api_bad(format('no pool named %s (pools: %s; `client pools` lists them)',
+                                   left(p_pool_name, 60),
+                                   coalesce((SELECT string_agg(name, ', ' ORDER BY name) FROM pools), 'none')));
+        END IF;
+        -- The pool's cluster, with the caller's lifetime (or the default one).
+        p_request := matched.spec || jsonb_build_object('lifetimeSeconds', coalesce(p_request -> 'lifetimeSeconds', '7200'::jsonb));
+        mode := 'wait';
     END IF;
     PERFORM api_validate_request(p_request, who);
     IF p_request_id IS NOT NULL THEN
@@ -304,7 +361,7 @@ BEGIN
     wanted_lifetime := make_interval(secs => (p_request ->> 'lifetimeSeconds')::float8);
     nodes := (p_request ->> 'masters')::int + (p_request ->> 'agents')::int + (p_request ->> 'publicAgents')::int;
 
-    IF p_pool_mode <> 'never' THEN
+    IF mode <> 'never' AND matched.name IS NULL THEN
         SELECT * INTO matched FROM pools WHERE spec_hash = pool_spec_hash(p_request);
     END IF;
     -- The cluster is taken (or recorded) first and the owner's quota checked last
@@ -316,7 +373,7 @@ BEGIN
           AND c.state = 'ready' AND c.healthy_until > now() AND c.expires_at > now() + interval '1 minute'
         ORDER BY c.ready_at LIMIT 1
         FOR UPDATE SKIP LOCKED;
-        IF taken IS NULL AND p_pool_mode = 'wait' THEN
+        IF taken IS NULL AND mode = 'wait' THEN
             SELECT c.id INTO taken FROM clusters c
             WHERE c.pool = matched.name AND c.spec_hash = matched.spec_hash AND c.handed_out_at IS NULL
               AND c.state IN ('requested', 'provisioning')
@@ -335,7 +392,8 @@ BEGIN
         WHERE c.id = taken;
         INSERT INTO cluster_tokens (cluster_id, token_hash) VALUES (taken, sha256(convert_to(token, 'UTF8')));
         INSERT INTO cluster_events (cluster_id, kind, detail)
-        VALUES (taken, 'handed-out', jsonb_build_object('owner', who, 'pool', matched.name));
+        VALUES (taken, 'handed-out', jsonb_build_object('owner', who, 'pool', matched.name,
+                                                        'by_name', p_pool_name IS NOT NULL));
         PERFORM api_check_quota(who, rules, nodes);
         RETURN QUERY SELECT taken, token, true, matched.name;
         RETURN;
@@ -350,7 +408,9 @@ BEGIN
     INSERT INTO jobs (kind, cluster_id, payload, max_attempts, idempotency_key, priority, run_after)
     VALUES ('provision', new_id, jsonb_build_object('cluster_id', new_id), 5, 'provision:' || new_id, 5,
             provision_turn(who));
-    INSERT INTO cluster_events (cluster_id, kind, detail) VALUES (new_id, 'requested', jsonb_build_object('owner', who));
+    INSERT INTO cluster_events (cluster_id, kind, detail)
+    VALUES (new_id, 'requested', jsonb_build_object('owner', who) || CASE WHEN p_pool_name IS NULL THEN '{}'::jsonb
+                                                                          ELSE jsonb_build_object('pool', p_pool_name) END);
     PERFORM api_check_quota(who, rules, nodes);
     RETURN QUERY SELECT new_id, token, true, NULL::text;
 END;
@@ -1641,6 +1701,19 @@ $$;
 
 
 --
+-- Name: pool_spec_difference(jsonb, jsonb); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.pool_spec_difference(a jsonb, b jsonb) RETURNS text[]
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT coalesce(array_agg(k ORDER BY k), '{}')
+    FROM (SELECT jsonb_object_keys(pool_spec(a)) AS k UNION SELECT jsonb_object_keys(pool_spec(b))) keys
+    WHERE pool_spec(a) -> k IS DISTINCT FROM pool_spec(b) -> k
+$$;
+
+
+--
 -- Name: pool_spec_hash(jsonb); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -2820,6 +2893,26 @@ GRANT ALL ON FUNCTION flotilla_api.api_nodes(p_id text) TO flotilla_client;
 
 
 --
+-- Name: FUNCTION api_pool_explain(p_request jsonb); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_pool_explain(p_request jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_pool_explain(p_request jsonb) TO flotilla_client;
+GRANT ALL ON FUNCTION flotilla_api.api_pool_explain(p_request jsonb) TO flotilla_worker;
+GRANT ALL ON FUNCTION flotilla_api.api_pool_explain(p_request jsonb) TO flotilla_operator;
+
+
+--
+-- Name: FUNCTION api_pools(); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_pools() FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_pools() TO flotilla_client;
+GRANT ALL ON FUNCTION flotilla_api.api_pools() TO flotilla_worker;
+GRANT ALL ON FUNCTION flotilla_api.api_pools() TO flotilla_operator;
+
+
+--
 -- Name: FUNCTION api_release(p_id text, p_token text); Type: ACL; Schema: flotilla_api; Owner: -
 --
 
@@ -2829,12 +2922,12 @@ GRANT ALL ON FUNCTION flotilla_api.api_release(p_id text, p_token text) TO floti
 
 
 --
--- Name: FUNCTION api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text); Type: ACL; Schema: flotilla_api; Owner: -
+-- Name: FUNCTION api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text, p_pool_name text); Type: ACL; Schema: flotilla_api; Owner: -
 --
 
-REVOKE ALL ON FUNCTION flotilla_api.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text) FROM PUBLIC;
-GRANT ALL ON FUNCTION flotilla_api.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text) TO flotilla_worker;
-GRANT ALL ON FUNCTION flotilla_api.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text) TO flotilla_client;
+REVOKE ALL ON FUNCTION flotilla_api.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text, p_pool_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text, p_pool_name text) TO flotilla_client;
+GRANT ALL ON FUNCTION flotilla_api.api_request(p_request_id text, p_label text, p_request jsonb, p_abandon_after_seconds double precision, p_pool_mode text, p_pool_name text) TO flotilla_worker;
 
 
 --
@@ -3230,6 +3323,14 @@ GRANT ALL ON FUNCTION public.pool_set(p_name text, p_spec jsonb, p_region text, 
 
 REVOKE ALL ON FUNCTION public.pool_spec(p jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.pool_spec(p jsonb) TO flotilla_worker;
+
+
+--
+-- Name: FUNCTION pool_spec_difference(a jsonb, b jsonb); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.pool_spec_difference(a jsonb, b jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.pool_spec_difference(a jsonb, b jsonb) TO flotilla_worker;
 
 
 --

@@ -79,6 +79,76 @@ struct PoolTests {
     }
 
     @Test(
+        """
+        --pool-name hands out a pool's cluster to a request whose installer URL differs; --explain-pool and the \
+        default line name the differing option; client pools lists it; an unknown pool is refused
+        """)
+    func poolByName() async throws {
+        try await Fleet.with { fleet in
+            try fleet.start(["run", "--worker-id", "w1", "--concurrency", "2"] + Self.fastWorker)
+            try fleet.start(Self.janitor)
+            let set = try await fleet.run([
+                "worker", "pool", "set", "named", "--nodes", "1", "--min", "1", "--max", "1",
+            ])
+            try #require(set.status == 0, "\(set.stderr)")
+            try await Self.waitForPool(fleet, "named", ready: 1)
+            let spare = try await Self.strings(
+                fleet, "SELECT id FROM clusters WHERE pool = 'named' AND handed_out_at IS NULL AND state = 'ready'")
+
+            let pools = try await fleet.run(["client", "pools", "--json"])
+            #expect(pools.status == 0, "\(pools.stderr)")
+            let listed = try jsonObject(pools.output)["pools"] as? [[String: Any]] ?? []
+            #expect(listed.count == 1 && listed.first?["name"] as? String == "named", "\(pools.output)")
+            #expect(listed.first?["ready"] as? Int == 1 && listed.first?["masters"] as? Int == 1, "\(pools.output)")
+            #expect(listed.first?["installer_url"] == nil, "a client sees a pool's shape, not its configuration")
+
+            // Another installer URL: the spec misses the pool. The explanation names the option.
+            let other = try #require(ProcessInfo.processInfo.environment["FLOTILLA_TEST_INSTALLER_URL"]) + "?build=2"
+            let explained = try await fleet.run([
+                "client", "request", "--nodes", "1", "--installer-url", other, "--explain-pool", "--no-wait", "--json",
+                "--pool", "auto",
+            ])
+            #expect(explained.status == 0, "\(explained.stderr)")
+            #expect(
+                explained.stderr.contains("warm pool named (1 ready): differs in --installer-url"),
+                "\(explained.stderr)")
+            let missed = try jsonObject(explained.output)
+            let missedID = try #require(missed["id"] as? String)
+            let missedToken = try #require(missed["lease_token"] as? String)
+            #expect(!spare.contains(missedID), "a request that differs is not served by the pool")
+            let release = try await fleet.run(["client", "release", missedID, "--lease-token", missedToken])
+            #expect(release.status == 0, "\(release.stderr)")
+            let quiet = try await fleet.run([
+                "client", "request", "--nodes", "1", "--installer-url", other, "--no-wait", "--json",
+            ])
+            #expect(quiet.stderr.contains("the nearest, named, differs in --installer-url"), "\(quiet.stderr)")
+            let quietObject = try jsonObject(quiet.output)
+            _ = try await fleet.run([
+                "client", "release", try #require(quietObject["id"] as? String), "--lease-token",
+                try #require(quietObject["lease_token"] as? String),
+            ])
+
+            // By name: the spare, whatever the request's own installer URL.
+            let taken = try await Self.request(
+                fleet, ["--installer-url", other, "--pool-name", "named", "--lifetime", "1h"])
+            #expect(taken.pool == "named" && spare == [taken.id], "\(taken) vs \(spare)")
+            let left = try await fleet.scalar(
+                "SELECT extract(epoch FROM expires_at - now())::float8 FROM clusters WHERE id = \(taken.id)",
+                as: Double.self)
+            #expect(left > 3500 && left <= 3600, "the request's lifetime counts: \(left) s")
+
+            let unknown = try await fleet.run(["client", "request", "--pool-name", "nosuch", "--no-wait"])
+            #expect(
+                unknown.status == 1 && unknown.stderr.contains("no pool named nosuch (pools: named"),
+                "\(unknown.stderr)")
+            let bad = try await fleet.run(["client", "request", "--pool-name", "Bad Name", "--no-wait"])
+            #expect(bad.status == 64, "\(bad.stderr)")
+
+            try await Self.cleanUp(fleet, holding: [(taken.id, taken.token)], path: "pool by name")
+        }
+    }
+
+    @Test(
         "a pool of 2 fills, serves ready clusters at once, refills after 2 claims; a spec change replaces its clusters"
     )
     func refillAndReplace() async throws {

@@ -17,8 +17,11 @@ struct RequestCommand: AsyncParsableCommand {
 
             \(ClusterShapeOptions.splitHelp)
 
-            A request whose spec matches a warm pool (`worker pool list`) is answered at once
-            with one of its ready clusters (--pool never builds a new one anyway).
+            A request whose spec matches a warm pool (`client pools`) is answered at once
+            with one of its ready clusters (--pool never builds a new one anyway). One changed
+            byte (another installer URL, configuration, copied file) misses the pool: a line on
+            standard error names the nearest pool and what differs (--explain-pool says more),
+            and --pool-name NAME takes from that pool anyway.
 
             Examples:
               client request --nodes 3
@@ -26,6 +29,7 @@ struct RequestCommand: AsyncParsableCommand {
                   --admin-location 203.0.113.0/24 --dcos-config extra.yaml \\
                   --copy-to-installer ./ca.crt:ca/ca.crt --request-id "$CI_JOB_ID" --key-out ./cluster.key
               client request --nodes 1 --no-wait --json
+              client request --pool-name ci-small --lifetime 1h
 
             Giving up never leaves a cluster behind: on a timeout, Ctrl-C (SIGINT), SIGTERM or an
             error after the cluster was recorded, the cluster is released (torn down) unless
@@ -64,14 +68,20 @@ struct RequestCommand: AsyncParsableCommand {
             cluster is built; wait takes a pool cluster still being built before building a new one; never \
             always builds.
             """) var pool: PoolModeOption = .auto
+    @OptionGroup var byName: PoolNameOptions
     @OptionGroup var options: ClientOptions
 
-    /// The request, validated; nothing is written when this throws.
-    func makeRequest() throws -> ClusterRequest {
+    /// The request as JSON, validated; nothing is written when this throws.
+    func makeRequest() throws -> String {
         guard let lifetime = ClusterRequest.parseDuration(self.lifetime) else {
             throw ValidationError("--lifetime must be a duration like 90m or 2h")
         }
-        let request = try self.shape.request(lifetimeSeconds: lifetime.seconds)
+        let request =
+            self.byName.poolName != nil
+            ? PoolNameOptions.lifetimeOnly(lifetime.seconds)
+            : String(
+                decoding: try JSONEncoder().encode(try self.shape.request(lifetimeSeconds: lifetime.seconds)),
+                as: UTF8.self)
         guard ClusterRequest.parseDuration(self.timeout) != nil else {
             throw ValidationError("--timeout must be a duration like 45m")
         }
@@ -91,15 +101,16 @@ struct RequestCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let request = try self.makeRequest()
-        let json = String(decoding: try JSONEncoder().encode(request), as: UTF8.self)
+        let json = try self.makeRequest()
         let timeout = ClusterRequest.parseDuration(self.timeout)!
         // Every request carries an id, so a request that a signal interrupted while it was
         // being recorded can be found again (the same id returns it) and released.
         let new = NewCluster(
             requestID: self.requestID ?? "auto-" + UUID().uuidString.lowercased(), label: self.label,
-            request: json, abandonAfter: timeout + .seconds(15), poolMode: self.pool.mode)
+            request: json, abandonAfter: timeout + .seconds(15), poolMode: self.pool.mode,
+            poolName: self.byName.poolName)
         let (noWait, asJSON, keyOut, keep) = (self.noWait, self.options.json, self.keyOut, self.keepOnFailure)
+        let explain = self.byName.explainPool
         let tokenOut = self.tokenOut
         let status = try await withStore(self.options) { store, _ -> Int32 in
             // What this invocation is responsible for, once the request is recorded.
@@ -118,6 +129,8 @@ struct RequestCommand: AsyncParsableCommand {
                     if let pool = receipt.pool {
                         FileHandle.standardError.write(Data("\(id): from warm pool \(pool)\n".utf8))
                     }
+                    await explainPoolMiss(
+                        request: json, receipt: receipt, byName: new.poolName != nil, explain: explain, store: store)
                     if noWait {
                         let cluster = try await requireCluster(store, id)
                         Self.show(cluster, nodes: [], token: token, tokenPath: tokenPath, asJSON: asJSON)

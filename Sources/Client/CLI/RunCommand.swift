@@ -66,6 +66,7 @@ struct RunCommand: AsyncParsableCommand {
             """)
     var collectLogsOnFailure: String?
     @Argument(parsing: .postTerminator, help: "The command to run, after --.") var command: [String] = []
+    @OptionGroup var byName: PoolNameOptions
     @OptionGroup var access: NodeAccessOptions
     @OptionGroup var options: ClientOptions
 
@@ -89,13 +90,19 @@ struct RunCommand: AsyncParsableCommand {
         guard let lifetime = ClusterRequest.parseDuration(self.lifetime), lifetime > .zero else {
             throw ValidationError("--lifetime must be a duration like 90m or 2h")
         }
-        let request = try self.shape.request(lifetimeSeconds: lifetime.seconds)
+        let request =
+            self.byName.poolName != nil
+            ? PoolNameOptions.lifetimeOnly(lifetime.seconds)
+            : String(
+                decoding: try JSONEncoder().encode(try self.shape.request(lifetimeSeconds: lifetime.seconds)),
+                as: UTF8.self)
         let timeout = ClusterRequest.parseDuration(self.timeout)!
         let beat = ClusterRequest.parseDuration(self.heartbeatTimeout)!
         let new = NewCluster(
             requestID: self.requestID ?? "run-" + UUID().uuidString.lowercased(), label: self.label,
-            request: String(decoding: try JSONEncoder().encode(request), as: UTF8.self),
-            abandonAfter: timeout + .seconds(15), poolMode: self.pool.mode)
+            request: request, abandonAfter: timeout + .seconds(15), poolMode: self.pool.mode,
+            poolName: self.byName.poolName)
+        let explain = self.byName.explainPool
         let (command, keyOut) = (self.command, self.keyOut)
         let (collectFolder, mode) = (self.collectLogsOnFailure, self.access.mode)
         let status = try await withStore(self.options) { store, _ -> Int32 in
@@ -110,6 +117,9 @@ struct RunCommand: AsyncParsableCommand {
                     made.set(receipt.id, receipt.leaseToken)
                     let id = receipt.id
                     say("cluster \(id)\(receipt.pool.map { " from warm pool \($0)" } ?? " requested")")
+                    await explainPoolMiss(
+                        request: new.request, receipt: receipt, byName: new.poolName != nil, explain: explain,
+                        store: store)
                     return try await withThrowingTaskGroup(of: Int32?.self) { group in
                         group.addTask {
                             await keepAlive(

@@ -28,12 +28,64 @@ public struct ClusterAPI: Sendable {
                 """
                 SELECT id, lease_token, created, from_pool
                 FROM flotilla_api.api_request(\(new.requestID), \(new.label), \(new.request)::jsonb,
-                                 \(new.abandonAfter.seconds)::float8, \(new.poolMode.rawValue))
+                                 \(new.abandonAfter.seconds)::float8, \(new.poolMode.rawValue), \(new.poolName))
                 """, logger: self.logger)
             for try await (id, token, created, pool) in rows.decode((String, String, Bool, String?).self) {
                 return RequestReceipt(id: id, leaseToken: token, created: created, pool: pool)
             }
             throw QueueError(.database, "the request was not recorded")
+        }
+    }
+
+    /// A pool near a request: the fields of the request that differ from the pool's spec
+    /// (names only), and its ready spares.
+    public struct PoolDistance: Sendable {
+        public var pool: String
+        public var differing: [String]
+        public var ready: Int
+    }
+
+    /// The pools nearest to `request` (a request's JSON), fewest differences first (at most 5).
+    public func poolsNear(request: String) async throws -> [PoolDistance] {
+        try await self.queue.mapErrors {
+            let rows = try await self.client.query(
+                "SELECT pool, differing, ready FROM flotilla_api.api_pool_explain(\(request)::jsonb)",
+                logger: self.logger)
+            return try await rows.decode((String, [String], Int).self).collect().map {
+                PoolDistance(pool: $0.0, differing: $0.1, ready: $0.2)
+            }
+        }
+    }
+
+    /// A warm pool as any client sees it: name, shape, spares.
+    public struct PoolSummary: Sendable {
+        public var name: String
+        public var masters: Int
+        public var agents: Int
+        public var publicAgents: Int
+        public var instanceType: String
+        public var region: String?
+        public var ready: Int
+        public var building: Int
+        public var target: Int?
+        public var minReady: Int
+        public var maxReady: Int
+    }
+
+    public func pools() async throws -> [PoolSummary] {
+        try await self.queue.mapErrors {
+            let rows = try await self.client.query("SELECT * FROM flotilla_api.api_pools()", logger: self.logger)
+            var result: [PoolSummary] = []
+            for try await (name, masters, agents, publicAgents, type, region, ready, building, target, low, high)
+                in rows.decode((String, Int, Int, Int, String, String?, Int, Int, Int?, Int, Int).self)
+            {
+                result.append(
+                    PoolSummary(
+                        name: name, masters: masters, agents: agents, publicAgents: publicAgents, instanceType: type,
+                        region: region, ready: ready, building: building, target: target, minReady: low,
+                        maxReady: high))
+            }
+            return result
         }
     }
 

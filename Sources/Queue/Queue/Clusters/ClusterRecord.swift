@@ -99,16 +99,19 @@ public struct NewCluster: Sendable {
     public var abandonAfter: Duration
     /// Whether a warm pool whose spec matches may serve the request.
     public var poolMode: PoolMode
+    /// A pool to take the cluster from whatever the request's spec (only its lifetime counts).
+    public var poolName: String?
 
     public init(
         requestID: String? = nil, label: String? = nil, request: String, abandonAfter: Duration = .seconds(3600 + 15),
-        poolMode: PoolMode = .auto
+        poolMode: PoolMode = .auto, poolName: String? = nil
     ) {
         self.requestID = requestID
         self.label = label
         self.request = request
         self.abandonAfter = abandonAfter
         self.poolMode = poolMode
+        self.poolName = poolName
     }
 }
 

@@ -479,13 +479,15 @@ CREATE TABLE public.policy (
     max_total_nodes integer NOT NULL,
     max_provision_time interval DEFAULT '02:00:00'::interval NOT NULL,
     allow_cleartext_keys boolean DEFAULT false NOT NULL,
+    required_tags text[] DEFAULT '{}'::text[] NOT NULL,
     CONSTRAINT policy_max_clusters_check CHECK ((max_clusters >= 0)),
     CONSTRAINT policy_max_lifetime_check CHECK ((max_lifetime > '00:00:00'::interval)),
     CONSTRAINT policy_max_nodes_check CHECK (((max_nodes >= 1) AND (max_nodes <= 100))),
     CONSTRAINT policy_max_provision_time_check CHECK (((max_provision_time > '00:00:00'::interval) AND (max_provision_time <= '7 days'::interval))),
     CONSTRAINT policy_max_total_lifetime_check CHECK ((max_total_lifetime > '00:00:00'::interval)),
     CONSTRAINT policy_max_total_nodes_check CHECK ((max_total_nodes >= 0)),
-    CONSTRAINT policy_owner_check CHECK (((length(owner) >= 1) AND (length(owner) <= 200)))
+    CONSTRAINT policy_owner_check CHECK (((length(owner) >= 1) AND (length(owner) <= 200))),
+    CONSTRAINT policy_required_tags_check CHECK (((cardinality(required_tags) <= 42) AND (array_position(required_tags, NULL::text) IS NULL)))
 );
 
 
@@ -653,6 +655,9 @@ DECLARE
     file jsonb;
     admin text;
     problem text;
+    tag record;
+    role_tags record;
+    missing text[];
 BEGIN
     IF rules.owner IS NULL THEN
         PERFORM api_refuse('no policy applies (the policy table has no row for this owner and no default row ''*'')');
@@ -725,6 +730,51 @@ BEGIN
             PERFORM api_bad(format('installer file path ''%s'' must be relative to genconf/, without ''..''', left(coalesce(file ->> 'path', ''), 80)));
         END IF;
     END LOOP;
+    -- Tags, as EC2 takes them (ClusterRequest.tagProblem applies the same rules in the client).
+    IF p ? 'tags' AND jsonb_typeof(p -> 'tags') NOT IN ('object', 'null') THEN
+        PERFORM api_bad('tags must be an object of KEY: VALUE strings');
+    END IF;
+    IF p ? 'roleTags' AND jsonb_typeof(p -> 'roleTags') NOT IN ('object', 'null') THEN
+        PERFORM api_bad('roleTags must be an object of role: tags');
+    END IF;
+    FOR role_tags IN SELECT NULL::text AS role, coalesce(p -> 'tags', '{}') AS tags
+                     UNION ALL SELECT key, value FROM jsonb_each(coalesce(p -> 'roleTags', '{}'))
+    LOOP
+        IF role_tags.role IS NOT NULL AND role_tags.role NOT IN ('master', 'agent', 'publicAgent') THEN
+            PERFORM api_bad(format('role tags are for master, agent or publicAgent, not %s', left(role_tags.role, 40)));
+        END IF;
+        IF jsonb_typeof(role_tags.tags) NOT IN ('object', 'null') THEN
+            PERFORM api_bad('tags must be an object of KEY: VALUE strings');
+        END IF;
+        FOR tag IN SELECT key, value FROM jsonb_each(coalesce(role_tags.tags, '{}')) LOOP
+            IF jsonb_typeof(tag.value) <> 'string' THEN
+                PERFORM api_bad(format('the value of tag %s must be a string', left(tag.key, 40)));
+            ELSIF length(tag.key) NOT BETWEEN 1 AND 128 THEN
+                PERFORM api_bad('a tag key must be 1 to 128 characters');
+            ELSIF lower(tag.key) LIKE 'aws:%' THEN
+                PERFORM api_bad(format('tag key ''%s'' uses the reserved prefix aws:', left(tag.key, 40)));
+            ELSIF tag.key IN ('Name', 'cluster', 'owner', 'managed-by', 'created', 'deployment', 'expires', 'role') THEN
+                PERFORM api_bad(format('tag key ''%s'' is Flotilla''s own (Name, cluster, created, deployment, expires, '
+                                       || 'managed-by, owner, role)', tag.key));
+            ELSIF length(tag.value #>> '{}') > 256 THEN
+                PERFORM api_bad(format('the value of tag ''%s'' is longer than 256 characters', left(tag.key, 40)));
+            ELSIF (tag.key || (tag.value #>> '{}')) ~ '[[:cntrl:]]' THEN
+                PERFORM api_bad(format('tag ''%s'' holds a control character', left(tag.key, 40)));
+            END IF;
+        END LOOP;
+    END LOOP;
+    IF (SELECT count(*) FROM jsonb_object_keys(coalesce(p -> 'tags', '{}')))
+       + coalesce((SELECT max((SELECT count(*) FROM jsonb_object_keys(v))) FROM jsonb_each(coalesce(p -> 'roleTags', '{}')) AS r(k, v)
+                   WHERE jsonb_typeof(v) = 'object'), 0) > 42 THEN
+        PERFORM api_bad('at most 42 custom tags per resource (EC2 allows 50; Flotilla''s own use 8)');
+    END IF;
+    SELECT array_agg(t ORDER BY t) INTO missing FROM unnest(rules.required_tags) AS t
+    WHERE NOT coalesce(p -> 'tags', '{}') ? t;
+    IF missing IS NOT NULL THEN
+        PERFORM api_refuse(format('the policy requires the tags %s on every cluster: give them with %s (policy required_tags)',
+                                  array_to_string(missing, ', '),
+                                  (SELECT string_agg(format('--custom-tag %s=VALUE', t), ' ') FROM unnest(missing) AS t)));
+    END IF;
 END;
 $_$;
 

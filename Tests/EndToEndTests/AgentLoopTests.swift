@@ -241,4 +241,84 @@ struct AgentLoopTests {
             try await fleet.expectNothingLeft(id)
         }
     }
+
+    @Test(
+        """
+        tags: a request without the policy's required tags is refused with their names; custom and role tags \
+        reach every resource kind, as the AWS CLI lists them
+        """)
+    func customTags() async throws {
+        try await Fleet.with { fleet in
+            try fleet.start(["run"] + Self.fastWorker)
+            try await fleet.execute("UPDATE policy SET required_tags = '{cost-center,team}' WHERE owner = '*'")
+            let before = try await fleet.rowCount()
+            let refused = try await fleet.run(
+                ["client", "request", "--nodes", "3", "--no-wait", "--custom-tag", "team=dcos"])
+            #expect(refused.status == 1, "\(refused.stderr)")
+            #expect(
+                refused.stderr.contains("the policy requires the tags cost-center on every cluster")
+                    && refused.stderr.contains("--custom-tag cost-center=VALUE"), "\(refused.stderr)")
+            let reserved = try await fleet.run(
+                ["client", "request", "--nodes", "3", "--no-wait", "--custom-tag", "aws:cost=1"])
+            #expect(reserved.status == 64 && reserved.stderr.contains("aws:"), "\(reserved.stderr)")
+            let own = try await fleet.run([
+                "client", "request", "--nodes", "3", "--no-wait", "--custom-tag", "owner=me",
+            ])
+            #expect(own.status == 64 && own.stderr.contains("Flotilla's own"), "\(own.stderr)")
+            // The server refuses the same, whoever calls it.
+            let direct = try await fleet.run(
+                [
+                    "client", "request", "--nodes", "3", "--no-wait", "--custom-tag", "cost-center=1", "--custom-tag",
+                    "team=x",
+                    "--custom-tag", String(repeating: "k", count: 129) + "=v",
+                ])
+            #expect(direct.status == 64 && direct.stderr.contains("1 to 128"), "\(direct.stderr)")
+            #expect(try await fleet.rowCount() == before, "nothing was recorded")
+
+            let mark = "cc-" + Fleet.shortID()
+            let request = try await fleet.run([
+                "client", "request", "--nodes", "3", "--json", "--custom-tag", "cost-center=\(mark)",
+                "--custom-tag", "team=dcos", "--master-tag", "tier=control", "--agent-tag", "tier=worker",
+            ])
+            try #require(request.status == 0, "\(request.stderr)\n\(fleet.workerLogs())")
+            let id = try #require(try jsonObject(request.output)["id"] as? String)
+            let described = try await Self.awsCLI(
+                fleet,
+                ["ec2", "describe-tags", "--filters", "Name=key,Values=cost-center", "Name=value,Values=\(mark)"])
+            let tagged = described["Tags"] as? [[String: Any]] ?? []
+            let kinds = Set(tagged.compactMap { $0["ResourceType"] as? String })
+            #expect(
+                kinds.isSuperset(of: ["instance", "volume", "network-interface", "security-group", "key-pair"]),
+                "resource kinds with the cost-center tag: \(kinds.sorted())")
+            let tiers = try await Self.awsCLI(fleet, ["ec2", "describe-tags", "--filters", "Name=key,Values=tier"])
+            let byResource = Dictionary(
+                (tiers["Tags"] as? [[String: Any]] ?? []).map {
+                    ($0["ResourceId"] as? String ?? "", $0["Value"] as? String ?? "")
+                },
+                uniquingKeysWith: { a, _ in a })
+            let instances = try await fleet.ec2().describeInstances(filters: [.tag("cluster", id)])
+            for instance in instances {
+                let role = instance.tags[key: "role"] ?? ""
+                let want = role == "master" ? "control" : role == "slave" ? "worker" : nil
+                #expect(byResource[instance.instanceID] == want, "\(role) \(instance.instanceID): \(byResource)")
+                #expect(instance.tags[key: "team"] == "dcos" && instance.tags[key: "cost-center"] == mark)
+            }
+            #expect(instances.count == 4, "\(instances.map(\.instanceID))")
+        }
+    }
+
+    /// The AWS CLI against the emulator, with the fleet's credentials; its JSON answer.
+    static func awsCLI(_ fleet: Fleet, _ arguments: [String]) async throws -> [String: Any] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments =
+            [
+                "aws", "--endpoint-url", fleet.environment["AWS_ENDPOINT_URL"] ?? "", "--region",
+                fleet.environment["AWS_REGION"] ?? "", "--output", "json",
+            ] + arguments
+        process.environment = fleet.environment
+        let run = try await process.runToCompletion()
+        try #require(run.status == 0, "aws \(arguments.joined(separator: " ")): \(run.errors)")
+        return try jsonObject(run.output)
+    }
 }

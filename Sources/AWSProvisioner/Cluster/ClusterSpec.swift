@@ -40,6 +40,10 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
     public var workerCIDR: String?
     /// Tag values carried by every resource.
     public var owner: String = "flotilla"
+    /// The requester's tags, on every resource after Flotilla's own.
+    public var customTags: [EC2Tag] = []
+    /// Tags for one role's instances, volumes and network interfaces, after `customTags`.
+    public var roleTags: [ClusterRole: [EC2Tag]] = [:]
     /// The fleet the cluster belongs to (`deployment` tag); a sweep touches only its own.
     public var deployment: String?
     public var expiresAt: Date?
@@ -177,6 +181,24 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
         }
         guard self.subnetIDs.count <= 16, self.fallbackInstanceTypes.count <= 8 else {
             throw refuse("at most 16 subnets and 8 fallback instance types may be given")
+        }
+        let reserved: Set<String> = [
+            "Name", "cluster", "owner", "managed-by", "created", "deployment", "expires", "role",
+        ]
+        for tags in [self.customTags] + Array(self.roleTags.values) {
+            for tag in tags {
+                guard (1...128).contains(tag.key.count), !tag.key.lowercased().hasPrefix("aws:"),
+                    !reserved.contains(tag.key), tag.value.count <= 256
+                else {
+                    throw refuse(
+                        "tag '\(tag.key.prefix(40))': a key of 1 to 128 characters, not aws:… nor one of Flotilla's "
+                            + "own, and a value of at most 256")
+                }
+            }
+        }
+        let most = self.customTags.count + (self.roleTags.values.map(\.count).max() ?? 0)
+        guard most <= 42 else {
+            throw refuse("at most 42 custom tags per resource (EC2 allows 50; Flotilla's own use 8)")
         }
         try self.install.validate()
     }

@@ -85,7 +85,13 @@ public struct ClusterProvisioner: Sendable {
             tags.append(EC2Tag(key: "expires", value: ISO8601DateFormatter().string(from: expiresAt)))
         }
         if let role { tags.append(EC2Tag(key: "role", value: role.rawValue)) }
-        return tags
+        // The requester's, then the role's: a role's tag replaces a cluster-wide one of the same key.
+        var custom = spec.customTags
+        for tag in role.flatMap({ spec.roleTags[$0] }) ?? [] {
+            custom.removeAll { $0.key == tag.key }
+            custom.append(tag)
+        }
+        return tags + custom
     }
 
     /// Provisions the cluster, starting from `state` (a checkpoint from an earlier run) or

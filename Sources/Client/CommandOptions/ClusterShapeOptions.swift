@@ -19,6 +19,14 @@ package struct ClusterShapeOptions: ParsableArguments {
         String?
     @Option(help: "LOCAL:REMOTE — copy a local file into the installer's genconf/REMOTE. Repeatable.") package
         var copyToInstaller: [String] = []
+    @Option(help: "KEY=VALUE — a tag on every EC2 resource of the cluster. Repeatable.") package var customTag:
+        [String] = []
+    @Option(help: "KEY=VALUE — a tag on the masters' instances, volumes and interfaces. Repeatable.") package
+        var masterTag: [String] = []
+    @Option(help: "KEY=VALUE — a tag on the private agents' instances, volumes and interfaces. Repeatable.")
+    package var agentTag: [String] = []
+    @Option(help: "KEY=VALUE — a tag on the public agents' instances, volumes and interfaces. Repeatable.")
+    package var publicAgentTag: [String] = []
 
     package init() {}
 
@@ -61,10 +69,41 @@ package struct ClusterShapeOptions: ParsableArguments {
             }
             files.append(.init(path: String(pair[pair.index(after: colon)...]), contents: data))
         }
+        let tags = try Self.tags(self.customTag, option: "--custom-tag")
+        var roleTags: [String: [String: String]] = [:]
+        for (role, option, given) in [
+            ("master", "--master-tag", self.masterTag), ("agent", "--agent-tag", self.agentTag),
+            ("publicAgent", "--public-agent-tag", self.publicAgentTag),
+        ] {
+            let parsed = try Self.tags(given, option: option)
+            if !parsed.isEmpty { roleTags[role] = parsed }
+        }
         return ClusterRequest(
             masters: self.masters ?? split.masters, agents: self.agents ?? split.agents,
             publicAgents: self.publicAgents ?? split.publicAgents, instanceType: self.instanceType,
             adminLocation: self.adminLocation, installerURL: installerURL, dcosConfig: dcosConfig, genconfFiles: files,
-            lifetimeSeconds: lifetimeSeconds)
+            lifetimeSeconds: lifetimeSeconds, tags: tags.isEmpty ? nil : tags,
+            roleTags: roleTags.isEmpty ? nil : roleTags)
+    }
+
+    /// `KEY=VALUE` words as tags, checked as EC2 checks them.
+    static func tags(_ words: [String], option: String) throws -> [String: String] {
+        var tags: [String: String] = [:]
+        for word in words {
+            guard let equals = word.firstIndex(of: "=") else {
+                throw ValidationError("\(option) takes KEY=VALUE, like cost-center=4711 (got \(word.prefix(40)))")
+            }
+            let key = String(word[..<equals])
+            guard tags[key] == nil else { throw ValidationError("\(option) gives the tag \(key.prefix(40)) twice") }
+            tags[key] = String(word[word.index(after: equals)...])
+        }
+        if let problem = ClusterRequest.tagProblem(tags) { throw ValidationError("\(option): \(problem)") }
+        if tags.count > ClusterRequest.maximumCustomTags {
+            throw ValidationError(
+                "\(option): at most \(ClusterRequest.maximumCustomTags) tags "
+                    + "(EC2 allows 50 per resource; Flotilla's own use 8)"
+            )
+        }
+        return tags
     }
 }

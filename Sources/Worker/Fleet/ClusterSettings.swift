@@ -167,6 +167,12 @@ package struct ClusterSettings: Sendable {
         spec.sshAddress = self.sshAddress
         spec.metadataTokens = self.metadataTokens
         spec.owner = owner
+        spec.customTags = (request.tags ?? [:]).sorted { $0.key < $1.key }.map { EC2Tag(key: $0.key, value: $0.value) }
+        for (name, role) in [("master", ClusterRole.master), ("agent", .privateAgent), ("publicAgent", .publicAgent)] {
+            if let tags = request.roleTags?[name], !tags.isEmpty {
+                spec.roleTags[role] = tags.sorted { $0.key < $1.key }.map { EC2Tag(key: $0.key, value: $0.value) }
+            }
+        }
         spec.install = self.install
         return spec
     }

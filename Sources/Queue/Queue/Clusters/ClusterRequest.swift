@@ -13,6 +13,12 @@ public struct ClusterRequest: Codable, Sendable, Hashable {
     public var dcosConfig: String?
     public var genconfFiles: [GenconfFile]
     public var lifetimeSeconds: Double
+    /// Tags for every resource the cluster gets (instances, volumes, network interfaces,
+    /// security group, key pair), as the owner's cost rules want them; nil when none.
+    public var tags: [String: String]?
+    /// Tags for one role's instances, volumes and network interfaces, over `tags`: keys
+    /// `master`, `agent`, `publicAgent`; nil when none.
+    public var roleTags: [String: [String: String]]?
 
     public struct GenconfFile: Codable, Sendable, Hashable {
         public var path: String
@@ -26,7 +32,8 @@ public struct ClusterRequest: Codable, Sendable, Hashable {
     public init(
         masters: Int, agents: Int, publicAgents: Int, instanceType: String = "m4.large",
         adminLocation: String = "0.0.0.0/0", installerURL: String, dcosConfig: String? = nil,
-        genconfFiles: [GenconfFile] = [], lifetimeSeconds: Double = 7200
+        genconfFiles: [GenconfFile] = [], lifetimeSeconds: Double = 7200, tags: [String: String]? = nil,
+        roleTags: [String: [String: String]]? = nil
     ) {
         self.masters = masters
         self.agents = agents
@@ -37,6 +44,36 @@ public struct ClusterRequest: Codable, Sendable, Hashable {
         self.dcosConfig = dcosConfig
         self.genconfFiles = genconfFiles
         self.lifetimeSeconds = lifetimeSeconds
+        self.tags = tags
+        self.roleTags = roleTags
+    }
+
+    /// The role names `roleTags` takes.
+    public static let tagRoles = ["master", "agent", "publicAgent"]
+    /// The tags Flotilla sets itself, which a request may not: its cleanup and sweeps go by them.
+    public static let reservedTagKeys: Set<String> = [
+        "Name", "cluster", "owner", "managed-by", "created", "deployment", "expires", "role",
+    ]
+    /// EC2 allows 50 tags per resource; Flotilla's own take at most this many of them.
+    public static let maximumCustomTags = 50 - 8
+
+    /// Why a set of tags would be refused (EC2's limits: a key of 1 to 128 characters, not
+    /// starting with `aws:`, a value of at most 256, 50 tags per resource), or nil. The server
+    /// applies the same rules (api_validate_request, migration 0022).
+    public static func tagProblem(_ tags: [String: String], role: String? = nil) -> String? {
+        let `where` = role.map { " (\($0) tags)" } ?? ""
+        for (key, value) in tags.sorted(by: { $0.key < $1.key }) {
+            if key.isEmpty || key.count > 128 { return "a tag key must be 1 to 128 characters\(`where`)" }
+            if key.lowercased().hasPrefix("aws:") { return "tag key '\(key.prefix(40))' uses the reserved prefix aws:" }
+            if Self.reservedTagKeys.contains(key) {
+                return "tag key '\(key)' is Flotilla's own (\(Self.reservedTagKeys.sorted().joined(separator: ", ")))"
+            }
+            if value.count > 256 { return "the value of tag '\(key.prefix(40))' is longer than 256 characters" }
+            if (key + value).unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                return "tag '\(key.prefix(40))' holds a control character"
+            }
+        }
+        return nil
     }
 
     /// The default split of `nodes` cluster nodes: one master up to 6 nodes, three up to

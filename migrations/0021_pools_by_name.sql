@@ -14,6 +14,14 @@
 
 DROP FUNCTION flotilla_api.api_request(text, text, jsonb, float8, text);
 
+-- The region a new cluster is pinned to (NULL: whichever worker builds it). Migration 0022
+-- adds the request's region and image.
+CREATE FUNCTION request_region(p jsonb) RETURNS text LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN NULL;
+END;
+$$;
+
 CREATE FUNCTION flotilla_api.api_request(p_request_id text, p_label text, p_request jsonb,
                                          p_abandon_after_seconds float8, p_pool_mode text DEFAULT 'auto',
                                          p_pool_name text DEFAULT NULL)
@@ -128,10 +136,12 @@ BEGIN
         RETURN;
     END IF;
 
-    INSERT INTO clusters (id, request_id, owner, label, masters, agents, public_agents, instance_type, request, lifetime, abandon_at)
+    INSERT INTO clusters (id, request_id, owner, label, masters, agents, public_agents, instance_type, request, lifetime,
+                          abandon_at, region)
     VALUES (new_id, p_request_id, who, p_label, (p_request ->> 'masters')::int, (p_request ->> 'agents')::int,
             (p_request ->> 'publicAgents')::int, p_request ->> 'instanceType', p_request, wanted_lifetime,
-            now() + make_interval(secs => p_abandon_after_seconds));
+            now() + make_interval(secs => p_abandon_after_seconds),
+            CASE WHEN p_pool_name IS NOT NULL THEN matched.region ELSE request_region(p_request) END);
     INSERT INTO cluster_secrets (cluster_id) VALUES (new_id);
     INSERT INTO cluster_tokens (cluster_id, token_hash) VALUES (new_id, sha256(convert_to(token, 'UTF8')));
     INSERT INTO jobs (kind, cluster_id, payload, max_attempts, idempotency_key, priority, run_after)
@@ -186,7 +196,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_te
     ORDER BY p.name
 $$;
 
-REVOKE EXECUTE ON FUNCTION pool_spec_difference(jsonb, jsonb) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION pool_spec_difference(jsonb, jsonb), request_region(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION request_region(jsonb) TO flotilla_worker;
 GRANT EXECUTE ON FUNCTION pool_spec_difference(jsonb, jsonb) TO flotilla_worker;
 REVOKE EXECUTE ON FUNCTION flotilla_api.api_pool_explain(jsonb), flotilla_api.api_pools() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION flotilla_api.api_pool_explain(jsonb), flotilla_api.api_pools()

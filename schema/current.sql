@@ -131,6 +131,21 @@ $$;
 
 
 --
+-- Name: api_images(); Type: FUNCTION; Schema: flotilla_api; Owner: -
+--
+
+CREATE FUNCTION flotilla_api.api_images() RETURNS TABLE(name text, distribution text, ssh_user text, docker_version text, regions text[])
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    SELECT i.name, i.distribution, i.ssh_user, i.docker_version,
+           coalesce(array_agg(b.region ORDER BY b.region) FILTER (WHERE b.region IS NOT NULL), '{}')
+    FROM images i LEFT JOIN build_regions b ON i.amis ? b.region
+    GROUP BY i.name ORDER BY i.name
+$$;
+
+
+--
 -- Name: api_job_counts(); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
@@ -268,6 +283,18 @@ $$;
 
 
 --
+-- Name: api_regions(); Type: FUNCTION; Schema: flotilla_api; Owner: -
+--
+
+CREATE FUNCTION flotilla_api.api_regions() RETURNS TABLE(region text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    SELECT region FROM build_regions ORDER BY region
+$$;
+
+
+--
 -- Name: api_release(text, text); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
@@ -399,10 +426,12 @@ BEGIN
         RETURN;
     END IF;
 
-    INSERT INTO clusters (id, request_id, owner, label, masters, agents, public_agents, instance_type, request, lifetime, abandon_at)
+    INSERT INTO clusters (id, request_id, owner, label, masters, agents, public_agents, instance_type, request, lifetime,
+                          abandon_at, region)
     VALUES (new_id, p_request_id, who, p_label, (p_request ->> 'masters')::int, (p_request ->> 'agents')::int,
             (p_request ->> 'publicAgents')::int, p_request ->> 'instanceType', p_request, wanted_lifetime,
-            now() + make_interval(secs => p_abandon_after_seconds));
+            now() + make_interval(secs => p_abandon_after_seconds),
+            CASE WHEN p_pool_name IS NOT NULL THEN matched.region ELSE request_region(p_request) END);
     INSERT INTO cluster_secrets (cluster_id) VALUES (new_id);
     INSERT INTO cluster_tokens (cluster_id, token_hash) VALUES (new_id, sha256(convert_to(token, 'UTF8')));
     INSERT INTO jobs (kind, cluster_id, payload, max_attempts, idempotency_key, priority, run_after)
@@ -658,6 +687,8 @@ DECLARE
     tag record;
     role_tags record;
     missing text[];
+    image images;
+    region text;
 BEGIN
     IF rules.owner IS NULL THEN
         PERFORM api_refuse('no policy applies (the policy table has no row for this owner and no default row ''*'')');
@@ -767,6 +798,34 @@ BEGIN
        + coalesce((SELECT max((SELECT count(*) FROM jsonb_object_keys(v))) FROM jsonb_each(coalesce(p -> 'roleTags', '{}')) AS r(k, v)
                    WHERE jsonb_typeof(v) = 'object'), 0) > 42 THEN
         PERFORM api_bad('at most 42 custom tags per resource (EC2 allows 50; Flotilla''s own use 8)');
+    END IF;
+    -- The image and the region: ones the fleet can build.
+    IF p ? 'image' AND jsonb_typeof(p -> 'image') NOT IN ('string', 'null') THEN
+        PERFORM api_bad('image must be the name of an image (`client images`)');
+    END IF;
+    IF p ? 'region' AND jsonb_typeof(p -> 'region') NOT IN ('string', 'null') THEN
+        PERFORM api_bad('region must be the name of an AWS region');
+    END IF;
+    IF p ->> 'image' IS NOT NULL THEN
+        SELECT * INTO image FROM images WHERE name = p ->> 'image';
+        IF NOT FOUND THEN
+            PERFORM api_refuse(format('no image named %s (images: %s; `client images` lists them)', left(p ->> 'image', 60),
+                                      coalesce((SELECT string_agg(name, ', ' ORDER BY name) FROM images), 'none')));
+        END IF;
+    END IF;
+    region := p ->> 'region';
+    IF region IS NOT NULL AND NOT EXISTS (SELECT 1 FROM build_regions b WHERE b.region = p ->> 'region') THEN
+        PERFORM api_refuse(format('nobody builds clusters in region %s (regions: %s)', left(region, 40),
+                                  (SELECT string_agg(b.region, ', ' ORDER BY b.region) FROM build_regions b)));
+    END IF;
+    IF image.name IS NOT NULL AND region IS NOT NULL AND NOT image.amis ? region THEN
+        PERFORM api_refuse(format('image %s has no AMI in region %s (it has: %s)', image.name, region,
+                                  (SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(image.amis) k)));
+    END IF;
+    IF image.name IS NOT NULL AND region IS NULL
+       AND NOT EXISTS (SELECT 1 FROM build_regions b WHERE image.amis ? b.region) THEN
+        PERFORM api_refuse(format('image %s has no AMI in a region the fleet builds in (%s)', image.name,
+                                  (SELECT string_agg(b.region, ', ' ORDER BY b.region) FROM build_regions b)));
     END IF;
     SELECT array_agg(t ORDER BY t) INTO missing FROM unnest(rules.required_tags) AS t
     WHERE NOT coalesce(p -> 'tags', '{}') ? t;
@@ -1524,6 +1583,20 @@ $$;
 
 
 --
+-- Name: images_amis_valid(jsonb); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.images_amis_valid(amis jsonb) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $_$
+    SELECT jsonb_typeof(amis) = 'object' AND amis <> '{}'
+       AND NOT EXISTS (SELECT 1 FROM jsonb_each(amis) e
+                       WHERE e.key !~ '^[a-z]{2}(-[a-z]+)+-[0-9]$' OR jsonb_typeof(e.value) <> 'string'
+                          OR (e.value #>> '{}') !~ '^ami-[0-9a-z]{8,17}$')
+$_$;
+
+
+--
 -- Name: jobs_cluster_outcome(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1958,6 +2031,25 @@ $$;
 
 
 --
+-- Name: request_region(jsonb); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.request_region(p jsonb) RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $$
+BEGIN
+    IF p ->> 'region' IS NOT NULL THEN
+        RETURN p ->> 'region';
+    END IF;
+    IF p ->> 'image' IS NOT NULL THEN
+        RETURN (SELECT min(b.region) FROM build_regions b JOIN images i ON i.name = p ->> 'image' AND i.amis ? b.region);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+
+--
 -- Name: session_private_enough(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -2098,6 +2190,25 @@ CREATE TABLE public.deployment (
     id text NOT NULL,
     CONSTRAINT deployment_id_check CHECK ((id ~ '^[A-Za-z0-9._-]{1,64}$'::text)),
     CONSTRAINT deployment_singleton_check CHECK (singleton)
+);
+
+
+--
+-- Name: images; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.images (
+    name text NOT NULL,
+    distribution text NOT NULL,
+    ssh_user text NOT NULL,
+    docker_version text NOT NULL,
+    amis jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT images_amis_check CHECK (public.images_amis_valid(amis)),
+    CONSTRAINT images_distribution_check CHECK ((((length(distribution) >= 1) AND (length(distribution) <= 80)) AND (distribution !~ '[[:cntrl:]]'::text))),
+    CONSTRAINT images_docker_version_check CHECK ((docker_version ~ '^[0-9]{1,2}\.[0-9]{2}\.[0-9]{1,2}(\.ce)?$'::text)),
+    CONSTRAINT images_name_check CHECK ((name ~ '^[a-z0-9][a-z0-9._-]{0,39}$'::text)),
+    CONSTRAINT images_ssh_user_check CHECK ((ssh_user ~ '^[a-z_][a-z0-9_-]{0,31}$'::text))
 );
 
 
@@ -2503,6 +2614,14 @@ ALTER TABLE ONLY public.deployment
 
 
 --
+-- Name: images images_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.images
+    ADD CONSTRAINT images_pkey PRIMARY KEY (name);
+
+
+--
 -- Name: job_kinds job_kinds_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2898,6 +3017,16 @@ GRANT ALL ON FUNCTION flotilla_api.api_heartbeat(p_id text, p_token text, p_time
 
 
 --
+-- Name: FUNCTION api_images(); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_images() FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_images() TO flotilla_client;
+GRANT ALL ON FUNCTION flotilla_api.api_images() TO flotilla_worker;
+GRANT ALL ON FUNCTION flotilla_api.api_images() TO flotilla_operator;
+
+
+--
 -- Name: FUNCTION api_job_counts(); Type: ACL; Schema: flotilla_api; Owner: -
 --
 
@@ -2960,6 +3089,16 @@ REVOKE ALL ON FUNCTION flotilla_api.api_pools() FROM PUBLIC;
 GRANT ALL ON FUNCTION flotilla_api.api_pools() TO flotilla_client;
 GRANT ALL ON FUNCTION flotilla_api.api_pools() TO flotilla_worker;
 GRANT ALL ON FUNCTION flotilla_api.api_pools() TO flotilla_operator;
+
+
+--
+-- Name: FUNCTION api_regions(); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_regions() FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_regions() TO flotilla_client;
+GRANT ALL ON FUNCTION flotilla_api.api_regions() TO flotilla_worker;
+GRANT ALL ON FUNCTION flotilla_api.api_regions() TO flotilla_operator;
 
 
 --
@@ -3295,6 +3434,15 @@ GRANT ALL ON FUNCTION public.cost_report(p_since interval) TO flotilla_client;
 
 
 --
+-- Name: FUNCTION images_amis_valid(amis jsonb); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.images_amis_valid(amis jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.images_amis_valid(amis jsonb) TO flotilla_worker;
+GRANT ALL ON FUNCTION public.images_amis_valid(amis jsonb) TO flotilla_operator;
+
+
+--
 -- Name: FUNCTION jobs_cluster_outcome(); Type: ACL; Schema: public; Owner: -
 --
 
@@ -3431,6 +3579,14 @@ GRANT ALL ON FUNCTION public.region_live(p_region text) TO flotilla_operator;
 
 
 --
+-- Name: FUNCTION request_region(p jsonb); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.request_region(p jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.request_region(p jsonb) TO flotilla_worker;
+
+
+--
 -- Name: FUNCTION session_private_enough(); Type: ACL; Schema: public; Owner: -
 --
 
@@ -3509,6 +3665,14 @@ GRANT SELECT,INSERT,UPDATE ON TABLE public.cost_history TO flotilla_worker;
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.deployment TO flotilla_worker;
+
+
+--
+-- Name: TABLE images; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.images TO flotilla_worker;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.images TO flotilla_operator;
 
 
 --

@@ -321,4 +321,83 @@ struct AgentLoopTests {
         try #require(run.status == 0, "aws \(arguments.joined(separator: " ")): \(run.errors)")
         return try jsonObject(run.output)
     }
+
+    @Test(
+        """
+        images: two of the allow-list, with their own SSH users and Docker versions, both reach ready; an unknown \
+        image or region is refused at once
+        """)
+    func imagesAndRegions() async throws {
+        try await Fleet.with { fleet in
+            try fleet.start(["run", "--concurrency", "2"] + Self.fastWorker)
+            let environment = ProcessInfo.processInfo.environment
+            let region = try #require(environment["FLOTILLA_TEST_AWS_REGION"])
+            let centos = try #require(environment["FLOTILLA_TEST_AMI"])
+            let user = try #require(environment["FLOTILLA_TEST_SSH_USER"])
+            let alt = try #require(environment["FLOTILLA_TEST_SSH_USER_ALT"])
+            // An image no other test names: its cloud-init's login is the second one, and it has no
+            // Docker (the prerequisites install the image's Docker version).
+            let ubuntu = "ami-dca37ea5"
+            try ImageCatalogue.describe(ubuntu, sshUser: alt)
+            let stub = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent("scripts/fixtures/dcos-stub/stub.py")
+            let plain = Process()
+            plain.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            plain.arguments = ["python3", stub.path, "plain-image", ubuntu]
+            let marked = try await plain.runToCompletion()
+            try #require(marked.status == 0, "\(marked.errors)")
+            try await fleet.execute(
+                """
+                INSERT INTO images (name, distribution, ssh_user, docker_version, amis) VALUES
+                    ('centos7-docker19', 'CentOS 7', \(user), '19.03.15',
+                     jsonb_build_object(\(region)::text, \(centos)::text)),
+                    ('ubuntu-docker20', 'Ubuntu 16.04', \(alt), '20.10.21',
+                     jsonb_build_object(\(region)::text, \(ubuntu)::text))
+                """)
+
+            let before = try await fleet.rowCount()
+            let unknownImage = try await fleet.run(["client", "request", "--image", "nosuch", "--no-wait"])
+            #expect(unknownImage.status == 1, "\(unknownImage.stderr)")
+            #expect(
+                unknownImage.stderr.contains("no image named nosuch (images: centos7-docker19, ubuntu-docker20"),
+                "\(unknownImage.stderr)")
+            let unknownRegion = try await fleet.run(["client", "request", "--region", "mars-north-1", "--no-wait"])
+            #expect(
+                unknownRegion.status == 1
+                    && unknownRegion.stderr.contains("nobody builds clusters in region mars-north-1"),
+                "\(unknownRegion.stderr)")
+            #expect(try await fleet.rowCount() == before, "nothing was recorded")
+            let listing = try await fleet.run(["client", "images", "--json"])
+            let images = try jsonObject(listing.output)["images"] as? [[String: Any]] ?? []
+            #expect(
+                images.map { $0["name"] as? String } == ["centos7-docker19", "ubuntu-docker20"], "\(listing.output)")
+            #expect(images.allSatisfy { ($0["regions"] as? [String]) == [region] }, "\(listing.output)")
+
+            async let first = fleet.run(
+                [
+                    "client", "request", "--nodes", "1", "--image", "centos7-docker19", "--region", region, "--json",
+                    "--timeout", "5m",
+                ])
+            async let second = fleet.run(
+                ["client", "request", "--nodes", "1", "--image", "ubuntu-docker20", "--json", "--timeout", "5m"])
+            for (run, image, login, ami, docker) in [
+                (try await first, "centos7-docker19", user, centos, "19.03.15"),
+                (try await second, "ubuntu-docker20", alt, ubuntu, "20.10.21"),
+            ] {
+                try #require(run.status == 0, "\(image): \(run.stderr)\n\(fleet.workerLogs())")
+                let object = try jsonObject(run.output)
+                let id = try #require(object["id"] as? String)
+                let token = try #require(object["lease_token"] as? String)
+                #expect(object["ssh_user"] as? String == login, "\(image): \(run.output)")
+                let instances = try await fleet.ec2().describeInstances(filters: [.tag("cluster", id)])
+                #expect(!instances.isEmpty && instances.allSatisfy { $0.imageID == ami }, "\(image): \(instances)")
+                let version = try await fleet.run(
+                    [
+                        "client", "exec", id, "--lease-token", token, "--", "docker", "version", "--format",
+                        "{{.Server.Version}}",
+                    ])
+                #expect(version.output == docker + "\n", "\(image): \(version.output) \(version.stderr)")
+            }
+        }
+    }
 }

@@ -17,7 +17,7 @@ package enum ImageCatalogue {
     /// use an image no other test names.
     package static func describe(
         _ image: String, imdsSupport: String? = nil, enaSupport: Bool? = nil, cloudInit: String? = nil,
-        marketplace: (productCode: String, subscribed: Bool)? = nil
+        marketplace: (productCode: String, subscribed: Bool)? = nil, sshUser: String? = nil
     ) throws {
         guard let path = ProcessInfo.processInfo.environment["FLOTILLA_TEST_IMAGE_CATALOGUE"] else {
             throw Missing()
@@ -30,6 +30,8 @@ package enum ImageCatalogue {
             if let imdsSupport { entry["imds_support"] = imdsSupport }
             if let enaSupport { entry["ena_support"] = enaSupport }
             if let cloudInit { entry["cloud_init"] = cloudInit }
+            // The login its cloud-init makes: the loopback nodes' key lookup accepts only that one.
+            if let sshUser { entry["ssh_user"] = sshUser }
             if let marketplace {
                 entry["marketplace"] = ["product_code": marketplace.productCode, "subscribed": marketplace.subscribed]
             }

@@ -18,6 +18,9 @@
 #                           answer from the node's modelled operating system. Exports:
 #                             FLOTILLA_TEST_SSH_PORT      the port, on every node address
 #                             FLOTILLA_TEST_SSH_USER      the login user (the user running this)
+#                             FLOTILLA_TEST_SSH_USER_ALT  a second login (an alias of root, uid 0: the node
+#                                                         model's shims run as root), for images whose
+#                                                         catalogue entry names it as their `ssh_user`
 #                             FLOTILLA_TEST_SSH_HOST_KEY  the nodes' host public key file
 #                             FLOTILLA_TEST_SSH_LOG       sshd's log (LogLevel VERBOSE)
 #   stack_start_installer   the stub DC/OS installer (scripts/fixtures/dcos-stub) over HTTP on
@@ -155,6 +158,18 @@ stack_start_nodes() {
   sshd=$(command -v sshd || echo /usr/sbin/sshd)
   user=${FLOTILLA_TEST_SSH_USER:-$(id -un)}
   export FLOTILLA_TEST_SSH_USER=$user
+  # A second login, as an image whose cloud-init makes another default user (ubuntu, ec2-user)
+  # has: the key lookup accepts only the login of the instance's image.
+  local alt=flotilla-alt alt_home=/tmp/flotilla-alt-home
+  if ! getent passwd "$alt" >/dev/null; then
+    # '*', not useradd's locked '!': sshd refuses a locked account even for keys. userdel -f:
+    # root's processes use the uid.
+    $_nodes_sudo useradd -o -u 0 -g 0 -p '*' -M -d "$alt_home" -s /bin/bash -c "Flotilla loopback node login" "$alt" \
+      || { stack_log "cannot add the second node login $alt"; return 1; }
+    stack_on_exit "$_nodes_sudo userdel -f $alt"
+  fi
+  $_nodes_sudo mkdir -p "$alt_home"
+  export FLOTILLA_TEST_SSH_USER_ALT=$alt
   mkdir -p "$dir"
   stack_nodes_write_aws_conf || return 1
   command="$_NODES_LIBEXEC/${STACK_DIR##*/}/authorized-keys"
@@ -181,7 +196,7 @@ PidFile none
 LogLevel VERBOSE
 UsePAM no
 PermitRootLogin prohibit-password
-AllowUsers $user
+AllowUsers $user $alt
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no

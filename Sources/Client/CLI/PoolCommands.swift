@@ -21,9 +21,17 @@ struct PoolNameOptions: ParsableArguments {
         }
     }
 
-    /// The request to send for a pool by name: its lifetime alone (the pool's spec is the rest).
-    static func lifetimeOnly(_ seconds: Double) -> String {
-        String(decoding: try! JSONSerialization.data(withJSONObject: ["lifetimeSeconds": seconds]), as: UTF8.self)
+    /// The request to send, as JSON: for a pool by name its lifetime alone (the pool's spec is
+    /// the rest), else what the shape options and `region` describe.
+    func requestJSON(shape: ClusterShapeOptions, region: String?, lifetime: Duration) throws -> String {
+        if self.poolName != nil {
+            return String(
+                decoding: try JSONSerialization.data(withJSONObject: ["lifetimeSeconds": lifetime.seconds]),
+                as: UTF8.self)
+        }
+        var request = try shape.request(lifetimeSeconds: lifetime.seconds)
+        request.region = region
+        return String(decoding: try JSONEncoder().encode(request), as: UTF8.self)
     }
 }
 
@@ -112,13 +120,67 @@ struct PoolsCommand: AsyncParsableCommand {
                     "\(pool.minReady)-\(pool.maxReady)", pool.region ?? "any",
                 ])
             }
-            let widths = header.indices.map { column in rows.map { $0[column].count }.max()! + 2 }
-            for row in rows {
-                print(
-                    zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined()
-                        .trimmingCharacters(in: .whitespaces))
-            }
+            printTable(rows)
             print("\nSHAPE is masters/agents/public agents.")
         }
+    }
+}
+
+struct ImagesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "images", abstract: "List the images and regions a request may name.",
+        discussion: """
+            `client request --image NAME` builds the cluster from an image of this list (its AMI
+            in the cluster's region, its SSH user, the Docker version a node without Docker
+            gets); `--region R` builds it in one of the regions listed. Operators keep the list
+            (table images); a region appears once a worker builds there.
+
+            Example:
+              client images --json
+            """)
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        let json = self.options.json
+        try await withStore(self.options) { store, _ in
+            let (images, regions) = (try await store.images(), try await store.regions())
+            if json {
+                printJSON([
+                    "images": images.map {
+                        [
+                            "name": $0.name, "distribution": $0.distribution, "ssh_user": $0.sshUser,
+                            "docker_version": $0.dockerVersion, "regions": $0.regions,
+                        ] as [String: Any]
+                    },
+                    "regions": regions,
+                ])
+                return
+            }
+            print("regions the fleet builds in: \(regions.joined(separator: ", "))")
+            if images.isEmpty {
+                print("no images in the allow-list: requests use the fleet's own image (FLOTILLA_AMI)")
+                return
+            }
+            print("")
+            let rows =
+                [["NAME", "DISTRIBUTION", "SSH USER", "DOCKER", "REGIONS"]]
+                + images.map {
+                    [$0.name, $0.distribution, $0.sshUser, $0.dockerVersion, $0.regions.joined(separator: ",")]
+                }
+            printTable(rows)
+        }
+    }
+}
+
+/// Rows as columns, each as wide as its widest cell plus two spaces.
+func printTable(_ rows: [[String]]) {
+    guard let first = rows.first else { return }
+    let widths = first.indices.map { column in
+        rows.map { $0.indices.contains(column) ? $0[column].count : 0 }.max()! + 2
+    }
+    for row in rows {
+        print(
+            zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined()
+                .trimmingCharacters(in: .whitespaces))
     }
 }

@@ -68,6 +68,8 @@ struct RequestCommand: AsyncParsableCommand {
             cluster is built; wait takes a pool cluster still being built before building a new one; never \
             always builds.
             """) var pool: PoolModeOption = .auto
+    @Option(help: "Build the cluster in this region (`client images` lists the regions the fleet builds in).")
+    var region: String?
     @OptionGroup var byName: PoolNameOptions
     @OptionGroup var options: ClientOptions
 
@@ -77,11 +79,7 @@ struct RequestCommand: AsyncParsableCommand {
             throw ValidationError("--lifetime must be a duration like 90m or 2h")
         }
         let request =
-            self.byName.poolName != nil
-            ? PoolNameOptions.lifetimeOnly(lifetime.seconds)
-            : String(
-                decoding: try JSONEncoder().encode(try self.shape.request(lifetimeSeconds: lifetime.seconds)),
-                as: UTF8.self)
+            try self.byName.requestJSON(shape: self.shape, region: self.region, lifetime: lifetime)
         guard ClusterRequest.parseDuration(self.timeout) != nil else {
             throw ValidationError("--timeout must be a duration like 45m")
         }

@@ -66,6 +66,8 @@ struct RunCommand: AsyncParsableCommand {
             """)
     var collectLogsOnFailure: String?
     @Argument(parsing: .postTerminator, help: "The command to run, after --.") var command: [String] = []
+    @Option(help: "Build the cluster in this region (`client images` lists the regions the fleet builds in).")
+    var region: String?
     @OptionGroup var byName: PoolNameOptions
     @OptionGroup var access: NodeAccessOptions
     @OptionGroup var options: ClientOptions
@@ -91,11 +93,7 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("--lifetime must be a duration like 90m or 2h")
         }
         let request =
-            self.byName.poolName != nil
-            ? PoolNameOptions.lifetimeOnly(lifetime.seconds)
-            : String(
-                decoding: try JSONEncoder().encode(try self.shape.request(lifetimeSeconds: lifetime.seconds)),
-                as: UTF8.self)
+            try self.byName.requestJSON(shape: self.shape, region: self.region, lifetime: lifetime)
         let timeout = ClusterRequest.parseDuration(self.timeout)!
         let beat = ClusterRequest.parseDuration(self.heartbeatTimeout)!
         let new = NewCluster(

@@ -19,6 +19,8 @@ package struct ClusterShapeOptions: ParsableArguments {
         String?
     @Option(help: "LOCAL:REMOTE — copy a local file into the installer's genconf/REMOTE. Repeatable.") package
         var copyToInstaller: [String] = []
+    @Option(help: "An image of the operators' allow-list (`client images`): its AMI, SSH user and Docker version.")
+    package var image: String?
     @Option(help: "KEY=VALUE — a tag on every EC2 resource of the cluster. Repeatable.") package var customTag:
         [String] = []
     @Option(help: "KEY=VALUE — a tag on the masters' instances, volumes and interfaces. Repeatable.") package
@@ -83,7 +85,7 @@ package struct ClusterShapeOptions: ParsableArguments {
             publicAgents: self.publicAgents ?? split.publicAgents, instanceType: self.instanceType,
             adminLocation: self.adminLocation, installerURL: installerURL, dcosConfig: dcosConfig, genconfFiles: files,
             lifetimeSeconds: lifetimeSeconds, tags: tags.isEmpty ? nil : tags,
-            roleTags: roleTags.isEmpty ? nil : roleTags)
+            roleTags: roleTags.isEmpty ? nil : roleTags, image: self.image)
     }
 
     /// `KEY=VALUE` words as tags, checked as EC2 checks them.

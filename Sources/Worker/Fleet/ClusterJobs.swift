@@ -146,7 +146,7 @@ package struct ClusterJobs: Sendable {
         }
         let spec: ClusterSpec
         do {
-            spec = try self.settings.spec(for: cluster)
+            spec = try await self.spec(for: cluster)
             try spec.validate()
         } catch {
             throw PermanentJobFailure("cluster \(cluster.id) cannot be built: \(error)")
@@ -250,9 +250,31 @@ package struct ClusterJobs: Sendable {
             return ["cluster \(clusterID) has no checkpoint or key to reach its nodes with"]
         }
         // SSH only, no AWS call: the leader checks clusters of every region.
-        let spec = try self.settings.spec(for: cluster)
+        let spec = try await self.spec(for: cluster)
         return await self.aws.provisioner(region: spec.region, logger: logger).healthCheck(
             spec, state: state, timeout: timeout)
+    }
+
+    /// The spec a stored cluster is built and reached with: the settings', with the request's
+    /// image (the operators' allow-list, table `images`) giving the AMI of the cluster's
+    /// region, the SSH user and the Docker version.
+    func spec(for cluster: ClusterRecord) async throws -> ClusterSpec {
+        var spec = try self.settings.spec(for: cluster)
+        let request = try JSONDecoder().decode(ClusterRequest.self, from: Data(cluster.request.utf8))
+        guard let name = request.image else { return spec }
+        guard let image = try await self.store.image(named: name) else {
+            throw PermanentJobFailure("image \(name) is no longer in the operators' allow-list (table images)")
+        }
+        guard let ami = image.amis[spec.region] else {
+            throw PermanentJobFailure(
+                "image \(name) has no AMI in \(spec.region) "
+                    + "(it has: \(image.amis.keys.sorted().joined(separator: ", ")))"
+            )
+        }
+        spec.ami = ami
+        spec.sshUser = image.sshUser
+        spec.install.dockerVersion = image.dockerVersion
+        return spec
     }
 
     /// The deployment tag: the setting, else the database's own id.

@@ -89,6 +89,32 @@ public struct ClusterAPI: Sendable {
         }
     }
 
+    /// An image a request may name, and the regions where it can be built.
+    public struct ImageSummary: Sendable {
+        public var name: String
+        public var distribution: String
+        public var sshUser: String
+        public var dockerVersion: String
+        public var regions: [String]
+    }
+
+    public func images() async throws -> [ImageSummary] {
+        try await self.queue.mapErrors {
+            let rows = try await self.client.query("SELECT * FROM flotilla_api.api_images()", logger: self.logger)
+            return try await rows.decode((String, String, String, String, [String]).self).collect().map {
+                ImageSummary(name: $0.0, distribution: $0.1, sshUser: $0.2, dockerVersion: $0.3, regions: $0.4)
+            }
+        }
+    }
+
+    /// The regions the fleet builds in.
+    public func regions() async throws -> [String] {
+        try await self.queue.mapErrors {
+            let rows = try await self.client.query("SELECT region FROM flotilla_api.api_regions()", logger: self.logger)
+            return try await rows.decode(String.self).collect()
+        }
+    }
+
     /// Where a waiting request stands: its provision job's state, the provision jobs that
     /// will be claimed before it, and the median request → ready time of recent clusters.
     public struct WaitInfo: Sendable {

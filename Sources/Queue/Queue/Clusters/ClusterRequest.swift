@@ -19,6 +19,11 @@ public struct ClusterRequest: Codable, Sendable, Hashable {
     /// Tags for one role's instances, volumes and network interfaces, over `tags`: keys
     /// `master`, `agent`, `publicAgent`; nil when none.
     public var roleTags: [String: [String: String]]?
+    /// An image of the operators' allow-list (table `images`): its AMI, SSH user and Docker
+    /// version; nil: the fleet's own image.
+    public var image: String?
+    /// The region to build in (one the fleet builds in); nil: whichever worker builds it.
+    public var region: String?
 
     public struct GenconfFile: Codable, Sendable, Hashable {
         public var path: String
@@ -33,7 +38,7 @@ public struct ClusterRequest: Codable, Sendable, Hashable {
         masters: Int, agents: Int, publicAgents: Int, instanceType: String = "m4.large",
         adminLocation: String = "0.0.0.0/0", installerURL: String, dcosConfig: String? = nil,
         genconfFiles: [GenconfFile] = [], lifetimeSeconds: Double = 7200, tags: [String: String]? = nil,
-        roleTags: [String: [String: String]]? = nil
+        roleTags: [String: [String: String]]? = nil, image: String? = nil, region: String? = nil
     ) {
         self.masters = masters
         self.agents = agents
@@ -46,6 +51,8 @@ public struct ClusterRequest: Codable, Sendable, Hashable {
         self.lifetimeSeconds = lifetimeSeconds
         self.tags = tags
         self.roleTags = roleTags
+        self.image = image
+        self.region = region
     }
 
     /// The role names `roleTags` takes.

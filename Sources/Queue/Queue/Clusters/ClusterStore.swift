@@ -44,6 +44,28 @@ public struct ClusterStore: Sendable {
         return nil
     }
 
+    /// An image of the operators' allow-list.
+    public struct ImageRecord: Sendable, Hashable {
+        public var name: String
+        public var sshUser: String
+        public var dockerVersion: String
+        /// Region → AMI id.
+        public var amis: [String: String]
+    }
+
+    public func image(named name: String) async throws -> ImageRecord? {
+        try await self.queue.mapErrors {
+            let rows = try await self.client.query(
+                "SELECT name, ssh_user, docker_version, amis::text FROM images WHERE name = \(name)",
+                logger: self.logger)
+            for try await (name, user, docker, amis) in rows.decode((String, String, String, String).self) {
+                let map = (try? JSONDecoder().decode([String: String].self, from: Data(amis.utf8))) ?? [:]
+                return ImageRecord(name: name, sshUser: user, dockerVersion: docker, amis: map)
+            }
+            return nil
+        }
+    }
+
     /// Clusters, newest first, optionally of one owner and/or state.
     public func clusters(owner: String? = nil, state: ClusterState? = nil, limit: Int = 200) async throws
         -> [ClusterRecord]

@@ -1,4 +1,5 @@
--- Custom tags on every resource, and tags the policy requires (issue 27, part 5).
+-- Custom tags on every resource, tags the policy requires, and a region and an image per request
+-- (issue 27, parts 5 and 6).
 --
 -- A request may carry `tags` (every EC2 resource of the cluster: instances, volumes, network
 -- interfaces, the security group, the key pair) and `roleTags` (one role's instances, volumes
@@ -11,6 +12,63 @@
 
 ALTER TABLE policy ADD COLUMN required_tags text[] NOT NULL DEFAULT '{}'
     CHECK (cardinality(required_tags) <= 42 AND array_position(required_tags, NULL) IS NULL);
+
+-- The images a request may name (`client request --image NAME`), kept by operators: the AMI of
+-- each region, the login its cloud-init makes (the cluster's SSH user), its distribution, and
+-- the Docker version a node without Docker gets. A request may also name a region
+-- (`--region`): only one the fleet builds in (build_regions: a live `worker run` registered it,
+-- or Flotilla knows its default image), and with an image, one where the image has an AMI. A
+-- request with an image and no region is pinned to the first region (by name) that has both.
+CREATE FUNCTION images_amis_valid(amis jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_typeof(amis) = 'object' AND amis <> '{}'
+       AND NOT EXISTS (SELECT 1 FROM jsonb_each(amis) e
+                       WHERE e.key !~ '^[a-z]{2}(-[a-z]+)+-[0-9]$' OR jsonb_typeof(e.value) <> 'string'
+                          OR (e.value #>> '{}') !~ '^ami-[0-9a-z]{8,17}$')
+$$;
+
+CREATE TABLE images (
+    name           text PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9._-]{0,39}$'),
+    distribution   text NOT NULL CHECK (length(distribution) BETWEEN 1 AND 80 AND distribution !~ '[[:cntrl:]]'),
+    ssh_user       text NOT NULL CHECK (ssh_user ~ '^[a-z_][a-z0-9_-]{0,31}$'),
+    docker_version text NOT NULL CHECK (docker_version ~ '^[0-9]{1,2}\.[0-9]{2}\.[0-9]{1,2}(\.ce)?$'),
+    -- region → AMI id, e.g. {"us-west-2": "ami-0123456789abcdef0"}
+    amis           jsonb NOT NULL CHECK (images_amis_valid(amis)),
+    created_at     timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON images FROM PUBLIC;
+GRANT SELECT ON images TO flotilla_worker;
+GRANT SELECT, INSERT, UPDATE, DELETE ON images TO flotilla_operator;
+
+CREATE OR REPLACE FUNCTION request_region(p jsonb) RETURNS text LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p ->> 'region' IS NOT NULL THEN
+        RETURN p ->> 'region';
+    END IF;
+    IF p ->> 'image' IS NOT NULL THEN
+        RETURN (SELECT min(b.region) FROM build_regions b JOIN images i ON i.name = p ->> 'image' AND i.amis ? b.region);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+-- The images and the regions a client may name.
+CREATE FUNCTION flotilla_api.api_images()
+RETURNS TABLE (name text, distribution text, ssh_user text, docker_version text, regions text[])
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT i.name, i.distribution, i.ssh_user, i.docker_version,
+           coalesce(array_agg(b.region ORDER BY b.region) FILTER (WHERE b.region IS NOT NULL), '{}')
+    FROM images i LEFT JOIN build_regions b ON i.amis ? b.region
+    GROUP BY i.name ORDER BY i.name
+$$;
+
+CREATE FUNCTION flotilla_api.api_regions() RETURNS TABLE (region text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT region FROM build_regions ORDER BY region
+$$;
+REVOKE EXECUTE ON FUNCTION flotilla_api.api_images(), flotilla_api.api_regions(), images_amis_valid(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION flotilla_api.api_images(), flotilla_api.api_regions()
+    TO flotilla_client, flotilla_worker, flotilla_operator;
+GRANT EXECUTE ON FUNCTION images_amis_valid(jsonb) TO flotilla_worker, flotilla_operator;
 
 CREATE OR REPLACE FUNCTION api_validate_request(p jsonb, p_owner text) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -26,6 +84,8 @@ DECLARE
     tag record;
     role_tags record;
     missing text[];
+    image images;
+    region text;
 BEGIN
     IF rules.owner IS NULL THEN
         PERFORM api_refuse('no policy applies (the policy table has no row for this owner and no default row ''*'')');
@@ -135,6 +195,34 @@ BEGIN
        + coalesce((SELECT max((SELECT count(*) FROM jsonb_object_keys(v))) FROM jsonb_each(coalesce(p -> 'roleTags', '{}')) AS r(k, v)
                    WHERE jsonb_typeof(v) = 'object'), 0) > 42 THEN
         PERFORM api_bad('at most 42 custom tags per resource (EC2 allows 50; Flotilla''s own use 8)');
+    END IF;
+    -- The image and the region: ones the fleet can build.
+    IF p ? 'image' AND jsonb_typeof(p -> 'image') NOT IN ('string', 'null') THEN
+        PERFORM api_bad('image must be the name of an image (`client images`)');
+    END IF;
+    IF p ? 'region' AND jsonb_typeof(p -> 'region') NOT IN ('string', 'null') THEN
+        PERFORM api_bad('region must be the name of an AWS region');
+    END IF;
+    IF p ->> 'image' IS NOT NULL THEN
+        SELECT * INTO image FROM images WHERE name = p ->> 'image';
+        IF NOT FOUND THEN
+            PERFORM api_refuse(format('no image named %s (images: %s; `client images` lists them)', left(p ->> 'image', 60),
+                                      coalesce((SELECT string_agg(name, ', ' ORDER BY name) FROM images), 'none')));
+        END IF;
+    END IF;
+    region := p ->> 'region';
+    IF region IS NOT NULL AND NOT EXISTS (SELECT 1 FROM build_regions b WHERE b.region = p ->> 'region') THEN
+        PERFORM api_refuse(format('nobody builds clusters in region %s (regions: %s)', left(region, 40),
+                                  (SELECT string_agg(b.region, ', ' ORDER BY b.region) FROM build_regions b)));
+    END IF;
+    IF image.name IS NOT NULL AND region IS NOT NULL AND NOT image.amis ? region THEN
+        PERFORM api_refuse(format('image %s has no AMI in region %s (it has: %s)', image.name, region,
+                                  (SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(image.amis) k)));
+    END IF;
+    IF image.name IS NOT NULL AND region IS NULL
+       AND NOT EXISTS (SELECT 1 FROM build_regions b WHERE image.amis ? b.region) THEN
+        PERFORM api_refuse(format('image %s has no AMI in a region the fleet builds in (%s)', image.name,
+                                  (SELECT string_agg(b.region, ', ' ORDER BY b.region) FROM build_regions b)));
     END IF;
     SELECT array_agg(t ORDER BY t) INTO missing FROM unnest(rules.required_tags) AS t
     WHERE NOT coalesce(p -> 'tags', '{}') ? t;

@@ -171,6 +171,25 @@ struct AgentLoopTests {
                 "\(missing.stderr)")
             #expect(!FileManager.default.fileExists(atPath: scratch.appendingPathComponent("none").path))
 
+            // status: the nodes by the names exec takes, the web UI, and the version read from master_0.
+            let shown = try await fleet.run(["client", "status", id] + lease)
+            #expect(shown.status == 0, "\(shown.stderr)")
+            let master = try #require(ips["master"]?.first)
+            for line in ["DC/OS        2.2.0", "web UI       http://\(master)/", "master_0", "public_agent_0"] {
+                #expect(shown.output.contains(line), "\(line) in: \(shown.output)")
+            }
+            let statusJSON = try jsonObject(try await fleet.run(["client", "status", id, "--json"] + lease).output)
+            #expect(statusJSON["dcos_version"] as? String == "2.2.0", "\(statusJSON)")
+
+            // doctor: all that an agent needs is here; without ssh and tar on PATH it says what to install.
+            let doctor = try await fleet.run(["client", "doctor", "--json"])
+            #expect(doctor.status == 0, "\(doctor.output)\n\(doctor.stderr)")
+            let checks = try jsonObject(doctor.output)["checks"] as? [[String: String]] ?? []
+            #expect(checks.first { $0["name"] == "role" }?["outcome"] == "ok", "\(checks)")
+            #expect(checks.first { $0["name"] == "database reachable" }?["outcome"] == "ok", "\(checks)")
+            let bare = try await fleet.run(["client", "doctor"], environment: ["PATH": "/nonexistent"])
+            #expect(bare.status == 1 && bare.output.contains("apt-get install openssh-client"), "\(bare.output)")
+
             // logs --collect: every node's journal and a diagnostics bundle from master_0.
             let evidence = scratch.appendingPathComponent("evidence")
             let collect = try await fleet.run(["client", "logs", id, "--collect", evidence.path, "--json"] + lease)
@@ -373,6 +392,7 @@ struct AgentLoopTests {
                 images.map { $0["name"] as? String } == ["centos7-docker19", "ubuntu-docker20"], "\(listing.output)")
             #expect(images.allSatisfy { ($0["regions"] as? [String]) == [region] }, "\(listing.output)")
 
+            var held: [(String, String)] = []
             async let first = fleet.run(
                 [
                     "client", "request", "--nodes", "1", "--image", "centos7-docker19", "--region", region, "--json",

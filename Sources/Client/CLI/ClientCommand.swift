@@ -20,7 +20,7 @@ struct ClientCommand: AsyncParsableCommand {
             RequestCommand.self, RunCommand.self, StatusCommand.self, ListCommand.self, WaitCommand.self,
             ExtendCommand.self, ReleaseCommand.self, KeyCommand.self, LogsCommand.self, JobsCommand.self,
             CostCommand.self, ExecCommand.self, SendFileCommand.self, DownloadFileCommand.self, SyncCommand.self,
-            PoolsCommand.self, ImagesCommand.self,
+            PoolsCommand.self, ImagesCommand.self, DoctorCommand.self,
         ]
     )
 }
@@ -28,6 +28,9 @@ struct ClientCommand: AsyncParsableCommand {
 struct ClientOptions: ParsableArguments {
     @Flag(help: "Print JSON instead of a table.")
     var json = false
+
+    @Flag(name: .shortAndLong, help: "More log detail: -v the driver's notices, -vv its debug lines.")
+    var verbose: Int
 
     @Option(
         help:
@@ -40,7 +43,7 @@ struct ClientOptions: ParsableArguments {
     }
 
     func makeLogger() -> Logger {
-        LogFormat.bootstrap(self.logFormat, level: .error)
+        LogFormat.bootstrap(self.logFormat, level: self.verbose >= 2 ? .debug : self.verbose == 1 ? .info : .error)
         return Logger(label: "flotilla.client")
     }
 }

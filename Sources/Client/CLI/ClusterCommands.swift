@@ -17,6 +17,22 @@ struct LeaseOptions: ParsableArguments {
         }
         return token
     }
+
+    /// The token for cluster `id`: --lease-token or FLOTILLA_LEASE_TOKEN, else the file
+    /// `./<id>.token` that `client request` wrote.
+    func token(for id: String) throws -> String {
+        if let token = self.leaseToken ?? ProcessInfo.processInfo.environment["FLOTILLA_LEASE_TOKEN"], !token.isEmpty {
+            return token
+        }
+        if let data = FileManager.default.contents(atPath: "\(id).token"),
+            let token = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines),
+            !token.isEmpty
+        {
+            return token
+        }
+        throw ValidationError(
+            "cluster \(id) needs its lease token: pass --lease-token, set FLOTILLA_LEASE_TOKEN, or keep ./\(id).token")
+    }
 }
 
 /// Runs `body` with the client API, turning refusals into a message and exit status 1.
@@ -47,13 +63,24 @@ func requireCluster(_ store: ClusterAPI, _ id: String) async throws -> ClusterRe
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Show one cluster and its nodes.",
-        discussion: "Example:\n  client status c-0123456789 --json")
+        discussion: """
+            Shows the state, the expiry, the SSH user, the DC/OS web UI and the nodes by the
+            names `client exec --node` takes. With the lease token (--lease-token,
+            FLOTILLA_LEASE_TOKEN or ./<id>.token) it also reads the installed DC/OS version from
+            master_0 (/opt/mesosphere/etc/dcos-version.json).
+
+            Example:
+              client status c-0123456789 --json
+            """)
     @Argument(help: "The cluster id.") var id: String
+    @OptionGroup var lease: LeaseOptions
+    @OptionGroup var access: NodeAccessOptions
     @OptionGroup var options: ClientOptions
 
     func run() async throws {
         let json = self.options.json
-        let id = self.id
+        let (id, mode) = (self.id, self.access.mode)
+        let token = try? self.lease.token(for: id)
         try await withStore(self.options) { store, _ in
             let cluster = try await requireCluster(store, id)
             let nodes = try await store.nodes(clusterID: id)
@@ -63,8 +90,13 @@ struct StatusCommand: AsyncParsableCommand {
             let current = warnings.last.flatMap { last in
                 cluster.expiresAt.map { abs($0.timeIntervalSince(last.expiresAt)) < 1 } ?? false ? last : nil
             }
+            var version: String?
+            if let token, cluster.state == .ready {
+                version = await installedVersion(store: store, id: id, token: token, mode: mode)
+            }
             if json {
                 var object = ClusterOutput.json(cluster, nodes: nodes)
+                object["dcos_version"] = version
                 if let current {
                     object["expiry_warning"] = [
                         "minutes": current.minutes, "at": ISO8601DateFormatter().string(from: current.at),
@@ -72,11 +104,25 @@ struct StatusCommand: AsyncParsableCommand {
                 }
                 printJSON(object)
             } else {
-                print(ClusterOutput.text(cluster, nodes: nodes))
+                var text = ClusterOutput.text(cluster, nodes: nodes)
+                if let version {
+                    text = text.replacingOccurrences(of: "\nweb UI", with: "\nDC/OS        \(version)\nweb UI")
+                }
+                print(text)
                 if let current { print("\nwarning: \(current.text(id: id))") }
             }
         }
     }
+}
+
+/// The DC/OS version installed on master_0, read over SSH; nil when it cannot be read.
+func installedVersion(store: ClusterAPI, id: String, token: String, mode: AddressMode) async -> String? {
+    guard let access = try? await NodeAccess.open(store: store, id: id, token: token, mode: mode),
+        let master = access.masters.first,
+        let answer = try? await access.capture("cat \(DCOSPaths.versionFile)", on: master), answer.status == 0,
+        let object = try? JSONSerialization.jsonObject(with: Data(answer.output.utf8)) as? [String: Any]
+    else { return nil }
+    return object["version"] as? String
 }
 
 struct ListCommand: AsyncParsableCommand {
@@ -152,19 +198,49 @@ struct ExtendCommand: AsyncParsableCommand {
 
 struct ReleaseCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "release", abstract: "Tear a cluster down now.",
-        discussion: "Example:\n  client release c-0123456789 --lease-token $TOKEN")
-    @Argument(help: "The cluster id.") var id: String
+        commandName: "release", abstract: "Tear clusters down now.",
+        discussion: """
+            Each cluster's lease token comes from --lease-token or FLOTILLA_LEASE_TOKEN (the
+            same for all), else from ./<id>.token (as `client request` wrote it). Every id is
+            tried; exit status 1 when any could not be released.
+
+            Examples:
+              client release c-0123456789 --lease-token $TOKEN
+              client release c-0123456789 c-9876543210
+            """)
+    @Argument(help: "The cluster ids.") var ids: [String]
     @OptionGroup var lease: LeaseOptions
     @OptionGroup var options: ClientOptions
 
+    func validate() throws {
+        guard !self.ids.isEmpty else { throw ValidationError("give at least one cluster id") }
+        for id in self.ids { _ = try self.lease.token(for: id) }
+    }
+
     func run() async throws {
-        let (id, token, json) = (self.id, try self.lease.token(), self.options.json)
-        try await withStore(self.options) { store, _ in
-            try await store.release(clusterID: id, leaseToken: token)
-            printAnswer(
-                json: json, ["id": id, "released": true], text: "cluster \(id) released; the janitor tears it down now")
+        let tokens = try self.ids.map { ($0, try self.lease.token(for: $0)) }
+        let json = self.options.json
+        let failures = try await withStore(self.options) { store, _ -> Int in
+            var results: [[String: Any]] = []
+            var failures = 0
+            for (id, token) in tokens {
+                do {
+                    try await store.release(clusterID: id, leaseToken: token)
+                    results.append(["id": id, "released": true])
+                    if !json { print("cluster \(id) released; the janitor tears it down now") }
+                } catch let error as QueueError {
+                    failures += 1
+                    results.append(["id": id, "released": false, "error": error.message])
+                    FileHandle.standardError.write(Data("client: \(id): \(error.message)\n".utf8))
+                }
+            }
+            if json {
+                let many: [String: Any] = ["clusters": results]
+                printJSON(results.count == 1 ? results[0] : many)
+            }
+            return failures
         }
+        if failures > 0 { throw ExitCode(1) }
     }
 }
 

@@ -14,10 +14,10 @@ enum ClusterOutput {
             "masters": cluster.masters, "agents": cluster.agents, "public_agents": cluster.publicAgents,
             "instance_type": cluster.instanceType, "lifetime_seconds": Int(cluster.lifetime.seconds),
             "created_at": iso(cluster.createdAt),
-            "nodes": nodes.filter { $0.role != "bootstrap" }.map { node -> [String: Any] in
+            "nodes": NodeAccess.named(nodes).filter { $0.node.role != "bootstrap" }.map { named -> [String: Any] in
                 [
-                    "role": node.role, "instance_id": node.instanceID, "private_ip": node.privateIP,
-                    "public_ip": node.publicIP as Any,
+                    "name": named.name, "role": named.node.role, "instance_id": named.node.instanceID,
+                    "private_ip": named.node.privateIP, "public_ip": named.node.publicIP as Any,
                 ]
             },
         ]
@@ -28,6 +28,7 @@ enum ClusterOutput {
         object["expires_at"] = cluster.expiresAt.map(iso)
         object["ready_at"] = cluster.readyAt.map(iso)
         object["last_error"] = cluster.lastError
+        object["web_ui"] = webUI(cluster, nodes: nodes)
         object["lease_token"] = leaseToken
         object["key_path"] = keyPath
         return object
@@ -53,17 +54,29 @@ enum ClusterOutput {
         }
         if let keyPath { lines.append("ssh key      \(keyPath)") }
         if let error = cluster.lastError { lines.append("last error   \(error)") }
-        let shown = nodes.filter { $0.role != "bootstrap" }
+        if let web = webUI(cluster, nodes: nodes) { lines.append("web UI       \(web)") }
+        let shown = NodeAccess.named(nodes).filter { $0.node.role != "bootstrap" }
         if !shown.isEmpty {
             lines.append("")
-            lines.append(row(["ROLE", "INSTANCE", "PUBLIC IP", "PRIVATE IP"]))
-            for node in shown { lines.append(row([node.role, node.instanceID, node.publicIP ?? "-", node.privateIP])) }
+            lines.append(row(["NODE", "ROLE", "INSTANCE", "PUBLIC IP", "PRIVATE IP"]))
+            for named in shown {
+                let node = named.node
+                lines.append(row([named.name, node.role, node.instanceID, node.publicIP ?? "-", node.privateIP]))
+            }
         }
         return lines.joined(separator: "\n")
     }
 
+    /// The DC/OS web UI of a ready cluster: its first master's admin router.
+    static func webUI(_ cluster: ClusterRecord, nodes: [NodeRecord]) -> String? {
+        guard cluster.state == .ready, let master = NodeAccess.named(nodes).first(where: \.isMaster) else { return nil }
+        return "http://\(master.node.publicIP ?? master.node.privateIP)/"
+    }
+
     static func row(_ cells: [String]) -> String {
-        zip(cells, [14, 22, 17, 16]).map { $0.padding(toLength: max($1, $0.count + 1), withPad: " ", startingAt: 0) }
-            .joined().trimmingCharacters(in: .whitespaces)
+        zip(cells, [16, 14, 22, 17, 16]).map {
+            $0.padding(toLength: max($1, $0.count + 1), withPad: " ", startingAt: 0)
+        }
+        .joined().trimmingCharacters(in: .whitespaces)
     }
 }

@@ -210,6 +210,7 @@ enum DCOSPaths {
     static let environment = "/opt/mesosphere/environment.export"
     static let testDirectory = "/opt/mesosphere/active/dcos-integration-test"
     static let bootstrapLib = "/opt/mesosphere/active/bootstrap/lib"
+    static let versionFile = "/opt/mesosphere/etc/dcos-version.json"
 }
 
 /// POSIX shell quoting.

@@ -115,6 +115,33 @@ public struct ClusterAPI: Sendable {
         }
     }
 
+    /// Who this connection is, for `client doctor`: the login, whether the connection is
+    /// encrypted, and which of Flotilla's roles the login holds.
+    public struct Identity: Sendable {
+        public var login: String
+        public var encrypted: Bool
+        public var roles: [String]
+        public var serverVersion: String
+    }
+
+    public func identity() async throws -> Identity {
+        try await self.queue.mapErrors {
+            let rows = try await self.client.query(
+                """
+                SELECT session_user::text,
+                       coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false),
+                       array(SELECT r FROM unnest(ARRAY['flotilla_client', 'flotilla_worker', 'flotilla_operator']) r
+                             WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)
+                               AND pg_has_role(session_user, r, 'MEMBER')),
+                       current_setting('server_version')
+                """, logger: self.logger)
+            for try await (login, ssl, roles, version) in rows.decode((String, Bool, [String], String).self) {
+                return Identity(login: login, encrypted: ssl, roles: roles, serverVersion: version)
+            }
+            throw QueueError(.database, "no answer")
+        }
+    }
+
     /// Where a waiting request stands: its provision job's state, the provision jobs that
     /// will be claimed before it, and the median request → ready time of recent clusters.
     public struct WaitInfo: Sendable {

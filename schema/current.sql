@@ -799,6 +799,19 @@ BEGIN
                    WHERE jsonb_typeof(v) = 'object'), 0) > 42 THEN
         PERFORM api_bad('at most 42 custom tags per resource (EC2 allows 50; Flotilla''s own use 8)');
     END IF;
+    -- Files for the masters (absolute paths) and the node-setup script.
+    IF p ? 'masterFiles' AND jsonb_typeof(p -> 'masterFiles') NOT IN ('array', 'null') THEN
+        PERFORM api_bad('masterFiles must be a list');
+    END IF;
+    FOR file IN SELECT * FROM jsonb_array_elements(coalesce(p -> 'masterFiles', '[]'))
+    LOOP
+        IF coalesce(file ->> 'path', '') !~ '^(/[A-Za-z0-9._-]+)+$' OR (file ->> 'path') ~ '(^|/)\.\.(/|$)' THEN
+            PERFORM api_bad(format('master file path ''%s'' must be absolute, without ''..''', left(coalesce(file ->> 'path', ''), 80)));
+        END IF;
+    END LOOP;
+    IF p ? 'nodeSetup' AND jsonb_typeof(p -> 'nodeSetup') NOT IN ('string', 'null') THEN
+        PERFORM api_bad('nodeSetup must be the text of a script');
+    END IF;
     -- The image and the region: ones the fleet can build.
     IF p ? 'image' AND jsonb_typeof(p -> 'image') NOT IN ('string', 'null') THEN
         PERFORM api_bad('image must be the name of an image (`client images`)');

@@ -420,4 +420,97 @@ struct AgentLoopTests {
             }
         }
     }
+
+    @Test(
+        """
+        before the install: --copy-to-master files are on the masters when the stub's preflight starts; \
+        --node-setup runs as root on every node with its output kept; a failing setup fails the cluster with its log
+        """)
+    func beforeTheInstall() async throws {
+        let keyPath = "/var/lib/dcos/pki/tls/CA/private/custom_ca.key"
+        let dcosExisted = FileManager.default.fileExists(atPath: "/var/lib/dcos")
+        defer {
+            try? FileManager.default.removeItem(atPath: dcosExisted ? keyPath : "/var/lib/dcos")
+        }
+        try await Fleet.with { fleet in
+            try fleet.start(["run"] + Self.fastWorker)
+            let scratch = try fleet.makeScratchDirectory(suffix: "-setup")
+            let secret = "key-" + UUID().uuidString
+            let key = scratch.appendingPathComponent("ca.key")
+            try Data(secret.utf8).write(to: key)
+            let setup = scratch.appendingPathComponent("setup.sh")
+            try Data(
+                """
+                echo "setup as uid $(id -u)"
+                if [ -f \(keyPath) ]; then echo "ca key present"; fi
+
+                """.utf8
+            ).write(to: setup)
+            let request = try await fleet.run([
+                "client", "request", "--nodes", "3", "--json", "--timeout", "5m", "--copy-to-master",
+                "\(key.path):\(keyPath)",
+                "--node-setup", setup.path,
+            ])
+            try #require(request.status == 0, "\(request.stderr)\n\(fleet.workerLogs())")
+            let object = try jsonObject(request.output)
+            let id = try #require(object["id"] as? String)
+            let token = try #require(object["lease_token"] as? String)
+            let nodes = object["nodes"] as? [[String: Any]] ?? []
+            let master = try #require(nodes.first { $0["role"] as? String == "master" }?["private_ip"] as? String)
+
+            // The stub's preflight on the master saw the key, with its contents.
+            let digest = try await Self.sha256(key)
+            let state = try #require(ProcessInfo.processInfo.environment["FLOTILLA_TEST_STUB_STATE"])
+            let log = (try? String(contentsOfFile: "\(state)/nodes/\(master)/install.log", encoding: .utf8)) ?? ""
+            let lines = log.split(separator: "\n").map(String.init)
+            let seen = lines.firstIndex {
+                $0.contains("preflight master flotilla-\(id): custom CA key \(keyPath) present (sha256 \(digest))")
+            }
+            let deployed = lines.firstIndex { $0.contains("deploy master flotilla-\(id): ok") }
+            #expect(seen != nil && deployed != nil && seen! < deployed!, "\(log)")
+
+            // The node setup's output is kept for every node, the master's with the file it wrote.
+            let out = scratch.appendingPathComponent("logs")
+            let logs = try await fleet.run(["client", "logs", id, "--out", out.path, "--lease-token", token])
+            #expect(logs.status == 0, "\(logs.stderr)")
+            for node in nodes {
+                let ip = (node["public_ip"] as? String) ?? (node["private_ip"] as? String ?? "")
+                let text =
+                    (try? String(contentsOf: out.appendingPathComponent("node-setup-\(ip).log"), encoding: .utf8)) ?? ""
+                #expect(text.contains("setup as uid 0"), "\(ip): \(text)")
+                // The master's files come first, then its setup. (Every loopback node is this
+                // machine: an agent may see the master's file too, so only masters are asked.)
+                if node["role"] as? String == "master" {
+                    #expect(text.contains("flotilla: wrote \(keyPath) (\(secret.utf8.count) bytes)"), "\(text)")
+                    #expect(text.contains("ca key present"), "\(text)")
+                }
+            }
+
+            // A setup that fails fails the cluster, and its output says why.
+            let failing = scratch.appendingPathComponent("fail.sh")
+            try Data("echo 'setup broke here' >&2\nexit 3\n".utf8).write(to: failing)
+            let broken = try await fleet.run([
+                "client", "request", "--nodes", "1", "--json", "--timeout", "5m", "--node-setup", failing.path,
+            ])
+            #expect(broken.status == 1, "\(broken.stderr)")
+            let failed = try jsonObject(broken.output)
+            #expect((failed["last_error"] as? String ?? "").contains("node setup failed"), "\(broken.output)")
+            let failedID = try #require(failed["id"] as? String)
+            // Kept with the cluster (its token goes with it once it is torn down, so read as the fleet).
+            let text = try await fleet.scalar(
+                """
+                SELECT coalesce(string_agg(name || ': ' || contents, E'\\n'), '') FROM cluster_logs
+                WHERE cluster_id = \(failedID) AND name LIKE 'node-setup-%'
+                """, as: String.self)
+            #expect(text.contains("setup broke here"), "\(text)")
+        }
+    }
+
+    static func sha256(_ file: URL) async throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["sha256sum", file.path]
+        let run = try await process.runToCompletion()
+        return String(run.output.prefix(64))
+    }
 }

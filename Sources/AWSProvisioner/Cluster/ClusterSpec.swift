@@ -24,6 +24,10 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
     public var dcosConfigOverrides: String?
     /// Extra files written into the installer's `genconf/` folder.
     public var genconfFiles: [GenconfFile] = []
+    /// Files put on every master (absolute paths, root's, mode 0600) before the install.
+    public var masterFiles: [GenconfFile] = []
+    /// A script run as root on every cluster node after the prerequisites, before the install.
+    public var nodeSetupScript: String?
     public var sshUser: String = "centos"
     /// Which address the worker uses to reach nodes over SSH.
     public var sshAddress: SSHAddressMode = .publicIP
@@ -169,6 +173,15 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
             else {
                 throw refuse(
                     "genconf file path '\(file.path.prefix(80))' must be relative to genconf/, without '..', "
+                        + "using letters, digits, '.', '_', '-', '/'")
+            }
+        }
+        for file in self.masterFiles {
+            guard file.path.hasPrefix("/"), !file.path.split(separator: "/").contains(".."),
+                file.path.wholeMatch(of: /[A-Za-z0-9._\/-]+/) != nil
+            else {
+                throw refuse(
+                    "master file path '\(file.path.prefix(80))' must be absolute, without '..', "
                         + "using letters, digits, '.', '_', '-', '/'")
             }
         }

@@ -177,9 +177,12 @@ public protocol ProvisionObserver: Sendable {
     func beforeMutation(_ description: String) async throws
     /// Progress for people ("waiting for SSH on 3 of 4 nodes").
     func progress(_ message: String) async
+    /// Logs to keep with the cluster by name (a node setup's output), whatever the outcome.
+    func keep(logs: [String: String]) async throws
 }
 
 extension ProvisionObserver {
     public func beforeMutation(_ description: String) async throws {}
     public func progress(_ message: String) async {}
+    public func keep(logs: [String: String]) async throws {}
 }

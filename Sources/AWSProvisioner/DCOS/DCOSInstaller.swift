@@ -219,6 +219,54 @@ struct DCOSInstaller: Sendable {
         )
     }
 
+    /// After the prerequisites, on every cluster node as root: the master files (masters
+    /// only), then the node-setup script, from a file (never fed on standard input). Each
+    /// node's output is kept as `node-setup-<ip>.log`, also when it succeeds.
+    func setupNodes(_ state: ProvisionState) async throws {
+        guard !self.spec.masterFiles.isEmpty || self.spec.nodeSetupScript != nil else { return }
+        let nodes = state.clusterNodes
+        try await self.observer.beforeMutation("node setup on \(nodes.count) nodes")
+        await self.observer.progress("node setup: \(nodes.count) nodes")
+        let steps = self.steps
+        let results = await forEachConcurrently(nodes, limit: self.spec.install.parallelism) { node in
+            try await steps.run(self.step(.nodeSetup, on: node, asRoot: true), script: self.nodeSetupScript(node))
+        }
+        var kept: [String: String] = [:]
+        for (node, result) in zip(nodes, results) {
+            if case .success(let outcome) = result {
+                kept["node-setup-\(node.publicIP ?? node.privateIP).log"] = outcome.stdout + outcome.stderr
+            }
+        }
+        if !kept.isEmpty { try await self.observer.keep(logs: kept) }
+        _ = try await self.requireSuccess(
+            "node setup", on: nodes, results, logName: { "node-setup-\($0.publicIP ?? $0.privateIP).log" })
+    }
+
+    func nodeSetupScript(_ node: ProvisionState.Node) -> String {
+        var script = "set -eu\numask 077\n"
+        if node.role == .master {
+            for file in self.spec.masterFiles {
+                script +=
+                    "mkdir -p \"$(dirname \(shellQuote(file.path)))\"\n"
+                    + "printf '%s' \(shellQuote(file.contents.base64EncodedString())) | base64 -d "
+                    + "> \(shellQuote(file.path))\n"
+                    + "chmod 600 \(shellQuote(file.path))\n"
+                    + "echo \"flotilla: wrote \(file.path) (\(file.contents.count) bytes)\"\n"
+            }
+        }
+        if let setup = self.spec.nodeSetupScript {
+            script += """
+                f=$(mktemp)
+                printf '%s' \(shellQuote(Data(setup.utf8).base64EncodedString())) | base64 -d > "$f"
+                rc=0; bash "$f" </dev/null || rc=$?
+                rm -f "$f"
+                exit $rc
+
+                """
+        }
+        return script
+    }
+
     /// Runs `phase` on every cluster node; throws with the failed nodes' logs.
     func run(_ phase: Phase, on state: ProvisionState) async throws {
         guard let bootstrap = state.bootstrapNode else {

@@ -23,7 +23,9 @@ import Timing
 /// atomic under the lock, so a second copy is never started, whichever worker asks.
 struct RemoteStep: Sendable {
     enum Name: String, Sendable {
-        case prerequisites, genconf, serve, preflight, deploy, postflight
+        case prerequisites
+        case nodeSetup = "node-setup"
+        case genconf, serve, preflight, deploy, postflight
     }
 
     let name: Name

@@ -160,6 +160,7 @@ public struct ClusterProvisioner: Sendable {
         if state.step < .prerequisitesReady {
             try await observer.checkpoint(state, moment: .before, step: "prerequisites")
             try await installer.prepareNodes(state)
+            try await installer.setupNodes(state)
             state.step = .prerequisitesReady
             try await observer.checkpoint(state, moment: .after, step: "prerequisites")
         }

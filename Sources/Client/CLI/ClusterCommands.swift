@@ -267,9 +267,9 @@ struct LogsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logs", abstract: "Write a cluster's logs into a folder: the stored install logs, or everything.",
         discussion: """
-            --out DIR writes the install logs the worker stored
-            (<phase>-<ip>-journald.log for the nodes of a failed phase), also after the
-            cluster is gone.
+            --out DIR writes the logs the worker stored (<phase>-<ip>-journald.log for
+            the nodes of a failed phase, node-setup-<ip>.log), until the cluster is
+            destroyed (its lease tokens go with it).
 
             --collect DIR gathers, from the nodes themselves, whatever the cluster's
             state while it has nodes: every node's journal (<node>-<ip>-journal.log,

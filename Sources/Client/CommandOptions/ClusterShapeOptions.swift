@@ -21,6 +21,11 @@ package struct ClusterShapeOptions: ParsableArguments {
         var copyToInstaller: [String] = []
     @Option(help: "An image of the operators' allow-list (`client images`): its AMI, SSH user and Docker version.")
     package var image: String?
+    @Option(
+        help: "LOCAL:REMOTE — put a local file at the absolute path REMOTE on every master before DC/OS is installed."
+    ) package var copyToMaster: [String] = []
+    @Option(help: "A script run as root on every cluster node after the prerequisites, before the install.")
+    package var nodeSetup: String?
     @Option(help: "KEY=VALUE — a tag on every EC2 resource of the cluster. Repeatable.") package var customTag:
         [String] = []
     @Option(help: "KEY=VALUE — a tag on the masters' instances, volumes and interfaces. Repeatable.") package
@@ -71,6 +76,34 @@ package struct ClusterShapeOptions: ParsableArguments {
             }
             files.append(.init(path: String(pair[pair.index(after: colon)...]), contents: data))
         }
+        var masterFiles: [ClusterRequest.GenconfFile] = []
+        for pair in self.copyToMaster {
+            guard let colon = pair.firstIndex(of: ":"), colon != pair.startIndex,
+                pair[pair.index(after: colon)...].hasPrefix("/")
+            else {
+                throw ValidationError(
+                    "--copy-to-master takes LOCAL:/ABSOLUTE/REMOTE, like ./ca.key:/var/lib/dcos/ca.key")
+            }
+            let local = String(pair[..<colon])
+            let remote = String(pair[pair.index(after: colon)...])
+            guard !remote.split(separator: "/").contains(".."), remote.wholeMatch(of: /[A-Za-z0-9._\/-]+/) != nil else {
+                throw ValidationError(
+                    "--copy-to-master: the remote path \(remote.prefix(80)) must use letters, digits, . _ - / and no .."
+                )
+            }
+            guard let data = FileManager.default.contents(atPath: local) else {
+                throw ValidationError("cannot read \(local) for --copy-to-master")
+            }
+            masterFiles.append(.init(path: remote, contents: data))
+        }
+        var nodeSetup: String?
+        if let path = self.nodeSetup {
+            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
+            else {
+                throw ValidationError("cannot read the --node-setup script \(path)")
+            }
+            nodeSetup = text
+        }
         let tags = try Self.tags(self.customTag, option: "--custom-tag")
         var roleTags: [String: [String: String]] = [:]
         for (role, option, given) in [
@@ -85,7 +118,8 @@ package struct ClusterShapeOptions: ParsableArguments {
             publicAgents: self.publicAgents ?? split.publicAgents, instanceType: self.instanceType,
             adminLocation: self.adminLocation, installerURL: installerURL, dcosConfig: dcosConfig, genconfFiles: files,
             lifetimeSeconds: lifetimeSeconds, tags: tags.isEmpty ? nil : tags,
-            roleTags: roleTags.isEmpty ? nil : roleTags, image: self.image)
+            roleTags: roleTags.isEmpty ? nil : roleTags, image: self.image,
+            masterFiles: masterFiles.isEmpty ? nil : masterFiles, nodeSetup: nodeSetup)
     }
 
     /// `KEY=VALUE` words as tags, checked as EC2 checks them.

@@ -68,6 +68,10 @@ package struct ClusterJobs: Sendable {
         func progress(_ message: String) async {
             self.context.logger.info("\(message)")
         }
+
+        func keep(logs: [String: String]) async throws {
+            try await self.jobs.store.saveLogs(clusterID: self.clusterID, fence: JobFence(self.context.job), logs: logs)
+        }
     }
 
     /// The provisioner's state from the cluster's checkpoint, with the key from the secrets.

@@ -156,6 +156,10 @@ package struct ClusterSettings: Sendable {
         spec.genconfFiles = request.genconfFiles.map {
             .init(path: $0.path, contents: Data(base64Encoded: $0.contentsBase64) ?? Data())
         }
+        spec.masterFiles = (request.masterFiles ?? []).map {
+            .init(path: $0.path, contents: Data(base64Encoded: $0.contentsBase64) ?? Data())
+        }
+        spec.nodeSetupScript = request.nodeSetup
         spec.region = self.region
         spec.deployment = self.deployment
         spec.ami = self.ami

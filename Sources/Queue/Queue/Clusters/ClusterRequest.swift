@@ -24,6 +24,12 @@ public struct ClusterRequest: Codable, Sendable, Hashable {
     public var image: String?
     /// The region to build in (one the fleet builds in); nil: whichever worker builds it.
     public var region: String?
+    /// Files put on every master (absolute paths, as root, mode 0600) before DC/OS is
+    /// installed, as the seed's custom-CA recipe needs; nil when none.
+    public var masterFiles: [GenconfFile]?
+    /// A script run as root on every cluster node after the prerequisites and before the
+    /// install; its output is kept as `node-setup-<ip>.log`. nil when none.
+    public var nodeSetup: String?
 
     public struct GenconfFile: Codable, Sendable, Hashable {
         public var path: String
@@ -38,7 +44,8 @@ public struct ClusterRequest: Codable, Sendable, Hashable {
         masters: Int, agents: Int, publicAgents: Int, instanceType: String = "m4.large",
         adminLocation: String = "0.0.0.0/0", installerURL: String, dcosConfig: String? = nil,
         genconfFiles: [GenconfFile] = [], lifetimeSeconds: Double = 7200, tags: [String: String]? = nil,
-        roleTags: [String: [String: String]]? = nil, image: String? = nil, region: String? = nil
+        roleTags: [String: [String: String]]? = nil, image: String? = nil, region: String? = nil,
+        masterFiles: [GenconfFile]? = nil, nodeSetup: String? = nil
     ) {
         self.masters = masters
         self.agents = agents
@@ -53,6 +60,8 @@ public struct ClusterRequest: Codable, Sendable, Hashable {
         self.roleTags = roleTags
         self.image = image
         self.region = region
+        self.masterFiles = masterFiles
+        self.nodeSetup = nodeSetup
     }
 
     /// The role names `roleTags` takes.

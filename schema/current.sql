@@ -179,6 +179,39 @@ $$;
 
 
 --
+-- Name: api_keep_logs(text, text, text[], text[]); Type: FUNCTION; Schema: flotilla_api; Owner: -
+--
+
+CREATE FUNCTION flotilla_api.api_keep_logs(p_id text, p_token text, p_names text[], p_contents text[]) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $_$
+DECLARE
+    total bigint;
+BEGIN
+    PERFORM api_holder(p_id, p_token);
+    IF p_names IS NULL OR p_contents IS NULL OR cardinality(p_names) <> cardinality(p_contents)
+       OR cardinality(p_names) > 64 THEN
+        PERFORM api_bad('give at most 64 logs, each a name and its text');
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(p_names) n WHERE n IS NULL OR n !~ '^[A-Za-z0-9._-]{1,120}$') THEN
+        PERFORM api_bad('a log name is 1 to 120 letters, digits, dots, dashes and underscores');
+    END IF;
+    INSERT INTO cluster_logs (cluster_id, name, contents)
+    SELECT p_id, 'collected-' || n, right(coalesce(c, ''), 1048576) FROM unnest(p_names, p_contents) AS l(n, c)
+    ON CONFLICT (cluster_id, name) DO UPDATE SET contents = EXCLUDED.contents, created_at = now();
+    SELECT sum(octet_length(contents)) INTO total FROM cluster_logs
+    WHERE cluster_id = p_id AND name LIKE 'collected-%';
+    IF total > 16 * 1048576 THEN
+        PERFORM api_refuse(format('the collected logs of %s would take %s MiB, over the cap of 16 MiB', p_id,
+                                  round(total / 1048576.0, 1)));
+    END IF;
+    RETURN cardinality(p_names);
+END;
+$_$;
+
+
+--
 -- Name: api_key(text, text); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
@@ -3055,6 +3088,15 @@ GRANT ALL ON FUNCTION flotilla_api.api_job_counts() TO flotilla_client;
 REVOKE ALL ON FUNCTION flotilla_api.api_jobs() FROM PUBLIC;
 GRANT ALL ON FUNCTION flotilla_api.api_jobs() TO flotilla_worker;
 GRANT ALL ON FUNCTION flotilla_api.api_jobs() TO flotilla_client;
+
+
+--
+-- Name: FUNCTION api_keep_logs(p_id text, p_token text, p_names text[], p_contents text[]); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_keep_logs(p_id text, p_token text, p_names text[], p_contents text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_keep_logs(p_id text, p_token text, p_names text[], p_contents text[]) TO flotilla_client;
+GRANT ALL ON FUNCTION flotilla_api.api_keep_logs(p_id text, p_token text, p_names text[], p_contents text[]) TO flotilla_worker;
 
 
 --

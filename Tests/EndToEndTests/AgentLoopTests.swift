@@ -195,6 +195,35 @@ struct AgentLoopTests {
             let collect = try await fleet.run(["client", "logs", id, "--collect", evidence.path, "--json"] + lease)
             #expect(collect.status == 0, "\(collect.output)\n\(collect.stderr)")
             try Self.expectEvidence(in: evidence, ips: ips)
+            // The journals are kept with the cluster for the operator page, each capped at 1 MiB,
+            // at most 16 MiB in all.
+            #expect(try jsonObject(collect.output)["kept_with_cluster"] as? Int == 4, "\(collect.output)")
+            let kept = try await fleet.scalar(
+                """
+                SELECT count(*)::int FROM cluster_logs WHERE cluster_id = \(id) AND name LIKE 'collected-%-journal.log'
+                """, as: Int.self)
+            #expect(kept == 4)
+            let big = try await fleet.scalar(
+                """
+                SELECT flotilla_api.api_keep_logs(\(id), \(token), ARRAY['big.log'], ARRAY[repeat('x', 3 * 1048576)])
+                """, as: Int.self)
+            let stored = try await fleet.scalar(
+                """
+                SELECT octet_length(contents) FROM cluster_logs WHERE cluster_id = \(id) AND name = 'collected-big.log'
+                """, as: Int.self)
+            #expect(big == 1 && stored == 1_048_576, "\(stored)")
+            await #expect(throws: (any Error).self) {
+                try await fleet.execute(
+                    """
+                    SELECT flotilla_api.api_keep_logs(
+                        \(id), \(token), array(SELECT 'f' || i || '.log' FROM generate_series(1, 16) i),
+                        array(SELECT repeat('y', 1048576) FROM generate_series(1, 16)))
+                    """)
+            }
+            let afterCap = try await fleet.scalar(
+                "SELECT count(*)::int FROM cluster_logs WHERE cluster_id = \(id) AND name LIKE 'collected-f%'",
+                as: Int.self)
+            #expect(afterCap == 0, "a call over the cap is refused whole")
         }
     }
 

@@ -307,10 +307,12 @@ struct LogsCommand: AsyncParsableCommand {
             let logs = try await store.logs(clusterID: id, leaseToken: token)
             if let collect {
                 let access = try await NodeAccess.open(store: store, id: id, token: token, mode: mode)
-                let report = try await LogCollector(access: access, folder: collect, bundleTimeout: limit).collect(
-                    installLogs: logs)
+                var collector = LogCollector(access: access, folder: collect, bundleTimeout: limit)
+                collector.keep = { try await store.keepLogs(clusterID: id, leaseToken: token, logs: $0) }
+                let report = try await collector.collect(installLogs: logs)
                 var object: [String: Any] = ["id": id, "files": report.files, "missing_journals": report.failures]
                 object["bundle_problem"] = report.bundleProblem
+                if case .success(let count) = report.kept { object["kept_with_cluster"] = count }
                 printAnswer(json: json, object, text: report.text)
                 return report.failures.isEmpty
             }

@@ -16,11 +16,19 @@ struct LogCollector {
     var bundleTimeout: Duration = .seconds(600)
     var parallel = 8
 
+    /// Keeps the collected journals with the cluster for the operator page (nil: not kept).
+    var keep: (@Sendable ([(name: String, contents: String)]) async throws -> Int)? = nil
+
     struct Report {
         var files: [String] = []
         var failures: [String] = []
         var bundleProblem: String?
+        /// How many journals the operator page now holds, or why none.
+        var kept: Result<Int, Problem>?
     }
+
+    /// The most of one journal kept with the cluster (the server keeps the same: its end).
+    static let keptBytes = 1 << 20
 
     static let socket = "/run/dcos/dcos-diagnostics.sock"
 
@@ -30,6 +38,19 @@ struct LogCollector {
         let journals = try await self.journals()
         for (path, failure) in journals {
             if let failure { report.failures.append(failure) } else { report.files.append(path) }
+        }
+        if let keep = self.keep {
+            let journals = report.files.filter { $0.hasSuffix("-journal.log") }.compactMap {
+                path -> (String, String)? in
+                guard let data = FileManager.default.contents(atPath: path) else { return nil }
+                let tail = data.suffix(Self.keptBytes)
+                return (URL(fileURLWithPath: path).lastPathComponent, String(decoding: tail, as: UTF8.self))
+            }
+            do {
+                report.kept = .success(try await keep(journals.map { (name: $0.0, contents: $0.1) }))
+            } catch let error as QueueError {
+                report.kept = .failure(Problem(message: error.message))
+            }
         }
         if let master = self.access.masters.first {
             switch try await self.bundle(from: master) {
@@ -157,6 +178,11 @@ extension LogCollector.Report {
     var text: String {
         var lines = self.files
         if let problem = self.bundleProblem { lines.append("no diagnostics bundle: \(problem)") }
+        switch self.kept {
+        case .success(let count): lines.append("kept \(count) journals with the cluster for the operator page")
+        case .failure(let problem): lines.append("the journals were not kept with the cluster: \(problem.message)")
+        case nil: break
+        }
         lines += self.failures.map { "missing journal: \($0)" }
         return lines.joined(separator: "\n")
     }

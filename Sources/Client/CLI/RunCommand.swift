@@ -148,8 +148,12 @@ struct RunCommand: AsyncParsableCommand {
                                 let key = try String(contentsOfFile: keyPath, encoding: .utf8)
                                 let access = try NodeAccess(cluster: cluster, records: nodes, key: key, mode: mode)
                                 let logs = try await store.logs(clusterID: id, leaseToken: receipt.leaseToken)
-                                let report = try await LogCollector(access: access, folder: collectFolder).collect(
-                                    installLogs: logs)
+                                var collector = LogCollector(access: access, folder: collectFolder)
+                                let token = receipt.leaseToken
+                                collector.keep = {
+                                    try await store.keepLogs(clusterID: id, leaseToken: token, logs: $0)
+                                }
+                                let report = try await collector.collect(installLogs: logs)
                                 say(report.text.split(separator: "\n").joined(separator: "\nclient run: "))
                             } catch {
                                 say("could not collect the logs: \(givingUp(error).why)")

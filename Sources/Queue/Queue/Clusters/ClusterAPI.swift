@@ -258,6 +258,19 @@ public struct ClusterAPI: Sendable {
         }
     }
 
+    /// Keeps logs an agent collected with the cluster (as `collected-<name>`, each its last
+    /// 1 MiB, at most 16 MiB per cluster), for the operator page. Returns how many were kept.
+    @discardableResult
+    public func keepLogs(clusterID: String, leaseToken: String, logs: [(name: String, contents: String)]) async throws
+        -> Int
+    {
+        try await self.scalar(
+            """
+            SELECT flotilla_api.api_keep_logs(\(clusterID), \(leaseToken), \(logs.map(\.name))::text[],
+                                              \(logs.map(\.contents))::text[])
+            """, as: Int.self)
+    }
+
     /// Jobs by state, the oldest runnable job's age, and the running and failed jobs.
     public func jobs() async throws -> (
         counts: [JobState: Int], oldestRunnableAge: Duration?, running: [JobQueue.JobSummary],

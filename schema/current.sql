@@ -146,6 +146,41 @@ $$;
 
 
 --
+-- Name: api_install(text, text, text); Type: FUNCTION; Schema: flotilla_api; Owner: -
+--
+
+CREATE FUNCTION flotilla_api.api_install(p_id text, p_token text, p_installer_url text) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    c clusters;
+    new_request jsonb;
+BEGIN
+    PERFORM api_holder(p_id, p_token);
+    SELECT * INTO c FROM clusters WHERE id = p_id FOR UPDATE;
+    IF c.request ->> 'provisionOnly' IS DISTINCT FROM 'true' THEN
+        PERFORM api_bad(format('cluster %s has DC/OS installed already (or was not requested with --provision-only)', p_id));
+    END IF;
+    IF c.state <> 'ready' THEN
+        PERFORM api_bad(format('cluster %s is %s: only a ready cluster of bare nodes can be installed', p_id, c.state));
+    END IF;
+    new_request := (c.request - 'provisionOnly') || jsonb_build_object('installerURL', p_installer_url);
+    PERFORM api_validate_request(new_request || jsonb_build_object('lifetimeSeconds', extract(epoch FROM c.lifetime)),
+                                 c.owner);
+    UPDATE clusters SET state = 'provisioning', phase = 'install requested', request = new_request,
+                        provision_deadline = now() + coalesce((policy_for(c.owner)).max_provision_time, interval '2 hours')
+    WHERE id = p_id;
+    INSERT INTO jobs (kind, cluster_id, payload, max_attempts, idempotency_key, priority, run_after)
+    VALUES ('provision', p_id, jsonb_build_object('cluster_id', p_id), 5, 'install:' || p_id, 5, now());
+    INSERT INTO cluster_events (cluster_id, kind, detail)
+    VALUES (p_id, 'install-requested', jsonb_build_object('by', session_user));
+    RETURN 'provisioning';
+END;
+$$;
+
+
+--
 -- Name: api_job_counts(); Type: FUNCTION; Schema: flotilla_api; Owner: -
 --
 
@@ -1193,7 +1228,10 @@ DECLARE
 BEGIN
     PERFORM cluster_require_lease(p_job, p_token, p_cluster);
     PERFORM cluster_refuse_if_cancelled(p_job, p_cluster, 'mark the cluster ready');
-    UPDATE clusters SET state = 'ready', phase = 'ready', ready_at = now(), expires_at = now() + lifetime,
+    -- A second ready (an install after --provision-only) keeps the first one's time and expiry.
+    UPDATE clusters SET state = 'ready',
+                        phase = CASE WHEN request ->> 'provisionOnly' = 'true' THEN 'provisioned' ELSE 'ready' END,
+                        ready_at = coalesce(ready_at, now()), expires_at = coalesce(expires_at, now() + lifetime),
                         ssh_user = p_ssh_user, ssh_port = p_ssh_port, last_error = NULL
     WHERE id = p_cluster AND state = 'provisioning'
     RETURNING expires_at INTO expiry;
@@ -1205,7 +1243,9 @@ BEGIN
     SELECT p_cluster, n.instance_id, n.role, n.private_ip, n.public_ip, n.host_key, n.instance_type
     FROM jsonb_to_recordset(p_nodes) AS n(instance_id text, role text, private_ip text, public_ip text, host_key text,
                                           instance_type text);
-    INSERT INTO cluster_events (cluster_id, kind) VALUES (p_cluster, 'ready');
+    INSERT INTO cluster_events (cluster_id, kind, detail)
+    VALUES (p_cluster, 'ready', CASE WHEN (SELECT request ->> 'provisionOnly' = 'true' FROM clusters WHERE id = p_cluster)
+                                     THEN '{"provisioned": true}'::jsonb ELSE '{}'::jsonb END);
     RETURN expiry;
 END;
 $$;
@@ -1385,6 +1425,8 @@ CREATE FUNCTION public.cluster_transition_allowed(from_state text, to_state text
         ('requested', 'provisioning'), ('requested', 'failed'), ('requested', 'tearing_down'),
         ('provisioning', 'ready'), ('provisioning', 'failed'), ('provisioning', 'tearing_down'),
         ('ready', 'tearing_down'),
+        -- `client install` on a cluster built with --provision-only (api_install).
+        ('ready', 'provisioning'),
         ('failed', 'tearing_down'),
         ('tearing_down', 'destroyed'), ('tearing_down', 'teardown_failed'),
         ('teardown_failed', 'tearing_down'))
@@ -3070,6 +3112,15 @@ REVOKE ALL ON FUNCTION flotilla_api.api_images() FROM PUBLIC;
 GRANT ALL ON FUNCTION flotilla_api.api_images() TO flotilla_client;
 GRANT ALL ON FUNCTION flotilla_api.api_images() TO flotilla_worker;
 GRANT ALL ON FUNCTION flotilla_api.api_images() TO flotilla_operator;
+
+
+--
+-- Name: FUNCTION api_install(p_id text, p_token text, p_installer_url text); Type: ACL; Schema: flotilla_api; Owner: -
+--
+
+REVOKE ALL ON FUNCTION flotilla_api.api_install(p_id text, p_token text, p_installer_url text) FROM PUBLIC;
+GRANT ALL ON FUNCTION flotilla_api.api_install(p_id text, p_token text, p_installer_url text) TO flotilla_client;
+GRANT ALL ON FUNCTION flotilla_api.api_install(p_id text, p_token text, p_installer_url text) TO flotilla_worker;
 
 
 --

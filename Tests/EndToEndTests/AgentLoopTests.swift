@@ -542,4 +542,58 @@ struct AgentLoopTests {
         let run = try await process.runToCompletion()
         return String(run.output.prefix(64))
     }
+
+    @Test(
+        """
+        --provision-only gives bare nodes (ready, phase provisioned, no DC/OS); client install then installs on \
+        them and the cluster is ready again with the expiry it had; a second install is refused
+        """)
+    func provisionOnlyThenInstall() async throws {
+        try await Fleet.with { fleet in
+            try fleet.start(["run"] + Self.fastWorker)
+            let request = try await fleet.run([
+                "client", "request", "--nodes", "3", "--provision-only", "--json", "--timeout", "5m",
+            ])
+            try #require(request.status == 0, "\(request.stderr)\n\(fleet.workerLogs())")
+            let object = try jsonObject(request.output)
+            let id = try #require(object["id"] as? String)
+            let token = try #require(object["lease_token"] as? String)
+            #expect(object["state"] as? String == "ready" && object["phase"] as? String == "provisioned", "\(object)")
+            let state = try #require(ProcessInfo.processInfo.environment["FLOTILLA_TEST_STUB_STATE"])
+            func calls() -> [String] {
+                ((try? String(contentsOfFile: "\(state)/calls.log", encoding: .utf8)) ?? "").split(separator: "\n")
+                    .map(String.init).filter { $0.hasSuffix(" flotilla-\(id)") }
+            }
+            #expect(!calls().contains { $0.contains(" preflight ") || $0.contains(" deploy ") }, "\(calls())")
+            // The nodes have their prerequisites: Docker answers on them.
+            let docker = try await fleet.run(
+                [
+                    "client", "exec", id, "--lease-token", token, "--", "docker", "version", "--format",
+                    "{{.Server.Version}}",
+                ])
+            #expect(docker.status == 0, "\(docker.stderr)")
+            let expiry = try await fleet.scalar(
+                "SELECT extract(epoch FROM expires_at)::float8 FROM clusters WHERE id = \(id)", as: Double.self)
+
+            let installer = try #require(ProcessInfo.processInfo.environment["FLOTILLA_TEST_INSTALLER_URL"])
+            let install = try await fleet.run([
+                "client", "install", id, "--lease-token", token, "--installer-url", installer, "--json", "--timeout",
+                "5m",
+            ])
+            #expect(install.status == 0, "\(install.stderr)\n\(fleet.workerLogs())")
+            let installed = try jsonObject(install.output)
+            #expect(
+                installed["state"] as? String == "ready" && installed["phase"] as? String == "ready", "\(installed)")
+            let deploys = calls().filter { $0.contains(" deploy ") && $0.contains(" ok ") }
+            #expect(deploys.count == 3, "one deploy per node: \(calls())")
+            let after = try await fleet.scalar(
+                "SELECT extract(epoch FROM expires_at)::float8 FROM clusters WHERE id = \(id)", as: Double.self)
+            #expect(abs(after - expiry) < 1, "the expiry stays: \(expiry) → \(after)")
+            let again = try await fleet.run(
+                ["client", "install", id, "--lease-token", token, "--installer-url", installer, "--no-wait"])
+            #expect(again.status == 1 && again.stderr.contains("has DC/OS installed already"), "\(again.stderr)")
+            let status = try await fleet.run(["client", "status", id, "--lease-token", token])
+            #expect(status.output.contains("DC/OS        2.2.0"), "\(status.output)")
+        }
+    }
 }

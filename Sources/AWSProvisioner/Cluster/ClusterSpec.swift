@@ -28,6 +28,8 @@ public struct ClusterSpec: Codable, Sendable, Hashable {
     public var masterFiles: [GenconfFile] = []
     /// A script run as root on every cluster node after the prerequisites, before the install.
     public var nodeSetupScript: String?
+    /// Stop after the prerequisites and the node setup: bare nodes, DC/OS installed later.
+    public var provisionOnly = false
     public var sshUser: String = "centos"
     /// Which address the worker uses to reach nodes over SSH.
     public var sshAddress: SSHAddressMode = .publicIP

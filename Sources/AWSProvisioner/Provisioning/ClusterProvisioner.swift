@@ -164,6 +164,11 @@ public struct ClusterProvisioner: Sendable {
             state.step = .prerequisitesReady
             try await observer.checkpoint(state, moment: .after, step: "prerequisites")
         }
+        // Bare nodes: DC/OS comes later, from this checkpoint (`client install`).
+        if spec.provisionOnly {
+            await observer.progress("provisioned: \(state.nodes.count) nodes with their prerequisites; no DC/OS")
+            return state
+        }
         if state.step < .bootstrapReady {
             try await observer.checkpoint(state, moment: .before, step: "bootstrap")
             try await installer.bootstrap(state)

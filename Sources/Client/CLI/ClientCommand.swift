@@ -20,7 +20,7 @@ struct ClientCommand: AsyncParsableCommand {
             RequestCommand.self, RunCommand.self, StatusCommand.self, ListCommand.self, WaitCommand.self,
             ExtendCommand.self, ReleaseCommand.self, KeyCommand.self, LogsCommand.self, JobsCommand.self,
             CostCommand.self, ExecCommand.self, SendFileCommand.self, DownloadFileCommand.self, SyncCommand.self,
-            PoolsCommand.self, ImagesCommand.self, DoctorCommand.self,
+            PoolsCommand.self, ImagesCommand.self, DoctorCommand.self, InstallCommand.self,
         ]
     )
 }

@@ -244,6 +244,56 @@ struct ReleaseCommand: AsyncParsableCommand {
     }
 }
 
+struct InstallCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "install",
+        abstract: "Install DC/OS on a cluster of bare nodes (`client request --provision-only`), and wait.",
+        discussion: """
+            The worker installs on the nodes the cluster has (genconf on its bootstrap node, then
+            preflight, deploy and postflight), as the request's own install would have; the
+            cluster is provisioning meanwhile and ready at the end, with the expiry it had. A
+            failed install fails the cluster (its logs: client logs ID --out DIR).
+
+            Example:
+              client request --nodes 3 --provision-only --json > bare.json
+              client install "$(jq -r .id bare.json)" --installer-url https://…/dcos_generate_config.sh
+            """)
+    @Argument(help: "The cluster id.") var id: String
+    @Option(help: "URL of dcos_generate_config.sh. Default: $FLOTILLA_INSTALLER_URL.") var installerURL: String?
+    @Option(help: "Give up waiting after this long (the install goes on).") var timeout: String = "60m"
+    @Flag(help: "Return once the install is queued.") var noWait = false
+    @OptionGroup var lease: LeaseOptions
+    @OptionGroup var options: ClientOptions
+
+    func validate() throws {
+        guard ClusterRequest.parseDuration(self.timeout) != nil else {
+            throw ValidationError("--timeout must be a duration like 45m")
+        }
+        guard !(self.installerURL ?? ProcessInfo.processInfo.environment["FLOTILLA_INSTALLER_URL"] ?? "").isEmpty else {
+            throw ValidationError("no installer URL: pass --installer-url or set FLOTILLA_INSTALLER_URL")
+        }
+    }
+
+    func run() async throws {
+        let (id, token, json, noWait) = (self.id, try self.lease.token(for: self.id), self.options.json, self.noWait)
+        let url = self.installerURL ?? ProcessInfo.processInfo.environment["FLOTILLA_INSTALLER_URL"]!
+        let timeout = ClusterRequest.parseDuration(self.timeout)!
+        let ok = try await withStore(self.options) { store, _ -> Bool in
+            try await store.install(clusterID: id, leaseToken: token, installerURL: url)
+            if noWait {
+                printAnswer(json: json, ["id": id, "state": "provisioning"], text: "cluster \(id): installing DC/OS")
+                return true
+            }
+            let cluster = try await waitForCluster(id, store: store, timeout: timeout)
+            let nodes = try await store.nodes(clusterID: id)
+            printAnswer(
+                json: json, ClusterOutput.json(cluster, nodes: nodes), text: ClusterOutput.text(cluster, nodes: nodes))
+            return cluster.state == .ready
+        }
+        if !ok { throw ExitCode(1) }
+    }
+}
+
 struct KeyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "key", abstract: "Write the cluster's SSH private key to a file (mode 0600).",

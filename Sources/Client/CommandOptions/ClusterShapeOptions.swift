@@ -26,6 +26,8 @@ package struct ClusterShapeOptions: ParsableArguments {
     ) package var copyToMaster: [String] = []
     @Option(help: "A script run as root on every cluster node after the prerequisites, before the install.")
     package var nodeSetup: String?
+    @Flag(help: "Bare nodes (prerequisites and node setup, no DC/OS): install later with `client install`.")
+    package var provisionOnly = false
     @Option(help: "KEY=VALUE — a tag on every EC2 resource of the cluster. Repeatable.") package var customTag:
         [String] = []
     @Option(help: "KEY=VALUE — a tag on the masters' instances, volumes and interfaces. Repeatable.") package
@@ -119,7 +121,8 @@ package struct ClusterShapeOptions: ParsableArguments {
             adminLocation: self.adminLocation, installerURL: installerURL, dcosConfig: dcosConfig, genconfFiles: files,
             lifetimeSeconds: lifetimeSeconds, tags: tags.isEmpty ? nil : tags,
             roleTags: roleTags.isEmpty ? nil : roleTags, image: self.image,
-            masterFiles: masterFiles.isEmpty ? nil : masterFiles, nodeSetup: nodeSetup)
+            masterFiles: masterFiles.isEmpty ? nil : masterFiles, nodeSetup: nodeSetup,
+            provisionOnly: self.provisionOnly ? true : nil)
     }
 
     /// `KEY=VALUE` words as tags, checked as EC2 checks them.

@@ -160,6 +160,7 @@ package struct ClusterSettings: Sendable {
             .init(path: $0.path, contents: Data(base64Encoded: $0.contentsBase64) ?? Data())
         }
         spec.nodeSetupScript = request.nodeSetup
+        spec.provisionOnly = request.provisionOnly ?? false
         spec.region = self.region
         spec.deployment = self.deployment
         spec.ami = self.ami

@@ -249,6 +249,13 @@ public struct ClusterAPI: Sendable {
         return ClusterState(rawValue: state) ?? .tearingDown
     }
 
+    /// Installs DC/OS from `installerURL` on a ready cluster of bare nodes (`--provision-only`):
+    /// the cluster goes back to provisioning until the install is done.
+    public func install(clusterID: String, leaseToken: String, installerURL: String) async throws {
+        _ = try await self.scalar(
+            "SELECT flotilla_api.api_install(\(clusterID), \(leaseToken), \(installerURL))", as: String.self)
+    }
+
     /// Install logs by name, for the lease holder.
     public func logs(clusterID: String, leaseToken: String) async throws -> [(name: String, contents: String)] {
         try await self.queue.mapErrors {

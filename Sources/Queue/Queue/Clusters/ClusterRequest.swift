@@ -30,6 +30,8 @@ public struct ClusterRequest: Codable, Sendable, Hashable {
     /// A script run as root on every cluster node after the prerequisites and before the
     /// install; its output is kept as `node-setup-<ip>.log`. nil when none.
     public var nodeSetup: String?
+    /// Bare nodes: DC/OS is installed later (`client install`); nil or false otherwise.
+    public var provisionOnly: Bool?
 
     public struct GenconfFile: Codable, Sendable, Hashable {
         public var path: String
@@ -45,7 +47,7 @@ public struct ClusterRequest: Codable, Sendable, Hashable {
         adminLocation: String = "0.0.0.0/0", installerURL: String, dcosConfig: String? = nil,
         genconfFiles: [GenconfFile] = [], lifetimeSeconds: Double = 7200, tags: [String: String]? = nil,
         roleTags: [String: [String: String]]? = nil, image: String? = nil, region: String? = nil,
-        masterFiles: [GenconfFile]? = nil, nodeSetup: String? = nil
+        masterFiles: [GenconfFile]? = nil, nodeSetup: String? = nil, provisionOnly: Bool? = nil
     ) {
         self.masters = masters
         self.agents = agents
@@ -62,6 +64,7 @@ public struct ClusterRequest: Codable, Sendable, Hashable {
         self.region = region
         self.masterFiles = masterFiles
         self.nodeSetup = nodeSetup
+        self.provisionOnly = provisionOnly
     }
 
     /// The role names `roleTags` takes.

@@ -141,6 +141,19 @@ struct AgentLoopTests {
             #expect(interrupted?.status == 130, "\(String(describing: interrupted))")
             #expect((try? String(contentsOfFile: marker, encoding: .utf8)) == "got-INT\n")
 
+            // --tty: the command gets a terminal on the node (the client's own is script(1)'s pty).
+            let client = fleet.bin.appendingPathComponent("client").path
+            let terminal = Process()
+            terminal.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+            terminal.arguments = [
+                "-qec", Self.shellWords([client, "exec", id, "--tty", "--lease-token", token, "--", "tty"]),
+                "/dev/null",
+            ]
+            terminal.environment = fleet.environment(for: ["client"], [:])
+            terminal.standardInput = FileHandle.nullDevice
+            let tty = try await terminal.runToCompletion()
+            #expect(tty.status == 0 && tty.output.contains("/dev/pts/"), "\(tty.output)\n\(tty.errors)")
+
             // send-file and download-file round-trip a folder with its modes.
             let local = scratch.appendingPathComponent("payload")
             try Self.write(
@@ -353,6 +366,10 @@ struct AgentLoopTests {
             }
             #expect(instances.count == 4, "\(instances.map(\.instanceID))")
         }
+    }
+
+    static func shellWords(_ words: [String]) -> String {
+        words.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
     }
 
     /// The AWS CLI against the emulator, with the fleet's credentials; its JSON answer.

@@ -9,7 +9,10 @@
 --   counts as the pool's demand, so it grows). The pool's spec must pass the caller's own
 --   policy, as any request does.
 -- - api_pool_explain(request): the pools nearest to a request, each with the fields whose
---   values differ (names only, never the values: another team's configuration stays theirs).
+--   values differ (names only). A pool's configuration is not secret from whoever may take its
+--   clusters: the taker gets root on the nodes (genconf on the bootstrap node, the master files,
+--   the node-setup script) and the cluster's stored request. Operators keep secrets out of pool
+--   specs; a license or password belongs to the requester (issue 29).
 -- - api_pools(): every pool's name, shape, ready spares and target, for any client.
 
 DROP FUNCTION flotilla_api.api_request(text, text, jsonb, float8, text);

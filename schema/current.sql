@@ -165,11 +165,18 @@ BEGIN
     IF c.state <> 'ready' THEN
         PERFORM api_bad(format('cluster %s is %s: only a ready cluster of bare nodes can be installed', p_id, c.state));
     END IF;
+    -- Expiry does not watch a cluster while it is provisioning: its provisioning deadline does,
+    -- and it is never later than the expiry.
+    IF c.expires_at < now() + interval '10 minutes' THEN
+        PERFORM api_refuse(format('cluster %s expires at %s, too soon for an install: extend it first (`client extend %s --by 1h`)',
+                                  p_id, to_char(c.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'), p_id));
+    END IF;
     new_request := (c.request - 'provisionOnly') || jsonb_build_object('installerURL', p_installer_url);
     PERFORM api_validate_request(new_request || jsonb_build_object('lifetimeSeconds', extract(epoch FROM c.lifetime)),
                                  c.owner);
     UPDATE clusters SET state = 'provisioning', phase = 'install requested', request = new_request,
-                        provision_deadline = now() + coalesce((policy_for(c.owner)).max_provision_time, interval '2 hours')
+                        provision_deadline = least(c.expires_at,
+                                                   now() + coalesce((policy_for(c.owner)).max_provision_time, interval '2 hours'))
     WHERE id = p_id;
     INSERT INTO jobs (kind, cluster_id, payload, max_attempts, idempotency_key, priority, run_after)
     VALUES ('provision', p_id, jsonb_build_object('cluster_id', p_id), 5, 'install:' || p_id, 5, now());

@@ -281,10 +281,18 @@ struct AgentLoopTests {
         try await Fleet.with { fleet in
             try fleet.start(["run"] + Self.fastWorker)
             try fleet.start(["janitor", "--interval-seconds", "1"])
-            let folder = try fleet.makeScratchDirectory(suffix: "-evidence").appendingPathComponent("logs")
-            let run = try await fleet.run(
-                ["client", "run", "--nodes", "3", "--collect-logs-on-failure", folder.path, "--", "sh", "-c", "exit 7"])
+            let scratch = try fleet.makeScratchDirectory(suffix: "-evidence")
+            let folder = scratch.appendingPathComponent("logs")
+            // The command uses `client exec` with no id, token or key of its own: client run's
+            // environment is enough.
+            let probe = scratch.appendingPathComponent("uid")
+            let client = fleet.bin.appendingPathComponent("client").path
+            let run = try await fleet.run([
+                "client", "run", "--nodes", "3", "--collect-logs-on-failure", folder.path, "--", "sh", "-c",
+                "\"$0\" exec --sudo --node agent_0 -- id -u > \"$1\" && exit 7", client, probe.path,
+            ])
             #expect(run.status == 7, "\(run.stderr)")
+            #expect((try? String(contentsOf: probe, encoding: .utf8)) == "0\n", "\(run.stderr)")
             let id = try await fleet.scalar("SELECT id FROM clusters", as: String.self)
             let ips = try await fleet.withClient { client in
                 var ips: [String: [String]] = [:]
@@ -593,6 +601,13 @@ struct AgentLoopTests {
                 "SELECT extract(epoch FROM expires_at)::float8 FROM clusters WHERE id = \(id)", as: Double.self)
 
             let installer = try #require(ProcessInfo.processInfo.environment["FLOTILLA_TEST_INSTALLER_URL"])
+            // Expiry does not watch an install: one that could outlive the expiry is refused.
+            try await fleet.execute("UPDATE clusters SET expires_at = now() + interval '5 minutes' WHERE id = \(id)")
+            let soon = try await fleet.run(
+                ["client", "install", id, "--lease-token", token, "--installer-url", installer, "--no-wait"])
+            #expect(soon.status == 1 && soon.stderr.contains("too soon for an install"), "\(soon.stderr)")
+            try await fleet.execute(
+                "UPDATE clusters SET expires_at = to_timestamp(\(expiry)) WHERE id = \(id)")
             let install = try await fleet.run([
                 "client", "install", id, "--lease-token", token, "--installer-url", installer, "--json", "--timeout",
                 "5m",

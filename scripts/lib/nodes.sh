@@ -160,15 +160,20 @@ stack_start_nodes() {
   export FLOTILLA_TEST_SSH_USER=$user
   # A second login, as an image whose cloud-init makes another default user (ubuntu, ec2-user)
   # has: the key lookup accepts only the login of the instance's image.
-  local alt=flotilla-alt alt_home=/tmp/flotilla-alt-home
+  # Its home is root's and private, in a folder only root may create: a uid-0 login must not
+  # run anything another user could have put in place.
+  local alt=flotilla-alt alt_home=/var/lib/flotilla-test/alt-home
+  $_nodes_sudo install -d -o root -g root -m 0755 /var/lib/flotilla-test
+  $_nodes_sudo install -d -o root -g root -m 0700 "$alt_home"
   if ! getent passwd "$alt" >/dev/null; then
     # '*', not useradd's locked '!': sshd refuses a locked account even for keys. userdel -f:
     # root's processes use the uid.
     $_nodes_sudo useradd -o -u 0 -g 0 -p '*' -M -d "$alt_home" -s /bin/bash -c "Flotilla loopback node login" "$alt" \
       || { stack_log "cannot add the second node login $alt"; return 1; }
     stack_on_exit "$_nodes_sudo userdel -f $alt"
+  elif [ "$(getent passwd "$alt" | cut -d: -f6)" != "$alt_home" ]; then
+    $_nodes_sudo usermod -d "$alt_home" "$alt"
   fi
-  $_nodes_sudo mkdir -p "$alt_home"
   export FLOTILLA_TEST_SSH_USER_ALT=$alt
   mkdir -p "$dir"
   stack_nodes_write_aws_conf || return 1

@@ -243,13 +243,15 @@ struct DCOSInstaller: Sendable {
     }
 
     func nodeSetupScript(_ node: ProvisionState.Node) -> String {
-        var script = "set -eu\numask 077\n"
+        // Folders as the system makes them (0755: DC/OS's own users walk them); each file is
+        // created 0600 (the umask is the file's only).
+        var script = "set -eu\n"
         if node.role == .master {
             for file in self.spec.masterFiles {
                 script +=
                     "mkdir -p \"$(dirname \(shellQuote(file.path)))\"\n"
-                    + "printf '%s' \(shellQuote(file.contents.base64EncodedString())) | base64 -d "
-                    + "> \(shellQuote(file.path))\n"
+                    + "(umask 077; printf '%s' \(shellQuote(file.contents.base64EncodedString())) | base64 -d "
+                    + "> \(shellQuote(file.path)))\n"
                     + "chmod 600 \(shellQuote(file.path))\n"
                     + "echo \"flotilla: wrote \(file.path) (\(file.contents.count) bytes)\"\n"
             }

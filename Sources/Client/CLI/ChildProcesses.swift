@@ -25,28 +25,26 @@ struct ChildStreams {
 /// and no descriptor of this process but the standard streams (`streams` may replace them):
 /// no database socket, and nothing a parent watches to learn that this client ended. SIGINT,
 /// SIGTERM, SIGPIPE, SIGQUIT and SIGHUP are set back to their defaults (this process ignores
-/// some to handle them). `newProcessGroup`: the child leads a group of its own, so a Ctrl-C at
-/// the terminal reaches this client only, which decides what to pass on.
+/// some to handle them), except SIGINT with `ignoringInterrupt`: the child then inherits this
+/// process's SIG_IGN, so a Ctrl-C at the terminal reaches this client only, which decides what
+/// to pass on, while the child stays in the terminal's foreground group and may read it.
 func spawnChild(
     _ command: [String], environment: [String: String], streams: ChildStreams = ChildStreams(),
-    newProcessGroup: Bool = false
+    ignoringInterrupt: Bool = false
 ) throws(SpawnError) -> Child {
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }
     var defaults = sigset_t()
     sigemptyset(&defaults)
-    for number in [SIGINT, SIGTERM, SIGPIPE, SIGQUIT, SIGHUP] { sigaddset(&defaults, number) }
+    for number in [SIGTERM, SIGPIPE, SIGQUIT, SIGHUP] + (ignoringInterrupt ? [] : [SIGINT]) {
+        sigaddset(&defaults, number)
+    }
     posix_spawnattr_setsigdefault(&attributes, &defaults)
     var mask = sigset_t()
     sigemptyset(&mask)
     posix_spawnattr_setsigmask(&attributes, &mask)
-    var flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK
-    if newProcessGroup {
-        posix_spawnattr_setpgroup(&attributes, 0)
-        flags |= POSIX_SPAWN_SETPGROUP
-    }
-    posix_spawnattr_setflags(&attributes, Int16(flags))
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
 
     var files = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&files)

@@ -353,29 +353,33 @@ struct LogsCommand: AsyncParsableCommand {
     func run() async throws {
         let (id, json, token, mode) = (self.id, self.options.json, try self.lease.token(), self.access.mode)
         let (out, collect, limit) = (self.out, self.collect, ClusterRequest.parseDuration(self.bundleTimeout)!)
-        let complete = try await withStore(self.options) { store, _ -> Bool in
-            let logs = try await store.logs(clusterID: id, leaseToken: token)
-            if let collect {
-                let access = try await NodeAccess.open(store: store, id: id, token: token, mode: mode)
-                var collector = LogCollector(access: access, folder: collect, bundleTimeout: limit)
-                collector.keep = { try await store.keepLogs(clusterID: id, leaseToken: token, logs: $0) }
-                let report = try await collector.collect(installLogs: logs)
-                var object: [String: Any] = ["id": id, "files": report.files, "missing_journals": report.failures]
-                object["bundle_problem"] = report.bundleProblem
-                if case .success(let count) = report.kept { object["kept_with_cluster"] = count }
-                printAnswer(json: json, object, text: report.text)
-                return report.failures.isEmpty
+        let options = self.options
+        let complete = try await endingOnSignal {
+            try await withStore(options) { store, _ -> Bool in
+                let logs = try await store.logs(clusterID: id, leaseToken: token)
+                if let collect {
+                    let access = try await NodeAccess.open(store: store, id: id, token: token, mode: mode)
+                    var collector = LogCollector(access: access, folder: collect, bundleTimeout: limit)
+                    collector.keep = { try await store.keepLogs(clusterID: id, leaseToken: token, logs: $0) }
+                    let report = try await collector.collect(installLogs: logs)
+                    var object: [String: Any] = ["id": id, "files": report.files, "missing_journals": report.failures]
+                    object["bundle_problem"] = report.bundleProblem
+                    if case .success(let count) = report.kept { object["kept_with_cluster"] = count }
+                    printAnswer(json: json, object, text: report.text)
+                    return report.failures.isEmpty
+                }
+                let out = out!
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                for log in logs {
+                    try Data(log.contents.utf8).write(to: URL(fileURLWithPath: out).appendingPathComponent(log.name))
+                }
+                printAnswer(
+                    json: json, ["id": id, "files": logs.map(\.name)],
+                    text: logs.isEmpty
+                        ? "cluster \(id) has no install logs" : logs.map { "\(out)/\($0.name)" }.joined(separator: "\n")
+                )
+                return true
             }
-            let out = out!
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            for log in logs {
-                try Data(log.contents.utf8).write(to: URL(fileURLWithPath: out).appendingPathComponent(log.name))
-            }
-            printAnswer(
-                json: json, ["id": id, "files": logs.map(\.name)],
-                text: logs.isEmpty
-                    ? "cluster \(id) has no install logs" : logs.map { "\(out)/\($0.name)" }.joined(separator: "\n"))
-            return true
         }
         if !complete { throw ExitCode(1) }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandOptions
 import Foundation
 import Queue
 
@@ -202,6 +203,17 @@ final class NodeAccess: Sendable {
             ("PUBLIC_SLAVE_HOSTS", ips("slave_public")), ("DCOS_DNS_ADDRESS", "http://\(node.node.privateIP)"),
             ("DCOS_NUM_MASTERS", String(self.masters.count)), ("DCOS_NUM_AGENTS", String(agents)),
         ]
+    }
+}
+
+/// Runs `body` until it ends or SIGINT/SIGTERM arrives. A signal cancels it: the ssh and tar it
+/// runs are stopped, the cluster's key folder is removed as it unwinds, and the command ends
+/// with 128 + the signal's number, as a shell expects.
+func endingOnSignal<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    do {
+        return try await untilSignalled(body)
+    } catch let signalled as Signalled {
+        throw ExitCode(128 + signalled.signal)
     }
 }
 

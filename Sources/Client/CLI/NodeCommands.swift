@@ -86,7 +86,7 @@ struct ExecCommand: AsyncParsableCommand {
 /// One `client exec` on a node: the script its login shell runs, and how a signal reaches it.
 ///
 /// Without a terminal, closing the SSH connection does not stop a remote command, so `ssh` runs
-/// in a process group of its own (a Ctrl-C reaches this client only) and the command's shell
+/// with SIGINT ignored (a Ctrl-C reaches this client only) and the command's shell
 /// writes its session id to `/tmp/flotilla-exec-TOKEN`. A signal to this client becomes
 /// `pkill -SIG -s SESSION` over a second connection, as a Ctrl-C at a terminal on the node
 /// would signal its foreground group; the first connection then ends with the command's own
@@ -128,18 +128,22 @@ struct RemoteExec {
     }
 
     func run(on node: NamedNode, through access: NodeAccess, tty: Bool) async throws -> Int32 {
-        let child: Child
-        do {
-            child = try spawnChild(
-                access.ssh(node, tty: tty) + [self.script(tty: tty)], environment: ProcessInfo.processInfo.environment,
-                newProcessGroup: !tty)
-        } catch {
-            throw QueueError(.invalidInput, "\(error); `client exec` needs OpenSSH's ssh on PATH (`client doctor`)")
-        }
         let passedOn = Atomic<Int32>(0)
         let status = Mutex<Int32?>(nil)
         do {
+            // ssh starts inside: SIGINT is then ignored by this process (untilSignalled handles
+            // it), and without a terminal on the node ssh inherits that, so a Ctrl-C at the local
+            // terminal stops neither ssh nor its reading of the terminal; it is passed on below.
             try await untilSignalled(secondEndsProcess: false) {
+                let child: Child
+                do {
+                    child = try spawnChild(
+                        access.ssh(node, tty: tty) + [self.script(tty: tty)],
+                        environment: ProcessInfo.processInfo.environment, ignoringInterrupt: !tty)
+                } catch {
+                    throw QueueError(
+                        .invalidInput, "\(error); `client exec` needs OpenSSH's ssh on PATH (`client doctor`)")
+                }
                 let exit = await withTaskCancellationHandler {
                     await child.wait()
                 } onCancel: {
@@ -280,22 +284,25 @@ struct SendFileCommand: AsyncParsableCommand {
     func run() async throws {
         let (id, token, mode, reference) = (self.id, try self.lease.token(), self.access.mode, self.node)
         let (source, destination, sudo, json) = (self.source, self.destination, self.sudo, self.options.json)
-        try await withStore(self.options) { store, _ in
-            let access = try await NodeAccess.open(store: store, id: id, token: token, mode: mode)
-            let node = try access.resolve(reference)
-            let name = URL(fileURLWithPath: source).lastPathComponent
-            let receive = Copy.receive(into: destination, name: name)
-            let remote = Shell.command(sudo ? ["sudo", "-n", "sh", "-c", receive] : ["sh", "-c", receive])
-            let (sent, received) = try await Copy.pipe(Copy.send(source), into: access.ssh(node) + [remote])
-            guard sent == 0, received == 0 else {
-                throw QueueError(
-                    .conflict,
-                    "copying \(source) to \(node.name):\(destination) failed (tar here: status \(sent), "
-                        + "on the node: status \(received)); see the messages above")
+        let options = self.options
+        try await endingOnSignal {
+            try await withStore(options) { store, _ in
+                let access = try await NodeAccess.open(store: store, id: id, token: token, mode: mode)
+                let node = try access.resolve(reference)
+                let name = URL(fileURLWithPath: source).lastPathComponent
+                let receive = Copy.receive(into: destination, name: name)
+                let remote = Shell.command(sudo ? ["sudo", "-n", "sh", "-c", receive] : ["sh", "-c", receive])
+                let (sent, received) = try await Copy.pipe(Copy.send(source), into: access.ssh(node) + [remote])
+                guard sent == 0, received == 0 else {
+                    throw QueueError(
+                        .conflict,
+                        "copying \(source) to \(node.name):\(destination) failed (tar here: status \(sent), "
+                            + "on the node: status \(received)); see the messages above")
+                }
+                printAnswer(
+                    json: json, ["id": id, "node": node.name, "source": source, "destination": destination],
+                    text: "copied \(source) to \(node.name) (\(access.address(of: node))):\(destination)")
             }
-            printAnswer(
-                json: json, ["id": id, "node": node.name, "source": source, "destination": destination],
-                text: "copied \(source) to \(node.name) (\(access.address(of: node))):\(destination)")
         }
     }
 }
@@ -325,28 +332,31 @@ struct DownloadFileCommand: AsyncParsableCommand {
     func run() async throws {
         let (id, token, mode, reference) = (self.id, try self.lease.token(), self.access.mode, self.node)
         let (source, destination, sudo, json) = (self.source, self.destination, self.sudo, self.options.json)
-        try await withStore(self.options) { store, _ in
-            let access = try await NodeAccess.open(store: store, id: id, token: token, mode: mode)
-            let node = try access.resolve(reference)
-            let url = URL(fileURLWithPath: source)
-            let name = url.lastPathComponent
-            let parent = url.deletingLastPathComponent().path
-            let q = Shell.quote(source)
-            let send =
-                "[ -e \(q) ] || { echo \"no such file or folder on \(node.name): \"\(q) >&2; exit 3; }; "
-                + "exec tar -C \(Shell.quote(parent)) -cf - -- \(Shell.quote(name))"
-            let remote = Shell.command(sudo ? ["sudo", "-n", "sh", "-c", send] : ["sh", "-c", send])
-            let (sent, received) = try await Copy.pipe(
-                access.ssh(node) + [remote], into: ["sh", "-c", Copy.receive(into: destination, name: name)])
-            guard sent == 0, received == 0 else {
-                throw QueueError(
-                    .conflict,
-                    "copying \(node.name):\(source) to \(destination) failed (on the node: status \(sent), "
-                        + "tar here: status \(received)); see the messages above")
+        let options = self.options
+        try await endingOnSignal {
+            try await withStore(options) { store, _ in
+                let access = try await NodeAccess.open(store: store, id: id, token: token, mode: mode)
+                let node = try access.resolve(reference)
+                let url = URL(fileURLWithPath: source)
+                let name = url.lastPathComponent
+                let parent = url.deletingLastPathComponent().path
+                let q = Shell.quote(source)
+                let send =
+                    "[ -e \(q) ] || { echo \"no such file or folder on \(node.name): \"\(q) >&2; exit 3; }; "
+                    + "exec tar -C \(Shell.quote(parent)) -cf - -- \(Shell.quote(name))"
+                let remote = Shell.command(sudo ? ["sudo", "-n", "sh", "-c", send] : ["sh", "-c", send])
+                let (sent, received) = try await Copy.pipe(
+                    access.ssh(node) + [remote], into: ["sh", "-c", Copy.receive(into: destination, name: name)])
+                guard sent == 0, received == 0 else {
+                    throw QueueError(
+                        .conflict,
+                        "copying \(node.name):\(source) to \(destination) failed (on the node: status \(sent), "
+                            + "tar here: status \(received)); see the messages above")
+                }
+                printAnswer(
+                    json: json, ["id": id, "node": node.name, "source": source, "destination": destination],
+                    text: "copied \(node.name) (\(access.address(of: node))):\(source) to \(destination)")
             }
-            printAnswer(
-                json: json, ["id": id, "node": node.name, "source": source, "destination": destination],
-                text: "copied \(node.name) (\(access.address(of: node))):\(source) to \(destination)")
         }
     }
 }
@@ -397,24 +407,27 @@ struct SyncCommand: AsyncParsableCommand {
         let tests = checkout + "/" + Self.testFolder
         let bootstrap = checkout + "/" + Self.bootstrapFolder
         let hasBootstrap = FileManager.default.fileExists(atPath: bootstrap)
-        try await withStore(self.options) { store, _ in
-            let access = try await NodeAccess.open(store: store, id: id, token: token, mode: mode)
-            let masters = access.masters
-            let failures = try await withThrowingTaskGroup(of: String?.self) { group in
-                for master in masters {
-                    group.addTask {
-                        try await Self.sync(master, tests: tests, bootstrap: hasBootstrap ? bootstrap : nil, access)
+        let options = self.options
+        try await endingOnSignal {
+            try await withStore(options) { store, _ in
+                let access = try await NodeAccess.open(store: store, id: id, token: token, mode: mode)
+                let masters = access.masters
+                let failures = try await withThrowingTaskGroup(of: String?.self) { group in
+                    for master in masters {
+                        group.addTask {
+                            try await Self.sync(master, tests: tests, bootstrap: hasBootstrap ? bootstrap : nil, access)
+                        }
                     }
+                    return try await group.reduce(into: [String]()) { if let failure = $1 { $0.append(failure) } }
                 }
-                return try await group.reduce(into: [String]()) { if let failure = $1 { $0.append(failure) } }
+                guard failures.isEmpty else {
+                    throw QueueError(.conflict, "sync failed: \(failures.joined(separator: "; "))")
+                }
+                printAnswer(
+                    json: json, ["id": id, "masters": masters.map(\.name), "bootstrap": hasBootstrap],
+                    text: "synced \(tests) to \(masters.map(\.name).joined(separator: ", "))"
+                        + (hasBootstrap ? " (and dcos_internal_utils)" : ""))
             }
-            guard failures.isEmpty else {
-                throw QueueError(.conflict, "sync failed: \(failures.joined(separator: "; "))")
-            }
-            printAnswer(
-                json: json, ["id": id, "masters": masters.map(\.name), "bootstrap": hasBootstrap],
-                text: "synced \(tests) to \(masters.map(\.name).joined(separator: ", "))"
-                    + (hasBootstrap ? " (and dcos_internal_utils)" : ""))
         }
     }
 

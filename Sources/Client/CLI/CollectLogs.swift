@@ -116,7 +116,8 @@ struct LogCollector {
 
     /// A diagnostics bundle of the whole cluster, made on `master`.
     private func bundle(from master: NamedNode) async throws -> Result<String, Problem> {
-        let id = "flotilla-\(self.access.cluster.id)-\(Int(Date().timeIntervalSince1970))"
+        let stamp = "\(Int(Date().timeIntervalSince1970))-\(UInt16.random(in: 0...UInt16.max))"
+        let id = "flotilla-\(self.access.cluster.id)-\(stamp)"
         let url = "http://localhost/system/health/v1/diagnostics/\(id)"
         let curl = "sudo -n curl -fsS --unix-socket \(Self.socket)"
         let create = try await self.access.capture(

@@ -229,7 +229,8 @@ enum DCOSPaths {
 enum Shell {
     /// `text` as one word for `sh`: single-quoted unless it is plainly safe.
     static func quote(_ text: String) -> String {
-        if !text.isEmpty, text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_./=:,@%+".contains($0)) }) {
+        // No `=`: a first word like FOO=1 would be an assignment to the shell, not a command.
+        if !text.isEmpty, text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_./:,@%+".contains($0)) }) {
             return text
         }
         return "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"

@@ -3,6 +3,7 @@ import CommandOptions
 import Foundation
 import Queue
 import Synchronization
+import Timing
 
 struct ExecCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -177,7 +178,10 @@ struct RemoteExec {
         } else {
             for _ in 0..<5 {
                 if child.exit.isFinished { break }
-                _ = try? await access.run(self.interruptScript(signal: signal), on: node)
+                // Bounded: a node that does not answer must not hold the client for minutes.
+                _ = try? await withTimeout(.seconds(3)) {
+                    try await access.run(self.interruptScript(signal: signal), on: node)
+                }
                 for _ in 0..<20 where !child.exit.isFinished { try? await Task.sleep(for: .milliseconds(100)) }
             }
             child.signal(SIGTERM)

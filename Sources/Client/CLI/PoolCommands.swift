@@ -69,7 +69,9 @@ func flagNames(_ fields: [String]) -> String {
     let flags = [
         "masters": "--masters", "agents": "--agents", "publicAgents": "--public-agents",
         "instanceType": "--instance-type", "adminLocation": "--admin-location", "installerURL": "--installer-url",
-        "dcosConfig": "--dcos-config", "genconfFiles": "--copy-to-installer",
+        "dcosConfig": "--dcos-config", "genconfFiles": "--copy-to-installer", "tags": "--custom-tag",
+        "roleTags": "--master-tag/--agent-tag/--public-agent-tag", "image": "--image", "region": "--region",
+        "masterFiles": "--copy-to-master", "nodeSetup": "--node-setup", "provisionOnly": "--provision-only",
     ]
     return fields.map { flags[$0] ?? $0 }.joined(separator: ", ")
 }

@@ -142,7 +142,8 @@ struct RunCommand: AsyncParsableCommand {
                         let environment = clusterEnvironment(
                             cluster, nodes: nodes, token: receipt.leaseToken, keyPath: keyPath)
                         let status = try await runChild(command, environment: environment)
-                        if status != 0, let collectFolder {
+                        // Not after a Ctrl-C or SIGTERM: whoever sent it wants the client to end.
+                        if status != 0, !Task.isCancelled, let collectFolder {
                             say("the command exited with status \(status); collecting logs into \(collectFolder)")
                             do {
                                 let key = try String(contentsOfFile: keyPath, encoding: .utf8)

@@ -303,7 +303,9 @@ struct ClusterProvisionerTests {
                 let quick = try await closing.run("true", on: target, input: nil, timeout: .seconds(120))
                 #expect(quick.exitStatus == 0, "\(quick.summary)")
             } else {
-                let long = Task { try await closing.run("sleep 30", on: target, input: nil, timeout: .seconds(60)) }
+                // Its own limit outlasts the wait for its socket below: under the whole suite's load
+                // (the emulator answering every node's key lookup) one connection took over 60 s.
+                let long = Task { try await closing.run("sleep 180", on: target, input: nil, timeout: .seconds(180)) }
                 let socket = closing.directory.appendingPathComponent("cm-\(target.host)-\(target.port)").path
                 let deadline = ContinuousClock.now.advanced(by: .seconds(120))
                 while !FileManager.default.fileExists(atPath: socket), ContinuousClock.now < deadline {

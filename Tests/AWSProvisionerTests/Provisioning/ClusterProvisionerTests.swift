@@ -307,12 +307,23 @@ struct ClusterProvisionerTests {
                 // (the emulator answering every node's key lookup) one connection took over 60 s.
                 let long = Task { try await closing.run("sleep 180", on: target, input: nil, timeout: .seconds(180)) }
                 let socket = closing.directory.appendingPathComponent("cm-\(target.host)-\(target.port)").path
+                let ended = Mutex<RemoteResult?>(nil)
+                let watcher = Task { if let result = try? await long.value { ended.withLock { $0 = result } } }
                 let deadline = ContinuousClock.now.advanced(by: .seconds(120))
-                while !FileManager.default.fileExists(atPath: socket), ContinuousClock.now < deadline {
+                while !FileManager.default.fileExists(atPath: socket), ended.withLock({ $0 == nil }),
+                    ContinuousClock.now < deadline
+                {
                     try await Task.sleep(for: .milliseconds(5))
                 }
-                #expect(FileManager.default.fileExists(atPath: socket), "the master connection came up")
+                #expect(
+                    FileManager.default.fileExists(atPath: socket),
+                    """
+                    the master connection came up (round \(round); the command \
+                    \(ended.withLock { $0?.summary } ?? "still running"))
+                    \(Self.nodeLogs(for: target.host))
+                    """)
                 long.cancel()
+                _ = await watcher.value
                 _ = await long.result
             }
             let closeStarted = ContinuousClock.now
@@ -328,6 +339,20 @@ struct ClusterProvisionerTests {
         await cluster.reap(state)
         let report = try await provisioner.teardown(spec, state: state, settings: .fast, observer: RecordingObserver())
         #expect(report.leftovers.isEmpty)
+    }
+
+    /// The last lines the node's key lookup and sshd logged about `host`, for a failure message.
+    static func nodeLogs(for host: String) -> String {
+        let environment = ProcessInfo.processInfo.environment
+        let logs = [
+            ("key lookup", environment["STACK_DIR"].map { $0 + "/nodes/authorized-keys.log" }),
+            ("sshd", environment["FLOTILLA_TEST_SSH_LOG"]),
+        ]
+        return logs.map { name, path in
+            let text = path.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? ""
+            let lines = text.split(separator: "\n").filter { $0.contains(host) }.suffix(12)
+            return "\(name) (\(path ?? "no log")):\n" + lines.joined(separator: "\n")
+        }.joined(separator: "\n")
     }
 
     @Test(

@@ -53,17 +53,34 @@ struct TestDatabase: Sendable {
         return TestDatabase(settings: server.with(database: name), name: name)
     }
 
-    /// Runs `body` with a client connected to this database.
+    /// Runs `body` with a client connected to this database. A server error that escapes it is
+    /// rethrown with the server's own words (a PSQLError describes itself only generically), so
+    /// a failing test names the statement and SQLSTATE.
     func withClient<T: Sendable>(maximumConnections: Int = 20, _ body: @Sendable (PostgresClient) async throws -> T)
         async throws -> T
     {
-        try await self.settings.withClient(maximumConnections: maximumConnections, logger: Self.logger, body)
+        do {
+            return try await self.settings.withClient(maximumConnections: maximumConnections, logger: Self.logger, body)
+        } catch let error as PSQLError {
+            throw DatabaseTestFailure(error)
+        }
     }
 
     /// The migrations folder of this checkout.
     static var migrationsDirectory: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("migrations")
+    }
+}
+
+/// A PSQLError as a test failure should read: its SQLSTATE, the server's message and the query.
+struct DatabaseTestFailure: Error, CustomStringConvertible {
+    let description: String
+
+    init(_ error: PSQLError) {
+        let state = error.serverInfo?[.sqlState] ?? "-"
+        let message = error.serverInfo?[.message] ?? "\(error.code)"
+        self.description = "PostgreSQL error \(state): \(message) (\(String(reflecting: error)))"
     }
 }
 

@@ -282,7 +282,7 @@ struct ClusterProvisionerTests {
             echo after-genconf-marker
             """
         let swallowed = try await shell.run("bash -s", on: target, input: Data(script.utf8), timeout: .seconds(60))
-        #expect(swallowed.exitStatus == 0, "\(swallowed.summary)")
+        #expect(swallowed.exitStatus == 0, "\(swallowed.summary)\n\(Self.nodeLogs(for: target.host))")
         #expect(
             !swallowed.stdout.contains("after-genconf-marker"),
             "the lines after genconf were read by the installer, not run")
@@ -301,7 +301,7 @@ struct ClusterProvisionerTests {
             if round.isMultiple(of: 2) {
                 // A first connection under the whole suite's load has taken over 30 s.
                 let quick = try await closing.run("true", on: target, input: nil, timeout: .seconds(120))
-                #expect(quick.exitStatus == 0, "\(quick.summary)")
+                #expect(quick.exitStatus == 0, "\(quick.summary)\n\(Self.nodeLogs(for: target.host))")
             } else {
                 // Its own limit outlasts the wait for its socket below: under the whole suite's load
                 // (the emulator answering every node's key lookup) one connection took over 60 s.

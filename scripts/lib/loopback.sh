@@ -29,7 +29,7 @@ print(json.dumps({
     "bootstrapPort": 8080,
     "checkRunnerPath": sys.argv[1],
     "metadataEndpoint": sys.argv[2],
-    "parallelism": 10, "commandTimeoutSeconds": 120, "downloadRetrySeconds": 30,
+    "commandTimeoutSeconds": 120, "downloadRetrySeconds": 30,
     "postflightTimeoutSeconds": 120, "postflightIntervalSeconds": 0.2,
     "instanceTimeoutSeconds": 120, "sshTimeoutSeconds": 300, "pollIntervalSeconds": 0.2,
 }))

@@ -259,8 +259,12 @@ public struct InstallSettings: Codable, Sendable, Hashable {
     /// fault-domain-detect) find the instance metadata service. The scripts themselves are
     /// not a setting: tests run the production ones and change only this address.
     public var metadataEndpoint: String = NodeScripts.defaultEndpoint
-    /// Nodes worked on at once.
-    public var parallelism: Int = 10
+    /// Nodes worked on at once in each step. The default covers the largest cluster a policy
+    /// allows (100 nodes) and its bootstrap node, so every step is one round on its critical
+    /// path whatever the size: at 10, a 30-node deploy ran in three waves, each as long as a
+    /// node's whole deploy. Each node already keeps one multiplexed SSH connection for the
+    /// install; a step adds one `ssh` client per node while it runs, over that connection.
+    public var parallelism: Int = ClusterSpec.maximumNodes + 1
     /// The limit for one SSH command (seconds).
     public var commandTimeoutSeconds: Double = 1200
     /// How long the installer download is retried (object stores may 403 for a while).
@@ -325,8 +329,8 @@ public struct InstallSettings: Codable, Sendable, Hashable {
             throw ProvisionError(
                 .invalidSpec, "the time server '\(self.timeServer.prefix(40))' is not a host name or IPv4 address")
         }
-        guard (1...100).contains(self.parallelism) else {
-            throw ProvisionError(.invalidSpec, "install parallelism must be from 1 to 100")
+        guard (1...1000).contains(self.parallelism) else {
+            throw ProvisionError(.invalidSpec, "install parallelism must be from 1 to 1000")
         }
         for value in [
             self.commandTimeoutSeconds, self.downloadRetrySeconds, self.postflightTimeoutSeconds,

@@ -22,6 +22,22 @@ struct ClusterSpecRulesTests {
         }
     }
 
+    @Test("every node of the largest cluster a policy allows (100) and its bootstrap node is worked on at once")
+    func parallelismCoversTheLargestCluster() throws {
+        var spec = ClusterSpec(clusterID: "rules-2", installerURL: "https://example.com/dcos_generate_config.sh")
+        spec.masters = 1
+        spec.privateAgents = ClusterSpec.maximumNodes - 2
+        spec.publicAgents = 1
+        let nodes = spec.counts.map(\.count).reduce(0, +)
+        #expect(
+            nodes == 101 && spec.install.parallelism >= nodes, "\(spec.install.parallelism) at once, \(nodes) nodes")
+        try spec.validate()
+        for refused in [0, 1001] {
+            spec.install.parallelism = refused
+            #expect(throws: ProvisionError.self, "\(refused)") { try spec.validate() }
+        }
+    }
+
     @Test("installer URLs: the server's accepted and refused cases, alike")
     func installerURLs() throws {
         for url in InstallerURLCases.accepted {

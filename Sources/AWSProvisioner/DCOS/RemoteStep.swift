@@ -93,7 +93,11 @@ struct RemoteStep: Sendable {
     /// The script must arrive whole (`scriptBytes` of it): when the connection is cut while it
     /// is sent, sshd closes the command's input and the shell would otherwise go on with the
     /// part that came. A short script is thrown away and nothing starts (the status says none).
-    func startCommand(scriptBytes: Int) -> String {
+    ///
+    /// With `waitSeconds`, a step it started is then waited for in the same command, as
+    /// ``waitCommand(seconds:)`` does: a second status line (and the output) follows when the
+    /// step ended in that time. A step that ends within the slice costs one round trip, not two.
+    func startCommand(scriptBytes: Int, waitSeconds: Int? = nil) -> String {
         let runner = self.asRoot ? #"sudo env PATH="$PATH" bash"# : "bash"
         let supervise =
             #"d=$1; : > "$d/began"; timeout --kill-after=10 \#(self.timeoutSeconds) \#(runner) "$d/script" "#
@@ -114,7 +118,13 @@ struct RemoteStep: Sendable {
               || { echo "flotilla-step: cannot write $d" >&2; exit 97; }
             setsid bash -c \(shellQuote(supervise)) flotilla-step "$d" </dev/null >/dev/null 2>&1 &
             echo "flotilla-step started"
+
             """
+            + (waitSeconds.map {
+                // The supervisor holds the lock through the descriptor it inherited; this
+                // command lets its own go and waits on a descriptor of its own.
+                "exec 9>&-\n" + self.waitBody(seconds: $0, status: "exit 0")
+            } ?? "")
     }
 
     /// Waits up to `seconds` for the step to end; prints the status line and, when it
@@ -124,15 +134,23 @@ struct RemoteStep: Sendable {
         self.prelude
             + """
             [ -d "$d" ] || { echo "flotilla-step none"; exit 0; }
-            exec 9>>"$d/lock" || exit 97
-            if ! flock -s -w \(max(1, seconds)) 9; then echo "flotilla-step running $(run)"; exit 0; fi
-            report
-            if [ -s "$d/rc" ]; then
-              tail -c \(Self.outputLimit) "$d/out" 2>/dev/null
-              tail -c \(Self.outputLimit) "$d/err" >&2 2>/dev/null
-            fi
-            exit 0
+
             """
+            + self.waitBody(seconds: seconds, status: #"echo "flotilla-step running $(run)"; exit 0"#)
+    }
+
+    /// Waits for the step's lock; `whenRunning` runs when it is still held after `seconds`.
+    private func waitBody(seconds: Int, status whenRunning: String) -> String {
+        """
+        exec 9>>"$d/lock" || exit 97
+        if ! flock -s -w \(max(1, seconds)) 9; then \(whenRunning); fi
+        report
+        if [ -s "$d/rc" ]; then
+          tail -c \(Self.outputLimit) "$d/out" 2>/dev/null
+          tail -c \(Self.outputLimit) "$d/err" >&2 2>/dev/null
+        fi
+        exit 0
+        """
     }
 
     /// Moves a run that was cut short, or that failed in an earlier install run, aside (kept as
@@ -203,7 +221,8 @@ struct RemoteStepRunner: Sendable {
             let remaining = Int((deadline - ContinuousClock.now).seconds.rounded(.up))
             let slice = min(self.waitSlice, max(1, remaining))
             let command =
-                starting ? step.startCommand(scriptBytes: input.count) : step.waitCommand(seconds: slice)
+                starting
+                ? step.startCommand(scriptBytes: input.count, waitSeconds: slice) : step.waitCommand(seconds: slice)
             let result: RemoteResult
             do {
                 result = try await self.shell.run(
@@ -224,7 +243,7 @@ struct RemoteStepRunner: Sendable {
                 try await Task.sleep(for: self.reconnectPause)
                 continue
             }
-            guard let status = RemoteStep.status(from: result.stdout) else {
+            guard var status = RemoteStep.status(from: result.stdout) else {
                 // The node answered, but not with a status: the step machinery itself failed.
                 return RemoteResult(
                     exitStatus: result.exitStatus ?? 1, stdout: result.stdout,
@@ -233,6 +252,15 @@ struct RemoteStepRunner: Sendable {
             if lastSSHFailure != nil {
                 await self.observer.progress("\(what): reconnected")
                 lastSSHFailure = nil
+            }
+            var answer = result.stdout
+            if status == .started {
+                // Started, and waited for in the same command: what the wait found follows.
+                starting = false
+                let waited = RemoteStep.output(from: result.stdout)
+                guard let after = RemoteStep.status(from: waited) else { continue }
+                status = after
+                answer = waited
             }
             switch status {
             case .started:
@@ -268,8 +296,7 @@ struct RemoteStepRunner: Sendable {
                     continue
                 }
                 return RemoteResult(
-                    exitStatus: code, stdout: RemoteStep.output(from: result.stdout), stderr: result.stderr,
-                    sshFailed: false)
+                    exitStatus: code, stdout: RemoteStep.output(from: answer), stderr: result.stderr, sshFailed: false)
             case .lost(let run, let rebooted):
                 let why =
                     rebooted

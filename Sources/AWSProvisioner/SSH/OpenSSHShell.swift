@@ -203,7 +203,9 @@ public final class OpenSSHShell: RemoteShell {
             }
             if opensConnection { FlotillaMetric.increment(FlotillaMetric.sshConnections) }
         }
+        let started = ContinuousClock.now
         let result = try await self.runSSH(arguments, input: input, timeout: timeout)
+        let elapsed = ContinuousClock.now - started
         let outcome =
             result.timedOut ? "timeout" : result.sshFailed ? "ssh_failed" : result.exitStatus == 0 ? "ok" : "failed"
         FlotillaMetric.increment(FlotillaMetric.sshCommands, [("outcome", outcome)])
@@ -212,7 +214,10 @@ public final class OpenSSHShell: RemoteShell {
         logger[metadataKey: MetadataKey.sshPort] = "\(target.port)"
         logger.debug(
             "ssh command finished",
-            metadata: ["outcome": "\(outcome)", "exit_status": "\(result.exitStatus.map(String.init) ?? "none")"])
+            metadata: [
+                "outcome": "\(outcome)", "exit_status": "\(result.exitStatus.map(String.init) ?? "none")",
+                "duration_ms": "\(Int((elapsed.seconds * 1000).rounded()))",
+            ])
         return result
     }
 

@@ -267,8 +267,9 @@ struct RemoteStepRunner: Sendable {
                 starting = false
             case .none:
                 // A wait: the folder is gone (the node was rebuilt). A start: the script did not
-                // arrive whole. Either way, start afresh.
-                if starting { try await Task.sleep(for: self.reconnectPause) }
+                // arrive whole, or the supervisor never began. Either way, start afresh, after a
+                // pause (a node that cannot start it would otherwise be asked in a tight loop).
+                try await Task.sleep(for: self.reconnectPause)
                 starting = true
             case .running(let run):
                 if starting {

@@ -172,7 +172,11 @@ final class Fleet: Sendable {
     /// Starts `client …` or `worker …` (the first argument names the executable) without
     /// waiting for it. Standard output and error go to files, read with
     /// ``Background/finish(within:)`` once it ended. It is stopped when the fleet stops.
-    func startInBackground(_ arguments: [String], environment extra: [String: String] = [:]) throws -> Background {
+    /// With `openFiles`, it starts under that soft and hard limit of open files (`prlimit`, which
+    /// then becomes it: the same process).
+    func startInBackground(
+        _ arguments: [String], environment extra: [String: String] = [:], openFiles: (soft: Int, hard: Int)? = nil
+    ) throws -> Background {
         let base = FileManager.default.temporaryDirectory
             .appendingPathComponent("flotilla-e2e-\(self.database)-\(arguments[0])-\(Self.shortID())").path
         let stdout = URL(fileURLWithPath: base + ".out")
@@ -187,8 +191,15 @@ final class Fleet: Sendable {
             try? errHandle.close()
         }
         let process = Process()
-        process.executableURL = self.bin.appendingPathComponent(arguments[0])
-        process.arguments = Array(arguments.dropFirst())
+        let executable = self.bin.appendingPathComponent(arguments[0])
+        if let openFiles {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+            process.arguments =
+                ["--nofile=\(openFiles.soft):\(openFiles.hard)", "--", executable.path] + arguments.dropFirst()
+        } else {
+            process.executableURL = executable
+            process.arguments = Array(arguments.dropFirst())
+        }
         process.environment = self.environment(for: arguments, extra)
         process.currentDirectoryURL = FileManager.default.temporaryDirectory
         process.standardOutput = outHandle

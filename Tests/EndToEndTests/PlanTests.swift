@@ -7,6 +7,34 @@ import Testing
 /// against the emulator; and a worker that could not build anything refuses to start.
 @Suite("worker plan and the refusals before spend", .timeLimit(.minutes(10)))
 struct PlanTests {
+    @Test("worker run raises its open-file limit to the hard one, and says so when the hard one is too low")
+    func openFileLimit() async throws {
+        func softLimit(_ pid: Int32) -> Int? {
+            let limits = (try? String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)) ?? ""
+            let line = limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }
+            return line?.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).first.flatMap { Int($0) }
+        }
+        try await Fleet.with { fleet in
+            // Every node of a step at once: a soft limit of 256 would run out; the hard one is taken.
+            let roomy = try fleet.startInBackground(
+                ["worker", "run", "--worker-id", "nofile-roomy", "--concurrency", "1"], openFiles: (256, 4096))
+            let raised = try await eventually("the worker raised its soft limit") { softLimit(roomy.pid) == 4096 }
+            #expect(raised, "\(softLimit(roomy.pid).map(String.init) ?? "no limits") open files")
+            // 4 clusters of up to 100 nodes need more than a hard limit of 1,000: the worker says so.
+            let tight = try fleet.startInBackground(
+                ["worker", "run", "--worker-id", "nofile-tight", "--concurrency", "4"], openFiles: (256, 1000))
+            let warned = try await eventually("the worker warned") {
+                tight.stderrSoFar().contains("may open up to 1872 files (--concurrency 4")
+            }
+            #expect(warned && tight.stderrSoFar().contains("may open only 1000"), "\(tight.stderrSoFar())")
+            #expect(softLimit(tight.pid) == 1000)
+            for worker in [roomy, tight] {
+                worker.send(SIGTERM)
+                _ = await worker.finish(within: .seconds(30))
+            }
+        }
+    }
+
     @Test(
         "worker plan prints image, subnet, zone, rules, launches, node scripts; --dry-run-aws asks AWS; creates nothing"
     )

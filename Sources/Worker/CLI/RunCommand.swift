@@ -149,6 +149,18 @@ struct RunCommand: AsyncParsableCommand {
                         + "(or run only other kinds with --kinds noop)")
             }
         }
+        if wanted.contains(.provision) || wanted.contains(.teardown) {
+            // Every node of a step is worked on at once: room for this many clusters of the most nodes.
+            let needed = OpenFileLimit.needed(concurrency: self.concurrency, nodes: ClusterSpec.maximumNodes + 1)
+            if let limit = OpenFileLimit.raiseToHardLimit(), limit < needed {
+                logger.warning(
+                    """
+                    this worker may open up to \(needed) files (--concurrency \(self.concurrency), clusters of up to \
+                    \(ClusterSpec.maximumNodes) nodes, every node of a step at once) but may open only \(limit): raise \
+                    its open-file limit (LimitNOFILE, ulimit -Hn) or lower --concurrency
+                    """)
+            }
+        }
         if wanted.contains(.provision), let settings = aws?.settings {
             // A region without an image would fail every cluster minutes later, in a job.
             do { try settings.requireImage() } catch { fail("\(error)") }
